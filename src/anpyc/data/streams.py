@@ -1,0 +1,237 @@
+"""Task streams: permuted / rotated MNIST, split (Fashion-)MNIST and a synthetic stream.
+
+A :class:`Stream` is a sequence of :class:`Task` (indexable, sliceable, iterable). Each task
+has its own ``torch.Generator`` seeded from ``(seed, task id)``, so one seed always gives the
+same stream whatever was drawn before (no global RNG).
+
+Example:
+    >>> from anpyc.config import StreamConfig
+    >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=3), seed=0)
+    >>> len(stream), stream[0].n_outputs
+    (3, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from anpyc.config import BENCHMARKS, StreamConfig
+from anpyc.data import sources
+from anpyc.data.taskdata import Permute, Rotate, TaskData
+from anpyc.errors import ConfigError
+
+
+@dataclass
+class Task:
+    """One task: its splits, the classes it contains and how many outputs its head needs."""
+
+    id: int
+    name: str
+    classes: tuple[int, ...]
+    train: TaskData
+    val: TaskData
+    test: TaskData
+    n_outputs: int
+    info: dict = field(default_factory=dict)
+
+    def split(self, name: str) -> TaskData:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}")
+        return getattr(self, name)
+
+
+@dataclass
+class Stream:
+    """An ordered sequence of tasks sharing one input shape."""
+
+    name: str
+    tasks: list[Task]
+    input_shape: tuple[int, ...]
+    n_classes: int  # size of a single shared head (all classes of the stream)
+    labels: str  # "local" (per-task labels, multi-head) or "global"
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, i):
+        return self.tasks[i]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+
+def _gen(seed: int, *salt: int) -> torch.Generator:
+    # a stable per-purpose seed from (seed, salt...) without touching the global RNG
+    mixed = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *salt]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(mixed))
+
+
+def _split_train_val(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    order = torch.randperm(n, generator=_gen(seed, 1_000_001))
+    n_val = int(round(val_fraction * n))
+    return order[n_val:], order[:n_val]
+
+
+def _take(index: Tensor, k: int | None, gen: torch.Generator) -> Tensor:
+    if k is None or k >= index.numel():
+        return index
+    return index[torch.randperm(index.numel(), generator=gen)[:k]]
+
+
+def _val_budget(cfg: StreamConfig) -> int | None:
+    if cfg.subsample is None:
+        return None
+    return max(1, int(round(cfg.subsample * cfg.val_fraction / (1.0 - cfg.val_fraction))))
+
+
+def _transformed_stream(
+    cfg: StreamConfig, seed: int, name: str, arrays: dict, n_tasks: int,
+    make_transform: Callable[[int], object], info: Callable[[int], dict],
+) -> Stream:
+    """Every task sees all classes of the base data set through its own transform."""
+    train_x = torch.from_numpy(np.asarray(arrays["train_x"]))
+    train_y = torch.from_numpy(np.asarray(arrays["train_y"]).astype(np.int64))
+    test_x = torch.from_numpy(np.asarray(arrays["test_x"]))
+    test_y = torch.from_numpy(np.asarray(arrays["test_y"]).astype(np.int64))
+    if train_x.dim() == 3:  # (N, H, W) -> (N, 1, H, W)
+        train_x, test_x = train_x.unsqueeze(1), test_x.unsqueeze(1)
+    n_classes = int(train_y.max()) + 1
+    tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
+    tasks = []
+    for t in range(n_tasks):
+        g = _gen(seed, 2, t)
+        transform = make_transform(t)
+        tasks.append(
+            Task(
+                id=t,
+                name=f"{name}-{t}",
+                classes=tuple(range(n_classes)),
+                train=TaskData(train_x, train_y, t, _take(tr_idx, cfg.subsample, g), transform),
+                val=TaskData(train_x, train_y, t, _take(va_idx, _val_budget(cfg), g), transform),
+                test=TaskData(test_x, test_y, t, _take(torch.arange(len(test_y)), cfg.test_subsample, g), transform),
+                n_outputs=n_classes,
+                info=info(t),
+            )
+        )
+    return Stream(name, tasks, tuple(train_x.shape[1:]), n_classes, labels="local")
+
+
+def _class_split_stream(
+    cfg: StreamConfig, seed: int, name: str, arrays: dict, n_tasks: int, per_task: int, labels: str
+) -> Stream:
+    """Task t holds classes [t*per_task, (t+1)*per_task); labels local or global."""
+    train_x = torch.from_numpy(np.asarray(arrays["train_x"]))
+    train_y = torch.from_numpy(np.asarray(arrays["train_y"]).astype(np.int64))
+    test_x = torch.from_numpy(np.asarray(arrays["test_x"]))
+    test_y = torch.from_numpy(np.asarray(arrays["test_y"]).astype(np.int64))
+    if train_x.dim() == 3:
+        train_x, test_x = train_x.unsqueeze(1), test_x.unsqueeze(1)
+    n_classes = int(train_y.max()) + 1
+    max_tasks = n_classes // per_task
+    if n_tasks > max_tasks:
+        raise ConfigError(f"{name} has at most {max_tasks} tasks of {per_task} classes, asked for {n_tasks}")
+    tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
+    local_y_train = train_y % per_task
+    local_y_test = test_y % per_task
+    tasks = []
+    for t in range(n_tasks):
+        g = _gen(seed, 3, t)
+        classes = tuple(range(t * per_task, (t + 1) * per_task))
+        lo, hi = classes[0], classes[-1]
+
+        def pick(idx: Tensor, y: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
+            yy = y[idx]
+            return idx[(yy >= lo) & (yy <= hi)]
+
+        ytr = local_y_train if labels == "local" else train_y
+        yte = local_y_test if labels == "local" else test_y
+        tasks.append(
+            Task(
+                id=t,
+                name=f"{name}-{t}",
+                classes=classes,
+                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g)),
+                val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g)),
+                test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g)),
+                n_outputs=per_task if labels == "local" else n_classes,
+                info={"classes": list(classes)},
+            )
+        )
+    return Stream(name, tasks, tuple(train_x.shape[1:]), n_classes, labels=labels)
+
+
+def synthetic_blobs(seed: int = 0, n_per_class: int = 500, n_classes: int = 4, side: int = 8) -> dict:
+    """Synthetic data shaped like tiny 1 x side x side images (offline tests and demos).
+
+    Inputs are standard Gaussian; the label is the arg-max of a fixed random two-layer
+    "teacher" network, so the classes are not linearly separable and learning one task takes
+    real capacity. Permuting pixels then makes tasks interfere in an MLP exactly as permuted
+    MNIST does.
+    """
+    g = torch.Generator().manual_seed(10_000 + seed)
+    d = side * side
+    w1 = torch.randn(d, 32, generator=g) / d**0.5
+    w2 = torch.randn(32, n_classes, generator=g) / 32**0.5
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.randn(n * n_classes, d, generator=g)
+        y = (torch.tanh(2.0 * x @ w1) @ w2).argmax(1)
+        return x.reshape(-1, 1, side, side).numpy(), y.numpy()
+
+    tx, ty = sample(n_per_class)
+    ex, ey = sample(max(50, n_per_class // 3))
+    return {"train_x": tx, "train_y": ty, "test_x": ex, "test_y": ey}
+
+
+DEFAULT_TASKS = {
+    "permuted-mnist": 10,
+    "permuted-fashion-mnist": 10,
+    "rotated-mnist": 10,
+    "split-mnist": 5,
+    "split-fashion-mnist": 5,
+    "blobs": 3,
+}
+
+
+def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stream:
+    """Build the stream named by ``cfg.benchmark``.
+
+    ``labels='local'`` gives per-task labels for one head per task (task-aware);
+    ``'global'`` gives the stream's class ids for one shared head (class-incremental).
+    """
+    if cfg.benchmark not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {cfg.benchmark!r}; known: {', '.join(BENCHMARKS)}")
+    n_tasks = cfg.tasks or DEFAULT_TASKS[cfg.benchmark]
+    bench = cfg.benchmark
+
+    def permutation(t: int, d: int) -> Permute | None:
+        if t == 0 and cfg.first_task_unpermuted:
+            return None
+        return Permute(torch.randperm(d, generator=_gen(seed, 4, t)))
+
+    if bench in ("permuted-mnist", "permuted-fashion-mnist", "blobs"):
+        arrays = synthetic_blobs(seed) if bench == "blobs" else sources.load(
+            "mnist" if bench == "permuted-mnist" else "fashion-mnist", cfg.data_dir
+        )
+        d = int(np.prod(arrays["train_x"].shape[1:]))
+        return _transformed_stream(
+            cfg, seed, bench, arrays, n_tasks,
+            make_transform=lambda t: permutation(t, d),
+            info=lambda t: {"permuted": permutation(t, d) is not None},
+        )
+    if bench == "rotated-mnist":
+        arrays = sources.load("mnist", cfg.data_dir)
+        # evenly spaced angles over half a turn; task 0 unrotated
+        angles = [180.0 * t / n_tasks for t in range(n_tasks)]
+        return _transformed_stream(
+            cfg, seed, bench, arrays, n_tasks,
+            make_transform=lambda t: Rotate(angles[t]),
+            info=lambda t: {"degrees": angles[t]},
+        )
+    dataset = "mnist" if bench == "split-mnist" else "fashion-mnist"
+    return _class_split_stream(cfg, seed, bench, sources.load(dataset, cfg.data_dir), n_tasks, 2, labels)

@@ -1,0 +1,159 @@
+"""In-memory task data with on-the-fly transforms, so N tasks never hold N copies of a data set.
+
+A :class:`TaskData` is one split (train, val or test) of one task: a reference to shared base
+inputs, an optional index into them, labels, and a transform (a pixel permutation or a
+rotation) applied per batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+Batch = tuple[Tensor, Tensor, Tensor]  # inputs, labels, task ids
+
+
+class Permute:
+    """Fixed permutation of the flattened input (permuted MNIST)."""
+
+    def __init__(self, perm: Tensor) -> None:
+        self.perm = perm
+
+    def __call__(self, x: Tensor) -> Tensor:
+        shape = x.shape
+        return x.reshape(shape[0], -1)[:, self.perm].reshape(shape)
+
+    def __repr__(self) -> str:
+        return f"Permute(n={self.perm.numel()})"
+
+
+class Rotate:
+    """Rotation of (N, C, H, W) images by a fixed angle (rotated MNIST), bilinear, zero fill."""
+
+    def __init__(self, degrees: float) -> None:
+        self.degrees = float(degrees)
+        a = math.radians(self.degrees)
+        self.theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]])
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.degrees % 360 == 0:
+            return x
+        theta = self.theta.to(x.dtype).expand(x.shape[0], 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def __repr__(self) -> str:
+        return f"Rotate({self.degrees:g})"
+
+
+class TaskData:
+    """One split of one task.
+
+    Args:
+        x: base inputs (uint8 images are scaled to [0, 1] on access), shape (N, ...).
+        y: labels for the *base* inputs, already in the label space the model predicts.
+        task_id: id attached to every example (multi-head models pick the head from it).
+        index: optional subset of base rows (kept as indices, not copies).
+        transform: applied to each batch of float inputs.
+
+    Example:
+        >>> d = TaskData(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), 3)
+        >>> x, y, t = d.get(torch.tensor([0, 1]))
+        >>> tuple(x.shape), t.tolist()
+        ((2, 1, 2, 2), [3, 3])
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        task_id: int,
+        index: Tensor | None = None,
+        transform=None,
+    ) -> None:
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"inputs ({x.shape[0]}) and labels ({y.shape[0]}) differ in length")
+        self.x = x
+        self.y = y
+        self.task_id = int(task_id)
+        self.index = index
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.index.numel()) if self.index is not None else int(self.x.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    def labels(self) -> Tensor:
+        return self.y if self.index is None else self.y[self.index]
+
+    def get(self, idx: Tensor) -> Batch:
+        rows = idx if self.index is None else self.index[idx]
+        x = self.x[rows]
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        if self.transform is not None:
+            x = self.transform(x)
+        y = self.y[rows].long()
+        return x, y, torch.full((len(rows),), self.task_id, dtype=torch.long)
+
+    def subset(self, idx: Tensor) -> TaskData:
+        rows = idx if self.index is None else self.index[idx]
+        return TaskData(self.x, self.y, self.task_id, rows, self.transform)
+
+
+class ConcatData:
+    """Several :class:`TaskData` seen as one (joint training, replay)."""
+
+    def __init__(self, parts: Sequence[TaskData]) -> None:
+        if not parts:
+            raise ValueError("ConcatData needs at least one part")
+        self.parts = list(parts)
+        sizes = torch.tensor([len(p) for p in self.parts])
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.parts[0].input_shape
+
+    def labels(self) -> Tensor:
+        return torch.cat([p.labels() for p in self.parts])
+
+    def get(self, idx: Tensor) -> Batch:
+        which = torch.searchsorted(self.offsets, idx, right=True) - 1
+        xs, ys, ts, order = [], [], [], []
+        for k in which.unique().tolist():
+            sel = (which == k).nonzero(as_tuple=True)[0]
+            x, y, t = self.parts[k].get(idx[sel] - self.offsets[k])
+            xs.append(x), ys.append(y), ts.append(t), order.append(sel)
+        # restore the requested order so shuffling stays meaningful
+        inv = torch.empty(len(idx), dtype=torch.long)
+        inv[torch.cat(order)] = torch.arange(len(idx))
+        return torch.cat(xs)[inv], torch.cat(ys)[inv], torch.cat(ts)[inv]
+
+
+def iterate(
+    data: TaskData | ConcatData,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    limit: int | None = None,
+) -> Iterator[Batch]:
+    """Mini-batches over ``data``; shuffled with ``generator`` so runs are reproducible.
+
+    ``limit`` stops after that many examples (importance estimation on a sample budget).
+    """
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if limit is not None:
+        order = order[:limit]
+    for start in range(0, len(order), batch_size):
+        yield data.get(order[start : start + batch_size])

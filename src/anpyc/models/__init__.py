@@ -1,0 +1,45 @@
+"""Models: bodies (MLP, ...) behind one multi-/single-head wrapper.
+
+Example:
+    >>> from anpyc.config import ModelConfig
+    >>> model = build_model(ModelConfig(hidden=(32,)), input_shape=(1, 8, 8))
+    >>> model.add_head(4)
+    0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from anpyc.config import ModelConfig
+from anpyc.errors import ConfigError
+from anpyc.models.heads import ContinualModel, grouped_logits
+from anpyc.models.mlp import mlp_body
+
+BodyFactory = Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, int]]
+
+BODIES: dict[str, BodyFactory] = {
+    "mlp": lambda cfg, shape: mlp_body(shape, cfg.hidden, cfg.dropout),
+}
+
+
+def register_body(name: str) -> Callable[[BodyFactory], BodyFactory]:
+    """Decorator: make a body factory available as ``--model NAME``."""
+
+    def deco(fn: BodyFactory) -> BodyFactory:
+        BODIES[name] = fn
+        return fn
+
+    return deco
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualModel:
+    if cfg.name not in BODIES:
+        raise ConfigError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(BODIES))}")
+    body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
+    return ContinualModel(body, feature_dim, head=cfg.head)
+
+
+__all__ = ["BODIES", "ContinualModel", "build_model", "grouped_logits", "register_body"]

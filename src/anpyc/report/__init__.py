@@ -1,0 +1,1 @@
+"""Reports: markdown tables and matplotlib plots made from results on disk."""

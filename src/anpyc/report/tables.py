@@ -1,0 +1,27 @@
+"""Markdown tables for run and comparison summaries."""
+
+from __future__ import annotations
+
+
+def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    mean, std = stat["mean"] * scale, (stat.get("std") or 0.0) * scale
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std else f"{mean:.{digits}f}"
+
+
+def summary_markdown(summary: dict) -> str:
+    """A comparison's summary as a markdown table (accuracy figures in percent)."""
+    lines = [
+        f"# {summary['benchmark']}, {summary['n_tasks']} tasks, seeds {summary['seeds']}",
+        "",
+        "| method | ACC % | BWT % | forgetting % | val ACC % | time s | time / fine-tune |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in summary["methods"].items():
+        label = f"{name} (upper bound)" if m.get("upper_bound") else name
+        lines.append(
+            f"| {label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
+            f"{_pct(m['val_avg_acc'])} | {_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,290 @@
+"""``run(cfg)``: one method on one stream, end to end, with the run-directory contract.
+
+A run directory holds ``config.yaml`` (written first: the resolved config plus seed,
+versions and git commit), ``log.jsonl`` (one record per task), ``run.log``, and at the end
+``metrics.json``, ``acc_matrix.csv`` and ``val_acc_matrix.csv``. Every file is written
+atomically.
+
+Example:
+    >>> from anpyc.config import RunConfig
+    >>> cfg = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2}})
+    >>> result = run(cfg, quiet=True)
+    >>> result.acc_matrix.shape
+    (2, 2)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anpyc import __version__
+from anpyc.config import RunConfig
+from anpyc.data.streams import Stream, make_stream
+from anpyc.errors import OutputError
+from anpyc.io import append_jsonl, write_csv, write_json, write_yaml
+from anpyc.methods import create, resolved_params
+from anpyc.methods.base import Method
+from anpyc.metrics import summarize
+from anpyc.models import build_model
+from anpyc.models.heads import ContinualModel
+from anpyc.train import evaluate, fit, make_optimizer
+from anpyc.utils import peak_rss_mb, seed_everything
+
+log = logging.getLogger(__name__)
+runlog = logging.getLogger("anpyc.runlog")  # per-task lines for run.log only
+runlog.propagate = False
+runlog.setLevel(logging.INFO)
+
+
+@dataclass
+class RunResult:
+    """What a run returns: the matrices, the scalar metrics and the trained objects."""
+
+    config: RunConfig
+    acc_matrix: np.ndarray
+    val_acc_matrix: np.ndarray
+    metrics: dict
+    out_dir: Path | None = None
+    model: ContinualModel | None = field(default=None, repr=False)
+    method: Method | None = field(default=None, repr=False)
+
+
+def git_commit() -> str | None:
+    """Commit of the source tree anpyc runs from, with ``-dirty`` if it has local changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        sha = proc.stdout.strip()
+        if proc.returncode != 0 or not sha:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance() -> dict:
+    return {
+        "anpyc": __version__,
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": git_commit(),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def resolved_config(cfg: RunConfig) -> dict:
+    """The config as saved: method defaults filled in, plus provenance under ``meta``."""
+    data = cfg.to_dict()
+    data["method_params"] = resolved_params(cfg.method, cfg.method_params)
+    data["meta"] = provenance()
+    return data
+
+
+def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Create ``out_dir``; refuse one that already holds a run unless ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path {out} exists and is not a directory")
+    if any((out / marker).exists() for marker in ("config.yaml", "compare.yaml")) and not overwrite:
+        raise OutputError(f"{out} already holds a run; choose another --out or pass --overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
+    if overwrite:
+        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv"):
+            (out / stale).unlink(missing_ok=True)
+    return out
+
+
+class _Baseline:
+    """Accuracy of the randomly initialised body (for forward transfer)."""
+
+    def __init__(self, model: ContinualModel) -> None:
+        self.initial_body = {k: v.detach().clone() for k, v in model.body.state_dict().items()}
+
+    def accuracy(self, model: ContinualModel, data, cfg, task_id: int) -> float:
+        current = {k: v.detach().clone() for k, v in model.body.state_dict().items()}
+        model.body.load_state_dict(self.initial_body)
+        try:
+            return evaluate(model, _NO_METHOD, data, cfg, task_id)
+        finally:
+            model.body.load_state_dict(current)
+
+
+_NO_METHOD = Method()
+
+
+def run(
+    cfg: RunConfig,
+    out_dir: str | Path | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    stream: Stream | None = None,
+) -> RunResult:
+    """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
+
+    ``stream`` may be passed to share one built stream between runs (it must match
+    ``cfg.stream`` and ``cfg.seed``).
+    """
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    method = create(cfg.method, cfg.method_params)  # validates the method before data loading
+    saved_cfg = resolved_config(cfg)
+    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+    if out is not None:
+        write_yaml(out / "config.yaml", saved_cfg)
+    file_handler = None
+    if out is not None:
+        file_handler = logging.FileHandler(out / "run.log", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("anpyc").addHandler(file_handler)
+        runlog.addHandler(file_handler)
+    try:
+        return _run(cfg, method, out, quiet, stream)
+    finally:
+        if file_handler is not None:
+            logging.getLogger("anpyc").removeHandler(file_handler)
+            runlog.removeHandler(file_handler)
+            file_handler.close()
+
+
+def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream | None) -> RunResult:
+    seed_everything(cfg.seed)
+    labels = "local" if cfg.model.head == "multi" else "global"
+    if stream is None:
+        stream = make_stream(cfg.stream, cfg.seed, labels=labels)
+    device = torch.device(cfg.train.device)
+    model = build_model(cfg.model, stream.input_shape).to(device)
+    method.to(device)
+    baseline = _Baseline(model)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    T = len(stream)
+    R = np.full((T, T), np.nan)
+    V = np.full((T, T), np.nan)
+    acc_before, acc_random = [], []
+    task_time, eval_time = [], []
+    optimizer = None
+    progress = _progress(T, quiet, f"{cfg.method} on {stream.name}")
+    t_start = time.perf_counter()
+    for t, task in enumerate(stream):
+        t0 = time.perf_counter()
+        n_heads = len(model.heads)
+        model.add_head(task.n_outputs)
+        method.before_task(model, task)
+        e0 = time.perf_counter()
+        acc_before.append(evaluate(model, method, task.test, cfg.train, t))
+        acc_random.append(baseline.accuracy(model, task.test, cfg.train, t))
+        fwt_eval = time.perf_counter() - e0
+        if cfg.train.reset_optimizer or optimizer is None:
+            optimizer = make_optimizer(model.parameters(), cfg.train)
+        elif len(model.heads) > n_heads:
+            optimizer.add_param_group({"params": list(model.heads[-1].parameters())})
+        data = method.training_data(task, stream[: t + 1])
+        stats = fit(model, method, data, cfg.train, cfg.train.epochs, generator, optimizer=optimizer, task_id=t)
+
+        def retrain(epochs: int, _data=data, _t=t) -> dict:
+            return fit(model, method, _data, cfg.train, epochs, generator, task_id=_t)
+
+        method.after_task(model, task, retrain)
+        e1 = time.perf_counter()
+        for j in range(t + 1):
+            R[t, j] = evaluate(model, method, stream[j].test, cfg.train, j)
+            V[t, j] = evaluate(model, method, stream[j].val, cfg.train, j)
+        eval_s = time.perf_counter() - e1 + fwt_eval
+        eval_time.append(eval_s)
+        task_time.append(time.perf_counter() - t0)
+        record = {
+            "task": t,
+            "loss": stats["loss"],
+            "steps": stats["steps"],
+            "acc": R[t, : t + 1].tolist(),
+            "val_acc": V[t, : t + 1].tolist(),
+            "avg_acc": float(np.mean(R[t, : t + 1])),
+            "time_s": task_time[-1],
+            "eval_time_s": eval_s,
+        }
+        record.update({k: v for k, v in method.summary().items() if k in ("free_fraction_total",)})
+        line = f"task {t + 1}/{T}: avg acc {record['avg_acc']:.4f}, loss {stats['loss']:.4f}, {task_time[-1]:.1f}s"
+        runlog.info(line)  # run.log always; stderr only when no progress bar shows it
+        if progress is None:
+            log.info(line)
+        if out is not None:
+            append_jsonl(out / "log.jsonl", record)
+        if progress is not None:
+            progress.set_postfix(avg_acc=f"{record['avg_acc']:.3f}")
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    total = time.perf_counter() - t_start
+    metrics = summarize(R, acc_before, acc_random)
+    val_summary = summarize(V)
+    metrics.update(
+        {
+            "method": cfg.method,
+            "benchmark": stream.name,
+            "n_tasks": T,
+            "seed": cfg.seed,
+            "acc_matrix": R.tolist(),
+            "val_acc_matrix": V.tolist(),
+            "val_avg_acc": val_summary["avg_acc"],
+            "val_bwt": val_summary["bwt"],
+            "acc_before_training": acc_before,
+            "acc_random_init": acc_random,
+            "time_s": total,
+            "task_time_s": task_time,
+            "eval_time_s": float(sum(eval_time)),
+            "task_eval_time_s": eval_time,
+            "train_time_s": float(total - sum(eval_time)),
+            "peak_rss_mb": peak_rss_mb(),
+            "n_shared_params": sum(p.numel() for _, p in model.shared_parameters()),
+            "n_params": sum(p.numel() for p in model.parameters()),
+            "method_state_mb": sum(b.numel() * b.element_size() for b in method.buffers()) / 2**20,
+        }
+    )
+    metrics.update(method.summary())
+    if out is not None:
+        header = [f"task_{j}" for j in range(T)]
+        write_csv(out / "acc_matrix.csv", [[_fmt(v) for v in row] for row in R], header)
+        write_csv(out / "val_acc_matrix.csv", [[_fmt(v) for v in row] for row in V], header)
+        write_json(out / "metrics.json", _finite(metrics))
+    return RunResult(cfg, R, V, metrics, out, model, method)
+
+
+def _fmt(v: float) -> str:
+    return "" if not np.isfinite(v) else f"{v:.6f}"
+
+
+def _finite(obj):
+    """JSON has no NaN: write null instead."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _progress(total: int, quiet: bool, desc: str):
+    if quiet or os.environ.get("CI"):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="task", leave=False)

@@ -1,0 +1,111 @@
+"""The training loop: the one caller of the method hooks in the library.
+
+Example:
+    >>> import torch
+    >>> from anpyc.config import StreamConfig, ModelConfig, TrainConfig
+    >>> from anpyc.data import make_stream
+    >>> from anpyc.models import build_model
+    >>> from anpyc.methods import create
+    >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=2), seed=0)
+    >>> model, method = build_model(ModelConfig(hidden=(16,)), stream.input_shape), create("finetune")
+    >>> model.add_head(stream[0].n_outputs)
+    0
+    >>> stats = fit(model, method, stream[0].train, TrainConfig(), epochs=1, generator=torch.Generator())
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from anpyc.config import TrainConfig
+from anpyc.data.taskdata import ConcatData, TaskData, iterate
+from anpyc.errors import TrainingError
+from anpyc.models.heads import ContinualModel, grouped_logits
+from anpyc.utils import eval_mode
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (with optional momentum) or Adam, with the run's learning rate and weight decay."""
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def task_loss(model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
+    """Mean cross-entropy of each example under its own task's head."""
+    parts = grouped_logits(model, x, t)
+    if len(parts) == 1:
+        return F.cross_entropy(parts[0][1], y)
+    total = sum(F.cross_entropy(logits, y[rows], reduction="sum") for rows, logits, _ in parts)
+    return total / len(y)
+
+
+def fit(
+    model: ContinualModel,
+    method,
+    data: TaskData | ConcatData,
+    cfg: TrainConfig,
+    epochs: int,
+    generator: torch.Generator,
+    optimizer: torch.optim.Optimizer | None = None,
+    task_id: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Train ``model`` on ``data`` for ``epochs`` with the method's hooks around each step.
+
+    A fresh optimizer is built unless one is passed (``reset_optimizer: false`` keeps one
+    across tasks). A non-finite loss raises :class:`TrainingError` naming task and epoch.
+    Returns ``{"loss": mean loss of the last epoch, "steps": n}``.
+    """
+    device = torch.device(cfg.device)
+    optimizer = optimizer or make_optimizer(model.parameters(), cfg)
+    model.train()
+    steps, last_loss = 0, math.nan
+    for epoch in range(epochs):
+        total, count = 0.0, 0
+        for x, y, t in iterate(data, cfg.batch_size, shuffle=True, generator=generator):
+            x, y, t = x.to(device), y.to(device), t.to(device)
+            loss = task_loss(model, x, y, t)
+            extra = method.penalty(model, x, t)
+            if extra is not None:
+                loss = loss + extra
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"non-finite loss ({loss.item()}) in task {task_id if task_id is not None else '?'}, "
+                    f"epoch {epoch}: lower the learning rate or the method's strength, or set train.grad_clip"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            method.before_step(model)
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            method.after_step(model, optimizer)
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+            steps += 1
+            if on_step is not None:
+                on_step(steps, float(loss.detach()))
+        last_loss = total / max(count, 1)
+    return {"loss": last_loss, "steps": steps}
+
+
+@torch.no_grad()
+def evaluate(model: ContinualModel, method, data: TaskData | ConcatData, cfg: TrainConfig, task_id: int) -> float:
+    """Accuracy (0..1) of task ``task_id``'s head on ``data``, in eval mode, inside the
+    method's evaluation context (e.g. that task's weight mask)."""
+    if len(data) == 0:
+        return math.nan
+    device = torch.device(cfg.device)
+    correct = 0
+    with eval_mode(model), method.eval_context(model, task_id):
+        for x, y, _ in iterate(data, cfg.eval_batch_size):
+            logits = model(x.to(device), task_id)
+            correct += int((logits.argmax(1) == y.to(device)).sum())
+    return correct / len(data)

@@ -1,0 +1,48 @@
+"""Small shared helpers: eval-mode context, seeding, memory, parameter naming."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import resource
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode and restore each one's previous mode afterwards.
+
+    Used for evaluation, importance estimation and teacher passes, so dropout and batch norm
+    are never left in the wrong mode.
+    """
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in modes.items():
+            m.train(was_training)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch; enable deterministic kernels where torch has them."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform != "darwin" else peak / (1024.0 * 1024.0)
+
+
+def buffer_key(prefix: str, param_name: str) -> str:
+    """The one mapping from a parameter name to a method buffer name (no dots allowed)."""
+    return f"{prefix}__{param_name.replace('.', '__')}"

@@ -1,0 +1,35 @@
+"""Shared fixtures. The default suite is offline: synthetic data, plus MNIST where `make test`
+has fetched it (a test that needs MNIST fails under CI if it is missing, skips elsewhere)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from anpyc.data import sources
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def mnist_dir() -> str:
+    status = sources.verify(sources.MNIST)
+    if not all(v == "ok" for v in status.values()):
+        msg = "MNIST not fetched: run `anpyc data fetch mnist` (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return str(sources.resolve_data_dir())
+
+
+@pytest.fixture
+def fashion_dir() -> str:
+    status = sources.verify(sources.FASHION_MNIST)
+    if not all(v == "ok" for v in status.values()):
+        msg = "Fashion-MNIST not fetched: run `anpyc data fetch fashion-mnist` (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return str(sources.resolve_data_dir())

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from anpyc.cli import main
+
+QUICK = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "200", "--hidden", "16", "--quiet"]
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["run", "--method", "nope", "--out", "{d}"], "unknown method"),
+        (["run", "--method", "finetune", "--benchmark", "imagenet", "--out", "{d}"], "unknown benchmark"),
+        (["run", "--method", "finetune", "--epochs", "0", "--out", "{d}"], "epochs"),
+        (["run", "--method", "finetune", "--param", "x", "--out", "{d}"], "KEY=VALUE"),
+        (["run", "--method", "finetune", "--config", "{d}/missing.yaml", "--out", "{d}"], "not found"),
+        (["compare", "--methods", "finetune", "--param", "lam=1", "--out", "{d}"], "METHOD.KEY"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, words):
+    argv = [a.replace("{d}", str(tmp_path / "o")) for a in argv]
+    assert main(argv + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("anpyc: error:") and words in err[0]
+
+
+def test_config_file_then_flags_override(tmp_path):
+    (tmp_path / "c.yaml").write_text("stream:\n  benchmark: blobs\n  tasks: 3\ntrain:\n  epochs: 2\n")
+    assert main(["run", "--method", "finetune", "--config", str(tmp_path / "c.yaml"), "--tasks", "2",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["n_tasks"] == 2
+
+
+def test_compare_writes_summary(tmp_path, capsys):
+    assert main(["compare", "--methods", "finetune,joint", *QUICK, "--out", str(tmp_path / "c")]) == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert set(summary["methods"]) == {"finetune", "joint"}
+    assert (tmp_path / "c" / "summary.md").exists() and (tmp_path / "c" / "avg_acc.png").stat().st_size > 1000
+    assert "| finetune |" in capsys.readouterr().out
+
+
+def test_data_list_runs(capsys, tmp_path):
+    assert main(["data", "list", "--data-dir", str(tmp_path)]) == 0
+    assert "mnist: missing" in capsys.readouterr().out
+    assert main(["data", "verify", "mnist", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_finetune_forgets_and_joint_beats_it_on_permuted_mnist(tmp_path, mnist_dir):
+    common = ["--benchmark", "permuted-mnist", "--tasks", "4", "--subsample", "2000", "--test-subsample", "1000",
+              "--epochs", "2", "--hidden", "100", "--quiet"]
+    metrics = {}
+    for m in ("finetune", "joint"):
+        assert main(["run", "--method", m, *common, "--out", str(tmp_path / m)]) == 0
+        metrics[m] = json.loads((tmp_path / m / "metrics.json").read_text())
+    assert metrics["finetune"]["bwt"] < -0.02
+    assert metrics["joint"]["avg_acc"] > metrics["finetune"]["avg_acc"] + 0.01

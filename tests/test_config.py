@@ -1,0 +1,50 @@
+import pytest
+
+from anpyc.config import RunConfig
+from anpyc.errors import ConfigError
+
+
+def test_defaults_and_nested():
+    cfg = RunConfig.from_dict({"method": "joint", "train": {"epochs": 3, "lr": 1}, "model": {"hidden": "64,32"}})
+    assert cfg.train.epochs == 3 and cfg.train.lr == 1.0 and cfg.model.hidden == (64, 32)
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        ({"trian": {}}, "unknown key"),
+        ({"train": {"epochs": "many"}}, "expected an integer"),
+        ({"train": {"epochs": 0}}, "epochs must be >= 1"),
+        ({"train": {"optimizer": "rmsprop"}}, "not one of"),
+        ({"model": {"hidden": [64, -1]}}, "positive"),
+        ({"stream": {"val_fraction": 0.9}}, "val_fraction"),
+        ({"train": {"epochs": True}}, "integer"),
+        ({"stream": "permuted"}, "mapping"),
+    ],
+)
+def test_bad_configs_name_the_problem(data, words):
+    with pytest.raises(ConfigError, match=words):
+        RunConfig.from_dict(data)
+
+
+def test_yaml_and_toml_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("method: finetune\ntrain:\n  epochs: 2\n")
+    (tmp_path / "b.toml").write_text('method = "joint"\n[stream]\ntasks = 4\n')
+    assert RunConfig.from_file(tmp_path / "a.yaml").train.epochs == 2
+    assert RunConfig.from_file(tmp_path / "b.toml").stream.tasks == 4
+
+
+def test_malformed_and_missing_files(tmp_path):
+    (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="malformed"):
+        RunConfig.from_file(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="not found"):
+        RunConfig.from_file(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        RunConfig.from_file(tmp_path / "list.yaml")
+
+
+def test_round_trip_through_dict():
+    cfg = RunConfig.from_dict({"method": "finetune", "seed": 3, "model": {"hidden": [8]}})
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

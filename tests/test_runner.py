@@ -1,0 +1,50 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from anpyc.config import RunConfig
+from anpyc.errors import ConfigError, OutputError
+from anpyc.runner import run
+
+BLOBS = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300}, "model": {"hidden": [32]}, "train": {"epochs": 3}}
+
+
+def test_run_writes_the_output_contract(tmp_path):
+    res = run(RunConfig.from_dict(BLOBS), tmp_path / "r", quiet=True)
+    out = tmp_path / "r"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("acc_matrix", "avg_acc", "bwt", "fwt", "forgetting", "time_s", "task_time_s", "peak_rss_mb"):
+        assert key in metrics
+    assert np.isnan(res.acc_matrix[0, 1]) and metrics["acc_matrix"][0][1] is None
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["seed"] == 0 and "torch" in saved["meta"] and "git_commit" in saved["meta"]
+    assert RunConfig.from_dict(saved) == RunConfig.from_dict(BLOBS)
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    assert (out / "acc_matrix.csv").read_text().startswith("task_0,task_1,task_2")
+
+
+def test_reproducible_from_saved_config(tmp_path):
+    a = run(RunConfig.from_dict(BLOBS), tmp_path / "a", quiet=True)
+    b = run(RunConfig.from_file(tmp_path / "a" / "config.yaml"), quiet=True)
+    np.testing.assert_array_equal(a.acc_matrix, b.acc_matrix)
+
+
+def test_refuses_existing_run_and_leaves_it(tmp_path):
+    run(RunConfig.from_dict(BLOBS), tmp_path / "r", quiet=True)
+    before = (tmp_path / "r" / "metrics.json").read_bytes()
+    with pytest.raises(OutputError, match="already holds a run"):
+        run(RunConfig.from_dict(BLOBS), tmp_path / "r", quiet=True)
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == before
+
+
+def test_unknown_method_param_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        run(RunConfig.from_dict({**BLOBS, "method_params": {"lam": 1}}), tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_joint_trains_every_head():
+    res = run(RunConfig.from_dict({**BLOBS, "method": "joint"}), quiet=True)
+    assert res.metrics["forgetting"] < 0.05

@@ -164,3 +164,127 @@ def importance_stats(omega: dict[str, Tensor], bins: int = 40) -> dict:
         "hist_edges": [round(float(e), 4) for e in edges],
         "hist_counts": [int(c) for c in counts],
     }
+
+
+# --------------------------------------------------------------------------- per-sample
+FISHER_KINDS = ("true", "sampled", "empirical")
+
+
+def _per_sample_sq_grads(model, x: Tensor, task: int, fn: Callable[[Tensor, Tensor], Tensor], y: Tensor) -> dict[str, Tensor]:
+    """Sum over the rows of ``x`` of the squared per-sample gradient of ``fn(logits_i, y_i)``
+    with respect to the shared parameters, with ``torch.func`` (``vmap`` of ``grad``): one
+    batched pass, not a python loop per example."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {name: p.detach() for name, p in model.shared_parameters()}
+
+    def one(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        logits = functional_call(model, p, (xi.unsqueeze(0), task), strict=False)
+        return fn(logits[0], yi)
+
+    with torch.no_grad():  # torch.func.grad still differentiates; no graph for the rest
+        grads = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+    return {name: g.pow(2).sum(0) for name, g in grads.items()}
+
+
+def _per_sample_abs_grads(model, x: Tensor, task: int, fn: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
+    """Like :func:`_per_sample_sq_grads` but ``sum_i |dfn(logits_i)/dtheta|`` (label-free)."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {name: p.detach() for name, p in model.shared_parameters()}
+
+    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return fn(functional_call(model, p, (xi.unsqueeze(0), task), strict=False)[0])
+
+    with torch.no_grad():
+        grads = vmap(grad(one), in_dims=(None, 0))(params, x)
+    return {name: g.abs().sum(0) for name, g in grads.items()}
+
+
+def _per_sample_loop(model, data, batch_size: int, max_samples: int | None, device, body) -> dict[str, Tensor]:
+    """Shared driver: eval mode, batches grouped by task id, mean over examples, rank mean."""
+    sums = {name: torch.zeros_like(p) for name, p in model.shared_parameters()}
+    n = 0
+    with eval_mode(model):
+        for x, y, t in iterate(data, batch_size, limit=max_samples):
+            if device is not None:
+                x, y, t = x.to(device), y.to(device), t.to(device)
+            for task in t.unique().tolist():
+                rows = (t == task).nonzero(as_tuple=True)[0]
+                for name, v in body(x[rows], y[rows], int(task)).items():
+                    sums[name] += v
+                n += len(rows)
+    for v in sums.values():
+        v.div_(max(n, 1))
+        all_reduce_mean_(v)
+    return sums
+
+
+def _log_lik(logits: Tensor, label: Tensor) -> Tensor:
+    """``log p(label | x)`` for one example (gather, so it works under ``vmap``)."""
+    return -F.cross_entropy(logits.unsqueeze(0), label.unsqueeze(0))
+
+
+def fisher_diag(
+    model,
+    data: TaskData | ConcatData,
+    kind: str = "true",
+    max_samples: int | None = 1000,
+    batch_size: int = 64,
+    generator: torch.Generator | None = None,
+    device=None,
+) -> dict[str, Tensor]:
+    """Diagonal Fisher information of the shared parameters from per-sample gradients.
+
+    ``F_i = E_x E_{y~p(y|x)} [(d log p(y|x) / d theta_i)^2]`` averaged over up to
+    ``max_samples`` examples (the first ones of ``data``), in eval mode. ``kind``:
+
+    * ``true``: the exact expectation over the task head's classes (``sum_c p_c g_c^2``),
+      deterministic, costs one per-sample gradient per class;
+    * ``sampled``: one label per example drawn from the model's predictive distribution
+      (Kirkpatrick et al. 2017's Monte-Carlo estimate), with ``generator``;
+    * ``empirical``: the true labels (the "empirical Fisher"; Kunstner et al. 2019 on why
+      it differs).
+
+    Never the square of a mini-batch gradient (that underestimates by the batch size).
+
+    Example:
+        >>> fisher = fisher_diag(model, task.train, kind="true", max_samples=1000)  # doctest: +SKIP
+    """
+    if kind not in FISHER_KINDS:
+        raise ValueError(f"unknown Fisher kind {kind!r}; known: {', '.join(FISHER_KINDS)}")
+
+    def body(x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
+        if kind == "empirical":
+            return _per_sample_sq_grads(model, x, task, _log_lik, y)
+        with torch.no_grad():
+            probs = F.softmax(model(x, task), dim=1)
+        if kind == "sampled":
+            labels = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)
+            return _per_sample_sq_grads(model, x, task, _log_lik, labels)
+        total: dict[str, Tensor] = {}
+        for c in range(probs.shape[1]):
+            # (sqrt(p_c) * g_c)^2 = p_c * g_c^2, with p_c a constant weight
+            w = probs[:, c].sqrt()
+            part = _per_sample_sq_grads(model, x, task, lambda lg, wi, c=c: wi * F.log_softmax(lg, 0)[c], w)
+            for name, v in part.items():
+                total[name] = total[name] + v if name in total else v
+        return total
+
+    return _per_sample_loop(model, data, batch_size, max_samples, device, body)
+
+
+def mas_importance(
+    model, data: TaskData | ConcatData, max_samples: int | None = None, batch_size: int = 64, device=None
+) -> dict[str, Tensor]:
+    """MAS importance (Aljundi et al. 2018, eq. 4): ``Omega_i = 1/N sum_k |d ||F(x_k)||_2^2 / d theta_i|``,
+    the mean over examples of the absolute per-sample gradient of the squared L2 norm of the
+    task head's output; label-free, in eval mode.
+
+    Example:
+        >>> omega = mas_importance(model, task.train, max_samples=1000)  # doctest: +SKIP
+    """
+    return _per_sample_loop(
+        model, data, batch_size, max_samples, device,
+        lambda x, y, task: _per_sample_abs_grads(model, x, task, lambda lg: lg.pow(2).sum()),
+    )

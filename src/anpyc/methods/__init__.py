@@ -6,7 +6,7 @@ Example:
     ['anpyc', 'ewc']
 """
 
-from anpyc.methods import finetune, joint  # noqa: F401  (registers the classes)
+from anpyc.methods import ewc, finetune, joint, lwf, mas, online_ewc, packnet, si  # noqa: F401  (registers the classes)  # noqa: F401  (baselines)
 from anpyc.methods.base import Method, NoConfig, shared_params
 from anpyc.methods.registry import (
     METHODS,

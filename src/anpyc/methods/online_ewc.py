@@ -1,0 +1,37 @@
+"""Online EWC (Schwarz et al., "Progress & Compress", ICML 2018; also Huszar 2018).
+
+One running Fisher ``F <- gamma * F + F_task`` and one anchor (the parameters after the
+latest task), penalty ``lam/2 * sum_i F_i (theta_i - theta*_i)^2``. ``gamma < 1`` lets old
+tasks' constraints fade. Schwarz et al. tune ``gamma`` and ``lam``; van de Ven et al. (2020)
+report ``gamma = 1`` best on split/permuted MNIST, our default. Fisher estimation as in
+:mod:`anpyc.methods.ewc` (per-sample gradients, sampled labels by default).
+
+Example:
+    >>> from anpyc.methods import create
+    >>> create("online-ewc", {"gamma": 0.9}).config.merge
+    'decay'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from anpyc.methods.ewc import EWCConfig, _FisherPenalty
+from anpyc.methods.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineEWCConfig(EWCConfig):
+    """EWC's options with ``merge`` fixed to ``decay`` (running Fisher with ``gamma``)."""
+
+    merge: Literal["decay"] = "decay"
+    gamma: float = 1.0
+
+
+@register
+class OnlineEWC(_FisherPenalty):
+    """Running, decayed Fisher; a single anchor."""
+
+    name = "online-ewc"
+    config_cls = OnlineEWCConfig

@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | data ...``.
+"""Command line: ``anpyc run | compare | tune | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -99,6 +99,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config_from_args(args, args.method)
     params = _parse_params(args.param)
+    if args.preset:
+        from anpyc.presets import load_preset
+
+        preset = load_preset(args.preset)
+        if preset.get("method", cfg.method) != cfg.method:
+            raise ConfigError(f"preset {args.preset!r} is for method {preset['method']!r}, not {cfg.method!r}")
+        params = {**preset.get("method_params", {}), **params}  # explicit --param wins
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
     result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
@@ -124,10 +131,44 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise ConfigError(f"in compare, --param needs METHOD.KEY=VALUE, got {key!r}")
         m, k = key.split(".", 1)
         params.setdefault(m, {})[k] = value
+    if args.presets:
+        from anpyc.presets import find_preset
+
+        for m in methods:
+            preset = find_preset(m, base.stream.benchmark)
+            if preset is not None:
+                params[m] = {**preset.get("method_params", {}), **params.get(m, {})}
+                log.info("compare: %s uses preset %s-%s: %s", m, m, base.stream.benchmark, params[m])
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from anpyc.tune import tune
+
+    base = _config_from_args(args, args.method)
+    grid: dict[str, list[Any]] = {}
+    for item in args.param:
+        if "=" not in item:
+            raise ConfigError(f"--param expects KEY=V1,V2,..., got {item!r}")
+        key, values = item.split("=", 1)
+        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+    seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
+    result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite)
+    best = result["best"]
+    print(f"{args.method} on {result['benchmark']}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
+          f"test ACC {100 * best['test_avg_acc']:.2f}%) -> {args.out}/tune.md")
+    if args.save_preset:
+        from anpyc.presets import save_preset
+
+        tuned = {k: result[k] for k in ("grid", "seeds", "selected_by", "date", "config")}
+        tuned["points"] = [{"params": p["params"], "val_avg_acc": p["val_avg_acc"], "test_avg_acc": p["test_avg_acc"]}
+                           for p in result["points"]]
+        path = save_preset(args.method, result["benchmark"], best["params"], tuned)
+        print(f"preset written: {path}")
     return 0
 
 
@@ -165,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--method", required=True, help="method id, e.g. anpyc, finetune, joint, ewc")
     p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
     p_run.add_argument("--out", required=True, help="run directory to write")
+    p_run.add_argument("--preset", default=None, help="shipped hyper-parameters, e.g. ewc-split-mnist (--param wins)")
     _add_config_flags(p_run)
     p_run.set_defaults(func=_cmd_run)
 
@@ -173,8 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
     p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")
+    p_cmp.add_argument("--presets", action="store_true", help="use each method's shipped preset for the benchmark, if any")
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
+
+    p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
+    p_tune.add_argument("--method", required=True, help="method id")
+    p_tune.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
+    p_tune.add_argument("--seeds", type=int, default=1, help="number of seeds per point (from --seed, default 0)")
+    p_tune.add_argument("--out", required=True, help="directory for tune.json, tune.md and the runs")
+    p_tune.add_argument("--save-preset", action="store_true", help="write the chosen values to the shipped preset")
+    _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here
+    p_tune.set_defaults(func=_cmd_tune)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

@@ -101,7 +101,7 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path {out} exists and is not a directory")
-    if any((out / marker).exists() for marker in ("config.yaml", "compare.yaml")) and not overwrite:
+    if any((out / marker).exists() for marker in ("config.yaml", "compare.yaml", "tune.yaml")) and not overwrite:
         raise OutputError(f"{out} already holds a run; choose another --out or pass --overwrite")
     try:
         out.mkdir(parents=True, exist_ok=True)

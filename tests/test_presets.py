@@ -37,3 +37,5 @@ def test_run_applies_preset_and_param_wins(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     for key in ("forgetting", "bwt", "time_ratio_finetune"):
         assert summary["methods"]["si"][key]["mean"] is not None
+    assert len(summary["methods"]["si"]["importance_kurtosis"]) == 2  # one per task
+    assert "importance kurtosis" in (tmp_path / "c" / "summary.md").read_text()

@@ -94,6 +94,13 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
         for extra in ("free_fraction", "importance_kurtosis"):
             if extra in runs[0].metrics:
                 entry[extra] = runs[0].metrics[extra]
+        if "importance_stats" in runs[0].metrics and "importance_kurtosis" not in entry:
+            # per task, mean over seeds: how polarised each method's importance is
+            per_run = [[s.get("kurtosis") for s in r.metrics["importance_stats"]] for r in runs]
+            entry["importance_kurtosis"] = [
+                float(np.mean([k for k in ks if k is not None])) if any(k is not None for k in ks) else None
+                for ks in zip(*per_run)
+            ]
         entry["runs"] = [str(r.out_dir) if r.out_dir else None for r in runs]
         methods[m] = entry
     return {

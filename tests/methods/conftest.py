@@ -3,8 +3,6 @@ and forgetting below fine-tune's on a small stream where fine-tune forgets a lot
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 
@@ -42,7 +40,6 @@ def mnist_dir_session():
 
 @pytest.fixture(scope="session")
 def finetune_forgetting(small_stream) -> float:
-    logging.disable(logging.WARNING)
     return run(RunConfig.from_dict(SMALL), quiet=True, stream=small_stream).metrics["forgetting"]
 
 

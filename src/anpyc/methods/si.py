@@ -52,7 +52,6 @@ class SI(QuadraticPenalty):
 
     name = "si"
     config_cls = SIConfig
-    merge = "sum"
 
     def __init__(self, config=None) -> None:
         super().__init__(config)

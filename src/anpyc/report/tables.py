@@ -24,4 +24,9 @@ def summary_markdown(summary: dict) -> str:
             f"| {label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
             f"{_pct(m['val_avg_acc'])} | {_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
         )
+    kurt = {n: m["importance_kurtosis"] for n, m in summary["methods"].items() if m.get("importance_kurtosis")}
+    if kurt:  # how polarised each importance-based method's estimate is (Pearson, Gaussian = 3)
+        lines += ["", "| method | importance kurtosis per task |", "|---|---|"]
+        for name, ks in kurt.items():
+            lines.append(f"| {name} | {', '.join('-' if k is None else f'{k:.0f}' for k in ks)} |")
     return "\n".join(lines) + "\n"

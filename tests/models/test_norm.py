@@ -72,6 +72,9 @@ def test_frozen_flag_travels_with_state_dict():
     b.ensure_heads(a.head_sizes)
     b.load_state_dict(a.state_dict())
     assert all(bool(m.stats_frozen) for m in b.body.modules() if isinstance(m, TaskBatchNorm2d))
+    before = _bn_stats(b)
+    b.train()(torch.randn(16, 1, 8, 8) + 2.0, 1)  # a loaded model behaves frozen, not just flagged
+    assert all(torch.equal(x, y) for x, y in zip(before, _bn_stats(b)))
 
 
 def test_first_task_still_learns_statistics():

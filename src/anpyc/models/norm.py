@@ -41,9 +41,18 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum)
         self.register_buffer("stats_frozen", torch.zeros((), dtype=torch.bool))
+        self._frozen = False  # host copy of the buffer: no device sync in every forward
+
+    def set_frozen(self, frozen: bool) -> None:
+        self.stats_frozen.fill_(bool(frozen))
+        self._frozen = bool(frozen)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._frozen = bool(self.stats_frozen)
 
     def forward(self, x: Tensor) -> Tensor:
-        if bool(self.stats_frozen):
+        if self._frozen:
             return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
         return super().forward(x)
 
@@ -54,6 +63,6 @@ def freeze_bn_stats(module: nn.Module, frozen: bool = True) -> int:
     n = 0
     for m in module.modules():
         if isinstance(m, TaskBatchNorm2d):
-            m.stats_frozen.fill_(frozen)
+            m.set_frozen(frozen)
             n += 1
     return n

@@ -54,3 +54,22 @@ def test_two_task_split_fashion_mnist_cnn_run(fashion_dir):
     assert res.acc_matrix.shape == (2, 2)
     assert res.acc_matrix[0, 0] > 0.9 and res.acc_matrix[1, 1] > 0.85  # 2-class tasks, chance 0.5
     assert res.metrics["n_shared_params"] == sum(p.numel() for p in res.model.body.parameters())
+
+
+def test_importance_and_filter_masks_on_conv_kernels():
+    from anpyc.data.taskdata import TaskData
+    from anpyc.importance import entropy_taylor
+    from anpyc.masking import lowest_fraction_mask
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name="cnn", width=4, batch_norm=True), (3, 8, 8))
+    model.add_head(3)
+    data = TaskData(torch.randn(64, 3, 8, 8), torch.randint(0, 3, (64,)), 0)
+    stats = [b.clone() for n, b in model.body.named_buffers() if "running" in n]
+    omega = entropy_taylor(model, data, batch_size=16)
+    assert all(torch.equal(a, b) for a, b in zip(stats, [b for n, b in model.body.named_buffers() if "running" in n]))
+    conv = "body.features.0.weight"
+    assert omega[conv].shape == (4, 3, 3, 3) and (omega[conv] >= 0).all() and omega[conv].sum() > 0
+    prune = lowest_fraction_mask(omega[conv], torch.ones_like(omega[conv], dtype=torch.bool), 0.5, unit_dim=0)
+    per_filter = prune.reshape(4, -1)
+    assert per_filter.all(1).sum() == 2 and (per_filter.all(1) | ~per_filter.any(1)).all()  # whole filters

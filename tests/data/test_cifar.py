@@ -112,6 +112,8 @@ def test_fetch_from_a_folder(tiny_cifar, tmp_path):
     assert cifar.verify(cifar.get_cifar_spec("cifar10"), tmp_path / "d")["cifar-10-python.tar.gz"] == "ok"
     with pytest.raises(DataError, match="not found"):
         cifar.fetch("cifar10", tmp_path / "e", source=str(tmp_path / "empty"))
+    with pytest.raises(DataError, match="source 'npm' does not provide"):
+        sources.fetch("cifar10", tmp_path / "e", source="npm")
 
 
 class _Evil:

@@ -276,6 +276,8 @@ def fetch(
     if verify(spec, data_dir)[spec.archive] == "ok":
         log.info("%s: already present and verified in %s", spec.name, target.parent)
         return target.parent
+    if source in ("npm", "deb"):
+        raise DataError(f"{spec.name}: source {source!r} does not provide this data set; use auto, url or a folder")
     if source not in ("auto", "url"):
         src = Path(source) / spec.archive
         if not src.is_file():

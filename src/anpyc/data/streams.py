@@ -55,6 +55,10 @@ class Stream:
     n_classes: int  # size of a single shared head (all classes of the stream)
     labels: str  # "local" (per-task labels, multi-head) or "global"
 
+    def __post_init__(self) -> None:
+        for task in self.tasks:  # methods that plan capacity (ANPyC) may treat the last task apart
+            task.info["last"] = task is self.tasks[-1]
+
     def __len__(self) -> int:
         return len(self.tasks)
 

@@ -88,6 +88,8 @@ def _take(index: Tensor, k: int | None, gen: torch.Generator) -> Tensor:
 
 
 def _val_budget(cfg: StreamConfig) -> int | None:
+    if cfg.val_subsample is not None:
+        return cfg.val_subsample
     if cfg.subsample is None:
         return None
     return max(1, int(round(cfg.subsample * cfg.val_fraction / (1.0 - cfg.val_fraction))))

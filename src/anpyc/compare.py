@@ -106,6 +106,12 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
             ratios = [r.metrics["time_s"] / f.metrics["time_s"] for r, f in zip(runs, ref)]
             entry["time_ratio_finetune"] = _stat(ratios)
         curves = np.array([r.metrics["avg_acc_curve"] for r in runs])
+        # decay of average accuracy per task learned (least squares over the whole sequence)
+        slopes = [float(np.polyfit(np.arange(len(c)), c, 1)[0]) for c in curves if len(c) > 1]
+        entry["acc_slope_per_task"] = _stat(slopes)
+        k = max(1, min(10, curves.shape[1] // 2))
+        entry["task_time_first_s"] = _stat([float(np.mean(r.metrics["task_time_s"][:k])) for r in runs])
+        entry["task_time_last_s"] = _stat([float(np.mean(r.metrics["task_time_s"][-k:])) for r in runs])
         entry["avg_acc_curve"] = curves.mean(0).tolist()
         entry["task1_acc_curve"] = np.array([r.acc_matrix[:, 0] for r in runs]).mean(0).tolist()
         for extra in ("free_fraction", "free_fraction_total", "importance_kurtosis"):

@@ -123,7 +123,7 @@ def test_html_opens_in_headless_chromium(compare_report, tmp_path):
     probe.write_text(page)
     cmd = [
         "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -14,6 +14,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -110,17 +111,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
         f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
     )
-    _report_at_end(args)
+    _report_at_end(args, args.out)
     return 0
 
 
-def _report_at_end(args: argparse.Namespace) -> None:
-    """The report after run/compare; a failure is only a warning (the results are saved)."""
+def _report_at_end(args: argparse.Namespace, out: str) -> None:
+    """The report after run/compare/bench; a failure is only a warning (the results are saved)."""
     if args.no_report:
         return
     from anpyc.report.report import write_report_safely
 
-    files = write_report_safely(args.out)
+    files = write_report_safely(out)
     if files is not None:
         print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
 
@@ -154,7 +155,30 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                       tensorboard=args.tensorboard)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
-    _report_at_end(args)
+    _report_at_end(args, args.out)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from anpyc.bench import BENCHMARKS, run_benchmark
+
+    if args.name == "list":
+        for name, b in BENCHMARKS.items():
+            print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+        return 0
+    overrides: dict[str, Any] = {}
+    if args.tasks is not None:
+        overrides.setdefault("stream", {})["tasks"] = args.tasks
+    if args.subsample is not None:
+        overrides.setdefault("stream", {})["subsample"] = args.subsample
+    if args.threads is not None:
+        overrides.setdefault("train", {})["threads"] = args.threads
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    out = args.out or f"bench-out/{args.name}"
+    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite)
+    print((Path(out) / "bench.md").read_text())
+    print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
+    _report_at_end(args, out)
     return 0
 
 
@@ -206,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory")
     p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
     p_rep.set_defaults(func=_cmd_report)
+
+    p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
+    p_bench.add_argument("name", help="benchmark name, or `list`")
+    p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
+    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
+    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
+    p_bench.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
+    p_bench.add_argument("--subsample", type=int, default=None, help="training examples per task")
+    p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p_bench.add_argument("--quiet", action="store_true")
+    p_bench.add_argument("--overwrite", action="store_true")
+    p_bench.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
+    p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

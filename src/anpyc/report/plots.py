@@ -220,7 +220,7 @@ def _importance_entries(runs: Sequence[RunData]) -> list[dict]:
 
 def plot_importance(results: Results, path: str | Path) -> Path | None:
     """Distribution of parameter importance (log10 bins) after each task, one panel per method
-    that recorded it; the last task is drawn bold and labelled with its kurtosis and top-90%
+    that recorded it (its first seed); the last task is drawn bold and labelled with its kurtosis and top-90%
     share. A heavy tail (high kurtosis) means few parameters carry most of the importance."""
     data = {m: _importance_entries(rs) for m, rs in results.runs.items()}
     data = {m: e for m, e in data.items() if e}

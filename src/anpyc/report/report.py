@@ -139,7 +139,7 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
         draw(f"acc_matrix_{_slug(m)}.png", lambda p, m=m: plots.plot_acc_heatmap(results, m, p),
              f"Accuracy matrix of {m} (row: after task i; column: task j).")
     draw("importance.png", lambda p: plots.plot_importance(results, p),
-         "Distribution of parameter importance (log scale) and its kurtosis after each task.")
+         "Distribution of parameter importance (log scale) and its kurtosis after each task (first seed of each method).")
     draw("free_capacity.png", lambda p: plots.plot_free_capacity(results, p),
          "Fraction of each layer's weights still free for later tasks.")
     draw("cost.png", lambda p: plots.plot_cost(results, p),

@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | data ...``.
+"""Command line: ``anpyc run | compare | reproduce | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -97,17 +97,45 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
 def _cmd_run(args: argparse.Namespace) -> int:
     from anpyc.runner import run
 
+    if args.resume is not None:
+        return _cmd_resume(args)
+    if not args.method or not args.out:
+        raise ConfigError("run needs --method and --out (or --resume DIR)")
     cfg = _config_from_args(args, args.method)
     params = _parse_params(args.param)
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
     result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
-    m = result.metrics
+    _print_run(result, args.out)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from anpyc.checkpoint import resume_run
+
+    given = [k for k, v in vars(args).items() if ("." in k and v is not None)]
+    given += [f"--{k}" for k in ("method", "out", "config", "seed") if getattr(args, k) is not None]
+    if given or args.param or args.overwrite:
+        raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {', '.join(given) or '--param/--overwrite'}")
+    result = resume_run(args.resume, quiet=args.quiet)
+    _print_run(result, args.resume)
+    return 0
+
+
+def _print_run(result, out) -> None:
+    cfg, m = result.config, result.metrics
     print(
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
-        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
+        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}"
     )
-    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from anpyc.reproduce import reproduce
+
+    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol)
+    print(report.verdict())
+    return 0 if report.equal else 1
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -162,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="train one method on a task stream")
-    p_run.add_argument("--method", required=True, help="method id, e.g. anpyc, finetune, joint, ewc")
+    p_run.add_argument("--method", default=None, help="method id, e.g. anpyc, finetune, joint, ewc (required)")
     p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
-    p_run.add_argument("--out", required=True, help="run directory to write")
+    p_run.add_argument("--out", default=None, help="run directory to write (required)")
+    p_run.add_argument("--resume", default=None, metavar="DIR", help="continue the killed run in DIR from its newest checkpoint")
     _add_config_flags(p_run)
     p_run.set_defaults(func=_cmd_run)
 
@@ -175,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
+
+    p_rep = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
+    p_rep.add_argument("dir", help="a finished run directory")
+    p_rep.add_argument("--out", default=None, help="write the rerun here (default: in memory only)")
+    p_rep.add_argument("--atol", type=float, default=0.0, help="tolerance per accuracy (default 0: exact, for CPU)")
+    p_rep.add_argument("--quiet", action="store_true")
+    p_rep.set_defaults(func=_cmd_reproduce)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

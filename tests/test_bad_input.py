@@ -82,7 +82,8 @@ FLOATS = {("stream", "val_fraction"), ("model", "dropout"), ("train", "lr"), ("t
 # (section, key) -> values out of range (the type is right)
 OUT_OF_RANGE = {
     **{k: st.integers(-10**6, 0) for k in INTS},
-    ("train", "lr"): st.one_of(st.floats(max_value=0.0, allow_nan=False), st.sampled_from(["inf", "nan"])),
+    ("train", "lr"): st.one_of(st.floats(max_value=0.0, allow_nan=False), st.sampled_from(["inf", "nan"]),
+                               st.floats(min_value=3.5e38, allow_infinity=False)),
     ("train", "momentum"): st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.0)),
     ("train", "weight_decay"): st.floats(max_value=-1e-9),
     ("train", "grad_clip"): st.floats(max_value=0.0),

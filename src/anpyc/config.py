@@ -199,6 +199,9 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, identical for every method in a comparison.
@@ -224,6 +227,8 @@ class TrainConfig:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        # larger values overflow float32 parameters inside the optimizer step
+        _check(self.lr <= _FLOAT32_MAX and self.weight_decay <= _FLOAT32_MAX, "train.lr and train.weight_decay must be <= 3.4e38")
         _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")

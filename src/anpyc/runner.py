@@ -32,7 +32,7 @@ from anpyc import __version__
 from anpyc import checkpoint as ckpt_mod
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
-from anpyc.errors import OutputError
+from anpyc.errors import ConfigError, OutputError
 from anpyc.io import append_jsonl, write_csv, write_json, write_yaml
 from anpyc.methods import create, resolved_params
 from anpyc.methods.base import Method
@@ -157,11 +157,15 @@ def run(
     if stream is None:  # before the output directory is touched: bad data must not cost a result
         stream = make_stream(cfg.stream, cfg.seed, labels="local" if cfg.model.head == "multi" else "global")
     build_model(cfg.model, stream.input_shape)  # a model that cannot be built fails here too
+    if torch.device(cfg.train.device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
     snapshot = None
     if resume:
         if out_dir is None:
             raise OutputError("resume needs the run directory")
         out = Path(out_dir)
+        if not (out / "config.yaml").is_file():
+            raise OutputError(f"{out} holds no run to resume (no config.yaml)")
         snapshot = ckpt_mod.load_latest(out, cfg)  # fails here, before any file is touched
     else:
         out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None

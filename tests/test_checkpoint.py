@@ -74,8 +74,12 @@ def test_keeps_the_last_two_and_checkpoints_every_epoch(tmp_path):
         {},  # finetune, plain SGD, fresh optimizer per task
         {"method": "joint", "model": {"hidden": [16], "dropout": 0.2},
          "train": {"optimizer": "adam", "lr": 0.01, "reset_optimizer": False}},
+        # pruning with retrain(epochs) inside after_task, owner masks, history in extra state
+        {"method": "anpyc", "method_params": {"retrain_epochs": 1, "reinit": "random", "importance_samples": 100}},
+        {"method": "anpyc", "method_params": {"protection": "soft", "importance_samples": 100},
+         "train": {"momentum": 0.9, "reset_optimizer": False}},
     ],
-    ids=["finetune-sgd", "joint-adam-dropout-kept-optimizer"],
+    ids=["finetune-sgd", "joint-adam-dropout-kept-optimizer", "anpyc-prune-retrain-random-reinit", "anpyc-soft-momentum"],
 )
 def test_resume_after_each_kill_point_is_bit_exact(tmp_path, monkeypatch, overrides):
     cfg_dict = {**BLOBS, **{k: v for k, v in overrides.items() if k != "train"}}
@@ -96,6 +100,10 @@ def test_resume_after_each_kill_point_is_bit_exact(tmp_path, monkeypatch, overri
         assert resumed.metrics["acc_before_training"] == full.metrics["acc_before_training"]
         for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
             assert torch.equal(a, b)
+        mine, theirs = resumed.method.state_dict(), full.method.state_dict()
+        assert mine.keys() == theirs.keys()
+        for key in mine:  # buffers, and extra state such as a method's history
+            assert torch.equal(mine[key], theirs[key]) if isinstance(mine[key], torch.Tensor) else mine[key] == theirs[key], key
         log_tasks = [line for line in (out / "log.jsonl").read_text().splitlines()]
         assert len(log_tasks) == 3
 

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -221,7 +222,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _load(module: torch.nn.Module, state: dict, what: str, name: str) -> None:
     try:
-        module.load_state_dict(state)
+        # a copy: extra state (e.g. a history dict) must not alias the payload, which is loaded twice
+        module.load_state_dict(copy.deepcopy(state))
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{name}: {what} does not fit this run: {_first_line(exc)}") from exc
 
@@ -330,13 +332,13 @@ def _to_saved(value: Any) -> Any:
     return [float(v) for v in value]
 
 
-def trim_log(run_dir: Path, tasks_done: int) -> None:
+def trim_log(run_dir: Path, tasks_done: int) -> list[dict]:
     """Keep only ``log.jsonl`` records of tasks the checkpoint has (a kill may have left a
-    record of a task that is trained again, or half a line)."""
+    record of a task that is trained again, or half a line); return the records kept."""
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
-        return
-    kept = []
+        return []
+    kept, records = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             record = json.loads(line)
@@ -344,12 +346,14 @@ def trim_log(run_dir: Path, tasks_done: int) -> None:
             continue
         if isinstance(record, dict) and isinstance(record.get("task"), int) and record["task"] < tasks_done:
             kept.append(line + "\n")
+            records.append(record)
     text = "".join(kept)
     if text != path.read_text(encoding="utf-8"):
         atomic_write_text(path, text)
+    return records
 
 
-def resume_run(run_dir: str | Path, quiet: bool = False):
+def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False):
     """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint.
 
     A run that already finished (``metrics.json`` present) is not touched: its saved results
@@ -370,7 +374,7 @@ def resume_run(run_dir: str | Path, quiet: bool = False):
         metrics = read_metrics(metrics_path)
         log.info("%s already finished; nothing to resume", run_dir)
         return RunResult(cfg, matrix(metrics["acc_matrix"]), matrix(metrics.get("val_acc_matrix", [])), metrics, run_dir)
-    return run(cfg, run_dir, quiet=quiet, resume=True)
+    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard)
 
 
 def read_metrics(path: str | Path) -> dict:

@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | reproduce | data ...``.
+"""Command line: ``anpyc run | compare | report | reproduce | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -14,6 +14,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -64,6 +65,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--overwrite", action="store_true", help="reuse an output directory that holds a run")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log per-task accuracies and losses for TensorBoard in OUT/tb (needs anpyc[tensorboard])")
+    parser.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -105,8 +109,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
-    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
+    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
     _print_run(result, args.out)
+    _report_at_end(args, args.out)
     return 0
 
 
@@ -117,8 +122,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     given += [f"--{k}" for k in ("method", "out", "config", "seed") if getattr(args, k) is not None]
     if given or args.param or args.overwrite:
         raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {', '.join(given) or '--param/--overwrite'}")
-    result = resume_run(args.resume, quiet=args.quiet)
+    finished = (Path(args.resume) / "metrics.json").is_file()
+    result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard)
     _print_run(result, args.resume)
+    if not finished:  # a finished run is left exactly as it was
+        _report_at_end(args, args.resume)
     return 0
 
 
@@ -128,6 +136,27 @@ def _print_run(result, out) -> None:
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
         f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}"
     )
+
+
+def _report_at_end(args: argparse.Namespace, out: str) -> None:
+    """The report after run/compare/bench; a failure is only a warning (the results are saved)."""
+    if args.no_report:
+        return
+    from anpyc.report.report import write_report_safely
+
+    files = write_report_safely(out)
+    if files is not None:
+        print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from anpyc.report.report import write_report
+
+    files = write_report(args.dir)
+    print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
+    for note in files.skipped:
+        log.info("plot left out: %s", note)
+    return 0
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -153,9 +182,34 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         m, k = key.split(".", 1)
         params.setdefault(m, {})[k] = value
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
-    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite)
+    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
+                      tensorboard=args.tensorboard)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
+    _report_at_end(args, args.out)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from anpyc.bench import BENCHMARKS, run_benchmark
+
+    if args.name == "list":
+        for name, b in BENCHMARKS.items():
+            print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+        return 0
+    overrides: dict[str, Any] = {}
+    if args.tasks is not None:
+        overrides.setdefault("stream", {})["tasks"] = args.tasks
+    if args.subsample is not None:
+        overrides.setdefault("stream", {})["subsample"] = args.subsample
+    if args.threads is not None:
+        overrides.setdefault("train", {})["threads"] = args.threads
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    out = args.out or f"bench-out/{args.name}"
+    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite)
+    print((Path(out) / "bench.md").read_text())
+    print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
+    _report_at_end(args, out)
     return 0
 
 
@@ -205,12 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
-    p_rep = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
-    p_rep.add_argument("dir", help="a finished run directory")
-    p_rep.add_argument("--out", default=None, help="write the rerun here (default: in memory only)")
-    p_rep.add_argument("--atol", type=float, default=0.0, help="tolerance per accuracy (default 0: exact, for CPU)")
-    p_rep.add_argument("--quiet", action="store_true")
-    p_rep.set_defaults(func=_cmd_reproduce)
+    p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
+    p_repro.add_argument("dir", help="a finished run directory")
+    p_repro.add_argument("--out", default=None, help="write the rerun here (default: in memory only)")
+    p_repro.add_argument("--atol", type=float, default=0.0, help="tolerance per accuracy (default 0: exact, for CPU)")
+    p_repro.add_argument("--quiet", action="store_true")
+    p_repro.set_defaults(func=_cmd_reproduce)
+
+    p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory")
+    p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
+    p_rep.set_defaults(func=_cmd_report)
+
+    p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
+    p_bench.add_argument("name", help="benchmark name, or `list`")
+    p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
+    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
+    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
+    p_bench.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
+    p_bench.add_argument("--subsample", type=int, default=None, help="training examples per task")
+    p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p_bench.add_argument("--quiet", action="store_true")
+    p_bench.add_argument("--overwrite", action="store_true")
+    p_bench.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
+    p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

@@ -39,6 +39,7 @@ from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
 from anpyc.models.heads import ContinualModel
+from anpyc.report.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.train import evaluate, fit, make_optimizer
 from anpyc.utils import peak_rss_mb, seed_everything
 
@@ -110,7 +111,7 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     if overwrite:
-        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv"):
+        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "acc_curve.csv"):
             (out / stale).unlink(missing_ok=True)
         for stale in ckpt_mod.list_checkpoints(out):
             stale.unlink(missing_ok=True)
@@ -141,18 +142,22 @@ def run(
     quiet: bool = False,
     overwrite: bool = False,
     stream: Stream | None = None,
+    tensorboard: bool | str | Path = False,
     resume: bool = False,
 ) -> RunResult:
     """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
 
     ``stream`` may be passed to share one built stream between runs (it must match
-    ``cfg.stream`` and ``cfg.seed``). ``resume=True`` continues the run in ``out_dir`` from
-    its newest valid checkpoint (from the start if it has none); see
-    :func:`anpyc.checkpoint.resume_run`.
+    ``cfg.stream`` and ``cfg.seed``). ``tensorboard``: True logs to ``out_dir/tb``, a path
+    logs there (see :mod:`anpyc.report.tracking`); ``acc_curve.csv`` is written always.
+    ``resume=True`` continues the run in ``out_dir`` from its newest valid checkpoint (from
+    the start if it has none); see :func:`anpyc.checkpoint.resume_run`.
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
+    if tensorboard:
+        tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
     saved_cfg = resolved_config(cfg)
     if stream is None:  # before the output directory is touched: bad data must not cost a result
         stream = make_stream(cfg.stream, cfg.seed, labels="local" if cfg.model.head == "multi" else "global")
@@ -177,9 +182,13 @@ def run(
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("anpyc").addHandler(file_handler)
         runlog.addHandler(file_handler)
+    tracker = None
     try:
-        return _run(cfg, method, out, quiet, stream, snapshot if resume else None, resume)
+        tracker = open_tracker(out, tensorboard)
+        return _run(cfg, method, out, quiet, stream, tracker, snapshot if resume else None, resume)
     finally:
+        if tracker is not None:
+            tracker.close()
         if file_handler is not None:
             logging.getLogger("anpyc").removeHandler(file_handler)
             runlog.removeHandler(file_handler)
@@ -188,7 +197,7 @@ def run(
 
 def _run(
     cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream,
-    snapshot: dict | None = None, resume: bool = False,
+    tracker: TaskTracker | None = None, snapshot: dict | None = None, resume: bool = False,
 ) -> RunResult:
     seed_everything(cfg.seed)
     device = torch.device(cfg.train.device)
@@ -211,7 +220,9 @@ def _run(
         pos, clock = snapshot["position"], snapshot["clock"]
         log.info("resuming from %s: task %d, epoch %d", snapshot["file"], pos["task"] + 1, pos["epoch"])
     if resume and out is not None:
-        ckpt_mod.trim_log(out, pos["task"])
+        for record in ckpt_mod.trim_log(out, pos["task"]):
+            if tracker is not None:  # acc_curve.csv gets the rows of the tasks done before the kill
+                tracker.log_task(record)
     checkpointer = None
     if out is not None:
         checkpointer = ckpt_mod.Checkpointer(out, cfg, model, method, generator, {
@@ -248,6 +259,7 @@ def _run(
 
         stats = fit(
             model, method, data, cfg.train, cfg.train.epochs, generator, optimizer=optimizer, task_id=t,
+            on_step=tracker.on_step if tracker is not None else None,
             start_epoch=pos["epoch"] if mid_task else 0, on_epoch_end=epoch_checkpoint,
         )
 
@@ -279,6 +291,8 @@ def _run(
             log.info(line)
         if out is not None:
             append_jsonl(out / "log.jsonl", record)
+        if tracker is not None:
+            tracker.log_task(record)
         if checkpointer is not None:
             checkpointer.save(t + 1, 0, optimizer, {"elapsed": time.perf_counter() - t_start})
         if progress is not None:

@@ -1,0 +1,84 @@
+"""The importance-weighted quadratic penalty, one piece of code for every method that uses it.
+
+``penalty = scale * lam * sum_i omega_i * (theta_i - theta_star_i)^2`` over shared parameters,
+with ``omega`` (importance) and ``theta_star`` (anchor) kept as buffers. EWC, online EWC, SI,
+MAS and ANPyC's consolidation differ only in how ``omega`` is estimated and merged.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from anpyc.methods.base import Method
+from anpyc.utils import buffer_key
+
+MERGES = ("sum", "max", "replace", "decay")
+
+
+class QuadraticPenalty(Method):
+    """Base for importance-weighted quadratic regularisers.
+
+    Subclasses implement :meth:`estimate_importance` and set ``scale`` (EWC uses 1/2); the
+    config must have ``lam`` and may have ``merge`` (``sum``, ``max``, ``replace`` or
+    ``decay`` with ``gamma``).
+    """
+
+    scale: ClassVar[float] = 1.0
+
+    def estimate_importance(self, model, task) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- buffers ---------------------------------------------------------------------
+    def omega(self, name: str) -> Tensor | None:
+        return getattr(self, buffer_key("omega", name), None)
+
+    def theta_star(self, name: str) -> Tensor | None:
+        return getattr(self, buffer_key("theta_star", name), None)
+
+    def _set(self, prefix: str, name: str, value: Tensor) -> None:
+        key = buffer_key(prefix, name)
+        if hasattr(self, key):
+            getattr(self, key).copy_(value)
+        else:
+            self.register_buffer(key, value.detach().clone())
+
+    def merge_importance(self, new: dict[str, Tensor]) -> None:
+        """Fold a task's importance into the running ``omega`` (``config.merge``)."""
+        merge = getattr(self.config, "merge", "sum")
+        for name, value in new.items():
+            old = self.omega(name)
+            if old is None or merge == "replace":
+                merged = value
+            elif merge == "sum":
+                merged = old + value
+            elif merge == "max":
+                merged = torch.maximum(old, value)
+            elif merge == "decay":
+                merged = self.config.gamma * old + value
+            else:
+                raise ValueError(f"unknown merge {merge!r}; known: {', '.join(MERGES)}")
+            self._set("omega", name, merged)
+
+    def anchor(self, model) -> None:
+        """Remember the current shared parameters as ``theta_star``."""
+        for name, p in model.shared_parameters():
+            self._set("theta_star", name, p.detach())
+
+    # -- hooks -----------------------------------------------------------------------
+    def penalty(self, model, x: Tensor, t: Tensor) -> Tensor | None:
+        terms = []
+        for name, p in model.shared_parameters():
+            omega, star = self.omega(name), self.theta_star(name)
+            if omega is not None and star is not None:
+                terms.append((omega * (p - star).pow(2)).sum())
+        if not terms or self.config.lam == 0:
+            return None
+        return self.scale * self.config.lam * torch.stack(terms).sum()
+
+    def after_task(self, model, task, retrain=None) -> None:
+        self.merge_importance(self.estimate_importance(model, task))
+        self.anchor(model)
+        super().after_task(model, task, retrain)

@@ -1,3 +1,4 @@
+import json
 import logging
 import random
 
@@ -86,8 +87,9 @@ def test_resume_after_each_kill_point_is_bit_exact(tmp_path, monkeypatch, overri
     cfg_dict["train"] = {**BLOBS["train"], **overrides.get("train", {})}
     cfg = RunConfig.from_dict(cfg_dict)
     full = run(cfg, tmp_path / "full", quiet=True)
-    # kill after a mid-task checkpoint (2: task 0 epoch 2), a task-end one (4), and one in the last task (10)
-    for n in (2, 4, 10):
+    # kill after a mid-task checkpoint (2: task 0 epoch 2), a task-end one (4), one in the last
+    # task (10), and the final one (12: all tasks done, metrics not yet written)
+    for n in (2, 4, 10, 12):
         out = tmp_path / f"killed{n}"
         with monkeypatch.context() as m:
             kill_after(m, n)
@@ -104,8 +106,9 @@ def test_resume_after_each_kill_point_is_bit_exact(tmp_path, monkeypatch, overri
         assert mine.keys() == theirs.keys()
         for key in mine:  # buffers, and extra state such as a method's history
             assert torch.equal(mine[key], theirs[key]) if isinstance(mine[key], torch.Tensor) else mine[key] == theirs[key], key
-        log_tasks = [line for line in (out / "log.jsonl").read_text().splitlines()]
-        assert len(log_tasks) == 3
+        assert [json.loads(line)["task"] for line in (out / "log.jsonl").read_text().splitlines()] == [0, 1, 2]
+        curve = [row.split(",")[0:2] for row in (out / "acc_curve.csv").read_text().splitlines()]
+        assert curve == [row.split(",")[0:2] for row in (tmp_path / "full" / "acc_curve.csv").read_text().splitlines()]
 
 
 def test_corrupt_newest_falls_back_to_previous_with_warning(tmp_path, monkeypatch, caplog):
@@ -193,8 +196,8 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
     assert not (out / "metrics.json").exists()
     position = load_latest(out)["position"]
 
-    assert main(["run", "--resume", str(out), "--quiet"]) == 0
-    assert main(["run", "--method", "finetune", *flags, "--quiet", "--out", str(tmp_path / "full")]) == 0
+    assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
+    assert main(["run", "--method", "finetune", *flags, "--quiet", "--no-report", "--out", str(tmp_path / "full")]) == 0
     resumed = matrix(read_metrics(out / "metrics.json")["acc_matrix"])
     full = matrix(read_metrics(tmp_path / "full" / "metrics.json")["acc_matrix"])
     np.testing.assert_array_equal(resumed, full, err_msg=f"killed after checkpoint {k} at {position}")

@@ -85,6 +85,6 @@ def test_disk_full_mid_run_keeps_earlier_results_and_the_run_resumes(tmp_path, m
     assert RunConfig.from_file(out / "config.yaml").stream.tasks == 3
     assert not (out / "metrics.json").exists()
     # space freed: the run continues and ends as if nothing happened
-    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
     full = run(RunConfig.from_file(out / "config.yaml"), tmp_path / "full", quiet=True)
     np.testing.assert_array_equal(ck.matrix(ck.read_metrics(out / "metrics.json")["acc_matrix"]), full.acc_matrix)

@@ -90,7 +90,7 @@ class ANPyCConfig:
     keep_schedule: Literal["geometric", "reference"] = "geometric"
     keep_first: float = 0.3
     keep_decay: float = 0.9
-    keep_min: float = 0.1
+    keep_min: float = 0.05
     prune_step: float = 1.0
     retrain_epochs: int = 1
     prune_unit: Literal["weight", "unit"] = "weight"

@@ -55,3 +55,28 @@ def test_filter_pruning_releases_whole_conv_filters(unit):
         assert whole and all(bool((o == 1).any()) for o in _conv_owners(res).values())
     else:  # element-wise pruning splits filters: the check above can fail
         assert mixed
+
+
+def test_filter_pruning_with_batch_norm_releases_scale_and_shift():
+    cfg = RunConfig.from_dict({
+        "method": "anpyc",
+        "method_params": {"prune_unit": "unit", "keep_first": 0.5, "retrain_epochs": 1, "importance_samples": 200},
+        "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 200},
+        "model": {"name": "cnn", "width": 4, "batch_norm": True},
+        "train": {"epochs": 1},
+    })
+    res = run(cfg, quiet=True)
+    names = [n for n, _ in res.model.shared_parameters()]
+    checked = 0
+    for i, name in enumerate(names):
+        owner = res.method.owner(name)
+        if owner.dim() != 4:
+            continue
+        per_filter = owner.reshape(owner.shape[0], -1)[:, 0]
+        # the 1-D tensors right after a conv weight (BN scale and shift) follow its filters
+        for follower in names[i + 1 : i + 3]:
+            f_owner = res.method.owner(follower)
+            if f_owner.dim() == 1 and f_owner.numel() == owner.shape[0]:
+                assert torch.equal(f_owner, per_filter)
+                checked += 1
+    assert checked >= 2

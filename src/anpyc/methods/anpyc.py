@@ -114,6 +114,20 @@ class ANPyCConfig:
                 raise ValueError(msg)
 
 
+def _unit_followers(params: dict[str, Tensor]) -> dict[str, list[str]]:
+    """For each weight tensor, the 1-D parameters after it (in definition order) that hold one
+    value per output unit: its bias and a following batch norm's scale and shift."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for name, p in params.items():
+        if p.dim() > 1:
+            current = name
+            out[name] = []
+        elif current is not None and p.numel() == params[current].shape[0]:
+            out[current].append(name)
+    return out
+
+
 @register
 class ANPyC(QuadraticPenalty):
     """ANPyC behind the common hooks; see the module docstring."""
@@ -282,11 +296,10 @@ class ANPyC(QuadraticPenalty):
                         unit_dim = 0 if c.prune_unit == "unit" and p.dim() > 1 else None
                         new = lowest_fraction_mask(scores[name], remaining, max(want, 0) / n_rem, unit_dim)
                         if unit_dim is not None:
-                            # a pruned unit takes its bias with it
-                            bias_name = name[: -len("weight")] + "bias" if name.endswith("weight") else None
-                            if bias_name in params:
-                                unit_gone = new.reshape(new.shape[0], -1).any(1)
-                                pruned[bias_name] |= unit_gone & free[bias_name]
+                            # a pruned unit takes its per-unit parameters (bias, BN scale and shift) with it
+                            unit_gone = new.reshape(new.shape[0], -1).any(1)
+                            for follower in _unit_followers(params).get(name, []):
+                                pruned[follower] |= unit_gone & free[follower]
                         pruned[name] |= new
                     for name, p in params.items():
                         p.masked_fill_(pruned[name], 0.0)

@@ -88,8 +88,8 @@ class ANPyCConfig:
     task_masks: bool = True
     prune_criterion: Literal["magnitude", "taylor", "taylor_abs", "random"] = "magnitude"
     keep_schedule: Literal["geometric", "reference"] = "geometric"
-    keep_first: float = 0.3
-    keep_decay: float = 0.9
+    keep_first: float = 0.15
+    keep_decay: float = 0.95
     keep_min: float = 0.05
     prune_step: float = 1.0
     retrain_epochs: int = 1

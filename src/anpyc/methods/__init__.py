@@ -6,7 +6,17 @@ Example:
     ['anpyc', 'ewc']
 """
 
-from anpyc.methods import ewc, finetune, joint, lwf, mas, online_ewc, packnet, si  # noqa: F401  (registers the classes)  # noqa: F401  (baselines)
+from anpyc.methods import (  # noqa: F401  (registers the classes)
+    anpyc,
+    ewc,
+    finetune,
+    joint,
+    lwf,
+    mas,
+    online_ewc,
+    packnet,
+    si,
+)
 from anpyc.methods.base import Method, NoConfig, shared_params
 from anpyc.methods.registry import (
     METHODS,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -101,13 +102,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
-    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
+    if args.nproc > 1 or args.backend is not None or _torchrun():
+        from anpyc import launch
+
+        if _torchrun():
+            if args.nproc > 1:
+                raise ConfigError("started by torchrun: leave out --nproc (torchrun's --nproc-per-node sets it)")
+            result = launch.run_torchrun(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, backend=args.backend)
+            if int(os.environ.get("RANK", "0")) != 0:
+                return 0  # rank 0 prints the result line
+        else:
+            result = launch.run_distributed(
+                cfg, args.out, nproc=args.nproc, quiet=args.quiet, overwrite=args.overwrite, backend=args.backend
+            )
+    else:
+        result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
     m = result.metrics
     print(
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
         f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
     )
     return 0
+
+
+def _torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -124,10 +143,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise ConfigError(f"in compare, --param needs METHOD.KEY=VALUE, got {key!r}")
         m, k = key.split(".", 1)
         params.setdefault(m, {})[k] = value
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
-    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite)
+    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
+    if summary.get("failed"):
+        from anpyc.compare import failures_text
+
+        print(failures_text(summary), end="", file=sys.stderr)
+        print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -165,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--method", required=True, help="method id, e.g. anpyc, finetune, joint, ewc")
     p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
     p_run.add_argument("--out", required=True, help="run directory to write")
+    p_run.add_argument(
+        "--nproc", type=int, default=1,
+        help="data-parallel processes on this machine (default 1); train.batch_size is the global "
+        "batch. Several machines: torchrun --nproc-per-node N -m anpyc run ...",
+    )
+    p_run.add_argument("--backend", default=None, help="torch.distributed backend: gloo (CPU, default) or nccl (--device cuda)")
     _add_config_flags(p_run)
     p_run.set_defaults(func=_cmd_run)
 
@@ -173,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
     p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")
+    p_cmp.add_argument(
+        "--jobs", type=int, default=1,
+        help="(method, seed) runs in parallel processes (default 1); a failed run is listed and the "
+        "others are kept (exit code 1)",
+    )
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 

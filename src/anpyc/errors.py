@@ -19,3 +19,7 @@ class TrainingError(AnpycError):
 
 class OutputError(AnpycError):
     """The output directory cannot be used or written."""
+
+
+class DistributedError(AnpycError):
+    """A multi-process run cannot start or its processes disagree."""

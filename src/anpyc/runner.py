@@ -30,6 +30,7 @@ import torch
 from anpyc import __version__
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
+from anpyc.distributed import decorrelate_rng_, is_main_process, sync_task_state_, world_size
 from anpyc.errors import OutputError
 from anpyc.io import append_jsonl, write_csv, write_json, write_yaml
 from anpyc.methods import create, resolved_params
@@ -147,7 +148,8 @@ def run(
         torch.set_num_threads(cfg.train.threads)
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
     saved_cfg = resolved_config(cfg)
-    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+    # under torch.distributed every rank trains; only rank 0 writes (see anpyc.launch)
+    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None and is_main_process() else None
     if out is not None:
         write_yaml(out / "config.yaml", saved_cfg)
     file_handler = None
@@ -174,6 +176,7 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
     model = build_model(cfg.model, stream.input_shape).to(device)
     method.to(device)
     baseline = _Baseline(model)
+    decorrelate_rng_(cfg.seed)  # ranks > 0 only: their own dropout masks
     generator = torch.Generator().manual_seed(cfg.seed)
     T = len(stream)
     R = np.full((T, T), np.nan)
@@ -188,6 +191,7 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
         n_heads = len(model.heads)
         model.add_head(task.n_outputs)
         method.before_task(model, task)
+        sync_task_state_(model, method)  # no-op in one process; rank 0's new head everywhere
         e0 = time.perf_counter()
         acc_before.append(evaluate(model, method, task.test, cfg.train, t))
         acc_random.append(baseline.accuracy(model, task.test, cfg.train, t))
@@ -203,6 +207,7 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
             return fit(model, method, _data, cfg.train, epochs, generator, task_id=_t)
 
         method.after_task(model, task, retrain)
+        sync_task_state_(model, method)  # masks, ownership, random draws: rank 0's on every rank
         e1 = time.perf_counter()
         for j in range(t + 1):
             R[t, j] = evaluate(model, method, stream[j].test, cfg.train, j)
@@ -256,6 +261,7 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
             "n_shared_params": sum(p.numel() for _, p in model.shared_parameters()),
             "n_params": sum(p.numel() for p in model.parameters()),
             "method_state_mb": sum(b.numel() * b.element_size() for b in method.buffers()) / 2**20,
+            "world_size": world_size(),
         }
     )
     metrics.update(method.summary())

@@ -1,0 +1,156 @@
+"""Two-process gloo runs against the one-process run.
+
+Batch semantics: ``train.batch_size`` is the global batch, each of the 2 ranks trains on half
+of it, and ranks step with the gradient of the global batch mean. So a 2-process run computes
+what the 1-process run computes, up to the order of float additions in the all-reduce:
+accuracy matrices must agree within ``TOL`` (one point; in practice they are equal) and every
+rank must end with bit-identical model and method state.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dist_methods  # noqa: F401  (registers the test methods here and in spawned ranks)
+from anpyc import distributed as ddist
+from anpyc.cli import main
+from anpyc.config import RunConfig
+from anpyc.launch import spawn_group
+from anpyc.models.heads import ContinualModel
+from anpyc.runner import run
+from anpyc.train import task_loss
+
+TOL = 0.01
+# 201 training rows per task in batches of 25: the last global batch has one row, so rank 1
+# gets an empty batch at the end of every epoch of the first task
+BLOBS = {
+    "stream": {"benchmark": "blobs", "tasks": 3, "subsample": 201},
+    "model": {"hidden": [32]},
+    "train": {"epochs": 2, "batch_size": 25, "threads": 1},
+}
+METHODS = ("finetune", "test-dist-probe")
+
+
+def _omega_sum(method) -> str:
+    keep = torch.nn.Module()
+    for name, buf in method.named_buffers():
+        if name.startswith(("omega", "mask")):
+            keep.register_buffer(name, buf)
+    return ddist.state_checksum(keep)
+
+
+def _grad_check() -> dict:
+    """Sharded gradients + sync_gradients_ against the full-batch gradient, on every rank."""
+    torch.manual_seed(0)
+    model = ContinualModel(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh()), 4)
+    for _ in range(3):
+        model.add_head(2)  # head 2 is never used: its grad must stay None
+    x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+    t = torch.tensor([0, 0, 1, 0, 0])  # head 1 appears only in rank 0's rows (0, 2, 4)
+    errs = {}
+    for name, rows in (("uneven", slice(0, 5)), ("one_rank_empty", slice(0, 1))):
+        model.zero_grad(set_to_none=True)
+        task_loss(model, x[rows], y[rows], t[rows]).backward()
+        want = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        xs, ys, ts = x[rows][ddist.rank() :: 2], y[rows][ddist.rank() :: 2], t[rows][ddist.rank() :: 2]
+        loss_sum = 0.0
+        if len(ys):
+            loss = task_loss(model, xs, ys, ts)
+            loss.backward()
+            loss_sum = float(loss.detach()) * len(ys)
+        _, n = ddist.sync_gradients_(model.parameters(), loss_sum, len(ys))
+        got = {n_: p.grad for n_, p in model.named_parameters() if p.grad is not None}
+        assert n == len(y[rows]) and set(got) == set(want), (name, set(got) ^ set(want))
+        errs[name] = max(float((got[k] - want[k]).abs().max()) for k in want)
+    return errs
+
+
+def _two_rank_runs(cfgs: list[dict]) -> dict:
+    import anpyc.runner
+
+    out = {"grad_err": ddist.all_gather_object(_grad_check())}
+    for cfg in cfgs:
+        res = run(RunConfig.from_dict(cfg), quiet=True)
+        out[cfg["method"]] = _rank_states(res)
+    # the same probe run without the runner's task-boundary broadcast: ranks must disagree
+    # (their masks come from their own RNGs), or the agreement above would prove nothing
+    real = anpyc.runner.sync_task_state_
+    anpyc.runner.sync_task_state_ = lambda *a, **k: None
+    try:
+        out["no_sync"] = _rank_states(run(RunConfig.from_dict(cfgs[-1]), quiet=True))
+    finally:
+        anpyc.runner.sync_task_state_ = real
+    return out
+
+
+def _rank_states(res) -> dict:
+    return {
+        "R": res.acc_matrix,
+        "world_size": res.metrics["world_size"],
+        "state": ddist.all_gather_object(ddist.state_checksum(res.model, res.method)),
+        "omega": ddist.all_gather_object(_omega_sum(res.method)),
+    }
+
+
+def test_two_processes_match_one_and_agree():
+    cfgs = [{**BLOBS, "method": m} for m in METHODS]
+    # fork: no re-import of torch in the children (the spawn default is tested through the CLI)
+    got = spawn_group(_two_rank_runs, 2, (cfgs,), modules=["dist_methods"], start_method="fork")
+    for errs in got["grad_err"]:  # per rank
+        assert max(errs.values()) < 1e-6
+    for cfg in cfgs:
+        single = run(RunConfig.from_dict(cfg), quiet=True)
+        two = got[cfg["method"]]
+        assert two["world_size"] == 2
+        assert len(set(two["state"])) == 1, f"{cfg['method']}: ranks hold different states"
+        assert len(set(two["omega"])) == 1
+        np.testing.assert_allclose(two["R"], single.acc_matrix, atol=TOL)
+        assert np.isfinite(np.tril(two["R"])).all()
+    assert got["no_sync"]["omega"][0] != got["no_sync"]["omega"][1]
+    assert got["no_sync"]["state"][0] != got["no_sync"]["state"][1]
+
+
+@pytest.mark.parametrize("start", ["fork", pytest.param("spawn", marks=pytest.mark.slow)])
+def test_cli_nproc_2_only_rank0_writes(tmp_path, capsys, monkeypatch, start):
+    # spawn (the default) re-imports torch in each process: half a minute on a busy machine
+    monkeypatch.setenv("ANPYC_START_METHOD", start)
+    out = tmp_path / "run"
+    argv = ["run", "--method", "test-dist-probe", "--benchmark", "blobs", "--tasks", "3", "--subsample", "201",
+            "--hidden", "32", "--epochs", "2", "--batch-size", "25", "--threads", "1", "--quiet", "--out", str(out)]
+    assert main([*argv, "--nproc", "2"]) == 0
+    assert "test-dist-probe on blobs" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [
+        "acc_matrix.csv", "config.yaml", "log.jsonl", "metrics.json", "run.log", "val_acc_matrix.csv"]
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # one writer
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["distributed"]["backend"] == "gloo"
+    sums = metrics["distributed"]["rank_state_sha256"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    single = run(RunConfig.from_file(out / "config.yaml"), quiet=True)
+    two = np.array([[np.nan if v is None else v for v in row] for row in metrics["acc_matrix"]])
+    np.testing.assert_allclose(two, single.acc_matrix, atol=TOL)
+
+
+def test_cli_nproc_error_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ANPYC_START_METHOD", "fork")
+    argv = ["run", "--method", "test-fails", "--benchmark", "blobs", "--tasks", "2", "--subsample", "50",
+            "--hidden", "8", "--threads", "1", "--quiet", "--out", str(tmp_path / "r"), "--nproc", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "anpyc: error: test-fails: deliberate failure in task 1"
+
+
+def test_bad_requests_fail_before_spawning(tmp_path):
+    from anpyc.errors import ConfigError
+    from anpyc.launch import check_setup
+
+    with pytest.raises(ConfigError, match="nccl needs --device cuda"):
+        check_setup("cpu", 2, "nccl")
+    with pytest.raises(ConfigError, match="--nproc must be"):
+        check_setup("cpu", 0, None)
+    assert main(["run", "--method", "finetune", "--benchmark", "blobs", "--out", str(tmp_path / "x"),
+                 "--nproc", "2", "--param", "nope=1"]) == 2
+    assert not (tmp_path / "x").exists()

@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | data ...``.
+"""Command line: ``anpyc run | compare | report | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -15,6 +15,7 @@ import os
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -65,6 +66,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--overwrite", action="store_true", help="reuse an output directory that holds a run")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log per-task accuracies and losses for TensorBoard in OUT/tb (needs anpyc[tensorboard])")
+    parser.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -108,20 +112,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if _torchrun():
             if args.nproc > 1:
                 raise ConfigError("started by torchrun: leave out --nproc (torchrun's --nproc-per-node sets it)")
-            result = launch.run_torchrun(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, backend=args.backend)
+            result = launch.run_torchrun(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite,
+                                         backend=args.backend, tensorboard=args.tensorboard)
             if int(os.environ.get("RANK", "0")) != 0:
                 return 0  # rank 0 prints the result line
         else:
-            result = launch.run_distributed(
-                cfg, args.out, nproc=args.nproc, quiet=args.quiet, overwrite=args.overwrite, backend=args.backend
-            )
+            result = launch.run_distributed(cfg, args.out, nproc=args.nproc, quiet=args.quiet, overwrite=args.overwrite,
+                                            backend=args.backend, tensorboard=args.tensorboard)
     else:
-        result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
+        result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
     m = result.metrics
     print(
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
         f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
     )
+    _report_at_end(args, args.out)
+    return 0
+
+
+def _report_at_end(args: argparse.Namespace, out: str) -> None:
+    """The report after run/compare/bench; a failure is only a warning (the results are saved)."""
+    if args.no_report:
+        return
+    from anpyc.report.report import write_report_safely
+
+    files = write_report_safely(out)
+    if files is not None:
+        print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from anpyc.report.report import write_report
+
+    files = write_report(args.dir)
+    print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
+    for note in files.skipped:
+        log.info("plot left out: %s", note)
     return 0
 
 
@@ -146,15 +172,40 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
-    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite, jobs=args.jobs)
+    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
+                      tensorboard=args.tensorboard, jobs=args.jobs)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
+    _report_at_end(args, args.out)
     if summary.get("failed"):
         from anpyc.compare import failures_text
 
         print(failures_text(summary), end="", file=sys.stderr)
         print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from anpyc.bench import BENCHMARKS, run_benchmark
+
+    if args.name == "list":
+        for name, b in BENCHMARKS.items():
+            print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+        return 0
+    overrides: dict[str, Any] = {}
+    if args.tasks is not None:
+        overrides.setdefault("stream", {})["tasks"] = args.tasks
+    if args.subsample is not None:
+        overrides.setdefault("stream", {})["subsample"] = args.subsample
+    if args.threads is not None:
+        overrides.setdefault("train", {})["threads"] = args.threads
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    out = args.out or f"bench-out/{args.name}"
+    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite)
+    print((Path(out) / "bench.md").read_text())
+    print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
+    _report_at_end(args, out)
     return 0
 
 
@@ -213,6 +264,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
+
+    p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory")
+    p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
+    p_rep.set_defaults(func=_cmd_report)
+
+    p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
+    p_bench.add_argument("name", help="benchmark name, or `list`")
+    p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
+    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
+    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
+    p_bench.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
+    p_bench.add_argument("--subsample", type=int, default=None, help="training examples per task")
+    p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p_bench.add_argument("--quiet", action="store_true")
+    p_bench.add_argument("--overwrite", action="store_true")
+    p_bench.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
+    p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

@@ -37,10 +37,11 @@ log = logging.getLogger(__name__)
 class Job:
     """One run of a comparison."""
 
-    method: str
+    method: str  # the label in the comparison (a method id or an alias of one)
     seed: int
     config: RunConfig
     run_dir: Path | None
+    tensorboard: bool | str | Path = False
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,15 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _run_one(job: Job, overwrite: bool, stream=None, modules: tuple[str, ...] = (), threads: int | None = None):
+def _run_one(
+    job: Job, overwrite: bool, stream=None, modules: tuple[str, ...] = (), threads: int | None = None, quiet: bool = True
+):
     from anpyc.runner import run
 
     import_modules(list(modules))
     if threads is not None and job.config.train.threads is None:
         torch.set_num_threads(threads)
-    res = run(job.config, job.run_dir, quiet=True, overwrite=overwrite, stream=stream)
+    res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite, stream=stream, tensorboard=job.tensorboard)
     res.model = res.method = None  # keep memory flat; only the figures travel back
     return res
 
@@ -92,12 +95,14 @@ def run_jobs(
     overwrite: bool = False,
     streams: dict | None = None,
     start_method: str | None = None,
+    quiet: bool = True,
 ) -> tuple[dict[tuple[str, int], object], list[JobFailure]]:
     """Run ``jobs``; returns ``({(method, seed): RunResult}, [JobFailure, ...])``.
 
     ``workers=1`` runs them here, one after another (``streams`` maps a seed to a built
     stream shared by that seed's jobs); ``workers > 1`` runs them in that many processes.
-    Either way a failing job does not stop the others.
+    Either way a failing job does not stop the others. Parallel jobs show no progress bars
+    (``quiet`` applies to sequential ones).
     """
     done: dict[tuple[str, int], object] = {}
     failures: list[JobFailure] = []
@@ -106,12 +111,12 @@ def run_jobs(
             log.info("compare: %s, seed %d", job.method, job.seed)
             try:
                 stream = (streams or {}).get(job.seed)
-                done[(job.method, job.seed)] = _run_one(job, overwrite, stream)
+                done[(job.method, job.seed)] = _run_one(job, overwrite, stream, quiet=quiet)
             except Exception as exc:  # recorded; the other jobs go on
                 _record_failure(job, exc, failures)
         return done, failures
     workers = min(workers, len(jobs))
-    modules = tuple(method_modules(sorted({j.method for j in jobs})))
+    modules = tuple(method_modules(sorted({j.config.method for j in jobs})))
     ctx = multiprocessing.get_context(start_method or default_start_method())
     threads = default_threads(workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:

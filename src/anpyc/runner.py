@@ -38,6 +38,7 @@ from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
 from anpyc.models.heads import ContinualModel
+from anpyc.report.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.train import evaluate, fit, make_optimizer
 from anpyc.utils import peak_rss_mb, seed_everything
 
@@ -109,7 +110,7 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     if overwrite:
-        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv"):
+        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "acc_curve.csv"):
             (out / stale).unlink(missing_ok=True)
     return out
 
@@ -138,15 +139,19 @@ def run(
     quiet: bool = False,
     overwrite: bool = False,
     stream: Stream | None = None,
+    tensorboard: bool | str | Path = False,
 ) -> RunResult:
     """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
 
     ``stream`` may be passed to share one built stream between runs (it must match
-    ``cfg.stream`` and ``cfg.seed``).
+    ``cfg.stream`` and ``cfg.seed``). ``tensorboard``: True logs to ``out_dir/tb``, a path
+    logs there (see :mod:`anpyc.report.tracking`); ``acc_curve.csv`` is written always.
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
+    if tensorboard:
+        tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
     saved_cfg = resolved_config(cfg)
     # under torch.distributed every rank trains; only rank 0 writes (see anpyc.launch)
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None and is_main_process() else None
@@ -158,16 +163,22 @@ def run(
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("anpyc").addHandler(file_handler)
         runlog.addHandler(file_handler)
+    tracker = None
     try:
-        return _run(cfg, method, out, quiet, stream)
+        tracker = open_tracker(out, tensorboard) if is_main_process() else None
+        return _run(cfg, method, out, quiet, stream, tracker)
     finally:
+        if tracker is not None:
+            tracker.close()
         if file_handler is not None:
             logging.getLogger("anpyc").removeHandler(file_handler)
             runlog.removeHandler(file_handler)
             file_handler.close()
 
 
-def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream | None) -> RunResult:
+def _run(
+    cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream | None, tracker: TaskTracker | None = None
+) -> RunResult:
     seed_everything(cfg.seed)
     labels = "local" if cfg.model.head == "multi" else "global"
     if stream is None:
@@ -201,7 +212,8 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
         elif len(model.heads) > n_heads:
             optimizer.add_param_group({"params": list(model.heads[-1].parameters())})
         data = method.training_data(task, stream[: t + 1])
-        stats = fit(model, method, data, cfg.train, cfg.train.epochs, generator, optimizer=optimizer, task_id=t)
+        stats = fit(model, method, data, cfg.train, cfg.train.epochs, generator, optimizer=optimizer, task_id=t,
+                    on_step=tracker.on_step if tracker is not None else None)
 
         def retrain(epochs: int, _data=data, _t=t) -> dict:
             return fit(model, method, _data, cfg.train, epochs, generator, task_id=_t)
@@ -232,6 +244,8 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
             log.info(line)
         if out is not None:
             append_jsonl(out / "log.jsonl", record)
+        if tracker is not None:
+            tracker.log_task(record)
         if progress is not None:
             progress.set_postfix(avg_acc=f"{record['avg_acc']:.3f}")
             progress.update(1)

@@ -18,7 +18,7 @@ KEYS = ("avg_acc", "bwt", "forgetting", "fwt", "val_avg_acc")
 
 def _argv(out, jobs: int) -> list[str]:
     return ["compare", "--methods", "finetune,test-fails,joint", "--benchmark", "blobs", "--tasks", "2",
-            "--subsample", "100", "--hidden", "16", "--threads", "1", "--seeds", "2", "--quiet",
+            "--subsample", "100", "--hidden", "16", "--threads", "1", "--seeds", "2", "--quiet", "--no-report",
             "--out", str(out), "--jobs", str(jobs)]
 
 

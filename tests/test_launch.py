@@ -27,16 +27,21 @@ TOL = 0.01
 # gets an empty batch at the end of every epoch of the first task
 BLOBS = {
     "stream": {"benchmark": "blobs", "tasks": 3, "subsample": 201},
-    "model": {"hidden": [32]},
-    "train": {"epochs": 2, "batch_size": 25, "threads": 1},
+    "model": {"hidden": [64]},
+    "train": {"epochs": 5, "batch_size": 25, "lr": 0.2, "threads": 1},  # ~50% per task (chance 25%)
 }
-METHODS = ("finetune", "test-dist-probe")
+# (method, params); the probe comes last: it is rerun without the broadcast
+METHODS = (
+    ("finetune", {}),
+    ("anpyc", {"prune_criterion": "taylor", "importance_samples": 200, "importance_batch": 50}),
+    ("test-dist-probe", {}),
+)
 
 
 def _omega_sum(method) -> str:
     keep = torch.nn.Module()
     for name, buf in method.named_buffers():
-        if name.startswith(("omega", "mask")):
+        if name.startswith(("omega", "mask", "owner")):
             keep.register_buffer(name, buf)
     return ddist.state_checksum(keep)
 
@@ -96,13 +101,15 @@ def _rank_states(res) -> dict:
 
 
 def test_two_processes_match_one_and_agree():
-    cfgs = [{**BLOBS, "method": m} for m in METHODS]
+    cfgs = [{**BLOBS, "method": m, "method_params": p} for m, p in METHODS]
+    # one process first: the forked ranks then inherit everything it imported
+    singles = {cfg["method"]: run(RunConfig.from_dict(cfg), quiet=True) for cfg in cfgs}
     # fork: no re-import of torch in the children (the spawn default is tested through the CLI)
     got = spawn_group(_two_rank_runs, 2, (cfgs,), modules=["dist_methods"], start_method="fork")
     for errs in got["grad_err"]:  # per rank
         assert max(errs.values()) < 1e-6
     for cfg in cfgs:
-        single = run(RunConfig.from_dict(cfg), quiet=True)
+        single = singles[cfg["method"]]
         two = got[cfg["method"]]
         assert two["world_size"] == 2
         assert len(set(two["state"])) == 1, f"{cfg['method']}: ranks hold different states"
@@ -119,25 +126,28 @@ def test_cli_nproc_2_only_rank0_writes(tmp_path, capsys, monkeypatch, start):
     monkeypatch.setenv("ANPYC_START_METHOD", start)
     out = tmp_path / "run"
     argv = ["run", "--method", "test-dist-probe", "--benchmark", "blobs", "--tasks", "3", "--subsample", "201",
-            "--hidden", "32", "--epochs", "2", "--batch-size", "25", "--threads", "1", "--quiet", "--out", str(out)]
+            "--hidden", "64", "--epochs", "5", "--lr", "0.2", "--batch-size", "25", "--threads", "1", "--quiet", "--no-report", "--out", str(out)]
     assert main([*argv, "--nproc", "2"]) == 0
     assert "test-dist-probe on blobs" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == [
-        "acc_matrix.csv", "config.yaml", "log.jsonl", "metrics.json", "run.log", "val_acc_matrix.csv"]
-    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # one writer
+    argv[-1] = str(tmp_path / "single")
+    assert main(argv) == 0  # the same run in one process
+    # the same files as a one-process run, written once: rank 1 wrote nothing
+    assert sorted(p.name for p in out.rglob("*")) == sorted(p.name for p in (tmp_path / "single").rglob("*"))
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    assert (out / "run.log").read_text().count("task 3/3") == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["distributed"]["backend"] == "gloo"
     sums = metrics["distributed"]["rank_state_sha256"]
     assert len(sums) == 2 and sums[0] == sums[1]
-    single = run(RunConfig.from_file(out / "config.yaml"), quiet=True)
-    two = np.array([[np.nan if v is None else v for v in row] for row in metrics["acc_matrix"]])
-    np.testing.assert_allclose(two, single.acc_matrix, atol=TOL)
+    one = json.loads((tmp_path / "single" / "metrics.json").read_text())["acc_matrix"]
+    as_array = lambda m: np.array([[np.nan if v is None else v for v in row] for row in m])  # noqa: E731
+    np.testing.assert_allclose(as_array(metrics["acc_matrix"]), as_array(one), atol=TOL)
 
 
 def test_cli_nproc_error_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ANPYC_START_METHOD", "fork")
     argv = ["run", "--method", "test-fails", "--benchmark", "blobs", "--tasks", "2", "--subsample", "50",
-            "--hidden", "8", "--threads", "1", "--quiet", "--out", str(tmp_path / "r"), "--nproc", "2"]
+            "--hidden", "8", "--threads", "1", "--quiet", "--no-report", "--out", str(tmp_path / "r"), "--nproc", "2"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "anpyc: error: test-fails: deliberate failure in task 1"
@@ -154,3 +164,30 @@ def test_bad_requests_fail_before_spawning(tmp_path):
     assert main(["run", "--method", "finetune", "--benchmark", "blobs", "--out", str(tmp_path / "x"),
                  "--nproc", "2", "--param", "nope=1"]) == 2
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_gives_the_same_run(tmp_path):
+    """``torchrun --nproc-per-node 2 -m anpyc run`` (the multi-machine way) on one machine."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import anpyc
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed beside this python")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(anpyc.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    args = ["run", "--method", "finetune", "--benchmark", "blobs", "--tasks", "2", "--subsample", "201", "--hidden", "64",
+            "--epochs", "3", "--lr", "0.2", "--batch-size", "25", "--threads", "1", "--quiet", "--no-report"]
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "anpyc", *args, "--out", str(tmp_path / "tr")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("finetune on blobs") == 1  # rank 0 prints
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    two, one = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("tr", "one"))
+    assert two["distributed"]["world_size"] == 2
+    np.testing.assert_allclose(np.array(two["acc_matrix"], dtype=float), np.array(one["acc_matrix"], dtype=float), atol=TOL)

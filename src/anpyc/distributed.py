@@ -91,9 +91,14 @@ def all_reduce_sum_(tensor: Tensor) -> Tensor:
 
 
 def broadcast_(tensor: Tensor, src: int = 0) -> Tensor:
-    """Overwrite ``tensor`` with rank ``src``'s copy, in place."""
+    """Overwrite ``tensor`` with rank ``src``'s copy, in place, bit for bit (sent as raw bytes,
+    so any dtype works: gloo has no int16 or bool broadcast)."""
     if is_distributed():
-        _collective(tensor, lambda b: dist.broadcast(b, src=src))
+        raw = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+        _collective(raw, lambda b: dist.broadcast(b, src=src))
+        if raw.data_ptr() != tensor.data_ptr() or not tensor.is_contiguous():
+            with torch.no_grad():
+                tensor.copy_(raw.view(tensor.dtype).reshape(tensor.shape))
     return tensor
 
 

@@ -178,10 +178,11 @@ def sync_gradients_(params: Iterable[nn.Parameter], loss_sum: float, count: int)
             flat[offset : offset + n] = p.grad.reshape(-1).to(flat.dtype) * count
         offset += n
     all_reduce_sum_(flat)
-    total = float(flat[1])
+    header = flat[:head].tolist()  # one device sync for the loss, count and flags
+    total = header[1]
     offset = head
     for i, (p, n) in enumerate(zip(params, sizes)):
-        if flat[2 + i] > 0:
+        if header[2 + i] > 0:
             g = (flat[offset : offset + n] / total).view_as(p).to(p.dtype)
             if p.grad is None:
                 p.grad = g.clone()
@@ -190,7 +191,7 @@ def sync_gradients_(params: Iterable[nn.Parameter], loss_sum: float, count: int)
         elif p.grad is not None:
             p.grad = None  # no rank had a gradient: same as one process
         offset += n
-    return float(flat[0]), int(round(total))
+    return header[0], int(round(total))
 
 
 # ------------------------------------------------------------------------------ state

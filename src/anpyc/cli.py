@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | report | data ...``.
+"""Command line: ``anpyc run | compare | report | reproduce | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -102,32 +102,52 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
 def _cmd_run(args: argparse.Namespace) -> int:
     from anpyc.runner import run
 
+    if args.resume is not None:
+        return _cmd_resume(args)
+    if not args.method or not args.out:
+        raise ConfigError("run needs --method and --out (or --resume DIR)")
     cfg = _config_from_args(args, args.method)
     params = _parse_params(args.param)
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
     if args.nproc > 1 or args.backend is not None or _torchrun():
-        from anpyc import launch
-
-        if _torchrun():
-            if args.nproc > 1:
-                raise ConfigError("started by torchrun: leave out --nproc (torchrun's --nproc-per-node sets it)")
-            result = launch.run_torchrun(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite,
-                                         backend=args.backend, tensorboard=args.tensorboard)
-            if int(os.environ.get("RANK", "0")) != 0:
-                return 0  # rank 0 prints the result line
-        else:
-            result = launch.run_distributed(cfg, args.out, nproc=args.nproc, quiet=args.quiet, overwrite=args.overwrite,
-                                            backend=args.backend, tensorboard=args.tensorboard)
+        result = _run_processes(args, cfg)
+        if result is None:
+            return 0  # torchrun rank > 0: rank 0 prints and reports
     else:
         result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
-    m = result.metrics
-    print(
-        f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
-        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
-    )
+    _print_run(result, args.out)
     _report_at_end(args, args.out)
     return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from anpyc.checkpoint import resume_run
+
+    given = [k for k, v in vars(args).items() if ("." in k and v is not None)]
+    given += [f"--{k}" for k in ("method", "out", "config", "seed") if getattr(args, k) is not None]
+    if given or args.param or args.overwrite:
+        raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {', '.join(given) or '--param/--overwrite'}")
+    finished = (Path(args.resume) / "metrics.json").is_file()
+    if not finished and (args.nproc > 1 or args.backend is not None or _torchrun()):
+        # any number of processes may continue a run: the global batch is the same
+        result = _run_processes(args, RunConfig.from_file(Path(args.resume) / "config.yaml"), resume=True)
+        if result is None:
+            return 0
+    else:
+        result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard)
+    _print_run(result, args.resume)
+    if not finished:  # a finished run is left exactly as it was
+        _report_at_end(args, args.resume)
+    return 0
+
+
+def _print_run(result, out) -> None:
+    cfg, m = result.config, result.metrics
+    print(
+        f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
+        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}"
+    )
 
 
 def _report_at_end(args: argparse.Namespace, out: str) -> None:
@@ -153,6 +173,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
+    """``--nproc N`` (spawned here) or a torchrun-started process; None on torchrun ranks > 0."""
+    from anpyc import launch
+
+    out = args.resume or args.out
+    if _torchrun():
+        if args.nproc > 1:
+            raise ConfigError("started by torchrun: leave out --nproc (torchrun's --nproc-per-node sets it)")
+        result = launch.run_torchrun(cfg, out, quiet=args.quiet, overwrite=args.overwrite, backend=args.backend,
+                                     tensorboard=args.tensorboard, **run_kwargs)
+        return result if int(os.environ.get("RANK", "0")) == 0 else None
+    return launch.run_distributed(cfg, out, nproc=args.nproc, quiet=args.quiet, overwrite=args.overwrite,
+                                  backend=args.backend, tensorboard=args.tensorboard, **run_kwargs)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from anpyc.reproduce import reproduce
+
+    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol)
+    print(report.verdict())
+    return 0 if report.equal else 1
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -240,9 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="train one method on a task stream")
-    p_run.add_argument("--method", required=True, help="method id, e.g. anpyc, finetune, joint, ewc")
+    p_run.add_argument("--method", default=None, help="method id, e.g. anpyc, finetune, joint, ewc (required)")
     p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
-    p_run.add_argument("--out", required=True, help="run directory to write")
+    p_run.add_argument("--out", default=None, help="run directory to write (required)")
+    p_run.add_argument("--resume", default=None, metavar="DIR", help="continue the killed run in DIR from its newest checkpoint")
     p_run.add_argument(
         "--nproc", type=int, default=1,
         help="data-parallel processes on this machine (default 1); train.batch_size is the global "
@@ -264,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
+
+    p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
+    p_repro.add_argument("dir", help="a finished run directory")
+    p_repro.add_argument("--out", default=None, help="write the rerun here (default: in memory only)")
+    p_repro.add_argument("--atol", type=float, default=0.0, help="tolerance per accuracy (default 0: exact, for CPU)")
+    p_repro.add_argument("--quiet", action="store_true")
+    p_repro.set_defaults(func=_cmd_reproduce)
 
     p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory")
     p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,14 +91,19 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # nan passes no range check, inf passes "> 0"
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -195,6 +201,9 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, identical for every method in a comparison.
@@ -214,16 +223,26 @@ class TrainConfig:
     eval_batch_size: int = 1000
     device: str = "cpu"
     threads: int | None = None
+    checkpoint_every: int | None = None  # epochs; a run dir always gets one after every task
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        # larger values overflow float32 parameters inside the optimizer step
+        _check(self.lr <= _FLOAT32_MAX and self.weight_decay <= _FLOAT32_MAX, "train.lr and train.weight_decay must be <= 3.4e38")
         _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
         _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         _check(self.threads is None or self.threads >= 1, "train.threads must be >= 1")
+        _check(self.checkpoint_every is None or self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
+        import torch  # here, not at the top: config.py itself needs no torch
+
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"train.device: {str(exc).splitlines()[0]}") from None
 
 
 @dataclass(frozen=True)

@@ -21,5 +21,9 @@ class OutputError(AnpycError):
     """The output directory cannot be used or written."""
 
 
+class CheckpointError(AnpycError):
+    """No usable checkpoint: corrupt, truncated, or written by a different run."""
+
+
 class DistributedError(AnpycError):
     """A multi-process run cannot start or its processes disagree."""

@@ -60,7 +60,8 @@ class ANPyCConfig:
 
     Consolidation: ``lam`` (lambda, penalty strength), ``merge`` of Omega over tasks (``sum`` with
     pruning, ``max`` as the reference does without), ``importance_signal`` (``entropy``:
-    label-free, the paper's; ``loss``), ``structure`` (per-layer normalisation of Omega:
+    label-free, the paper's; ``loss``), ``taylor_form`` (``reference`` sign as in the authors'
+    code, or ``removal``: the Taylor change when a parameter is removed), ``structure`` (per-layer normalisation of Omega:
     ``none``, ``layer_mean``, ``layer_softmax`` with temperature ``beta``, ``neuron``),
     ``importance_samples`` (examples used per estimate) and ``protection``.
 
@@ -78,6 +79,7 @@ class ANPyCConfig:
     lam: float = 10.0
     merge: Literal["sum", "max"] = "sum"
     importance_signal: Literal["entropy", "loss"] = "entropy"
+    taylor_form: Literal["reference", "removal"] = "reference"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron"] = "none"
     beta: float = 3.0
     importance_samples: int = 2000
@@ -86,13 +88,13 @@ class ANPyCConfig:
     task_masks: bool = True
     prune_criterion: Literal["magnitude", "taylor", "taylor_abs", "random"] = "magnitude"
     keep_schedule: Literal["geometric", "reference"] = "geometric"
-    keep_first: float = 0.5
-    keep_decay: float = 0.8
+    keep_first: float = 0.3
+    keep_decay: float = 0.9
     keep_min: float = 0.05
     prune_step: float = 1.0
     retrain_epochs: int = 1
     prune_unit: Literal["weight", "unit"] = "weight"
-    reinit: Literal["zero", "random"] = "zero"
+    reinit: Literal["zero", "random"] = "random"
     prune_last: bool = False
     exhausted_below: float = 0.005
 
@@ -244,7 +246,7 @@ class ANPyC(QuadraticPenalty):
         if c.prune_criterion == "magnitude":
             scores = imp.weight_magnitude(model)
         elif c.prune_criterion == "taylor":
-            scores = imp.entropy_taylor(model, task.train, signal=c.importance_signal, **kw)
+            scores = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form, **kw)
         elif c.prune_criterion == "taylor_abs":
             scores = imp.taylor_abs(model, task.train, signal="loss", **kw)
         else:
@@ -296,7 +298,7 @@ class ANPyC(QuadraticPenalty):
             self.owner(name)[free[name] & ~pruned[name]] = t
         # consolidation: importance of what the task holds (pruned entries get 0)
         omega = imp.entropy_taylor(
-            model, task.train, signal=c.importance_signal,
+            model, task.train, signal=c.importance_signal, form=c.taylor_form,
             batch_size=c.importance_batch, max_samples=c.importance_samples,
         )
         omega = imp.normalize_per_layer(omega, c.structure, c.beta)

@@ -191,3 +191,26 @@ def test_torchrun_gives_the_same_run(tmp_path):
     two, one = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("tr", "one"))
     assert two["distributed"]["world_size"] == 2
     np.testing.assert_allclose(np.array(two["acc_matrix"], dtype=float), np.array(one["acc_matrix"], dtype=float), atol=TOL)
+
+
+def test_resume_with_two_processes(tmp_path, monkeypatch):
+    """A run killed mid-task resumes under ``--nproc 2``: every rank loads the checkpoint (a
+    rank starting afresh would end with another state: the run would fail its checksum check)
+    and the result is the uninterrupted run's; only rank 0 appends to the run directory."""
+    from test_checkpoint import Killed, kill_after
+
+    cfg = RunConfig.from_dict({**BLOBS, "method": "anpyc", "method_params": dict(METHODS[1][1]),
+                               "train": {**BLOBS["train"], "checkpoint_every": 2}})
+    full = run(cfg, tmp_path / "full", quiet=True)
+    out = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        kill_after(m, 4)  # saves: t0 e2, t0 e4, t0 end, t1 e2 -> killed in the middle of task 1
+        with pytest.raises(Killed):
+            run(cfg, out, quiet=True)
+    monkeypatch.setenv("ANPYC_START_METHOD", "fork")
+    assert main(["run", "--resume", str(out), "--nproc", "2", "--quiet", "--no-report"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["distributed"]["world_size"] == 2
+    resumed = np.array([[np.nan if v is None else v for v in row] for row in metrics["acc_matrix"]])
+    np.testing.assert_allclose(resumed, full.acc_matrix, atol=TOL)
+    assert [json.loads(line)["task"] for line in (out / "log.jsonl").read_text().splitlines()] == [0, 1, 2]

@@ -11,6 +11,8 @@ import torch
 from anpyc.data import sources
 
 torch.set_num_threads(1)
+# a multi-process test whose ranks fall out of step fails in 2 minutes instead of hanging 30
+os.environ.setdefault("ANPYC_DIST_TIMEOUT", "120")
 
 
 @pytest.fixture

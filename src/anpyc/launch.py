@@ -50,7 +50,17 @@ from anpyc.methods import create, get_method_class
 log = logging.getLogger(__name__)
 
 BACKENDS = ("gloo", "nccl")
-TIMEOUT = _dt.timedelta(minutes=30)  # a rank waiting this long in a collective gives up
+
+
+def collective_timeout() -> _dt.timedelta:
+    """How long a rank waits in a collective before giving up: ``$ANPYC_DIST_TIMEOUT``
+    seconds, 30 minutes by default (ranks out of step must fail, not hang)."""
+    raw = os.environ.get("ANPYC_DIST_TIMEOUT", "1800")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigError(f"ANPYC_DIST_TIMEOUT must be a number of seconds, got {raw!r}") from None
+    return _dt.timedelta(seconds=max(seconds, 1.0))
 
 
 def default_backend(device: str) -> str:
@@ -138,7 +148,7 @@ def _worker(
         torch.cuda.set_device(rank)
     try:
         import_modules(modules)
-        dist.init_process_group(backend, init_method=Path(tmp, "rendezvous").as_uri(), rank=rank, world_size=world, timeout=TIMEOUT)
+        dist.init_process_group(backend, init_method=Path(tmp, "rendezvous").as_uri(), rank=rank, world_size=world, timeout=collective_timeout())
         try:
             value = fn(*fn_args)
         finally:
@@ -260,7 +270,7 @@ def run_torchrun(
         torch.cuda.set_device(local_rank)
     if int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("anpyc").setLevel(logging.WARNING)
-    dist.init_process_group(backend, init_method="env://", timeout=TIMEOUT)
+    dist.init_process_group(backend, init_method="env://", timeout=collective_timeout())
     try:
         return _rank_run(cfg, out_dir, quiet, overwrite, backend, run_kwargs)
     finally:

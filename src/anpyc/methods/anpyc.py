@@ -79,7 +79,7 @@ class ANPyCConfig:
     lam: float = 10.0
     merge: Literal["sum", "max"] = "sum"
     importance_signal: Literal["entropy", "loss"] = "entropy"
-    taylor_form: Literal["reference", "removal"] = "reference"
+    taylor_form: Literal["reference", "removal"] = "removal"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron"] = "none"
     beta: float = 3.0
     importance_samples: int = 2000
@@ -88,8 +88,8 @@ class ANPyCConfig:
     task_masks: bool = True
     prune_criterion: Literal["magnitude", "taylor", "taylor_abs", "random"] = "magnitude"
     keep_schedule: Literal["geometric", "reference"] = "geometric"
-    keep_first: float = 0.3
-    keep_decay: float = 0.9
+    keep_first: float = 0.15
+    keep_decay: float = 0.95
     keep_min: float = 0.05
     prune_step: float = 1.0
     retrain_epochs: int = 1
@@ -112,6 +112,20 @@ class ANPyCConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+
+
+def _unit_followers(params: dict[str, Tensor]) -> dict[str, list[str]]:
+    """For each weight tensor, the 1-D parameters after it (in definition order) that hold one
+    value per output unit: its bias and a following batch norm's scale and shift."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for name, p in params.items():
+        if p.dim() > 1:
+            current = name
+            out[name] = []
+        elif current is not None and p.numel() == params[current].shape[0]:
+            out[current].append(name)
+    return out
 
 
 @register
@@ -282,11 +296,10 @@ class ANPyC(QuadraticPenalty):
                         unit_dim = 0 if c.prune_unit == "unit" and p.dim() > 1 else None
                         new = lowest_fraction_mask(scores[name], remaining, max(want, 0) / n_rem, unit_dim)
                         if unit_dim is not None:
-                            # a pruned unit takes its bias with it
-                            bias_name = name[: -len("weight")] + "bias" if name.endswith("weight") else None
-                            if bias_name in params:
-                                unit_gone = new.reshape(new.shape[0], -1).any(1)
-                                pruned[bias_name] |= unit_gone & free[bias_name]
+                            # a pruned unit takes its per-unit parameters (bias, BN scale and shift) with it
+                            unit_gone = new.reshape(new.shape[0], -1).any(1)
+                            for follower in _unit_followers(params).get(name, []):
+                                pruned[follower] |= unit_gone & free[follower]
                         pruned[name] |= new
                     for name, p in params.items():
                         p.masked_fill_(pruned[name], 0.0)

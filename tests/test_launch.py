@@ -78,8 +78,10 @@ def _two_rank_runs(cfgs: list[dict]) -> dict:
 
     out = {"grad_err": ddist.all_gather_object(_grad_check())}
     for cfg in cfgs:
+        ddist.DIVERGED.clear()
         res = run(RunConfig.from_dict(cfg), quiet=True)
-        out[cfg["method"]] = _rank_states(res)
+        # bodies agreed at every task boundary before the broadcast: training kept them in step
+        out[cfg["method"]] = {**_rank_states(res), "diverged": list(ddist.DIVERGED)}
     # the same probe run without the runner's task-boundary broadcast: ranks must disagree
     # (their masks come from their own RNGs), or the agreement above would prove nothing
     real = anpyc.runner.sync_task_state_
@@ -112,6 +114,7 @@ def test_two_processes_match_one_and_agree():
         single = singles[cfg["method"]]
         two = got[cfg["method"]]
         assert two["world_size"] == 2
+        assert two["diverged"] == [], f"{cfg['method']}: ranks out of step before the broadcast"
         assert len(set(two["state"])) == 1, f"{cfg['method']}: ranks hold different states"
         assert len(set(two["omega"])) == 1
         np.testing.assert_allclose(two["R"], single.acc_matrix, atol=TOL)
@@ -138,7 +141,7 @@ def test_cli_nproc_2_only_rank0_writes(tmp_path, capsys, monkeypatch, start):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["distributed"]["backend"] == "gloo"
     sums = metrics["distributed"]["rank_state_sha256"]
-    assert len(sums) == 2 and sums[0] == sums[1]
+    assert len(sums) == 2 and sums[0] == sums[1] and metrics["distributed"]["diverged_before_sync"] == []
     one = json.loads((tmp_path / "single" / "metrics.json").read_text())["acc_matrix"]
     as_array = lambda m: np.array([[np.nan if v is None else v for v in row] for row in m])  # noqa: E731
     np.testing.assert_allclose(as_array(metrics["acc_matrix"]), as_array(one), atol=TOL)

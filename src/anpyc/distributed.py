@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -34,6 +35,8 @@ from torch import Tensor, nn
 
 from anpyc.data.taskdata import Batch, ConcatData, TaskData
 from anpyc.errors import DistributedError
+
+log = logging.getLogger(__name__)
 
 
 def is_distributed() -> bool:
@@ -236,13 +239,26 @@ def broadcast_module_state_(module: nn.Module, src: int = 0) -> None:
         _broadcast_all(module, f"{type(module).__name__} parameters", tensors, src)
 
 
-def sync_task_state_(model: nn.Module, method: nn.Module, src: int = 0) -> None:
+#: where (``sync_task_state_``'s ``where``) the shared parameters differed between ranks
+#: before the broadcast; empty when gradient averaging kept every rank in step
+DIVERGED: list[str] = []
+
+
+def sync_task_state_(model: nn.Module, method: nn.Module, src: int = 0, where: str = "") -> None:
     """At a task boundary: give every rank rank ``src``'s model and method state.
 
     The runner calls this after ``before_task`` (new heads are drawn from each rank's own RNG)
     and after ``after_task`` (masks, ownership and anything decided at random are rank 0's).
+    First it compares the ranks' shared (body) parameters: they must already agree, since every
+    rank steps with the same averaged gradient; a difference is logged and recorded in
+    :data:`DIVERGED` (a hook drew rank-dependent random numbers, or batch-norm statistics).
     """
     if is_distributed():
+        shared = getattr(model, "body", model)
+        sums = all_gather_object(state_checksum(shared))
+        if len(set(sums)) != 1:
+            DIVERGED.append(where or "?")
+            log.warning("shared parameters differed between ranks before the broadcast (%s); rank %d's kept", where, src)
         broadcast_module_state_(model, src)
         broadcast_module_buffers_(method, src)
 

@@ -125,13 +125,17 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
     if cfg.train.threads is None:
         torch.set_num_threads(default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", ddist.world_size()))))
     main = ddist.is_main_process()
+    ddist.DIVERGED.clear()
     result = run(cfg, out_dir, quiet=quiet or not main, overwrite=overwrite, **run_kwargs)
     sums = ddist.all_gather_object(ddist.state_checksum(result.model, result.method))
     if len(set(sums)) != 1:
         bad = [r for r, s in enumerate(sums) if s != sums[0]]
         raise DistributedError(f"ranks {bad} ended with a model or method state different from rank 0's")
     # every rank's checksum, kept so that a run directory shows the ranks agreed
-    result.metrics["distributed"] = {"world_size": ddist.world_size(), "backend": backend, "rank_state_sha256": sums}
+    result.metrics["distributed"] = {
+        "world_size": ddist.world_size(), "backend": backend, "rank_state_sha256": sums,
+        "diverged_before_sync": list(ddist.DIVERGED),  # task boundaries where ranks' bodies differed
+    }
     if main and result.out_dir is not None:
         write_json(Path(result.out_dir) / "metrics.json", _finite(result.metrics))
     return result

@@ -246,7 +246,7 @@ def _run(
             n_heads = len(model.heads)
             model.add_head(task.n_outputs)
             method.before_task(model, task)
-            sync_task_state_(model, method)  # no-op in one process; rank 0's new head everywhere
+            sync_task_state_(model, method, where=f"task {t} start")  # no-op in one process; rank 0's new head
             e0 = time.perf_counter()
             acc_before.append(evaluate(model, method, task.test, cfg.train, t))
             acc_random.append(baseline.accuracy(model, task.test, cfg.train, t))
@@ -272,7 +272,7 @@ def _run(
             return fit(model, method, _data, cfg.train, epochs, generator, task_id=_t)
 
         method.after_task(model, task, retrain)
-        sync_task_state_(model, method)  # masks, ownership, random draws: rank 0's on every rank
+        sync_task_state_(model, method, where=f"task {t} end")  # masks, ownership, random draws: rank 0's
         e1 = time.perf_counter()
         for j in range(t + 1):
             R[t, j] = evaluate(model, method, stream[j].test, cfg.train, j)

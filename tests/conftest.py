@@ -33,3 +33,17 @@ def fashion_dir() -> str:
             pytest.fail(msg)
         pytest.skip(msg)
     return str(sources.resolve_data_dir())
+
+
+@pytest.fixture
+def private_mnist_dir(mnist_dir, tmp_path) -> str:
+    """A data dir of its own holding links to the MNIST files: what a test caches there
+    (e.g. the judging classifier of generative runs) never leaks into other tests."""
+    from pathlib import Path
+
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for f in (Path(mnist_dir) / "mnist").iterdir():
+        if f.is_file() and "idx" in f.name:
+            (folder / f.name).symlink_to(f.resolve())
+    return str(tmp_path / "data")

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from anpyc.config import (
+    GenerativeConfig,
     ModelConfig,
     RunConfig,
     StreamConfig,
@@ -35,6 +36,7 @@ _SECTIONS = (
     ("stream", StreamConfig, {}),
     ("model", ModelConfig, {"name": "--model"}),
     ("train", TrainConfig, {}),
+    ("generative", GenerativeConfig, {}),
 )
 
 
@@ -103,6 +105,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
     result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
     m = result.metrics
+    if "fid_matrix" in m:  # generative run: the matrix holds recognition shares
+        print(
+            f"{cfg.method} ({cfg.model.name}) on {m['benchmark']} ({m['n_tasks']} tasks): recognition "
+            f"{100 * m['avg_acc']:.2f}%  first task {100 * m['final_acc'][0]:.2f}%  FD {m['avg_fid']:.2f}  "
+            f"(judge acc {100 * m['classifier_test_acc']:.2f}%)  time {m['time_s']:.1f}s  -> {args.out}"
+        )
+        return 0
     print(
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
         f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"

@@ -36,6 +36,7 @@ from anpyc.methods import create, resolved_params
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
+from anpyc.models.generative import is_generative
 from anpyc.models.heads import ContinualModel
 from anpyc.train import evaluate, fit, make_optimizer
 from anpyc.utils import peak_rss_mb, seed_everything
@@ -108,7 +109,7 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     if overwrite:
-        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv"):
+        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "fid_matrix.csv"):
             (out / stale).unlink(missing_ok=True)
     return out
 
@@ -145,6 +146,11 @@ def run(
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    generative = is_generative(cfg.model.name)
+    if generative:  # VAE / GAN: their own loop and metrics, same hooks and run-dir contract
+        from anpyc.generative import resolve_train_defaults, run_generative
+
+        cfg = resolve_train_defaults(cfg)
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
     saved_cfg = resolved_config(cfg)
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
@@ -157,6 +163,8 @@ def run(
         logging.getLogger("anpyc").addHandler(file_handler)
         runlog.addHandler(file_handler)
     try:
+        if generative:
+            return run_generative(cfg, method, out, quiet, stream)
         return _run(cfg, method, out, quiet, stream)
     finally:
         if file_handler is not None:

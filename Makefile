@@ -25,7 +25,7 @@ data: setup
 	$(BIN)/anpyc data fetch fashion-mnist --quiet
 
 demo: data
-	$(BIN)/anpyc compare --methods finetune,joint --benchmark permuted-mnist --tasks 5 \
+	$(BIN)/anpyc compare --methods anpyc,finetune --benchmark permuted-mnist --tasks 5 \
 	    --subsample 5000 --epochs 1 --seeds 1 --out demo-out --overwrite
 
 test: data

@@ -14,6 +14,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -140,6 +141,28 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from anpyc.bench import BENCHMARKS, run_benchmark
+
+    if args.name == "list":
+        for name, b in BENCHMARKS.items():
+            print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+        return 0
+    overrides: dict[str, Any] = {}
+    if args.tasks is not None:
+        overrides.setdefault("stream", {})["tasks"] = args.tasks
+    if args.subsample is not None:
+        overrides.setdefault("stream", {})["subsample"] = args.subsample
+    if args.threads is not None:
+        overrides.setdefault("train", {})["threads"] = args.threads
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    out = args.out or f"bench-out/{args.name}"
+    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite)
+    print((Path(out) / "bench.md").read_text())
+    print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
+    return 0
+
+
 def _cmd_data(args: argparse.Namespace) -> int:
     from anpyc.data import sources
 
@@ -184,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
+
+    p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
+    p_bench.add_argument("name", help="benchmark name, or `list`")
+    p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
+    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
+    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
+    p_bench.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
+    p_bench.add_argument("--subsample", type=int, default=None, help="training examples per task")
+    p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p_bench.add_argument("--quiet", action="store_true")
+    p_bench.add_argument("--overwrite", action="store_true")
+    p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

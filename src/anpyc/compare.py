@@ -39,24 +39,36 @@ def compare(
     params: dict[str, dict[str, Any]] | None = None,
     quiet: bool = False,
     overwrite: bool = False,
+    aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> dict:
-    """Run every method for every seed and aggregate; returns the summary dict."""
+    """Run every method for every seed and aggregate; returns the summary dict.
+
+    ``aliases`` names variants of a method (``{"anpyc-reference": ("anpyc", {...})}``) that
+    can then be listed in ``methods`` beside the method itself.
+    """
     params = params or {}
-    for m in methods:  # fail on a bad name or parameter before any training
-        get_method_class(m)
-        method_config(m, params.get(m, base.method_params if m == base.method else {}))
+    aliases = aliases or {}
+
+    def resolve(label: str) -> tuple[str, dict[str, Any]]:
+        method, preset = aliases.get(label, (label, {}))
+        return method, {**preset, **params.get(label, {})}
+
+    for label in methods:  # fail on a bad name or parameter before any training
+        method_config(*resolve(label))
     unknown = set(params) - set(methods)
     if unknown:
         raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
-        write_yaml(out / "compare.yaml", {"methods": methods, "seeds": list(seeds), "params": params, "base": base.to_dict()})
+        write_yaml(out / "compare.yaml", {"methods": methods, "seeds": list(seeds), "params": params,
+                                          "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()})
     results: dict[str, list[RunResult]] = {m: [] for m in methods}
     labels = "local" if base.model.head == "multi" else "global"
     for seed in seeds:
         stream = make_stream(base.stream, seed, labels=labels)
         for m in methods:
-            cfg = base.replace(method=m, method_params=params.get(m, {}), seed=seed)
+            method, method_params = resolve(m)
+            cfg = base.replace(method=method, method_params=method_params, seed=seed)
             run_dir = out / m / f"seed_{seed}" if out is not None else None
             log.info("compare: %s, seed %d", m, seed)
             res = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=stream)
@@ -80,7 +92,12 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
     ref = results.get("finetune")
     methods = {}
     for m, runs in results.items():
-        entry: dict[str, Any] = {"n_seeds": len(runs), "upper_bound": bool(get_method_class(m).upper_bound)}
+        entry: dict[str, Any] = {
+            "method": runs[0].config.method,
+            "params": runs[0].config.method_params,
+            "n_seeds": len(runs),
+            "upper_bound": bool(get_method_class(runs[0].config.method).upper_bound),
+        }
         for key in SUMMARY_KEYS:
             vals = [r.metrics.get(key) for r in runs]
             vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
@@ -89,9 +106,15 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
             ratios = [r.metrics["time_s"] / f.metrics["time_s"] for r, f in zip(runs, ref)]
             entry["time_ratio_finetune"] = _stat(ratios)
         curves = np.array([r.metrics["avg_acc_curve"] for r in runs])
+        # decay of average accuracy per task learned (least squares over the whole sequence)
+        slopes = [float(np.polyfit(np.arange(len(c)), c, 1)[0]) for c in curves if len(c) > 1]
+        entry["acc_slope_per_task"] = _stat(slopes)
+        k = max(1, min(10, curves.shape[1] // 2))
+        entry["task_time_first_s"] = _stat([float(np.mean(r.metrics["task_time_s"][:k])) for r in runs])
+        entry["task_time_last_s"] = _stat([float(np.mean(r.metrics["task_time_s"][-k:])) for r in runs])
         entry["avg_acc_curve"] = curves.mean(0).tolist()
         entry["task1_acc_curve"] = np.array([r.acc_matrix[:, 0] for r in runs]).mean(0).tolist()
-        for extra in ("free_fraction", "importance_kurtosis"):
+        for extra in ("free_fraction", "free_fraction_total", "importance_kurtosis"):
             if extra in runs[0].metrics:
                 entry[extra] = runs[0].metrics[extra]
         entry["runs"] = [str(r.out_dir) if r.out_dir else None for r in runs]

@@ -167,6 +167,7 @@ class StreamConfig:
     tasks: int | None = None
     subsample: int | None = None
     test_subsample: int | None = None
+    val_subsample: int | None = None
     val_fraction: float = 0.1
     first_task_unpermuted: bool = True
     data_dir: str | None = None
@@ -177,6 +178,7 @@ class StreamConfig:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
         _check(self.subsample is None or self.subsample >= 1, "stream.subsample must be >= 1")
         _check(self.test_subsample is None or self.test_subsample >= 1, "stream.test_subsample must be >= 1")
+        _check(self.val_subsample is None or self.val_subsample >= 1, "stream.val_subsample must be >= 1")
         _check(0.0 < self.val_fraction < 0.5, f"stream.val_fraction must be in (0, 0.5), got {self.val_fraction}")
         _check(self.classes_per_task >= 1, f"stream.classes_per_task must be >= 1, got {self.classes_per_task}")
 

@@ -55,6 +55,10 @@ class Stream:
     n_classes: int  # size of a single shared head (all classes of the stream)
     labels: str  # "local" (per-task labels, multi-head) or "global"
 
+    def __post_init__(self) -> None:
+        for task in self.tasks:  # methods that plan capacity (ANPyC) may treat the last task apart
+            task.info["last"] = task is self.tasks[-1]
+
     def __len__(self) -> int:
         return len(self.tasks)
 
@@ -84,6 +88,8 @@ def _take(index: Tensor, k: int | None, gen: torch.Generator) -> Tensor:
 
 
 def _val_budget(cfg: StreamConfig) -> int | None:
+    if cfg.val_subsample is not None:
+        return cfg.val_subsample
     if cfg.subsample is None:
         return None
     return max(1, int(round(cfg.subsample * cfg.val_fraction / (1.0 - cfg.val_fraction))))

@@ -6,7 +6,7 @@ Example:
     ['anpyc', 'ewc']
 """
 
-from anpyc.methods import finetune, joint  # noqa: F401  (registers the classes)
+from anpyc.methods import anpyc, finetune, joint  # noqa: F401  (registers the classes)
 from anpyc.methods.base import Method, NoConfig, shared_params
 from anpyc.methods.registry import (
     METHODS,

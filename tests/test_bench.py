@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from anpyc.bench import BENCHMARKS, run_benchmark
+from anpyc.cli import main
+from anpyc.errors import ConfigError
+
+
+def test_unknown_benchmark_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown benchmark"):
+        run_benchmark("nope", tmp_path)
+
+
+def test_every_benchmark_config_is_valid():
+    from anpyc.config import RunConfig
+    from anpyc.methods import method_config
+
+    for bench in BENCHMARKS.values():
+        RunConfig.from_dict(bench.base)
+        for method, params in bench.aliases.values():
+            method_config(method, params)
+
+
+def test_quick_bench_writes_json_and_markdown(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", "quick", "--tasks", "2", "--subsample", "300", "--methods", "anpyc,finetune",
+                 "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    assert set(data["methods"]) == {"anpyc", "finetune"} and data["bench"]["machine"]["cores"] >= 1
+    assert "| anpyc |" in (out / "bench.md").read_text() and "| anpyc |" in capsys.readouterr().out
+
+
+def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
+    summary = run_benchmark("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"],
+                            overrides={"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}}, quiet=True)
+    ref = summary["methods"]["anpyc-reference"]
+    assert ref["method"] == "anpyc" and ref["params"]["keep_schedule"] == "reference"
+    assert summary["methods"]["anpyc"]["params"] == {}

@@ -151,9 +151,10 @@ class ClassJudge:
         self.test_feats = real_features(clf, ConcatData([t.test for t in stream]), classes)
         self.val_feats = real_features(clf, ConcatData([t.val for t in stream]), classes)
 
-    def draw(self, model: GenerativeModel, cls: int, n: int, draw: int, task: int) -> torch.Tensor:
-        # the same latent codes for every method and run with this seed: comparisons are paired
-        return generate(model, cls, n, _gen(self.seed, 7, draw, task, cls))
+    def draw(self, model: GenerativeModel, cls: int, n: int, draw: int) -> torch.Tensor:
+        # the same latent codes after every task and for every method with this seed, so
+        # changes between tasks and between methods are paired comparisons
+        return generate(model, cls, n, _gen(self.seed, 7, draw, cls))
 
     def score(self, images: torch.Tensor, cls: int, real: dict[int, np.ndarray]) -> tuple[float, float]:
         pred, feats = predict(self.clf, images)
@@ -216,11 +217,11 @@ def run_generative(
             shares, vshares, fids, vfids = [], [], [], []
             with method.eval_context(model, j):
                 for c in stream[j].classes:
-                    share, fid = judge.score(judge.draw(model, c, gcfg.samples_per_class, 0, t), c, judge.test_feats)
-                    vshare, vfid = judge.score(judge.draw(model, c, gcfg.samples_per_class, 1, t), c, judge.val_feats)
+                    share, fid = judge.score(judge.draw(model, c, gcfg.samples_per_class, 0), c, judge.test_feats)
+                    vshare, vfid = judge.score(judge.draw(model, c, gcfg.samples_per_class, 1), c, judge.val_feats)
                     shares.append(share), vshares.append(vshare), fids.append(fid), vfids.append(vfid)
                     per_class[t, c], per_class_fid[t, c] = share, fid
-                    grid_rows.append(judge.draw(model, c, gcfg.grid_columns, 2, 0))  # fixed codes across tasks
+                    grid_rows.append(judge.draw(model, c, gcfg.grid_columns, 2))
             R[t, j], V[t, j] = float(np.mean(shares)), float(np.mean(vshares))
             FID[t, j], VFID[t, j] = float(np.mean(fids)), float(np.mean(vfids))
         grid_path = None

@@ -77,7 +77,7 @@ class ANPyCConfig:
 
     lam: float = 10.0
     merge: Literal["sum", "max"] = "sum"
-    importance_signal: Literal["entropy", "loss"] = "entropy"
+    importance_signal: Literal["entropy", "loss", "output_norm"] = "entropy"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron"] = "none"
     beta: float = 3.0
     importance_samples: int = 2000

@@ -35,6 +35,24 @@ def fashion_dir() -> str:
     return str(sources.resolve_data_dir())
 
 
+BAD_INPUTS = pytest.StashKey[dict]()
+
+
+@pytest.fixture(scope="session")
+def bad_input_count(pytestconfig) -> dict:
+    """Tally of bad inputs the property-based tests tried, by family (printed at the end)."""
+    return pytestconfig.stash.setdefault(BAD_INPUTS, {})
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    counts = config.stash.get(BAD_INPUTS, {})
+    if counts:
+        detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        terminalreporter.write_line(
+            f"bad inputs tried: {sum(counts.values())} ({detail}); each gave a one-line error, exit 2, no file changed"
+        )
+
+
 @pytest.fixture
 def private_mnist_dir(mnist_dir, tmp_path) -> str:
     """A data dir of its own holding links to the MNIST files: what a test caches there

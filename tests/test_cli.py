@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import pytest
@@ -28,7 +29,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, words):
 def test_config_file_then_flags_override(tmp_path):
     (tmp_path / "c.yaml").write_text("stream:\n  benchmark: blobs\n  tasks: 3\ntrain:\n  epochs: 2\n")
     assert main(["run", "--method", "finetune", "--config", str(tmp_path / "c.yaml"), "--tasks", "2",
-                 "--out", str(tmp_path / "r"), "--quiet"]) == 0
+                 "--out", str(tmp_path / "r"), "--quiet", "--no-report"]) == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["n_tasks"] == 2
 
@@ -38,6 +39,7 @@ def test_compare_writes_summary(tmp_path, capsys):
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert set(summary["methods"]) == {"finetune", "joint"}
     assert (tmp_path / "c" / "summary.md").exists() and (tmp_path / "c" / "avg_acc.png").stat().st_size > 1000
+    assert (tmp_path / "c" / "report.html").exists() and (tmp_path / "c" / "plots" / "acc_matrix_joint.png").exists()
     assert "| finetune |" in capsys.readouterr().out
 
 
@@ -49,10 +51,42 @@ def test_data_list_runs(capsys, tmp_path):
 
 def test_finetune_forgets_and_joint_beats_it_on_permuted_mnist(tmp_path, mnist_dir):
     common = ["--benchmark", "permuted-mnist", "--tasks", "4", "--subsample", "2000", "--test-subsample", "1000",
-              "--epochs", "2", "--hidden", "100", "--quiet"]
+              "--epochs", "2", "--hidden", "100", "--quiet", "--no-report"]
     metrics = {}
     for m in ("finetune", "joint"):
         assert main(["run", "--method", m, *common, "--out", str(tmp_path / m)]) == 0
         metrics[m] = json.loads((tmp_path / m / "metrics.json").read_text())
     assert metrics["finetune"]["bwt"] < -0.02
     assert metrics["joint"]["avg_acc"] > metrics["finetune"]["avg_acc"] + 0.01
+
+
+def test_run_logs_csv_and_tensorboard_then_report_command(tmp_path, capsys):
+    tb = importlib.util.find_spec("tensorboard") is not None
+    out = tmp_path / "r"
+    argv = ["run", "--method", "finetune", *QUICK, "--out", str(out), "--no-report"]
+    assert main(argv + (["--tensorboard"] if tb else [])) == 0
+    assert not (out / "report.html").exists()
+    assert (out / "acc_curve.csv").read_text().splitlines()[0].endswith("acc_task_0,acc_task_1")
+    assert len((out / "acc_curve.csv").read_text().splitlines()) == 3
+    assert not tb or any((out / "tb").glob("events.out.tfevents.*"))
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert (out / "report.md").exists() and "<img src=\"data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_report_failure_never_costs_the_run(tmp_path, monkeypatch, caplog):
+    import anpyc.report.report as report
+
+    def boom(directory):
+        raise RuntimeError("no plots today")
+
+    monkeypatch.setattr(report, "write_report", boom)
+    assert main(["run", "--method", "finetune", *QUICK, "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "metrics.json").exists() and "no plots today" in caplog.text
+
+
+def test_report_on_a_folder_without_results(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither a run directory" in err[0]

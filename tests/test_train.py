@@ -69,3 +69,81 @@ def test_non_finite_loss_names_task_and_epoch():
     stream, model = _setup()
     with pytest.raises(TrainingError, match="task 4, epoch 0"):
         fit(model, _Exploding(), stream[0].train, TrainConfig(), 1, torch.Generator(), task_id=4)
+
+
+def test_fit_from_a_saved_epoch_continues_exactly():
+    """fit(start_epoch=k) with the optimizer and generator as they were after epoch k gives
+    the same weights as an uninterrupted fit (what exact resumption relies on)."""
+    import copy
+
+    stream, model = _setup(dropout=0.2)
+    cfg, method = TrainConfig(optimizer="adam", lr=0.01, epochs=4), create("finetune")
+    saved = {}
+
+    def keep(done, stats):
+        if done == 2:  # dropout draws from the global RNG, shuffling from the generator
+            saved.update(model=copy.deepcopy(model.state_dict()), opt=copy.deepcopy(opt.state_dict()),
+                         gen=gen.get_state(), rng=torch.get_rng_state(), steps=stats["steps"])
+
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    start = copy.deepcopy(model.state_dict())
+    full = fit(model, method, stream[0].train, cfg, 4, gen, optimizer=opt, on_epoch_end=keep)
+    final = copy.deepcopy(model.state_dict())
+
+    model.load_state_dict(start)  # as if a fresh process: then the saved state
+    model.load_state_dict(saved["model"])
+    opt2 = torch.optim.Adam(model.parameters(), lr=0.01)
+    opt2.load_state_dict(saved["opt"])
+    gen2 = torch.Generator()
+    gen2.set_state(saved["gen"])
+    torch.set_rng_state(saved["rng"])
+    resumed = fit(model, method, stream[0].train, cfg, 4, gen2, optimizer=opt2, start_epoch=2)
+    assert resumed == full and saved["steps"] == full["steps"] // 2
+    for k, v in final.items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+class _NanAtTask1(Method):
+    name = "nan-at-task-1-test"
+
+    def penalty(self, model, x, t):
+        return torch.tensor(float("nan")) if int(t[0]) == 1 else None
+
+
+def test_cli_reports_a_non_finite_loss_in_one_line_and_keeps_earlier_results(tmp_path, monkeypatch, capsys):
+    from anpyc.checkpoint import decode, list_checkpoints
+    from anpyc.cli import main
+    from anpyc.methods import METHODS
+
+    monkeypatch.setitem(METHODS, _NanAtTask1.name, _NanAtTask1)
+    out = tmp_path / "r"
+    argv = ["run", "--method", _NanAtTask1.name, "--benchmark", "blobs", "--tasks", "3", "--subsample", "100",
+            "--hidden", "8", "--epochs", "2", "--quiet", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("anpyc: error: non-finite loss (nan) in task 1, epoch 0")
+    assert [line.count('"task": 0') for line in (out / "log.jsonl").read_text().splitlines()] == [1]
+    newest = list_checkpoints(out)[0]
+    assert decode(newest.read_bytes())["position"] == {"task": 1, "epoch": 0}
+    assert not (out / "metrics.json").exists()
+
+
+def test_cli_huge_learning_rate_stops_with_the_task_and_epoch(tmp_path, capsys):
+    from anpyc.cli import main
+
+    argv = ["run", "--method", "finetune", "--benchmark", "blobs", "--tasks", "2", "--subsample", "100",
+            "--hidden", "8", "--lr", "1e38", "--quiet", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite loss" in err[0] and "in task 1, epoch 0" in err[0] and "grad_clip" in err[0]
+
+
+def test_grad_clip_bounds_the_update():
+    stream, model = _setup()
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = TrainConfig(lr=1.0, grad_clip=1e-3, batch_size=10_000)  # one step on the whole task
+    fit(model, create("finetune"), stream[0].train, cfg, 1, torch.Generator())
+    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert 0 < float(step) <= 1e-3 * 1.0001

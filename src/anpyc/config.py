@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -90,14 +91,19 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # nan passes no range check, inf passes "> 0"
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -152,6 +158,9 @@ BENCHMARKS = (
     "split-fashion-mnist",
     "permuted-fashion-mnist",
     "blobs",
+    "split-cifar10",
+    "split-cifar100",
+    "cifar10-100",
 )
 
 
@@ -161,6 +170,8 @@ class StreamConfig:
 
     ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
     training set is held out for model selection, test data is only for reporting.
+    ``augment`` (CIFAR streams only) adds random crops (padding 4) and horizontal flips to
+    the training split.
     """
 
     benchmark: str = "permuted-mnist"
@@ -171,8 +182,8 @@ class StreamConfig:
     val_fraction: float = 0.1
     first_task_unpermuted: bool = True
     data_dir: str | None = None
+    augment: bool = False
     classes_per_task: int = 2  # split benchmarks only: 1 gives one task per class
-
 
     def __post_init__(self) -> None:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
@@ -186,16 +197,25 @@ class StreamConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """Network: a shared body and one head per task (``head='multi'``, task-aware) or one
-    shared head (``head='single'``: domain- or class-incremental)."""
+    shared head (``head='single'``: domain- or class-incremental).
+
+    ``width`` and ``batch_norm`` are for the convolutional bodies (``cnn``, ``resnet18``;
+    ``None``: the model's default, see :mod:`anpyc.models.cnn`)."""
 
     name: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
     head: Literal["multi", "single"] = "multi"
     dropout: float = 0.0
+    width: int | None = None
+    batch_norm: bool | None = None
 
     def __post_init__(self) -> None:
+        _check(self.width is None or self.width >= 1, f"model.width must be >= 1, got {self.width}")
         _check(all(h >= 1 for h in self.hidden), f"model.hidden must be positive widths, got {self.hidden}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -217,16 +237,26 @@ class TrainConfig:
     eval_batch_size: int = 1000
     device: str = "cpu"
     threads: int | None = None
+    checkpoint_every: int | None = None  # epochs; a run dir always gets one after every task
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        # larger values overflow float32 parameters inside the optimizer step
+        _check(self.lr <= _FLOAT32_MAX and self.weight_decay <= _FLOAT32_MAX, "train.lr and train.weight_decay must be <= 3.4e38")
         _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
         _check(self.weight_decay >= 0, "train.weight_decay must be >= 0")
         _check(self.grad_clip is None or self.grad_clip > 0, "train.grad_clip must be > 0")
         _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         _check(self.threads is None or self.threads >= 1, "train.threads must be >= 1")
+        _check(self.checkpoint_every is None or self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
+        import torch  # here, not at the top: config.py itself needs no torch
+
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"train.device: {str(exc).splitlines()[0]}") from None
 
 
 @dataclass(frozen=True)

@@ -19,3 +19,7 @@ class TrainingError(AnpycError):
 
 class OutputError(AnpycError):
     """The output directory cannot be used or written."""
+
+
+class CheckpointError(AnpycError):
+    """No usable checkpoint: corrupt, truncated, or written by a different run."""

@@ -76,18 +76,32 @@ def _accumulate(
     return sums
 
 
+TAYLOR_FORMS = ("reference", "removal")
+
+
 def entropy_taylor(
-    model, data, signal: str = "entropy", batch_size: int = 100, max_samples: int | None = None, device=None
+    model, data, signal: str = "entropy", batch_size: int = 100, max_samples: int | None = None, device=None,
+    form: str = "reference",
 ) -> dict[str, Tensor]:
-    """ANPyC's importance: ``max(g*theta + 0.5*theta^2*g^2, 0)`` with ``g = dH/dtheta``,
-    a first+second-order Taylor estimate of how much the output entropy ``H`` changes if
-    the parameter were removed, averaged over batches (batch 100 as in the reference).
+    """ANPyC's importance, a first+second-order Taylor score with ``g = dH/dtheta`` (``H``:
+    output entropy), averaged over batches (batch 100 as in the reference).
+
+    * ``form='reference'``: ``max(g*theta + 0.5*theta^2*g^2, 0)``, as the authors' code has it;
+    * ``form='removal'``: ``max(-g*theta + 0.5*theta^2*g^2, 0)``, the Taylor estimate of the
+      change of ``H`` when the parameter is *removed* (``delta theta = -theta``).
+
+    The two differ in the sign of the first-order term. With the reference sign, a parameter
+    whose removal would raise ``H`` (or the loss) the most gets its score clipped to 0 and is
+    pruned first: measured on permuted MNIST it prunes worse than random (docs/anpyc.md).
 
     Example:
         >>> omega = entropy_taylor(model, task.train, max_samples=2000)  # doctest: +SKIP
     """
+    if form not in TAYLOR_FORMS:
+        raise ValueError(f"unknown Taylor form {form!r}; known: {', '.join(TAYLOR_FORMS)}")
+    sign = 1.0 if form == "reference" else -1.0
     return _accumulate(
-        model, data, lambda g, p: (g * p + 0.5 * p.pow(2) * g.pow(2)).clamp_min(0), signal, batch_size, max_samples, device
+        model, data, lambda g, p: (sign * g * p + 0.5 * p.pow(2) * g.pow(2)).clamp_min(0), signal, batch_size, max_samples, device
     )
 
 

@@ -3,7 +3,8 @@
 A run directory holds ``config.yaml`` (written first: the resolved config plus seed,
 versions and git commit), ``log.jsonl`` (one record per task), ``run.log``, and at the end
 ``metrics.json``, ``acc_matrix.csv`` and ``val_acc_matrix.csv``. Every file is written
-atomically.
+atomically. ``checkpoints/`` holds the last two checkpoints (see :mod:`anpyc.checkpoint`);
+``run(cfg, out_dir, resume=True)`` continues a killed run from the newest one.
 
 Example:
     >>> from anpyc.config import RunConfig
@@ -28,9 +29,10 @@ import numpy as np
 import torch
 
 from anpyc import __version__
+from anpyc import checkpoint as ckpt_mod
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
-from anpyc.errors import OutputError
+from anpyc.errors import ConfigError, OutputError
 from anpyc.io import append_jsonl, write_csv, write_json, write_yaml
 from anpyc.methods import create, resolved_params
 from anpyc.methods.base import Method
@@ -38,6 +40,7 @@ from anpyc.metrics import summarize
 from anpyc.models import build_model
 from anpyc.models.generative import is_generative
 from anpyc.models.heads import ContinualModel
+from anpyc.report.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.train import evaluate, fit, make_optimizer
 from anpyc.utils import peak_rss_mb, seed_everything
 
@@ -109,8 +112,10 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     if overwrite:
-        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "fid_matrix.csv"):
+        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "acc_curve.csv", "fid_matrix.csv"):
             (out / stale).unlink(missing_ok=True)
+        for stale in ckpt_mod.list_checkpoints(out):
+            stale.unlink(missing_ok=True)
     return out
 
 
@@ -138,11 +143,16 @@ def run(
     quiet: bool = False,
     overwrite: bool = False,
     stream: Stream | None = None,
+    tensorboard: bool | str | Path = False,
+    resume: bool = False,
 ) -> RunResult:
     """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
 
     ``stream`` may be passed to share one built stream between runs (it must match
-    ``cfg.stream`` and ``cfg.seed``).
+    ``cfg.stream`` and ``cfg.seed``). ``tensorboard``: True logs to ``out_dir/tb``, a path
+    logs there (see :mod:`anpyc.report.tracking`); ``acc_curve.csv`` is written always.
+    ``resume=True`` continues the run in ``out_dir`` from its newest valid checkpoint (from
+    the start if it has none); see :func:`anpyc.checkpoint.resume_run`.
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -151,33 +161,56 @@ def run(
         from anpyc.generative import resolve_train_defaults, run_generative
 
         cfg = resolve_train_defaults(cfg)
+        if resume or tensorboard:
+            raise ConfigError("generative runs (--model vae|gan) support neither --resume nor --tensorboard yet")
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
+    if tensorboard:
+        tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
     saved_cfg = resolved_config(cfg)
-    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
-        write_yaml(out / "config.yaml", saved_cfg)
+    if stream is None:  # before the output directory is touched: bad data must not cost a result
+        stream = make_stream(cfg.stream, cfg.seed, labels="local" if cfg.model.head == "multi" and not generative else "global")
+    if not generative:
+        build_model(cfg.model, stream.input_shape)  # a model that cannot be built fails here too
+    if torch.device(cfg.train.device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
+    snapshot = None
+    if resume:
+        if out_dir is None:
+            raise OutputError("resume needs the run directory")
+        out = Path(out_dir)
+        if not (out / "config.yaml").is_file():
+            raise OutputError(f"{out} holds no run to resume (no config.yaml)")
+        snapshot = ckpt_mod.load_latest(out, cfg)  # fails here, before any file is touched
+    else:
+        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+        if out is not None:
+            write_yaml(out / "config.yaml", saved_cfg)
     file_handler = None
     if out is not None:
         file_handler = logging.FileHandler(out / "run.log", encoding="utf-8")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("anpyc").addHandler(file_handler)
         runlog.addHandler(file_handler)
+    tracker = None
     try:
         if generative:
             return run_generative(cfg, method, out, quiet, stream)
-        return _run(cfg, method, out, quiet, stream)
+        tracker = open_tracker(out, tensorboard)
+        return _run(cfg, method, out, quiet, stream, tracker, snapshot if resume else None, resume)
     finally:
+        if tracker is not None:
+            tracker.close()
         if file_handler is not None:
             logging.getLogger("anpyc").removeHandler(file_handler)
             runlog.removeHandler(file_handler)
             file_handler.close()
 
 
-def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream | None) -> RunResult:
+def _run(
+    cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream,
+    tracker: TaskTracker | None = None, snapshot: dict | None = None, resume: bool = False,
+) -> RunResult:
     seed_everything(cfg.seed)
-    labels = "local" if cfg.model.head == "multi" else "global"
-    if stream is None:
-        stream = make_stream(cfg.stream, cfg.seed, labels=labels)
     device = torch.device(cfg.train.device)
     model = build_model(cfg.model, stream.input_shape).to(device)
     method.to(device)
@@ -189,23 +222,57 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
     acc_before, acc_random = [], []
     task_time, eval_time = [], []
     optimizer = None
+    pos, clock = {"task": 0, "epoch": 0}, {}
+    if snapshot is not None:  # resume: state, RNGs and results so far as at the checkpoint
+        optimizer, saved = ckpt_mod.restore(snapshot, cfg, model, method, generator, stream.tasks)
+        R, V = saved["R"], saved["V"]
+        acc_before, acc_random = saved["acc_before"], saved["acc_random"]
+        task_time, eval_time = saved["task_time"], saved["eval_time"]
+        pos, clock = snapshot["position"], snapshot["clock"]
+        log.info("resuming from %s: task %d, epoch %d", snapshot["file"], pos["task"] + 1, pos["epoch"])
+    if resume and out is not None:
+        for record in ckpt_mod.trim_log(out, pos["task"]):
+            if tracker is not None:  # acc_curve.csv gets the rows of the tasks done before the kill
+                tracker.log_task(record)
+    checkpointer = None
+    if out is not None:
+        checkpointer = ckpt_mod.Checkpointer(out, cfg, model, method, generator, {
+            "R": R, "V": V, "acc_before": acc_before, "acc_random": acc_random,
+            "task_time": task_time, "eval_time": eval_time})
     progress = _progress(T, quiet, f"{cfg.method} on {stream.name}")
-    t_start = time.perf_counter()
-    for t, task in enumerate(stream):
-        t0 = time.perf_counter()
-        n_heads = len(model.heads)
-        model.add_head(task.n_outputs)
-        method.before_task(model, task)
-        e0 = time.perf_counter()
-        acc_before.append(evaluate(model, method, task.test, cfg.train, t))
-        acc_random.append(baseline.accuracy(model, task.test, cfg.train, t))
-        fwt_eval = time.perf_counter() - e0
-        if cfg.train.reset_optimizer or optimizer is None:
-            optimizer = make_optimizer(model.parameters(), cfg.train)
-        elif len(model.heads) > n_heads:
-            optimizer.add_param_group({"params": list(model.heads[-1].parameters())})
+    if progress is not None:
+        progress.update(pos["task"])
+    t_start = time.perf_counter() - clock.get("elapsed", 0.0)
+    for t in range(pos["task"], T):
+        task = stream[t]
+        mid_task = t == pos["task"] and pos["epoch"] > 0  # resumed inside this task's training
+        t0 = time.perf_counter() - (clock.get("task_elapsed", 0.0) if mid_task else 0.0)
+        if mid_task:
+            fwt_eval = clock.get("fwt_eval", 0.0)
+        else:
+            n_heads = len(model.heads)
+            model.add_head(task.n_outputs)
+            method.before_task(model, task)
+            e0 = time.perf_counter()
+            acc_before.append(evaluate(model, method, task.test, cfg.train, t))
+            acc_random.append(baseline.accuracy(model, task.test, cfg.train, t))
+            fwt_eval = time.perf_counter() - e0
+            if cfg.train.reset_optimizer or optimizer is None:
+                optimizer = make_optimizer(model.parameters(), cfg.train)
+            elif len(model.heads) > n_heads:
+                optimizer.add_param_group({"params": list(model.heads[-1].parameters())})
         data = method.training_data(task, stream[: t + 1])
-        stats = fit(model, method, data, cfg.train, cfg.train.epochs, generator, optimizer=optimizer, task_id=t)
+
+        def epoch_checkpoint(done: int, _stats: dict, _t=t, _t0=t0, _fwt=fwt_eval, _opt=optimizer) -> None:
+            if checkpointer is not None and checkpointer.due(done):
+                now = time.perf_counter()
+                checkpointer.save(_t, done, _opt, {"elapsed": now - t_start, "task_elapsed": now - _t0, "fwt_eval": _fwt})
+
+        stats = fit(
+            model, method, data, cfg.train, cfg.train.epochs, generator, optimizer=optimizer, task_id=t,
+            on_step=tracker.on_step if tracker is not None else None,
+            start_epoch=pos["epoch"] if mid_task else 0, on_epoch_end=epoch_checkpoint,
+        )
 
         def retrain(epochs: int, _data=data, _t=t) -> dict:
             return fit(model, method, _data, cfg.train, epochs, generator, task_id=_t)
@@ -235,6 +302,10 @@ def _run(cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: 
             log.info(line)
         if out is not None:
             append_jsonl(out / "log.jsonl", record)
+        if tracker is not None:
+            tracker.log_task(record)
+        if checkpointer is not None:
+            checkpointer.save(t + 1, 0, optimizer, {"elapsed": time.perf_counter() - t_start})
         if progress is not None:
             progress.set_postfix(avg_acc=f"{record['avg_acc']:.3f}")
             progress.update(1)

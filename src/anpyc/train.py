@@ -56,18 +56,25 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     task_id: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    start_epoch: int = 0,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> dict:
     """Train ``model`` on ``data`` for ``epochs`` with the method's hooks around each step.
 
     A fresh optimizer is built unless one is passed (``reset_optimizer: false`` keeps one
     across tasks). A non-finite loss raises :class:`TrainingError` naming task and epoch.
     Returns ``{"loss": mean loss of the last epoch, "steps": n}``.
+
+    Resuming (see :mod:`anpyc.checkpoint`): ``start_epoch=k`` skips the first ``k`` epochs
+    (pass the optimizer and generator state as they were after epoch ``k``; ``steps`` still
+    counts them); ``on_epoch_end(epochs_done, stats)`` is called after each epoch.
     """
     device = torch.device(cfg.device)
     optimizer = optimizer or make_optimizer(model.parameters(), cfg)
     model.train()
-    steps, last_loss = 0, math.nan
-    for epoch in range(epochs):
+    # every epoch has the same number of batches, so skipped epochs still count in ``steps``
+    steps, last_loss = start_epoch * math.ceil(len(data) / cfg.batch_size), math.nan
+    for epoch in range(start_epoch, epochs):
         total, count = 0.0, 0
         for x, y, t in iterate(data, cfg.batch_size, shuffle=True, generator=generator):
             x, y, t = x.to(device), y.to(device), t.to(device)
@@ -93,6 +100,8 @@ def fit(
             if on_step is not None:
                 on_step(steps, float(loss.detach()))
         last_loss = total / max(count, 1)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, {"loss": last_loss, "steps": steps})
     return {"loss": last_loss, "steps": steps}
 
 

@@ -34,7 +34,7 @@ def _train_task(stream, model, method, t, cfg=TWO_EPOCHS, opt=None):
 
 
 def test_pruning_removes_requested_share_and_pruned_stay_zero():
-    stream, model, method = _setup(tasks=3, keep_first=0.3, keep_decay=1.0, keep_min=0.3)
+    stream, model, method = _setup(tasks=3, keep_first=0.3, keep_decay=1.0, keep_min=0.3, reinit="zero")
     _train_task(stream, model, method, 0)
     for name, p in model.shared_parameters():
         owner = method.owner(name)
@@ -76,7 +76,7 @@ def test_task_masks_give_zero_forgetting_and_old_task_accuracy_unchanged():
 
 
 def test_unit_pruning_zeroes_whole_units():
-    stream, model, method = _setup(tasks=2, keep_first=0.5, prune_unit="unit")
+    stream, model, method = _setup(tasks=2, keep_first=0.5, prune_unit="unit", reinit="zero")
     _train_task(stream, model, method, 0)
     w = model.body[1].weight.detach()
     owner = method.owner("body.1.weight")
@@ -128,10 +128,20 @@ def test_exhausted_pool_falls_back_to_consolidation(caplog):
 
 
 def test_last_task_not_pruned_by_default():
-    stream, model, method = _setup(tasks=2)
+    stream, model, method = _setup(tasks=2, keep_first=0.4)
     _train_task(stream, model, method, 0)
     _train_task(stream, model, method, 1)
-    assert method.summary()["kept_share"] == [0.5, 1.0]
+    assert method.summary()["kept_share"] == [0.4, 1.0]
+
+
+def test_released_weights_reinitialised_but_invisible_to_old_tasks():
+    stream, model, method = _setup(tasks=3, reinit="random")
+    _train_task(stream, model, method, 0)
+    free = method.owner("body.1.weight") == -1
+    assert model.body[1].weight.detach()[free].abs().sum() > 0, "released weights get fresh small values"
+    acc0 = evaluate(model, method, stream[0].test, TrainConfig(), 0)
+    _train_task(stream, model, method, 1)
+    assert evaluate(model, method, stream[0].test, TrainConfig(), 0) == acc0
 
 
 def test_forgets_far_less_than_finetune_on_permuted_mnist(mnist_dir):

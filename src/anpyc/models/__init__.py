@@ -1,4 +1,4 @@
-"""Models: bodies (MLP, ...) behind one multi-/single-head wrapper.
+"""Models: bodies (MLP, CNN, ResNet-18) behind one multi-/single-head wrapper.
 
 Example:
     >>> from anpyc.config import ModelConfig
@@ -41,5 +41,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualMode
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
     return ContinualModel(body, feature_dim, head=cfg.head)
 
+
+from anpyc.models import cnn  # noqa: E402,F401  (registers cnn and resnet18; needs register_body)
 
 __all__ = ["BODIES", "ContinualModel", "build_model", "grouped_logits", "register_body"]

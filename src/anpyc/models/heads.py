@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from anpyc.models.norm import freeze_bn_stats
+
 
 class ContinualModel(nn.Module):
     """``body`` maps inputs to features; ``heads[t]`` maps features to task ``t``'s logits.
@@ -35,7 +37,13 @@ class ContinualModel(nn.Module):
         return [h.out_features for h in self.heads]
 
     def add_head(self, n_outputs: int) -> int:
-        """Add the head for a new task (multi) or create the shared head once (single)."""
+        """Add the head for a new task (multi) or create the shared head once (single).
+
+        Called once per task; from the second task on it also freezes the body's batch-norm
+        running statistics (see :mod:`anpyc.models.norm`).
+        """
+        if len(self.heads) >= 1:
+            freeze_bn_stats(self.body)
         if self.head_mode == "single" and len(self.heads) == 1:
             if self.heads[0].out_features != n_outputs:
                 raise ValueError("single-head model: every task must use the same output size")

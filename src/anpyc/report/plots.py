@@ -1,8 +1,56 @@
-"""Plots (matplotlib, non-interactive backend)."""
+"""Plots (matplotlib, Agg backend) drawn from results on disk.
+
+Every ``plot_*`` function takes loaded results and a path, writes one PNG and returns its path,
+or returns ``None`` without writing when the results hold nothing to draw (e.g. no method
+recorded importance statistics). A method has the same colour in every plot
+(:func:`method_color`).
+
+Example:
+    >>> from anpyc.io import atomic_write_bytes
+from anpyc.report.load import load_results
+    >>> results = load_results("runs/cmp")  # doctest: +SKIP
+    >>> plot_avg_acc(results, "avg_acc.png")  # doctest: +SKIP
+    PosixPath('avg_acc.png')
+"""
 
 from __future__ import annotations
 
+import io
+import math
+import warnings
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+
+from anpyc.io import atomic_write_bytes
+from anpyc.report.load import Results, RunData
+from anpyc.report.tables import finite, mean_matrix
+
+# Fixed colours for the methods anpyc ships; ANPyC stands out in red, the bounds in grey/black.
+METHOD_COLORS = {
+    "anpyc": "#d62728",
+    "packnet": "#9467bd",
+    "ewc": "#1f77b4",
+    "online-ewc": "#17becf",
+    "mas": "#2ca02c",
+    "si": "#ff7f0e",
+    "lwf": "#8c564b",
+    "finetune": "#7f7f7f",
+    "joint": "#000000",
+}
+# Other names get a colour from this list chosen by a hash of the name, so it is stable
+# across plots, runs and machines (Python's hash() is salted per process; crc32 is not).
+_EXTRA = ["#e377c2", "#bcbd22", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#dbdb8d"]
+
+
+def method_color(name: str) -> str:
+    """The colour of method ``name`` in every plot."""
+    key = name.lower()
+    if key in METHOD_COLORS:
+        return METHOD_COLORS[key]
+    return _EXTRA[zlib.crc32(key.encode("utf-8")) % len(_EXTRA)]
 
 
 def _pyplot():
@@ -14,19 +62,332 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str | Path) -> Path:
+    plt = _pyplot()
+    try:
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(n, max_cols)
+    return math.ceil(n / cols), cols
+
+
+def _nanmean(arr: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN; an all-NaN column gives NaN without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(arr, 0)
+
+
+def _nanstd(arr: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanstd(arr, 0)
+
+
+def _curve(r: RunData) -> list[float]:
+    c = r.metrics.get("avg_acc_curve")
+    if isinstance(c, list) and c:
+        return [np.nan if v is None else float(v) for v in c]
+    m = mean_matrix([r])
+    if m is None:
+        return []
+    return [float(_nanmean(m[i, : i + 1, None])[0]) for i in range(m.shape[0]) if np.isfinite(m[i, i])]
+
+
+def plot_avg_acc(results: Results, path: str | Path) -> Path | None:
+    """Average accuracy on the tasks learned so far vs number of tasks, all methods on one plot
+    (mean over seeds, band = ±1 std)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    drawn = False
+    for method, runs in results.runs.items():
+        curves = [c for c in (_curve(r) for r in runs) if c]
+        if not curves:
+            continue
+        n = max(len(c) for c in curves)
+        arr = np.full((len(curves), n), np.nan)
+        for i, c in enumerate(curves):
+            arr[i, : len(c)] = c
+        mean, std = 100 * _nanmean(arr), 100 * _nanstd(arr)
+        x = np.arange(1, n + 1)
+        color = method_color(method)
+        ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{method} (n={len(curves)})")
+        if len(curves) > 1:
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("number of tasks learned")
+    ax.set_ylabel("average accuracy on tasks so far (%)")
+    ax.set_title(f"{results.benchmark}: average accuracy vs tasks learned")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_acc_heatmap(results: Results, method: str, path: str | Path) -> Path | None:
+    """Accuracy matrix of one method (mean over seeds): row i = after training task i,
+    column j = accuracy on task j; blank cells were not evaluated."""
+    matrix = mean_matrix(results.runs.get(method, []))
+    if matrix is None or not np.isfinite(matrix).any():
+        return None
+    plt = _pyplot()
+    n = matrix.shape[0]
+    size = min(3.0 + 0.45 * n, 12.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#f0f0f0")
+    im = ax.imshow(np.ma.masked_invalid(100 * matrix), cmap=cmap, vmin=0, vmax=100)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="test accuracy (%)")
+    if n <= 12:  # numbers stay legible up to about a dozen tasks
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(matrix[i, j]):
+                    v = 100 * matrix[i, j]
+                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=8,
+                            color="white" if v < 60 else "black")
+    ticks = range(0, n, max(1, n // 10))
+    ax.set_xticks(list(ticks))
+    ax.set_yticks(list(ticks))
+    ax.set_xlabel("evaluated on task j")
+    ax.set_ylabel("after training task i")
+    seeds = len(results.runs[method])
+    ax.set_title(f"{method}: accuracy matrix ({results.benchmark}, {seeds} seed{'s' * (seeds > 1)})",
+                 color=method_color(method), fontsize=10)
+    return _save(fig, path)
+
+
+def plot_task_accuracy(results: Results, path: str | Path) -> Path | None:
+    """Accuracy of each task across the rest of the sequence, one panel per method (lines =
+    tasks, coloured from early to late)."""
+    mats = {m: mean_matrix(rs) for m, rs in results.runs.items()}
+    mats = {m: a for m, a in mats.items() if a is not None and np.isfinite(a).any()}
+    if not mats:
+        return None
+    plt = _pyplot()
+    rows, cols = _grid(len(mats))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    for ax, (method, a) in zip(axes.flat, mats.items()):
+        n = a.shape[0]
+        colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(n, 1)))
+        for j in range(n):
+            x = np.arange(j, n)
+            y = 100 * a[j:, j]
+            ok = np.isfinite(y)
+            if ok.any():
+                ax.plot(x[ok] + 1, y[ok], marker="o", ms=2.5, lw=1.2, color=colors[j], label=f"task {j}")
+        ax.set_title(method, color=method_color(method))
+        ax.set_xlabel("number of tasks learned")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if n <= 10:
+            ax.legend(fontsize=7, ncol=2)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy on the task (%)")
+    for ax in list(axes.flat)[len(mats):]:
+        ax.axis("off")
+    fig.suptitle(f"{results.benchmark}: accuracy of each task as later tasks are learned", fontsize=11)
+    return _save(fig, path)
+
+
+def _importance_entries(runs: Sequence[RunData]) -> list[dict]:
+    """The first seed's usable ``importance_stats`` entries (edges one longer than counts)."""
+    for r in runs:
+        stats = r.metrics.get("importance_stats")
+        if not isinstance(stats, list):
+            continue
+        good = []
+        for e in stats:
+            if not isinstance(e, dict):
+                continue
+            edges, counts = e.get("hist_edges"), e.get("hist_counts")
+            if isinstance(edges, list) and isinstance(counts, list) and len(edges) == len(counts) + 1 and counts:
+                if len(finite(edges)) == len(edges) and len(finite(counts)) == len(counts):
+                    good.append(e)
+        if good:
+            return good
+    return []
+
+
+def plot_importance(results: Results, path: str | Path) -> Path | None:
+    """Distribution of parameter importance (log10 bins) after each task, one panel per method
+    that recorded it (its first seed); the last task is drawn bold and labelled with its kurtosis and top-90%
+    share. A heavy tail (high kurtosis) means few parameters carry most of the importance."""
+    data = {m: _importance_entries(rs) for m, rs in results.runs.items()}
+    data = {m: e for m, e in data.items() if e}
+    if not data:
+        return None
+    plt = _pyplot()
+    rows, cols = _grid(len(data) + 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (method, entries) in zip(flat, data.items()):
+        color = method_color(method)
+        for k, e in enumerate(entries):
+            edges = 10.0 ** np.asarray(e["hist_edges"], dtype=float)
+            counts = np.asarray(e["hist_counts"], dtype=float)
+            share = counts / counts.sum() if counts.sum() > 0 else counts
+            last = k == len(entries) - 1
+            label = None
+            if last:
+                kurt = e.get("kurtosis")
+                top = e.get("top90_share")
+                parts = [f"after task {e.get('task', k)}"]
+                if finite([kurt]):
+                    parts.append(f"kurtosis {kurt:.1f}")
+                if finite([top]):
+                    parts.append(f"90% in {100 * top:.1f}% of params")
+                label = ", ".join(parts)
+            ax.stairs(share, edges, color=color, lw=2.0 if last else 0.8,
+                      alpha=1.0 if last else 0.25 + 0.5 * k / max(len(entries), 1), label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("importance (log scale)")
+        ax.set_ylabel("fraction of parameters")
+        ax.set_title(f"{method}: importance distribution", color=color)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.25)  # room for the legend above the bars
+    # last panel: kurtosis after each task, every method on one axis
+    kax = flat[len(data)]
+    for method, entries in data.items():
+        pts = [(e.get("task", k), e.get("kurtosis")) for k, e in enumerate(entries) if finite([e.get("kurtosis")])]
+        if pts:
+            x, y = zip(*pts)
+            kax.plot(x, y, marker="o", ms=3, color=method_color(method), label=method)
+    kax.set_xlabel("after task")
+    kax.xaxis.get_major_locator().set_params(integer=True)
+    kax.set_ylabel("kurtosis of importance")
+    kax.set_title("importance kurtosis per task")
+    kax.grid(alpha=0.3)
+    if kax.lines:
+        kax.legend(fontsize=8)
+    for ax in flat[len(data) + 1:]:
+        ax.axis("off")
+    fig.suptitle(f"{results.benchmark}: parameter importance", fontsize=11)
+    return _save(fig, path)
+
+
+def _free_fraction(runs: Sequence[RunData]) -> dict[str, np.ndarray]:
+    """Per layer, free fraction after each task, mean over the seeds that recorded it."""
+    per_layer: dict[str, list[list[float]]] = {}
+    for r in runs:
+        ff = r.metrics.get("free_fraction")
+        if not isinstance(ff, dict):
+            continue
+        for layer, values in ff.items():
+            if isinstance(values, list) and values:
+                per_layer.setdefault(str(layer), []).append([np.nan if v is None else float(v) for v in values])
+    out = {}
+    for layer, curves in per_layer.items():
+        n = max(len(c) for c in curves)
+        arr = np.full((len(curves), n), np.nan)
+        for i, c in enumerate(curves):
+            arr[i, : len(c)] = c
+        mean = _nanmean(arr)
+        if np.isfinite(mean).any():
+            out[layer] = mean
+    return out
+
+
+def plot_free_capacity(results: Results, path: str | Path) -> Path | None:
+    """Fraction of each layer's weights still free after each task (ANPyC, PackNet: capacity
+    left for later tasks), one panel per method that records it."""
+    data = {m: _free_fraction(rs) for m, rs in results.runs.items()}
+    data = {m: d for m, d in data.items() if d}
+    if not data:
+        return None
+    plt = _pyplot()
+    rows, cols = _grid(len(data))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "D", "v", "P"]
+    for ax, (method, layers) in zip(axes.flat, data.items()):
+        color = method_color(method)
+        for k, (layer, y) in enumerate(layers.items()):
+            ax.plot(np.arange(len(y)), 100 * y, color=color, ls=styles[k % len(styles)],
+                    marker=markers[k % len(markers)], ms=3, label=layer)
+        ax.set_title(f"{method}: free capacity per layer", color=color)
+        ax.set_xlabel("after task")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("weights still free (%)")
+    for ax in list(axes.flat)[len(data):]:
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_cost(results: Results, path: str | Path) -> Path | None:
+    """Wall time (training and evaluation stacked) and memory (peak RSS, method state) per
+    method; bars are means over seeds, whiskers ±1 std."""
+    methods = list(results.runs)
+    if not any(finite(r.metrics.get("time_s") for r in rs) for rs in results.runs.values()):
+        return None
+    plt = _pyplot()
+
+    def ms(method: str, key: str) -> tuple[float, float]:
+        v = finite(r.metrics.get(key) for r in results.runs[method])
+        if not v:
+            return 0.0, 0.0
+        return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+    x = np.arange(len(methods))
+    colors = [method_color(m) for m in methods]
+    fig, (ax_t, ax_m, ax_s) = plt.subplots(1, 3, figsize=(max(10.0, 3 * (1.5 + 0.5 * len(methods))), 4.0))
+    total = np.array([ms(m, "time_s") for m in methods])
+    evals = np.array([ms(m, "eval_time_s")[0] for m in methods])
+    train = np.clip(total[:, 0] - evals, 0, None)
+    ax_t.bar(x, train, color=colors)
+    ax_t.bar(x, evals, bottom=train, color=colors, alpha=0.45, hatch="//")
+    ax_t.errorbar(x, total[:, 0], yerr=total[:, 1], fmt="none", ecolor="#555555", capsize=4)
+    from matplotlib.patches import Patch
+
+    ax_t.legend(handles=[Patch(facecolor="#bbbbbb", label="training"),
+                         Patch(facecolor="#bbbbbb", alpha=0.45, hatch="//", label="evaluation")], fontsize=7)
+    ax_t.set_ylabel("wall time (s)")
+    ax_t.set_title("wall time per run")
+    rss = np.array([ms(m, "peak_rss_mb") for m in methods])
+    ax_m.bar(x, rss[:, 0], yerr=rss[:, 1], color=colors, capsize=4, ecolor="#555555")
+    ax_m.set_ylabel("peak resident memory (MiB)")
+    ax_m.set_title("process memory")
+    state = np.array([ms(m, "method_state_mb") for m in methods])
+    unit = "MiB"
+    if state[:, 0].max() < 1.0:  # small states read better in KiB than as 1e-3 MiB
+        state, unit = state * 1024, "KiB"
+    ax_s.bar(x, state[:, 0], yerr=state[:, 1], color=colors, capsize=4, ecolor="#555555")
+    ax_s.set_ylabel(f"method state ({unit})")
+    ax_s.set_title("method's own state (buffers)")
+    for ax in (ax_t, ax_m, ax_s):
+        ax.set_xticks(x)
+        ax.set_xticklabels(methods, rotation=30, ha="right")
+        ax.set_xlabel("method")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{results.benchmark}: cost per method", fontsize=11)
+    return _save(fig, path)
+
+
 def plot_avg_acc_curves(summary: dict, path: str | Path) -> Path:
-    """Average accuracy over the tasks learned so far, one line per method."""
+    """Average accuracy over the tasks learned so far, one line per method, from a
+    comparison's in-memory summary (``compare`` draws this before any report)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, m in summary["methods"].items():
         curve = [100 * v for v in m["avg_acc_curve"]]
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=name)
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=name, color=method_color(name))
     ax.set_xlabel("tasks learned")
     ax.set_ylabel("average accuracy on tasks so far (%)")
     ax.set_title(f"{summary['benchmark']}: average accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)

@@ -1,6 +1,26 @@
-"""Markdown tables for run and comparison summaries."""
+"""Tables for run and comparison summaries: mean ± std over seeds, as header + rows.
+
+Tables are plain ``(header, rows)`` pairs of strings so the report can render them as markdown
+or HTML; :func:`markdown_table` does the former.
+
+Example:
+    >>> fmt_stat([0.91, 0.93], scale=100)
+    '92.0 ± 1.4'
+    >>> print(markdown_table(["a", "b"], [["1", "2"]]))
+    | a | b |
+    |---|---|
+    | 1 | 2 |
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from anpyc.report.load import Results, RunData
 
 
 def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -11,7 +31,7 @@ def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def summary_markdown(summary: dict) -> str:
-    """A comparison's summary as a markdown table (accuracy figures in percent)."""
+    """A comparison's ``summary.json`` as a markdown table (accuracy figures in percent)."""
     lines = [
         f"# {summary['benchmark']}, {summary['n_tasks']} tasks, seeds {summary['seeds']}",
         "",
@@ -28,6 +48,152 @@ def summary_markdown(summary: dict) -> str:
         lines += ["", _long_table(summary)]
     return "\n".join(lines) + "\n"
 
+
+def finite(values: Iterable[Any]) -> list[float]:
+    """The values that are real finite numbers (None, NaN, strings dropped)."""
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isfinite(v):
+            out.append(float(v))
+    return out
+
+
+def fmt_stat(values: Iterable[Any], scale: float = 1.0, digits: int = 1) -> str:
+    """``mean ± std`` (sample std over seeds) of the finite values, ``-`` if there are none."""
+    vals = finite(values)
+    if not vals:
+        return "-"
+    mean = float(np.mean(vals)) * scale
+    if round(mean, digits) == 0:
+        mean = 0.0  # print "0.0", not "-0.0"
+    if len(vals) == 1:
+        return f"{mean:.{digits}f}"
+    std = float(np.std(vals, ddof=1)) * scale
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured markdown table (``|`` inside cells escaped)."""
+
+    def cell(s: str) -> str:
+        return str(s).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _values(runs: Sequence[RunData], key: str) -> list[Any]:
+    return [r.metrics.get(key) for r in runs]
+
+
+def _time_ratio(runs: Sequence[RunData], reference: Sequence[RunData] | None) -> list[float]:
+    """Wall time over fine-tune's on the same seed (the cost of a method, machine-independent)."""
+    if not reference:
+        return []
+    ref = {r.seed: r.metrics.get("time_s") for r in reference}
+    out = []
+    for r in runs:
+        a, b = r.metrics.get("time_s"), ref.get(r.seed)
+        if finite([a]) and finite([b]) and b > 0:
+            out.append(a / b)
+    return out
+
+
+def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
+    """One row per method: accuracy metrics in percent, cost in seconds and MiB."""
+    header = [
+        "method", "seeds", "ACC %", "BWT %", "forgetting %", "FWT %", "val ACC %",
+        "time s", "time / fine-tune", "peak RSS MiB", "method state MiB",
+    ]
+    reference = results.runs.get("finetune")
+    rows = []
+    for method, runs in results.runs.items():
+        rows.append([
+            method,
+            str(len(runs)),
+            fmt_stat(_values(runs, "avg_acc"), 100),
+            fmt_stat(_values(runs, "bwt"), 100),
+            fmt_stat(_values(runs, "forgetting"), 100),
+            fmt_stat(_values(runs, "fwt"), 100),
+            fmt_stat(_values(runs, "val_avg_acc"), 100),
+            fmt_stat(_values(runs, "time_s"), 1, 2),
+            fmt_stat(_time_ratio(runs, reference), 1, 2),
+            fmt_stat(_values(runs, "peak_rss_mb"), 1, 0),
+            fmt_stat(_values(runs, "method_state_mb"), 1, 2),
+        ])
+    return header, rows
+
+
+def _last_free_total(metrics: dict) -> float | None:
+    total = metrics.get("free_fraction_total")
+    if finite([total]):
+        return float(total)
+    ff = metrics.get("free_fraction")
+    if isinstance(ff, dict):
+        last = finite(v[-1] for v in ff.values() if isinstance(v, list) and v)
+        if last:
+            return float(np.mean(last))  # mean over layers: sizes are not in metrics.json
+    return None
+
+
+def _last_importance(metrics: dict, key: str) -> float | None:
+    stats = metrics.get("importance_stats")
+    if isinstance(stats, list) and stats and isinstance(stats[-1], dict):
+        v = stats[-1].get(key)
+        return float(v) if finite([v]) else None
+    return None
+
+
+def extras_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
+    """Free capacity and importance statistics after the last task, for methods that have them."""
+    header = ["method", "free capacity after last task %", "importance kurtosis", "top-90% share %"]
+    rows = []
+    for method, runs in results.runs.items():
+        free = [_last_free_total(r.metrics) for r in runs]
+        kurt = [_last_importance(r.metrics, "kurtosis") for r in runs]
+        share = [_last_importance(r.metrics, "top90_share") for r in runs]
+        if finite(free) or finite(kurt) or finite(share):
+            rows.append([method, fmt_stat(free, 100), fmt_stat(kurt, 1, 2), fmt_stat(share, 100)])
+    return (header, rows) if rows else None
+
+
+def mean_matrix(runs: Sequence[RunData], key: str = "acc_matrix") -> np.ndarray | None:
+    """Element-wise mean over seeds of a task x task matrix; NaN where never evaluated."""
+    mats = []
+    for r in runs:
+        m = r.metrics.get(key)
+        if not isinstance(m, list) or not m:
+            continue
+        try:
+            a = np.array([[np.nan if v is None else float(v) for v in row] for row in m], dtype=float)
+        except (TypeError, ValueError):
+            continue
+        if a.ndim == 2:
+            mats.append(a)
+    if not mats:
+        return None
+    n = max(a.shape[0] for a in mats)
+    padded = np.full((len(mats), n, n), np.nan)
+    for i, a in enumerate(mats):
+        padded[i, : a.shape[0], : a.shape[1]] = a
+    with np.errstate(all="ignore"):
+        count = np.isfinite(padded).sum(0)
+        total = np.nansum(padded, 0)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def matrix_table(matrix: np.ndarray) -> tuple[list[str], list[list[str]]]:
+    """An accuracy matrix in percent: row = after training task i, column = task j."""
+    n = matrix.shape[1]
+    header = ["after task"] + [f"task {j}" for j in range(n)]
+    rows = [
+        [str(i)] + ["" if not np.isfinite(v) else f"{100 * v:.1f}" for v in matrix[i]]
+        for i in range(matrix.shape[0])
+    ]
+    return header, rows
 
 def _long_table(summary: dict) -> str:
     """Long sequences: task-1 accuracy every 10 tasks, decay slope, time first vs last tasks."""

@@ -1,0 +1,163 @@
+"""Read a run or comparison directory from disk into one shape the report uses.
+
+A *run directory* holds ``config.yaml`` and ``metrics.json`` (see :mod:`anpyc.runner`). A
+*comparison directory* holds ``compare.yaml`` and/or ``summary.json`` plus one run directory
+per method and seed, ``<method>/seed_<s>/``. Reports read only these files, so a report can be
+redrawn long after training, and a comparison that stopped half way still gets one (runs
+without ``metrics.json`` are skipped with a warning).
+
+Example:
+    >>> results = load_results("runs/cmp")  # doctest: +SKIP
+    >>> sorted(results.runs)  # doctest: +SKIP
+    ['anpyc', 'finetune']
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from anpyc.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+_SEED_DIR = re.compile(r"seed_(-?\d+)$")
+
+
+@dataclass
+class RunData:
+    """One finished run: its ``metrics.json`` and ``config.yaml`` as dicts."""
+
+    path: Path
+    method: str
+    seed: int | None
+    metrics: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Results:
+    """Every finished run under a directory, grouped by method (methods in run order)."""
+
+    root: Path
+    kind: Literal["run", "compare"]
+    runs: dict[str, list[RunData]]
+    summary: dict[str, Any] = field(default_factory=dict)
+    compare: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.runs)
+
+    @property
+    def benchmark(self) -> str:
+        for rs in self.runs.values():
+            for r in rs:
+                if r.metrics.get("benchmark"):
+                    return str(r.metrics["benchmark"])
+        return str(self.summary.get("benchmark") or self.compare.get("base", {}).get("stream", {}).get("benchmark", "?"))
+
+    @property
+    def n_tasks(self) -> int:
+        return max((len(r.metrics.get("acc_matrix") or []) for rs in self.runs.values() for r in rs), default=0)
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r.seed for rs in self.runs.values() for r in rs if r.seed is not None})
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise OutputError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        log.warning("cannot read %s: %s", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_run(path: str | Path, method: str | None = None, seed: int | None = None) -> RunData:
+    """One run directory; raises :class:`OutputError` when ``metrics.json`` is missing or bad."""
+    path = Path(path)
+    if not (path / "metrics.json").exists():
+        raise OutputError(f"{path} has no metrics.json (the run did not finish?)")
+    metrics = _read_json(path / "metrics.json")
+    config = _read_yaml(path / "config.yaml")
+    method = method or metrics.get("method") or config.get("method") or path.name
+    if seed is None:
+        seed = metrics.get("seed", config.get("seed"))
+    return RunData(path, str(method), None if seed is None else int(seed), metrics, config)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    return (Path(path) / "metrics.json").exists()
+
+
+def is_compare_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / "summary.json").exists() or (p / "compare.yaml").exists()
+
+
+def load_results(path: str | Path) -> Results:
+    """Load a run directory or a comparison directory (see the module docstring)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise OutputError(f"{root} is not a directory")
+    if is_compare_dir(root):
+        return _load_compare(root)
+    if is_run_dir(root):
+        run = load_run(root)
+        return Results(root, "run", {run.method: [run]})
+    raise OutputError(
+        f"{root} is neither a run directory (metrics.json) nor a comparison directory "
+        "(summary.json or compare.yaml)"
+    )
+
+
+def _load_compare(root: Path) -> Results:
+    summary = _read_json(root / "summary.json") if (root / "summary.json").exists() else {}
+    spec = _read_yaml(root / "compare.yaml")
+    # order: as the comparison listed them, then any other method folder found on disk
+    order = [str(m) for m in spec.get("methods") or summary.get("methods") or []]
+    order += sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in order and any(_seed_dirs(p)))
+    runs: dict[str, list[RunData]] = {}
+    for method in order:
+        found = []
+        for seed, seed_dir in _seed_dirs(root / method):
+            try:
+                found.append(load_run(seed_dir, method, seed))
+            except OutputError as exc:
+                log.warning("report skips %s: %s", seed_dir, exc)
+        if found:
+            runs[method] = found
+    if not runs:
+        raise OutputError(f"{root} holds no finished run (no <method>/seed_<s>/metrics.json)")
+    return Results(root, "compare", runs, summary, spec)
+
+
+def _seed_dirs(folder: Path) -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in folder.iterdir():
+        m = _SEED_DIR.match(p.name)
+        if m and p.is_dir():
+            out.append((int(m.group(1)), p))
+    return sorted(out)

@@ -1,0 +1,94 @@
+"""``anpyc reproduce DIR``: rerun a finished run from its saved ``config.yaml`` alone and
+compare the results with the ones it saved.
+
+On CPU the accuracy matrices must be equal bit for bit (float64 accuracies of the same
+predictions); a difference means the code, the data or the library versions changed.
+
+Example:
+    >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP
+    >>> report.equal, report.verdict()  # doctest: +SKIP
+    (True, 'reproduced: acc_matrix (10x10) and val_acc_matrix identical')
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from anpyc.checkpoint import matrix, read_metrics
+from anpyc.config import RunConfig
+from anpyc.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+COMPARED = ("acc_matrix", "val_acc_matrix")
+
+
+@dataclass
+class ReproduceReport:
+    """Per compared matrix: ``None`` if identical, else a one-line description of the difference."""
+
+    run_dir: Path
+    differences: dict[str, str | None] = field(default_factory=dict)
+    shape: tuple[int, ...] = ()
+    #: provenance entries (torch, numpy, git commit...) that differ from the original run's
+    changed: dict[str, tuple] = field(default_factory=dict)
+
+    @property
+    def equal(self) -> bool:
+        return all(d is None for d in self.differences.values())
+
+    def verdict(self) -> str:
+        if self.equal:
+            shape = "x".join(map(str, self.shape))
+            return f"reproduced: {' and '.join(self.differences)} identical ({shape})"
+        bad = "; ".join(f"{k}: {d}" for k, d in self.differences.items() if d is not None)
+        hint = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in self.changed.items())
+        return f"NOT reproduced: {bad}" + (f" (changed since the run: {hint})" if hint else "")
+
+
+def compare_matrices(a: np.ndarray, b: np.ndarray, atol: float = 0.0) -> str | None:
+    """``None`` if ``a`` and ``b`` are equal (NaN == NaN, within ``atol``), else what differs."""
+    if a.shape != b.shape:
+        return f"shape {a.shape} vs {b.shape}"
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    if (nan_a != nan_b).any():
+        return f"{int((nan_a != nan_b).sum())} cell(s) defined in only one of them"
+    diff = np.where(nan_a, 0.0, np.abs(a - b))
+    bad = diff > atol
+    if not bad.any():
+        return None
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return f"{int(bad.sum())} cell(s) differ, largest at [{i}, {j}]: {a[i, j]:.6f} vs {b[i, j]:.6f}"
+
+
+def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0) -> ReproduceReport:
+    """Rerun ``run_dir``'s config (into ``out`` if given, else in memory) and compare."""
+    from anpyc.config import load_mapping
+    from anpyc.runner import provenance, run
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise OutputError(f"{run_dir} holds no run (no config.yaml)")
+    if not (run_dir / "metrics.json").is_file():
+        raise OutputError(f"{run_dir} has no metrics.json: the run did not finish (anpyc run --resume {run_dir})")
+    original = read_metrics(run_dir / "metrics.json")
+    cfg = RunConfig.from_file(run_dir / "config.yaml")
+    if out is not None and Path(out).resolve() == run_dir.resolve():
+        raise OutputError("reproduce --out must differ from the run directory")
+    result = run(cfg, out, quiet=quiet)
+    report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
+    saved_meta, now = load_mapping(run_dir / "config.yaml").get("meta") or {}, provenance()
+    for key in ("anpyc", "torch", "numpy", "python", "git_commit"):
+        if key in saved_meta and saved_meta[key] != now.get(key):
+            report.changed[key] = (saved_meta[key], now.get(key))
+    for key in COMPARED:
+        if key not in original:
+            continue
+        mine = result.acc_matrix if key == "acc_matrix" else result.val_acc_matrix
+        report.differences[key] = compare_matrices(matrix(original[key]), mine, atol)
+    log.info("%s", report.verdict())
+    return report

@@ -1,0 +1,45 @@
+import json
+import shutil
+
+import pytest
+from report_fakes import METHODS
+
+from anpyc.errors import OutputError
+from anpyc.report.load import load_results
+
+
+def test_run_dir(run_dir):
+    res = load_results(run_dir)
+    assert res.kind == "run" and res.methods == ["anpyc"]
+    assert res.seeds == [0] and res.n_tasks == 4 and res.benchmark == "blobs"
+    assert res.runs["anpyc"][0].config["meta"]["git_commit"].endswith("-dirty")
+
+
+def test_compare_dir_keeps_the_comparison_order(compare_dir):
+    res = load_results(compare_dir)
+    assert res.kind == "compare" and res.methods == list(METHODS)
+    assert res.seeds == [0, 1]
+    assert [r.seed for r in res.runs["ewc"]] == [0, 1]
+
+
+def test_unfinished_runs_are_skipped_and_unlisted_methods_found(compare_dir):
+    (compare_dir / "ewc" / "seed_1" / "metrics.json").unlink()
+    (compare_dir / "finetune" / "seed_0" / "metrics.json").write_text("{not json")
+    shutil.copytree(compare_dir / "packnet", compare_dir / "extra")
+    for seed_dir in (compare_dir / "extra").iterdir():
+        m = json.loads((seed_dir / "metrics.json").read_text())
+        (seed_dir / "metrics.json").write_text(json.dumps({**m, "method": "extra"}))
+    res = load_results(compare_dir)
+    assert [r.seed for r in res.runs["ewc"]] == [0]
+    assert [r.seed for r in res.runs["finetune"]] == [1]
+    assert res.methods[-1] == "extra"
+
+
+def test_not_a_results_dir(tmp_path):
+    with pytest.raises(OutputError, match="neither a run directory"):
+        load_results(tmp_path)
+    with pytest.raises(OutputError, match="not a directory"):
+        load_results(tmp_path / "missing")
+    (tmp_path / "compare.yaml").write_text("methods: [a]\n")
+    with pytest.raises(OutputError, match="no finished run"):
+        load_results(tmp_path)

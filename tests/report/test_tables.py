@@ -1,0 +1,68 @@
+import math
+
+import numpy as np
+from report_fakes import METHODS
+
+from anpyc.report.load import load_results
+from anpyc.report.tables import (
+    extras_table,
+    fmt_stat,
+    markdown_table,
+    matrix_table,
+    mean_matrix,
+    summary_table,
+)
+
+
+def test_fmt_stat():
+    assert fmt_stat([0.91, 0.93], 100) == "92.0 ± 1.4"  # sample std, ddof=1
+    assert fmt_stat([0.5], 100) == "50.0"
+    assert fmt_stat([None, float("nan"), "x"]) == "-"
+    assert fmt_stat([-0.0001], 100) == "0.0"
+
+
+def test_markdown_table_escapes_pipes():
+    assert markdown_table(["a|b"], [["1"]]).splitlines() == ["| a\\|b |", "|---|", "| 1 |"]
+
+
+def test_summary_table_means_over_seeds(compare_dir):
+    res = load_results(compare_dir)
+    header, rows = summary_table(res)
+    by = {r[0]: dict(zip(header, r)) for r in rows}
+    assert list(by) == list(METHODS)
+    acc = [r.metrics["avg_acc"] for r in res.runs["anpyc"]]
+    assert by["anpyc"]["ACC %"] == f"{100 * np.mean(acc):.1f} ± {100 * np.std(acc, ddof=1):.1f}"
+    assert by["anpyc"]["seeds"] == "2"
+    # time_s is 2 + seed for every method: ratio to fine-tune on the same seed is exactly 1
+    assert by["ewc"]["time / fine-tune"] == "1.00 ± 0.00"
+    assert by["ewc"]["peak RSS MiB"] == "305 ± 7"
+
+
+def test_extras_table_only_lists_methods_with_extras(compare_dir):
+    header, rows = extras_table(load_results(compare_dir))
+    by = {r[0]: r for r in rows}
+    assert set(by) == {"anpyc", "packnet", "ewc"}
+    # two identical seeds: std 0; anpyc's free_fraction_total; kurtosis 3 + 2 * 4 after the last task
+    assert by["anpyc"][1] == "25.0 ± 0.0" and by["anpyc"][2] == "11.00 ± 0.00"
+    assert by["packnet"][1] == "25.0 ± 0.0"  # mean over layers of the last entry (0.2, 0.3)
+    assert by["ewc"][1] == "-" and by["ewc"][2] == "7.00 ± 0.00" and by["ewc"][3] == "25.0 ± 0.0"
+
+
+def test_extras_table_none_without_extras(compare_dir):
+    res = load_results(compare_dir)
+    res.runs = {"finetune": res.runs["finetune"]}
+    assert extras_table(res) is None
+
+
+def test_mean_matrix_keeps_unevaluated_cells_nan(compare_dir):
+    runs = load_results(compare_dir).runs["finetune"]
+    m = mean_matrix(runs)
+    assert m.shape == (4, 4) and np.isnan(m[0, 1]) and np.isnan(m[2, 3])
+    a = [r.metrics["acc_matrix"][3][0] for r in runs]
+    assert math.isclose(m[3, 0], np.mean(a))
+    header, rows = matrix_table(m)
+    assert header[0] == "after task" and rows[0][2] == "" and rows[3][1] == f"{100 * m[3, 0]:.1f}"
+
+
+def test_mean_matrix_of_nothing():
+    assert mean_matrix([]) is None

@@ -37,7 +37,7 @@ PMNIST = {
 }
 
 REFERENCE_ANPYC = {
-    "lam": 3.0, "protection": "soft", "task_masks": False, "prune_criterion": "taylor",
+    "lam": 3.0, "protection": "soft", "task_masks": False, "prune_criterion": "taylor", "taylor_form": "reference",
     "keep_schedule": "reference", "prune_step": 0.1, "retrain_epochs": 1,
 }
 

@@ -79,7 +79,7 @@ class ANPyCConfig:
     lam: float = 10.0
     merge: Literal["sum", "max"] = "sum"
     importance_signal: Literal["entropy", "loss", "output_norm"] = "entropy"
-    taylor_form: Literal["reference", "removal"] = "reference"
+    taylor_form: Literal["reference", "removal"] = "removal"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron"] = "none"
     beta: float = 3.0
     importance_samples: int = 2000
@@ -88,8 +88,8 @@ class ANPyCConfig:
     task_masks: bool = True
     prune_criterion: Literal["magnitude", "taylor", "taylor_abs", "random"] = "magnitude"
     keep_schedule: Literal["geometric", "reference"] = "geometric"
-    keep_first: float = 0.3
-    keep_decay: float = 0.9
+    keep_first: float = 0.15
+    keep_decay: float = 0.95
     keep_min: float = 0.05
     prune_step: float = 1.0
     retrain_epochs: int = 1

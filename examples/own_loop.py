@@ -1,0 +1,47 @@
+"""ANPyC in your own PyTorch training loop (the README's example, kept runnable by a test)."""
+
+import torch
+
+from anpyc.config import ModelConfig, StreamConfig
+from anpyc.data import iterate, make_stream
+from anpyc.methods import create
+from anpyc.models import build_model
+from anpyc.train import task_loss
+
+
+def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 2) -> list[float]:
+    stream = make_stream(StreamConfig(benchmark=benchmark, tasks=tasks), seed=0)
+    model = build_model(ModelConfig(hidden=(64, 64)), stream.input_shape)
+    method = create("anpyc")                      # or "ewc", "si", ... with a dict of params
+
+    def train(task, n_epochs):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(n_epochs):
+            for x, y, t in iterate(task.train, 128, shuffle=True):
+                loss = task_loss(model, x, y, t)
+                if (extra := method.penalty(model, x, t)) is not None:
+                    loss = loss + extra
+                opt.zero_grad()
+                loss.backward()
+                method.before_step(model)            # gate gradients of protected weights
+                opt.step()
+                method.after_step(model, opt)        # undo any update they still got
+
+    for task in stream:
+        model.add_head(task.n_outputs)
+        method.before_task(model, task)
+        train(task, epochs)
+        method.after_task(model, task, retrain=lambda n, task=task: train(task, n))  # prune + retrain
+
+    accuracies = []
+    model.eval()
+    with torch.no_grad():
+        for task in stream:
+            with method.eval_context(model, task.id):  # each task sees the weights it was trained with
+                x, y, t = task.test.get(torch.arange(len(task.test)))
+                accuracies.append(float((model(x, task.id).argmax(1) == y).float().mean()))
+    return accuracies
+
+
+if __name__ == "__main__":
+    print(main())

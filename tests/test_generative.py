@@ -188,3 +188,12 @@ def test_anpyc_with_task_masks_keeps_old_classes_bit_exact(private_mnist_dir):
     assert m["fid_matrix"][1][0] == m["fid_matrix"][0][0]
     assert m["kept_share"][0] < 1.0 and 0 < m["free_fraction"][next(iter(m["free_fraction"]))][0] < 1
     assert all(name.startswith("decoder.") for name in m["free_fraction"])
+
+
+def test_generative_run_on_a_non_split_benchmark_fails_before_writing(tmp_path):
+    from anpyc.errors import DataError
+
+    cfg = RunConfig.from_dict({"model": {"name": "vae"}, "stream": {"benchmark": "blobs"}})
+    with pytest.raises(DataError, match="split benchmark"):
+        run(cfg, tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()

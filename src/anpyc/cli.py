@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -111,7 +112,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     if params:
         cfg = cfg.replace(method_params={**cfg.method_params, **params})
-    result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
+    if args.nproc > 1 or args.backend is not None or _torchrun():
+        result = _run_processes(args, cfg)
+        if result is None:
+            return 0  # torchrun rank > 0: rank 0 prints and reports
+    else:
+        result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
     _print_run(result, args.out)
     _report_at_end(args, args.out)
     return 0
@@ -125,7 +131,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     if given or args.param or args.overwrite:
         raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {', '.join(given) or '--param/--overwrite'}")
     finished = (Path(args.resume) / "metrics.json").is_file()
-    result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard)
+    if not finished and (args.nproc > 1 or args.backend is not None or _torchrun()):
+        # any number of processes may continue a run: the global batch is the same
+        result = _run_processes(args, RunConfig.from_file(Path(args.resume) / "config.yaml"), resume=True)
+        if result is None:
+            return 0
+    else:
+        result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard)
     _print_run(result, args.resume)
     if not finished:  # a finished run is left exactly as it was
         _report_at_end(args, args.resume)
@@ -168,6 +180,25 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
+    """``--nproc N`` (spawned here) or a torchrun-started process; None on torchrun ranks > 0."""
+    from anpyc import launch
+
+    out = args.resume or args.out
+    if _torchrun():
+        if args.nproc > 1:
+            raise ConfigError("started by torchrun: leave out --nproc (torchrun's --nproc-per-node sets it)")
+        result = launch.run_torchrun(cfg, out, quiet=args.quiet, overwrite=args.overwrite, backend=args.backend,
+                                     tensorboard=args.tensorboard, **run_kwargs)
+        return result if int(os.environ.get("RANK", "0")) == 0 else None
+    return launch.run_distributed(cfg, out, nproc=args.nproc, quiet=args.quiet, overwrite=args.overwrite,
+                                  backend=args.backend, tensorboard=args.tensorboard, **run_kwargs)
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from anpyc.reproduce import reproduce
 
@@ -190,12 +221,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise ConfigError(f"in compare, --param needs METHOD.KEY=VALUE, got {key!r}")
         m, k = key.split(".", 1)
         params.setdefault(m, {})[k] = value
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard)
+                      tensorboard=args.tensorboard, jobs=args.jobs)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
+    if summary.get("failed"):
+        from anpyc.compare import failures_text
+
+        print(failures_text(summary), end="", file=sys.stderr)
+        print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -257,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
     p_run.add_argument("--out", default=None, help="run directory to write (required)")
     p_run.add_argument("--resume", default=None, metavar="DIR", help="continue the killed run in DIR from its newest checkpoint")
+    p_run.add_argument(
+        "--nproc", type=int, default=1,
+        help="data-parallel processes on this machine (default 1); train.batch_size is the global "
+        "batch. Several machines: torchrun --nproc-per-node N -m anpyc run ...",
+    )
+    p_run.add_argument("--backend", default=None, help="torch.distributed backend: gloo (CPU, default) or nccl (--device cuda)")
     _add_config_flags(p_run)
     p_run.set_defaults(func=_cmd_run)
 
@@ -265,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
     p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")
+    p_cmp.add_argument(
+        "--jobs", type=int, default=1,
+        help="(method, seed) runs in parallel processes (default 1); a failed run is listed and the "
+        "others are kept (exit code 1)",
+    )
     _add_config_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 

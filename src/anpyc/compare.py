@@ -22,9 +22,10 @@ from anpyc.config import RunConfig
 from anpyc.data.streams import make_stream
 from anpyc.errors import AnpycError
 from anpyc.io import write_json, write_yaml
+from anpyc.jobs import Job, run_jobs
 from anpyc.methods import get_method_class, method_config
 from anpyc.report.tables import summary_markdown
-from anpyc.runner import RunResult, prepare_out_dir, run
+from anpyc.runner import RunResult, prepare_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,16 @@ def compare(
     overwrite: bool = False,
     tensorboard: bool = False,
     aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Run every method for every seed and aggregate; returns the summary dict.
 
     ``aliases`` names variants of a method (``{"anpyc-reference": ("anpyc", {...})}``) that
     can then be listed in ``methods`` beside the method itself. ``tensorboard``: each run logs
     to ``out_dir/tb/<method>/seed_<s>`` so one ``tensorboard --logdir out_dir/tb`` shows them
-    all side by side.
+    all side by side. ``jobs > 1`` runs the (method, seed) jobs in that many processes (see
+    :mod:`anpyc.jobs`). A job that fails is listed under ``summary["failed"]`` with its error
+    line; the summary is made of the jobs that finished.
     """
     params = params or {}
     aliases = aliases or {}
@@ -69,35 +73,41 @@ def compare(
     if out is not None:
         write_yaml(out / "compare.yaml", {"methods": methods, "seeds": list(seeds), "params": params,
                                           "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()})
-    results: dict[str, list[RunResult]] = {m: [] for m in methods}
     labels = "local" if base.model.head == "multi" else "global"
+    job_list = []
     for seed in seeds:
-        stream = make_stream(base.stream, seed, labels=labels)
         for m in methods:
             method, method_params = resolve(m)
-            cfg = base.replace(method=method, method_params=method_params, seed=seed)
-            run_dir = out / m / f"seed_{seed}" if out is not None else None
-            log.info("compare: %s, seed %d", m, seed)
             tb = out / "tb" / m / f"seed_{seed}" if tensorboard and out is not None else tensorboard
-            res = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=stream, tensorboard=tb)
-            res.model = res.method = None  # keep memory flat across many runs
-            results[m].append(res)
-    summary = summarize_results(results, base, seeds)
+            job_list.append(Job(m, seed, base.replace(method=method, method_params=method_params, seed=seed),
+                                out / m / f"seed_{seed}" if out is not None else None, tb))
+    # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
+    streams = _LazyStreams(base, labels) if jobs <= 1 else None
+    done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
+    results: dict[str, list[RunResult]] = {m: [done[(m, s)] for s in seeds if (m, s) in done] for m in methods}
+    summary = summarize_results({m: r for m, r in results.items() if r}, base, seeds)
+    summary["failed"] = [f.to_dict() for f in failures]
     if out is not None:
         write_json(out / "summary.json", summary)
-        (out / "summary.md").write_text(summary_markdown(summary))
+        failed = failures_text(summary)
+        (out / "summary.md").write_text(summary_markdown(summary) + (f"\n## Failed jobs\n\n{failed}" if failed else ""))
         try:
+            if not summary["methods"]:
+                raise ValueError("no job finished")
             from anpyc.report.plots import plot_avg_acc_curves
 
             plot_avg_acc_curves(summary, out / "avg_acc.png")
         except Exception as exc:  # a plot must never cost the results
             log.warning("could not draw the plot: %s", exc)
+    if not done:
+        first = failures[0]
+        raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
     return summary
 
 
 def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seeds: list[int]) -> dict:
     """Mean and std over seeds of each metric, and time relative to fine-tune (same seed)."""
-    ref = results.get("finetune")
+    ref = {r.config.seed: r for r in results.get("finetune", [])}
     methods = {}
     for m, runs in results.items():
         entry: dict[str, Any] = {
@@ -110,8 +120,8 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
             vals = [r.metrics.get(key) for r in runs]
             vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
             entry[key] = _stat(vals)
-        if ref:
-            ratios = [r.metrics["time_s"] / f.metrics["time_s"] for r, f in zip(runs, ref)]
+        if ref:  # same seed only (a failed job leaves a seed out)
+            ratios = [r.metrics["time_s"] / ref[r.config.seed].metrics["time_s"] for r in runs if r.config.seed in ref]
             entry["time_ratio_finetune"] = _stat(ratios)
         curves = np.array([r.metrics["avg_acc_curve"] for r in runs])
         # decay of average accuracy per task learned (least squares over the whole sequence)
@@ -129,7 +139,7 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
         methods[m] = entry
     return {
         "benchmark": base.stream.benchmark,
-        "n_tasks": int(len(next(iter(results.values()))[0].acc_matrix)),
+        "n_tasks": int(len(next(iter(results.values()))[0].acc_matrix)) if results else 0,  # 0: no job finished
         "seeds": list(seeds),
         "config": base.to_dict(),
         "methods": methods,
@@ -140,3 +150,21 @@ def _stat(vals: list[float]) -> dict:
     if not vals:
         return {"mean": None, "std": None}
     return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}
+
+
+class _LazyStreams:
+    """``seed -> stream``, each built on first use and the previous one dropped (memory)."""
+
+    def __init__(self, base: RunConfig, labels: str) -> None:
+        self.base, self.labels, self.seed, self.stream = base, labels, None, None
+
+    def get(self, seed: int, default=None):
+        if seed != self.seed:
+            self.stream = None  # free the previous seed's stream first
+            self.stream, self.seed = make_stream(self.base.stream, seed, labels=self.labels), seed
+        return self.stream
+
+
+def failures_text(summary: dict) -> str:
+    """The failed jobs of a summary, one line each (empty when none failed)."""
+    return "".join(f"FAILED {f['method']} seed {f['seed']}: {f['error']}\n" for f in summary.get("failed", []))

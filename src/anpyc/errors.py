@@ -23,3 +23,7 @@ class OutputError(AnpycError):
 
 class CheckpointError(AnpycError):
     """No usable checkpoint: corrupt, truncated, or written by a different run."""
+
+
+class DistributedError(AnpycError):
+    """A multi-process run cannot start or its processes disagree."""

@@ -2,8 +2,8 @@
 
 Every estimator returns ``{param_name: tensor shaped like the parameter}`` for the model's
 shared (body) parameters, computed in eval mode (dropout off, batch-norm statistics frozen)
-and averaged over batches of the task's data. Results are averaged over ranks under
-torch.distributed.
+and averaged over batches of the task's data. Under torch.distributed each rank scores its own
+share of the batches and the sums are all-reduced (the same mean as one process).
 
 A model may define ``importance_objective(x, y, t, signal) -> scalar`` (generative models
 do); otherwise the objective is computed from the task heads' logits:
@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from anpyc.data.taskdata import ConcatData, TaskData, iterate
-from anpyc.distributed import all_reduce_mean_
+from anpyc.data.taskdata import ConcatData, TaskData, iterate  # noqa: F401  (iterate: per-sample estimators)
+from anpyc.distributed import all_reduce_mean_, all_reduce_sum_, rank_batches, sum_scalars  # noqa: F401
 from anpyc.models.heads import grouped_logits
 from anpyc.utils import eval_mode
 
@@ -61,7 +61,7 @@ def _accumulate(
     sums = {name: torch.zeros_like(p) for name, p in params}
     n_batches = 0
     with eval_mode(model):
-        for x, y, t in iterate(data, batch_size, limit=max_samples):
+        for x, y, t in rank_batches(data, batch_size, limit=max_samples):  # this rank's batches
             if device is not None:
                 x, y, t = x.to(device), y.to(device), t.to(device)
             obj = batch_objective(model, x, y, t, signal)
@@ -70,9 +70,9 @@ def _accumulate(
                 if g is not None:
                     sums[name] += score(g, p.detach())
             n_batches += 1
-    for v in sums.values():
-        v.div_(max(n_batches, 1))
-        all_reduce_mean_(v)
+    (n_batches,) = sum_scalars(n_batches)
+    for v in sums.values():  # mean over every rank's batches = the one-process mean
+        all_reduce_sum_(v).div_(max(n_batches, 1))
     return sums
 
 

@@ -32,6 +32,7 @@ from anpyc import __version__
 from anpyc import checkpoint as ckpt_mod
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
+from anpyc.distributed import decorrelate_rng_, is_main_process, sync_task_state_, world_size
 from anpyc.errors import ConfigError, OutputError
 from anpyc.io import append_jsonl, write_csv, write_json, write_yaml
 from anpyc.methods import create, resolved_params
@@ -159,8 +160,10 @@ def run(
     generative = is_generative(cfg.model.name)
     if generative:  # VAE / GAN: their own loop and metrics, same hooks and run-dir contract
         from anpyc.generative import resolve_train_defaults, run_generative
+        from anpyc.generative_eval import dataset_of
 
         cfg = resolve_train_defaults(cfg)
+        dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails before any file is written
         if resume or tensorboard:
             raise ConfigError("generative runs (--model vae|gan) support neither --resume nor --tensorboard yet")
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
@@ -181,8 +184,10 @@ def run(
         if not (out / "config.yaml").is_file():
             raise OutputError(f"{out} holds no run to resume (no config.yaml)")
         snapshot = ckpt_mod.load_latest(out, cfg)  # fails here, before any file is touched
+        out = out if is_main_process() else None  # every rank reads the checkpoint; rank 0 writes
     else:
-        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+        # under torch.distributed every rank trains; only rank 0 writes (see anpyc.launch)
+        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None and is_main_process() else None
         if out is not None:
             write_yaml(out / "config.yaml", saved_cfg)
     file_handler = None
@@ -195,7 +200,7 @@ def run(
     try:
         if generative:
             return run_generative(cfg, method, out, quiet, stream)
-        tracker = open_tracker(out, tensorboard)
+        tracker = open_tracker(out, tensorboard) if is_main_process() else None
         return _run(cfg, method, out, quiet, stream, tracker, snapshot if resume else None, resume)
     finally:
         if tracker is not None:
@@ -230,6 +235,7 @@ def _run(
         task_time, eval_time = saved["task_time"], saved["eval_time"]
         pos, clock = snapshot["position"], snapshot["clock"]
         log.info("resuming from %s: task %d, epoch %d", snapshot["file"], pos["task"] + 1, pos["epoch"])
+    decorrelate_rng_(cfg.seed)  # ranks > 0 only (after a restore, too): their own dropout masks
     if resume and out is not None:
         for record in ckpt_mod.trim_log(out, pos["task"]):
             if tracker is not None:  # acc_curve.csv gets the rows of the tasks done before the kill
@@ -253,6 +259,7 @@ def _run(
             n_heads = len(model.heads)
             model.add_head(task.n_outputs)
             method.before_task(model, task)
+            sync_task_state_(model, method, where=f"task {t} start")  # no-op in one process; rank 0's new head
             e0 = time.perf_counter()
             acc_before.append(evaluate(model, method, task.test, cfg.train, t))
             acc_random.append(baseline.accuracy(model, task.test, cfg.train, t))
@@ -278,6 +285,7 @@ def _run(
             return fit(model, method, _data, cfg.train, epochs, generator, task_id=_t)
 
         method.after_task(model, task, retrain)
+        sync_task_state_(model, method, where=f"task {t} end")  # masks, ownership, random draws: rank 0's
         e1 = time.perf_counter()
         for j in range(t + 1):
             R[t, j] = evaluate(model, method, stream[j].test, cfg.train, j)
@@ -335,6 +343,7 @@ def _run(
             "n_shared_params": sum(p.numel() for _, p in model.shared_parameters()),
             "n_params": sum(p.numel() for p in model.parameters()),
             "method_state_mb": sum(b.numel() * b.element_size() for b in method.buffers()) / 2**20,
+            "world_size": world_size(),
         }
     )
     metrics.update(method.summary())

@@ -23,7 +23,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from anpyc.config import TrainConfig
-from anpyc.data.taskdata import ConcatData, TaskData, iterate
+from anpyc.data.taskdata import ConcatData, TaskData
+from anpyc.distributed import rank_batches, shard_batches, sum_scalars, sync_gradients_
 from anpyc.errors import TrainingError
 from anpyc.models.heads import ContinualModel, grouped_logits
 from anpyc.utils import eval_mode
@@ -63,6 +64,8 @@ def fit(
 
     A fresh optimizer is built unless one is passed (``reset_optimizer: false`` keeps one
     across tasks). A non-finite loss raises :class:`TrainingError` naming task and epoch.
+    Under torch.distributed each rank trains on its share of every global batch of
+    ``cfg.batch_size`` and steps with the global batch's gradient (see :mod:`anpyc.distributed`).
     Returns ``{"loss": mean loss of the last epoch, "steps": n}``.
 
     Resuming (see :mod:`anpyc.checkpoint`): ``start_epoch=k`` skips the first ``k`` epochs
@@ -76,29 +79,37 @@ def fit(
     steps, last_loss = start_epoch * math.ceil(len(data) / cfg.batch_size), math.nan
     for epoch in range(start_epoch, epochs):
         total, count = 0.0, 0
-        for x, y, t in iterate(data, cfg.batch_size, shuffle=True, generator=generator):
+        # this rank's share of each global batch (the whole batch in one process)
+        for x, y, t in shard_batches(data, cfg.batch_size, generator):
             x, y, t = x.to(device), y.to(device), t.to(device)
-            loss = task_loss(model, x, y, t)
-            extra = method.penalty(model, x, t)
-            if extra is not None:
-                loss = loss + extra
-            if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            if len(y):  # a rank may get no row of a short last batch
+                loss = task_loss(model, x, y, t)
+                extra = method.penalty(model, x, t)
+                if extra is not None:
+                    loss = loss + extra
+                loss_sum = float(loss.detach()) * len(y)
+                if math.isfinite(loss_sum):
+                    loss.backward()
+            # gradients of the global batch mean on every rank; checked after the reduction
+            # so that every rank raises together instead of one waiting for the others
+            loss_sum, n = sync_gradients_(model.parameters(), loss_sum, len(y))
+            if not math.isfinite(loss_sum):
                 raise TrainingError(
-                    f"non-finite loss ({loss.item()}) in task {task_id if task_id is not None else '?'}, "
+                    f"non-finite loss ({loss_sum / max(n, 1)}) in task {task_id if task_id is not None else '?'}, "
                     f"epoch {epoch}: lower the learning rate or the method's strength, or set train.grad_clip"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             method.before_step(model)
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             method.after_step(model, optimizer)
-            total += float(loss.detach()) * len(y)
-            count += len(y)
+            total += loss_sum
+            count += n
             steps += 1
             if on_step is not None:
-                on_step(steps, float(loss.detach()))
+                on_step(steps, loss_sum / max(n, 1))
         last_loss = total / max(count, 1)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, {"loss": last_loss, "steps": steps})
@@ -108,13 +119,15 @@ def fit(
 @torch.no_grad()
 def evaluate(model: ContinualModel, method, data: TaskData | ConcatData, cfg: TrainConfig, task_id: int) -> float:
     """Accuracy (0..1) of task ``task_id``'s head on ``data``, in eval mode, inside the
-    method's evaluation context (e.g. that task's weight mask)."""
+    method's evaluation context (e.g. that task's weight mask). Under torch.distributed the
+    batches are shared out and the counts summed: call it on every rank."""
     if len(data) == 0:
         return math.nan
     device = torch.device(cfg.device)
     correct = 0
     with eval_mode(model), method.eval_context(model, task_id):
-        for x, y, _ in iterate(data, cfg.eval_batch_size):
+        for x, y, _ in rank_batches(data, cfg.eval_batch_size):  # every batch in one process
             logits = model(x.to(device), task_id)
             correct += int((logits.argmax(1) == y.to(device)).sum())
+    (correct,) = sum_scalars(correct)
     return correct / len(data)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -17,21 +15,8 @@ from anpyc.errors import DataError
 
 
 @pytest.fixture
-def server(tiny_cifar):
-    data, www, _ = tiny_cifar
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(www), **kw)
-
-        def log_message(self, *args):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/"
-    srv.shutdown()
+def server(tiny_cifar, serve_dir):
+    return serve_dir(tiny_cifar[1])
 
 
 def test_cifar10_reads_official_layout(tiny_cifar):

@@ -2,8 +2,6 @@
 
 import gzip
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +32,12 @@ def _make_spec(folder: Path) -> sources.DatasetSpec:
 
 
 @pytest.fixture
-def served(tmp_path, monkeypatch):
+def served(tmp_path, monkeypatch, serve_dir):
     root = tmp_path / "www"
     root.mkdir()
     spec = _make_spec(root)
     monkeypatch.setitem(sources.DATASETS, "tiny", spec)
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/", spec
-    server.shutdown()
+    return root, serve_dir(root), spec
 
 
 def test_download_good_files(served, tmp_path):

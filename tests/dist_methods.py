@@ -1,0 +1,76 @@
+"""Test-only methods for the multi-process tests (a plain module, so spawned processes can
+import it: :func:`anpyc.launch.method_modules` names it and every process registers them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from anpyc.data.taskdata import ConcatData
+from anpyc.errors import TrainingError
+from anpyc.importance import entropy_taylor
+from anpyc.methods.base import Method
+from anpyc.methods.quadratic import QuadraticPenalty
+from anpyc.methods.registry import METHODS, register
+from anpyc.utils import buffer_key
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    lam: float = 1.0
+    keep: float = 0.5
+
+
+class DistProbe(QuadraticPenalty):
+    """Everything a real method does that ranks could disagree on:
+
+    * importance from :func:`entropy_taylor` (sharded over ranks and all-reduced) merged into a
+      quadratic penalty with anchors;
+    * a random gradient mask per shared parameter drawn from the *global* RNG in
+      ``after_task``: every rank draws a different one, so ranks agree only if the runner
+      broadcasts rank 0's method state;
+    * training on every task seen so far (batches mix heads, and a rank's shard may miss a
+      head that another rank's has).
+    """
+
+    name = "test-dist-probe"
+    config_cls = ProbeConfig
+
+    def training_data(self, task, seen):
+        return ConcatData([s.train for s in seen])
+
+    def estimate_importance(self, model, task):
+        return entropy_taylor(model, task.train, batch_size=50, max_samples=250)
+
+    def after_task(self, model, task, retrain=None) -> None:
+        for name, p in model.shared_parameters():
+            mask = (torch.rand(p.shape) < self.config.keep).to(p.device)
+            key = buffer_key("mask", name)
+            if hasattr(self, key):
+                getattr(self, key).copy_(mask)
+            else:
+                self.register_buffer(key, mask)
+        super().after_task(model, task, retrain)
+
+    def before_step(self, model) -> None:
+        for name, p in model.shared_parameters():
+            mask = getattr(self, buffer_key("mask", name), None)
+            if mask is not None and p.grad is not None:
+                p.grad.mul_(mask)
+
+
+class FailingMethod(Method):
+    """Raises in the second task, like a diverging run."""
+
+    name = "test-fails"
+
+    def after_task(self, model, task, retrain=None) -> None:
+        if task.id == 1:
+            raise TrainingError("test-fails: deliberate failure in task 1")
+        super().after_task(model, task, retrain)
+
+
+for _cls in (DistProbe, FailingMethod):
+    if _cls.name not in METHODS:
+        register(_cls)

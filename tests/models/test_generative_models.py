@@ -83,3 +83,31 @@ def test_unknown_model_name():
     assert is_generative("vae") and is_generative("gan") and not is_generative("mlp")
     with pytest.raises(ValueError, match="unknown generative model"):
         build_generative("flow", SHAPE, 4)
+
+
+@pytest.mark.parametrize("name", ["vae", "gan"])
+def test_objective_fisher_is_the_mean_squared_per_example_gradient(name):
+    from anpyc.models.generative import objective_fisher
+
+    torch.manual_seed(0)
+    model = build_generative(name, SHAPE, 4, hidden=(16,), latent_dim=3)
+    data = _data(6)
+    torch.manual_seed(1)
+    fisher = objective_fisher(model, data, max_samples=6)
+    assert set(fisher) == {n for n, _ in model.shared_parameters()}
+    # by hand, with the same random draws: one example at a time
+    torch.manual_seed(1)
+    expected = {n: torch.zeros_like(p) for n, p in model.shared_parameters()}
+    model.eval()
+    for i in range(6):
+        x, y, t = data.get(torch.tensor([i]))
+        grads = torch.autograd.grad(model.importance_objective(x, y, t, "loss"), [p for _, p in model.shared_parameters()])
+        for (n, _), g in zip(model.shared_parameters(), grads):
+            expected[n] += g.pow(2) / 6
+    for n in fisher:
+        torch.testing.assert_close(fisher[n], expected[n])
+    # a batch gradient squared would be smaller (the per-example terms partly cancel)
+    x, y, t = data.get(torch.arange(6))
+    torch.manual_seed(1)
+    batch = torch.autograd.grad(model.importance_objective(x, y, t, "loss") / 6, [p for _, p in model.shared_parameters()])
+    assert sum(float(g.pow(2).sum()) for g in batch) < sum(float(v.sum()) for v in fisher.values())

@@ -240,6 +240,35 @@ class ConditionalGAN(GenerativeModel):
         raise ValueError(f"unknown importance signal {signal!r}; known: {', '.join(SIGNALS)}")
 
 
+def objective_fisher(model: GenerativeModel, data, max_samples: int | None = 1000, signal: str = "loss") -> dict[str, Tensor]:
+    """Diagonal empirical Fisher of a generative model's shared parameters: the mean over
+    examples of the squared *per-example* gradient of ``importance_objective`` (VAE: the
+    negative ELBO, a bound on ``-log p(x | y)``; GAN: ``-log D(G(z, y), y)``), in eval mode.
+
+    This is what EWC needs on generators (Seff et al. 2017 use the generator's Fisher); a
+    classifier's Fisher in :mod:`anpyc.importance` works on head logits instead.
+
+    Example:
+        >>> fisher = objective_fisher(model, task.train, max_samples=500)  # doctest: +SKIP
+    """
+    from anpyc.data.taskdata import iterate
+    from anpyc.utils import eval_mode
+
+    params = model.shared_parameters()
+    sums = {name: torch.zeros_like(p) for name, p in params}
+    n = 0
+    device = next(model.parameters()).device
+    with eval_mode(model):
+        for x, y, t in iterate(data, 1, limit=max_samples):
+            obj = model.importance_objective(x.to(device), y.to(device), t.to(device), signal)
+            grads = torch.autograd.grad(obj, [p for _, p in params], allow_unused=True)
+            for (name, _), g in zip(params, grads):
+                if g is not None:
+                    sums[name] += g.pow(2)
+            n += 1
+    return {name: v / max(n, 1) for name, v in sums.items()}
+
+
 GENERATIVE_MODELS = ("vae", "gan")
 
 

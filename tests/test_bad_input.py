@@ -12,6 +12,8 @@ import gzip
 import hashlib
 import io
 import shutil
+import types
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,10 @@ from hypothesis import strategies as st
 
 from anpyc import checkpoint as ck
 from anpyc.cli import main
-from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
+from anpyc.config import BENCHMARKS, ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import sources
 from anpyc.data.idx import write_idx
+from anpyc.models import BODIES
 from anpyc.runner import run
 
 SETTINGS = settings(
@@ -75,10 +78,18 @@ def _fields(cls) -> dict[str, object]:
 
 SECTIONS = {"stream": _fields(StreamConfig), "model": _fields(ModelConfig), "train": _fields(TrainConfig)}
 TOP = {"method", "method_params", "stream", "model", "train", "seed", "meta"}
-INTS = {("stream", "tasks"), ("stream", "subsample"), ("stream", "test_subsample"), ("train", "epochs"),
-        ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "threads"), ("train", "checkpoint_every")}
-FLOATS = {("stream", "val_fraction"), ("model", "dropout"), ("train", "lr"), ("train", "momentum"),
-          ("train", "weight_decay"), ("train", "grad_clip")}
+def _base_type(tp):
+    """``int | None`` -> ``int``; other annotations unchanged."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return tp
+
+
+# every field of the config dataclasses by its type, so fields added later are covered too
+FIELDS_OF = {kind: {(s, k) for s, f in SECTIONS.items() for k, tp in f.items() if _base_type(tp) is kind}
+             for kind in (int, float, bool)}
+INTS, FLOATS, BOOLS = FIELDS_OF[int], FIELDS_OF[float], FIELDS_OF[bool]
 # (section, key) -> values out of range (the type is right)
 OUT_OF_RANGE = {
     **{k: st.integers(-10**6, 0) for k in INTS},
@@ -115,17 +126,17 @@ def wrong_type(section: str, key: str):
                          st.booleans(), containers)
     if (section, key) in FLOATS:
         return st.one_of(non_numeric_text, st.booleans(), containers)
-    if key in ("first_task_unpermuted", "reset_optimizer"):
+    if (section, key) in BOOLS:
         return st.one_of(st.integers(), non_numeric_text, containers)
     if key in ("head", "optimizer"):
         return st.one_of(words.filter(lambda s: s not in ("multi", "single", "sgd", "adam")), st.integers())
     if key == "hidden":
         return st.one_of(st.lists(non_numeric_text, min_size=1, max_size=2), st.dictionaries(words, st.integers(), min_size=1))
     if key == "benchmark":
-        return st.one_of(words.filter(lambda s: s not in sources.DATASETS and s not in ("blobs",) and "mnist" not in s),
+        return st.one_of(words.filter(lambda s: s not in BENCHMARKS),
                          st.integers(), containers)
     if key == "name":
-        return st.one_of(words.filter(lambda s: s != "mlp"), st.integers(), containers)
+        return st.one_of(words.filter(lambda s: s not in BODIES), st.integers(), containers)
     return st.one_of(st.integers(), st.booleans(), containers)  # str fields: device, data_dir
 
 

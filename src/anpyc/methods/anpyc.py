@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from anpyc import importance as imp
 from anpyc.masking import gate_grad_, lowest_fraction_mask, restore_frozen_, scale_grad_
@@ -112,6 +112,20 @@ class ANPyCConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
+
+
+def _norm_parameters(model) -> set[str]:
+    """Names of normalisation-layer scales and shifts. They are not pruned element-wise: zeroing
+    a batch-norm scale silences its whole channel, so the task that first trains them keeps
+    them (like the running statistics, frozen after the first task); unit pruning still
+    releases those of a released unit."""
+    norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    prefix = {id(p): n for n, p in model.shared_parameters()}
+    names = set()
+    for module in model.modules():
+        if isinstance(module, norm_types):
+            names.update(prefix[id(p)] for p in module.parameters(recurse=False) if id(p) in prefix)
+    return names
 
 
 def _unit_followers(params: dict[str, Tensor]) -> dict[str, list[str]]:
@@ -274,6 +288,7 @@ class ANPyC(QuadraticPenalty):
         t = int(self.tasks_seen)
         params = dict(model.shared_parameters())
         free = {name: self.owner(name) == FREE for name in params}
+        never_pruned = _norm_parameters(model)
         last = bool(task.info.get("last", False)) if hasattr(task, "info") else False
         keep = 1.0 if (last and not c.prune_last) or self._exhausted else self.keep_share(t)
         target = 1.0 - keep
@@ -287,6 +302,8 @@ class ANPyC(QuadraticPenalty):
                 scores = self._scores(model, task, t)
                 with torch.no_grad():
                     for name, p in params.items():
+                        if name in never_pruned:
+                            continue
                         n_free = int(free[name].sum())
                         remaining = free[name] & ~pruned[name]
                         n_rem = int(remaining.sum())

@@ -79,3 +79,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(
             f"bad inputs tried: {sum(counts.values())} ({detail}); each gave a one-line error, exit 2, no file changed"
         )
+
+
+@pytest.fixture
+def private_mnist_dir(mnist_dir, tmp_path) -> str:
+    """A data dir of its own holding links to the MNIST files: what a test caches there
+    (e.g. the judging classifier of generative runs) never leaks into other tests."""
+    from pathlib import Path
+
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    for f in (Path(mnist_dir) / "mnist").iterdir():
+        if f.is_file() and "idx" in f.name:
+            (folder / f.name).symlink_to(f.resolve())
+    return str(tmp_path / "data")

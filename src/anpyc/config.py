@@ -183,6 +183,7 @@ class StreamConfig:
     first_task_unpermuted: bool = True
     data_dir: str | None = None
     augment: bool = False
+    classes_per_task: int = 2  # split benchmarks only: 1 gives one task per class
 
     def __post_init__(self) -> None:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
@@ -190,6 +191,7 @@ class StreamConfig:
         _check(self.test_subsample is None or self.test_subsample >= 1, "stream.test_subsample must be >= 1")
         _check(self.val_subsample is None or self.val_subsample >= 1, "stream.val_subsample must be >= 1")
         _check(0.0 < self.val_fraction < 0.5, f"stream.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        _check(self.classes_per_task >= 1, f"stream.classes_per_task must be >= 1, got {self.classes_per_task}")
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,32 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class GenerativeConfig:
+    """Settings used only with generative models (``--model vae|gan``).
+
+    The judging classifier (``classifier``, trained once on the data set's full training set
+    for ``classifier_epochs`` with ``classifier_seed`` and cached in the data dir) labels
+    ``samples_per_class`` generated images per class after each task.
+    """
+
+    latent_dim: int = 32
+    vae_protect: Literal["decoder", "all"] = "decoder"
+    samples_per_class: int = 500
+    classifier: Literal["cnn", "mlp"] = "cnn"
+    classifier_epochs: int = 2
+    classifier_seed: int = 0
+    classifier_subsample: int | None = None
+    grid_columns: int = 10
+
+    def __post_init__(self) -> None:
+        _check(self.latent_dim >= 1, f"generative.latent_dim must be >= 1, got {self.latent_dim}")
+        _check(self.samples_per_class >= 2, "generative.samples_per_class must be >= 2")
+        _check(self.classifier_epochs >= 1, "generative.classifier_epochs must be >= 1")
+        _check(self.classifier_subsample is None or self.classifier_subsample >= 10, "generative.classifier_subsample must be >= 10")
+        _check(self.grid_columns >= 1, "generative.grid_columns must be >= 1")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` beside its results.
 
@@ -271,6 +299,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
+    generative: GenerativeConfig = field(default_factory=GenerativeConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:

@@ -39,6 +39,7 @@ from anpyc.methods import create, resolved_params
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
+from anpyc.models.generative import is_generative
 from anpyc.models.heads import ContinualModel
 from anpyc.report.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.train import evaluate, fit, make_optimizer
@@ -112,7 +113,7 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     if overwrite:
-        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "acc_curve.csv"):
+        for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "acc_curve.csv", "fid_matrix.csv"):
             (out / stale).unlink(missing_ok=True)
         for stale in ckpt_mod.list_checkpoints(out):
             stale.unlink(missing_ok=True)
@@ -156,13 +157,23 @@ def run(
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    generative = is_generative(cfg.model.name)
+    if generative:  # VAE / GAN: their own loop and metrics, same hooks and run-dir contract
+        from anpyc.generative import resolve_train_defaults, run_generative
+        from anpyc.generative_eval import dataset_of
+
+        cfg = resolve_train_defaults(cfg)
+        dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails before any file is written
+        if resume or tensorboard:
+            raise ConfigError("generative runs (--model vae|gan) support neither --resume nor --tensorboard yet")
     method = create(cfg.method, cfg.method_params)  # validates the method before data loading
     if tensorboard:
         tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
     saved_cfg = resolved_config(cfg)
     if stream is None:  # before the output directory is touched: bad data must not cost a result
-        stream = make_stream(cfg.stream, cfg.seed, labels="local" if cfg.model.head == "multi" else "global")
-    build_model(cfg.model, stream.input_shape)  # a model that cannot be built fails here too
+        stream = make_stream(cfg.stream, cfg.seed, labels="local" if cfg.model.head == "multi" and not generative else "global")
+    if not generative:
+        build_model(cfg.model, stream.input_shape)  # a model that cannot be built fails here too
     if torch.device(cfg.train.device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
     snapshot = None
@@ -187,6 +198,8 @@ def run(
         runlog.addHandler(file_handler)
     tracker = None
     try:
+        if generative:
+            return run_generative(cfg, method, out, quiet, stream)
         tracker = open_tracker(out, tensorboard) if is_main_process() else None
         return _run(cfg, method, out, quiet, stream, tracker, snapshot if resume else None, resume)
     finally:

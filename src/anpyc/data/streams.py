@@ -335,4 +335,6 @@ def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stre
             info=lambda t: {"degrees": angles[t]},
         )
     dataset = "mnist" if bench == "split-mnist" else "fashion-mnist"
-    return _class_split_stream(cfg, seed, bench, sources.load(dataset, cfg.data_dir), n_tasks, 2, labels)
+    per_task = cfg.classes_per_task
+    n_tasks = cfg.tasks or max(1, 10 // per_task)  # every class once by default
+    return _class_split_stream(cfg, seed, bench, sources.load(dataset, cfg.data_dir), n_tasks, per_task, labels)

@@ -60,7 +60,7 @@ class ANPyCConfig:
 
     Consolidation: ``lam`` (lambda, penalty strength), ``merge`` of Omega over tasks (``sum`` with
     pruning, ``max`` as the reference does without), ``importance_signal`` (``entropy``:
-    label-free, the paper's; ``loss``), ``taylor_form`` (``reference`` sign as in the authors'
+    label-free, the paper's; ``loss``; ``output_norm``, MAS-like: docs/generative.md), ``taylor_form`` (``reference`` sign as in the authors'
     code, or ``removal``: the Taylor change when a parameter is removed), ``structure`` (per-layer normalisation of Omega:
     ``none``, ``layer_mean``, ``layer_softmax`` with temperature ``beta``, ``neuron``),
     ``importance_samples`` (examples used per estimate) and ``protection``.
@@ -78,7 +78,7 @@ class ANPyCConfig:
 
     lam: float = 10.0
     merge: Literal["sum", "max"] = "sum"
-    importance_signal: Literal["entropy", "loss"] = "entropy"
+    importance_signal: Literal["entropy", "loss", "output_norm"] = "entropy"
     taylor_form: Literal["reference", "removal"] = "removal"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron"] = "none"
     beta: float = 3.0

@@ -197,3 +197,22 @@ def test_generative_run_on_a_non_split_benchmark_fails_before_writing(tmp_path):
     with pytest.raises(DataError, match="split benchmark"):
         run(cfg, tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()
+
+
+def test_ewc_on_the_vae_uses_the_fisher_of_the_elbo(private_mnist_dir):
+    from anpyc.importance import fisher_diag
+    from anpyc.models.generative import objective_fisher
+
+    res = run(_cfg(private_mnist_dir, method="ewc", method_params={"lam": 100.0, "fisher_samples": 50}), quiet=True)
+    names = [n for n, _ in res.model.shared_parameters()]
+    assert names and all(res.method.omega(n) is not None and (res.method.omega(n) >= 0).all() for n in names)
+    assert sum(float(res.method.omega(n).sum()) for n in names) > 0
+    images = torch.rand(8, 1, 28, 28)
+    from anpyc.data.taskdata import TaskData
+
+    data = TaskData(images, torch.zeros(8, dtype=torch.long), 0)
+    torch.manual_seed(0)  # the ELBO samples latent codes
+    via_ewc = fisher_diag(res.model, data, max_samples=8)
+    torch.manual_seed(0)
+    direct = objective_fisher(res.model, data, max_samples=8)
+    assert all(torch.allclose(via_ewc[n], direct[n]) for n in direct)

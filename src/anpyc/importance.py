@@ -267,6 +267,10 @@ def fisher_diag(
     """
     if kind not in FISHER_KINDS:
         raise ValueError(f"unknown Fisher kind {kind!r}; known: {', '.join(FISHER_KINDS)}")
+    if hasattr(model, "importance_objective"):  # generative models: Fisher of their own objective
+        from anpyc.models.generative import objective_fisher  # (Seff et al. 2017); lazy: no cycle
+
+        return objective_fisher(model, data, max_samples=max_samples)
 
     def body(x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         if kind == "empirical":

@@ -51,7 +51,7 @@ from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models.generative import GenerativeModel, build_generative
 from anpyc.report.images import save_grid
-from anpyc.utils import eval_mode, peak_rss_mb, seed_everything
+from anpyc.utils import eval_mode, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def run_generative(
     Called by :func:`anpyc.runner.run` (which writes ``config.yaml`` and the logs) when the
     model is generative. Returns a :class:`anpyc.runner.RunResult`.
     """
-    from anpyc.runner import RunResult, _finite, _fmt, _progress, runlog
+    from anpyc.runner import RunResult, _finite, _fmt, _progress, cost_metrics, runlog
 
     cfg = resolve_train_defaults(cfg)  # idempotent; run() applied it before saving the config
     gcfg = cfg.generative
@@ -283,15 +283,7 @@ def run_generative(
             "classifier": {k: v for k, v in clf_info.items()},
             "classifier_test_acc": clf_info["test_acc"],
             "samples_per_class": gcfg.samples_per_class,
-            "time_s": total,
-            "task_time_s": task_time,
-            "eval_time_s": float(sum(eval_time)),
-            "task_eval_time_s": eval_time,
-            "train_time_s": float(total - sum(eval_time)),
-            "peak_rss_mb": peak_rss_mb(),
-            "n_shared_params": sum(p.numel() for _, p in model.shared_parameters()),
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "method_state_mb": sum(b.numel() * b.element_size() for b in method.buffers()) / 2**20,
+            **cost_metrics(model, method, total, task_time, eval_time),
         }
     )
     metrics.update(method.summary())

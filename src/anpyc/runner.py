@@ -334,15 +334,7 @@ def _run(
             "val_bwt": val_summary["bwt"],
             "acc_before_training": acc_before,
             "acc_random_init": acc_random,
-            "time_s": total,
-            "task_time_s": task_time,
-            "eval_time_s": float(sum(eval_time)),
-            "task_eval_time_s": eval_time,
-            "train_time_s": float(total - sum(eval_time)),
-            "peak_rss_mb": peak_rss_mb(),
-            "n_shared_params": sum(p.numel() for _, p in model.shared_parameters()),
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "method_state_mb": sum(b.numel() * b.element_size() for b in method.buffers()) / 2**20,
+            **cost_metrics(model, method, total, task_time, eval_time),
             "world_size": world_size(),
         }
     )
@@ -353,6 +345,21 @@ def _run(
         write_csv(out / "val_acc_matrix.csv", [[_fmt(v) for v in row] for row in V], header)
         write_json(out / "metrics.json", _finite(metrics))
     return RunResult(cfg, R, V, metrics, out, model, method)
+
+
+def cost_metrics(model, method: Method, total: float, task_time: list[float], eval_time: list[float]) -> dict:
+    """Time, memory and size figures every run directory's metrics.json carries."""
+    return {
+        "time_s": total,
+        "task_time_s": task_time,
+        "eval_time_s": float(sum(eval_time)),
+        "task_eval_time_s": eval_time,
+        "train_time_s": float(total - sum(eval_time)),
+        "peak_rss_mb": peak_rss_mb(),
+        "n_shared_params": sum(p.numel() for _, p in model.shared_parameters()),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "method_state_mb": sum(b.numel() * b.element_size() for b in method.buffers()) / 2**20,
+    }
 
 
 def _fmt(v: float) -> str:

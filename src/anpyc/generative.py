@@ -176,7 +176,7 @@ def run_generative(
     cfg = resolve_train_defaults(cfg)  # idempotent; run() applied it before saving the config
     gcfg = cfg.generative
     dataset = dataset_of(cfg.stream.benchmark)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, cfg.train.device)
     if stream is None or stream.labels != "global":  # the generator is conditioned on class ids
         stream = make_stream(cfg.stream, cfg.seed, labels="global")
     device = torch.device(cfg.train.device)
@@ -184,7 +184,7 @@ def run_generative(
         dataset, cfg.stream.data_dir, gcfg.classifier, gcfg.classifier_epochs, gcfg.classifier_seed, gcfg.classifier_subsample
     )
     judge = ClassJudge(clf, stream, cfg.seed)
-    seed_everything(cfg.seed)  # the classifier (when trained now) must not shift the run's randomness
+    seed_everything(cfg.seed, cfg.train.device)  # the classifier (when trained now) must not shift the run's randomness
     model = build_generative(
         cfg.model.name, stream.input_shape, stream.n_classes, cfg.model.hidden, gcfg.latent_dim, gcfg.vae_protect
     ).to(device)

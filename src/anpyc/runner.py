@@ -215,7 +215,7 @@ def _run(
     cfg: RunConfig, method: Method, out: Path | None, quiet: bool, stream: Stream,
     tracker: TaskTracker | None = None, snapshot: dict | None = None, resume: bool = False,
 ) -> RunResult:
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, cfg.train.device)
     device = torch.device(cfg.train.device)
     model = build_model(cfg.model, stream.input_shape).to(device)
     method.to(device)

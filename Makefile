@@ -26,7 +26,7 @@ data: setup
 
 demo: data
 	$(BIN)/anpyc compare --methods anpyc,finetune --benchmark permuted-mnist --tasks 5 \
-	    --subsample 5000 --epochs 1 --seeds 1 --out demo-out --overwrite
+	    --subsample 10000 --test-subsample 2000 --epochs 3 --seeds 1 --out demo-out --overwrite
 
 # The HTML-report test opens the page in headless Chromium. Install it where we can (root with
 # apt-get); anywhere else carry on without it and that one test skips.

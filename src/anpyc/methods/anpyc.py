@@ -353,7 +353,7 @@ class ANPyC(QuadraticPenalty):
         self.history["kept_share"].append(keep)
         stats = imp.importance_stats({n: self.omega(n) for n, _ in model.shared_parameters()})
         self.history["importance_stats"].append({"task": t, **stats})
-        log.info(
+        log.debug(  # the same figures are in metrics.json; keep the progress bar clean
             "anpyc: task %d kept %.1f%% of its free pool; %.1f%% of the body is free; importance kurtosis %s",
             t, 100 * keep, 100 * self._total_free(model), stats["kurtosis"] and round(stats["kurtosis"], 1),
         )

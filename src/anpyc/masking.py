@@ -7,6 +7,9 @@ entries are written back and their optimizer-state slots zeroed (:func:`restore_
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 import torch
 from torch import Tensor
 
@@ -70,3 +73,45 @@ def lowest_fraction_mask(scores: Tensor, candidates: Tensor, fraction: float, un
     out = torch.zeros(candidates.numel(), dtype=torch.bool, device=candidates.device)
     out[order] = True
     return out.reshape(candidates.shape)
+
+
+FREE = -1  # owner id of a parameter no task holds
+
+
+@contextlib.contextmanager
+def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_seen: int) -> Iterator[None]:
+    """Show task ``task_id`` only the shared weights it could see when it was trained (owned by
+    it or an earlier task; the free pool too while it is the task in training), zeroing the
+    rest for the duration and restoring them afterwards (PackNet, ANPyC)."""
+    saved = []
+    with torch.no_grad():
+        for name, p in model.shared_parameters():
+            owner = owner_of(name)
+            if owner is None:
+                continue
+            hidden = owner > task_id
+            if tasks_seen > task_id:  # a finished task never saw the free pool
+                hidden |= owner == FREE
+            if bool(hidden.any()):
+                saved.append((p, p.detach().clone()))
+                p.masked_fill_(hidden, 0.0)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for p, value in saved:
+                p.copy_(value)
+
+
+def gate_grads_(model, trainable: dict[str, Tensor]) -> None:
+    """:func:`gate_grad_` for every shared parameter that has a mask."""
+    for name, p in model.shared_parameters():
+        if name in trainable:
+            gate_grad_(p, trainable[name])
+
+
+def restore_all_frozen_(model, trainable: dict[str, Tensor], frozen_values: dict[str, Tensor], optimizer=None) -> None:
+    """:func:`restore_frozen_` for every shared parameter that has a mask."""
+    for name, p in model.shared_parameters():
+        if name in trainable:
+            restore_frozen_(p, trainable[name], frozen_values[name], optimizer)

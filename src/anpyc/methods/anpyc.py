@@ -36,7 +36,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,14 +43,20 @@ import torch
 from torch import Tensor, nn
 
 from anpyc import importance as imp
-from anpyc.masking import gate_grad_, lowest_fraction_mask, restore_frozen_, scale_grad_
+from anpyc.masking import (
+    FREE,
+    gate_grads_,
+    lowest_fraction_mask,
+    restore_all_frozen_,
+    scale_grad_,
+    task_view,
+)
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
 
 log = logging.getLogger(__name__)
 
-FREE = -1
 
 
 @dataclass(frozen=True)
@@ -217,10 +222,9 @@ class ANPyC(QuadraticPenalty):
         return super().penalty(model, x, t)
 
     def before_step(self, model) -> None:
+        if not self._soft:
+            gate_grads_(model, self._trainable)
         for name, p in model.shared_parameters():
-            trainable = self._trainable.get(name)
-            if trainable is not None and not self._soft:
-                gate_grad_(p, trainable)
             scale = self._grad_scale.get(name)
             if scale is not None:
                 scale_grad_(p, scale)
@@ -228,34 +232,13 @@ class ANPyC(QuadraticPenalty):
     def after_step(self, model, optimizer) -> None:
         if self._soft and not any(not m.all() for m in self._trainable.values()):
             return
-        for name, p in model.shared_parameters():
-            trainable = self._trainable.get(name)
-            if trainable is not None:
-                restore_frozen_(p, trainable, self._frozen_values[name], optimizer)
+        restore_all_frozen_(model, self._trainable, self._frozen_values, optimizer)
 
-    @contextlib.contextmanager
-    def eval_context(self, model, task_id: int) -> Iterator[None]:
+    def eval_context(self, model, task_id: int):
         """Evaluate task ``task_id`` with only the weights it could see when it was trained."""
-        if not self.config.task_masks or self.owner(model.shared_parameters()[0][0]) is None:
-            yield
-            return
-        saved = {}
-        with torch.no_grad():
-            for name, p in model.shared_parameters():
-                owner = self.owner(name)
-                visible = (owner >= 0) & (owner <= task_id)
-                if int(self.tasks_seen) <= task_id:  # the task in training also sees the free pool
-                    visible |= owner == FREE
-                if not bool(visible.all()):
-                    saved[name] = p.detach().clone()
-                    p.mul_(visible)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, p in model.shared_parameters():
-                    if name in saved:
-                        p.copy_(saved[name])
+        if not self.config.task_masks:
+            return contextlib.nullcontext()
+        return task_view(model, self.owner, task_id, int(self.tasks_seen))
 
     # ------------------------------------------------------------------ after the task
     def keep_share(self, t: int) -> float:

@@ -20,19 +20,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
-from anpyc.masking import gate_grad_, lowest_fraction_mask, restore_frozen_
+from anpyc.masking import FREE, gate_grads_, lowest_fraction_mask, restore_all_frozen_, task_view
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
-
-FREE = -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +80,10 @@ class PackNet(Method):
         self._set_phase(model, lambda own: own == FREE)
 
     def before_step(self, model) -> None:
-        for name, p in model.shared_parameters():
-            if name in self._trainable:
-                gate_grad_(p, self._trainable[name])
+        gate_grads_(model, self._trainable)
 
     def after_step(self, model, optimizer) -> None:
-        for name, p in model.shared_parameters():
-            if name in self._trainable:
-                restore_frozen_(p, self._trainable[name], self._frozen[name], optimizer)
+        restore_all_frozen_(model, self._trainable, self._frozen, optimizer)
 
     @torch.no_grad()
     def after_task(self, model, task, retrain=None) -> None:
@@ -111,24 +103,9 @@ class PackNet(Method):
         self._trainable, self._frozen = {}, {}
         super().after_task(model, task, retrain)
 
-    @contextlib.contextmanager
-    def eval_context(self, model, task_id: int) -> Iterator[None]:
+    def eval_context(self, model, task_id: int):
         """Zero the weights task ``task_id`` did not see (free, or owned by later tasks)."""
-        saved = []
-        with torch.no_grad():
-            for _name, p, own in self._owners(model):
-                hidden = (own == FREE) | (own > task_id)
-                if int(self.tasks_seen) <= task_id:
-                    hidden = own > task_id  # the task being trained: its free weights count
-                if hidden.any():
-                    saved.append((p, p.detach().clone()))
-                    p.masked_fill_(hidden, 0.0)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, value in saved:
-                    p.copy_(value)
+        return task_view(model, self.owner, task_id, int(self.tasks_seen))
 
     def summary(self) -> dict:
         """``free_fraction``: per layer, the share of free weights after each task."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.nn import functional as F
 
 from anpyc.data.taskdata import ConcatData, TaskData, iterate  # noqa: F401  (iterate: per-sample estimators)
@@ -184,35 +184,84 @@ def importance_stats(omega: dict[str, Tensor], bins: int = 40) -> dict:
 FISHER_KINDS = ("true", "sampled", "empirical")
 
 
-def _per_sample_sq_grads(model, x: Tensor, task: int, fn: Callable[[Tensor, Tensor], Tensor], y: Tensor) -> dict[str, Tensor]:
-    """Sum over the rows of ``x`` of the squared per-sample gradient of ``fn(logits_i, y_i)``
-    with respect to the shared parameters, with ``torch.func`` (``vmap`` of ``grad``): one
-    batched pass, not a python loop per example."""
+def _shared_linears(model) -> dict[nn.Linear, dict[str, str]] | None:
+    """``{module: {"weight": name, "bias": name}}`` when every shared parameter is the weight
+    or bias of an ``nn.Linear`` (an MLP body), else None."""
+    shared = {id(p): name for name, p in model.shared_parameters()}
+    found: dict[nn.Linear, dict[str, str]] = {}
+    for module in model.modules():
+        own = {k: shared[id(p)] for k, p in module.named_parameters(recurse=False) if id(p) in shared}
+        if not own:
+            continue
+        if type(module) is not nn.Linear:
+            return None
+        found[module] = own
+    if sum(len(v) for v in found.values()) != len(shared):
+        return None
+    return found
+
+
+def _linear_per_sample(model, x: Tensor, task: int, per_example: Tensor, y: Tensor, reduce: str):
+    """Closed form for MLP bodies: a Linear layer's per-sample weight gradient is the outer
+    product ``delta_i a_i^T`` of its output gradient and its input, so ``sum_i (delta_i a_i^T)^2
+    = (delta^2)^T a^2`` and ``sum_i |delta_i a_i^T| = |delta|^T |a|``: one matmul per layer
+    instead of B gradients. Exact in eval mode (no batch coupling). None if it does not apply
+    (a layer called twice, inputs that are not 2-D, parameters that do not require grad)."""
+    layers = _shared_linears(model)
+    if layers is None or not all(p.requires_grad for _, p in model.shared_parameters()):
+        return None
+    inputs: dict[nn.Linear, Tensor] = {}
+    outputs: dict[nn.Linear, Tensor] = {}
+    calls: dict[nn.Linear, int] = dict.fromkeys(layers, 0)
+
+    def remember(module, args, out):
+        calls[module] += 1
+        inputs[module], outputs[module] = args[0].detach(), out
+
+    handles = [m.register_forward_hook(remember) for m in layers]
+    try:
+        with torch.enable_grad():
+            values = per_example(model(x, task), y)
+    finally:
+        for h in handles:
+            h.remove()
+    if any(c != 1 for c in calls.values()) or any(a.dim() != 2 for a in inputs.values()):
+        return None
+    mods = list(layers)
+    deltas = torch.autograd.grad(values.sum(), [outputs[m] for m in mods])
+    out: dict[str, Tensor] = {}
+    for m, delta in zip(mods, deltas, strict=True):
+        a = inputs[m]
+        d, a = (delta.pow(2), a.pow(2)) if reduce == "sq" else (delta.abs(), a.abs())
+        if "weight" in layers[m]:
+            out[layers[m]["weight"]] = d.T @ a
+        if "bias" in layers[m]:
+            out[layers[m]["bias"]] = d.sum(0)
+    return out
+
+
+def _per_sample_grads(
+    model, x: Tensor, task: int, per_example: Callable[[Tensor, Tensor], Tensor], y: Tensor, reduce: str = "sq"
+) -> dict[str, Tensor]:
+    """Sum over the rows of ``x`` of the squared (``reduce="sq"``) or absolute (``"abs"``)
+    per-sample gradient of ``per_example(logits, y)[i]`` (one value per row) with respect to
+    the shared parameters. MLP bodies take the closed form of :func:`_linear_per_sample`;
+    any other body uses ``torch.func`` (``vmap`` of ``grad``): one batched pass either way,
+    never a python loop per example."""
+    fast = _linear_per_sample(model, x, task, per_example, y, reduce)
+    if fast is not None:
+        return fast
     from torch.func import functional_call, grad, vmap
 
     params = {name: p.detach() for name, p in model.shared_parameters()}
 
     def one(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
         logits = functional_call(model, p, (xi.unsqueeze(0), task), strict=False)
-        return fn(logits[0], yi)
+        return per_example(logits, yi.unsqueeze(0))[0]
 
     with torch.no_grad():  # torch.func.grad still differentiates; no graph for the rest
         grads = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
-    return {name: g.pow(2).sum(0) for name, g in grads.items()}
-
-
-def _per_sample_abs_grads(model, x: Tensor, task: int, fn: Callable[[Tensor], Tensor]) -> dict[str, Tensor]:
-    """Like :func:`_per_sample_sq_grads` but ``sum_i |dfn(logits_i)/dtheta|`` (label-free)."""
-    from torch.func import functional_call, grad, vmap
-
-    params = {name: p.detach() for name, p in model.shared_parameters()}
-
-    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return fn(functional_call(model, p, (xi.unsqueeze(0), task), strict=False)[0])
-
-    with torch.no_grad():
-        grads = vmap(grad(one), in_dims=(None, 0))(params, x)
-    return {name: g.abs().sum(0) for name, g in grads.items()}
+    return {name: (g.pow(2) if reduce == "sq" else g.abs()).sum(0) for name, g in grads.items()}
 
 
 def _per_sample_loop(model, data, batch_size: int, max_samples: int | None, device, body) -> dict[str, Tensor]:
@@ -234,9 +283,9 @@ def _per_sample_loop(model, data, batch_size: int, max_samples: int | None, devi
     return sums
 
 
-def _log_lik(logits: Tensor, label: Tensor) -> Tensor:
-    """``log p(label | x)`` for one example (gather, so it works under ``vmap``)."""
-    return -F.cross_entropy(logits.unsqueeze(0), label.unsqueeze(0))
+def _log_lik(logits: Tensor, labels: Tensor) -> Tensor:
+    """``log p(label | x)`` per row."""
+    return -F.cross_entropy(logits, labels, reduction="none")
 
 
 def fisher_diag(
@@ -274,17 +323,17 @@ def fisher_diag(
 
     def body(x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         if kind == "empirical":
-            return _per_sample_sq_grads(model, x, task, _log_lik, y)
+            return _per_sample_grads(model, x, task, _log_lik, y)
         with torch.no_grad():
             probs = F.softmax(model(x, task), dim=1)
         if kind == "sampled":
             labels = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)
-            return _per_sample_sq_grads(model, x, task, _log_lik, labels)
+            return _per_sample_grads(model, x, task, _log_lik, labels)
         total: dict[str, Tensor] = {}
         for c in range(probs.shape[1]):
             # (sqrt(p_c) * g_c)^2 = p_c * g_c^2, with p_c a constant weight
             w = probs[:, c].sqrt()
-            part = _per_sample_sq_grads(model, x, task, lambda lg, wi, c=c: wi * F.log_softmax(lg, 0)[c], w)
+            part = _per_sample_grads(model, x, task, lambda lg, wi, c=c: wi * F.log_softmax(lg, 1)[:, c], w)
             for name, v in part.items():
                 total[name] = total[name] + v if name in total else v
         return total
@@ -304,5 +353,5 @@ def mas_importance(
     """
     return _per_sample_loop(
         model, data, batch_size, max_samples, device,
-        lambda x, y, task: _per_sample_abs_grads(model, x, task, lambda lg: lg.pow(2).sum()),
+        lambda x, y, task: _per_sample_grads(model, x, task, lambda lg, _: lg.pow(2).sum(1), y, reduce="abs"),
     )

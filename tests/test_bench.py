@@ -37,3 +37,18 @@ def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
     ref = summary["methods"]["anpyc-reference"]
     assert ref["method"] == "anpyc" and ref["params"]["keep_schedule"] == "reference"
     assert summary["methods"]["anpyc"]["params"] == {}
+
+
+def test_bench_uses_shipped_presets_unless_told_not_to(tmp_path, mnist_dir):
+    from anpyc.presets import find_preset
+
+    small = {"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}}
+    tuned = find_preset("ewc", "permuted-mnist")["method_params"]
+    summary = run_benchmark("long", tmp_path / "p", methods=["ewc"], overrides=small, quiet=True)
+    assert summary["methods"]["ewc"]["params"] == tuned == summary["bench"]["method_params"]["ewc"]
+    summary = run_benchmark("long", tmp_path / "d", methods=["ewc"], overrides=small, quiet=True, presets=False)
+    assert summary["methods"]["ewc"]["params"] == {}
+
+
+def test_bench_jobs_flag_is_checked(tmp_path):
+    assert main(["bench", "quick", "--jobs", "0", "--out", str(tmp_path / "j")]) == 2

@@ -97,6 +97,25 @@ def machine() -> dict:
     }
 
 
+def method_params(bench: Benchmark, methods: list[str], stream: str, presets: bool = True) -> dict[str, dict]:
+    """Hyper-parameters per method: the benchmark's own, else the shipped preset for
+    ``stream`` (when ``presets``), else the method's defaults (no entry).
+
+    Example:
+        >>> method_params(BENCHMARKS["long"], ["ewc", "finetune"], "permuted-mnist")["ewc"]["lam"] > 0
+        True
+    """
+    from anpyc.presets import find_preset
+
+    params: dict[str, dict] = {}
+    for m in methods:
+        if m in bench.params:
+            params[m] = dict(bench.params[m])
+        elif presets and m in METHODS and (preset := find_preset(m, stream)) is not None:
+            params[m] = dict(preset.get("method_params", {}))
+    return params
+
+
 def run_benchmark(
     name: str,
     out_dir: str | Path,
@@ -105,8 +124,16 @@ def run_benchmark(
     overrides: dict[str, Any] | None = None,
     quiet: bool = False,
     overwrite: bool = False,
+    jobs: int = 1,
+    presets: bool = True,
 ) -> dict:
-    """Run benchmark ``name``; returns the summary written to ``out_dir/bench.json``."""
+    """Run benchmark ``name``; returns the summary written to ``out_dir/bench.json``.
+
+    Each method runs with its shipped preset for the benchmark's stream (hyper-parameters
+    chosen on validation data, ``anpyc tune``) unless ``presets=False`` or the benchmark fixes
+    its parameters; the parameters used are recorded in ``bench.json``. ``jobs`` runs that
+    many (method, seed) runs in parallel processes.
+    """
     from anpyc.compare import compare
     from anpyc.config import deep_update
     from anpyc.report.tables import summary_markdown
@@ -119,12 +146,13 @@ def run_benchmark(
     for m in sorted(set(chosen) - set(known)):
         log.warning("bench %s: method %r is not available in this build; skipped", name, m)
     base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
+    params = method_params(bench, known, base.stream.benchmark, presets)
     start = _dt.datetime.now(_dt.UTC)
     summary = compare(
         base, known, list(range(seeds or bench.seeds)), out_dir,
-        params={m: p for m, p in bench.params.items() if m in known},
+        params=params,
         aliases={a: bench.aliases[a] for a in known if a in bench.aliases},
-        quiet=quiet, overwrite=overwrite,
+        quiet=quiet, overwrite=overwrite, jobs=jobs,
     )
     summary["bench"] = {
         "name": name,
@@ -132,6 +160,8 @@ def run_benchmark(
         "command": "anpyc " + " ".join(sys.argv[1:]) if sys.argv and "anpyc" in sys.argv[0] else f"anpyc bench {name}",
         "machine": machine(),
         "date": start.isoformat(timespec="seconds"),
+        "method_params": params,
+        "jobs": jobs,
     }
     out = Path(out_dir)
     write_json(out / "bench.json", summary)

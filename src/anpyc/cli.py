@@ -269,7 +269,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides.setdefault("train", {})["threads"] = args.threads
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
-    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
+                            jobs=args.jobs, presets=not args.no_presets)
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
@@ -389,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
     p_bench.add_argument("--subsample", type=int, default=None, help="training examples per task")
     p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
+    p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
+    p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
     p_bench.add_argument("--quiet", action="store_true")
     p_bench.add_argument("--overwrite", action="store_true")
     p_bench.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")

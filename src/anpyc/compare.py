@@ -130,6 +130,13 @@ def summarize_results(results: dict[str, list[RunResult]], base: RunConfig, seed
         k = max(1, min(10, curves.shape[1] // 2))
         entry["task_time_first_s"] = _stat([float(np.mean(r.metrics["task_time_s"][:k])) for r in runs])
         entry["task_time_last_s"] = _stat([float(np.mean(r.metrics["task_time_s"][-k:])) for r in runs])
+        # training (and the method's own work) apart from evaluating every seen task, which must grow
+        evals = [np.asarray(r.metrics.get("task_eval_time_s") or [0.0] * len(r.metrics["task_time_s"])) for r in runs]
+        trains = [np.asarray(r.metrics["task_time_s"]) - e for r, e in zip(runs, evals, strict=True)]
+        entry["train_time_first_s"] = _stat([float(tr[:k].mean()) for tr in trains])
+        entry["train_time_last_s"] = _stat([float(tr[-k:].mean()) for tr in trains])
+        entry["eval_time_first_s"] = _stat([float(e[:k].mean()) for e in evals])
+        entry["eval_time_last_s"] = _stat([float(e[-k:].mean()) for e in evals])
         entry["avg_acc_curve"] = curves.mean(0).tolist()
         entry["task1_acc_curve"] = np.array([r.acc_matrix[:, 0] for r in runs]).mean(0).tolist()
         for extra in ("free_fraction", "free_fraction_total", "importance_kurtosis"):

@@ -66,3 +66,21 @@ def test_mean_matrix_keeps_unevaluated_cells_nan(compare_dir):
 
 def test_mean_matrix_of_nothing():
     assert mean_matrix([]) is None
+
+
+def test_long_sequence_table_separates_training_from_evaluation_time():
+    from anpyc.report.tables import summary_markdown
+
+    def stat(v):
+        return {"mean": v, "std": 0.0}
+
+    entry = {key: stat(0.5) for key in ("avg_acc", "bwt", "forgetting", "val_avg_acc", "time_s")}
+    entry.update(
+        task1_acc_curve=[0.9] * 20, acc_slope_per_task=stat(-0.0004), train_time_first_s=stat(2.0),
+        train_time_last_s=stat(2.1), eval_time_first_s=stat(0.1), eval_time_last_s=stat(0.6),
+        peak_rss_mb=stat(456.0), free_fraction_total=0.03,
+    )
+    text = summary_markdown({"benchmark": "permuted-mnist", "n_tasks": 20, "seeds": [0], "methods": {"anpyc": entry}})
+    header = next(line for line in text.splitlines() if "task 1 after 10" in line)
+    assert "train s/task first 10" in header and "eval s/task first 10" in header and "peak MiB" in header
+    assert "| anpyc | 90.0 | 90.0 | -0.040 | 2.0 | 2.1 | 0.1 | 0.6 | 456 | 3.0 |" in text

@@ -196,19 +196,24 @@ def matrix_table(matrix: np.ndarray) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 def _long_table(summary: dict) -> str:
-    """Long sequences: task-1 accuracy every 10 tasks, decay slope, time first vs last tasks."""
+    """Long sequences: task-1 accuracy every 10 tasks, decay slope, time per task (training
+    apart from evaluation) over the first vs the last tasks, peak memory, free capacity."""
     n = summary["n_tasks"]
     marks = [i for i in range(9, n, 10)]
+    k = max(1, min(10, n // 2))
     head = " | ".join(f"task 1 after {i + 1}" for i in marks)
     lines = [
-        f"| method | {head} | ACC slope %/task | time/task first 10 s | last 10 s | free left % |",
-        "|---|" + "---|" * (len(marks) + 4),
+        f"| method | {head} | ACC slope %/task | train s/task first {k} | last {k} | eval s/task first {k} | last {k} "
+        "| peak MiB | free left % |",
+        "|---|" + "---|" * (len(marks) + 7),
     ]
     for name, m in summary["methods"].items():
         t1 = " | ".join(f"{100 * m['task1_acc_curve'][i]:.1f}" for i in marks)
         free = m.get("free_fraction_total")
+        times = " | ".join(_pct(m.get(key), 1.0) for key in (
+            "train_time_first_s", "train_time_last_s", "eval_time_first_s", "eval_time_last_s"))
         lines.append(
-            f"| {name} | {t1} | {_pct(m.get('acc_slope_per_task'), 100.0, 3)} | {_pct(m.get('task_time_first_s'), 1.0)} | "
-            f"{_pct(m.get('task_time_last_s'), 1.0)} | {'-' if free is None else f'{100 * free:.1f}'} |"
+            f"| {name} | {t1} | {_pct(m.get('acc_slope_per_task'), 100.0, 3)} | {times} | "
+            f"{_pct(m.get('peak_rss_mb'), 1.0, 0)} | {'-' if free is None else f'{100 * free:.1f}'} |"
         )
     return "\n".join(lines)

@@ -5,6 +5,7 @@ import torch
 
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
+from anpyc.data.taskdata import iterate
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.runner import run
@@ -119,12 +120,55 @@ def test_soft_penalty_zero_after_task_and_grows_with_motion():
 
 
 def test_exhausted_pool_falls_back_to_consolidation(caplog):
-    stream, model, method = _setup(tasks=3, keep_first=1.0, keep_decay=1.0, keep_min=1.0)
+    stream, model, method = _setup(tasks=3, keep_first=1.0, keep_decay=1.0, keep_min=1.0, exhausted_policy="consolidate")
     _train_task(stream, model, method, 0)
     with caplog.at_level(logging.WARNING, logger="anpyc"):
         _train_task(stream, model, method, 1)
-    assert "exhausted" in caplog.text
-    assert method.summary()["exhausted_tasks"] == [1]
+    assert "consolidation only" in caplog.text
+    assert method.summary()["exhausted_tasks"] == [1] and method.summary()["reclaimed"] == []
+
+
+def test_exhausted_pool_head_only_freezes_the_body(caplog):
+    stream, model, method = _setup(tasks=3, keep_first=1.0, keep_decay=1.0, keep_min=1.0, exhausted_policy="head_only")
+    _train_task(stream, model, method, 0)
+    before = {n: p.detach().clone() for n, p in model.shared_parameters()}
+    with caplog.at_level(logging.WARNING, logger="anpyc"):
+        _train_task(stream, model, method, 1)
+    assert "only the head trains" in caplog.text and method.summary()["exhausted_tasks"] == [1]
+    assert all(torch.equal(p.detach(), before[n]) for n, p in model.shared_parameters())
+
+
+@pytest.mark.parametrize("reclaim_by", ["magnitude", "importance"])
+def test_exhausted_pool_reclaims_least_important_owned_weights(caplog, reclaim_by):
+    stream, model, method = _setup(tasks=3, keep_first=1.0, keep_decay=1.0, keep_min=1.0, reclaim_share=0.2,
+                                   reclaim_by=reclaim_by)
+    _train_task(stream, model, method, 0)
+    before = {n: p.detach().clone() for n, p in model.shared_parameters()}
+    rank = {n: method.omega(n).clone() if reclaim_by == "importance" else before[n].abs() for n in before}
+    model.add_head(stream[1].n_outputs)
+    with caplog.at_level(logging.WARNING, logger="anpyc"):
+        method.before_task(model, stream[1])
+    assert "released the 20% least important" in caplog.text
+    for name, p in model.shared_parameters():
+        released = method.owner(name) == -1
+        assert abs(released.float().mean().item() - 0.2) < 0.02, name
+        # exactly the lowest-ranked entries were released; they start afresh, the rest is untouched
+        assert rank[name][released].max() <= rank[name][~released].min()
+        assert torch.equal(p.detach()[~released], before[name][~released])
+        assert not torch.equal(p.detach()[released], before[name][released])
+        assert (method.omega(name)[released] == 0).all()
+    # the task trains with hard protection on the released pool (no penalty), then owns part of it
+    x, _, t = next(iter(iterate(stream[1].train, 8)))
+    assert method.penalty(model, x, t) is None
+    g = torch.Generator().manual_seed(1)
+    fit(model, method, stream[1].train, TWO_EPOCHS, 2, g)
+    for name, p in model.shared_parameters():
+        kept = method.owner(name) == 0
+        assert torch.equal(p.detach()[kept], before[name][kept]), name
+    method.after_task(model, stream[1], lambda e: fit(model, method, stream[1].train, TWO_EPOCHS, e, g))
+    summary = method.summary()
+    assert summary["exhausted_tasks"] == [1] and summary["reclaimed"][0]["task"] == 1
+    assert any((method.owner(n) == 1).any() for n, _ in model.shared_parameters())
 
 
 def test_last_task_not_pruned_by_default():

@@ -78,7 +78,13 @@ class ANPyCConfig:
     reference uses 0.1), each step followed by ``retrain_epochs`` of retraining; ``prune_unit='unit'`` prunes whole output units (rows / conv filters);
     ``reinit`` sets released parameters to ``zero`` or small ``random`` values;
     ``prune_last`` also prunes a stream's last task (useful if more tasks will follow).
-    ``exhausted_below``: below this free share, a task trains in consolidation-only mode.
+    ``exhausted_below``: below this free share of the body the pool is exhausted, and
+    ``exhausted_policy`` says what the next task does: ``reclaim`` releases the
+    ``reclaim_share`` of each layer's owned weights that rank lowest by ``reclaim_by``
+    (``magnitude`` or consolidated ``importance`` Omega; re-initialised and hidden from the
+    old tasks' views, so those forget a little) and the task trains as usual; ``consolidate``
+    trains every weight under the soft penalty (old tasks see theirs move); ``head_only``
+    freezes the body (no forgetting; the task learns a head on the frozen features).
     """
 
     lam: float = 10.0
@@ -102,6 +108,9 @@ class ANPyCConfig:
     reinit: Literal["zero", "random"] = "random"
     prune_last: bool = False
     exhausted_below: float = 0.005
+    exhausted_policy: Literal["reclaim", "consolidate", "head_only"] = "reclaim"
+    reclaim_share: float = 0.05
+    reclaim_by: Literal["magnitude", "importance"] = "magnitude"
 
     def __post_init__(self) -> None:
         checks = [
@@ -113,6 +122,7 @@ class ANPyCConfig:
             (self.retrain_epochs >= 0, "retrain_epochs must be >= 0"),
             (self.importance_samples >= 1 and self.importance_batch >= 1, "importance sample sizes must be >= 1"),
             (0 <= self.exhausted_below < 1, "exhausted_below must be in [0, 1)"),
+            (0 < self.reclaim_share < 1, "reclaim_share must be in (0, 1)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -156,7 +166,7 @@ class ANPyC(QuadraticPenalty):
 
     def __init__(self, config: ANPyCConfig | None = None) -> None:
         super().__init__(config)
-        self.history: dict = {"free_fraction": {}, "kept_share": [], "importance_stats": [], "exhausted": []}
+        self.history: dict = {"free_fraction": {}, "kept_share": [], "importance_stats": [], "exhausted": [], "reclaimed": []}
         self._trainable: dict[str, Tensor] = {}  # derived per phase, never saved
         self._frozen_values: dict[str, Tensor] = {}
         self._grad_scale: dict[str, Tensor] = {}
@@ -196,16 +206,29 @@ class ANPyC(QuadraticPenalty):
         self._ensure_owner(model)
         t = int(self.tasks_seen)
         free_share = self._total_free(model)
-        self._exhausted = self.config.protection == "hard" and t > 0 and free_share < self.config.exhausted_below
-        self._soft = self.config.protection != "hard" or self._exhausted
-        if self._exhausted:
+        policy = self.config.exhausted_policy
+        exhausted = self.config.protection == "hard" and t > 0 and free_share < self.config.exhausted_below
+        self.history["exhausted"].append(exhausted)
+        if exhausted and policy == "reclaim":
+            released = self._reclaim(model, t)
+            self.history.setdefault("reclaimed", []).append({"task": t, "released_share": released})
             log.warning(
-                "anpyc: free pool exhausted before task %d (%.2f%% free): consolidation only for this task",
-                t, 100 * free_share,
+                "anpyc: free pool exhausted before task %d (%.2f%% free): released the %.0f%% least important "
+                "owned weights (%.2f%% of the body); earlier tasks lose them", t, 100 * free_share,
+                100 * self.config.reclaim_share, 100 * released,
             )
-        self.history["exhausted"].append(self._exhausted)
+            exhausted = False
+        elif exhausted:
+            log.warning(
+                "anpyc: free pool exhausted before task %d (%.2f%% free): %s for this task",
+                t, 100 * free_share, "consolidation only" if policy == "consolidate" else "only the head trains",
+            )
+        self._exhausted = exhausted
+        self._soft = self.config.protection != "hard" or (exhausted and policy == "consolidate")
         if self._soft:
             trainable = {name: torch.ones_like(p, dtype=torch.bool) for name, p in model.shared_parameters()}
+        elif exhausted:  # head_only
+            trainable = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in model.shared_parameters()}
         else:
             trainable = {name: self.owner(name) == FREE for name, _ in model.shared_parameters()}
         self._set_phase(model, trainable)
@@ -319,16 +342,44 @@ class ANPyC(QuadraticPenalty):
             omega[name] = omega[name] * (self.owner(name) >= 0)
         self.merge_importance(omega)
         self.anchor(model)
-        if c.reinit == "random":
-            with torch.no_grad():
-                g = torch.Generator().manual_seed(104729 * (t + 1))
-                for name, p in params.items():
-                    fan_in = p[0].numel() if p.dim() > 1 else p.numel()
-                    noise = torch.randn(p.shape, generator=g).to(p.device) * (0.5 / math.sqrt(fan_in))
-                    p.copy_(torch.where(self.owner(name) == FREE, noise, p))
+        self._reset_free(params, seed=104729 * (t + 1))
         self._record(model, t, keep)
         self._trainable, self._frozen_values, self._grad_scale = {}, {}, {}
         super(QuadraticPenalty, self).after_task(model, task, retrain)
+
+    def _reset_free(self, params: dict[str, Tensor], seed: int) -> None:
+        """Give every free entry its starting value for the next task: small random values
+        (``reinit='random'``, scaled by fan-in) or zero."""
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(seed)
+            for name, p in params.items():
+                free = self.owner(name) == FREE
+                if self.config.reinit == "random":
+                    fan_in = p[0].numel() if p.dim() > 1 else p.numel()
+                    fresh = torch.randn(p.shape, generator=g).to(p.device) * (0.5 / math.sqrt(fan_in))
+                else:
+                    fresh = torch.zeros_like(p)
+                p.copy_(torch.where(free, fresh, p))
+
+    def _reclaim(self, model, t: int) -> float:
+        """Release ``reclaim_share`` of each prunable layer's owned weights, those ranked lowest
+        by ``reclaim_by`` (|theta|, or the consolidated Omega summed over every task that used
+        them); returns the share of the body released."""
+        params = dict(model.shared_parameters())
+        never_pruned = _norm_parameters(model)
+        released = 0
+        with torch.no_grad():
+            for name in params:
+                owner, omega = self.owner(name), self.omega(name)
+                if name in never_pruned or omega is None:
+                    continue
+                score = params[name].detach().abs() if self.config.reclaim_by == "magnitude" else omega
+                release = lowest_fraction_mask(score, owner >= 0, self.config.reclaim_share)
+                owner[release] = FREE
+                omega[release] = 0.0
+                released += int(release.sum())
+        self._reset_free(params, seed=15485863 * (t + 1))
+        return released / max(sum(p.numel() for p in params.values()), 1)
 
     def _record(self, model, t: int, keep: float) -> None:
         for name, share in self.free_fraction(model).items():
@@ -349,6 +400,7 @@ class ANPyC(QuadraticPenalty):
             "importance_stats": h["importance_stats"],
             "importance_kurtosis": [s["kurtosis"] for s in h["importance_stats"]],
             "exhausted_tasks": [i for i, e in enumerate(h["exhausted"]) if e],
+            "reclaimed": h.get("reclaimed", []),
         }
         if h["free_fraction"]:
             sizes = {name: getattr(self, buffer_key("owner", name)).numel() for name in h["free_fraction"]}

@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 export ANPYC_DATA ?= $(HOME)/.cache/anpyc
 PYTEST_ARGS ?= -m "not slow"
 BENCH ?= quick
+BENCH_ARGS ?=
 
 .PHONY: setup data browser demo test lint bench clean
 
@@ -45,7 +46,7 @@ lint: setup
 	$(BIN)/ruff check src tests
 
 bench: data
-	$(BIN)/anpyc bench $(BENCH) --out bench-out/$(BENCH)
+	$(BIN)/anpyc bench $(BENCH) --out bench-out/$(BENCH) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out bench-out .pytest_cache .ruff_cache

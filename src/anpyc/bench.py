@@ -158,7 +158,8 @@ def run_benchmark(
         "name": name,
         "description": bench.description,
         "command": "anpyc " + " ".join(sys.argv[1:]) if sys.argv and "anpyc" in sys.argv[0] else f"anpyc bench {name}",
-        "machine": machine(),
+        # the runs' torch threads (train.threads), not this parent process's
+        "machine": {**machine(), "torch_threads": base.train.threads or machine()["torch_threads"]},
         "date": start.isoformat(timespec="seconds"),
         "method_params": params,
         "jobs": jobs,

@@ -71,7 +71,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         aliases={"anpyc-reference": ("anpyc", REFERENCE_ANPYC)},
     ),
     "long": Benchmark(
-        "50-task permuted MNIST, 784-256-256, 1 epoch per task, test accuracy on 2000 images per task",
+        "long permuted-MNIST sequence (50 tasks unless --tasks), 784-256-256, 1 epoch per task, "
+        "test accuracy on 2000 images per task",
         {**PMNIST, "stream": {"benchmark": "permuted-mnist", "tasks": 50, "test_subsample": 2000, "val_subsample": 1000}},
         ("anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet"),
     ),

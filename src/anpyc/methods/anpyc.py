@@ -213,9 +213,9 @@ class ANPyC(QuadraticPenalty):
             released = self._reclaim(model, t)
             self.history.setdefault("reclaimed", []).append({"task": t, "released_share": released})
             log.warning(
-                "anpyc: free pool exhausted before task %d (%.2f%% free): released the %.0f%% least important "
-                "owned weights (%.2f%% of the body); earlier tasks lose them", t, 100 * free_share,
-                100 * self.config.reclaim_share, 100 * released,
+                "anpyc: free pool exhausted before task %d (%.2f%% free): released the %.0f%% of owned weights "
+                "lowest by %s (%.2f%% of the body); earlier tasks lose them", t, 100 * free_share,
+                100 * self.config.reclaim_share, self.config.reclaim_by, 100 * released,
             )
             exhausted = False
         elif exhausted:

@@ -52,3 +52,9 @@ def test_bench_uses_shipped_presets_unless_told_not_to(tmp_path, mnist_dir):
 
 def test_bench_jobs_flag_is_checked(tmp_path):
     assert main(["bench", "quick", "--jobs", "0", "--out", str(tmp_path / "j")]) == 2
+
+
+def test_long_bench_runs_every_method_the_comparison_needs():
+    long = BENCHMARKS["long"]
+    assert set(long.methods) == {"anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet"}
+    assert long.base["stream"]["tasks"] == 50

@@ -48,3 +48,15 @@ def test_unknown_method_param_fails_before_training(tmp_path):
 def test_joint_trains_every_head():
     res = run(RunConfig.from_dict({**BLOBS, "method": "joint"}), quiet=True)
     assert res.metrics["forgetting"] < 0.05
+
+
+@pytest.mark.parametrize("method", ["anpyc", "ewc", "online-ewc", "si", "mas", "packnet"])
+def test_method_state_does_not_grow_with_the_number_of_tasks(method):
+    """Long sequences: a method keeps a fixed amount of state per shared weight (no per-task
+    copies of the body); only the heads grow."""
+    def state_mb(tasks: int) -> float:
+        cfg = RunConfig.from_dict({**BLOBS, "method": method, "stream": {**BLOBS["stream"], "tasks": tasks},
+                                   "train": {"epochs": 1}})
+        return run(cfg, quiet=True).metrics["method_state_mb"]
+
+    assert state_mb(2) == state_mb(5) > 0

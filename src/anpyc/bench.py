@@ -155,12 +155,13 @@ def run_benchmark(
         aliases={a: bench.aliases[a] for a in known if a in bench.aliases},
         quiet=quiet, overwrite=overwrite, jobs=jobs,
     )
+    host = machine()
     summary["bench"] = {
         "name": name,
         "description": bench.description,
         "command": "anpyc " + " ".join(sys.argv[1:]) if sys.argv and "anpyc" in sys.argv[0] else f"anpyc bench {name}",
         # the runs' torch threads (train.threads), not this parent process's
-        "machine": {**machine(), "torch_threads": base.train.threads or machine()["torch_threads"]},
+        "machine": {**host, "torch_threads": base.train.threads or host["torch_threads"]},
         "date": start.isoformat(timespec="seconds"),
         "method_params": params,
         "jobs": jobs,

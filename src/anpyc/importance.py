@@ -201,7 +201,9 @@ def _shared_linears(model) -> dict[nn.Linear, dict[str, str]] | None:
     return found
 
 
-def _linear_per_sample(model, x: Tensor, task: int, per_example: Tensor, y: Tensor, reduce: str):
+def _linear_per_sample(
+    model, x: Tensor, task: int, per_example: Callable[[Tensor, Tensor], Tensor], y: Tensor, reduce: str
+) -> dict[str, Tensor] | None:
     """Closed form for MLP bodies: a Linear layer's per-sample weight gradient is the outer
     product ``delta_i a_i^T`` of its output gradient and its input, so ``sum_i (delta_i a_i^T)^2
     = (delta^2)^T a^2`` and ``sum_i |delta_i a_i^T| = |delta|^T |a|``: one matmul per layer

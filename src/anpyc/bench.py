@@ -99,22 +99,19 @@ def machine() -> dict:
 
 
 def method_params(bench: Benchmark, methods: list[str], stream: str, presets: bool = True) -> dict[str, dict]:
-    """Hyper-parameters per method: the benchmark's own, else the shipped preset for
-    ``stream`` (when ``presets``), else the method's defaults (no entry).
+    """Hyper-parameters per method: the shipped preset for ``stream`` (when ``presets``)
+    updated with the benchmark's own, else the method's defaults (no entry).
 
     Example:
         >>> method_params(BENCHMARKS["long"], ["ewc", "finetune"], "permuted-mnist")["ewc"]["lam"] > 0
         True
     """
-    from anpyc.presets import find_preset
+    from anpyc.presets import with_presets
 
-    params: dict[str, dict] = {}
-    for m in methods:
-        if m in bench.params:
-            params[m] = dict(bench.params[m])
-        elif presets and m in METHODS and (preset := find_preset(m, stream)) is not None:
-            params[m] = dict(preset.get("method_params", {}))
-    return params
+    methods = [m for m in methods if m in METHODS]  # aliases carry their own parameters
+    if not presets:
+        return {m: dict(bench.params[m]) for m in methods if m in bench.params}
+    return with_presets(methods, stream, bench.params)
 
 
 def run_benchmark(

@@ -229,13 +229,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         m, k = key.split(".", 1)
         params.setdefault(m, {})[k] = value
     if args.presets:
-        from anpyc.presets import find_preset
+        from anpyc.presets import with_presets
 
-        for m in methods:
-            preset = find_preset(m, base.stream.benchmark)
-            if preset is not None:
-                params[m] = {**preset.get("method_params", {}), **params.get(m, {})}
-                log.info("compare: %s uses preset %s-%s: %s", m, m, base.stream.benchmark, params[m])
+        params = with_presets(methods, base.stream.benchmark, params)
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))

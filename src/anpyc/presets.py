@@ -17,12 +17,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import yaml
 
 from anpyc.errors import ConfigError
 from anpyc.io import write_yaml
+
+log = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -53,6 +56,24 @@ def find_preset(method: str, benchmark: str, directory: Path | None = None) -> d
     """The preset for ``method`` on ``benchmark`` if one ships, else ``None``."""
     name = preset_name(method, benchmark)
     return load_preset(name, directory) if name in list_presets(directory) else None
+
+
+def with_presets(methods: list[str], benchmark: str, params: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Hyper-parameters per method: its shipped preset for ``benchmark`` (if any) updated with
+    the explicit ``params`` (explicit wins); methods with neither get no entry.
+
+    Example:
+        >>> with_presets(["ewc"], "permuted-mnist", {"ewc": {"fisher": "true"}})["ewc"]["fisher"]
+        'true'
+    """
+    params = params or {}
+    out = {m: dict(v) for m, v in params.items() if m in methods}
+    for m in methods:
+        preset = find_preset(m, benchmark)
+        if preset is not None:
+            out[m] = {**preset.get("method_params", {}), **params.get(m, {})}
+            log.info("%s uses preset %s-%s: %s", m, m, benchmark, out[m])
+    return out
 
 
 def save_preset(method: str, benchmark: str, params: dict, tuned: dict, directory: Path | None = None) -> Path:

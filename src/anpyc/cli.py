@@ -232,11 +232,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         from anpyc.presets import with_presets
 
         params = with_presets(methods, base.stream.benchmark, params)
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    jobs = _jobs(args)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard, jobs=args.jobs)
+                      tensorboard=args.tensorboard, jobs=jobs)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
@@ -247,6 +246,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
         return 1
     return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    """``--jobs`` of compare and bench, checked."""
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    return args.jobs
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -265,10 +271,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides.setdefault("train", {})["threads"] = args.threads
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
-                            jobs=args.jobs, presets=not args.no_presets)
+                            jobs=_jobs(args), presets=not args.no_presets)
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)

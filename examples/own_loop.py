@@ -6,6 +6,7 @@ from anpyc.config import ModelConfig, StreamConfig
 from anpyc.data import iterate, make_stream
 from anpyc.methods import create
 from anpyc.models import build_model
+from anpyc.scenario import HookContext
 from anpyc.train import task_loss
 
 
@@ -27,11 +28,12 @@ def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 2) -> list[floa
                 opt.step()
                 method.after_step(model, opt)        # undo any update they still got
 
-    for task in stream:
+    for t, task in enumerate(stream):
+        ctx = HookContext(task=t, n_tasks=len(stream), seed=0)  # what the method may know
         model.add_head(task.n_outputs)
-        method.before_task(model, task)
+        method.before_task(model, task, ctx)
         train(task, epochs)
-        method.after_task(model, task, retrain=lambda n, task=task: train(task, n))  # prune + retrain
+        method.after_task(model, task, ctx, retrain=lambda n, task=task: train(task, n))  # prune + retrain
 
     accuracies = []
     model.eval()

@@ -37,13 +37,13 @@ class DistProbe(QuadraticPenalty):
     name = "test-dist-probe"
     config_cls = ProbeConfig
 
-    def training_data(self, task, seen):
+    def training_data(self, task, seen, ctx):
         return ConcatData([s.train for s in seen])
 
-    def estimate_importance(self, model, task):
+    def estimate_importance(self, model, task, ctx):
         return entropy_taylor(model, task.train, batch_size=50, max_samples=250)
 
-    def after_task(self, model, task, retrain=None) -> None:
+    def after_task(self, model, task, ctx, retrain=None) -> None:
         for name, p in model.shared_parameters():
             mask = (torch.rand(p.shape) < self.config.keep).to(p.device)
             key = buffer_key("mask", name)
@@ -51,7 +51,7 @@ class DistProbe(QuadraticPenalty):
                 getattr(self, key).copy_(mask)
             else:
                 self.register_buffer(key, mask)
-        super().after_task(model, task, retrain)
+        super().after_task(model, task, ctx, retrain)
 
     def before_step(self, model) -> None:
         for name, p in model.shared_parameters():
@@ -65,10 +65,9 @@ class FailingMethod(Method):
 
     name = "test-fails"
 
-    def after_task(self, model, task, retrain=None) -> None:
-        if task.id == 1:
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        if ctx.task == 1:
             raise TrainingError("test-fails: deliberate failure in task 1")
-        super().after_task(model, task, retrain)
 
 
 for _cls in (DistProbe, FailingMethod):

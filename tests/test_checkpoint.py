@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from anpyc import checkpoint as ck
-from anpyc.checkpoint import decode, encode, list_checkpoints, load_latest, resume_run
+from anpyc.checkpoint import decode, encode, list_checkpoints, load_latest
 from anpyc.config import RunConfig
 from anpyc.errors import CheckpointError
-from anpyc.runner import run
+from anpyc.runner import resume_run, run
 
 BLOBS = {
     "stream": {"benchmark": "blobs", "tasks": 3, "subsample": 200},
@@ -167,7 +167,7 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
     from pathlib import Path
 
     import anpyc
-    from anpyc.checkpoint import matrix, read_metrics
+    from anpyc.rundir import matrix, read_metrics
     from anpyc.cli import main
 
     out = tmp_path / "killed"
@@ -198,8 +198,8 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
 
     assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
     assert main(["run", "--method", "finetune", *flags, "--quiet", "--no-report", "--out", str(tmp_path / "full")]) == 0
-    resumed = matrix(read_metrics(out / "metrics.json")["acc_matrix"])
-    full = matrix(read_metrics(tmp_path / "full" / "metrics.json")["acc_matrix"])
+    resumed = matrix(read_metrics(out)["acc_matrix"])
+    full = matrix(read_metrics(tmp_path / "full")["acc_matrix"])
     np.testing.assert_array_equal(resumed, full, err_msg=f"killed after checkpoint {k} at {position}")
     assert (out / "acc_matrix.csv").read_bytes() == (tmp_path / "full" / "acc_matrix.csv").read_bytes()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3

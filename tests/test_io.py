@@ -9,6 +9,7 @@ import pytest
 
 from anpyc import checkpoint as ck
 from anpyc import io as aio
+from anpyc import rundir
 from anpyc.cli import main
 from anpyc.config import RunConfig
 from anpyc.errors import OutputError
@@ -87,4 +88,4 @@ def test_disk_full_mid_run_keeps_earlier_results_and_the_run_resumes(tmp_path, m
     # space freed: the run continues and ends as if nothing happened
     assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
     full = run(RunConfig.from_file(out / "config.yaml"), tmp_path / "full", quiet=True)
-    np.testing.assert_array_equal(ck.matrix(ck.read_metrics(out / "metrics.json")["acc_matrix"]), full.acc_matrix)
+    np.testing.assert_array_equal(rundir.matrix(rundir.read_metrics(out)["acc_matrix"]), full.acc_matrix)

@@ -41,8 +41,8 @@ METHODS = (
 def _omega_sum(method) -> str:
     keep = torch.nn.Module()
     for name, buf in method.named_buffers():
-        if name.startswith(("omega", "mask", "owner")):
-            keep.register_buffer(name, buf)
+        if name.split(".")[-1].startswith(("omega", "mask", "owner")):
+            keep.register_buffer(name.replace(".", "_"), buf)
     return ddist.state_checksum(keep)
 
 
@@ -74,8 +74,6 @@ def _grad_check() -> dict:
 
 
 def _two_rank_runs(cfgs: list[dict]) -> dict:
-    import anpyc.runner
-
     out = {"grad_err": ddist.all_gather_object(_grad_check())}
     for cfg in cfgs:
         ddist.DIVERGED.clear()
@@ -84,12 +82,12 @@ def _two_rank_runs(cfgs: list[dict]) -> dict:
         out[cfg["method"]] = {**_rank_states(res), "diverged": list(ddist.DIVERGED)}
     # the same probe run without the runner's task-boundary broadcast: ranks must disagree
     # (their masks come from their own RNGs), or the agreement above would prove nothing
-    real = anpyc.runner.sync_task_state_
-    anpyc.runner.sync_task_state_ = lambda *a, **k: None
+    real = ddist.sync_task_state_
+    ddist.sync_task_state_ = lambda *a, **k: None
     try:
         out["no_sync"] = _rank_states(run(RunConfig.from_dict(cfgs[-1]), quiet=True))
     finally:
-        anpyc.runner.sync_task_state_ = real
+        ddist.sync_task_state_ = real
     return out
 
 

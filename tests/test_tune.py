@@ -19,7 +19,7 @@ def test_selects_on_validation_never_test(monkeypatch, tmp_path):
         return RunResult(cfg, None, None, {"val_avg_acc": val, "avg_acc": test})
 
     monkeypatch.setattr(tune_mod, "run", fake_run)
-    monkeypatch.setattr(tune_mod, "make_stream", lambda *a, **k: None)
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
     base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
     result = tune_mod.tune(base, {"lam": [1.0, 10.0]}, seeds=[0, 1], out_dir=tmp_path / "t")
     assert result["best"]["params"]["lam"] == 1.0

@@ -1,11 +1,13 @@
 """Checkpoints: a killed run continues where it stopped and ends with the same numbers, bit
-for bit on CPU.
+for bit on CPU. :class:`Checkpointer` is a callback of :func:`anpyc.train.train_stream`;
+:func:`restore` gives the :class:`~anpyc.train.LoopState` a resumed run starts from.
 
 A run directory gets ``checkpoints/ckpt-NNNNNN.pt`` after every task (and every
 ``train.checkpoint_every`` epochs of a task's main training phase); the last two are kept.
 Each file is one header line ``ANPYC-CKPT 1 <sha256 of the payload>`` followed by the
 ``torch.save`` payload, written atomically, so a file is either complete and verifiable or
 detectably bad; a bad newest checkpoint falls back to the one before with a warning.
+A method's ``state_dict`` is its whole state: restoring needs no replay of any hook.
 
 The payload holds everything the rest of the run depends on: model weights (and head sizes,
 to rebuild the heads), optimizer state (and which parameters each group holds), the method's
@@ -27,10 +29,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import json
 import logging
 import random
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +39,23 @@ import torch
 
 from anpyc.config import RunConfig, TrainConfig, to_dict
 from anpyc.errors import CheckpointError
-from anpyc.io import atomic_write_bytes, atomic_write_text
+from anpyc.io import atomic_write_bytes
 from anpyc.methods import resolved_params
 from anpyc.methods.base import Method
 from anpyc.models.heads import ContinualModel
-from anpyc.train import make_optimizer
+from anpyc.rundir import CHECKPOINTS
+from anpyc.train import Loop, LoopState, make_optimizer
 
 log = logging.getLogger(__name__)
 
-DIRNAME = "checkpoints"
+DIRNAME = CHECKPOINTS
 KEEP = 2
 MAGIC = b"ANPYC-CKPT"
-VERSION = 1
+VERSION = 2
 # train settings that may differ between a run and its resumption without changing results
 _FREE_TRAIN_KEYS = ("device", "threads", "checkpoint_every")
-# what the runner saves as progress: accuracy matrices (T x T) and per-task lists
-PROGRESS_KEYS = ("R", "V", "acc_before", "acc_random", "task_time", "eval_time")
+# progress entries that are T x T matrices; every other entry is a per-task list
+MATRIX_KEYS = ("R", "V")
 
 
 # ----------------------------------------------------------------------------- file format
@@ -229,27 +230,16 @@ def _load(module: torch.nn.Module, state: dict, what: str, name: str) -> None:
 
 
 class Checkpointer:
-    """Writes a run's checkpoints; holds references to the run's live objects.
+    """Callback of :func:`~anpyc.train.train_stream`: a checkpoint after every task and every
+    ``train.checkpoint_every`` epochs of a task's main training phase.
 
-    ``progress`` maps names to the run's mutable results (the accuracy matrices, per-task
-    lists): they are saved as they are at each call of :meth:`save`.
+    A checkpoint holds the loop state (position, optimizer, shuffling generator, results and
+    clock), model and method state, every global RNG and the config's fingerprint.
     """
 
-    def __init__(
-        self,
-        run_dir: Path,
-        cfg: RunConfig,
-        model: ContinualModel,
-        method: Method,
-        generator: torch.Generator,
-        progress: dict[str, Any],
-    ) -> None:
+    def __init__(self, run_dir: Path, cfg: RunConfig) -> None:
         self.run_dir = Path(run_dir)
         self.cfg = cfg
-        self.model = model
-        self.method = method
-        self.generator = generator
-        self.progress = progress
         self.fingerprint = fingerprint(cfg)
 
     def due(self, epochs_done: int) -> bool:
@@ -258,41 +248,46 @@ class Checkpointer:
         every = self.cfg.train.checkpoint_every
         return bool(every) and epochs_done % every == 0 and epochs_done < self.cfg.train.epochs
 
-    def save(self, task: int, epoch: int, optimizer: torch.optim.Optimizer | None, clock: dict[str, float]) -> Path:
-        """Checkpoint at ``task`` with ``epoch`` epochs done (``epoch=0``: the task has not
-        started). ``clock`` holds elapsed seconds (``elapsed``; mid-task also ``task_elapsed``
-        and ``fwt_eval``) so resumed timings add up."""
+    def on_epoch_end(self, loop: Loop, epochs_done: int) -> None:
+        if self.due(epochs_done):
+            self.save(loop)
+
+    def on_task_end(self, loop: Loop, record: dict) -> None:
+        self.save(loop)
+
+    def save(self, loop: Loop) -> Path:
+        """Checkpoint the loop where it stands (``state.epoch == 0``: between tasks)."""
+        state = loop.state
         payload = {
             "format": VERSION,
             "fingerprint": self.fingerprint,
-            "position": {"task": int(task), "epoch": int(epoch)},
-            "clock": {k: float(v) for k, v in clock.items()},
-            "model": self.model.state_dict(),
-            "head_sizes": self.model.head_sizes,
-            "method": self.method.state_dict(),
-            "optimizer": optimizer_state(self.model, optimizer),
-            "rng": rng_state(self.generator),
-            "progress": {k: _to_saved(v) for k, v in self.progress.items()},
+            "position": {"task": int(state.task), "epoch": int(state.epoch)},
+            "clock": {k: float(v) for k, v in loop.clock().items()},
+            "model": loop.model.state_dict(),
+            "head_sizes": loop.model.head_sizes,
+            "method": loop.method.state_dict(),
+            "optimizer": optimizer_state(loop.model, state.optimizer),
+            "rng": rng_state(state.generator),
+            "progress": {k: _to_saved(v) for k, v in state.progress.items()},
         }
         path = save(self.run_dir, payload)
-        log.debug("checkpoint %s (task %d, epoch %d)", path.name, task, epoch)
+        log.debug("checkpoint %s (task %d, epoch %d)", path.name, state.task, state.epoch)
         return path
 
 
-def restore(
-    payload: dict,
-    cfg: RunConfig,
-    model: ContinualModel,
-    method: Method,
-    generator: torch.Generator,
-    tasks: Sequence,
-) -> tuple[torch.optim.Optimizer | None, dict[str, Any]]:
-    """Put model, method, RNGs back as they were at the checkpoint; return the optimizer and
-    the saved progress (matrices as numpy arrays, lists as lists).
+def _progress(payload: dict, n_tasks: int, name: str) -> dict[str, Any]:
+    try:
+        progress = {k: (v.numpy().copy() if isinstance(v, torch.Tensor) else list(v)) for k, v in payload["progress"].items()}
+        if any(k not in progress or progress[k].shape != (n_tasks, n_tasks) for k in MATRIX_KEYS):
+            raise ValueError("progress record does not fit the stream")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{name}: malformed checkpoint ({type(exc).__name__}: {exc})") from exc
+    return progress
 
-    Mid-task (``epoch > 0``) the task's ``before_task`` runs again first, so hooks or
-    attributes it sets up exist, and the saved state then overwrites whatever it changed.
-    """
+
+def restore(payload: dict, cfg: RunConfig, model: ContinualModel, method: Method, n_tasks: int) -> LoopState:
+    """Put model, method and every RNG back as they were at the checkpoint; return the loop
+    state to resume from. No hook runs: the state is the whole state."""
     name = payload.get("file", "<checkpoint>")
     try:
         pos, heads = payload["position"], list(payload["head_sizes"])
@@ -300,96 +295,29 @@ def restore(
         missing = {"optimizer", "progress", "clock"} - set(payload)
         if missing:
             raise KeyError(", ".join(sorted(missing)))
-        progress = {k: (v.numpy().copy() if isinstance(v, torch.Tensor) else list(v)) for k, v in payload["progress"].items()}
-        if set(progress) != set(PROGRESS_KEYS) or any(progress[k].shape != (len(tasks), len(tasks)) for k in ("R", "V")):
-            raise ValueError("progress record does not fit the stream")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{name}: malformed checkpoint ({type(exc).__name__}: {exc})") from exc
+    progress = _progress(payload, n_tasks, name)
     # a multi-head model has one head per started task; a single head once any task started
     started = task + (epoch > 0)
     expected = started if model.head_mode == "multi" else min(started, 1)
-    if not (0 <= task <= len(tasks) and 0 <= epoch < cfg.train.epochs and len(heads) == expected):
+    if not (0 <= task <= n_tasks and 0 <= epoch < cfg.train.epochs and len(heads) == expected):
         raise CheckpointError(
             f"{name}: position task {task}, epoch {epoch} with {len(heads)} head(s) does not fit this run "
-            f"({len(tasks)} tasks of {cfg.train.epochs} epochs)"
+            f"({n_tasks} tasks of {cfg.train.epochs} epochs)"
         )
     model.ensure_heads(heads)
     _load(model, payload["model"], "model state", name)
     _load(method, payload["method"], "method state", name)
-    if epoch > 0:
-        method.before_task(model, tasks[task])
-        _load(model, payload["model"], "model state", name)
-        _load(method, payload["method"], "method state", name)
     method.to(torch.device(cfg.train.device))
-    optimizer = rebuild_optimizer(model, payload["optimizer"], cfg.train, name)
-    set_rng_state(payload["rng"], generator)
-    return optimizer, progress
+    state = LoopState(n_tasks, torch.Generator(), task=task, epoch=epoch, progress=progress,
+                      clock={k: float(v) for k, v in payload["clock"].items()})
+    state.optimizer = rebuild_optimizer(model, payload["optimizer"], cfg.train, name)
+    set_rng_state(payload["rng"], state.generator)
+    return state
 
 
 def _to_saved(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     return [float(v) for v in value]
-
-
-def trim_log(run_dir: Path, tasks_done: int) -> list[dict]:
-    """Keep only ``log.jsonl`` records of tasks the checkpoint has (a kill may have left a
-    record of a task that is trained again, or half a line); return the records kept."""
-    path = Path(run_dir) / "log.jsonl"
-    if not path.is_file():
-        return []
-    kept, records = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("task"), int) and record["task"] < tasks_done:
-            kept.append(line + "\n")
-            records.append(record)
-    text = "".join(kept)
-    if text != path.read_text(encoding="utf-8"):
-        atomic_write_text(path, text)
-    return records
-
-
-def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False):
-    """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint.
-
-    A run that already finished (``metrics.json`` present) is not touched: its saved results
-    are returned. Returns a :class:`~anpyc.runner.RunResult`.
-
-    Example:
-        >>> result = resume_run("runs/pmnist-anpyc")  # doctest: +SKIP
-    """
-    from anpyc.errors import OutputError
-    from anpyc.runner import RunResult, run
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise OutputError(f"{run_dir} holds no run to resume (no config.yaml)")
-    cfg = RunConfig.from_file(run_dir / "config.yaml")
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.is_file():
-        metrics = read_metrics(metrics_path)
-        log.info("%s already finished; nothing to resume", run_dir)
-        return RunResult(cfg, matrix(metrics["acc_matrix"]), matrix(metrics.get("val_acc_matrix", [])), metrics, run_dir)
-    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard)
-
-
-def read_metrics(path: str | Path) -> dict:
-    """``metrics.json`` of a finished run, with a clear error if it is unreadable."""
-    from anpyc.errors import OutputError
-
-    try:
-        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OutputError(f"cannot read {path}: {_first_line(exc)}") from exc
-    if not isinstance(metrics, dict) or "acc_matrix" not in metrics:
-        raise OutputError(f"{path} is not a run's metrics.json (no acc_matrix)")
-    return metrics
-
-
-def matrix(rows: list) -> np.ndarray:
-    """A JSON matrix (``null`` for not-yet-seen tasks) as a float array with NaN."""
-    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=float).reshape(len(rows), -1)

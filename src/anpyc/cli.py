@@ -61,6 +61,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                 help_ = f"one of {', '.join(typing.get_args(tp))}; {help_}"
             group.add_argument(flag, dest=f"{section}.{f.name}", default=None, metavar=f.name.upper(), help=help_)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument(
+        "--scenario", default=None, choices=("task", "domain", "class"),
+        help="what is known at test time: task (task ids, one head per task; default), domain (one head, "
+        "no task id) or class (one head growing over the classes seen, no task id)",
+    )
     parser.add_argument("--config", default=None, help="YAML or TOML file with a run config (flags override it)")
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -98,6 +103,8 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
         data["method"] = method
     if args.seed is not None:
         data["seed"] = args.seed
+    if args.scenario is not None:
+        data["scenario"] = args.scenario
     return RunConfig.from_dict(data)
 
 
@@ -131,7 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from anpyc.checkpoint import resume_run
+    from anpyc.runner import resume_run
 
     given = [k for k, v in vars(args).items() if ("." in k and v is not None)]
     given += [f"--{k}" for k in ("method", "out", "config", "seed") if getattr(args, k) is not None]

@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 
 from anpyc.config import RunConfig
-from anpyc.data.streams import make_stream
 from anpyc.errors import AnpycError
 from anpyc.io import write_json, write_yaml
 from anpyc.jobs import Job, run_jobs
 from anpyc.methods import get_method_class, method_config
 from anpyc.report.tables import summary_markdown
-from anpyc.runner import RunResult, prepare_out_dir
+from anpyc.runner import RunResult, build_stream, prepare_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +65,13 @@ def compare(
     if unknown:
         raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
     if tensorboard:
-        from anpyc.report.tracking import tensorboard_writer_class
+        from anpyc.tracking import tensorboard_writer_class
 
         tensorboard_writer_class()  # a missing TensorBoard fails before any training
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
         write_yaml(out / "compare.yaml", {"methods": methods, "seeds": list(seeds), "params": params,
                                           "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()})
-    labels = "local" if base.model.head == "multi" else "global"
     job_list = []
     for seed in seeds:
         for m in methods:
@@ -82,7 +80,7 @@ def compare(
             job_list.append(Job(m, seed, base.replace(method=method, method_params=method_params, seed=seed),
                                 out / m / f"seed_{seed}" if out is not None else None, tb))
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
-    streams = _LazyStreams(base, labels) if jobs <= 1 else None
+    streams = _LazyStreams(base) if jobs <= 1 else None
     done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
     results: dict[str, list[RunResult]] = {m: [done[(m, s)] for s in seeds if (m, s) in done] for m in methods}
     summary = summarize_results({m: r for m, r in results.items() if r}, base, seeds)
@@ -169,13 +167,13 @@ def _stat(vals: list[float]) -> dict:
 class _LazyStreams:
     """``seed -> stream``, each built on first use and the previous one dropped (memory)."""
 
-    def __init__(self, base: RunConfig, labels: str) -> None:
-        self.base, self.labels, self.seed, self.stream = base, labels, None, None
+    def __init__(self, base: RunConfig) -> None:
+        self.base, self.seed, self.stream = base, None, None
 
     def get(self, seed: int, default=None):
         if seed != self.seed:
             self.stream = None  # free the previous seed's stream first
-            self.stream, self.seed = make_stream(self.base.stream, seed, labels=self.labels), seed
+            self.stream, self.seed = build_stream(self.base.replace(seed=seed)), seed
         return self.stream
 
 

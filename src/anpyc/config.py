@@ -197,14 +197,15 @@ class StreamConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """Network: a shared body and one head per task (``head='multi'``, task-aware) or one
-    shared head (``head='single'``: domain- or class-incremental).
+    shared head (``head='single'``: domain- or class-incremental). The head follows the
+    run's scenario (``RunConfig.scenario``); setting it only restates that.
 
     ``width`` and ``batch_norm`` are for the convolutional bodies (``cnn``, ``resnet18``;
     ``None``: the model's default, see :mod:`anpyc.models.cnn`)."""
 
     name: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
-    head: Literal["multi", "single"] = "multi"
+    head: Literal["multi", "single"] | None = None  # None: the scenario's (RunConfig.scenario)
     dropout: float = 0.0
     width: int | None = None
     batch_norm: bool | None = None
@@ -290,7 +291,9 @@ class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` beside its results.
 
     ``method_params`` are the method's own hyper-parameters (checked against that method's
-    config dataclass when the method is built).
+    config dataclass when the method is built). ``scenario`` says what is known at test time
+    (:mod:`anpyc.scenario`): ``task`` (task ids, one head per task), ``domain`` (one head, same
+    outputs for every task) or ``class`` (one head growing over the classes seen).
     """
 
     method: str = "finetune"
@@ -300,6 +303,16 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
+    scenario: Literal["task", "domain", "class"] = "task"
+
+    def __post_init__(self) -> None:
+        head = "multi" if self.scenario == "task" else "single"
+        if self.model.head is not None and self.model.head != head:
+            raise ConfigError(
+                f"model.head {self.model.head!r} does not fit scenario {self.scenario!r} (which uses a {head} head): "
+                "set the scenario instead (--scenario task|domain|class)"
+            )
+        object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:

@@ -286,3 +286,16 @@ def decorrelate_rng_(seed: int) -> None:
     r = rank()
     if r > 0:
         torch.manual_seed((int(seed) + 1_000_003 * r) % 2**63)
+
+
+class DistributedSync:
+    """Callback of :func:`anpyc.train.train_stream`: rank 0's model and method state on every
+    rank after ``before_task`` (new heads are drawn from each rank's own RNG) and after
+    ``after_task`` (masks, ownership and random draws are rank 0's). A no-op in one process.
+    """
+
+    def on_task_start(self, loop, ctx) -> None:
+        sync_task_state_(loop.model, loop.method, where=f"task {ctx.task} start")
+
+    def on_task_trained(self, loop, ctx) -> None:
+        sync_task_state_(loop.model, loop.method, where=f"task {ctx.task} end")

@@ -45,6 +45,7 @@ from anpyc import errors
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, DistributedError
 from anpyc.io import write_json
+from anpyc.rundir import METRICS, finite
 from anpyc.methods import create, get_method_class
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def default_threads(nproc: int) -> int:
 # ------------------------------------------------------------------------ one rank
 def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: str, run_kwargs: dict):
     """Inside an initialised process group: run, then check every rank holds the same state."""
-    from anpyc.runner import _finite, run
+    from anpyc.runner import run
 
     if cfg.train.threads is None:
         torch.set_num_threads(default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", ddist.world_size()))))
@@ -137,7 +138,7 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
         "diverged_before_sync": list(ddist.DIVERGED),  # task boundaries where ranks' bodies differed
     }
     if main and result.out_dir is not None:
-        write_json(Path(result.out_dir) / "metrics.json", _finite(result.metrics))
+        write_json(Path(result.out_dir) / METRICS, finite(result.metrics))
     return result
 
 

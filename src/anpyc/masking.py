@@ -1,4 +1,4 @@
-"""Mask bookkeeping shared by the pruning methods (ANPyC, PackNet).
+"""Mask bookkeeping shared by the pruning methods (ANPyC, PackNet, HAT-like masks).
 
 Masking the gradient is not enough: SGD's weight decay and momentum, and Adam's moments, move
 an entry whose gradient is zero. So the update is masked: after ``optimizer.step()`` frozen
@@ -8,12 +8,18 @@ entries are written back and their optimizer-state slots zeroed (:func:`restore_
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from anpyc.utils import buffer_key
 
 _STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+FREE = -1  # owner id of a parameter no task holds
+Masks = dict[str, Tensor]
 
 
 def gate_grad_(param: torch.nn.Parameter, trainable: Tensor) -> None:
@@ -75,11 +81,8 @@ def lowest_fraction_mask(scores: Tensor, candidates: Tensor, fraction: float, un
     return out.reshape(candidates.shape)
 
 
-FREE = -1  # owner id of a parameter no task holds
-
-
 @contextlib.contextmanager
-def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_seen: int) -> Iterator[None]:
+def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_done: int) -> Iterator[None]:
     """Show task ``task_id`` only the shared weights it could see when it was trained (owned by
     it or an earlier task; the free pool too while it is the task in training), zeroing the
     rest for the duration and restoring them afterwards (PackNet, ANPyC)."""
@@ -90,7 +93,7 @@ def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tas
             if owner is None:
                 continue
             hidden = owner > task_id
-            if tasks_seen > task_id:  # a finished task never saw the free pool
+            if tasks_done > task_id:  # a finished task never saw the free pool
                 hidden |= owner == FREE
             if bool(hidden.any()):
                 saved.append((p, p.detach().clone()))
@@ -115,3 +118,158 @@ def restore_all_frozen_(model, trainable: dict[str, Tensor], frozen_values: dict
     for name, p in model.shared_parameters():
         if name in trainable:
             restore_frozen_(p, trainable[name], frozen_values[name], optimizer)
+
+
+class Ownership(nn.Module):
+    """Who holds each shared weight, which entries may move now, and what each task sees:
+    the one piece of bookkeeping behind every mask method (PackNet, ANPyC).
+
+    State (buffers and extra state, so ``state_dict`` is all of it): one ``int16`` owner per
+    shared entry (:data:`FREE` or the task that keeps it), ``tasks_done`` (finished tasks: a
+    finished task never saw the free pool) and, per task, the free share of each layer and
+    of the whole body. Derived, never saved: the current phase's trainable masks and the
+    values frozen entries are restored to. After a restore they are rebuilt lazily (from the
+    ``rule`` the method passes and from the current weights, which frozen entries never left).
+
+    Example:
+        >>> from anpyc.models import build_model
+        >>> from anpyc.config import ModelConfig
+        >>> model = build_model(ModelConfig(hidden=(4,)), (1, 2, 2))
+        >>> own = Ownership()
+        >>> own.ensure(model)
+        >>> own.free_share(model)
+        1.0
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("tasks_done", torch.zeros((), dtype=torch.long))
+        self.history: dict = {"free_fraction": {}, "free_fraction_total": []}
+        self._trainable: Masks | None = None
+        self._frozen: Masks | None = None
+
+    def get_extra_state(self) -> dict:
+        return copy.deepcopy(self.history)
+
+    def set_extra_state(self, state: dict) -> None:
+        self.history = copy.deepcopy(state)
+
+    # ------------------------------------------------------------------ owners
+    def ensure(self, model) -> None:
+        """Create a free owner map for every shared parameter that has none yet."""
+        for name, p in model.shared_parameters():
+            if self.owner(name) is None:
+                self.register_buffer(buffer_key("owner", name), torch.full(p.shape, FREE, dtype=torch.int16, device=p.device))
+
+    def owner(self, name: str) -> Tensor | None:
+        return getattr(self, buffer_key("owner", name), None)
+
+    def free(self, model) -> Masks:
+        """Free entries of every shared parameter."""
+        return {name: self.owner(name) == FREE for name, _ in model.shared_parameters()}
+
+    def free_share(self, model) -> float:
+        """Share of the whole body that is free."""
+        sizes = [(name, p.numel()) for name, p in model.shared_parameters()]
+        total = sum(n for _, n in sizes)
+        return sum(float((self.owner(name) == FREE).sum()) for name, _ in sizes) / max(total, 1)
+
+    def claim(self, name: str, mask: Tensor, task: int) -> None:
+        self.owner(name)[mask] = task
+
+    def release(self, name: str, mask: Tensor) -> None:
+        self.owner(name)[mask] = FREE
+
+    # ------------------------------------------------------------------ phases
+    def set_phase(self, trainable: Masks | None) -> None:
+        """Which entries may move from now on (``None``: derive them from the method's rule
+        at the next step); the frozen values are snapshot before the phase's first step."""
+        self._trainable, self._frozen = trainable, None
+
+    def gate_grads_(self, model, rule: Callable[[], Masks | None]) -> None:
+        """Zero the gradients of entries that must not move (before the optimizer step)."""
+        if self._trainable is None:
+            self._trainable = rule()
+        if self._trainable is None:
+            return
+        if self._frozen is None:
+            self._frozen = {name: p.detach().clone() for name, p in model.shared_parameters() if name in self._trainable}
+        gate_grads_(model, self._trainable)
+
+    def restore_frozen_(self, model, optimizer) -> None:
+        """Write frozen entries back and clear their optimizer state (after the step)."""
+        if self._trainable is not None and self._frozen is not None:
+            restore_all_frozen_(model, self._trainable, self._frozen, optimizer)
+
+    # ------------------------------------------------------------------ tasks
+    def view(self, model, task_id: int | None):
+        """The weights task ``task_id`` could see when it was trained (a no-op for ``None``:
+        without a task id every weight is in use)."""
+        if task_id is None:
+            return contextlib.nullcontext()
+        return task_view(model, self.owner, task_id, int(self.tasks_done))
+
+    def finish_task(self, model, task: int) -> None:
+        """Task ``task`` is over: count it, record the free share per layer, end the phase."""
+        self.tasks_done.fill_(task + 1)
+        for name, _ in model.shared_parameters():
+            share = float((self.owner(name) == FREE).float().mean())
+            self.history["free_fraction"].setdefault(name, []).append(share)
+        self.history["free_fraction_total"].append(self.free_share(model))
+        self.set_phase(None)
+
+    def summary(self) -> dict:
+        """Free capacity in one shape for every mask method: per layer after each task, the
+        whole body after each task (``free_fraction_total_curve``) and after the last."""
+        curve = list(self.history["free_fraction_total"])
+        return {
+            "free_fraction": {k: list(v) for k, v in self.history["free_fraction"].items()},
+            "free_fraction_total_curve": curve,
+            "free_fraction_total": curve[-1] if curve else 1.0,
+        }
+
+
+def prune_lowest(
+    scores: Masks, candidates: Masks, share: float, unit_dim: int | None = None
+) -> Masks:
+    """Per tensor, the ``share`` of its candidate entries with the lowest scores (see
+    :func:`lowest_fraction_mask`); tensors without candidates prune nothing.
+
+    Example:
+        >>> prune_lowest({"w": torch.tensor([3., 1., 2.])}, {"w": torch.ones(3, dtype=torch.bool)}, 1 / 3)["w"].tolist()
+        [False, True, False]
+    """
+    out = {}
+    for name, cand in candidates.items():
+        dim = unit_dim if scores[name].dim() > 1 else None
+        out[name] = lowest_fraction_mask(scores[name], cand, share, unit_dim=dim)
+    return out
+
+
+REINIT = ("zero", "random")
+
+
+@torch.no_grad()
+def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Generator) -> None:
+    """Give every free entry its starting value for the next task: small random values
+    (``mode='random'``: normal, std ``0.5 / sqrt(fan_in)``, from ``generator``) or zero.
+
+    Example:
+        >>> from anpyc.models import build_model
+        >>> from anpyc.config import ModelConfig
+        >>> model = build_model(ModelConfig(hidden=(4,)), (1, 2, 2))
+        >>> own = Ownership(); own.ensure(model)
+        >>> reinit_free_(model, own, "zero", torch.Generator())
+        >>> float(sum(p.abs().sum() for _, p in model.shared_parameters()))
+        0.0
+    """
+    if mode not in REINIT:
+        raise ValueError(f"unknown re-initialisation {mode!r}; known: {', '.join(REINIT)}")
+    for name, p in model.shared_parameters():
+        free = ownership.owner(name) == FREE
+        if mode == "random":
+            fan_in = p[0].numel() if p.dim() > 1 else p.numel()
+            fresh = torch.randn(p.shape, generator=generator).to(p.device) * (0.5 / fan_in**0.5)
+        else:
+            fresh = torch.zeros_like(p)
+        p.copy_(torch.where(free, fresh, p))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anpyc.checkpoint import matrix, read_metrics
+from anpyc.rundir import matrix, read_metrics
 from anpyc.config import RunConfig
 from anpyc.errors import OutputError
 
@@ -75,7 +75,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
         raise OutputError(f"{run_dir} holds no run (no config.yaml)")
     if not (run_dir / "metrics.json").is_file():
         raise OutputError(f"{run_dir} has no metrics.json: the run did not finish (anpyc run --resume {run_dir})")
-    original = read_metrics(run_dir / "metrics.json")
+    original = read_metrics(run_dir)
     cfg = RunConfig.from_file(run_dir / "config.yaml")
     if out is not None and Path(out).resolve() == run_dir.resolve():
         raise OutputError("reproduce --out must differ from the run directory")

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from anpyc.config import RunConfig
-from anpyc.data.streams import make_stream
 from anpyc.errors import ConfigError, TrainingError
 from anpyc.io import write_json, write_yaml
 from anpyc.methods import method_config
-from anpyc.runner import prepare_out_dir, run
+from anpyc.runner import build_stream, prepare_out_dir, run
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,7 @@ def tune(
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
         write_yaml(out / "tune.yaml", {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
-    labels = "local" if base.model.head == "multi" else "global"
-    streams = {s: make_stream(base.stream, s, labels=labels) for s in seeds}
+    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
     rows = []
     for k, p in enumerate(points):
         params = {**base.method_params, **p}

@@ -10,14 +10,16 @@ from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
 from anpyc.methods import create
 from anpyc.models import build_model
-from anpyc.runner import run
+from anpyc.runner import build_stream, run
+from anpyc.scenario import HookContext
 from anpyc.train import fit
 
 # Domain-incremental rotated MNIST (one shared head): plain fine-tuning forgets about a
 # third of the first tasks' accuracy here, so a protecting method has room to show.
 SMALL = {
     "stream": {"benchmark": "rotated-mnist", "tasks": 3, "subsample": 500, "test_subsample": 500},
-    "model": {"hidden": [100], "head": "single"},
+    "model": {"hidden": [100]},
+    "scenario": "domain",
     "train": {"epochs": 3, "batch_size": 32},
 }
 
@@ -25,7 +27,7 @@ SMALL = {
 @pytest.fixture(scope="session")
 def small_stream(mnist_dir_session):
     cfg = RunConfig.from_dict(SMALL)
-    return make_stream(cfg.stream, cfg.seed, labels="global")
+    return build_stream(cfg)
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +64,11 @@ def _one_task(method_name: str, params: dict | None = None, seed: int = 0):
     method = create(method_name, params)
     cfg = TrainConfig(epochs=2, batch_size=32)
     model.add_head(stream[0].n_outputs)
-    method.before_task(model, stream[0])
+    method.before_task(model, stream[0], HookContext(0, len(stream)))
     fit(model, method, stream[0].train, cfg, epochs=2, generator=torch.Generator().manual_seed(seed))
-    method.after_task(model, stream[0], lambda e: fit(model, method, stream[0].train, cfg, e, torch.Generator()))
+    method.after_task(model, stream[0], HookContext(0, len(stream)), lambda e: fit(model, method, stream[0].train, cfg, e, torch.Generator()))
     model.add_head(stream[1].n_outputs)
-    method.before_task(model, stream[1])
+    method.before_task(model, stream[1], HookContext(1, len(stream)))
     return model, method, stream
 
 

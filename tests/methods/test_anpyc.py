@@ -9,6 +9,7 @@ from anpyc.data.taskdata import iterate
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.runner import run
+from anpyc.scenario import HookContext
 from anpyc.train import evaluate, fit, make_optimizer
 
 
@@ -24,14 +25,14 @@ TWO_EPOCHS = TrainConfig(epochs=2)
 
 def _train_task(stream, model, method, t, cfg=TWO_EPOCHS, opt=None):
     model.add_head(stream[t].n_outputs)
-    method.before_task(model, stream[t])
+    method.before_task(model, stream[t], HookContext(t, len(stream)))
     g = torch.Generator().manual_seed(t)
     fit(model, method, stream[t].train, cfg, cfg.epochs, g, optimizer=opt)
 
     def retrain(epochs):
         return fit(model, method, stream[t].train, cfg, epochs, g)
 
-    method.after_task(model, stream[t], retrain)
+    method.after_task(model, stream[t], HookContext(t, len(stream)), retrain)
 
 
 def test_pruning_removes_requested_share_and_pruned_stay_zero():
@@ -56,7 +57,7 @@ def test_owned_weights_bit_identical_during_later_task_with_momentum_and_weight_
     before = {n: p.detach().clone() for n, p in model.shared_parameters()}
     cfg = TrainConfig(epochs=2, momentum=0.9, weight_decay=0.01, optimizer="sgd")
     model.add_head(stream[1].n_outputs)
-    method.before_task(model, stream[1])
+    method.before_task(model, stream[1], HookContext(1, len(stream)))
     opt = make_optimizer(model.parameters(), cfg)
     fit(model, method, stream[1].train, cfg, 2, torch.Generator(), optimizer=opt)
     moved_free = False
@@ -92,21 +93,21 @@ def test_state_dict_round_trip():
     _train_task(stream, model, method, 0)
     fresh = create("anpyc", {"protection": "soft"})
     fresh.load_state_dict(method.state_dict())
-    fresh.before_task(model, stream[1])
-    method.before_task(model, stream[1])
+    fresh.before_task(model, stream[1], HookContext(1, len(stream)))
+    method.before_task(model, stream[1], HookContext(1, len(stream)))
     with torch.no_grad():
         for _, p in model.shared_parameters():
             p.add_(0.01)
     x, _, t = stream[1].train.get(torch.arange(8))
     assert fresh.penalty(model, x, t).item() == method.penalty(model, x, t).item() > 0
     assert fresh.summary()["free_fraction"] == method.summary()["free_fraction"]
-    assert int(fresh.tasks_seen) == 1
+    assert int(fresh.ownership.tasks_done) == 1
 
 
 def test_soft_penalty_zero_after_task_and_grows_with_motion():
     stream, model, method = _setup(tasks=2, protection="soft")
     _train_task(stream, model, method, 0)
-    method.before_task(model, stream[1])
+    method.before_task(model, stream[1], HookContext(1, len(stream)))
     x, _, t = stream[1].train.get(torch.arange(8))
     assert method.penalty(model, x, t).item() == 0.0
     with torch.no_grad():
@@ -147,7 +148,7 @@ def test_exhausted_pool_reclaims_least_important_owned_weights(caplog, reclaim_b
     rank = {n: method.omega(n).clone() if reclaim_by == "importance" else before[n].abs() for n in before}
     model.add_head(stream[1].n_outputs)
     with caplog.at_level(logging.WARNING, logger="anpyc"):
-        method.before_task(model, stream[1])
+        method.before_task(model, stream[1], HookContext(1, len(stream)))
     assert f"released the 20% of owned weights lowest by {reclaim_by}" in caplog.text
     for name, p in model.shared_parameters():
         released = method.owner(name) == -1
@@ -165,7 +166,7 @@ def test_exhausted_pool_reclaims_least_important_owned_weights(caplog, reclaim_b
     for name, p in model.shared_parameters():
         kept = method.owner(name) == 0
         assert torch.equal(p.detach()[kept], before[name][kept]), name
-    method.after_task(model, stream[1], lambda e: fit(model, method, stream[1].train, TWO_EPOCHS, e, g))
+    method.after_task(model, stream[1], HookContext(1, len(stream)), lambda e: fit(model, method, stream[1].train, TWO_EPOCHS, e, g))
     summary = method.summary()
     assert summary["exhausted_tasks"] == [1] and summary["reclaimed"][0]["task"] == 1
     assert any((method.owner(n) == 1).any() for n, _ in model.shared_parameters())

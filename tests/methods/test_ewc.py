@@ -2,6 +2,7 @@ import torch
 
 from anpyc import importance
 from anpyc.methods import create
+from anpyc.scenario import HookContext
 
 
 def test_regulariser_contract(quadratic_contract):
@@ -28,7 +29,7 @@ def test_fisher_is_per_sample_and_matches_a_loop(one_task):
 def test_fisher_sums_over_tasks_and_reports_stats(one_task):
     model, method, stream = one_task("ewc", {"fisher_samples": 50})
     first = {n: method.omega(n).clone() for n, _ in model.shared_parameters()}
-    method.after_task(model, stream[1])
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
     name = model.shared_parameters()[0][0]
     assert (method.omega(name) >= first[name]).all() and (method.omega(name) > first[name]).any()
     stats = method.summary()["importance_stats"]
@@ -44,6 +45,6 @@ def test_forgets_less_than_finetune(forgetting_of, finetune_forgetting):
 def test_estimation_runs_in_eval_mode_and_restores_train_mode(one_task):
     model, method, stream = one_task("ewc", {"fisher_samples": 20})
     model.train()
-    method.after_task(model, stream[1])
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
     assert model.training
     assert create("ewc").scale == 0.5

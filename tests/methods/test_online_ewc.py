@@ -1,5 +1,7 @@
 import torch
 
+from anpyc.scenario import HookContext
+
 
 def test_regulariser_contract(quadratic_contract):
     quadratic_contract("online-ewc", {"lam": 10, "gamma": 0.5, "fisher_samples": 100})
@@ -9,7 +11,7 @@ def test_running_fisher_decays(one_task):
     model, method, stream = one_task("online-ewc", {"gamma": 0.5, "fisher_samples": 50})
     name = model.shared_parameters()[0][0]
     old = method.omega(name).clone()
-    new = method.estimate_importance(model, stream[0])[name]
+    new = method.estimate_importance(model, stream[0], HookContext(0, len(stream)))[name]
     method.merge_importance({name: new})
     torch.testing.assert_close(method.omega(name), 0.5 * old + new)
 

@@ -3,6 +3,7 @@ import torch
 
 from anpyc.config import RunConfig, TrainConfig
 from anpyc.methods import create
+from anpyc.scenario import HookContext
 from anpyc.train import evaluate, fit
 
 BLOBS = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300}, "model": {"hidden": [32, 32]},
@@ -11,7 +12,7 @@ BLOBS = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300}, "model"
 
 def test_frozen_weights_bit_identical_with_momentum_and_weight_decay(one_task):
     model, method, stream = one_task("packnet", {"prune_fraction": 0.5})
-    owned = {n: method.owner(n) == 0 for n, _ in model.shared_parameters()}
+    owned = {n: method.ownership.owner(n) == 0 for n, _ in model.shared_parameters()}
     before = {n: p.detach().clone() for n, p in model.shared_parameters()}
     assert all(o.any() for o in owned.values())
     cfg = TrainConfig(epochs=2, batch_size=32, momentum=0.9, weight_decay=0.01)
@@ -43,7 +44,7 @@ def test_old_tasks_are_exact_bwt_zero():
 def test_pruning_halves_the_trained_pool_and_eval_masks(one_task):
     model, method, stream = one_task("packnet", {"prune_fraction": 0.5})
     name, p = model.shared_parameters()[0]
-    own = method.owner(name)
+    own = method.ownership.owner(name)
     assert abs(float((own == 0).float().mean()) - 0.5) < 0.01
     assert (p.detach()[own == -1] == 0).all()  # released weights are zero
     with torch.no_grad():
@@ -57,7 +58,7 @@ def test_state_dict_round_trip_gives_same_eval(one_task):
     model, method, stream = one_task("packnet")
     cfg = TrainConfig()
     fit(model, method, stream[1].train, cfg, 1, torch.Generator())
-    method.after_task(model, stream[1])
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
     fresh = create("packnet")
     fresh.load_state_dict(method.state_dict())
     for j in range(2):

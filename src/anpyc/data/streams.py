@@ -25,6 +25,7 @@ from anpyc.data import cifar, sources
 from anpyc.data.taskdata import Permute, Rotate, TaskData
 from anpyc.data.transforms import Compose, Normalize, RandomCropFlip, channel_stats
 from anpyc.errors import ConfigError
+from anpyc.utils import seeded_generator
 
 
 @dataclass
@@ -56,10 +57,6 @@ class Stream:
     n_classes: int  # size of a single shared head (all classes of the stream)
     labels: str  # "local" (per-task labels, multi-head) or "global"
 
-    def __post_init__(self) -> None:
-        for task in self.tasks:  # methods that plan capacity (ANPyC) may treat the last task apart
-            task.info["last"] = task is self.tasks[-1]
-
     def __len__(self) -> int:
         return len(self.tasks)
 
@@ -70,14 +67,8 @@ class Stream:
         return iter(self.tasks)
 
 
-def _gen(seed: int, *salt: int) -> torch.Generator:
-    # a stable per-purpose seed from (seed, salt...) without touching the global RNG
-    mixed = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *salt]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(mixed))
-
-
 def _split_train_val(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    order = torch.randperm(n, generator=_gen(seed, 1_000_001))
+    order = torch.randperm(n, generator=seeded_generator(seed, 1_000_001))
     n_val = int(round(val_fraction * n))
     return order[n_val:], order[:n_val]
 
@@ -98,9 +89,13 @@ def _val_budget(cfg: StreamConfig) -> int | None:
 
 def _transformed_stream(
     cfg: StreamConfig, seed: int, name: str, arrays: dict, n_tasks: int,
-    make_transform: Callable[[int], object], info: Callable[[int], dict],
+    make_transform: Callable[[int], object], info: Callable[[int], dict], labels: str = "local",
 ) -> Stream:
-    """Every task sees all classes of the base data set through its own transform."""
+    """Every task sees all classes of the base data set through its own transform.
+
+    ``labels='global'`` (class-incremental) makes each task's classes new ones: task ``t``'s
+    labels are offset by ``t * n_classes`` (van de Ven et al.'s class-incremental permuted
+    MNIST: 10 tasks give 100 classes)."""
     train_x = torch.from_numpy(np.asarray(arrays["train_x"]))
     train_y = torch.from_numpy(np.asarray(arrays["train_y"]).astype(np.int64))
     test_x = torch.from_numpy(np.asarray(arrays["test_x"]))
@@ -110,22 +105,25 @@ def _transformed_stream(
     n_classes = int(train_y.max()) + 1
     tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
     tasks = []
+    n_global = n_classes * n_tasks if labels == "global" else n_classes
     for t in range(n_tasks):
-        g = _gen(seed, 2, t)
+        g = seeded_generator(seed, 2, t)
         transform = make_transform(t)
+        offset = n_classes * t if labels == "global" else 0
+        ytr, yte = (train_y + offset, test_y + offset) if offset else (train_y, test_y)
         tasks.append(
             Task(
                 id=t,
                 name=f"{name}-{t}",
-                classes=tuple(range(n_classes)),
-                train=TaskData(train_x, train_y, t, _take(tr_idx, cfg.subsample, g), transform),
-                val=TaskData(train_x, train_y, t, _take(va_idx, _val_budget(cfg), g), transform),
-                test=TaskData(test_x, test_y, t, _take(torch.arange(len(test_y)), cfg.test_subsample, g), transform),
-                n_outputs=n_classes,
+                classes=tuple(range(offset, offset + n_classes)),
+                train=TaskData(train_x, ytr, t, _take(tr_idx, cfg.subsample, g), transform),
+                val=TaskData(train_x, ytr, t, _take(va_idx, _val_budget(cfg), g), transform),
+                test=TaskData(test_x, yte, t, _take(torch.arange(len(test_y)), cfg.test_subsample, g), transform),
+                n_outputs=n_global,
                 info=info(t),
             )
         )
-    return Stream(name, tasks, tuple(train_x.shape[1:]), n_classes, labels="local")
+    return Stream(name, tasks, tuple(train_x.shape[1:]), n_global, labels=labels)
 
 
 def _class_split_stream(
@@ -147,7 +145,7 @@ def _class_split_stream(
     local_y_test = test_y % per_task
     tasks = []
     for t in range(n_tasks):
-        g = _gen(seed, 3, t)
+        g = seeded_generator(seed, 3, t)
         classes = tuple(range(t * per_task, (t + 1) * per_task))
         lo, hi = classes[0], classes[-1]
 
@@ -232,14 +230,14 @@ def _cifar_tasks(
     tasks = []
     for k in range(n_tasks):
         t = first_id + k
-        g = _gen(seed, 6, t)
+        g = seeded_generator(seed, 6, t)
         lo, hi = k * per_task, (k + 1) * per_task
 
         def pick(idx: Tensor, y: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
             yy = y[idx]
             return idx[(yy >= lo) & (yy < hi)]
 
-        train_tf = Compose([RandomCropFlip(4, generator=_gen(seed, 7, t)), norm]) if cfg.augment else norm
+        train_tf = Compose([RandomCropFlip(4, generator=seeded_generator(seed, 7, t)), norm]) if cfg.augment else norm
         classes = tuple(range(class_offset + lo, class_offset + hi))
         tasks.append(
             Task(
@@ -313,7 +311,7 @@ def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stre
     def permutation(t: int, d: int) -> Permute | None:
         if t == 0 and cfg.first_task_unpermuted:
             return None
-        return Permute(torch.randperm(d, generator=_gen(seed, 4, t)))
+        return Permute(torch.randperm(d, generator=seeded_generator(seed, 4, t)))
 
     if bench in ("permuted-mnist", "permuted-fashion-mnist", "blobs"):
         arrays = synthetic_blobs(seed) if bench == "blobs" else sources.load(
@@ -323,7 +321,7 @@ def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stre
         return _transformed_stream(
             cfg, seed, bench, arrays, n_tasks,
             make_transform=lambda t: permutation(t, d),
-            info=lambda t: {"permuted": permutation(t, d) is not None},
+            info=lambda t: {"permuted": permutation(t, d) is not None}, labels=labels,
         )
     if bench == "rotated-mnist":
         arrays = sources.load("mnist", cfg.data_dir)
@@ -332,7 +330,7 @@ def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stre
         return _transformed_stream(
             cfg, seed, bench, arrays, n_tasks,
             make_transform=lambda t: Rotate(angles[t]),
-            info=lambda t: {"degrees": angles[t]},
+            info=lambda t: {"degrees": angles[t]}, labels=labels,
         )
     dataset = "mnist" if bench == "split-mnist" else "fashion-mnist"
     per_task = cfg.classes_per_task

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -43,20 +42,11 @@ import torch
 from torch import Tensor, nn
 
 from anpyc import importance as imp
-from anpyc.masking import (
-    FREE,
-    gate_grads_,
-    lowest_fraction_mask,
-    restore_all_frozen_,
-    scale_grad_,
-    task_view,
-)
+from anpyc.masking import FREE, Masks, Ownership, lowest_fraction_mask, reinit_free_, scale_grad_
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
-from anpyc.utils import buffer_key
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -166,102 +156,91 @@ class ANPyC(QuadraticPenalty):
 
     def __init__(self, config: ANPyCConfig | None = None) -> None:
         super().__init__(config)
-        self.history: dict = {"free_fraction": {}, "kept_share": [], "importance_stats": [], "exhausted": [], "reclaimed": []}
-        self._trainable: dict[str, Tensor] = {}  # derived per phase, never saved
-        self._frozen_values: dict[str, Tensor] = {}
-        self._grad_scale: dict[str, Tensor] = {}
-        self._soft = False  # penalty instead of gating (soft protection, or exhausted pool)
-        self._exhausted = False
+        self.ownership = Ownership()
+        self.history = {"kept_share": [], "importance_stats": [], "exhausted": [], "modes": [], "reclaimed": []}
+        self._grad_scale: dict[str, Tensor] | None = None  # derived from Omega, never saved
 
     # ------------------------------------------------------------------ state
     def owner(self, name: str) -> Tensor | None:
-        return getattr(self, buffer_key("owner", name), None)
-
-    def _ensure_owner(self, model) -> None:
-        for name, p in model.shared_parameters():
-            if self.owner(name) is None:
-                self.register_buffer(buffer_key("owner", name), torch.full_like(p, FREE, dtype=torch.int16))
-
-    def get_extra_state(self) -> dict:
-        return self.history
-
-    def set_extra_state(self, state: dict) -> None:
-        self.history = state
+        return self.ownership.owner(name)
 
     def free_fraction(self, model) -> dict[str, float]:
         """Share of each shared tensor still free for future tasks."""
         return {name: float((self.owner(name) == FREE).float().mean()) for name, _ in model.shared_parameters()}
 
-    def _total_free(self, model) -> float:
-        n = sum(p.numel() for _, p in model.shared_parameters())
-        return sum(float((self.owner(name) == FREE).sum()) for name, _ in model.shared_parameters()) / max(n, 1)
+    def _mode(self) -> str:
+        """How the current task trains: ``hard`` (free weights only), ``soft`` (every weight,
+        under the penalty), ``consolidate`` (exhausted pool: soft, no pruning) or
+        ``head_only`` (exhausted pool: the body is frozen). Kept in the history, so a run
+        resumed mid-task knows it without replaying ``before_task``."""
+        modes = self.history["modes"]
+        return modes[-1] if modes else ("hard" if self.config.protection == "hard" else "soft")
 
-    # ------------------------------------------------------------------ phases
-    def _set_phase(self, model, trainable: dict[str, Tensor]) -> None:
-        """Which entries may move from now on; everything else is restored after each step."""
-        self._trainable = trainable
-        self._frozen_values = {name: p.detach().clone() for name, p in model.shared_parameters()}
+    def _main_phase(self, model):
+        """Trainable entries of the main training phase, derived from the state."""
+        mode = self._mode()
+        if mode in ("soft", "consolidate"):
+            return lambda: None  # no gating: the penalty protects
+        if mode == "head_only":
+            return lambda: {name: torch.zeros_like(p, dtype=torch.bool) for name, p in model.shared_parameters()}
+        return lambda: self.ownership.free(model)
 
-    def before_task(self, model, task) -> None:
-        self._ensure_owner(model)
-        t = int(self.tasks_seen)
-        free_share = self._total_free(model)
-        policy = self.config.exhausted_policy
-        exhausted = self.config.protection == "hard" and t > 0 and free_share < self.config.exhausted_below
+    # ------------------------------------------------------------------ hooks
+    def before_task(self, model, task, ctx) -> None:
+        self.ownership.ensure(model)
+        c, t = self.config, ctx.task
+        free_share = self.ownership.free_share(model)
+        exhausted = c.protection == "hard" and t > 0 and free_share < c.exhausted_below
         self.history["exhausted"].append(exhausted)
-        if exhausted and policy == "reclaim":
-            released = self._reclaim(model, t)
-            self.history.setdefault("reclaimed", []).append({"task": t, "released_share": released})
+        mode = "hard" if c.protection == "hard" else "soft"
+        if exhausted and c.exhausted_policy == "reclaim":
+            released = self._reclaim(model, ctx)
+            self.history["reclaimed"].append({"task": t, "released_share": released})
             log.warning(
                 "anpyc: free pool exhausted before task %d (%.2f%% free): released the %.0f%% of owned weights "
                 "lowest by %s (%.2f%% of the body); earlier tasks lose them", t, 100 * free_share,
-                100 * self.config.reclaim_share, self.config.reclaim_by, 100 * released,
+                100 * c.reclaim_share, c.reclaim_by, 100 * released,
             )
-            exhausted = False
         elif exhausted:
-            log.warning(
-                "anpyc: free pool exhausted before task %d (%.2f%% free): %s for this task",
-                t, 100 * free_share, "consolidation only" if policy == "consolidate" else "only the head trains",
-            )
-        self._exhausted = exhausted
-        self._soft = self.config.protection != "hard" or (exhausted and policy == "consolidate")
-        if self._soft:
-            trainable = {name: torch.ones_like(p, dtype=torch.bool) for name, p in model.shared_parameters()}
-        elif exhausted:  # head_only
-            trainable = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in model.shared_parameters()}
-        else:
-            trainable = {name: self.owner(name) == FREE for name, _ in model.shared_parameters()}
-        self._set_phase(model, trainable)
-        self._grad_scale = {}
-        if self.config.protection == "scaled":
-            for name, _ in model.shared_parameters():
-                omega = self.omega(name)
-                if omega is not None and float(omega.mean()) > 0:
-                    self._grad_scale[name] = 1.0 / (1.0 + self.config.lam * omega / omega.mean())
+            mode = c.exhausted_policy
+            log.warning("anpyc: free pool exhausted before task %d (%.2f%% free): %s for this task", t,
+                        100 * free_share, "consolidation only" if mode == "consolidate" else "only the head trains")
+        self.history["modes"].append(mode)
+        self.ownership.set_phase(None)
+        self._grad_scale = None
 
     def penalty(self, model, x: Tensor, t: Tensor) -> Tensor | None:
-        if not self._soft:
+        if self._mode() not in ("soft", "consolidate"):
             return None  # hard gating: protected entries cannot move, the penalty is exactly 0
         return super().penalty(model, x, t)
 
     def before_step(self, model) -> None:
-        if not self._soft:
-            gate_grads_(model, self._trainable)
+        self.ownership.gate_grads_(model, self._main_phase(model))
         for name, p in model.shared_parameters():
-            scale = self._grad_scale.get(name)
+            scale = self._scales(model).get(name)
             if scale is not None:
                 scale_grad_(p, scale)
 
     def after_step(self, model, optimizer) -> None:
-        if self._soft and not any(not m.all() for m in self._trainable.values()):
-            return
-        restore_all_frozen_(model, self._trainable, self._frozen_values, optimizer)
+        self.ownership.restore_frozen_(model, optimizer)
 
-    def eval_context(self, model, task_id: int):
-        """Evaluate task ``task_id`` with only the weights it could see when it was trained."""
+    def _scales(self, model) -> dict[str, Tensor]:
+        """``protection='scaled'``: each update divided by ``1 + lam * Omega / mean(Omega)``."""
+        if self._grad_scale is None:
+            self._grad_scale = {}
+            if self.config.protection == "scaled":
+                for name, _ in model.shared_parameters():
+                    omega = self.omega(name)
+                    if omega is not None and float(omega.mean()) > 0:
+                        self._grad_scale[name] = 1.0 / (1.0 + self.config.lam * omega / omega.mean())
+        return self._grad_scale
+
+    def eval_context(self, model, task_id: int | None):
+        """Evaluate task ``task_id`` with only the weights it could see when it was trained
+        (every weight when the scenario gives no task id)."""
         if not self.config.task_masks:
-            return contextlib.nullcontext()
-        return task_view(model, self.owner, task_id, int(self.tasks_seen))
+            return super().eval_context(model, task_id)
+        return self.ownership.view(model, task_id)
 
     # ------------------------------------------------------------------ after the task
     def keep_share(self, t: int) -> float:
@@ -274,94 +253,96 @@ class ANPyC(QuadraticPenalty):
             return 1.0 - prune_pct / 100.0
         return max(c.keep_first * c.keep_decay**t, c.keep_min)
 
-    def _scores(self, model, task, t: int) -> dict[str, Tensor]:
+    def _scores(self, model, task, ctx) -> dict[str, Tensor]:
         c = self.config
         kw = {"batch_size": c.importance_batch, "max_samples": c.importance_samples}
+        if c.prune_criterion == "random":
+            g = ctx.generator(2)
+            return {name: torch.rand(p.shape, generator=g).to(p.device) for name, p in model.shared_parameters()}
         if c.prune_criterion == "magnitude":
             scores = imp.weight_magnitude(model)
         elif c.prune_criterion == "taylor":
             scores = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form, **kw)
-        elif c.prune_criterion == "taylor_abs":
-            scores = imp.taylor_abs(model, task.train, signal="loss", **kw)
         else:
-            g = torch.Generator().manual_seed(7919 * (t + 1))
-            scores = {name: torch.rand(p.shape, generator=g).to(p.device) for name, p in model.shared_parameters()}
-        return imp.normalize_per_layer(scores, c.structure, c.beta) if c.prune_criterion != "random" else scores
+            scores = imp.taylor_abs(model, task.train, signal="loss", **kw)
+        return imp.normalize_per_layer(scores, c.structure, c.beta)
 
-    def after_task(self, model, task, retrain=None) -> None:
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        """Prune (with retraining) the free pool the task used, give the task what it kept,
+        consolidate it (importance, anchors), re-initialise the released weights."""
+        c, own = self.config, self.ownership
+        own.ensure(model)
+        free = own.free(model)
+        frozen_pool = self._mode() in ("consolidate", "head_only")
+        keep = 1.0 if (ctx.last and not c.prune_last) or frozen_pool else self.keep_share(ctx.task)
+        pruned = self._prune(model, task, ctx, free, 1.0 - keep, retrain)
+        for name in free:  # what the task kept is now its own; the pruned rest is released
+            own.claim(name, free[name] & ~pruned[name], ctx.task)
+        super().after_task(model, task, ctx, retrain)  # Omega of what the task holds; anchors
+        reinit_free_(model, own, c.reinit, ctx.generator(1))
+        own.finish_task(model, ctx.task)
+        self.history["kept_share"].append(keep)
+        self._grad_scale = None
+        log.debug(  # the same figures are in metrics.json; keep the progress bar clean
+            "anpyc: task %d kept %.1f%% of its free pool; %.1f%% of the body is free; importance kurtosis %s",
+            ctx.task, 100 * keep, 100 * own.free_share(model), self.history["importance_stats"][-1]["kurtosis"],
+        )
+
+    def _prune(self, model, task, ctx, free: Masks, target: float, retrain) -> Masks:
+        """Prune ``target`` of each layer's free pool in steps of ``prune_step``, each step
+        followed by ``retrain_epochs`` of retraining the kept free weights."""
         c = self.config
-        self._ensure_owner(model)
-        t = int(self.tasks_seen)
-        params = dict(model.shared_parameters())
-        free = {name: self.owner(name) == FREE for name in params}
-        never_pruned = _norm_parameters(model)
-        last = bool(task.info.get("last", False)) if hasattr(task, "info") else False
-        keep = 1.0 if (last and not c.prune_last) or self._exhausted else self.keep_share(t)
-        target = 1.0 - keep
         pruned = {name: torch.zeros_like(m) for name, m in free.items()}
-        if target > 0:
-            if retrain is None and c.retrain_epochs > 0:
-                log.warning("anpyc: no retrain callback given; pruning without retraining")
-            n_steps = max(1, math.ceil(target / c.prune_step - 1e-9))
-            for step in range(1, n_steps + 1):
-                goal = min(target, step * c.prune_step)  # cumulative share of the free pool pruned
-                scores = self._scores(model, task, t)
-                with torch.no_grad():
-                    for name, p in params.items():
-                        if name in never_pruned:
-                            continue
-                        n_free = int(free[name].sum())
-                        remaining = free[name] & ~pruned[name]
-                        n_rem = int(remaining.sum())
-                        if n_rem == 0:
-                            continue
-                        want = goal * n_free - int(pruned[name].sum())
-                        unit_dim = 0 if c.prune_unit == "unit" and p.dim() > 1 else None
-                        new = lowest_fraction_mask(scores[name], remaining, max(want, 0) / n_rem, unit_dim)
-                        if unit_dim is not None:
-                            # a pruned unit takes its per-unit parameters (bias, BN scale and shift) with it
-                            unit_gone = new.reshape(new.shape[0], -1).any(1)
-                            for follower in _unit_followers(params).get(name, []):
-                                pruned[follower] |= unit_gone & free[follower]
-                        pruned[name] |= new
-                    for name, p in params.items():
-                        p.masked_fill_(pruned[name], 0.0)
-                if retrain is not None and c.retrain_epochs > 0:
-                    self._set_phase(model, {name: free[name] & ~pruned[name] for name in params})
-                    retrain(c.retrain_epochs)
-        # ownership: what the task kept is now its own; the pruned rest is released
-        for name in params:
-            self.owner(name)[free[name] & ~pruned[name]] = t
-        # consolidation: importance of what the task holds (pruned entries get 0)
+        if target <= 0:
+            return pruned
+        if retrain is None and c.retrain_epochs > 0:
+            log.warning("anpyc: no retrain callback given; pruning without retraining")
+        n_steps = max(1, math.ceil(target / c.prune_step - 1e-9))
+        for step in range(1, n_steps + 1):
+            goal = min(target, step * c.prune_step)  # cumulative share of the free pool pruned
+            self._prune_step(model, self._scores(model, task, ctx), free, pruned, goal)
+            if retrain is not None and c.retrain_epochs > 0:
+                self.ownership.set_phase({name: free[name] & ~pruned[name] for name in free})
+                retrain(c.retrain_epochs)
+        return pruned
+
+    @torch.no_grad()
+    def _prune_step(self, model, scores: Masks, free: Masks, pruned: Masks, goal: float) -> None:
+        """Grow ``pruned`` so that ``goal`` of each prunable layer's free pool is pruned."""
+        params = dict(model.shared_parameters())
+        never_pruned = _norm_parameters(model)
+        followers = _unit_followers(params)
+        for name, p in params.items():
+            remaining = free[name] & ~pruned[name]
+            n_rem = int(remaining.sum())
+            if name in never_pruned or n_rem == 0:
+                continue
+            want = goal * int(free[name].sum()) - int(pruned[name].sum())
+            unit_dim = 0 if self.config.prune_unit == "unit" and p.dim() > 1 else None
+            new = lowest_fraction_mask(scores[name], remaining, max(want, 0) / n_rem, unit_dim)
+            if unit_dim is not None:  # a pruned unit takes its bias and BN scale/shift with it
+                unit_gone = new.reshape(new.shape[0], -1).any(1)
+                for follower in followers.get(name, []):
+                    pruned[follower] |= unit_gone & free[follower]
+            pruned[name] |= new
+        for name, p in params.items():
+            p.masked_fill_(pruned[name], 0.0)
+
+    def estimate_importance(self, model, task, ctx) -> dict[str, Tensor]:
+        """The entropy-Taylor Omega of what the task holds (released entries get 0)."""
+        c = self.config
         omega = imp.entropy_taylor(
             model, task.train, signal=c.importance_signal, form=c.taylor_form,
             batch_size=c.importance_batch, max_samples=c.importance_samples,
         )
         omega = imp.normalize_per_layer(omega, c.structure, c.beta)
-        for name in omega:
-            omega[name] = omega[name] * (self.owner(name) >= 0)
-        self.merge_importance(omega)
-        self.anchor(model)
-        self._reset_free(params, seed=104729 * (t + 1))
-        self._record(model, t, keep)
-        self._trainable, self._frozen_values, self._grad_scale = {}, {}, {}
-        super(QuadraticPenalty, self).after_task(model, task, retrain)
+        return {name: v * (self.owner(name) >= 0) for name, v in omega.items()}
 
-    def _reset_free(self, params: dict[str, Tensor], seed: int) -> None:
-        """Give every free entry its starting value for the next task: small random values
-        (``reinit='random'``, scaled by fan-in) or zero."""
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(seed)
-            for name, p in params.items():
-                free = self.owner(name) == FREE
-                if self.config.reinit == "random":
-                    fan_in = p[0].numel() if p.dim() > 1 else p.numel()
-                    fresh = torch.randn(p.shape, generator=g).to(p.device) * (0.5 / math.sqrt(fan_in))
-                else:
-                    fresh = torch.zeros_like(p)
-                p.copy_(torch.where(free, fresh, p))
+    def record_importance(self, task: int, new: dict[str, Tensor]) -> None:
+        """Statistics of the consolidated Omega (every task so far), not of one task's."""
+        super().record_importance(task, {name: self.omega(name) for name in new})
 
-    def _reclaim(self, model, t: int) -> float:
+    def _reclaim(self, model, ctx) -> float:
         """Release ``reclaim_share`` of each prunable layer's owned weights, those ranked lowest
         by ``reclaim_by`` (|theta|, or the consolidated Omega summed over every task that used
         them); returns the share of the body released."""
@@ -375,35 +356,19 @@ class ANPyC(QuadraticPenalty):
                     continue
                 score = params[name].detach().abs() if self.config.reclaim_by == "magnitude" else omega
                 release = lowest_fraction_mask(score, owner >= 0, self.config.reclaim_share)
-                owner[release] = FREE
+                self.ownership.release(name, release)
                 omega[release] = 0.0
                 released += int(release.sum())
-        self._reset_free(params, seed=15485863 * (t + 1))
+        reinit_free_(model, self.ownership, self.config.reinit, ctx.generator(3))
         return released / max(sum(p.numel() for p in params.values()), 1)
-
-    def _record(self, model, t: int, keep: float) -> None:
-        for name, share in self.free_fraction(model).items():
-            self.history["free_fraction"].setdefault(name, []).append(share)
-        self.history["kept_share"].append(keep)
-        stats = imp.importance_stats({n: self.omega(n) for n, _ in model.shared_parameters()})
-        self.history["importance_stats"].append({"task": t, **stats})
-        log.debug(  # the same figures are in metrics.json; keep the progress bar clean
-            "anpyc: task %d kept %.1f%% of its free pool; %.1f%% of the body is free; importance kurtosis %s",
-            t, 100 * keep, 100 * self._total_free(model), stats["kurtosis"] and round(stats["kurtosis"], 1),
-        )
 
     def summary(self) -> dict:
         h = self.history
-        out = {
-            "free_fraction": h["free_fraction"],
+        return {
+            **self.ownership.summary(),
             "kept_share": h["kept_share"],
             "importance_stats": h["importance_stats"],
             "importance_kurtosis": [s["kurtosis"] for s in h["importance_stats"]],
             "exhausted_tasks": [i for i, e in enumerate(h["exhausted"]) if e],
-            "reclaimed": h.get("reclaimed", []),
+            "reclaimed": h["reclaimed"],
         }
-        if h["free_fraction"]:
-            sizes = {name: getattr(self, buffer_key("owner", name)).numel() for name in h["free_fraction"]}
-            total = sum(sizes.values())
-            out["free_fraction_total"] = sum(h["free_fraction"][n][-1] * s for n, s in sizes.items()) / max(total, 1)
-        return out

@@ -1,24 +1,31 @@
 """The one interface every continual-learning method implements.
 
-A training loop (the built-in :func:`anpyc.train.fit` or your own) calls, per task::
+The loop (:func:`anpyc.train.train_stream`, or your own) calls, per task ``t``::
 
-    method.before_task(model, task)
-    for x, y, t in batches(method.training_data(task, seen_tasks)):
+    ctx = HookContext(task=t, n_tasks=len(stream), seed=seed, scenario="task")
+    method.before_task(model, task, ctx)
+    for x, y, t in batches(method.training_data(task, seen_tasks, ctx)):
         loss = task_loss(model, x, y, t) + method.penalty(model, x, t)
         optimizer.zero_grad(); loss.backward()
         method.before_step(model)            # gate / scale gradients
         optimizer.step()
         method.after_step(model, optimizer)  # undo any update of frozen weights
-    method.after_task(model, task, retrain)  # importance, pruning (+ retrain), anchors
+    method.after_task(model, task, ctx, retrain)  # importance, pruning (+ retrain), anchors
 
-and evaluates task ``j`` inside ``with method.eval_context(model, j): ...``.
-Method state (importance, anchors, masks) lives in registered buffers, so ``state_dict()``
-is the whole state and checkpoints are plain tensors.
+and evaluates with ``with method.eval_context(model, task_id): method.predict(model, x,
+task_id)``, where ``task_id`` is ``None`` whenever the scenario hides it at test time.
+
+A method's whole state is ``state_dict()``: tensors live in registered buffers (created
+lazily are fine: :meth:`Method.load_state_dict` creates them), everything else (histories,
+per-task figures) in ``history``, saved as the module's extra state. Nothing a later hook
+needs may live only in a plain attribute: a run resumed mid-task restores the state and goes
+on without replaying ``before_task``. Every random draw comes from ``ctx.generator(...)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from anpyc.data.taskdata import ConcatData, TaskData
+from anpyc.scenario import HookContext
 
 if TYPE_CHECKING:
     from anpyc.data.streams import Task
@@ -59,13 +67,13 @@ class Method(nn.Module):
     def __init__(self, config: Any = None) -> None:
         super().__init__()
         self.config = config if config is not None else self.config_cls()
-        self.register_buffer("tasks_seen", torch.zeros((), dtype=torch.long))
+        self.history: dict[str, Any] = {}  # per-task figures; saved as extra state
 
     # ------------------------------------------------------------------ hooks
-    def before_task(self, model: ContinualModel, task: Task) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         """Called once the model has the new task's head, before any training step."""
 
-    def training_data(self, task: Task, seen: Sequence[Task]) -> TaskData | ConcatData:
+    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> TaskData | ConcatData:
         """What to train on for ``task``; ``seen`` is every task so far, ``task`` included."""
         return task.train
 
@@ -80,31 +88,57 @@ class Method(nn.Module):
         """The optimizer has stepped; restore entries that must not move (masks the update,
         not only the gradient, so momentum and weight decay cannot leak into them)."""
 
-    def after_task(self, model: ContinualModel, task: Task, retrain: Retrain | None = None) -> None:
-        """Training on ``task`` is over: estimate importance, prune, anchor. Subclasses that
-        override this must call ``super().after_task`` last (it counts the task)."""
-        self.tasks_seen += 1
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext, retrain: Retrain | None = None) -> None:
+        """Training on ``task`` is over: estimate importance, prune, anchor. ``retrain(n)``
+        trains the current task for ``n`` more epochs (they count in the task's passes)."""
 
     @contextlib.contextmanager
-    def eval_context(self, model: ContinualModel, task_id: int) -> Iterator[None]:
-        """Wrap evaluation of task ``task_id`` (e.g. apply that task's weight mask)."""
+    def eval_context(self, model: ContinualModel, task_id: int | None) -> Iterator[None]:
+        """Wrap evaluation of one task's data (e.g. apply that task's weight mask);
+        ``task_id`` is ``None`` when the scenario hides it."""
         yield
+
+    def predict(self, model: ContinualModel, x: Tensor, task_id: int | None) -> Tensor:
+        """Logits for a test batch; ``task_id`` is ``None`` when the scenario hides it (a
+        method may then infer the task from ``x``). Runs inside :meth:`eval_context`."""
+        return model(x, 0 if task_id is None else task_id)
 
     def summary(self) -> dict:
         """Extra per-run figures for ``metrics.json`` (free capacity, importance stats...)."""
         return {}
 
     # ------------------------------------------------------------------ state
+    def get_extra_state(self) -> dict:
+        return copy.deepcopy(self.history)
+
+    def set_extra_state(self, state: dict) -> None:
+        self.history = copy.deepcopy(state)
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Load state, first creating buffers that appear only after a task (importance...)."""
-        own = dict(self.named_buffers())
-        for key, value in state_dict.items():
-            if "." not in key and key not in own and isinstance(value, Tensor):
-                self.register_buffer(key, torch.empty_like(value))
+        """Load state, first creating buffers that appear only after a task (importance...),
+        in this module or any submodule."""
+        create_missing_buffers(self, state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
         return repr(self.config)
+
+
+def create_missing_buffers(module: nn.Module, state_dict: dict) -> None:
+    """Register an empty buffer for every tensor of ``state_dict`` that ``module`` (or the
+    submodule its key names) does not have yet, so ``load_state_dict`` can fill it."""
+    own = set(module.state_dict())
+    for key, value in state_dict.items():
+        if key in own or not isinstance(value, Tensor) or key.endswith("_extra_state"):
+            continue
+        *path, leaf = key.split(".")
+        target = module
+        for part in path:
+            target = getattr(target, part, None)
+            if not isinstance(target, nn.Module):
+                break
+        if isinstance(target, nn.Module):
+            target.register_buffer(leaf, torch.empty_like(value))
 
 
 def shared_params(model: ContinualModel) -> list[tuple[str, nn.Parameter]]:

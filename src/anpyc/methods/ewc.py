@@ -23,7 +23,7 @@ from typing import Literal
 
 import torch
 
-from anpyc.importance import fisher_diag, importance_stats
+from anpyc.importance import fisher_diag
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 
@@ -51,21 +51,11 @@ class _FisherPenalty(QuadraticPenalty):
 
     scale = 0.5
 
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
-        self.importance_history: list[dict] = []  # summary only (distribution diagnostics)
-
-    def estimate_importance(self, model, task) -> dict[str, torch.Tensor]:
+    def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         cfg = self.config
         device = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(1000 + int(self.tasks_seen))
-        omega = fisher_diag(model, task.train, kind=cfg.fisher, max_samples=cfg.fisher_samples,
-                            batch_size=cfg.batch_size, generator=gen, device=device)
-        self.importance_history.append({"task": int(self.tasks_seen), **importance_stats({k: v.cpu() for k, v in omega.items()})})
-        return omega
-
-    def summary(self) -> dict:
-        return {"importance_stats": self.importance_history}
+        return fisher_diag(model, task.train, kind=cfg.fisher, max_samples=cfg.fisher_samples,
+                           batch_size=cfg.batch_size, generator=ctx.generator(1), device=device)
 
 
 @register

@@ -17,5 +17,5 @@ class Joint(Method):
     name = "joint"
     upper_bound = True
 
-    def training_data(self, task, seen: Sequence) -> ConcatData:
+    def training_data(self, task, seen: Sequence, ctx) -> ConcatData:
         return ConcatData([s.train for s in seen])

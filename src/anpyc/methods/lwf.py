@@ -92,7 +92,7 @@ class LwF(Method):
                                      reduction="batchmean", log_target=True)
         return self.config.lam * total
 
-    def after_task(self, model, task, retrain=None) -> None:
+    def after_task(self, model, task, ctx, retrain=None) -> None:
         for name, p in model.named_parameters():
             key = buffer_key("teacher", name)
             if hasattr(self, key) and getattr(self, key).shape == p.shape:
@@ -102,4 +102,3 @@ class LwF(Method):
                     delattr(self, key)
                 self.register_buffer(key, p.detach().clone())
         self.teacher_heads.fill_(len(model.heads))
-        super().after_task(model, task, retrain)

@@ -21,7 +21,7 @@ import dataclasses
 
 import torch
 
-from anpyc.importance import gradient_magnitude, importance_stats, mas_importance
+from anpyc.importance import gradient_magnitude, mas_importance
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 
@@ -48,11 +48,7 @@ class MAS(QuadraticPenalty):
     name = "mas"
     config_cls = MASConfig
 
-    def __init__(self, config=None) -> None:
-        super().__init__(config)
-        self.importance_history: list[dict] = []
-
-    def estimate_importance(self, model, task) -> dict[str, torch.Tensor]:
+    def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         cfg = self.config
         device = next(model.parameters()).device
         if cfg.per_sample:
@@ -61,8 +57,4 @@ class MAS(QuadraticPenalty):
             omega = gradient_magnitude(model, task.train, signal="output_norm", batch_size=cfg.batch_size,
                                        max_samples=cfg.samples, device=device)
             omega = {k: v / cfg.batch_size for k, v in omega.items()}  # per-example scale
-        self.importance_history.append({"task": int(self.tasks_seen), **importance_stats({k: v.cpu() for k, v in omega.items()})})
         return omega
-
-    def summary(self) -> dict:
-        return {"importance_stats": self.importance_history}

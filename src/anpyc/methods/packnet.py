@@ -1,16 +1,17 @@
 """PackNet (Mallya & Lazebnik, CVPR 2018): prune and retrain, one binary mask per task.
 
-Each shared weight has an owner (an ``int16`` buffer per parameter: ``-1`` free, otherwise the
-task that keeps it). Task ``t`` trains only free weights; owned ones are frozen (the *update*
-is masked with :mod:`anpyc.masking`, so momentum and weight decay cannot move them). After
-training, ``prune_fraction`` of the weights it trained, those of smallest magnitude in each
-layer, are set to zero and returned to the free pool; the rest become task ``t``'s, and the
-network is retrained for ``retrain_epochs`` with only those weights moving. At test time
-task ``j`` sees only weights owned by tasks ``0..j``: free weights and weights of later tasks
-are zeroed inside :meth:`eval_context` and restored afterwards, so old tasks are exact
-(BWT = 0). As in the paper, biases are trained with the first task only and then frozen,
-and each task has its own head. The paper prunes 50% or 75% per task and retrains for about
-half the training epochs; defaults here: 0.5 and 1 epoch.
+Each shared weight has an owner (:class:`anpyc.masking.Ownership`: free, or the task that
+keeps it). Task ``t`` trains only free weights; owned ones are frozen (the *update* is
+masked, so momentum and weight decay cannot move them). After training, ``prune_fraction``
+of the weights it trained, those of smallest magnitude in each layer, are released to the
+free pool; the rest become task ``t``'s, and the network is retrained for
+``retrain_epochs`` with only those weights moving (retraining counts in the task's passes).
+Released weights start the next task at zero, as in the paper (``reinit='random'``: small
+random values, the option ANPyC has). At test time task ``j`` sees only weights owned by
+tasks ``0..j``, so old tasks are exact (BWT = 0); without a task id (domain/class
+scenarios) every weight is in use. As in the paper, biases are trained with the first task
+only and then frozen, and each task has its own head. The paper prunes 50% or 75% per task
+and retrains for about half the training epochs; defaults here: 0.5 and 1 epoch.
 
 Example:
     >>> from anpyc.methods import create
@@ -21,23 +22,25 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
-from torch import Tensor
 
-from anpyc.masking import FREE, gate_grads_, lowest_fraction_mask, restore_all_frozen_, task_view
+from anpyc.masking import Ownership, prune_lowest, reinit_free_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
-from anpyc.utils import buffer_key
 
 
 @dataclasses.dataclass(frozen=True)
 class PackNetConfig:
     """``prune_fraction``: share of the weights a task trained that is released after it;
-    ``retrain_epochs``: epochs of retraining the kept weights after pruning (0: none)."""
+    ``retrain_epochs``: epochs of retraining the kept weights after pruning (0: none);
+    ``reinit``: the value released weights start the next task with (``zero`` as in the
+    paper, or small ``random`` values)."""
 
     prune_fraction: float = 0.5
     retrain_epochs: int = 1
+    reinit: Literal["zero", "random"] = "zero"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_fraction < 1.0 or self.retrain_epochs < 0:
@@ -53,73 +56,46 @@ class PackNet(Method):
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
-        self._trainable: dict[str, Tensor] = {}  # which entries may move in the current phase
-        self._frozen: dict[str, Tensor] = {}  # values the others are restored to
+        self.ownership = Ownership()
 
-    def owner(self, name: str) -> Tensor | None:
-        return getattr(self, buffer_key("owner", name), None)
-
-    def _owners(self, model) -> list[tuple[str, torch.nn.Parameter, Tensor]]:
-        out = []
-        for name, p in model.shared_parameters():
-            own = self.owner(name)
-            if own is None:
-                own = torch.full(p.shape, FREE, dtype=torch.int16, device=p.device)
-                self.register_buffer(buffer_key("owner", name), own)
-            out.append((name, p, own))
-        return out
-
-    def _set_phase(self, model, trainable_of) -> None:
-        self._trainable, self._frozen = {}, {}
-        for name, p, own in self._owners(model):
-            self._trainable[name] = trainable_of(own)
-            self._frozen[name] = p.detach().clone()
+    def _free_rule(self, model):
+        return lambda: self.ownership.free(model)
 
     # -------------------------------------------------------------- hooks
-    def before_task(self, model, task) -> None:
-        self._set_phase(model, lambda own: own == FREE)
+    def before_task(self, model, task, ctx) -> None:
+        self.ownership.ensure(model)
+        self.ownership.set_phase(None)  # the free pool trains (derived at the first step)
 
     def before_step(self, model) -> None:
-        gate_grads_(model, self._trainable)
+        self.ownership.gate_grads_(model, self._free_rule(model))
 
     def after_step(self, model, optimizer) -> None:
-        restore_all_frozen_(model, self._trainable, self._frozen, optimizer)
+        self.ownership.restore_frozen_(model, optimizer)
 
     @torch.no_grad()
-    def after_task(self, model, task, retrain=None) -> None:
-        t = int(self.tasks_seen)
-        for _name, p, own in self._owners(model):
-            trained = own == FREE
-            if p.dim() < 2:  # biases: kept by the first task, frozen afterwards
-                own[trained] = t
-                continue
-            pruned = lowest_fraction_mask(p.detach().abs(), trained, self.config.prune_fraction)
-            p[pruned] = 0.0
-            own[trained & ~pruned] = t
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        t, own = ctx.task, self.ownership
+        own.ensure(model)
+        params = dict(model.shared_parameters())
+        trained = own.free(model)
+        weights = {n: m for n, m in trained.items() if params[n].dim() > 1}
+        pruned = prune_lowest({n: p.detach().abs() for n, p in params.items()}, weights, self.config.prune_fraction)
+        for name, p in params.items():
+            kept = trained[name] & ~pruned.get(name, torch.zeros_like(trained[name]))
+            p[pruned.get(name, torch.zeros_like(kept))] = 0.0
+            own.claim(name, kept, t)  # biases: kept whole by the first task, frozen afterwards
         if retrain is not None and self.config.retrain_epochs > 0:
-            self._set_phase(model, lambda own: own == t)
+            own.set_phase({name: own.owner(name) == t for name in params})
             with torch.enable_grad():
                 retrain(self.config.retrain_epochs)
-        self._trainable, self._frozen = {}, {}
-        super().after_task(model, task, retrain)
+        reinit_free_(model, own, self.config.reinit, ctx.generator(1))
+        own.finish_task(model, t)
 
-    def eval_context(self, model, task_id: int):
+    def eval_context(self, model, task_id):
         """Zero the weights task ``task_id`` did not see (free, or owned by later tasks)."""
-        return task_view(model, self.owner, task_id, int(self.tasks_seen))
+        return self.ownership.view(model, task_id)
 
     def summary(self) -> dict:
-        """``free_fraction``: per layer, the share of free weights after each task."""
-        free: dict[str, list[float]] = {}
-        total_free, total = [], 0
-        n = int(self.tasks_seen)
-        counts = [0] * n
-        for name in [k for k, _ in self.named_buffers() if k.startswith("owner__")]:
-            own = getattr(self, name)
-            layer = name[len("owner__"):].replace("__", ".")
-            free[layer] = [float(((own == FREE) | (own > k)).float().mean()) for k in range(n)]
-            for k in range(n):
-                counts[k] += int(((own == FREE) | (own > k)).sum())
-            total += own.numel()
-        total_free = [c / total for c in counts] if total else []
-        return {"free_fraction": free, "free_fraction_total": total_free[-1] if total_free else 1.0,
-                "free_fraction_total_curve": total_free}
+        """Free capacity per layer and of the body after each task (one shape for every mask
+        method, :meth:`anpyc.masking.Ownership.summary`)."""
+        return self.ownership.summary()

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from anpyc.importance import importance_stats
 from anpyc.methods.base import Method
 from anpyc.utils import buffer_key
 
@@ -21,14 +22,15 @@ MERGES = ("sum", "max", "replace", "decay")
 class QuadraticPenalty(Method):
     """Base for importance-weighted quadratic regularisers.
 
-    Subclasses implement :meth:`estimate_importance` and set ``scale`` (EWC uses 1/2); the
+    Subclasses implement :meth:`estimate_importance` (``ctx.generator`` for any random draw)
+    and set ``scale`` (EWC uses 1/2); the
     config must have ``lam`` and may have ``merge`` (``sum``, ``max``, ``replace`` or
     ``decay`` with ``gamma``).
     """
 
     scale: ClassVar[float] = 1.0
 
-    def estimate_importance(self, model, task) -> dict[str, Tensor]:  # pragma: no cover - abstract
+    def estimate_importance(self, model, task, ctx) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- buffers ---------------------------------------------------------------------
@@ -78,7 +80,18 @@ class QuadraticPenalty(Method):
             return None
         return self.scale * self.config.lam * torch.stack(terms).sum()
 
-    def after_task(self, model, task, retrain=None) -> None:
-        self.merge_importance(self.estimate_importance(model, task))
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        """Estimate the task's importance, merge it, anchor at the current parameters."""
+        new = self.estimate_importance(model, task, ctx)
+        self.merge_importance(new)
         self.anchor(model)
-        super().after_task(model, task, retrain)
+        self.record_importance(ctx.task, new)
+
+    def record_importance(self, task: int, new: dict[str, Tensor]) -> None:
+        """Distribution statistics of a task's importance (kurtosis, top-90% share) in the
+        history, for ``metrics.json``."""
+        stats = importance_stats({k: v.detach().cpu() for k, v in new.items()})
+        self.history.setdefault("importance_stats", []).append({"task": int(task), **stats})
+
+    def summary(self) -> dict:
+        return {"importance_stats": list(self.history.get("importance_stats", []))}

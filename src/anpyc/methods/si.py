@@ -28,7 +28,6 @@ import dataclasses
 
 import torch
 
-from anpyc.importance import importance_stats
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
@@ -55,7 +54,6 @@ class SI(QuadraticPenalty):
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
-        self.importance_history: list[dict] = []
         self._grad: dict[str, torch.Tensor] = {}
 
     def _buf(self, prefix: str, name: str) -> torch.Tensor | None:
@@ -68,7 +66,7 @@ class SI(QuadraticPenalty):
         else:
             self.register_buffer(key, value.detach().clone())
 
-    def before_task(self, model, task) -> None:
+    def before_task(self, model, task, ctx) -> None:
         for name, p in model.shared_parameters():
             self._put("si_w", name, torch.zeros_like(p))
             self._put("si_start", name, p.detach().clone())
@@ -98,13 +96,9 @@ class SI(QuadraticPenalty):
             prev.copy_(p)
         self._grad = {}
 
-    def estimate_importance(self, model, task) -> dict[str, torch.Tensor]:
+    def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         out = {}
         for name, p in model.shared_parameters():
             delta = p.detach() - self._buf("si_start", name)
             out[name] = (self._buf("si_w", name) / (delta.pow(2) + self.config.xi)).clamp_min(0)
-        self.importance_history.append({"task": int(self.tasks_seen), **importance_stats({k: v.cpu() for k, v in out.items()})})
         return out
-
-    def summary(self) -> dict:
-        return {"importance_stats": self.importance_history}

@@ -39,7 +39,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualMode
     if cfg.name not in BODIES:
         raise ConfigError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(BODIES))}")
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
-    return ContinualModel(body, feature_dim, head=cfg.head)
+    return ContinualModel(body, feature_dim, head=cfg.head or "multi")
 
 
 from anpyc.models import cnn  # noqa: E402,F401  (registers cnn and resnet18; needs register_body)

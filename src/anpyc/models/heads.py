@@ -31,6 +31,9 @@ class ContinualModel(nn.Module):
         self.feature_dim = int(feature_dim)
         self.head_mode = head
         self.heads = nn.ModuleList()
+        # class-incremental: the shared head's outputs in use (0: all); grows with the classes seen
+        self.register_buffer("active_outputs", torch.zeros((), dtype=torch.long))
+        self._active = 0  # host copy: no device sync in every forward
 
     @property
     def head_sizes(self) -> list[int]:
@@ -52,6 +55,16 @@ class ContinualModel(nn.Module):
         self.heads.append(nn.Linear(self.feature_dim, n_outputs).to(device))
         return len(self.heads) - 1
 
+    def set_active_outputs(self, n: int) -> None:
+        """Use only the first ``n`` outputs of the head(s) (0: all): a shared head over every
+        class seen so far grows without re-allocating it (unseen classes get no logit)."""
+        self.active_outputs.fill_(int(n))
+        self._active = int(n)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._active = int(self.active_outputs)
+
     def ensure_heads(self, sizes: list[int]) -> None:
         """Create heads so that a saved ``state_dict`` with these head sizes can be loaded."""
         for n in sizes[len(self.heads):]:
@@ -67,7 +80,8 @@ class ContinualModel(nn.Module):
         idx = self.head_index(task)
         if idx >= len(self.heads):
             raise IndexError(f"no head for task {task}: the model has {len(self.heads)} head(s)")
-        return self.heads[idx](feats)
+        logits = self.heads[idx](feats)
+        return logits[:, : self._active] if self._active else logits
 
     def forward(self, x: Tensor, task: int | Tensor) -> Tensor:
         """Logits of task ``task``; a tensor of task ids must hold one id (see ``grouped``)."""

@@ -25,10 +25,11 @@ from typing import Any
 
 from anpyc.errors import ConfigError
 from anpyc.io import write_csv
+from anpyc.rundir import CURVE_CSV
 
 log = logging.getLogger(__name__)
 
-CSV_NAME = "acc_curve.csv"
+CSV_NAME = CURVE_CSV
 TB_DIR = "tb"
 _INSTALL_HINT = "--tensorboard needs the tensorboard package: pip install 'anpyc[tensorboard]' (or: pip install tensorboard)"
 

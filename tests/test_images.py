@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from anpyc.report.images import image_grid, png_bytes, save_grid
+from anpyc.images import image_grid, png_bytes, save_grid
 
 
 def _decode_png(data: bytes) -> np.ndarray:

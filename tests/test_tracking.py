@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from anpyc.errors import ConfigError
-from anpyc.report.tracking import TaskTracker, open_tracker
+from anpyc.tracking import TaskTracker, open_tracker
 
 
 def _record(t, acc, loss=0.5):

@@ -15,7 +15,7 @@ def test_selects_on_validation_never_test(monkeypatch, tmp_path):
     fake = {1.0: (0.9, 0.5), 10.0: (0.7, 0.99)}
 
     def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None):
-        val, test = fake[cfg.method_params["lam"]]
+        val, test = fake[cfg.method_params.lam]
         return RunResult(cfg, None, None, {"val_avg_acc": val, "avg_acc": test})
 
     monkeypatch.setattr(tune_mod, "run", fake_run)

@@ -124,6 +124,8 @@ def run_benchmark(
     overwrite: bool = False,
     jobs: int = 1,
     presets: bool = True,
+    params: dict[str, dict] | None = None,
+    tensorboard: bool = False,
 ) -> dict:
     """Run benchmark ``name``; returns the summary written to ``out_dir/bench.json``.
 
@@ -140,17 +142,22 @@ def run_benchmark(
         raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
     bench = BENCHMARKS[name]
     chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
+    if overrides and "method" in overrides:
+        raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
     known = [m for m in chosen if m in METHODS or m in bench.aliases]
     for m in sorted(set(chosen) - set(known)):
         log.warning("bench %s: method %r is not available in this build; skipped", name, m)
     base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
-    params = method_params(bench, known, base.stream.benchmark, presets)
+    chosen_params = method_params(bench, known, base.stream.benchmark, presets)
+    for m, given in (params or {}).items():  # explicit --param wins over presets
+        chosen_params[m] = {**chosen_params.get(m, {}), **given}
+    params = chosen_params
     start = _dt.datetime.now(_dt.UTC)
     summary = compare(
-        base, known, list(range(seeds or bench.seeds)), out_dir,
+        base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
         params=params,
         aliases={a: bench.aliases[a] for a in known if a in bench.aliases},
-        quiet=quiet, overwrite=overwrite, jobs=jobs,
+        quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard,
     )
     host = machine()
     summary["bench"] = {

@@ -40,7 +40,6 @@ import torch
 from anpyc.config import RunConfig, TrainConfig, to_dict
 from anpyc.errors import CheckpointError
 from anpyc.io import atomic_write_bytes
-from anpyc.methods import resolved_params
 from anpyc.methods.base import Method
 from anpyc.models.heads import ContinualModel
 from anpyc.rundir import CHECKPOINTS
@@ -117,7 +116,7 @@ def fingerprint(cfg: RunConfig) -> dict:
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in _FREE_TRAIN_KEYS}
     return {
         "method": cfg.method,
-        "method_params": to_dict(resolved_params(cfg.method, cfg.method_params)),
+        "method_params": cfg.params_dict(),
         "model": to_dict(cfg.model),
         "stream": to_dict(cfg.stream),
         "train": train,

@@ -69,7 +69,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML or TOML file with a run config (flags override it)")
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
-        help="a method hyper-parameter, repeatable (e.g. --param lam=10)",
+        help="a method hyper-parameter, repeatable: run: KEY=VALUE (--param lam=10); compare, bench: "
+        "METHOD.KEY=VALUE; tune: KEY=V1,V2,... (the grid)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     parser.add_argument("--overwrite", action="store_true", help="reuse an output directory that holds a run")
@@ -78,33 +79,57 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
 
 
-def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+def parse_params(items: Sequence[str], per_method: bool = False, grid: bool = False) -> dict[str, Any]:
+    """The one ``--param`` parser. ``KEY=VALUE`` (values read as YAML: ``lam=10`` is a number,
+    ``task_masks=false`` a bool); ``per_method``: ``METHOD.KEY=VALUE`` into ``{method: {key:
+    value}}`` (compare, bench); ``grid``: ``KEY=V1,V2,...`` into ``{key: [v1, v2, ...]}`` (tune).
+
+    Example:
+        >>> parse_params(["ewc.lam=10", "si.lam=1"], per_method=True)
+        {'ewc': {'lam': 10}, 'si': {'lam': 1}}
+        >>> parse_params(["lam=1,10"], grid=True)
+        {'lam': [1, 10]}
+    """
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else value
+            raise ConfigError(f"--param expects {'KEY=V1,V2,...' if grid else 'KEY=VALUE'}, got {item!r}")
+        key, value = (part.strip() for part in item.split("=", 1))
+        parsed: Any = [yaml.safe_load(v) for v in value.split(",") if v.strip()] if grid else (
+            yaml.safe_load(value) if value else value)
+        if not per_method:
+            out[key] = parsed
+            continue
+        method, sep, name = key.partition(".")
+        if not sep or not method or not name:
+            raise ConfigError(f"--param needs METHOD.KEY=VALUE here, got {key!r}")
+        out.setdefault(method, {})[name] = parsed
     return out
 
 
-def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
-    data: dict[str, Any] = load_mapping(args.config) if args.config else {}
-    data.pop("meta", None)
+def _explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config sections given as flags (``--lr 0.01`` -> ``{"train": {"lr": "0.01"}}``)."""
     overrides: dict[str, Any] = {}
     for key, value in vars(args).items():
         if "." in key and value is not None:
             section, name = key.split(".", 1)
             overrides.setdefault(section, {})[name] = value
-    data = deep_update(data, overrides)
+    if getattr(args, "seed", None) is not None:
+        overrides["seed"] = args.seed
+    if getattr(args, "scenario", None) is not None:
+        overrides["scenario"] = args.scenario
+    return overrides
+
+
+def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
+    """The run config, built once: config file, then flags, then ``--method``."""
+    data: dict[str, Any] = load_mapping(args.config) if args.config else {}
+    data.pop("meta", None)
+    data = deep_update(data, _explicit_flags(args))
     if method is not None:
         if data.get("method") not in (None, method):
             data["method_params"] = {}  # a config file's params belong to its own method
         data["method"] = method
-    if args.seed is not None:
-        data["seed"] = args.seed
-    if args.scenario is not None:
-        data["scenario"] = args.scenario
     return RunConfig.from_dict(data)
 
 
@@ -116,7 +141,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.method or not args.out:
         raise ConfigError("run needs --method and --out (or --resume DIR)")
     cfg = _config_from_args(args, args.method)
-    params = _parse_params(args.param)
+    params = parse_params(args.param)
     if args.preset:
         from anpyc.presets import load_preset
 
@@ -125,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(f"preset {args.preset!r} is for method {preset['method']!r}, not {cfg.method!r}")
         params = {**preset.get("method_params", {}), **params}  # explicit --param wins
     if params:
-        cfg = cfg.replace(method_params={**cfg.method_params, **params})
+        cfg = cfg.with_params(**params)
     if args.nproc > 1 or args.backend is not None or _torchrun():
         result = _run_processes(args, cfg)
         if result is None:
@@ -229,12 +254,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise ConfigError("--methods needs at least one method id")
-    params: dict[str, dict[str, Any]] = {}
-    for key, value in _parse_params(args.param).items():
-        if "." not in key:
-            raise ConfigError(f"in compare, --param needs METHOD.KEY=VALUE, got {key!r}")
-        m, k = key.split(".", 1)
-        params.setdefault(m, {})[k] = value
+    params = parse_params(args.param, per_method=True)
     if args.presets:
         from anpyc.presets import with_presets
 
@@ -269,17 +289,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for name, b in BENCHMARKS.items():
             print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
         return 0
-    overrides: dict[str, Any] = {}
-    if args.tasks is not None:
-        overrides.setdefault("stream", {})["tasks"] = args.tasks
-    if args.subsample is not None:
-        overrides.setdefault("stream", {})["subsample"] = args.subsample
-    if args.threads is not None:
-        overrides.setdefault("train", {})["threads"] = args.threads
+    overrides = _explicit_flags(args)
+    if args.config:
+        overrides = deep_update(load_mapping(args.config), overrides)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
     summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
-                            jobs=_jobs(args), presets=not args.no_presets)
+                            jobs=_jobs(args), presets=not args.no_presets,
+                            params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard)
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
@@ -290,12 +307,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from anpyc.tune import tune
 
     base = _config_from_args(args, args.method)
-    grid: dict[str, list[Any]] = {}
-    for item in args.param:
-        if "=" not in item:
-            raise ConfigError(f"--param expects KEY=V1,V2,..., got {item!r}")
-        key, values = item.split("=", 1)
-        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+    grid = parse_params(args.param, grid=True)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite)
     best = result["best"]
@@ -396,14 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
     p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
     p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
-    p_bench.add_argument("--tasks", type=int, default=None, help="override the number of tasks")
-    p_bench.add_argument("--subsample", type=int, default=None, help="training examples per task")
-    p_bench.add_argument("--threads", type=int, default=None, help="torch threads per run")
     p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
-    p_bench.add_argument("--quiet", action="store_true")
-    p_bench.add_argument("--overwrite", action="store_true")
-    p_bench.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
+    _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
     p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")

@@ -286,18 +286,24 @@ class GenerativeConfig:
         _check(self.grid_columns >= 1, "generative.grid_columns must be >= 1")
 
 
+#: method name -> its hyper-parameter dataclass; filled by :func:`anpyc.methods.register`, so
+#: that ``RunConfig.method_params`` is typed once, where the config is built
+METHOD_CONFIGS: dict[str, type] = {}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` beside its results.
 
-    ``method_params`` are the method's own hyper-parameters (checked against that method's
-    config dataclass when the method is built). ``scenario`` says what is known at test time
+    ``method_params`` are the method's own hyper-parameters: given as a mapping, held as the
+    method's config dataclass (every field, defaults filled in), checked when the config is
+    built. ``scenario`` says what is known at test time
     (:mod:`anpyc.scenario`): ``task`` (task ids, one head per task), ``domain`` (one head, same
     outputs for every task) or ``class`` (one head growing over the classes seen).
     """
 
     method: str = "finetune"
-    method_params: dict = field(default_factory=dict)
+    method_params: Any = field(default_factory=dict)
     stream: StreamConfig = field(default_factory=StreamConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -313,6 +319,25 @@ class RunConfig:
                 "set the scenario instead (--scenario task|domain|class)"
             )
         object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
+        cls = METHOD_CONFIGS.get(self.method)
+        if cls is None and METHOD_CONFIGS:
+            raise ConfigError(f"unknown method {self.method!r}; known: {', '.join(sorted(METHOD_CONFIGS))}")
+        if cls is not None:  # typed once, here; an unknown method fails when it is created
+            params = self.method_params if isinstance(self.method_params, cls) else dict(self.method_params or {})
+            object.__setattr__(self, "method_params", from_dict(cls, params, f"method_params ({self.method})"))
+        elif not isinstance(self.method_params, dict):
+            raise ConfigError(f"method_params: expected a mapping, got {self.method_params!r}")
+
+    def params_dict(self) -> dict:
+        """The method's hyper-parameters as a plain dict (every field, defaults included)."""
+        return to_dict(self.method_params) if dataclasses.is_dataclass(self.method_params) else dict(self.method_params)
+
+    def with_params(self, method: str | None = None, **params: Any) -> RunConfig:
+        """This config for ``method`` (default: the same) with ``params`` over the current
+        ones (a different method starts from its own defaults)."""
+        method = method or self.method
+        base = self.params_dict() if method == self.method else {}
+        return dataclasses.replace(self, method=method, method_params={**base, **params})
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:

@@ -45,8 +45,8 @@ from anpyc import errors
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, DistributedError
 from anpyc.io import write_json
-from anpyc.rundir import METRICS, finite
 from anpyc.methods import create, get_method_class
+from anpyc.rundir import METRICS, finite
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def run_distributed(
     check_setup(cfg.train.device, nproc, backend)
     if nproc == 1:
         return run(cfg, out_dir, quiet=quiet, overwrite=overwrite, **run_kwargs)
-    create(cfg.method, cfg.method_params)  # a bad method or parameter fails before spawning
+    create(cfg.method, cfg.method_params)  # an unknown method fails before spawning
     if out_dir is not None and not run_kwargs.get("resume"):
         prepare_out_dir(out_dir, overwrite)  # ... and so does an unusable output directory
     return spawn_group(

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from anpyc.rundir import matrix, read_metrics
 from anpyc.config import RunConfig
 from anpyc.errors import OutputError
+from anpyc.rundir import matrix, read_metrics
 
 log = logging.getLogger(__name__)
 

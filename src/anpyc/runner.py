@@ -38,7 +38,7 @@ from anpyc.distributed import DistributedSync, decorrelate_rng_, is_main_process
 from anpyc.errors import ConfigError, OutputError
 from anpyc.generative import fit_generative, load_judge, no_head, resolve_train_defaults
 from anpyc.generative_eval import dataset_of
-from anpyc.methods import create, resolved_params
+from anpyc.methods import create
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
@@ -94,11 +94,9 @@ def provenance() -> dict:
 
 
 def resolved_config(cfg: RunConfig) -> dict:
-    """The config as saved: method defaults filled in, plus provenance under ``meta``."""
-    data = cfg.to_dict()
-    data["method_params"] = resolved_params(cfg.method, cfg.method_params)
-    data["meta"] = provenance()
-    return data
+    """The config as saved: every field (the method's defaults filled in), plus provenance
+    under ``meta``."""
+    return {**cfg.to_dict(), "meta": provenance()}
 
 
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -170,6 +168,7 @@ def build_stream(cfg: RunConfig) -> Stream:
 
 
 def _checked(cfg: RunConfig, resume: bool, tensorboard: bool | str | Path) -> RunConfig:
+    cfg = cfg.replace()  # typed method parameters, also for a config built before the methods were imported
     if is_generative(cfg.model.name):  # VAE / GAN: Adam at the model's rate unless set
         cfg = resolve_train_defaults(cfg)
         dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails here

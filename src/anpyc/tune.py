@@ -6,7 +6,8 @@ last task, from ``val_acc_matrix``) wins. Test accuracy is recorded beside it fo
 but never used to choose. Ties go to the earlier point in the grid.
 
 Example:
-    >>> from anpyc.config import RunConfig
+    >>> from anpyc import rundir
+from anpyc.config import RunConfig
     >>> base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
     >>> result = tune(base, {"lam": [1.0, 10.0]}, seeds=[0], quiet=True)  # doctest: +SKIP
     >>> result["best"]["params"]  # doctest: +SKIP
@@ -23,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError, TrainingError
 from anpyc.io import write_json, write_yaml
-from anpyc.methods import method_config
 from anpyc.runner import build_stream, prepare_out_dir, run
 
 log = logging.getLogger(__name__)
@@ -59,18 +60,17 @@ def tune(
     points = expand_grid(grid)
     if not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
-    for p in points:  # fail on a bad name or value before any training
-        method_config(base.method, {**base.method_params, **p})
+    configs = [base.with_params(**p) for p in points]  # a bad name or value fails here, before any training
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
-        write_yaml(out / "tune.yaml", {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
+        write_yaml(out / rundir.TUNE, {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
     streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
     rows = []
-    for k, p in enumerate(points):
-        params = {**base.method_params, **p}
+    for k, point_cfg in enumerate(configs):
+        params = point_cfg.params_dict()
         val, test, failed = [], [], None
         for s in seeds:
-            cfg = base.replace(method_params=params, seed=s)
+            cfg = point_cfg.replace(seed=s)
             run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
             try:
                 m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s]).metrics
@@ -82,7 +82,7 @@ def tune(
         row = {"point": k, "params": params, "failed": failed,
                "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
                "test_avg_acc": _mean(test) if not failed else None}
-        log.info("tune %s %s: val %s", base.method, p, row["val_avg_acc"])
+        log.info("tune %s %s: val %s", base.method, points[k], row["val_avg_acc"])
         rows.append(row)
     ok = [r for r in rows if r["val_avg_acc"] is not None]
     if not ok:

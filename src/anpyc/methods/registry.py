@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anpyc.config import from_dict, to_dict
+from anpyc.config import METHOD_CONFIGS, from_dict, to_dict
 from anpyc.errors import ConfigError
 
 METHODS: dict[str, type] = {}
@@ -15,6 +15,7 @@ def register(cls: type) -> type:
     if cls.name in METHODS and METHODS[cls.name] is not cls:
         raise ValueError(f"method name {cls.name!r} registered twice")
     METHODS[cls.name] = cls
+    METHOD_CONFIGS[cls.name] = cls.config_cls
     return cls
 
 
@@ -25,13 +26,16 @@ def get_method_class(name: str) -> type:
         raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}") from None
 
 
-def method_config(name: str, params: dict[str, Any] | None = None) -> Any:
-    """The method's config dataclass built from ``params`` (unknown keys are an error)."""
+def method_config(name: str, params: Any = None) -> Any:
+    """The method's config dataclass built from ``params`` (a mapping, or already the
+    dataclass); unknown keys are an error."""
     cls = get_method_class(name)
+    if isinstance(params, cls.config_cls):
+        return params
     return from_dict(cls.config_cls, dict(params or {}), f"method_params ({name})")
 
 
-def create(name: str, params: dict[str, Any] | None = None):
+def create(name: str, params: Any = None):
     """Build method ``name`` with hyper-parameters ``params``.
 
     Example:
@@ -41,6 +45,6 @@ def create(name: str, params: dict[str, Any] | None = None):
     return get_method_class(name)(method_config(name, params))
 
 
-def resolved_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def resolved_params(name: str, params: Any = None) -> dict[str, Any]:
     """Every hyper-parameter of the method, defaults filled in (saved in config.yaml)."""
     return to_dict(method_config(name, params))

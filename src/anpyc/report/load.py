@@ -14,20 +14,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from anpyc import rundir
 from anpyc.errors import OutputError
 
 log = logging.getLogger(__name__)
-
-_SEED_DIR = re.compile(r"seed_(-?\d+)$")
 
 
 @dataclass
@@ -72,34 +67,11 @@ class Results:
         return sorted({r.seed for rs in self.runs.values() for r in rs if r.seed is not None})
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise OutputError(f"{path} does not hold a JSON object")
-    return data
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        log.warning("cannot read %s: %s", path, exc)
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def load_run(path: str | Path, method: str | None = None, seed: int | None = None) -> RunData:
     """One run directory; raises :class:`OutputError` when ``metrics.json`` is missing or bad."""
     path = Path(path)
-    if not (path / "metrics.json").exists():
-        raise OutputError(f"{path} has no metrics.json (the run did not finish?)")
-    metrics = _read_json(path / "metrics.json")
-    config = _read_yaml(path / "config.yaml")
+    metrics = rundir.read_metrics(path)
+    config = rundir.read_yaml(path / rundir.CONFIG)
     method = method or metrics.get("method") or config.get("method") or path.name
     if seed is None:
         seed = metrics.get("seed", config.get("seed"))
@@ -107,12 +79,12 @@ def load_run(path: str | Path, method: str | None = None, seed: int | None = Non
 
 
 def is_run_dir(path: str | Path) -> bool:
-    return (Path(path) / "metrics.json").exists()
+    return (Path(path) / rundir.METRICS).exists()
 
 
 def is_compare_dir(path: str | Path) -> bool:
     p = Path(path)
-    return (p / "summary.json").exists() or (p / "compare.yaml").exists()
+    return (p / rundir.SUMMARY_JSON).exists() or (p / rundir.COMPARE).exists()
 
 
 def load_results(path: str | Path) -> Results:
@@ -132,15 +104,15 @@ def load_results(path: str | Path) -> Results:
 
 
 def _load_compare(root: Path) -> Results:
-    summary = _read_json(root / "summary.json") if (root / "summary.json").exists() else {}
-    spec = _read_yaml(root / "compare.yaml")
+    summary = rundir.read_json(root / rundir.SUMMARY_JSON) if (root / rundir.SUMMARY_JSON).exists() else {}
+    spec = rundir.read_yaml(root / rundir.COMPARE)
     # order: as the comparison listed them, then any other method folder found on disk
     order = [str(m) for m in spec.get("methods") or summary.get("methods") or []]
-    order += sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in order and any(_seed_dirs(p)))
+    order += sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in order and any(rundir.seed_dirs(p)))
     runs: dict[str, list[RunData]] = {}
     for method in order:
         found = []
-        for seed, seed_dir in _seed_dirs(root / method):
+        for seed, seed_dir in rundir.seed_dirs(root / method):
             try:
                 found.append(load_run(seed_dir, method, seed))
             except OutputError as exc:
@@ -150,14 +122,3 @@ def _load_compare(root: Path) -> Results:
     if not runs:
         raise OutputError(f"{root} holds no finished run (no <method>/seed_<s>/metrics.json)")
     return Results(root, "compare", runs, summary, spec)
-
-
-def _seed_dirs(folder: Path) -> list[tuple[int, Path]]:
-    if not folder.is_dir():
-        return []
-    out = []
-    for p in folder.iterdir():
-        m = _SEED_DIR.match(p.name)
-        if m and p.is_dir():
-            out.append((int(m.group(1)), p))
-    return sorted(out)

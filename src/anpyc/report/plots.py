@@ -26,7 +26,8 @@ import numpy as np
 
 from anpyc.io import atomic_write_bytes
 from anpyc.report.load import Results, RunData
-from anpyc.report.tables import finite, mean_matrix
+from anpyc.report.tables import mean_matrix
+from anpyc.summary import finite
 
 # Fixed colours for the methods anpyc ships; ANPyC stands out in red, the bounds in grey/black.
 METHOD_COLORS = {

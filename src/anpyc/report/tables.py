@@ -14,13 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from anpyc.report.load import Results, RunData
+from anpyc.summary import finite, last_free_total, last_importance, time_ratio
 
 
 def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -47,17 +47,6 @@ def summary_markdown(summary: dict) -> str:
     if summary["n_tasks"] >= 20:
         lines += ["", _long_table(summary)]
     return "\n".join(lines) + "\n"
-
-
-def finite(values: Iterable[Any]) -> list[float]:
-    """The values that are real finite numbers (None, NaN, strings dropped)."""
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        if math.isfinite(v):
-            out.append(float(v))
-    return out
 
 
 def fmt_stat(values: Iterable[Any], scale: float = 1.0, digits: int = 1) -> str:
@@ -89,17 +78,8 @@ def _values(runs: Sequence[RunData], key: str) -> list[Any]:
     return [r.metrics.get(key) for r in runs]
 
 
-def _time_ratio(runs: Sequence[RunData], reference: Sequence[RunData] | None) -> list[float]:
-    """Wall time over fine-tune's on the same seed (the cost of a method, machine-independent)."""
-    if not reference:
-        return []
-    ref = {r.seed: r.metrics.get("time_s") for r in reference}
-    out = []
-    for r in runs:
-        a, b = r.metrics.get("time_s"), ref.get(r.seed)
-        if finite([a]) and finite([b]) and b > 0:
-            out.append(a / b)
-    return out
+def _metrics(runs: Sequence[RunData]) -> list[dict]:
+    return [{**r.metrics, "seed": r.seed} for r in runs]
 
 
 def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
@@ -108,7 +88,7 @@ def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
         "method", "seeds", "ACC %", "BWT %", "forgetting %", "FWT %", "val ACC %",
         "time s", "time / fine-tune", "peak RSS MiB", "method state MiB",
     ]
-    reference = results.runs.get("finetune")
+    reference = results.runs.get("finetune") or []
     rows = []
     for method, runs in results.runs.items():
         rows.append([
@@ -120,31 +100,11 @@ def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
             fmt_stat(_values(runs, "fwt"), 100),
             fmt_stat(_values(runs, "val_avg_acc"), 100),
             fmt_stat(_values(runs, "time_s"), 1, 2),
-            fmt_stat(_time_ratio(runs, reference), 1, 2),
+            fmt_stat(time_ratio(_metrics(runs), _metrics(reference)), 1, 2),
             fmt_stat(_values(runs, "peak_rss_mb"), 1, 0),
             fmt_stat(_values(runs, "method_state_mb"), 1, 2),
         ])
     return header, rows
-
-
-def _last_free_total(metrics: dict) -> float | None:
-    total = metrics.get("free_fraction_total")
-    if finite([total]):
-        return float(total)
-    ff = metrics.get("free_fraction")
-    if isinstance(ff, dict):
-        last = finite(v[-1] for v in ff.values() if isinstance(v, list) and v)
-        if last:
-            return float(np.mean(last))  # mean over layers: sizes are not in metrics.json
-    return None
-
-
-def _last_importance(metrics: dict, key: str) -> float | None:
-    stats = metrics.get("importance_stats")
-    if isinstance(stats, list) and stats and isinstance(stats[-1], dict):
-        v = stats[-1].get(key)
-        return float(v) if finite([v]) else None
-    return None
 
 
 def extras_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
@@ -152,9 +112,9 @@ def extras_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
     header = ["method", "free capacity after last task %", "importance kurtosis", "top-90% share %"]
     rows = []
     for method, runs in results.runs.items():
-        free = [_last_free_total(r.metrics) for r in runs]
-        kurt = [_last_importance(r.metrics, "kurtosis") for r in runs]
-        share = [_last_importance(r.metrics, "top90_share") for r in runs]
+        free = [last_free_total(r.metrics) for r in runs]
+        kurt = [last_importance(r.metrics, "kurtosis") for r in runs]
+        share = [last_importance(r.metrics, "top90_share") for r in runs]
         if finite(free) or finite(kurt) or finite(share):
             rows.append([method, fmt_stat(free, 100), fmt_stat(kurt, 1, 2), fmt_stat(share, 100)])
     return (header, rows) if rows else None

@@ -30,10 +30,12 @@ N_TRAIN, N_TEST = 160, 60
 
 
 class FileDataset(Dataset):
-    """Reads example ``i`` from its own ``.pt`` file on every access; logs the rows read."""
+    """Reads example ``i`` from its own ``.npy`` file on every access (the label is in the
+    file name, as in a folder of images); logs the rows read."""
 
-    def __init__(self, files) -> None:
+    def __init__(self, files, label_as_tensor: bool = False) -> None:
         self.files = list(files)
+        self.label_as_tensor = label_as_tensor
         self.reads: list[int] = []
 
     def __len__(self) -> int:
@@ -41,8 +43,8 @@ class FileDataset(Dataset):
 
     def __getitem__(self, i: int):
         self.reads.append(int(i))
-        item = torch.load(self.files[i], weights_only=True)
-        return item["x"], item["y"]
+        label = int(self.files[i].stem.split("_")[1])
+        return np.load(self.files[i]), torch.tensor(label) if self.label_as_tensor else label
 
 
 def _arrays(task: int) -> dict:
@@ -55,12 +57,12 @@ def _arrays(task: int) -> dict:
     return {"train": (tx, torch.from_numpy(a["train_y"])), "test": (ex, torch.from_numpy(a["test_y"][:N_TEST]))}
 
 
-def _write(folder, x, y, label_as_tensor: bool) -> list:
+def _write(folder, x, y) -> list:
     folder.mkdir(parents=True)
     files = []
     for i in range(len(y)):
-        f = folder / f"{i:05d}.pt"
-        torch.save({"x": x[i].clone(), "y": y[i].clone() if label_as_tensor else int(y[i])}, f)
+        f = folder / f"{i:05d}_{int(y[i])}.npy"
+        np.save(f, x[i].numpy())
         files.append(f)
     return files
 
@@ -73,13 +75,14 @@ def on_disk(tmp_path_factory):
     for t in range(2):
         arrays = _arrays(t)
         for split, (x, y) in arrays.items():
-            files[t, split] = _write(root / f"t{t}" / split, x, y, label_as_tensor=bool(t))
+            files[t, split] = _write(root / f"t{t}" / split, x, y)
             tensors[t, split] = (x, y)
     return files, tensors
 
 
 def _datasets(on_disk, split: str) -> list[FileDataset]:
-    return [FileDataset(on_disk[0][t, split]) for t in range(2)]
+    """Task 0 gives int labels, task 1 0-d tensors."""
+    return [FileDataset(on_disk[0][t, split], label_as_tensor=bool(t)) for t in range(2)]
 
 
 def _cfg(method: str, **params) -> RunConfig:
@@ -253,6 +256,37 @@ def test_ranks_split_user_data_like_in_memory_data(monkeypatch, kind):
     for k, batch in enumerate(one):
         assert sorted(sum((s[k] for s in shards), [])) == sorted(batch)
     assert sorted(sum(dealt, []), key=lambda b: b[0]) == evals
+
+
+def _user_stream(kind: str):
+    """Blobs tasks as Datasets (random access) or as seeded shuffling DataLoaders."""
+    def train(t):
+        ds = TensorDataset(*_arrays(t)["train"])
+        return ds if kind == "dataset" else DataLoader(ds, batch_size=10, shuffle=True, generator=torch.Generator().manual_seed(t))
+
+    tests = [TensorDataset(*_arrays(t)["test"]) for t in range(2)]
+    return stream_from_datasets([train(t) for t in range(2)], tests, val=tests, n_outputs=4)
+
+
+DIST_RUNS = [("dataset", "ewc"), ("loader", "joint")]
+
+
+def _two_rank_user_runs() -> list:
+    from anpyc.launch import _rank_run  # raises if ranks end with different states
+
+    return [
+        _rank_run(_cfg(m, **QUICK[m]), None, True, False, "gloo", {"stream": _user_stream(k)}).acc_matrix.tolist()
+        for k, m in DIST_RUNS
+    ]
+
+
+def test_two_processes_on_user_data_match_one():
+    from anpyc.launch import spawn_group
+
+    got = spawn_group(_two_rank_user_runs, 2, start_method="fork")
+    for (kind, method), matrix in zip(DIST_RUNS, got, strict=True):
+        want = run(_cfg(method, **QUICK[method]), quiet=True, stream=_user_stream(kind)).acc_matrix
+        np.testing.assert_allclose(np.array(matrix, dtype=float), want, atol=0.02, err_msg=f"{method} on {kind}")
 
 
 # ------------------------------------------------------------------ errors

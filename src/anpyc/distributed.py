@@ -11,6 +11,11 @@ Data parallelism in anpyc (see :mod:`anpyc.launch` for starting the processes):
   mean: the same step a single process takes with the same ``batch_size``.
 * **Evaluation and importance** (:func:`rank_batches`): whole batches are dealt round-robin to
   the ranks and the sums (correct counts, importance) are all-reduced.
+* **Data without random access** (a ``DataLoader`` wrapped as
+  :class:`anpyc.data.user.BatchIterable`): the same two rules over the loader's examples in
+  its own order, regrouped into batches of the asked size, so the split is as exact as for an
+  in-memory set. Every rank reads the whole loader (and drops the others' rows): ranks must
+  see the same order (seed a shuffling loader's ``generator`` alike on every rank).
 * **Decisions** (masks, ownership, anything drawn at random): every rank runs the same hooks;
   :func:`sync_task_state_` then broadcasts the model and all method buffers from rank 0 at
   each task boundary, so every rank holds rank 0's state bit for bit.
@@ -33,7 +38,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from anpyc.data.taskdata import Batch, ConcatData, TaskData
+from anpyc.data.taskdata import Batch, ConcatData, TaskData, rebatch, resolve_data
 from anpyc.errors import DistributedError
 
 log = logging.getLogger(__name__)
@@ -130,8 +135,16 @@ def shard_batches(data: TaskData | ConcatData, batch_size: int, generator: torch
     examples and take the same number of steps. A rank whose part of the last batch is empty
     gets an empty batch (it must still join the gradient all-reduce). In one process this is
     exactly ``iterate(data, batch_size, shuffle=True, generator=generator)``.
+
+    Data without random access (a ``DataLoader``) is read in its own order (``generator``
+    unused) and regrouped into global batches of ``batch_size``, split the same way.
     """
     r, w = rank(), world_size()
+    data = resolve_data(data)
+    if not data.random_access:
+        for x, y, t in rebatch(data.batches(batch_size, True, generator), batch_size):
+            yield x[r::w], y[r::w], t[r::w]
+        return
     order = torch.randperm(len(data), generator=generator)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -146,8 +159,15 @@ def shard_batches(data: TaskData | ConcatData, batch_size: int, generator: torch
 def rank_batches(data: TaskData | ConcatData, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
     """Batches ``rank, rank + world_size, ...`` of ``iterate(data, batch_size, limit=limit)``
     (in order, unshuffled): for sums that are all-reduced afterwards (evaluation,
-    importance). Whole batches, so per-batch statistics equal the one-process ones."""
+    importance). Whole batches, so per-batch statistics equal the one-process ones.
+    Data without random access is read in its own order; every rank reads all of it."""
     r, w = rank(), world_size()
+    data = resolve_data(data)
+    if not data.random_access:
+        for b, batch in enumerate(rebatch(data.batches(batch_size), batch_size, limit)):
+            if b % w == r:
+                yield batch
+        return
     n = len(data) if limit is None else min(limit, len(data))
     for b, start in enumerate(range(0, n, batch_size)):
         if b % w == r:

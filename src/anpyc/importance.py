@@ -5,6 +5,11 @@ shared (body) parameters, computed in eval mode (dropout off, batch-norm statist
 and averaged over batches of the task's data. Under torch.distributed each rank scores its own
 share of the batches and the sums are all-reduced (the same mean as one process).
 
+``data`` is any task data of :mod:`anpyc.data` (in-memory ``TaskData``, a lazy
+``DatasetData``, a ``BatchIterable`` loader, a ``ConcatData`` of them) or a raw
+``torch.utils.data.Dataset`` / ``DataLoader``, wrapped with task id 0 (see
+:func:`anpyc.data.user.as_task_data`); batches are regrouped to ``batch_size`` either way.
+
 A model may define ``importance_objective(x, y, t, signal) -> scalar`` (generative models
 do); otherwise the objective is computed from the task heads' logits:
 

@@ -1,6 +1,18 @@
-"""Data: IDX readers, fetching and verification, task streams."""
+"""Data: IDX readers, fetching and verification, task streams, your own data sets."""
 
 from anpyc.data.streams import Stream, Task, make_stream
 from anpyc.data.taskdata import ConcatData, TaskData, iterate
+from anpyc.data.user import BatchIterable, DatasetData, as_task_data, stream_from_datasets
 
-__all__ = ["ConcatData", "Stream", "Task", "TaskData", "iterate", "make_stream"]
+__all__ = [
+    "BatchIterable",
+    "ConcatData",
+    "DatasetData",
+    "Stream",
+    "Task",
+    "TaskData",
+    "as_task_data",
+    "iterate",
+    "make_stream",
+    "stream_from_datasets",
+]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,21 +28,29 @@ from anpyc.data.transforms import Compose, Normalize, RandomCropFlip, channel_st
 from anpyc.errors import ConfigError
 from anpyc.utils import seeded_generator
 
+if TYPE_CHECKING:
+    from anpyc.data.user import BatchIterable, DatasetData
+
+    SplitData = TaskData | DatasetData | BatchIterable
+
 
 @dataclass
 class Task:
-    """One task: its splits, the classes it contains and how many outputs its head needs."""
+    """One task: its splits, the classes it contains and how many outputs its head needs.
+
+    The splits are in-memory :class:`TaskData` in the built-in streams; your own data
+    (:func:`anpyc.data.user.stream_from_datasets`) may be lazy or a loader."""
 
     id: int
     name: str
     classes: tuple[int, ...]
-    train: TaskData
-    val: TaskData
-    test: TaskData
+    train: SplitData
+    val: SplitData
+    test: SplitData
     n_outputs: int
     info: dict = field(default_factory=dict)
 
-    def split(self, name: str) -> TaskData:
+    def split(self, name: str) -> SplitData:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}")
         return getattr(self, name)

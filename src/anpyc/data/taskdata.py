@@ -3,12 +3,19 @@
 A :class:`TaskData` is one split (train, val or test) of one task: a reference to shared base
 inputs, an optional index into them, labels, and a transform (a pixel permutation or a
 rotation) applied per batch.
+
+Every kind of task data has ``__len__`` (examples), ``input_shape``, ``labels()`` and a
+``random_access`` flag. With random access (:class:`TaskData`, ``anpyc.data.user.DatasetData``)
+it has ``get(idx)``, and batches are drawn from a permutation of the run's generator. Without
+(``anpyc.data.user.BatchIterable``: a ``DataLoader`` or any re-iterable of batches) it has
+``batches()``, which yields the source's own batches in its own order; :func:`iterate` and
+:mod:`anpyc.distributed` regroup them into batches of the size they ask for (:func:`rebatch`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -67,6 +74,8 @@ class TaskData:
         ((2, 1, 2, 2), [3, 3])
     """
 
+    random_access = True
+
     def __init__(
         self,
         x: Tensor,
@@ -108,9 +117,20 @@ class TaskData:
 
 
 class ConcatData:
-    """Several :class:`TaskData` seen as one (joint training, replay)."""
+    """Several task data seen as one (joint training, replay).
 
-    def __init__(self, parts: Sequence[TaskData]) -> None:
+    With random access in every part, ``get`` indexes the concatenation. Otherwise (a part is
+    a ``BatchIterable``) :meth:`batches` deals the parts' batches round-robin, so one epoch
+    mixes the tasks batch by batch.
+
+    Example:
+        >>> a = TaskData(torch.zeros(2, 3), torch.tensor([0, 1]), 0)
+        >>> b = TaskData(torch.ones(3, 3), torch.tensor([1, 0, 1]), 1)
+        >>> ConcatData([a, b]).get(torch.tensor([4, 0]))[2].tolist()
+        [1, 0]
+    """
+
+    def __init__(self, parts: Sequence) -> None:
         if not parts:
             raise ValueError("ConcatData needs at least one part")
         self.parts = list(parts)
@@ -121,8 +141,27 @@ class ConcatData:
         return int(self.offsets[-1])
 
     @property
+    def random_access(self) -> bool:
+        return all(p.random_access for p in self.parts)
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return self.parts[0].input_shape
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
+        """The parts' batches dealt round-robin (parts with random access in ``batch_size``
+        batches, shuffled with ``generator`` if ``shuffle``; the others in their own)."""
+        streams = [
+            p.batches(batch_size, shuffle, generator) if not p.random_access else iterate(p, batch_size, shuffle, generator)
+            for p in self.parts
+        ]
+        while streams:
+            for s in list(streams):
+                batch = next(s, None)
+                if batch is None:
+                    streams.remove(s)
+                else:
+                    yield batch
 
     def labels(self) -> Tensor:
         return torch.cat([p.labels() for p in self.parts])
@@ -140,8 +179,56 @@ class ConcatData:
         return torch.cat(xs)[inv], torch.cat(ys)[inv], torch.cat(ts)[inv]
 
 
+def rebatch(batches: Iterable[Batch], size: int, limit: int | None = None) -> Iterator[Batch]:
+    """Regroup ``batches`` into batches of ``size`` examples (the last one may be shorter),
+    stopping after ``limit`` examples without pulling a batch more from the source.
+
+    Example:
+        >>> parts = [(torch.zeros(k, 1), torch.zeros(k, dtype=torch.long), torch.zeros(k, dtype=torch.long)) for k in (3, 4)]
+        >>> [len(y) for _, y, _ in rebatch(parts, 2)], [len(y) for _, y, _ in rebatch(parts, 5, limit=6)]
+        ([2, 2, 2, 1], [5, 1])
+    """
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    pending: list[Batch] = []
+    n, left = 0, limit
+    for batch in batches:
+        if left is not None:
+            if left <= 0:
+                break
+            batch = tuple(v[:left] for v in batch)
+            left -= len(batch[1])
+        pending.append(batch)
+        n += len(batch[1])
+        while n >= size:
+            x, y, t = _cat(pending)
+            yield x[:size], y[:size], t[:size]
+            pending = [(x[size:], y[size:], t[size:])] if n > size else []
+            n -= size
+        if left == 0:
+            break
+    if n:
+        yield _cat(pending)
+
+
+def _cat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(v) for v in zip(*parts))  # type: ignore[return-value]
+
+
+def resolve_data(data):
+    """``data`` if it is anpyc task data; else wrapped by ``anpyc.data.user.as_task_data``
+    (a ``Dataset``, ``DataLoader`` or iterable of batches, task id 0)."""
+    if hasattr(data, "random_access"):
+        return data
+    from anpyc.data.user import as_task_data  # lazy: user.py builds on this module
+
+    return as_task_data(data)
+
+
 def iterate(
-    data: TaskData | ConcatData,
+    data,
     batch_size: int,
     shuffle: bool = False,
     generator: torch.Generator | None = None,
@@ -150,7 +237,20 @@ def iterate(
     """Mini-batches over ``data``; shuffled with ``generator`` so runs are reproducible.
 
     ``limit`` stops after that many examples (importance estimation on a sample budget).
+    ``data`` without random access (a ``DataLoader``...) is read in its own order, whatever
+    ``shuffle`` says, and regrouped into batches of ``batch_size``. A ``Dataset``,
+    ``DataLoader`` or iterable of ``(x, y)`` batches is wrapped with task id 0 (see
+    :func:`anpyc.data.user.as_task_data`).
+
+    Example:
+        >>> d = TaskData(torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), 0)
+        >>> [len(y) for _, y, _ in iterate(d, 2, limit=4)]
+        [2, 2]
     """
+    data = resolve_data(data)
+    if not data.random_access:
+        yield from rebatch(data.batches(batch_size, shuffle, generator), batch_size, limit)
+        return
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     if limit is not None:

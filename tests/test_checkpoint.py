@@ -167,8 +167,8 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
     from pathlib import Path
 
     import anpyc
-    from anpyc.rundir import matrix, read_metrics
     from anpyc.cli import main
+    from anpyc.rundir import matrix, read_metrics
 
     out = tmp_path / "killed"
     # 3 tasks x (3 mid-task + 1 task-end) checkpoints; killed during the first task or right after

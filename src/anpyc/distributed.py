@@ -38,7 +38,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from anpyc.data.taskdata import Batch, ConcatData, TaskData, rebatch, resolve_data
+from anpyc.data.taskdata import Batch, ConcatData, TaskData, rebatch
+from anpyc.data.user import resolve_data
 from anpyc.errors import DistributedError
 
 log = logging.getLogger(__name__)

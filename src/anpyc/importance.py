@@ -26,7 +26,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from anpyc.data.taskdata import ConcatData, TaskData, iterate  # noqa: F401  (iterate: per-sample estimators)
+from anpyc.data.batches import iterate
+from anpyc.data.taskdata import ConcatData, TaskData
+from anpyc.data.user import resolve_data
 from anpyc.distributed import all_reduce_mean_, all_reduce_sum_, rank_batches, sum_scalars  # noqa: F401
 from anpyc.models.heads import grouped_logits
 from anpyc.utils import eval_mode
@@ -276,7 +278,7 @@ def _per_sample_loop(model, data, batch_size: int, max_samples: int | None, devi
     sums = {name: torch.zeros_like(p) for name, p in model.shared_parameters()}
     n = 0
     with eval_mode(model):
-        for x, y, t in iterate(data, batch_size, limit=max_samples):
+        for x, y, t in iterate(resolve_data(data), batch_size, limit=max_samples):
             if device is not None:
                 x, y, t = x.to(device), y.to(device), t.to(device)
             for task in t.unique().tolist():

@@ -15,13 +15,13 @@ it has ``get(idx)``, and batches are drawn from a permutation of the run's gener
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-Batch = tuple[Tensor, Tensor, Tensor]  # inputs, labels, task ids
+from anpyc.data.batches import Batch, iterate, rebatch  # noqa: F401  (re-exported)
 
 
 class Permute:
@@ -177,83 +177,3 @@ class ConcatData:
         inv = torch.empty(len(idx), dtype=torch.long)
         inv[torch.cat(order)] = torch.arange(len(idx))
         return torch.cat(xs)[inv], torch.cat(ys)[inv], torch.cat(ts)[inv]
-
-
-def rebatch(batches: Iterable[Batch], size: int, limit: int | None = None) -> Iterator[Batch]:
-    """Regroup ``batches`` into batches of ``size`` examples (the last one may be shorter),
-    stopping after ``limit`` examples without pulling a batch more from the source.
-
-    Example:
-        >>> parts = [(torch.zeros(k, 1), torch.zeros(k, dtype=torch.long), torch.zeros(k, dtype=torch.long)) for k in (3, 4)]
-        >>> [len(y) for _, y, _ in rebatch(parts, 2)], [len(y) for _, y, _ in rebatch(parts, 5, limit=6)]
-        ([2, 2, 2, 1], [5, 1])
-    """
-    if size < 1:
-        raise ValueError(f"batch size must be >= 1, got {size}")
-    pending: list[Batch] = []
-    n, left = 0, limit
-    for batch in batches:
-        if left is not None:
-            if left <= 0:
-                break
-            batch = tuple(v[:left] for v in batch)
-            left -= len(batch[1])
-        pending.append(batch)
-        n += len(batch[1])
-        while n >= size:
-            x, y, t = _cat(pending)
-            yield x[:size], y[:size], t[:size]
-            pending = [(x[size:], y[size:], t[size:])] if n > size else []
-            n -= size
-        if left == 0:
-            break
-    if n:
-        yield _cat(pending)
-
-
-def _cat(parts: list[Batch]) -> Batch:
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(torch.cat(v) for v in zip(*parts))  # type: ignore[return-value]
-
-
-def resolve_data(data):
-    """``data`` if it is anpyc task data; else wrapped by ``anpyc.data.user.as_task_data``
-    (a ``Dataset``, ``DataLoader`` or iterable of batches, task id 0)."""
-    if hasattr(data, "random_access"):
-        return data
-    from anpyc.data.user import as_task_data  # lazy: user.py builds on this module
-
-    return as_task_data(data)
-
-
-def iterate(
-    data,
-    batch_size: int,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    limit: int | None = None,
-) -> Iterator[Batch]:
-    """Mini-batches over ``data``; shuffled with ``generator`` so runs are reproducible.
-
-    ``limit`` stops after that many examples (importance estimation on a sample budget).
-    ``data`` without random access (a ``DataLoader``...) is read in its own order, whatever
-    ``shuffle`` says, and regrouped into batches of ``batch_size``. A ``Dataset``,
-    ``DataLoader`` or iterable of ``(x, y)`` batches is wrapped with task id 0 (see
-    :func:`anpyc.data.user.as_task_data`).
-
-    Example:
-        >>> d = TaskData(torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), 0)
-        >>> [len(y) for _, y, _ in iterate(d, 2, limit=4)]
-        [2, 2]
-    """
-    data = resolve_data(data)
-    if not data.random_access:
-        yield from rebatch(data.batches(batch_size, shuffle, generator), batch_size, limit)
-        return
-    n = len(data)
-    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-    if limit is not None:
-        order = order[:limit]
-    for start in range(0, len(order), batch_size):
-        yield data.get(order[start : start + batch_size])

@@ -31,9 +31,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset
 
-from anpyc.data.streams import Stream, Task, _gen
+from anpyc.data.streams import Stream, Task
 from anpyc.data.taskdata import Batch, ConcatData, TaskData
 from anpyc.errors import ConfigError
+from anpyc.utils import seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -355,7 +356,7 @@ def _split_val(data, val_fraction: float, seed: int, t: int):
     n_val = int(round(val_fraction * n))
     if not 1 <= n_val < n:
         raise ConfigError(f"task {t}: val_fraction {val_fraction} of {n} training examples leaves no train or no val example")
-    order = torch.randperm(n, generator=_gen(seed, 1_000_001, t))
+    order = torch.randperm(n, generator=seeded_generator(seed, 1_000_001, t))
     if isinstance(data, DatasetData):
         return data.subset(order[n_val:], f"task {t} train"), data.subset(order[:n_val], f"task {t} val")
     return data.subset(order[n_val:]), data.subset(order[:n_val])
@@ -449,3 +450,9 @@ def stream_from_datasets(
     ]
     log.debug("stream %s: %d tasks, input shape %s, %d outputs", name, len(tasks), shape, n_out)
     return Stream(name, tasks, shape, n_out, labels="global" if disjoint else "local")
+
+
+def resolve_data(data):
+    """``data`` if it is anpyc task data; else wrapped by :func:`as_task_data` (a
+    ``Dataset``, ``DataLoader`` or iterable of batches, task id 0)."""
+    return data if hasattr(data, "random_access") else as_task_data(data)

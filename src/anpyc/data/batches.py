@@ -1,0 +1,87 @@
+"""Mini-batches over any task data: in-memory sets with random access (``get(idx)``) are
+shuffled with the run's generator; sources without it (``batches()``: a ``DataLoader``...)
+are read in their own order and regrouped to the batch size asked for.
+
+Example:
+    >>> parts = [(torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long))]
+    >>> [len(y) for _, y, _ in rebatch(parts, 2)]
+    [2, 1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import Tensor
+
+Batch = tuple[Tensor, Tensor, Tensor]  # inputs, labels, task ids
+
+
+def rebatch(batches: Iterable[Batch], size: int, limit: int | None = None) -> Iterator[Batch]:
+    """Regroup ``batches`` into batches of ``size`` examples (the last one may be shorter),
+    stopping after ``limit`` examples without pulling a batch more from the source.
+
+    Example:
+        >>> parts = [(torch.zeros(k, 1), torch.zeros(k, dtype=torch.long), torch.zeros(k, dtype=torch.long)) for k in (3, 4)]
+        >>> [len(y) for _, y, _ in rebatch(parts, 2)], [len(y) for _, y, _ in rebatch(parts, 5, limit=6)]
+        ([2, 2, 2, 1], [5, 1])
+    """
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    pending: list[Batch] = []
+    n, left = 0, limit
+    for batch in batches:
+        if left is not None:
+            if left <= 0:
+                break
+            batch = tuple(v[:left] for v in batch)
+            left -= len(batch[1])
+        pending.append(batch)
+        n += len(batch[1])
+        while n >= size:
+            x, y, t = _cat(pending)
+            yield x[:size], y[:size], t[:size]
+            pending = [(x[size:], y[size:], t[size:])] if n > size else []
+            n -= size
+        if left == 0:
+            break
+    if n:
+        yield _cat(pending)
+
+
+def _cat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(v) for v in zip(*parts))  # type: ignore[return-value]
+
+
+def iterate(
+    data,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    limit: int | None = None,
+) -> Iterator[Batch]:
+    """Mini-batches over ``data``; shuffled with ``generator`` so runs are reproducible.
+
+    ``limit`` stops after that many examples (importance estimation on a sample budget).
+    ``data`` without random access (a ``DataLoader``...) is read in its own order, whatever
+    ``shuffle`` says, and regrouped into batches of ``batch_size``. (A raw ``Dataset`` or
+    ``DataLoader`` is wrapped first by :func:`anpyc.data.user.resolve_data`.)
+
+    Example:
+        >>> from anpyc.data.taskdata import TaskData
+        >>> d = TaskData(torch.zeros(5, 2), torch.zeros(5, dtype=torch.long), 0)
+        >>> [len(y) for _, y, _ in iterate(d, 2, limit=4)]
+        [2, 2]
+    """
+    if not data.random_access:
+        yield from rebatch(data.batches(batch_size, shuffle, generator), batch_size, limit)
+        return
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if limit is not None:
+        order = order[:limit]
+    for start in range(0, len(order), batch_size):
+        yield data.get(order[start : start + batch_size])

@@ -40,10 +40,12 @@ browser:
 	else echo "note: no chromium (and not root with apt-get); the HTML report test will skip"; fi
 
 test: data browser
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports --no-cache
 
 bench: data
 	$(BIN)/anpyc bench $(BENCH) --out bench-out/$(BENCH) $(BENCH_ARGS)

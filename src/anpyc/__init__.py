@@ -12,8 +12,7 @@ Example:
 
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.errors import AnpycError
-
-__version__ = "0.1.0"
+from anpyc.version import __version__
 
 __all__ = [
     "AnpycError",

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from anpyc import __version__, rundir
 from anpyc import checkpoint as ckpt
+from anpyc import rundir
 from anpyc.callbacks import RunLogger, attach_run_log, detach_run_log
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
@@ -47,6 +47,7 @@ from anpyc.scenario import SCENARIOS
 from anpyc.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.train import LoopConfig, LoopState, RandomInitBaseline, train_stream
 from anpyc.utils import peak_rss_mb, seed_everything
+from anpyc.version import __version__
 
 log = logging.getLogger(__name__)
 

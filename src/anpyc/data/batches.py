@@ -11,11 +11,27 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 Batch = tuple[Tensor, Tensor, Tensor]  # inputs, labels, task ids
+
+
+class SplitData(Protocol):
+    """What every split of a task offers (``TaskData``, ``DatasetData``, ``BatchIterable``,
+    ``ConcatData``): its size, input shape and labels, and either random access (``get``)
+    or its own batches (``batches``), as ``random_access`` says."""
+
+    random_access: bool
+
+    def __len__(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+
+    def labels(self) -> Tensor: ...
 
 
 def rebatch(batches: Iterable[Batch], size: int, limit: int | None = None) -> Iterator[Batch]:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anpyc.data.files import download, resolve_data_dir
 from anpyc.errors import DataError
 from anpyc.io import atomic_write_bytes
 
@@ -94,7 +95,6 @@ def get_cifar_spec(name: str) -> CifarSpec:
 
 
 def archive_path(spec: CifarSpec, data_dir: str | os.PathLike | None = None) -> Path:
-    from anpyc.data.sources import resolve_data_dir  # sources dispatches here: import late
 
     return resolve_data_dir(data_dir) / spec.name / spec.archive
 
@@ -284,7 +284,6 @@ def fetch(
             raise DataError(f"{src} not found; {_where_to_put(spec, target)}")
         _install(spec, src, target, str(src))
     else:
-        from anpyc.data.sources import download
 
         link = url or spec.url
         log.info("%s: downloading %s", spec.name, link)

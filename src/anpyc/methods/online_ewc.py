@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from anpyc.methods.ewc import EWCConfig, _FisherPenalty
+from anpyc.methods.ewc import EWCConfig, FisherPenalty
 from anpyc.methods.registry import register
 
 
@@ -30,7 +30,7 @@ class OnlineEWCConfig(EWCConfig):
 
 
 @register
-class OnlineEWC(_FisherPenalty):
+class OnlineEWC(FisherPenalty):
     """Running, decayed Fisher; a single anchor."""
 
     name = "online-ewc"

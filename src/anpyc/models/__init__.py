@@ -9,30 +9,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from torch import nn
-
 from anpyc.config import ModelConfig
 from anpyc.errors import ConfigError
+from anpyc.models import cnn  # noqa: F401  (registers cnn and resnet18)
 from anpyc.models.heads import ContinualModel, grouped_logits
-from anpyc.models.mlp import mlp_body
-
-BodyFactory = Callable[[ModelConfig, tuple[int, ...]], tuple[nn.Module, int]]
-
-BODIES: dict[str, BodyFactory] = {
-    "mlp": lambda cfg, shape: mlp_body(shape, cfg.hidden, cfg.dropout),
-}
-
-
-def register_body(name: str) -> Callable[[BodyFactory], BodyFactory]:
-    """Decorator: make a body factory available as ``--model NAME``."""
-
-    def deco(fn: BodyFactory) -> BodyFactory:
-        BODIES[name] = fn
-        return fn
-
-    return deco
+from anpyc.models.registry import BODIES, register_body
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualModel:
@@ -40,8 +21,5 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualMode
         raise ConfigError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(BODIES))}")
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
     return ContinualModel(body, feature_dim, head=cfg.head or "multi")
-
-
-from anpyc.models import cnn  # noqa: E402,F401  (registers cnn and resnet18; needs register_body)
 
 __all__ = ["BODIES", "ContinualModel", "build_model", "grouped_logits", "register_body"]

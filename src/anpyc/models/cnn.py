@@ -30,8 +30,8 @@ from torch.nn import functional as F
 
 from anpyc.config import ModelConfig
 from anpyc.errors import ConfigError
-from anpyc.models import register_body
 from anpyc.models.norm import TaskBatchNorm2d
+from anpyc.models.registry import register_body
 
 
 def _image_shape(name: str, input_shape: tuple[int, ...], min_side: int) -> tuple[int, int, int]:

@@ -1,0 +1,82 @@
+"""The package's structure as checked facts: the import-linter contracts of pyproject.toml
+hold, no module imports another in a cycle (also through function-level imports), and no
+module reaches into another's private names."""
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "anpyc"
+
+
+def _cycles(graph) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    adj = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in adj[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(adj):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles():
+    assert _cycles(grimp.build_graph("anpyc")) == []
+
+
+def test_cycle_finder_finds_a_cycle():
+    class Fake:
+        modules = {"a", "b", "c"}
+
+        @staticmethod
+        def find_modules_directly_imported_by(m):
+            return {"a": {"b"}, "b": {"a"}, "c": {"a"}}[m]
+
+    assert _cycles(Fake()) == [["a", "b"]]
+
+
+def test_no_private_names_imported_across_modules():
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anpyc"):
+                offenders += [f"{path.relative_to(SRC)}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert offenders == []
+
+
+def test_import_linter_contracts_hold():
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert exe is not None, "import-linter is a dev dependency (pip install -e '.[dev]')"
+    proc = subprocess.run([exe, "--no-cache"], cwd=SRC.parents[1], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "broken" in proc.stdout and " 0 broken" in proc.stdout

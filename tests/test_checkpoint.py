@@ -10,6 +10,7 @@ from anpyc import checkpoint as ck
 from anpyc.checkpoint import decode, encode, list_checkpoints, load_latest
 from anpyc.config import RunConfig
 from anpyc.errors import CheckpointError
+from anpyc.methods import METHODS
 from anpyc.runner import resume_run, run
 
 BLOBS = {
@@ -111,6 +112,32 @@ def test_resume_after_each_kill_point_is_bit_exact(tmp_path, monkeypatch, overri
         assert curve == [row.split(",")[0:2] for row in (tmp_path / "full" / "acc_curve.csv").read_text().splitlines()]
 
 
+# figures that measure this machine's clock and memory; everything else must match exactly
+_CLOCK_KEYS = {"time_s", "task_time_s", "eval_time_s", "task_eval_time_s", "train_time_s", "peak_rss_mb"}
+
+
+def _metrics_without_clock(out) -> dict:
+    return {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k not in _CLOCK_KEYS}
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_method_resumes_mid_task_to_identical_metrics(tmp_path, monkeypatch, method):
+    """Killed inside the second task's training (after its first epoch's checkpoint), then
+    resumed: the same matrices and the same metrics.json extras (importance statistics,
+    free capacity, passes, forward transfer...) as an uninterrupted run, for every method.
+    The restore replays no hook: the method's state_dict is its whole state."""
+    cfg = RunConfig.from_dict({**BLOBS, "method": method, "train": {**BLOBS["train"], "epochs": 2}})
+    run(cfg, tmp_path / "full", quiet=True)
+    out = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        kill_after(m, 3)  # task 0: epoch 1, task end; task 1: epoch 1
+        with pytest.raises(Killed):
+            run(cfg, out, quiet=True)
+    assert load_latest(out, cfg)["position"] == {"task": 1, "epoch": 1}
+    resume_run(out, quiet=True)
+    assert _metrics_without_clock(out) == _metrics_without_clock(tmp_path / "full")
+
+
 def test_corrupt_newest_falls_back_to_previous_with_warning(tmp_path, monkeypatch, caplog):
     cfg = RunConfig.from_dict(BLOBS)
     full = run(cfg, tmp_path / "full", quiet=True)
@@ -155,10 +182,12 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
 
 
-def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("method", ["finetune", "si"])
+def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path, method):
     """A real ``anpyc run`` process killed with SIGKILL at a random point (right after its
     k-th checkpoint, k random, plus a random delay), resumed with ``anpyc run --resume``:
-    the final accuracy matrix is bit-identical to that of an uninterrupted run."""
+    the final accuracy matrix is bit-identical to that of an uninterrupted run (SI: its path
+    integral, accumulated step by step inside the task, survives the kill too)."""
     import os
     import signal
     import subprocess
@@ -177,7 +206,7 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
     rng = random.Random()
     k, delay = rng.randint(1, 4), rng.uniform(0.0, 0.02)
     env = {**os.environ, "PYTHONPATH": str(Path(anpyc.__file__).parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "anpyc", "run", "--method", "finetune", *flags,
+    proc = subprocess.Popen([sys.executable, "-m", "anpyc", "run", "--method", method, *flags,
                              "--quiet", "--out", str(out)], env=env, stderr=subprocess.PIPE)
 
     def written() -> int:
@@ -197,9 +226,10 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path):
     position = load_latest(out)["position"]
 
     assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
-    assert main(["run", "--method", "finetune", *flags, "--quiet", "--no-report", "--out", str(tmp_path / "full")]) == 0
+    assert main(["run", "--method", method, *flags, "--quiet", "--no-report", "--out", str(tmp_path / "full")]) == 0
     resumed = matrix(read_metrics(out)["acc_matrix"])
     full = matrix(read_metrics(tmp_path / "full")["acc_matrix"])
     np.testing.assert_array_equal(resumed, full, err_msg=f"killed after checkpoint {k} at {position}")
     assert (out / "acc_matrix.csv").read_bytes() == (tmp_path / "full" / "acc_matrix.csv").read_bytes()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    assert _metrics_without_clock(out) == _metrics_without_clock(tmp_path / "full")

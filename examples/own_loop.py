@@ -1,5 +1,7 @@
 """ANPyC in your own PyTorch training loop (the README's example, kept runnable by a test)."""
 
+import math
+
 import torch
 
 from anpyc.config import ModelConfig, StreamConfig
@@ -13,14 +15,14 @@ from anpyc.train import task_loss
 def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 2) -> list[float]:
     stream = make_stream(StreamConfig(benchmark=benchmark, tasks=tasks), seed=0)
     model = build_model(ModelConfig(hidden=(64, 64)), stream.input_shape)
-    method = create("anpyc")                      # or "ewc", "si", ... with a dict of params
+    method = create("anpyc", {"retrain_epochs": 1})  # or "ewc", "si", ... with a dict of params
 
     def train(task, n_epochs):
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(n_epochs):
+        for _ in range(math.ceil(n_epochs)):         # (retrain_epochs may be fractional)
             for x, y, t in iterate(task.train, 128, shuffle=True):
                 loss = task_loss(model, x, y, t)
-                if (extra := method.penalty(model, x, t)) is not None:
+                if (extra := method.penalty(model, x, y, t)) is not None:
                     loss = loss + extra
                 opt.zero_grad()
                 loss.backward()

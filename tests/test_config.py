@@ -13,12 +13,12 @@ def test_defaults_and_nested():
     "data, words",
     [
         ({"trian": {}}, "unknown key"),
-        ({"train": {"epochs": "many"}}, "expected an integer"),
-        ({"train": {"epochs": 0}}, "epochs must be >= 1"),
+        ({"train": {"epochs": "many"}}, "expected a number"),
+        ({"train": {"epochs": 0}}, "epochs must be > 0"),
         ({"train": {"optimizer": "rmsprop"}}, "not one of"),
         ({"model": {"hidden": [64, -1]}}, "positive"),
         ({"stream": {"val_fraction": 0.9}}, "val_fraction"),
-        ({"train": {"epochs": True}}, "integer"),
+        ({"train": {"batch_size": True}}, "integer"),
         ({"stream": "permuted"}, "mapping"),
     ],
 )

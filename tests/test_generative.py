@@ -76,7 +76,7 @@ class Recorder(Joint):
         assert isinstance(model, GenerativeModel)
         self.calls["before_task"] += 1
 
-    def penalty(self, model, x, t):
+    def penalty(self, model, x, y, t):
         self.calls["penalty"] += 1
         self.task_ids.append(set(t.tolist()))
         return None

@@ -61,7 +61,7 @@ def test_grouped_loss_equals_separate_losses():
 class _Exploding(Method):
     name = "exploding-test"
 
-    def penalty(self, model, x, t):
+    def penalty(self, model, x, y, t):
         return torch.tensor(float("inf"))
 
 
@@ -108,7 +108,7 @@ def test_fit_from_a_saved_epoch_continues_exactly():
 class _NanAtTask1(Method):
     name = "nan-at-task-1-test"
 
-    def penalty(self, model, x, t):
+    def penalty(self, model, x, y, t):
         return torch.tensor(float("nan")) if int(t[0]) == 1 else None
 
 

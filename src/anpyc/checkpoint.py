@@ -189,21 +189,26 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
     generator.set_state(state["generator"])
 
 
-def optimizer_state(model: ContinualModel, optimizer: torch.optim.Optimizer | None) -> dict | None:
+def _named_trainable(model: ContinualModel, method: Method) -> dict[str, torch.nn.Parameter]:
+    """The model's parameters by name, then the method's own (``method.<name>``)."""
+    return {**dict(model.named_parameters()), **{f"method.{n}": p for n, p in method.named_parameters()}}
+
+
+def optimizer_state(model: ContinualModel, method: Method, optimizer: torch.optim.Optimizer | None) -> dict | None:
     """The optimizer's state plus the names of the parameters in each group (to rebuild it)."""
     if optimizer is None:
         return None
-    names = {id(p): n for n, p in model.named_parameters()}
+    names = {id(p): n for n, p in _named_trainable(model, method).items()}
     groups = [[names[id(p)] for p in g["params"]] for g in optimizer.param_groups]
     return {"groups": groups, "state": optimizer.state_dict()}
 
 
 def rebuild_optimizer(
-    model: ContinualModel, saved: dict | None, cfg: TrainConfig, name: str = "<checkpoint>"
+    model: ContinualModel, method: Method, saved: dict | None, cfg: TrainConfig, name: str = "<checkpoint>"
 ) -> torch.optim.Optimizer | None:
     if saved is None:
         return None
-    params = dict(model.named_parameters())
+    params = _named_trainable(model, method)
     try:
         groups = [[params[n] for n in names] for names in saved["groups"]]
         optimizer = make_optimizer(groups[0], cfg)
@@ -265,7 +270,7 @@ class Checkpointer:
             "model": loop.model.state_dict(),
             "head_sizes": loop.model.head_sizes,
             "method": loop.method.state_dict(),
-            "optimizer": optimizer_state(loop.model, state.optimizer),
+            "optimizer": optimizer_state(loop.model, loop.method, state.optimizer),
             "rng": rng_state(state.generator),
             "progress": {k: _to_saved(v) for k, v in state.progress.items()},
         }
@@ -311,7 +316,7 @@ def restore(payload: dict, cfg: RunConfig, model: ContinualModel, method: Method
     method.to(torch.device(cfg.train.device))
     state = LoopState(n_tasks, torch.Generator(), task=task, epoch=epoch, progress=progress,
                       clock={k: float(v) for k, v in payload["clock"].items()})
-    state.optimizer = rebuild_optimizer(model, payload["optimizer"], cfg.train, name)
+    state.optimizer = rebuild_optimizer(model, method, payload["optimizer"], cfg.train, name)
     set_rng_state(payload["rng"], state.generator)
     return state
 

@@ -133,6 +133,15 @@ def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig
     return RunConfig.from_dict(data)
 
 
+_BUDGET_HELP = ("passes (default): every method gets --epochs training passes per task, retraining and replay "
+                "included (a method that retrains trains fewer epochs); epochs: every method trains --epochs "
+                "epochs and adds its own extra passes")
+
+
+def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "passes") -> None:
+    parser.add_argument("--budget", default=default, choices=("passes", "epochs"), help=_BUDGET_HELP)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from anpyc.runner import run
 
@@ -262,7 +271,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard, jobs=jobs)
+                      tensorboard=args.tensorboard, jobs=jobs, budget=args.budget)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
@@ -296,7 +305,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     out = args.out or f"bench-out/{args.name}"
     summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=_jobs(args), presets=not args.no_presets,
-                            params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard)
+                            params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
+                            budget=args.budget)
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
@@ -309,7 +319,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     base = _config_from_args(args, args.method)
     grid = parse_params(args.param, grid=True)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
-    result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite)
+    result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget)
     best = result["best"]
     print(f"{args.method} on {result['benchmark']}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
           f"test ACC {100 * best['test_avg_acc']:.2f}%) -> {args.out}/tune.md")
@@ -381,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         "others are kept (exit code 1)",
     )
     _add_config_flags(p_cmp)
+    _add_budget_flag(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
@@ -390,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.add_argument("--out", required=True, help="directory for tune.json, tune.md and the runs")
     p_tune.add_argument("--save-preset", action="store_true", help="write the chosen values to the shipped preset")
     _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here
+    _add_budget_flag(p_tune)
     p_tune.set_defaults(func=_cmd_tune)
 
     p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
@@ -411,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
     _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
+    _add_budget_flag(p_bench, default=None)  # None: the benchmark's own (passes except for `reference`)
     p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")

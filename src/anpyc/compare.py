@@ -13,16 +13,17 @@ from anpyc.config import RunConfig
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
 from anpyc import rundir
 from anpyc.config import RunConfig
-from anpyc.errors import AnpycError
+from anpyc.errors import AnpycError, ConfigError
 from anpyc.io import write_json, write_yaml
 from anpyc.jobs import Job, run_jobs
-from anpyc.methods import get_method_class
+from anpyc.methods import create, get_method_class
 from anpyc.report.tables import summary_markdown
 from anpyc.runner import RunResult, build_stream, prepare_out_dir
 from anpyc.summary import method_summary
@@ -40,6 +41,7 @@ def compare(
     tensorboard: bool = False,
     aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
     jobs: int = 1,
+    budget: str = "passes",
 ) -> dict:
     """Run every method for every seed and aggregate; returns the summary dict.
 
@@ -47,7 +49,8 @@ def compare(
     can then be listed in ``methods`` beside the method itself. ``tensorboard``: each run logs
     to ``out_dir/tb/<method>/seed_<s>`` so one ``tensorboard --logdir out_dir/tb`` shows them
     all side by side. ``jobs > 1`` runs the (method, seed) jobs in that many processes (see
-    :mod:`anpyc.jobs`). A job that fails is listed under ``summary["failed"]`` with its error
+    :mod:`anpyc.jobs`). ``budget``: ``passes`` gives every method the same training passes
+    per task (:func:`budgeted`), ``epochs`` the same epochs. A job that fails is listed under ``summary["failed"]`` with its error
     line; the summary is made of the jobs that finished.
     """
     params = params or {}
@@ -57,8 +60,8 @@ def compare(
         method, preset = aliases.get(label, (label, {}))
         return method, {**preset, **params.get(label, {})}
 
-    for label in methods:  # fail on a bad name or parameter before any training
-        base.with_params(resolve(label)[0], **resolve(label)[1])
+    for label in methods:  # fail on a bad name, parameter or budget before any training
+        budgeted(base.with_params(resolve(label)[0], **resolve(label)[1]), budget)
     unknown = set(params) - set(methods)
     if unknown:
         raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
@@ -68,20 +71,22 @@ def compare(
         tensorboard_writer_class()  # a missing TensorBoard fails before any training
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
-        write_yaml(out / rundir.COMPARE, {"methods": methods, "seeds": list(seeds), "params": params,
+        write_yaml(out / rundir.COMPARE, {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
                                           "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()})
     job_list = []
     for seed in seeds:
         for m in methods:
             method, method_params = resolve(m)
             tb = out / "tb" / m / f"seed_{seed}" if tensorboard and out is not None else tensorboard
-            job_list.append(Job(m, seed, base.with_params(method, **method_params).replace(seed=seed),
+            job_list.append(Job(m, seed, budgeted(base.with_params(method, **method_params), budget).replace(seed=seed),
                                 rundir.run_dir_of(out, m, seed) if out is not None else None, tb))
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
     streams = _LazyStreams(base) if jobs <= 1 else None
     done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
     results: dict[str, list[RunResult]] = {m: [done[(m, s)] for s in seeds if (m, s) in done] for m in methods}
     summary = summarize_results({m: r for m, r in results.items() if r}, base, seeds, {m: resolve(m)[1] for m in methods})
+    summary["budget"] = {"mode": budget, "per_task": base.train.epochs,
+                         "unit": "training passes" if budget == "passes" else "epochs (plus each method's own extra passes)"}
     summary["failed"] = [f.to_dict() for f in failures]
     if out is not None:
         write_json(out / rundir.SUMMARY_JSON, summary)
@@ -99,6 +104,32 @@ def compare(
         first = failures[0]
         raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
     return summary
+
+
+BUDGETS = ("passes", "epochs")
+
+
+def budgeted(cfg: RunConfig, budget: str = "passes") -> RunConfig:
+    """``cfg`` as it runs under a comparison's budget. ``passes`` (the default): every method
+    gets ``train.epochs`` training passes per task, its own extra passes included (a method
+    that retrains or replays trains fewer epochs; :meth:`~anpyc.methods.Method.epochs_for_budget`);
+    joint training, an upper bound, keeps its growing data. ``epochs``: every method trains
+    ``train.epochs`` epochs and adds whatever it adds.
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"method": "packnet", "train": {"epochs": 2}})
+        >>> budgeted(cfg).train.epochs
+        1.0
+    """
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
+    if budget == "epochs":
+        return cfg
+    try:
+        epochs = create(cfg.method, cfg.method_params).epochs_for_budget(cfg.train.epochs)
+    except ValueError as exc:
+        raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
+    return cfg.replace(train=dataclasses.replace(cfg.train, epochs=float(epochs)))
 
 
 def summarize_results(

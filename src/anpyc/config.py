@@ -223,11 +223,13 @@ _FLOAT32_MAX = 3.4028234663852886e38
 class TrainConfig:
     """Optimisation, identical for every method in a comparison.
 
-    A fresh optimizer (learning rate and momentum reset) is built for every task unless
-    ``reset_optimizer`` is false.
+    ``epochs`` of a task's main training phase may be fractional (0.5: half the batches of
+    one epoch), so that a comparison can give every method the same training passes (see
+    :func:`anpyc.compare.compare`'s budget). A fresh optimizer (learning rate and momentum
+    reset) is built for every task unless ``reset_optimizer`` is false.
     """
 
-    epochs: int = 1
+    epochs: float = 1.0
     batch_size: int = 128
     lr: float = 0.1
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -241,7 +243,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # epochs; a run dir always gets one after every task
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         # larger values overflow float32 parameters inside the optimizer step

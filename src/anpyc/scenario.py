@@ -54,7 +54,9 @@ class HookContext:
     ``task`` is the index of the task being learnt (the loop counts tasks; a method never
     needs to), ``n_tasks`` the stream length when known (``None`` for an open-ended stream),
     ``seed`` the run seed: every random draw of a method comes from :meth:`generator`, so runs
-    with different seeds differ and a run is reproducible from its seed.
+    with different seeds differ and a run is reproducible from its seed. ``epochs`` and
+    ``batch_size`` describe the task's main training phase (schedules such as HAT's
+    annealing need them).
 
     Example:
         >>> ctx = HookContext(task=0, n_tasks=None, seed=3)
@@ -68,6 +70,8 @@ class HookContext:
     n_tasks: int | None = None
     seed: int = 0
     scenario: str = "task"
+    epochs: float = 1.0  # of the task's main training phase
+    batch_size: int = 128
 
     @property
     def last(self) -> bool:

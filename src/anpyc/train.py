@@ -48,6 +48,12 @@ from anpyc.utils import eval_mode, seeded_generator
 Predict = Callable[[Tensor], Tensor]
 
 
+def trainable(model, method) -> list[torch.nn.Parameter]:
+    """What the optimizer trains: the model's parameters, then the method's own (HAT's task
+    embeddings, say; most methods have none)."""
+    return [*model.parameters(), *method.parameters()]
+
+
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (with optional momentum) or Adam, with the run's learning rate and weight decay."""
     params = [p for p in params if p.requires_grad]
@@ -76,7 +82,7 @@ def _step(model, method, optimizer, loss_fn: LossFn, batch, cfg: TrainConfig, pa
     loss_sum = 0.0
     if len(y):  # a rank may get no row of a short last batch
         loss = loss_fn(model, x, y, t)
-        extra = method.penalty(model, x, t)
+        extra = method.penalty(model, x, y, t)
         if extra is not None:
             loss = loss + extra
         loss_sum = float(loss.detach()) * len(y)
@@ -84,7 +90,7 @@ def _step(model, method, optimizer, loss_fn: LossFn, batch, cfg: TrainConfig, pa
             loss.backward()
     # gradients of the global batch mean on every rank; checked after the reduction so that
     # every rank raises together instead of one waiting for the others
-    loss_sum, n = sync_gradients_(model.parameters(), loss_sum, len(y))
+    loss_sum, n = sync_gradients_(params, loss_sum, len(y))
     if not math.isfinite(loss_sum):
         raise TrainingError(
             f"non-finite loss ({loss_sum / max(n, 1)}) in {where}: lower the learning rate or the "
@@ -103,7 +109,7 @@ def fit(
     method,
     data: TaskData | ConcatData,
     cfg: TrainConfig,
-    epochs: int,
+    epochs: float,
     generator: torch.Generator,
     optimizer: torch.optim.Optimizer | None = None,
     task_id: int | None = None,
@@ -116,11 +122,12 @@ def fit(
 ) -> dict:
     """Train ``model`` on ``data`` for ``epochs`` with the method's hooks around each step.
 
-    A fresh optimizer is built unless one is passed (``reset_optimizer: false`` keeps one
-    across tasks). ``loss_fn(model, x, y, t)`` is the task loss (cross-entropy under each
+    ``epochs`` may be fractional (the last epoch then takes that share of the batches). A
+    fresh optimizer over the model's and the method's parameters is built unless one is
+    passed (``reset_optimizer: false`` keeps one across tasks). ``loss_fn(model, x, y, t)`` is the task loss (cross-entropy under each
     example's head by default; generative models pass their own); ``aux_step(x, y)``, if
     given, first trains an auxiliary network on the batch (a GAN's discriminator, no hooks)
-    and returns its loss; ``params`` are the ones ``train.grad_clip`` clips. A non-finite
+    and returns its loss; ``params`` are the ones trained, synchronised and clipped. A non-finite
     loss raises :class:`TrainingError`. Under torch.distributed each rank trains on its share
     of every global batch and steps with the global batch's gradient.
 
@@ -129,17 +136,22 @@ def fit(
     ``{"loss": mean loss of the last epoch, "aux_loss", "steps", "examples"}``.
     """
     device = torch.device(cfg.device)
-    optimizer = optimizer or make_optimizer(model.parameters(), cfg)
-    params = list(params) if params is not None else list(model.parameters())
+    params = list(params) if params is not None else trainable(model, method)
+    optimizer = optimizer or make_optimizer(params, cfg)
     where = f"task {task_id if task_id is not None else '?'}"
     model.train()
+    per_epoch = math.ceil(len(data) / cfg.batch_size)
     # every epoch has the same batches, so skipped epochs still count in steps and examples
-    steps, examples = start_epoch * math.ceil(len(data) / cfg.batch_size), start_epoch * len(data)
+    steps, examples = start_epoch * per_epoch, start_epoch * len(data)
     last_loss = last_aux = math.nan
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, math.ceil(epochs - 1e-9)):
+        # a fractional last epoch takes its share of the batches (at least one)
+        limit = per_epoch if epoch + 1 <= epochs + 1e-9 else max(1, round((epochs - epoch) * per_epoch))
         total = total_aux = 0.0
         count = 0
-        for x, y, t in shard_batches(data, cfg.batch_size, generator):  # this rank's share
+        for b, (x, y, t) in enumerate(shard_batches(data, cfg.batch_size, generator)):  # this rank's share
+            if b >= limit:
+                break
             x, y, t = x.to(device), y.to(device), t.to(device)
             if aux_step is not None:
                 total_aux += aux_step(x, y) * len(y)
@@ -207,7 +219,8 @@ class LoopConfig:
     forward_transfer: bool = True
 
     def context(self, task: int, n_tasks: int | None) -> HookContext:
-        return HookContext(task=task, n_tasks=n_tasks, seed=self.seed, scenario=self.scenario)
+        return HookContext(task=task, n_tasks=n_tasks, seed=self.seed, scenario=self.scenario,
+                           epochs=self.train.epochs, batch_size=self.train.batch_size)
 
 
 @dataclass
@@ -318,7 +331,7 @@ def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Cal
         state.clock["task_eval"] = 0.0
         begin_task(model, task, seen, ctx)
         method.before_task(model, task, ctx)
-        state.optimizer = _task_optimizer(model, state.optimizer, train_cfg)
+        state.optimizer = _task_optimizer(trainable(model, method), state.optimizer, train_cfg)
         loop.emit("on_task_start", ctx)
         if loop.cfg.forward_transfer:
             state.progress["acc_before"].append(_timed_eval(loop, t, task, evaluate_task)[0])
@@ -333,14 +346,15 @@ def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Cal
                    task_id=t, on_step=on_step, start_epoch=state.epoch, on_epoch_end=epoch_end)
     examples = [stats["examples"]]
 
-    def retrain(epochs: int) -> dict:  # counts in the task's passes
+    def retrain(epochs: float) -> dict:  # counts in the task's passes
         more = fit_fn(model, method, data, train_cfg, epochs, state.generator, task_id=t)
         examples.append(more["examples"])
         return more
 
     method.after_task(model, task, ctx, retrain)
     loop.emit("on_task_trained", ctx)
-    stats["passes"] = sum(examples) / max(len(task.train), 1)
+    # replayed or otherwise extra examples the method trained on count as passes too
+    stats["passes"] = (sum(examples) + method.extra_examples(t)) / max(len(task.train), 1)
     return stats
 
 
@@ -377,13 +391,13 @@ def _timed_eval(loop: Loop, j: int, task, evaluate: EvaluateFn, after_task: int 
     return scores
 
 
-def _task_optimizer(model, optimizer: torch.optim.Optimizer | None, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _task_optimizer(params: list, optimizer: torch.optim.Optimizer | None, cfg: TrainConfig) -> torch.optim.Optimizer:
     """A fresh optimizer per task, or (``reset_optimizer: false``) the kept one with any new
     parameters (a new head) added as a group."""
     if cfg.reset_optimizer or optimizer is None:
-        return make_optimizer(model.parameters(), cfg)
+        return make_optimizer(params, cfg)
     known = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    new = [p for p in model.parameters() if p.requires_grad and id(p) not in known]
+    new = [p for p in params if p.requires_grad and id(p) not in known]
     if new:
         optimizer.add_param_group({"params": new})
     return optimizer

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from anpyc import rundir
+from anpyc.compare import budgeted
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError, TrainingError
 from anpyc.io import write_json, write_yaml
@@ -51,6 +52,7 @@ def tune(
     out_dir: str | Path | None = None,
     quiet: bool = False,
     overwrite: bool = False,
+    budget: str = "passes",
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
@@ -60,7 +62,8 @@ def tune(
     points = expand_grid(grid)
     if not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
-    configs = [base.with_params(**p) for p in points]  # a bad name or value fails here, before any training
+    # under the comparison's budget; a bad name, value or budget fails here, before any training
+    configs = [budgeted(base.with_params(**p), budget) for p in points]
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
         write_yaml(out / rundir.TUNE, {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
@@ -94,6 +97,7 @@ def tune(
         "grid": grid,
         "seeds": list(seeds),
         "selected_by": "val_avg_acc (mean over seeds)",
+        "budget": {"mode": budget, "per_task": base.train.epochs},
         "points": rows,
         "best": best,
         "config": base.to_dict(),

@@ -96,8 +96,8 @@ def quadratic_contract():
 
     def check(name: str, params: dict | None = None) -> None:
         model, method, stream = _one_task(name, params)
-        x, _, t = _batch_of(stream)
-        p0 = method.penalty(model, x, t)
+        x, y, t = _batch_of(stream)
+        p0 = method.penalty(model, x, y, t)
         assert p0 is not None and abs(float(p0.detach())) < 1e-7
         values = []
         gen = torch.Generator().manual_seed(1)
@@ -107,10 +107,10 @@ def quadratic_contract():
             with torch.no_grad():
                 for n, p in model.shared_parameters():
                     p.copy_(base[n] + step * noise[n])
-            values.append(float(method.penalty(model, x, t).detach()))
+            values.append(float(method.penalty(model, x, y, t).detach()))
         assert 0 < values[0] < values[1] < values[2]
         fresh = create(name, params)
         fresh.load_state_dict(method.state_dict())
-        assert float(fresh.penalty(model, x, t).detach()) == values[-1]
+        assert float(fresh.penalty(model, x, y, t).detach()) == values[-1]
 
     return check

@@ -5,8 +5,8 @@ from anpyc.methods import create
 
 def test_distillation_zero_after_task_grows_and_round_trips(one_task, batch_of):
     model, method, stream = one_task("lwf", {"lam": 1.0})
-    x, _, t = batch_of(stream)
-    assert abs(float(method.penalty(model, x, t).detach())) < 1e-6
+    x, y, t = batch_of(stream)
+    assert abs(float(method.penalty(model, x, y, t).detach())) < 1e-6
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
     vals = []
     gen = torch.Generator().manual_seed(0)
@@ -15,16 +15,16 @@ def test_distillation_zero_after_task_grows_and_round_trips(one_task, batch_of):
         with torch.no_grad():
             for n, p in model.named_parameters():
                 p.copy_(base[n] + step * noise[n])
-        vals.append(float(method.penalty(model, x, t).detach()))
+        vals.append(float(method.penalty(model, x, y, t).detach()))
     assert 0 < vals[0] < vals[1] < vals[2]
     fresh = create("lwf", {"lam": 1.0})
     fresh.load_state_dict(method.state_dict())
-    assert float(fresh.penalty(model, x, t).detach()) == vals[-1]
+    assert float(fresh.penalty(model, x, y, t).detach()) == vals[-1]
 
 
 def test_teacher_is_frozen_and_in_eval_mode(one_task, batch_of):
     model, method, stream = one_task("lwf")
-    x, _, t = batch_of(stream)
+    x, y, t = batch_of(stream)
     before = [z.clone() for z in method.teacher_logits(model, x)]
     with torch.no_grad():
         for p in model.parameters():

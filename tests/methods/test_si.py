@@ -19,7 +19,7 @@ def test_path_integral_uses_task_gradient_only(one_task):
     params = [p for _, p in model.shared_parameters()]
     g_task = torch.autograd.grad(task_loss(model, x, y, t), params)
     model.zero_grad()
-    (task_loss(model, x, y, t) + method.penalty(model, x, t)).backward()
+    (task_loss(model, x, y, t) + method.penalty(model, x, y, t)).backward()
     assert any((p.grad - g).abs().max() > 1e-3 for p, g in zip(params, g_task))  # penalty matters
     method.before_step(model)
     for (name, _), g in zip(model.shared_parameters(), g_task):

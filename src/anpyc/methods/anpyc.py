@@ -93,7 +93,7 @@ class ANPyCConfig:
     keep_decay: float = 0.95
     keep_min: float = 0.05
     prune_step: float = 1.0
-    retrain_epochs: int = 1
+    retrain_epochs: float = 0.5
     prune_unit: Literal["weight", "unit"] = "weight"
     reinit: Literal["zero", "random"] = "random"
     prune_last: bool = False
@@ -209,10 +209,10 @@ class ANPyC(QuadraticPenalty):
         self.ownership.set_phase(None)
         self._grad_scale = None
 
-    def penalty(self, model, x: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         if self._mode() not in ("soft", "consolidate"):
             return None  # hard gating: protected entries cannot move, the penalty is exactly 0
-        return super().penalty(model, x, t)
+        return super().penalty(model, x, y, t)
 
     def before_step(self, model) -> None:
         self.ownership.gate_grads_(model, self._main_phase(model))
@@ -252,6 +252,16 @@ class ANPyC(QuadraticPenalty):
                 prune_pct = int(0.8 * prune_pct)
             return 1.0 - prune_pct / 100.0
         return max(c.keep_first * c.keep_decay**t, c.keep_min)
+
+    def epochs_for_budget(self, passes: float) -> float:
+        """Main-phase epochs so that training plus the retraining after each pruning step
+        spend ``passes`` per task (the largest number of pruning steps any task takes)."""
+        c = self.config
+        steps = max(math.ceil((1.0 - self.keep_share(t)) / c.prune_step - 1e-9) for t in range(100))
+        epochs = passes - steps * c.retrain_epochs
+        if epochs <= 0:
+            raise ValueError(f"anpyc: {steps} x retrain_epochs {c.retrain_epochs:g} leaves no epoch of a {passes:g}-pass budget")
+        return epochs
 
     def _scores(self, model, task, ctx) -> dict[str, Tensor]:
         c = self.config

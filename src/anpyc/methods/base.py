@@ -5,7 +5,7 @@ The loop (:func:`anpyc.train.train_stream`, or your own) calls, per task ``t``::
     ctx = HookContext(task=t, n_tasks=len(stream), seed=seed, scenario="task")
     method.before_task(model, task, ctx)
     for x, y, t in batches(method.training_data(task, seen_tasks, ctx)):
-        loss = task_loss(model, x, y, t) + method.penalty(model, x, t)
+        loss = task_loss(model, x, y, t) + method.penalty(model, x, y, t)
         optimizer.zero_grad(); loss.backward()
         method.before_step(model)            # gate / scale gradients
         optimizer.step()
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from anpyc.data.streams import Task
     from anpyc.models.heads import ContinualModel
 
-Retrain = Callable[[int], Any]  # retrain(epochs): run the loop again on the current task
+Retrain = Callable[[float], Any]  # retrain(epochs): run the loop again on the current task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Method(nn.Module):
         """What to train on for ``task``; ``seen`` is every task so far, ``task`` included."""
         return task.train
 
-    def penalty(self, model: ContinualModel, x: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         """Extra loss added to the task loss for this batch (``None``: nothing)."""
         return None
 
@@ -106,6 +106,23 @@ class Method(nn.Module):
     def summary(self) -> dict:
         """Extra per-run figures for ``metrics.json`` (free capacity, importance stats...)."""
         return {}
+
+    # ------------------------------------------------------------------ budget
+    def extra_examples(self, task: int) -> int:
+        """Examples trained on in task ``task`` besides those the loop fed (replayed ones);
+        they count in the task's passes. Keep the count in ``history`` (it must survive a
+        resume)."""
+        return int(self.history.get("extra_examples", {}).get(str(task), 0))
+
+    def count_extra_examples(self, task: int, n: int) -> None:
+        counts = self.history.setdefault("extra_examples", {})
+        counts[str(task)] = counts.get(str(task), 0) + int(n)
+
+    def epochs_for_budget(self, passes: float) -> float:
+        """Main-phase epochs that spend ``passes`` training passes per task, this method's
+        own extra passes (retraining, replay) included. A method that retrains or replays
+        overrides it; raises ``ValueError`` if the budget leaves nothing to train."""
+        return passes
 
     # ------------------------------------------------------------------ state
     def get_extra_state(self) -> dict:

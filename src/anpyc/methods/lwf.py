@@ -78,7 +78,7 @@ class LwF(Method):
                 for h in range(n_heads)
             ]
 
-    def penalty(self, model, x: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         n_heads = int(self.teacher_heads)
         if n_heads == 0 or self.config.lam == 0:
             return None

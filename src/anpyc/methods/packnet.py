@@ -16,7 +16,7 @@ and retrains for about half the training epochs; defaults here: 0.5 and 1 epoch.
 Example:
     >>> from anpyc.methods import create
     >>> create("packnet", {"prune_fraction": 0.75}).config.retrain_epochs
-    1
+    0.5
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class PackNetConfig:
     paper, or small ``random`` values)."""
 
     prune_fraction: float = 0.5
-    retrain_epochs: int = 1
+    retrain_epochs: float = 0.5
     reinit: Literal["zero", "random"] = "zero"
 
     def __post_init__(self) -> None:
@@ -60,6 +60,13 @@ class PackNet(Method):
 
     def _free_rule(self, model):
         return lambda: self.ownership.free(model)
+
+    def epochs_for_budget(self, passes: float) -> float:
+        """Main-phase epochs so that training plus retraining spend ``passes`` per task."""
+        epochs = passes - self.config.retrain_epochs
+        if epochs <= 0:
+            raise ValueError(f"packnet: retrain_epochs {self.config.retrain_epochs:g} leaves no epoch of a {passes:g}-pass budget")
+        return epochs
 
     # -------------------------------------------------------------- hooks
     def before_task(self, model, task, ctx) -> None:

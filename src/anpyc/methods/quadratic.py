@@ -70,7 +70,7 @@ class QuadraticPenalty(Method):
             self._set("theta_star", name, p.detach())
 
     # -- hooks -----------------------------------------------------------------------
-    def penalty(self, model, x: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         terms = []
         for name, p in model.shared_parameters():
             omega, star = self.omega(name), self.theta_star(name)

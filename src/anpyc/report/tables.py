@@ -32,17 +32,24 @@ def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
 
 def summary_markdown(summary: dict) -> str:
     """A comparison's ``summary.json`` as a markdown table (accuracy figures in percent)."""
+    budget = summary.get("budget") or {}
     lines = [
-        f"# {summary['benchmark']}, {summary['n_tasks']} tasks, seeds {summary['seeds']}",
+        f"# {summary['benchmark']}, {summary['n_tasks']} tasks, seeds {summary['seeds']}"
+        + (f", scenario {summary['scenario']}" if summary.get("scenario") not in (None, "task") else ""),
         "",
-        "| method | ACC % | BWT % | forgetting % | val ACC % | time s | time / fine-tune |",
-        "|---|---|---|---|---|---|---|",
+    ]
+    if budget:
+        lines += [f"Budget: {budget['per_task']:g} {budget['unit']} per task.", ""]
+    lines += [
+        "| method | ACC % | BWT % | forgetting % | val ACC % | passes / task | time s | time / fine-tune |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, m in summary["methods"].items():
         label = f"{name} (upper bound)" if m.get("upper_bound") else name
         lines.append(
             f"| {label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
-            f"{_pct(m['val_avg_acc'])} | {_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
+            f"{_pct(m['val_avg_acc'])} | {_pct(m.get('passes_per_task'), 1.0, 2)} | {_pct(m['time_s'], 1.0)} | "
+            f"{_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
         )
     if summary["n_tasks"] >= 20:
         lines += ["", _long_table(summary)]
@@ -85,7 +92,7 @@ def _metrics(runs: Sequence[RunData]) -> list[dict]:
 def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
     """One row per method: accuracy metrics in percent, cost in seconds and MiB."""
     header = [
-        "method", "seeds", "ACC %", "BWT %", "forgetting %", "FWT %", "val ACC %",
+        "method", "seeds", "ACC %", "BWT %", "forgetting %", "FWT %", "val ACC %", "passes / task",
         "time s", "time / fine-tune", "peak RSS MiB", "method state MiB",
     ]
     reference = results.runs.get("finetune") or []
@@ -99,6 +106,7 @@ def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
             fmt_stat(_values(runs, "forgetting"), 100),
             fmt_stat(_values(runs, "fwt"), 100),
             fmt_stat(_values(runs, "val_avg_acc"), 100),
+            fmt_stat([sum(r.metrics["passes"]) / len(r.metrics["passes"]) for r in runs if r.metrics.get("passes")], 1, 2),
             fmt_stat(_values(runs, "time_s"), 1, 2),
             fmt_stat(time_ratio(_metrics(runs), _metrics(reference)), 1, 2),
             fmt_stat(_values(runs, "peak_rss_mb"), 1, 0),

@@ -1,0 +1,40 @@
+"""Budgets: by default every method gets the same training passes per task, its retraining
+(and replay) included; ``budget='epochs'`` keeps the same epochs instead."""
+
+import pytest
+
+from anpyc.compare import budgeted, compare
+from anpyc.config import RunConfig
+from anpyc.errors import ConfigError
+
+BASE = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 200}, "model": {"hidden": [16]},
+        "train": {"epochs": 2, "threads": 1, "batch_size": 20}}  # 10 batches per epoch
+
+
+def test_equal_passes_per_task_by_default(tmp_path):
+    summary = compare(RunConfig.from_dict(BASE), ["finetune", "anpyc", "packnet"], [0], tmp_path / "c", quiet=True)
+    passes = {m: e["passes_per_task"]["mean"] for m, e in summary["methods"].items()}
+    assert summary["budget"]["mode"] == "passes" and summary["budget"]["per_task"] == 2
+    assert passes["finetune"] == 2.0 and passes["packnet"] == 2.0  # 1.5 epochs + 0.5 retraining
+    # anpyc: 1.5 + 0.5 per task, except the last task, which is not pruned (so not retrained)
+    assert passes["anpyc"] == pytest.approx((2 + 2 + 1.5) / 3)
+
+
+def test_epochs_budget_lets_retraining_come_on_top(tmp_path):
+    summary = compare(RunConfig.from_dict(BASE), ["finetune", "packnet"], [0], tmp_path / "c", quiet=True, budget="epochs")
+    assert summary["methods"]["packnet"]["passes_per_task"]["mean"] == 2.5
+    assert summary["methods"]["finetune"]["passes_per_task"]["mean"] == 2.0
+
+
+def test_a_budget_that_leaves_nothing_to_train_is_refused():
+    cfg = RunConfig.from_dict({**BASE, "method": "packnet", "method_params": {"retrain_epochs": 2}})
+    with pytest.raises(ConfigError, match="leaves no epoch"):
+        budgeted(cfg)
+    assert budgeted(cfg, "epochs").train.epochs == 2
+
+
+def test_fractional_epochs_take_their_share_of_the_batches():
+    from anpyc.runner import run
+
+    half = run(RunConfig.from_dict({**BASE, "train": {"epochs": 0.5, "batch_size": 20}}), quiet=True).metrics
+    assert half["passes"] == [0.5, 0.5, 0.5]

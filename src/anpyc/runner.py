@@ -270,6 +270,9 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
     })
     if fwt:
         metrics.update({"acc_before_training": list(p["acc_before"]), "acc_random_init": list(p["acc_random"])})
+    if "task_inference" in p:  # share of test and validation inputs attributed to their own task
+        ti = p["task_inference"]
+        metrics.update({"task_inference_matrix": ti.tolist(), "task_inference_acc": float(np.nanmean(ti[-1]))})
     metrics.update(method.summary())
     return metrics
 

@@ -383,11 +383,25 @@ def _timed_eval(loop: Loop, j: int, task, evaluate: EvaluateFn, after_task: int 
     allows; the seconds count as the current task's evaluation time."""
     model, method = loop.model, loop.method
     visible = j if SCENARIOS[loop.cfg.scenario].task_id_at_test else None
+    inferred = [0, 0]  # rows attributed to task j, rows attributed at all
+
+    def predict(x: Tensor) -> Tensor:
+        logits = method.predict(model, x, visible)
+        views = method.inferred_tasks() if visible is None else None
+        if views is not None:
+            inferred[0] += int((views == j).sum())
+            inferred[1] += len(views)
+        return logits
+
     start = time.perf_counter()
     with eval_mode(model), method.eval_context(model, visible):
-        scores = evaluate(model, lambda x: method.predict(model, x, visible), task,
-                          j if after_task is None else after_task, loop.cfg.train)
+        scores = evaluate(model, predict, task, j if after_task is None else after_task, loop.cfg.train)
     loop.state.clock["task_eval"] = loop.state.clock.get("task_eval", 0.0) + time.perf_counter() - start
+    if after_task is not None and any(sum_scalars(*inferred)):
+        right, total = sum_scalars(*inferred)
+        T = loop.state.n_tasks
+        matrix = loop.state.progress.setdefault("task_inference", np.full((T, T), np.nan))
+        matrix[after_task, j] = right / total
     return scores
 
 

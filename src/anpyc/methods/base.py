@@ -103,6 +103,11 @@ class Method(nn.Module):
         method may then infer the task from ``x``). Runs inside :meth:`eval_context`."""
         return model(x, 0 if task_id is None else task_id)
 
+    def inferred_tasks(self) -> Tensor | None:
+        """After :meth:`predict` without a task id: the task each row was attributed to, if
+        the method infers tasks (the loop, which knows the truth, records the accuracy)."""
+        return None
+
     def summary(self) -> dict:
         """Extra per-run figures for ``metrics.json`` (free capacity, importance stats...)."""
         return {}

@@ -26,6 +26,7 @@ from typing import Literal
 
 import torch
 
+from anpyc.inference import TaskInference
 from anpyc.masking import Ownership, prune_lowest, reinit_free_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
@@ -36,11 +37,14 @@ class PackNetConfig:
     """``prune_fraction``: share of the weights a task trained that is released after it;
     ``retrain_epochs``: epochs of retraining the kept weights after pruning (0: none);
     ``reinit``: the value released weights start the next task with (``zero`` as in the
-    paper, or small ``random`` values)."""
+    paper, or small ``random`` values); ``task_inference``: without a task id at test time
+    (domain/class scenarios) the view that answers an input is chosen by this score
+    (:mod:`anpyc.inference`)."""
 
     prune_fraction: float = 0.5
     retrain_epochs: float = 0.5
     reinit: Literal["zero", "random"] = "zero"
+    task_inference: Literal["entropy", "input_density", "feature_density"] = "entropy"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_fraction < 1.0 or self.retrain_epochs < 0:
@@ -57,6 +61,7 @@ class PackNet(Method):
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self.ownership = Ownership()
+        self.inference = TaskInference(self.config.task_inference)
 
     def _free_rule(self, model):
         return lambda: self.ownership.free(model)
@@ -97,10 +102,22 @@ class PackNet(Method):
                 retrain(self.config.retrain_epochs)
         reinit_free_(model, own, self.config.reinit, ctx.generator(1))
         own.finish_task(model, t)
+        if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
+            self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario == "class")
 
     def eval_context(self, model, task_id):
         """Zero the weights task ``task_id`` did not see (free, or owned by later tasks)."""
         return self.ownership.view(model, task_id)
+
+    def predict(self, model, x, task_id):
+        """With a task id: that task's view (entered by :meth:`eval_context`); without one:
+        the view that task inference picks for each input."""
+        if task_id is not None or self.inference.n_views == 0:
+            return super().predict(model, x, task_id)
+        return self.inference.predict(model, x, lambda k: self.ownership.view(model, k))
+
+    def inferred_tasks(self):
+        return self.inference.last_views
 
     def summary(self) -> dict:
         """Free capacity per layer and of the body after each task (one shape for every mask

@@ -126,7 +126,8 @@ def budgeted(cfg: RunConfig, budget: str = "passes") -> RunConfig:
     if budget == "epochs":
         return cfg
     try:
-        epochs = create(cfg.method, cfg.method_params).epochs_for_budget(cfg.train.epochs)
+        method = create(cfg.method, cfg.method_params)
+        epochs = method.epochs_for_budget(cfg.train.epochs, batch_size=cfg.train.batch_size)
     except ValueError as exc:
         raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
     return cfg.replace(train=dataclasses.replace(cfg.train, epochs=float(epochs)))

@@ -15,6 +15,7 @@ from anpyc.methods import (  # noqa: F401  (registers the classes)
     mas,
     online_ewc,
     packnet,
+    replay,
     si,
 )
 from anpyc.methods.base import Method, NoConfig, shared_params

@@ -253,7 +253,7 @@ class ANPyC(QuadraticPenalty):
             return 1.0 - prune_pct / 100.0
         return max(c.keep_first * c.keep_decay**t, c.keep_min)
 
-    def epochs_for_budget(self, passes: float) -> float:
+    def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         """Main-phase epochs so that training plus the retraining after each pruning step
         spend ``passes`` per task (the largest number of pruning steps any task takes)."""
         c = self.config

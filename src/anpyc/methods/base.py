@@ -123,10 +123,11 @@ class Method(nn.Module):
         counts = self.history.setdefault("extra_examples", {})
         counts[str(task)] = counts.get(str(task), 0) + int(n)
 
-    def epochs_for_budget(self, passes: float) -> float:
+    def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         """Main-phase epochs that spend ``passes`` training passes per task, this method's
         own extra passes (retraining, replay) included. A method that retrains or replays
-        overrides it; raises ``ValueError`` if the budget leaves nothing to train."""
+        overrides it (``batch_size``, the training batch, sizes a replaying method's extra
+        examples per step); raises ``ValueError`` if the budget leaves nothing to train."""
         return passes
 
     # ------------------------------------------------------------------ state

@@ -66,7 +66,7 @@ class PackNet(Method):
     def _free_rule(self, model):
         return lambda: self.ownership.free(model)
 
-    def epochs_for_budget(self, passes: float) -> float:
+    def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         """Main-phase epochs so that training plus retraining spend ``passes`` per task."""
         epochs = passes - self.config.retrain_epochs
         if epochs <= 0:

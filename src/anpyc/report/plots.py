@@ -38,6 +38,8 @@ METHOD_COLORS = {
     "mas": "#2ca02c",
     "si": "#ff7f0e",
     "lwf": "#8c564b",
+    "er": "#e377c2",
+    "derpp": "#bcbd22",
     "finetune": "#7f7f7f",
     "joint": "#000000",
 }

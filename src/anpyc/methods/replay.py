@@ -1,0 +1,373 @@
+"""Replay baselines: experience replay (``er``) and Dark Experience Replay++ (``derpp``).
+
+Both keep a **reservoir buffer** of ``buffer`` training examples (Vitter's algorithm R: the
+``n``-th example seen is kept with probability ``buffer / n``, replacing a uniformly chosen
+slot, so the buffer is a uniform sample of everything seen so far, old tasks and the current
+one). Inputs are stored as the loop hands them to :meth:`penalty` (after the task's
+transform, and after augmentation when ``--augment`` is on), with their labels and task ids.
+
+* **ER** (Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"): every
+  training step also trains on ``replay_batch`` examples drawn from the buffer without
+  replacement: ``loss = CE(batch) + CE(replayed)``, each example under its own task's head,
+  so it works in the task, domain and class scenarios. The paper takes one mean over the
+  union of both batches; with ``replay_batch`` equal to the batch size the sum of the two
+  means used here is twice that mean (the same direction, a learning rate twice as large).
+* **DER++** (Buzzega et al., NeurIPS 2020, "Dark Experience for General Continual
+  Learning"): the buffer also stores the logits the model gave each example when it was
+  inserted; ``loss = CE(batch) + alpha * MSE(logits(x'), stored logits) + beta * CE(x'', y'')``
+  with ``x'`` and ``x''`` two independent buffer batches. Stored logits are compared only
+  on the outputs that existed when they were stored (the class scenario's head grows), and
+  under the example's own head (task scenario). They are recorded before the step, in eval
+  mode (no dropout noise, no batch-norm statistics update from the extra forward pass).
+
+The current batch is inserted after the replay batch is drawn, so it is never replayed to
+itself. Defaults: ``buffer=500``; DER++ ``alpha=1.0``, ``beta=0.5``, the values Buzzega et al.
+report for sequential MNIST with a 500-example buffer (``anpyc tune`` picks them on
+validation data).
+
+**Budget.** Replayed examples count as training passes (:meth:`Method.count_extra_examples`).
+A step trains on ``batch_size`` current plus ``k * replay_batch`` replayed examples (``k``: 1
+for ER, 2 for DER++), so under ``--budget passes`` the main phase runs ``passes / (1 + k *
+replay_batch / batch_size)`` epochs. The first steps of the first task replay fewer (the
+buffer holds fewer than ``replay_batch`` examples), so that task spends slightly less than
+the budget. **Memory**: the buffer is registered buffers of the method, counted in
+``method_state_mb`` at its full capacity.
+
+**Resume and seeds.** Everything is a registered buffer: the stored examples, the count of
+examples seen and the state of the buffer's random generator, which ``before_task`` seeds
+from ``ctx.generator`` (run seed, task); every later draw continues from the saved state, so
+a run resumed mid-task continues bit for bit. Under ``--nproc N`` each process keeps a
+reservoir of its own shard of the batches (rank 0's is kept at task boundaries), so a
+multi-process run is not equivalent to a one-process one, and the replay counts are rank 0's.
+
+Example:
+    >>> from anpyc.methods import create
+    >>> er = create("er", {"buffer": 200})
+    >>> er.config.buffer, er.epochs_for_budget(1.0, batch_size=128)
+    (200, 0.5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from anpyc.methods.base import Method
+from anpyc.methods.registry import register
+from anpyc.models.heads import grouped_logits
+from anpyc.utils import eval_mode
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- the buffer
+class ReservoirBuffer(nn.Module):
+    """A fixed-capacity reservoir sample of a stream of examples, all in registered buffers.
+
+    ``x``, ``y``, ``t`` (and with ``logits=True`` the ``logits`` and their valid ``width``)
+    are created at the first :meth:`add`, shaped from the data. ``seen`` counts the examples
+    offered so far; ``rng`` is the state of the generator every draw comes from (seed it with
+    :meth:`reseed`).
+
+    Example:
+        >>> buf = ReservoirBuffer(3)
+        >>> buf.reseed(torch.Generator().manual_seed(0))
+        >>> buf.add(torch.zeros(5, 2), torch.arange(5), torch.zeros(5, dtype=torch.long))
+        >>> len(buf), int(buf.seen)
+        (3, 5)
+        >>> len(buf.sample(2))
+        2
+    """
+
+    _LAZY = ("x", "y", "t", "logits", "width")
+
+    def __init__(self, capacity: int, logits: bool = False) -> None:
+        super().__init__()
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.with_logits = bool(logits)
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+        # a valid state until before_task seeds it from the run seed (ctx.generator)
+        self.register_buffer("rng", torch.Generator().manual_seed(0).get_state())
+
+    def __len__(self) -> int:
+        return min(int(self.seen), self.capacity)
+
+    def reseed(self, generator: torch.Generator) -> None:
+        """Continue every later draw from ``generator``'s current state."""
+        self.rng.copy_(generator.get_state().to(self.rng.device))
+
+    def _generator(self) -> torch.Generator:
+        g = torch.Generator()
+        g.set_state(self.rng.cpu())
+        return g
+
+    def _save(self, g: torch.Generator) -> None:
+        self.rng.copy_(g.get_state().to(self.rng.device))
+
+    def _allocate(self, x: Tensor, logits: Tensor | None) -> None:
+        n = self.capacity
+        self.register_buffer("x", x.new_zeros((n, *x.shape[1:])))
+        self.register_buffer("y", torch.zeros(n, dtype=torch.long, device=x.device))
+        self.register_buffer("t", torch.zeros(n, dtype=torch.long, device=x.device))
+        if self.with_logits:
+            assert logits is not None
+            self.register_buffer("logits", logits.new_zeros((n, logits.shape[1])))
+            self.register_buffer("width", torch.zeros(n, dtype=torch.long, device=x.device))
+
+    def _grow_logits(self, width: int) -> None:
+        """Pad the stored logits to ``width`` columns (a later task's head is wider)."""
+        old = self.logits
+        self.register_buffer("logits", F.pad(old, (0, width - old.shape[1])))
+
+    def slots(self, n_new: int) -> tuple[list[int], list[int]]:
+        """Algorithm R for the next ``n_new`` examples: (rows of the batch, slots) to write,
+        one row per slot (a later row that drew the same slot wins, as one at a time would)."""
+        g, cap, start = self._generator(), self.capacity, int(self.seen)
+        pos = torch.arange(start, start + n_new, dtype=torch.float64)
+        drawn = (torch.rand(n_new, generator=g, dtype=torch.float64) * (pos + 1)).floor().long()
+        slot = torch.where(pos < cap, pos.long(), drawn)
+        self._save(g)
+        last = {s: r for r, s in enumerate(slot.tolist()) if s < cap}
+        return list(last.values()), list(last.keys())
+
+    @torch.no_grad()
+    def add(self, x: Tensor, y: Tensor, t: Tensor, logits: Tensor | None = None, width: Tensor | None = None) -> None:
+        """Offer a batch to the reservoir (``logits``/``width`` when it stores logits)."""
+        if not hasattr(self, "x"):
+            self._allocate(x, logits)
+        if self.with_logits and logits.shape[1] > self.logits.shape[1]:
+            self._grow_logits(logits.shape[1])
+        rows, slots = self.slots(len(y))
+        self.seen.add_(len(y))
+        if not rows:
+            return
+        r = torch.tensor(rows, device=x.device)
+        s = torch.tensor(slots, device=self.x.device)
+        self.x[s], self.y[s], self.t[s] = x[r].to(self.x.dtype), y[r], t[r]
+        if self.with_logits:
+            self.logits[s] = 0.0
+            self.logits[s, : logits.shape[1]] = logits[r].to(self.logits.dtype)
+            self.width[s] = width[r]
+
+    def sample(self, k: int) -> Tensor:
+        """Indices of ``min(k, len(self))`` stored examples, drawn without replacement."""
+        g = self._generator()
+        idx = torch.randperm(len(self), generator=g)[:k]
+        self._save(g)
+        return idx.to(self.seen.device)
+
+    def get(self, idx: Tensor) -> dict[str, Tensor]:
+        """The stored tensors at ``idx``: ``x``, ``y``, ``t`` (and ``logits``, ``width``)."""
+        return {k: getattr(self, k)[idx] for k in self._LAZY if hasattr(self, k)}
+
+    def task_counts(self) -> dict[str, int]:
+        """Examples in the buffer per task id."""
+        return {str(k): v for k, v in sorted(Counter(self.t[: len(self)].tolist()).items())} if len(self) else {}
+
+    def class_counts(self) -> dict[str, int]:
+        """Examples in the buffer per label."""
+        return {str(k): v for k, v in sorted(Counter(self.y[: len(self)].tolist()).items())} if len(self) else {}
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # the lazily shaped tensors take the saved shapes (created, or grown since)
+        for name in self._LAZY:
+            saved = state_dict.get(prefix + name)
+            if saved is not None and (not hasattr(self, name) or getattr(self, name).shape != saved.shape):
+                self.register_buffer(name, torch.empty_like(saved, device=self.seen.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+# ----------------------------------------------------------------------------- losses
+def replay_ce(model, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
+    """Mean cross-entropy of each example under its own task's head (``anpyc.train.task_loss``,
+    which a method may not import)."""
+    parts = grouped_logits(model, x, t)
+    total = sum(F.cross_entropy(logits, y[rows], reduction="sum") for rows, logits, _ in parts)
+    return total / len(y)
+
+
+def head_logits(model, x: Tensor, t: Tensor, outputs: str = "all") -> list[tuple[Tensor, Tensor]]:
+    """``[(rows, logits), ...]``: each row's logits under its own task's head, the body run
+    once. ``outputs='all'``: every output of the head, classes not seen yet included (a
+    class-incremental head computes them even while they are inactive); ``'seen'``: the
+    active outputs only (what training and evaluation use)."""
+    if outputs == "seen":
+        return [(rows, logits) for rows, logits, _ in grouped_logits(model, x, t)]
+    feats = model.features(x)
+    if model.head_mode == "single":
+        return [(torch.arange(len(x), device=x.device), model.heads[0](feats))]
+    out = []
+    for task in t.unique().tolist():
+        rows = (t == task).nonzero(as_tuple=True)[0]
+        out.append((rows, model.heads[model.head_index(task)](feats[rows])))
+    return out
+
+
+def logit_mse(model, x: Tensor, t: Tensor, stored: Tensor, width: Tensor, outputs: str = "all") -> Tensor:
+    """Mean squared error between the model's logits on ``x`` (each under its own head) and
+    ``stored``, over the first ``width[i]`` outputs of each row (those stored)."""
+    total, count = x.new_zeros(()), 0
+    for rows, logits in head_logits(model, x, t, outputs):
+        n_out = logits.shape[1]
+        mask = torch.arange(n_out, device=x.device) < width[rows].clamp(max=n_out).unsqueeze(1)
+        diff = (logits - stored[rows, :n_out].to(logits.dtype)).pow(2)
+        total = total + (diff * mask).sum()
+        count += int(mask.sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def logits_now(model, x: Tensor, t: Tensor, outputs: str = "all") -> tuple[Tensor, Tensor]:
+    """The model's logits on ``x`` in eval mode (see :func:`head_logits`), padded to the
+    widest head, with each row's number of stored outputs."""
+    wide = max(model.head_sizes)
+    out = x.new_zeros((len(x), wide))
+    width = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    with eval_mode(model):
+        for rows, logits in head_logits(model, x, t, outputs):
+            out[rows, : logits.shape[1]] = logits
+            width[rows] = logits.shape[1]
+    return out, width
+
+
+# ----------------------------------------------------------------------------- configs
+@dataclasses.dataclass(frozen=True)
+class ERConfig:
+    """``buffer``: examples kept; ``replay_batch``: examples replayed per step (``None``:
+    the training batch size)."""
+
+    buffer: int = 500
+    replay_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.buffer < 1:
+            raise ValueError(f"buffer must be >= 1, got {self.buffer}")
+        if self.replay_batch is not None and self.replay_batch < 1:
+            raise ValueError(f"replay_batch must be >= 1 or null, got {self.replay_batch}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DERPPConfig(ERConfig):
+    """ER's options plus ``alpha`` (weight of the logit MSE), ``beta`` (weight of the
+    cross-entropy on a second buffer batch) and ``logits``: which outputs are stored and
+    matched, ``all`` of the head's (as in the paper, whose class-incremental head computes
+    every class from the start) or only those ``seen`` (active) when stored."""
+
+    alpha: float = 1.0
+    beta: float = 0.5
+    logits: Literal["all", "seen"] = "all"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (self.alpha >= 0 and self.beta >= 0):
+            raise ValueError(f"need alpha >= 0 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
+        if self.logits not in ("all", "seen"):
+            raise ValueError(f"logits must be 'all' or 'seen', got {self.logits!r}")
+
+
+# ----------------------------------------------------------------------------- methods
+@register
+class ER(Method):
+    """Experience replay from a reservoir buffer (Chaudhry et al. 2019).
+
+    Example:
+        >>> ER(ERConfig(buffer=100)).memory.capacity
+        100
+    """
+
+    name = "er"
+    config_cls = ERConfig
+    stores_logits = False
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.memory = ReservoirBuffer(self.config.buffer, logits=self.stores_logits)
+        self.register_buffer("replay_size", torch.zeros((), dtype=torch.long))  # per buffer batch
+        self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
+
+    def replay_batches(self) -> int:
+        """Buffer batches drawn per training step."""
+        return 1
+
+    def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
+        """Main-phase epochs so that current plus replayed examples spend ``passes`` per task:
+        ``passes / (1 + batches * replay_batch / batch_size)``."""
+        replay = self.config.replay_batch
+        if replay is not None and batch_size is None:
+            raise ValueError(f"{self.name}: replay_batch={replay} needs the training batch size")
+        per_example = 1.0 if replay is None else replay / batch_size
+        return passes / (1.0 + self.replay_batches() * per_example)
+
+    def before_task(self, model, task, ctx) -> None:
+        self.memory.reseed(ctx.generator(0xE5))
+        self.replay_size.fill_(self.config.replay_batch or ctx.batch_size)
+        self.current_task.fill_(ctx.task)
+
+    def _draw(self) -> dict[str, Tensor] | None:
+        """One replay batch from the buffer, counted in the task's passes (``None``: empty)."""
+        if int(self.replay_size) == 0:
+            raise RuntimeError(f"{self.name}: penalty() before before_task(): the replay batch size is unset")
+        if len(self.memory) == 0:
+            return None
+        batch = self.memory.get(self.memory.sample(int(self.replay_size)))
+        self.count_extra_examples(int(self.current_task), len(batch["y"]))
+        return batch
+
+    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+        replay = self._draw()
+        loss = None if replay is None else replay_ce(model, replay["x"], replay["y"], replay["t"])
+        self.memory.add(x, y, t)
+        return loss
+
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        per_task = self.history.setdefault("buffer_per_task", {})
+        per_task[str(ctx.task)] = self.memory.task_counts()
+        log.info("%s after task %d: buffer %d/%d, per task %s", self.name, ctx.task, len(self.memory),
+                 self.memory.capacity, per_task[str(ctx.task)])
+
+    def summary(self) -> dict:
+        return {"replay": {
+            "buffer": self.memory.capacity,
+            "stored": len(self.memory),
+            "seen": int(self.memory.seen),
+            "per_task": self.memory.task_counts(),
+            "per_class": self.memory.class_counts(),
+            "per_task_after_each_task": dict(self.history.get("buffer_per_task", {})),
+            "replayed": dict(self.history.get("extra_examples", {})),
+        }}
+
+
+@register
+class DERPP(ER):
+    """Dark Experience Replay++ (Buzzega et al. 2020): logit matching plus label replay.
+
+    Example:
+        >>> DERPP().config.alpha, DERPP().config.beta
+        (1.0, 0.5)
+    """
+
+    name = "derpp"
+    config_cls = DERPPConfig
+    stores_logits = True
+
+    def replay_batches(self) -> int:
+        return int(self.config.alpha > 0) + int(self.config.beta > 0)
+
+    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+        c, loss = self.config, None
+        if c.alpha > 0 and (b := self._draw()) is not None:
+            loss = c.alpha * logit_mse(model, b["x"], b["t"], b["logits"], b["width"], c.logits)
+        if c.beta > 0 and (b := self._draw()) is not None:
+            term = c.beta * replay_ce(model, b["x"], b["y"], b["t"])
+            loss = term if loss is None else loss + term
+        logits, width = logits_now(model, x, t, c.logits)
+        self.memory.add(x, y, t, logits, width)
+        return loss

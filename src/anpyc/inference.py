@@ -110,7 +110,7 @@ class TaskInference(nn.Module):
     def _fit_inputs(self, task, k: int, device: torch.device) -> None:
         """One probabilistic PCA per class of the task, on its training inputs."""
         xs, ys = zip(*[(x.flatten(1), y) for x, y, _ in iterate(task.train, 500, limit=self.samples)], strict=True)
-        x, y = torch.cat(xs).double().to(device), torch.cat(ys).to(device)
+        x, y = torch.cat(xs).float().to(device), torch.cat(ys).to(device)
         fits = [_ppca(x[y == c], self.rank, self.var_floor) for c in sorted(set(y.tolist()))]
         for name, i in (("mean", 0), ("basis", 1), ("eig", 2), ("noise", 3)):
             self._put(f"in_{name}__{k}", torch.stack([f[i] for f in fits]).float())
@@ -197,7 +197,7 @@ def _ppca(x: Tensor, rank: int, floor: float) -> tuple[Tensor, Tensor, Tensor, T
     cov = centred.T @ centred / max(len(x), 1)
     eig, vec = torch.linalg.eigh(cov)  # ascending
     eig, vec = eig.flip(0).clamp_min(0), vec.flip(1)
-    noise = eig[rank:].mean().clamp_min(floor) if rank < len(eig) else torch.tensor(floor, dtype=x.dtype)
+    noise = eig[rank:].mean().clamp_min(floor) if rank < len(eig) else torch.tensor(floor, dtype=x.dtype, device=x.device)
     return mean, vec[:, :rank], torch.maximum(eig[:rank], noise), noise
 
 

@@ -45,3 +45,73 @@ def test_adam_state_cleared_for_frozen_entries():
         restore_frozen_(p, trainable, torch.ones(4), opt)
     assert p.detach()[~trainable].tolist() == [1.0, 1.0]
     assert opt.state[p]["exp_avg"][~trainable].abs().sum() == 0
+
+
+# ------------------------------------------------------------------ the pruning guard
+class _Pruned:
+    """A stand-in for a model whose validation accuracy depends on what was pruned."""
+
+    def __init__(self, acc_at: dict[float, float], retrained: dict[float, float]) -> None:
+        self.w = torch.nn.Linear(1, 1)
+        self.acc_at, self.retrained, self.keep, self.trained = acc_at, retrained, 1.0, False
+
+    def state_dict(self):
+        return self.w.state_dict()
+
+    def prune_from(self, keep: float, retrain: bool):
+        self.keep, self.trained = keep, retrain
+        return {"w": torch.tensor([keep < 1.0])}
+
+    def validate(self) -> float:
+        if self.keep >= 1.0:
+            return 0.9
+        return (self.retrained if self.trained else self.acc_at)[self.keep]
+
+
+def _guard(model, tol=0.01, chance=0.25):
+    from anpyc.masking import PruneGuard, guarded_prune
+
+    return guarded_prune(PruneGuard(tolerance=tol, search_drop=0.1, z=0.0), model, 0.15, model.prune_from,
+                         model.validate, 10_000, chance)
+
+
+def test_guard_grows_the_keep_share_until_the_pruned_task_holds():
+    model = _Pruned({0.15: 0.5, 0.3: 0.82, 0.6: 0.89}, {0.3: 0.895})
+    keep, pruned, record = _guard(model)
+    assert keep == 0.3 and model.trained and pruned is not None
+    assert record["val_before"] == 0.9 and record["val_pruned"] == 0.82 and record["val_retrained"] == 0.895
+
+
+def test_guard_keeps_more_without_retraining_when_retraining_falls_short():
+    model = _Pruned({0.15: 0.85, 0.3: 0.86, 0.6: 0.895}, {0.15: 0.86})
+    keep, _, record = _guard(model)
+    assert keep == 0.6 and not model.trained and "kept 0.6" in record["reason"]
+
+
+def test_guard_leaves_a_task_at_chance_unpruned():
+    model = _Pruned({}, {})
+    model.validate = lambda: 0.27
+    keep, pruned, record = _guard(model)
+    assert keep == 1.0 and pruned is None and "near chance" in record["reason"]
+
+
+def test_guarded_anpyc_keeps_the_task_within_tolerance_where_unguarded_pruning_breaks_it():
+    """Keeping 2% of the weights, with no retraining, breaks the first task; the guard keeps
+    its validation accuracy within the tolerance of its accuracy before pruning."""
+    import numpy as np
+
+    from anpyc.config import RunConfig
+    from anpyc.runner import run
+
+    cfg = {"method": "anpyc", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 800},
+           "model": {"hidden": [32, 32]}, "train": {"epochs": 6, "batch_size": 32},
+           "method_params": {"keep_first": 0.02, "keep_min": 0.02, "retrain_epochs": 0, "reinit": "zero"}}
+    guarded = run(RunConfig.from_dict(cfg), quiet=True)
+    cfg["method_params"]["guard"] = False
+    unguarded = run(RunConfig.from_dict(cfg), quiet=True)
+    record = guarded.metrics["prune_guard"][0]
+    before, tol = record["val_before"], record["tolerance"]
+    assert before > 0.5  # the task learnt (chance 0.25)
+    assert unguarded.val_acc_matrix[0, 0] < before - tol
+    assert guarded.val_acc_matrix[0, 0] >= before - tol and record["keep"] > 0.02
+    assert np.array_equal(guarded.val_acc_matrix[1, :1], guarded.val_acc_matrix[0, :1])  # and kept exactly

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -273,3 +275,90 @@ def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Genera
         else:
             fresh = torch.zeros_like(p)
         p.copy_(torch.where(free, fresh, p))
+
+
+# ----------------------------------------------------------------------------- pruning guard
+@dataclass(frozen=True)
+class PruneGuard:
+    """How a mask method guards a pruning with the task's validation accuracy.
+
+    ``tolerance``: the largest drop allowed after pruning (and retraining), never smaller
+    than ``z`` binomial standard errors of the validation accuracy (a drop within the noise of
+    a small validation split is no drop); ``search_drop``: the keep share grows until the
+    pruned, not yet retrained, accuracy is within this of the accuracy before pruning;
+    ``chance_margin``: a task within this of chance learnt nothing and is not pruned."""
+
+    tolerance: float = 0.01
+    search_drop: float = 0.1
+    chance_margin: float = 0.05
+    z: float = 2.0
+
+
+PruneFrom = Callable[[float, bool], Masks]  # (keep share, retrain?) -> pruned masks, from the pre-pruning state
+
+
+def guarded_prune(
+    guard: PruneGuard, model, planned: float, prune_from: PruneFrom, validate: Callable[[], float],
+    n_val: int, chance: float,
+) -> tuple[float, Masks | None, dict]:
+    """Prune with the guard: returns the keep share used, the pruned masks (``None``: nothing
+    pruned) and a record of the validation accuracies for ``metrics.json``.
+
+    1. ``before``: the task's validation accuracy before pruning; near chance: no pruning.
+    2. The keep share grows from ``planned`` (x2 at a time) until the pruned accuracy, not
+       retrained, is within ``search_drop`` of ``before`` (evaluations only, no training pass).
+    3. Prune to it and retrain; if the task is then more than the tolerance below ``before``,
+       larger keep shares are tried without retraining (again evaluations only) until one is
+       within the tolerance: at worst the task keeps every weight it trained.
+    """
+    before, saved = validate(), snapshot(model)
+    record: dict = {"val_before": before, "planned_keep": planned}
+    if before <= chance + guard.chance_margin:
+        record.update(keep=1.0, reason="near chance: not pruned")
+        return 1.0, None, record
+    tol = max(guard.tolerance, guard.z * math.sqrt(max(before * (1 - before), 1e-12) / max(n_val, 1)))
+    candidates = keep_candidates(planned)
+    accs: dict[float, float] = {}
+
+    def pruned_accuracy(k: float) -> float:
+        restore(model, saved)
+        prune_from(k, False)
+        accs[k] = validate()
+        return accs[k]
+
+    keep = next(k for k in candidates if k >= 1.0 or before - pruned_accuracy(k) <= guard.search_drop)
+    restore(model, saved)
+    pruned = prune_from(keep, True) if keep < 1.0 else None
+    after = validate()
+    record.update(tolerance=tol, val_pruned=accs.get(keep, before), val_retrained=after)
+    if before - after > tol and keep < 1.0:  # keep more, from the pre-pruning state, without retraining
+        keep = next(k for k in candidates if k > keep and (k >= 1.0 or before - pruned_accuracy(k) <= tol))
+        restore(model, saved)
+        pruned = prune_from(keep, False) if keep < 1.0 else None
+        record["reason"] = f"retrained {after:.4f} more than {tol:.4f} below {before:.4f}: kept {keep:g}, not retrained"
+    record["keep"] = keep
+    return keep, pruned, record
+
+
+def keep_candidates(keep: float, growth: float = 2.0) -> list[float]:
+    """Keep shares to try, from the planned one up to keeping everything.
+
+    Example:
+        >>> keep_candidates(0.15)
+        [0.15, 0.3, 0.6, 1.0]
+    """
+    out = [keep]
+    while out[-1] < 1.0:
+        out.append(min(1.0, round(out[-1] * growth, 6)))
+    return out
+
+
+def snapshot(model) -> dict[str, Tensor]:
+    """Every parameter and buffer of ``model``, copied (to undo a pruning exactly)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def restore(model, saved: dict[str, Tensor]) -> None:
+    for k, v in model.state_dict().items():
+        v.copy_(saved[k])

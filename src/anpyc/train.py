@@ -344,18 +344,35 @@ def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Cal
     on_step = (lambda step, loss: loop.emit("on_step", step, loss)) if loop.callbacks else None
     stats = fit_fn(model, method, data, train_cfg, train_cfg.epochs, state.generator, optimizer=state.optimizer,
                    task_id=t, on_step=on_step, start_epoch=state.epoch, on_epoch_end=epoch_end)
-    examples = [stats["examples"]]
-
-    def retrain(epochs: float) -> dict:  # counts in the task's passes
-        more = fit_fn(model, method, data, train_cfg, epochs, state.generator, task_id=t)
-        examples.append(more["examples"])
-        return more
-
+    retrain = Retrainer(loop, t, data, fit_fn, stats["examples"])
     method.after_task(model, task, ctx, retrain)
     loop.emit("on_task_trained", ctx)
-    # replayed or otherwise extra examples the method trained on count as passes too
-    stats["passes"] = (sum(examples) + method.extra_examples(t)) / max(len(task.train), 1)
+    # retraining, replayed or otherwise extra examples the method trained on count as passes too
+    stats["passes"] = (retrain.examples + method.extra_examples(t)) / max(len(task.train), 1)
     return stats
+
+
+class Retrainer:
+    """What ``after_task`` gets as ``retrain``: ``retrain(epochs)`` trains the current task
+    again (a fresh optimizer; the passes count in the task's budget) and ``retrain.validate()``
+    is the task's validation accuracy as the model stands, measured with the task's id (the
+    task in training is known at training time, whatever the scenario hides at test time)."""
+
+    def __init__(self, loop: Loop, t: int, data, fit_fn: Callable[..., dict], examples: int) -> None:
+        self.loop, self.t, self.data, self.fit_fn, self.examples = loop, t, data, fit_fn, examples
+        # a classifier's validation accuracy; none for models scored otherwise (generators)
+        self.validate: Callable[[], float] | None = self._validate if loop.cfg.forward_transfer else None
+
+    def __call__(self, epochs: float) -> dict:
+        loop = self.loop
+        more = self.fit_fn(loop.model, loop.method, self.data, loop.cfg.train, epochs, loop.state.generator, task_id=self.t)
+        self.examples += more["examples"]
+        return more
+
+    def _validate(self) -> float:
+        model, method, t = self.loop.model, self.loop.method, self.t
+        with eval_mode(model), method.eval_context(model, t):
+            return accuracy(lambda x: method.predict(model, x, t), self.loop.stream[t].val, self.loop.cfg.train)
 
 
 def _finish_task(loop: Loop, t: int, stats: dict, evaluate: EvaluateFn) -> None:

@@ -42,7 +42,17 @@ import torch
 from torch import Tensor, nn
 
 from anpyc import importance as imp
-from anpyc.masking import FREE, Masks, Ownership, lowest_fraction_mask, reinit_free_, scale_grad_
+from anpyc.inference import TaskInference
+from anpyc.masking import (
+    FREE,
+    Masks,
+    Ownership,
+    PruneGuard,
+    guarded_prune,
+    lowest_fraction_mask,
+    reinit_free_,
+    scale_grad_,
+)
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 
@@ -75,6 +85,18 @@ class ANPyCConfig:
     old tasks' views, so those forget a little) and the task trains as usual; ``consolidate``
     trains every weight under the soft penalty (old tasks see theirs move); ``head_only``
     freezes the body (no forgetting; the task learns a head on the frozen features).
+
+    Pruning guard (``guard``): the task's validation accuracy is measured before pruning; a
+    task within ``guard_chance_margin`` of chance is not pruned (it learnt nothing to shrink);
+    otherwise the keep share grows from the schedule's (x2 at a time, up to keeping all) until
+    the pruned, not yet retrained, accuracy is within ``guard_search_drop`` of it (evaluations
+    only, no training pass), and if after retraining the task is still more than
+    ``prune_tolerance`` below its accuracy before pruning, the pruning is undone (the task keeps
+    every weight it trained). Every figure is in ``metrics.json`` (``prune_guard``).
+
+    Without a task id at test time (domain/class scenarios) every weight is in use
+    (``task_inference='none'``, the paper's setting) or the view that answers an input is
+    chosen by a task-inference score (:mod:`anpyc.inference`).
     """
 
     lam: float = 10.0
@@ -101,6 +123,11 @@ class ANPyCConfig:
     exhausted_policy: Literal["reclaim", "consolidate", "head_only"] = "reclaim"
     reclaim_share: float = 0.05
     reclaim_by: Literal["magnitude", "importance"] = "magnitude"
+    guard: bool = True
+    prune_tolerance: float = 0.01
+    guard_search_drop: float = 0.1
+    guard_chance_margin: float = 0.05
+    task_inference: Literal["none", "entropy", "input_density", "feature_density"] = "none"
 
     def __post_init__(self) -> None:
         checks = [
@@ -113,6 +140,8 @@ class ANPyCConfig:
             (self.importance_samples >= 1 and self.importance_batch >= 1, "importance sample sizes must be >= 1"),
             (0 <= self.exhausted_below < 1, "exhausted_below must be in [0, 1)"),
             (0 < self.reclaim_share < 1, "reclaim_share must be in (0, 1)"),
+            (0 <= self.prune_tolerance < 1 and 0 <= self.guard_search_drop < 1, "guard tolerances must be in [0, 1)"),
+            (0 <= self.guard_chance_margin < 1, "guard_chance_margin must be in [0, 1)"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -157,7 +186,10 @@ class ANPyC(QuadraticPenalty):
     def __init__(self, config: ANPyCConfig | None = None) -> None:
         super().__init__(config)
         self.ownership = Ownership()
-        self.history = {"kept_share": [], "importance_stats": [], "exhausted": [], "modes": [], "reclaimed": []}
+        ti = self.config.task_inference
+        self.inference = TaskInference(ti) if ti != "none" else None
+        self.history = {"kept_share": [], "importance_stats": [], "exhausted": [], "modes": [], "reclaimed": [],
+                        "prune_guard": []}
         self._grad_scale: dict[str, Tensor] | None = None  # derived from Omega, never saved
 
     # ------------------------------------------------------------------ state
@@ -242,6 +274,15 @@ class ANPyC(QuadraticPenalty):
             return super().eval_context(model, task_id)
         return self.ownership.view(model, task_id)
 
+    def predict(self, model, x: Tensor, task_id: int | None) -> Tensor:
+        """Without a task id and with task inference on: the view it picks for each input."""
+        if task_id is not None or self.inference is None or self.inference.n_views == 0:
+            return super().predict(model, x, task_id)
+        return self.inference.predict(model, x, lambda k: self.ownership.view(model, k))
+
+    def inferred_tasks(self) -> Tensor | None:
+        return self.inference.last_views if self.inference is not None else None
+
     # ------------------------------------------------------------------ after the task
     def keep_share(self, t: int) -> float:
         """Share of the free pool task ``t`` keeps."""
@@ -278,25 +319,47 @@ class ANPyC(QuadraticPenalty):
         return imp.normalize_per_layer(scores, c.structure, c.beta)
 
     def after_task(self, model, task, ctx, retrain=None) -> None:
-        """Prune (with retraining) the free pool the task used, give the task what it kept,
-        consolidate it (importance, anchors), re-initialise the released weights."""
+        """Prune (with retraining, guarded by the task's validation accuracy) the free pool the
+        task used, give the task what it kept, consolidate it (importance, anchors),
+        re-initialise the released weights."""
         c, own = self.config, self.ownership
         own.ensure(model)
         free = own.free(model)
         frozen_pool = self._mode() in ("consolidate", "head_only")
         keep = 1.0 if (ctx.last and not c.prune_last) or frozen_pool else self.keep_share(ctx.task)
-        pruned = self._prune(model, task, ctx, free, 1.0 - keep, retrain)
+        pruned, keep = self._guarded_prune(model, task, ctx, free, keep, retrain)
         for name in free:  # what the task kept is now its own; the pruned rest is released
             own.claim(name, free[name] & ~pruned[name], ctx.task)
         super().after_task(model, task, ctx, retrain)  # Omega of what the task holds; anchors
         reinit_free_(model, own, c.reinit, ctx.generator(1))
         own.finish_task(model, ctx.task)
+        if self.inference is not None and not ctx.task_id_at_test:  # its view, for task inference
+            self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario == "class")
         self.history["kept_share"].append(keep)
         self._grad_scale = None
         log.debug(  # the same figures are in metrics.json; keep the progress bar clean
             "anpyc: task %d kept %.1f%% of its free pool; %.1f%% of the body is free; importance kurtosis %s",
             ctx.task, 100 * keep, 100 * own.free_share(model), self.history["importance_stats"][-1]["kurtosis"],
         )
+
+    def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain) -> tuple[Masks, float]:
+        """:meth:`_prune` to ``keep``, under the guard of the task's validation accuracy when
+        the loop gives one (:func:`anpyc.masking.guarded_prune`); returns what was pruned and
+        the keep share used."""
+        c = self.config
+        validate = getattr(retrain, "validate", None)
+        nothing = {n: torch.zeros_like(m) for n, m in free.items()}
+        if keep >= 1.0 or not c.guard or validate is None:
+            return (self._prune(model, task, ctx, free, 1.0 - keep, retrain) if keep < 1.0 else nothing), keep
+        guard = PruneGuard(c.prune_tolerance, c.guard_search_drop, c.guard_chance_margin)
+
+        def prune_from(k: float, with_retraining: bool) -> Masks:
+            return self._prune(model, task, ctx, free, 1.0 - k, retrain if with_retraining else None)
+
+        keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
+                                             1.0 / max(len(task.classes), 1))
+        self.history["prune_guard"].append({"task": ctx.task, **record})
+        return (pruned if pruned is not None else nothing), keep
 
     def _prune(self, model, task, ctx, free: Masks, target: float, retrain) -> Masks:
         """Prune ``target`` of each layer's free pool in steps of ``prune_step``, each step
@@ -305,8 +368,6 @@ class ANPyC(QuadraticPenalty):
         pruned = {name: torch.zeros_like(m) for name, m in free.items()}
         if target <= 0:
             return pruned
-        if retrain is None and c.retrain_epochs > 0:
-            log.warning("anpyc: no retrain callback given; pruning without retraining")
         n_steps = max(1, math.ceil(target / c.prune_step - 1e-9))
         for step in range(1, n_steps + 1):
             goal = min(target, step * c.prune_step)  # cumulative share of the free pool pruned
@@ -381,4 +442,5 @@ class ANPyC(QuadraticPenalty):
             "importance_kurtosis": [s["kurtosis"] for s in h["importance_stats"]],
             "exhausted_tasks": [i for i, e in enumerate(h["exhausted"]) if e],
             "reclaimed": h["reclaimed"],
+            "prune_guard": h["prune_guard"],
         }

@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 
 from anpyc.inference import TaskInference
-from anpyc.masking import Ownership, prune_lowest, reinit_free_
+from anpyc.masking import Masks, Ownership, PruneGuard, guarded_prune, prune_lowest, reinit_free_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 
@@ -39,12 +39,20 @@ class PackNetConfig:
     ``reinit``: the value released weights start the next task with (``zero`` as in the
     paper, or small ``random`` values); ``task_inference``: without a task id at test time
     (domain/class scenarios) the view that answers an input is chosen by this score
-    (:mod:`anpyc.inference`)."""
+    (:mod:`anpyc.inference`). ``guard`` (off by default: the paper prunes a fixed share) adds
+    ANPyC's pruning guard: the pruned share shrinks (halving at a time) until the pruned
+    task's validation accuracy is within ``guard_search_drop`` of its accuracy before pruning,
+    a task near chance is not pruned, and a pruning that leaves the retrained task more than
+    ``prune_tolerance`` below is undone."""
 
     prune_fraction: float = 0.5
     retrain_epochs: float = 0.5
     reinit: Literal["zero", "random"] = "zero"
-    task_inference: Literal["entropy", "input_density", "feature_density"] = "entropy"
+    task_inference: Literal["entropy", "input_density", "feature_density"] = "input_density"
+    guard: bool = False
+    prune_tolerance: float = 0.01
+    guard_search_drop: float = 0.1
+    guard_chance_margin: float = 0.05
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_fraction < 1.0 or self.retrain_epochs < 0:
@@ -88,22 +96,46 @@ class PackNet(Method):
     def after_task(self, model, task, ctx, retrain=None) -> None:
         t, own = ctx.task, self.ownership
         own.ensure(model)
-        params = dict(model.shared_parameters())
         trained = own.free(model)
-        weights = {n: m for n, m in trained.items() if params[n].dim() > 1}
-        pruned = prune_lowest({n: p.detach().abs() for n, p in params.items()}, weights, self.config.prune_fraction)
-        for name, p in params.items():
-            kept = trained[name] & ~pruned.get(name, torch.zeros_like(trained[name]))
-            p[pruned.get(name, torch.zeros_like(kept))] = 0.0
-            own.claim(name, kept, t)  # biases: kept whole by the first task, frozen afterwards
-        if retrain is not None and self.config.retrain_epochs > 0:
-            own.set_phase({name: own.owner(name) == t for name in params})
-            with torch.enable_grad():
-                retrain(self.config.retrain_epochs)
+        keep, pruned = self._guarded_prune(model, task, ctx, trained, retrain)
+        for name, mask in trained.items():  # biases: kept whole by the first task, frozen afterwards
+            own.claim(name, mask & ~pruned[name], t)
         reinit_free_(model, own, self.config.reinit, ctx.generator(1))
         own.finish_task(model, t)
+        self.history.setdefault("kept_share", []).append(keep)
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
             self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario == "class")
+
+    def _prune_retrain(self, model, trained: Masks, scores: Masks, keep: float, retrain) -> Masks:
+        """Release the lowest-magnitude ``1 - keep`` of the weights the task trained (zeroed),
+        then retrain what it keeps."""
+        params = dict(model.shared_parameters())
+        weights = {n: m for n, m in trained.items() if params[n].dim() > 1}
+        pruned = {n: torch.zeros_like(m) for n, m in trained.items()}
+        pruned.update(prune_lowest(scores, weights, 1.0 - keep))
+        for name, p in params.items():
+            p[pruned[name]] = 0.0
+        if retrain is not None and self.config.retrain_epochs > 0:
+            self.ownership.set_phase({n: trained[n] & ~pruned[n] for n in params})
+            with torch.enable_grad():
+                retrain(self.config.retrain_epochs)
+        return pruned
+
+    def _guarded_prune(self, model, task, ctx, trained: Masks, retrain) -> tuple[float, Masks]:
+        c, keep = self.config, 1.0 - self.config.prune_fraction
+        scores = {n: p.detach().abs() for n, p in model.shared_parameters()}
+        validate = getattr(retrain, "validate", None)
+        if not c.guard or validate is None or keep >= 1.0:
+            return keep, self._prune_retrain(model, trained, scores, keep, retrain)
+        guard = PruneGuard(c.prune_tolerance, c.guard_search_drop, c.guard_chance_margin)
+
+        def prune_from(k: float, with_retraining: bool) -> Masks:
+            return self._prune_retrain(model, trained, scores, k, retrain if with_retraining else None)
+
+        keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
+                                             1.0 / max(len(task.classes), 1))
+        self.history.setdefault("prune_guard", []).append({"task": ctx.task, **record})
+        return keep, pruned if pruned is not None else {n: torch.zeros_like(m) for n, m in trained.items()}
 
     def eval_context(self, model, task_id):
         """Zero the weights task ``task_id`` did not see (free, or owned by later tasks)."""
@@ -121,5 +153,6 @@ class PackNet(Method):
 
     def summary(self) -> dict:
         """Free capacity per layer and of the body after each task (one shape for every mask
-        method, :meth:`anpyc.masking.Ownership.summary`)."""
-        return self.ownership.summary()
+        method, :meth:`anpyc.masking.Ownership.summary`), keep shares and the guard's figures."""
+        return {**self.ownership.summary(), "kept_share": self.history.get("kept_share", []),
+                "prune_guard": self.history.get("prune_guard", [])}

@@ -29,6 +29,20 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, mnist_dir, capsys):
     data = json.loads((out / "bench.json").read_text())
     assert set(data["methods"]) == {"anpyc", "finetune"} and data["bench"]["machine"]["cores"] >= 1
     assert "| anpyc |" in (out / "bench.md").read_text() and "| anpyc |" in capsys.readouterr().out
+    command = data["bench"]["command"]  # no machine path: --out relative to the working directory
+    assert command.startswith("anpyc bench quick") and not command.split("--out ")[1].startswith("/")
+    assert data["methods"]["anpyc"]["runs"] == ["anpyc/seed_0"]
+
+
+def test_bench_command_makes_out_relative(tmp_path, monkeypatch):
+    from anpyc.bench import bench_command
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["/x/.venv/bin/anpyc", "bench", "long", "--jobs", "2", "--out", str(tmp_path / "b" / "long")]
+    assert bench_command("long", tmp_path / "b" / "long", argv) == "anpyc bench long --jobs 2 --out b/long"
+    argv = ["anpyc", "bench", "long", f"--out={tmp_path / 'b'}"]
+    assert bench_command("long", tmp_path / "b", argv) == "anpyc bench long --out=b"
+    assert bench_command("long", "b", ["python", "-m", "pytest"]) == "anpyc bench long --out b"
 
 
 def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):

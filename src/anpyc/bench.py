@@ -116,6 +116,45 @@ def method_params(bench: Benchmark, methods: list[str], stream: str, presets: bo
     return with_presets(methods, stream, bench.params)
 
 
+def _relative_to(path: str | None, base: Path) -> str | None:
+    """``path`` relative to ``base`` where it lies inside it, else as given."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def bench_command(name: str, out_dir: str | Path, argv: list[str] | None = None) -> str:
+    """The command line that ran benchmark ``name``, with its ``--out`` relative to the working
+    directory (a committed bench.json must not carry a machine path).
+
+    Example:
+        >>> bench_command("pmnist10", "bench-out/p", ["anpyc", "bench", "pmnist10", "--out", "/abs/bench-out/p"])
+        'anpyc bench pmnist10 --out bench-out/p'
+    """
+    argv = list(sys.argv if argv is None else argv)
+    rel = Path(os.path.relpath(Path(out_dir).resolve(), Path.cwd().resolve())).as_posix()
+    if not argv or "anpyc" not in Path(argv[0]).name or "bench" not in argv[1:]:
+        return f"anpyc bench {name} --out {rel}"  # called from Python: the equivalent command
+    args, out = [], False
+    for a in argv[1:]:
+        if out:
+            args.append(rel)
+            out = False
+        elif a == "--out":
+            args.append(a)
+            out = True
+        elif a.startswith("--out="):
+            args.append(f"--out={rel}")
+        else:
+            args.append(a)
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", rel]
+    return "anpyc " + " ".join(args)
+
+
 def run_benchmark(
     name: str,
     out_dir: str | Path,
@@ -166,7 +205,7 @@ def run_benchmark(
     summary["bench"] = {
         "name": name,
         "description": bench.description,
-        "command": "anpyc " + " ".join(sys.argv[1:]) if sys.argv and "anpyc" in sys.argv[0] else f"anpyc bench {name}",
+        "command": bench_command(name, out_dir),
         # the runs' torch threads (train.threads), not this parent process's
         "machine": {**host, "torch_threads": base.train.threads or host["torch_threads"]},
         "date": start.isoformat(timespec="seconds"),
@@ -174,6 +213,8 @@ def run_benchmark(
         "jobs": jobs,
     }
     out = Path(out_dir)
+    for entry in summary["methods"].values():  # run dirs relative to OUT: no machine path in bench.json
+        entry["runs"] = [_relative_to(r, out) for r in entry.get("runs", [])]
     write_json(out / "bench.json", summary)
     text = (
         f"{summary_markdown(summary)}\n{bench.description}.\n\n"

@@ -45,9 +45,23 @@ def test_bench_command_makes_out_relative(tmp_path, monkeypatch):
     assert bench_command("long", "b", ["python", "-m", "pytest"]) == "anpyc bench long --out b"
 
 
+def test_reference_bench_runs_exactly_the_shipped_preset():
+    """`anpyc bench reference` and `anpyc run --config src/anpyc/presets/anpyc-reference.yaml`
+    resolve to the same run config (released weights at zero, the authors' epochs)."""
+    from anpyc.bench import bench_plan
+    from anpyc.config import RunConfig
+    from anpyc.presets import PRESET_DIR
+
+    shipped = RunConfig.from_file(PRESET_DIR / "anpyc-reference.yaml")
+    ran = bench_plan("reference").configs()["anpyc-reference"]
+    assert ran.to_dict() == shipped.to_dict()
+    assert ran.method_params.reinit == "zero" and ran.method_params.task_masks is False
+
+
 def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
-    summary = run_benchmark("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"],
-                            overrides={"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}}, quiet=True)
+    summary = run_benchmark("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"], quiet=True,
+                            overrides={"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}, "train": {"epochs": 1}},
+                            params={"anpyc-reference": {"retrain_epochs": 0.1}})
     ref = summary["methods"]["anpyc-reference"]
     assert ref["method"] == "anpyc" and ref["params"]["keep_schedule"] == "reference"
     assert summary["methods"]["anpyc"]["params"] == {}

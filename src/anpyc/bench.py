@@ -36,10 +36,19 @@ PMNIST = {
     "train": {"epochs": 1, "lr": 0.1, "batch_size": 128, "optimizer": "sgd"},
 }
 
-REFERENCE_ANPYC = {
-    "lam": 3.0, "protection": "soft", "task_masks": False, "prune_criterion": "taylor", "taylor_form": "reference",
-    "keep_schedule": "reference", "prune_step": 0.1, "retrain_epochs": 1,
-}
+
+
+def reference_preset() -> tuple[dict, dict]:
+    """The shipped ``anpyc-reference`` preset as ``(base config, method_params)``: what
+    ``anpyc bench reference`` runs, exactly (its stream, model and training; ANPyC as the
+    authors' code)."""
+    from anpyc.presets import load_preset
+
+    data = load_preset("anpyc-reference")
+    return {k: data[k] for k in ("stream", "model", "train", "scenario") if k in data}, dict(data["method_params"])
+
+
+REFERENCE_BASE, REFERENCE_ANPYC = reference_preset()
 
 
 @dataclass(frozen=True)
@@ -65,9 +74,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet"),
     ),
     "reference": Benchmark(
-        "the paper's setting: 10-task permuted MNIST, 784-64-32 MLP, SGD lr 0.02, batch 256, "
-        "ANPyC as the reference code (1 retraining epoch per 10% pruning step instead of 30)",
-        {**PMNIST, "model": {"hidden": [64, 32]}, "train": {"epochs": 1, "lr": 0.02, "batch_size": 256}},
+        "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
+        "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "
+        "(30 retraining epochs per 10% pruning step; hours on a CPU)",
+        REFERENCE_BASE,
         ("anpyc", "finetune", "joint"),
         aliases={"anpyc-reference": ("anpyc", REFERENCE_ANPYC)},
         budget="epochs",  # the authors' protocol: each pruning step retrains on top of the epoch
@@ -155,6 +165,55 @@ def bench_command(name: str, out_dir: str | Path, argv: list[str] | None = None)
     return "anpyc " + " ".join(args)
 
 
+@dataclass(frozen=True)
+class BenchPlan:
+    """What a benchmark run will do: its base config, labels, parameters per label, aliases
+    and budget (resolved, nothing run)."""
+
+    bench: Benchmark
+    base: RunConfig
+    methods: list[str]
+    params: dict[str, dict]
+    aliases: dict[str, tuple[str, dict]]
+    budget: str
+
+    def configs(self) -> dict[str, RunConfig]:
+        """The config each label runs with (before its seed is set), as :func:`compare` runs it."""
+        from anpyc.compare import job_configs
+
+        return job_configs(self.base, self.methods, self.params, self.aliases, self.budget)
+
+
+def bench_plan(
+    name: str, methods: list[str] | None = None, overrides: dict[str, Any] | None = None, presets: bool = True,
+    params: dict[str, dict] | None = None, budget: str | None = None,
+) -> BenchPlan:
+    """Resolve benchmark ``name`` (methods, base config with ``overrides``, presets, explicit
+    ``params``, budget) without running it.
+
+    Example:
+        >>> bench_plan("reference", ["anpyc-reference"]).configs()["anpyc-reference"].method_params.reinit
+        'zero'
+    """
+    from anpyc.config import deep_update
+
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    bench = BENCHMARKS[name]
+    chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
+    if overrides and "method" in overrides:
+        raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
+    known = [m for m in chosen if m in METHODS or m in bench.aliases]
+    for m in sorted(set(chosen) - set(known)):
+        log.warning("bench %s: method %r is not available in this build; skipped", name, m)
+    base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
+    chosen_params = method_params(bench, known, base.stream.benchmark, presets)
+    for m, given in (params or {}).items():  # explicit --param wins over presets
+        chosen_params[m] = {**chosen_params.get(m, {}), **given}
+    aliases = {a: bench.aliases[a] for a in known if a in bench.aliases}
+    return BenchPlan(bench, base, known, chosen_params, aliases, budget or bench.budget)
+
+
 def run_benchmark(
     name: str,
     out_dir: str | Path,
@@ -177,29 +236,15 @@ def run_benchmark(
     many (method, seed) runs in parallel processes.
     """
     from anpyc.compare import compare
-    from anpyc.config import deep_update
     from anpyc.report.tables import summary_markdown
 
-    if name not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    bench = BENCHMARKS[name]
-    chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
-    if overrides and "method" in overrides:
-        raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
-    known = [m for m in chosen if m in METHODS or m in bench.aliases]
-    for m in sorted(set(chosen) - set(known)):
-        log.warning("bench %s: method %r is not available in this build; skipped", name, m)
-    base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
-    chosen_params = method_params(bench, known, base.stream.benchmark, presets)
-    for m, given in (params or {}).items():  # explicit --param wins over presets
-        chosen_params[m] = {**chosen_params.get(m, {}), **given}
-    params = chosen_params
+    plan = bench_plan(name, methods, overrides, presets, params, budget)
+    bench, base, known, params = plan.bench, plan.base, plan.methods, plan.params
     start = _dt.datetime.now(_dt.UTC)
     summary = compare(
         base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
-        params=params,
-        aliases={a: bench.aliases[a] for a in known if a in bench.aliases},
-        quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=budget or bench.budget,
+        params=params, aliases=plan.aliases,
+        quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget,
     )
     host = machine()
     summary["bench"] = {

@@ -171,7 +171,11 @@ class StreamConfig:
     ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
     training set is held out for model selection, test data is only for reporting.
     ``augment`` (CIFAR streams only) adds random crops (padding 4) and horizontal flips to
-    the training split.
+    the training split. ``standardize`` (image streams: the MNIST family and CIFAR) maps
+    inputs to ``(x - mean[c]) / std[c]`` with per-channel statistics of the training rows
+    (validation and test rows never shape them), after any rotation or permutation; the
+    statistics are in each task's ``info`` and in ``metrics.json``. ``false`` keeps pixels
+    in [0, 1]. Generative models always see [0, 1] pixels (their likelihood needs them).
     """
 
     benchmark: str = "permuted-mnist"
@@ -184,6 +188,7 @@ class StreamConfig:
     data_dir: str | None = None
     augment: bool = False
     classes_per_task: int = 2  # split benchmarks only: 1 gives one task per class
+    standardize: bool = True
 
     def __post_init__(self) -> None:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")

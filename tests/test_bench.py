@@ -67,15 +67,23 @@ def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
     assert summary["methods"]["anpyc"]["params"] == {}
 
 
-def test_bench_uses_shipped_presets_unless_told_not_to(tmp_path, mnist_dir):
-    from anpyc.presets import find_preset
+def test_bench_applies_a_preset_only_under_its_protocol(tmp_path, monkeypatch):
+    """A preset tuned under pmnist10 applies to `bench long` (pmnist10 with 50 tasks) but not to
+    pmnist10 with another learning rate, nor to pmnist10-common; --no-presets: the defaults."""
+    from anpyc import presets
+    from anpyc.bench import bench_plan
+    from anpyc.protocols import protocol_fingerprint
 
-    small = {"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}}
-    tuned = find_preset("ewc", "permuted-mnist")["method_params"]
-    summary = run_benchmark("long", tmp_path / "p", methods=["ewc"], overrides=small, quiet=True)
-    assert summary["methods"]["ewc"]["params"] == tuned == summary["bench"]["method_params"]["ewc"]
-    summary = run_benchmark("long", tmp_path / "d", methods=["ewc"], overrides=small, quiet=True, presets=False)
-    assert summary["methods"]["ewc"]["params"] == {}
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
+    presets.save_preset("ewc", "pmnist10", {"lam": 7.0}, {"protocol": {"name": "pmnist10", "fingerprint": protocol_fingerprint("pmnist10")}})
+    plan = bench_plan("long", ["ewc", "si"])
+    assert plan.params["ewc"] == {"lam": 7.0} and plan.presets_applied == {"ewc": "ewc-pmnist10"} and "si" not in plan.params
+    assert plan.configs()["ewc"].method_params.lam == 7.0
+    other = bench_plan("pmnist10", ["ewc"], overrides={"train": {"lr": 0.05}})
+    assert other.params == {} and other.presets_not_applied["ewc"].endswith("train.lr 0.1 (preset) vs 0.05 (run)")
+    assert bench_plan("pmnist10-common", ["ewc"]).presets_applied == {}
+    assert bench_plan("pmnist10", ["ewc"], presets=False).params == {}
+    assert bench_plan("pmnist10", ["ewc"], params={"ewc": {"lam": 1.0}}).params["ewc"] == {"lam": 1.0}  # --param wins
 
 
 def test_bench_jobs_flag_is_checked(tmp_path):

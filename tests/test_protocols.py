@@ -75,7 +75,7 @@ def test_every_tuning_proxy_keeps_its_protocol_and_machine_settings_only():
             cfg = protocol_tune_config(protocol, method, {"train": {"threads": 1}})
             assert fingerprint(cfg, PROTOCOLS[protocol].budget) == protocol_fingerprint(protocol)
             assert cfg.method == method and cfg.train.threads == 1
-    with pytest.raises(ConfigError, match="train.lr is part of the protocol"):
+    with pytest.raises(ConfigError, match="train.lr is fixed by the protocol"):
         protocol_tune_config("pmnist10", "ewc", {"train": {"lr": 0.05}})
     with pytest.raises(ConfigError, match="unknown protocol"):
         protocol_tune_config("nope", "ewc")

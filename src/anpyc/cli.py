@@ -303,7 +303,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.name == "list":
         for name, b in BENCHMARKS.items():
-            print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+            print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
         return 0
     overrides = _explicit_flags(args)
     if args.config:

@@ -149,8 +149,8 @@ def protocol_tune_config(protocol: str, method: str, machine: dict[str, Any] | N
         bad = set(keys) - MACHINE_SETTINGS.get(section, set()) if isinstance(keys, dict) else {section}
         if bad:
             names = ", ".join(f"{section}.{k}" for k in sorted(bad))
-            raise ConfigError(f"tune --protocol {protocol}: {names} is part of the protocol; only the machine's "
-                              "settings (--threads, --device, --data-dir, --eval-batch-size) may be given")
+            raise ConfigError(f"tune --protocol {protocol}: {names} is fixed by the protocol and its tuning proxy; "
+                              "only the machine's settings (--threads, --device, --data-dir, --eval-batch-size) may be given")
     p = get_protocol(protocol)
     cfg = RunConfig.from_dict(deep_update(deep_update(p.base, p.tune), machine)).with_params(method)
     diff = differences(protocol_fingerprint(protocol), fingerprint(cfg, p.budget))

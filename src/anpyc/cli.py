@@ -26,6 +26,7 @@ from anpyc.config import (
     RunConfig,
     StreamConfig,
     TrainConfig,
+    as_input,
     deep_update,
     load_mapping,
 )
@@ -123,8 +124,7 @@ def _explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
     """The run config, built once: config file, then flags, then ``--method``."""
-    data: dict[str, Any] = load_mapping(args.config) if args.config else {}
-    data.pop("meta", None)
+    data: dict[str, Any] = as_input(load_mapping(args.config)) if args.config else {}
     data = deep_update(data, _explicit_flags(args))
     if method is not None:
         if data.get("method") not in (None, method):

@@ -348,9 +348,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
-        data = dict(data or {})
-        data.pop("meta", None)  # provenance written beside a saved config; not an input
-        return from_dict(cls, data, "config")
+        return from_dict(cls, as_input(data), "config")
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
@@ -361,6 +359,24 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+def as_input(data: dict | None) -> dict:
+    """A config mapping as input: the provenance a saved config carries (``meta``) dropped, and
+    a saved config from before a default changed read as it ran. A saved config holds every
+    field, so one without ``stream.standardize`` ran on [0, 1] pixels (before inputs were
+    standardised by default): reproduce, resume and ``--config`` keep it so.
+
+    Example:
+        >>> as_input({"stream": {"benchmark": "split-mnist"}, "meta": {"git_commit": "abc"}})
+        {'stream': {'benchmark': 'split-mnist', 'standardize': False}}
+    """
+    data = dict(data or {})
+    saved = data.pop("meta", None) is not None
+    stream = data.get("stream")
+    if saved and isinstance(stream, dict) and "standardize" not in stream:
+        data["stream"] = {**stream, "standardize": False}
+    return data
 
 
 def load_mapping(path: str | Path) -> dict:

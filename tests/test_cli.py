@@ -50,8 +50,10 @@ def test_data_list_runs(capsys, tmp_path):
 
 
 def test_finetune_forgets_and_joint_beats_it_on_permuted_mnist(tmp_path, mnist_dir):
+    # raw [0, 1] inputs: in this tiny setting fine-tune forgets visibly only without standardisation
+    # (standardised, 4 tasks x 2000 examples: BWT about -0.7 points)
     common = ["--benchmark", "permuted-mnist", "--tasks", "4", "--subsample", "2000", "--test-subsample", "1000",
-              "--epochs", "2", "--hidden", "100", "--quiet", "--no-report"]
+              "--epochs", "2", "--hidden", "100", "--standardize", "false", "--quiet", "--no-report"]
     metrics = {}
     for m in ("finetune", "joint"):
         assert main(["run", "--method", m, *common, "--out", str(tmp_path / m)]) == 0

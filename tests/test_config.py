@@ -48,3 +48,19 @@ def test_malformed_and_missing_files(tmp_path):
 def test_round_trip_through_dict():
     cfg = RunConfig.from_dict({"method": "finetune", "seed": 3, "model": {"hidden": [8]}})
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_a_config_saved_before_standardisation_reads_as_it_ran(tmp_path):
+    """Saved configs hold every field; one without stream.standardize ran on [0, 1] pixels."""
+    old = {"stream": {"benchmark": "permuted-mnist", "tasks": 2}, "meta": {"git_commit": "13bb1ba"}}
+    assert RunConfig.from_dict(old).stream.standardize is False
+    assert RunConfig.from_dict({"stream": {"benchmark": "permuted-mnist"}}).stream.standardize is True  # not saved: default
+    new = {**old, "stream": {**old["stream"], "standardize": True}}
+    assert RunConfig.from_dict(new).stream.standardize is True
+    import yaml
+
+    from anpyc.cli import _config_from_args, build_parser
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    args = build_parser().parse_args(["run", "--method", "finetune", "--config", str(tmp_path / "config.yaml"), "--out", "x"])
+    assert _config_from_args(args, "finetune").stream.standardize is False

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -50,13 +51,41 @@ def test_joint_trains_every_head():
     assert res.metrics["forgetting"] < 0.05
 
 
-@pytest.mark.parametrize("method", ["anpyc", "ewc", "online-ewc", "si", "mas", "packnet"])
+def _state_mb(method: str, tasks: int) -> dict:
+    cfg = RunConfig.from_dict({**BLOBS, "method": method, "stream": {**BLOBS["stream"], "tasks": tasks},
+                               "train": {"epochs": 1}})
+    return run(cfg, quiet=True).metrics
+
+
+@pytest.mark.parametrize("method", ["anpyc", "online-ewc", "si", "mas", "packnet"])
 def test_method_state_does_not_grow_with_the_number_of_tasks(method):
     """Long sequences: a method keeps a fixed amount of state per shared weight (no per-task
-    copies of the body); only the heads grow."""
-    def state_mb(tasks: int) -> float:
-        cfg = RunConfig.from_dict({**BLOBS, "method": method, "stream": {**BLOBS["stream"], "tasks": tasks},
-                                   "train": {"epochs": 1}})
-        return run(cfg, quiet=True).metrics["method_state_mb"]
+    copies of the body); only the heads grow. EWC as published is the exception (below)."""
+    assert _state_mb(method, 2)["method_state_mb"] == _state_mb(method, 5)["method_state_mb"] > 0
 
-    assert state_mb(2) == state_mb(5) > 0
+
+def test_ewc_state_grows_linearly_with_the_number_of_tasks_and_says_so():
+    """EWC keeps one Fisher and one anchor per task (Kirkpatrick et al.): its state is a fixed
+    amount per task, and metrics.json says that it grows."""
+    two, five = _state_mb("ewc", 2), _state_mb("ewc", 5)
+    assert five["method_state_mb"] == pytest.approx(2.5 * two["method_state_mb"], rel=1e-9) and two["method_state_mb"] > 0
+    assert five["ewc_state_grows_with_tasks"] is True and five["ewc_tasks_kept"] == 5
+
+
+def test_metrics_record_the_input_standardisation(mnist_dir, tmp_path):
+    cfg = RunConfig.from_dict({"stream": {"benchmark": "split-mnist", "tasks": 1, "subsample": 100, "test_subsample": 100},
+                               "model": {"hidden": [8]}})
+    m = run(cfg, tmp_path / "r", quiet=True).metrics
+    assert m["input_standardization"]["mean"][0] == pytest.approx(0.1307, abs=2e-3)
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["stream"]["standardize"] is True
+    raw = run(cfg.replace(stream=dataclasses.replace(cfg.stream, standardize=False)), quiet=True).metrics
+    assert raw["input_standardization"] is None
+
+
+def test_generative_models_never_see_standardised_inputs():
+    from anpyc.runner import for_model
+
+    vae = RunConfig.from_dict({"model": {"name": "vae"}, "stream": {"benchmark": "split-mnist"}})
+    assert vae.stream.standardize and not for_model(vae).stream.standardize
+    mlp = RunConfig.from_dict({"stream": {"benchmark": "split-mnist"}})
+    assert for_model(mlp) == mlp

@@ -26,6 +26,7 @@ from anpyc.config import (
     RunConfig,
     StreamConfig,
     TrainConfig,
+    as_input,
     deep_update,
     load_mapping,
 )
@@ -123,8 +124,7 @@ def _explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
     """The run config, built once: config file, then flags, then ``--method``."""
-    data: dict[str, Any] = load_mapping(args.config) if args.config else {}
-    data.pop("meta", None)
+    data: dict[str, Any] = as_input(load_mapping(args.config)) if args.config else {}
     data = deep_update(data, _explicit_flags(args))
     if method is not None:
         if data.get("method") not in (None, method):
@@ -152,11 +152,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args, args.method)
     params = parse_params(args.param)
     if args.preset:
-        from anpyc.presets import load_preset
+        from anpyc.presets import load_preset, mismatch
 
         preset = load_preset(args.preset)
         if preset.get("method", cfg.method) != cfg.method:
             raise ConfigError(f"preset {args.preset!r} is for method {preset['method']!r}, not {cfg.method!r}")
+        if "tuned" in preset:  # applied as asked, but say when this run is not the protocol it was tuned under
+            diff = mismatch(preset, cfg, None)
+            if diff:
+                log.warning("preset %s was tuned under protocol %s; this run differs: %s", args.preset,
+                            preset.get("protocol"), diff[0])
         params = {**preset.get("method_params", {}), **params}  # explicit --param wins
     if params:
         cfg = cfg.with_params(**params)
@@ -264,10 +269,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not methods:
         raise ConfigError("--methods needs at least one method id")
     params = parse_params(args.param, per_method=True)
-    if args.presets:
-        from anpyc.presets import with_presets
+    if not args.no_presets:  # a method's tuned preset, when this run is the protocol it was tuned under
+        from anpyc.presets import select_presets
 
-        params = with_presets(methods, base.stream.benchmark, params)
+        params, applied, _ = select_presets(methods, base, args.budget, params)
+        for m, name in applied.items():
+            print(f"{m}: preset {name}")
     jobs = _jobs(args)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
@@ -296,7 +303,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.name == "list":
         for name, b in BENCHMARKS.items():
-            print(f"{name:10s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+            print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
         return 0
     overrides = _explicit_flags(args)
     if args.config:
@@ -313,24 +320,62 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], list[int] | None]:
+    """``--protocol`` runs: the machine settings given as flags, and the seeds if given. Any
+    other setting (a config file, --param, --benchmark, a protocol setting) is an error."""
+    if args.config or args.param or args.scenario:
+        raise ConfigError(f"{command} --protocol takes its settings from the protocol and its grid from "
+                          "presets/grids.yaml: drop --config/--param/--scenario")
+    machine = _explicit_flags(args)
+    seed = machine.pop("seed", None)
+    seeds = list(range(seed or 0, (seed or 0) + args.seeds)) if (seed is not None or args.seeds is not None) else None
+    return machine, seeds
+
+
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from anpyc.tune import tune
+    from anpyc.tune import tune, tune_protocol
 
-    base = _config_from_args(args, args.method)
-    grid = parse_params(args.param, grid=True)
-    seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
-    result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget)
+    if args.protocol:
+        from anpyc.protocols import get_protocol
+
+        if args.budget is not None and args.budget != get_protocol(args.protocol).budget:
+            raise ConfigError(f"protocol {args.protocol} has budget {get_protocol(args.protocol).budget!r}; drop --budget")
+        machine, seeds = _protocol_args(args, "tune")
+        result = tune_protocol(args.protocol, args.method, args.out, seeds, quiet=args.quiet, overwrite=args.overwrite,
+                               machine=machine, save=args.save_preset)
+    else:
+        if args.save_preset:
+            raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "
+                              "(anpyc.protocols) with the grid of presets/grids.yaml")
+        base = _config_from_args(args, args.method)
+        grid = parse_params(args.param, grid=True)
+        seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
+        result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes")
     best = result["best"]
-    print(f"{args.method} on {result['benchmark']}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
+    where = f"protocol {args.protocol}" if args.protocol else result["benchmark"]
+    print(f"{args.method} on {where}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
           f"test ACC {100 * best['test_avg_acc']:.2f}%) -> {args.out}/tune.md")
-    if args.save_preset:
-        from anpyc.presets import save_preset
+    if result.get("preset"):
+        print(f"preset written: {result['preset']}")
+    return 0
 
-        tuned = {k: result[k] for k in ("grid", "seeds", "selected_by", "date", "config")}
-        tuned["points"] = [{"params": p["params"], "val_avg_acc": p["val_avg_acc"], "test_avg_acc": p["test_avg_acc"]}
-                           for p in result["points"]]
-        path = save_preset(args.method, result["benchmark"], best["params"], tuned)
-        print(f"preset written: {path}")
+
+def _cmd_tune_all(args: argparse.Namespace) -> int:
+    from anpyc.presets import grid_for, load_grids
+    from anpyc.tune import tune_protocol
+
+    machine, seeds = _protocol_args(args, "tune-all")
+    grids = load_grids()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(grids.get(args.protocol, {}))
+    for m in methods:
+        grid_for(args.protocol, m, grids)  # every method has a grid before anything runs
+    for m in methods:
+        out = Path(args.out) / m
+        result = tune_protocol(args.protocol, m, out, seeds, quiet=args.quiet, overwrite=args.overwrite,
+                               machine=machine, save=args.save_preset)
+        best = result["best"]
+        print(f"{m} on protocol {args.protocol}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%) -> {out}/tune.md"
+              + (f"; preset {result['preset']}" if result.get("preset") else ""))
     return 0
 
 
@@ -384,7 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
     p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")
-    p_cmp.add_argument("--presets", action="store_true", help="use each method's shipped preset for the benchmark, if any")
+    p_cmp.add_argument("--no-presets", action="store_true",
+                       help="the methods' defaults; by default a method runs with its tuned preset when this run "
+                       "is the protocol the preset was tuned under (else the defaults, with a warning)")
+    p_cmp.add_argument("--presets", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     p_cmp.add_argument(
         "--jobs", type=int, default=1,
         help="(method, seed) runs in parallel processes (default 1); a failed run is listed and the "
@@ -396,13 +444,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
     p_tune.add_argument("--method", required=True, help="method id")
-    p_tune.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
-    p_tune.add_argument("--seeds", type=int, default=1, help="number of seeds per point (from --seed, default 0)")
+    p_tune.add_argument("--protocol", default=None,
+                        help="a named protocol (anpyc.protocols: pmnist10, pmnist10-common, split-mnist): its settings, "
+                        "its grid from presets/grids.yaml, its budget; only machine settings (--threads...) may be added")
+    p_tune.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream (without --protocol)")
+    p_tune.add_argument("--seeds", type=int, default=None, help="seeds per point (from --seed, default 0; "
+                        "--protocol: the protocol's, 1)")
     p_tune.add_argument("--out", required=True, help="directory for tune.json, tune.md and the runs")
-    p_tune.add_argument("--save-preset", action="store_true", help="write the chosen values to the shipped preset")
-    _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here
-    _add_budget_flag(p_tune)
+    p_tune.add_argument("--save-preset", action="store_true",
+                        help="with --protocol: write the chosen point as the shipped preset METHOD-PROTOCOL, with its provenance")
+    _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here (without --protocol)
+    _add_budget_flag(p_tune, default=None)  # None: passes, or the protocol's
     p_tune.set_defaults(func=_cmd_tune)
+
+    p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)")
+    p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.protocols)")
+    p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every method with a grid)")
+    p_tall.add_argument("--seeds", type=int, default=None, help="seeds per point (default: the protocol's)")
+    p_tall.add_argument("--out", required=True, help="directory: one tune directory per method")
+    p_tall.add_argument("--save-preset", action="store_true", help="write each chosen point as the shipped preset")
+    _add_config_flags(p_tall)  # machine settings only (--threads, --device, --data-dir)
+    p_tall.set_defaults(func=_cmd_tune_all)
 
     p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
     p_repro.add_argument("dir", help="a finished run directory")

@@ -57,11 +57,9 @@ def compare(
     aliases = aliases or {}
 
     def resolve(label: str) -> tuple[str, dict[str, Any]]:
-        method, preset = aliases.get(label, (label, {}))
-        return method, {**preset, **params.get(label, {})}
+        return resolve_label(label, params, aliases)
 
-    for label in methods:  # fail on a bad name, parameter or budget before any training
-        budgeted(base.with_params(resolve(label)[0], **resolve(label)[1]), budget)
+    configs = job_configs(base, methods, params, aliases, budget)  # a bad name, parameter or budget fails before any training
     unknown = set(params) - set(methods)
     if unknown:
         raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
@@ -76,10 +74,8 @@ def compare(
     job_list = []
     for seed in seeds:
         for m in methods:
-            method, method_params = resolve(m)
             tb = out / "tb" / m / f"seed_{seed}" if tensorboard and out is not None else tensorboard
-            job_list.append(Job(m, seed, budgeted(base.with_params(method, **method_params), budget).replace(seed=seed),
-                                rundir.run_dir_of(out, m, seed) if out is not None else None, tb))
+            job_list.append(Job(m, seed, configs[m].replace(seed=seed), rundir.run_dir_of(out, m, seed) if out is not None else None, tb))
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
     streams = _LazyStreams(base) if jobs <= 1 else None
     done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
@@ -104,6 +100,32 @@ def compare(
         first = failures[0]
         raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
     return summary
+
+
+def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """``(method, hyper-parameters)`` of a label of a comparison: a method, or an alias
+    (a variant of a method) with its own parameters; explicit ``params`` win."""
+    method, preset = aliases.get(label, (label, {}))
+    return method, {**preset, **params.get(label, {})}
+
+
+def job_configs(
+    base: RunConfig, methods: list[str], params: dict[str, dict[str, Any]] | None = None,
+    aliases: dict[str, tuple[str, dict[str, Any]]] | None = None, budget: str = "passes",
+) -> dict[str, RunConfig]:
+    """The config each label of a comparison runs with (before its seed is set): what
+    :func:`compare` runs, without running it.
+
+    Example:
+        >>> base = RunConfig.from_dict({"stream": {"benchmark": "blobs"}})
+        >>> job_configs(base, ["ewc"], {"ewc": {"lam": 3}})["ewc"].method_params.lam
+        3.0
+    """
+    out = {}
+    for label in methods:
+        method, method_params = resolve_label(label, params or {}, aliases or {})
+        out[label] = budgeted(base.with_params(method, **method_params), budget)
+    return out
 
 
 BUDGETS = ("passes", "epochs")

@@ -171,7 +171,11 @@ class StreamConfig:
     ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
     training set is held out for model selection, test data is only for reporting.
     ``augment`` (CIFAR streams only) adds random crops (padding 4) and horizontal flips to
-    the training split.
+    the training split. ``standardize`` (image streams: the MNIST family and CIFAR) maps
+    inputs to ``(x - mean[c]) / std[c]`` with per-channel statistics of the training rows
+    (validation and test rows never shape them), after any rotation or permutation; the
+    statistics are in each task's ``info`` and in ``metrics.json``. ``false`` keeps pixels
+    in [0, 1]. Generative models always see [0, 1] pixels (their likelihood needs them).
     """
 
     benchmark: str = "permuted-mnist"
@@ -184,6 +188,7 @@ class StreamConfig:
     data_dir: str | None = None
     augment: bool = False
     classes_per_task: int = 2  # split benchmarks only: 1 gives one task per class
+    standardize: bool = True
 
     def __post_init__(self) -> None:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
@@ -343,9 +348,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
-        data = dict(data or {})
-        data.pop("meta", None)  # provenance written beside a saved config; not an input
-        return from_dict(cls, data, "config")
+        return from_dict(cls, as_input(data), "config")
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
@@ -356,6 +359,24 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+def as_input(data: dict | None) -> dict:
+    """A config mapping as input: the provenance a saved config carries (``meta``) dropped, and
+    a saved config from before a default changed read as it ran. A saved config holds every
+    field, so one without ``stream.standardize`` ran on [0, 1] pixels (before inputs were
+    standardised by default): reproduce, resume and ``--config`` keep it so.
+
+    Example:
+        >>> as_input({"stream": {"benchmark": "split-mnist"}, "meta": {"git_commit": "abc"}})
+        {'stream': {'benchmark': 'split-mnist', 'standardize': False}}
+    """
+    data = dict(data or {})
+    saved = data.pop("meta", None) is not None
+    stream = data.get("stream")
+    if saved and isinstance(stream, dict) and "standardize" not in stream:
+        data["stream"] = {**stream, "standardize": False}
+    return data
 
 
 def load_mapping(path: str | Path) -> dict:

@@ -106,3 +106,37 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def relative_command(subcommand: str, out_dir: str | os.PathLike, argv: list[str] | None = None) -> str:
+    """The ``anpyc`` command line that is running, with its ``--out`` relative to the working
+    directory: a committed result must not carry a machine path. When not started as
+    ``anpyc <subcommand>`` (a Python call), the equivalent command ``anpyc <subcommand> --out
+    OUT``.
+
+    Example:
+        >>> relative_command("bench pmnist10", "bench-out/p", ["anpyc", "bench", "pmnist10", "--out", "/abs/bench-out/p"])
+        'anpyc bench pmnist10 --out bench-out/p'
+    """
+    import sys
+
+    argv = list(sys.argv if argv is None else argv)
+    rel = Path(os.path.relpath(Path(out_dir).resolve(), Path.cwd().resolve())).as_posix()
+    first = subcommand.split()[0]
+    if not argv or "anpyc" not in Path(argv[0]).name or first not in argv[1:]:
+        return f"anpyc {subcommand} --out {rel}"
+    args, take = [], False
+    for a in argv[1:]:
+        if take:
+            args.append(rel)
+            take = False
+        elif a == "--out":
+            args.append(a)
+            take = True
+        elif a.startswith("--out="):
+            args.append(f"--out={rel}")
+        else:
+            args.append(a)
+    if "--out" not in args and not any(a.startswith("--out=") for a in args):
+        args += ["--out", rel]
+    return "anpyc " + " ".join(args)

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -165,11 +166,19 @@ def stream_labels(cfg: RunConfig) -> str:
 
 def build_stream(cfg: RunConfig) -> Stream:
     """The stream ``cfg`` names, with the labels its scenario and model need."""
-    return make_stream(cfg.stream, cfg.seed, labels=stream_labels(cfg))
+    return make_stream(for_model(cfg).stream, cfg.seed, labels=stream_labels(cfg))
+
+
+def for_model(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the stream settings its model needs: a generator learns pixel intensities
+    in [0, 1] (its likelihood needs them), so its inputs are never standardised."""
+    if is_generative(cfg.model.name) and cfg.stream.standardize:
+        return cfg.replace(stream=dataclasses.replace(cfg.stream, standardize=False))
+    return cfg
 
 
 def _checked(cfg: RunConfig, resume: bool, tensorboard: bool | str | Path) -> RunConfig:
-    cfg = cfg.replace()  # typed method parameters, also for a config built before the methods were imported
+    cfg = for_model(cfg.replace())  # typed method parameters, also for a config built before the methods were imported
     if is_generative(cfg.model.name):  # VAE / GAN: Adam at the model's rate unless set
         cfg = resolve_train_defaults(cfg)
         dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails here
@@ -265,6 +274,7 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
         "seed": cfg.seed, "acc_matrix": p["R"].tolist(), "val_acc_matrix": p["V"].tolist(),
         "val_avg_acc": val["avg_acc"], "val_bwt": val["bwt"],
         "passes": list(p["passes"]),
+        "input_standardization": stream[0].info.get("standardize") if len(stream) else None,
         **cost_metrics(model, method, total, p["task_time"], p["eval_time"]),
         "world_size": world_size(),
     })

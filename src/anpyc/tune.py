@@ -17,7 +17,6 @@ from anpyc.config import RunConfig
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,21 +27,18 @@ from anpyc import rundir
 from anpyc.compare import budgeted
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError, TrainingError
-from anpyc.io import write_json, write_yaml
-from anpyc.runner import build_stream, prepare_out_dir, run
+from anpyc.io import relative_command, write_json, write_yaml
+from anpyc.presets import best_point, expand_grid, grid_for, load_grids, save_preset
+from anpyc.protocols import (
+    differences,
+    fingerprint,
+    get_protocol,
+    protocol_config,
+    protocol_fingerprint,
+)
+from anpyc.runner import build_stream, git_commit, prepare_out_dir, run
 
 log = logging.getLogger(__name__)
-
-
-def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination, in the order given (first key varies slowest).
-
-    Example:
-        >>> expand_grid({"lam": [1, 10], "xi": [0.1]})
-        [{'lam': 1, 'xi': 0.1}, {'lam': 10, 'xi': 0.1}]
-    """
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 def tune(
@@ -87,10 +83,9 @@ def tune(
                "test_avg_acc": _mean(test) if not failed else None}
         log.info("tune %s %s: val %s", base.method, points[k], row["val_avg_acc"])
         rows.append(row)
-    ok = [r for r in rows if r["val_avg_acc"] is not None]
-    if not ok:
+    best = best_point(rows)  # the highest validation ACC; ties: the earlier point
+    if best is None:
         raise TrainingError("every grid point diverged; lower the learning rate or the grid's strengths")
-    best = max(ok, key=lambda r: (r["val_avg_acc"], -r["point"]))
     result = {
         "method": base.method,
         "benchmark": base.stream.benchmark,
@@ -136,3 +131,77 @@ def _mean(v: list[float]) -> float | None:
 
 def _std(v: list[float]) -> float | None:
     return float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 if v else None
+
+
+#: settings ``anpyc tune --protocol`` lets the command line change: the machine's, never the protocol's
+MACHINE_SETTINGS = {"stream": {"data_dir"}, "train": {"device", "threads", "eval_batch_size", "checkpoint_every"}}
+
+
+def protocol_tune_config(protocol: str, method: str, machine: dict[str, Any] | None = None) -> RunConfig:
+    """The config ``anpyc tune --protocol`` runs ``method``'s grid points from: the protocol's
+    base with its tuning proxy and the ``machine`` settings (threads, device, data dir); its
+    fingerprint is checked to be the protocol's.
+    """
+    from anpyc.config import deep_update
+
+    machine = machine or {}
+    for section, keys in machine.items():
+        bad = set(keys) - MACHINE_SETTINGS.get(section, set()) if isinstance(keys, dict) else {section}
+        if bad:
+            names = ", ".join(f"{section}.{k}" for k in sorted(bad))
+            raise ConfigError(f"tune --protocol {protocol}: {names} is fixed by the protocol and its tuning proxy; "
+                              "only the machine's settings (--threads, --device, --data-dir, --eval-batch-size) may be given")
+    p = get_protocol(protocol)
+    cfg = RunConfig.from_dict(deep_update(deep_update(p.base, p.tune), machine)).with_params(method)
+    diff = differences(protocol_fingerprint(protocol), fingerprint(cfg, p.budget))
+    if diff:  # a proxy may change only what the fingerprint leaves out (tasks, evaluation subsets)
+        raise ConfigError(f"protocol {protocol}: its tuning proxy changes the protocol: {diff[0]}")
+    return cfg
+
+
+def tune_protocol(
+    protocol: str,
+    method: str,
+    out_dir: str | Path,
+    seeds: list[int] | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    machine: dict[str, Any] | None = None,
+    save: bool = False,
+    preset_dir: Path | None = None,
+    grids: dict | None = None,
+) -> dict:
+    """Tune ``method`` on ``protocol`` with the grid of ``presets/grids.yaml``, selected on the
+    validation split (:func:`tune`); with ``save``, write the preset ``<method>-<protocol>``
+    with its provenance (protocol and fingerprint, proxy, grid, every point's figures,
+    command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved.
+    """
+    p = get_protocol(protocol)
+    grid = grid_for(protocol, method, load_grids() if grids is None else grids)
+    base = protocol_tune_config(protocol, method, machine)
+    seeds = list(seeds) if seeds is not None else list(range(base.seed, base.seed + p.tune_seeds))
+    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget)
+    # the command line when started as `anpyc tune`, else the equivalent one (tune-all, Python)
+    command = relative_command(f"tune --protocol {protocol} --method {method}" + (" --save-preset" if save else ""), out_dir)
+    fp = protocol_fingerprint(protocol)
+    result["protocol"] = {"name": protocol, "budget": p.budget, "description": p.description, "fingerprint": fp}
+    if save:
+        from anpyc.protocols import digest
+
+        tuned = {
+            "protocol": {"name": protocol, "budget": p.budget, "fingerprint": fp, "digest": digest(fp)},
+            "proxy": p.tune,
+            "grid": grid,
+            "seeds": list(seeds),
+            "selected_by": result["selected_by"],
+            "points": [{k: r[k] for k in ("point", "params", "val_avg_acc", "val_std", "test_avg_acc", "failed")}
+                       for r in result["points"]],
+            "command": command,
+            "date": result["date"],
+            "git_commit": git_commit(),
+            "config": protocol_config(protocol).with_params(method).to_dict(),
+        }
+        result["preset"] = str(save_preset(method, protocol, result["best"]["params"], tuned, preset_dir))
+    if out_dir is not None:
+        write_json(Path(out_dir) / "tune.json", result)
+    return result

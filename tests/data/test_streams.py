@@ -90,3 +90,52 @@ def test_rotated_mnist_rotates(mnist_dir):
 def test_split_fashion_mnist(fashion_dir):
     s = make_stream(StreamConfig(benchmark="split-fashion-mnist", subsample=50), seed=0)
     assert len(s) == 5 and s.input_shape == (1, 28, 28)
+
+
+# ----------------------------------------------------------------------------- standardisation
+def _train_rows_stats(stream):
+    """Mean and std of the raw [0, 1] pixels of the training rows the stream's statistics use."""
+    from anpyc.data.streams import _split_train_val
+
+    task = stream[0]
+    rows, _ = _split_train_val(task.train.x.shape[0], 0.1, 0)
+    raw = task.train.x[rows].double() / 255.0
+    return float(raw.mean()), float(raw.std(unbiased=False))
+
+
+@pytest.mark.parametrize("bench", ["permuted-mnist", "split-mnist"])
+def test_mnist_streams_are_standardised_with_training_row_statistics(mnist_dir, bench):
+    s = make_stream(StreamConfig(benchmark=bench, tasks=2, subsample=3000), seed=0)
+    mean, std = _train_rows_stats(s)
+    stats = s[1].info["standardize"]
+    assert stats["mean"][0] == pytest.approx(mean, abs=1e-5) and stats["std"][0] == pytest.approx(std, abs=1e-5)
+    assert stats["mean"][0] == pytest.approx(0.1307, abs=2e-3) and stats["std"][0] == pytest.approx(0.3081, abs=2e-3)
+    assert all(t.info["standardize"] == stats for t in s)  # one set of statistics for the stream
+    x, _, _ = s[1].train.get(torch.arange(len(s[1].train)))
+    if bench == "permuted-mnist":  # every class: the training rows' moments
+        assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05
+    raw = make_stream(StreamConfig(benchmark=bench, tasks=2, subsample=3000, standardize=False), seed=0)
+    xr, _, _ = raw[1].train.get(torch.arange(len(raw[1].train)))
+    assert raw[1].info["standardize"] is None and float(xr.min()) >= 0 and float(xr.max()) <= 1
+    torch.testing.assert_close(x, (xr - stats["mean"][0]) / stats["std"][0], atol=1e-4, rtol=0)
+
+
+def test_validation_rows_do_not_shape_the_statistics(mnist_dir):
+    a = make_stream(StreamConfig(benchmark="permuted-mnist", tasks=1, val_fraction=0.1), seed=0)[0].info["standardize"]
+    b = make_stream(StreamConfig(benchmark="permuted-mnist", tasks=1, val_fraction=0.4), seed=0)[0].info["standardize"]
+    assert a != b  # other held-out rows, other statistics
+
+
+def test_rotated_mnist_is_standardised_after_the_rotation(mnist_dir):
+    s = make_stream(StreamConfig(benchmark="rotated-mnist", tasks=4), seed=0)
+    stats = s[1].info["standardize"]
+    x, _, _ = s[1].train.get(torch.arange(8))  # 45 degrees: the corners are the rotation's zero fill
+    background = (0.0 - stats["mean"][0]) / stats["std"][0]
+    assert s[1].info["degrees"] == 45.0
+    torch.testing.assert_close(x[:, :, 0, 0], torch.full((8, 1), background), atol=1e-5, rtol=0)
+
+
+def test_fashion_and_blobs(fashion_dir):
+    s = make_stream(StreamConfig(benchmark="split-fashion-mnist", tasks=1, subsample=50), seed=0)
+    assert s[0].info["standardize"]["mean"][0] == pytest.approx(0.286, abs=3e-3)
+    assert _blobs(tasks=1)[0].info["standardize"] is None  # blobs are standard Gaussian already

@@ -26,14 +26,76 @@ def test_fisher_is_per_sample_and_matches_a_loop(one_task):
         torch.testing.assert_close(got[name], r, rtol=1e-4, atol=1e-8)
 
 
-def test_fisher_sums_over_tasks_and_reports_stats(one_task):
+def test_keeps_one_fisher_and_anchor_per_task_and_reports_stats(one_task):
     model, method, stream = one_task("ewc", {"fisher_samples": 50})
-    first = {n: method.omega(n).clone() for n, _ in model.shared_parameters()}
-    method.after_task(model, stream[1], HookContext(1, len(stream)))
     name = model.shared_parameters()[0][0]
-    assert (method.omega(name) >= first[name]).all() and (method.omega(name) > first[name]).any()
-    stats = method.summary()["importance_stats"]
-    assert [s["task"] for s in stats] == [0, 1] and stats[0]["kurtosis"] > 0
+    first_f, first_a = method.fishers(name)[0].clone(), method.anchors(name)[0].clone()
+    with torch.no_grad():  # the body moves on task 1
+        for _, p in model.shared_parameters():
+            p.add_(0.05)
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
+    f, a = method.fishers(name), method.anchors(name)
+    assert f.shape[0] == a.shape[0] == 2 == method.n_tasks_kept()
+    torch.testing.assert_close(f[0], first_f)  # task 0's Fisher and anchor are kept as they were
+    torch.testing.assert_close(a[0], first_a)
+    torch.testing.assert_close(a[1], dict(model.shared_parameters())[name].detach())
+    stats = method.summary()
+    assert [s["task"] for s in stats["importance_stats"]] == [0, 1] and stats["importance_stats"][0]["kurtosis"] > 0
+    assert stats["ewc_state_grows_with_tasks"] is True and stats["ewc_tasks_kept"] == 2
+
+
+def test_penalty_is_one_term_per_task_around_its_own_anchor(one_task, batch_of):
+    model, method, stream = one_task("ewc", {"lam": 3.0, "fisher_samples": 50})
+    with torch.no_grad():
+        for _, p in model.shared_parameters():
+            p.add_(0.05)
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, p in model.shared_parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    expected = 0.0
+    for name, p in model.shared_parameters():
+        for t in range(2):
+            expected += float((method.fishers(name)[t] * (p.detach() - method.anchors(name)[t]).pow(2)).sum())
+    x, y, t = batch_of(stream)
+    got = float(method.penalty(model, x, y, t).detach())
+    assert abs(got - 0.5 * 3.0 * expected) <= 1e-5 * abs(got)
+
+
+def test_one_task_equals_online_ewc_and_two_tasks_differ(one_task, batch_of):
+    """After one task EWC and online EWC hold the same Fisher and anchor; after two, online EWC
+    (gamma 1: the Fishers summed around the latest anchor) and EWC (one anchor per task) part."""
+    m1, ewc, stream = one_task("ewc", {"fisher_samples": 50})
+    m2, online, _ = one_task("online-ewc", {"fisher_samples": 50, "gamma": 1.0})
+    x, y, t = batch_of(stream)
+    for m in (m1, m2):
+        with torch.no_grad():
+            for _, p in m.shared_parameters():
+                p.add_(0.05)
+    torch.testing.assert_close(ewc.penalty(m1, x, y, t), online.penalty(m2, x, y, t))
+    ewc.after_task(m1, stream[1], HookContext(1, len(stream)))
+    online.after_task(m2, stream[1], HookContext(1, len(stream)))
+    name = m1.shared_parameters()[0][0]
+    torch.testing.assert_close(online.omega(name), ewc.fishers(name).sum(0))  # gamma 1: the sum
+    with torch.no_grad():
+        for m in (m1, m2):
+            for _, p in m.shared_parameters():
+                p.add_(0.05)
+    assert float(ewc.penalty(m1, x, y, t).detach()) > float(online.penalty(m2, x, y, t).detach())  # task 0's own anchor is further
+
+
+def test_state_round_trips_into_a_fresh_instance(one_task, batch_of):
+    model, method, stream = one_task("ewc", {"fisher_samples": 50})
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
+    fresh = create("ewc", {"fisher_samples": 50})
+    fresh.load_state_dict(method.state_dict())
+    assert fresh.n_tasks_kept() == 2
+    x, y, t = batch_of(stream)
+    with torch.no_grad():
+        for _, p in model.shared_parameters():
+            p.add_(0.05)
+    torch.testing.assert_close(fresh.penalty(model, x, y, t), method.penalty(model, x, y, t))
 
 
 def test_forgets_less_than_finetune(forgetting_of, finetune_forgetting):

@@ -46,7 +46,9 @@ def test_bad_inputs_are_config_errors():
 def test_two_task_split_fashion_mnist_cnn_run(fashion_dir):
     cfg = RunConfig.from_dict({
         "method": "finetune",
-        "stream": {"benchmark": "split-fashion-mnist", "tasks": 2, "subsample": 600, "test_subsample": 400, "data_dir": fashion_dir},
+        # raw [0, 1] inputs, for which lr 0.05 with momentum 0.9 was chosen
+        "stream": {"benchmark": "split-fashion-mnist", "tasks": 2, "subsample": 600, "test_subsample": 400, "data_dir": fashion_dir,
+                   "standardize": False},
         "model": {"name": "cnn", "width": 8},
         "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9},
     })

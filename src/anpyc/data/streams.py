@@ -91,6 +91,22 @@ def _val_budget(cfg: StreamConfig) -> int | None:
     return max(1, int(round(cfg.subsample * cfg.val_fraction / (1.0 - cfg.val_fraction))))
 
 
+def _standardizer(cfg: StreamConfig, train_x: Tensor, train_rows: Tensor) -> tuple[Normalize | None, dict | None]:
+    """Per-channel standardisation with statistics of the training rows (``cfg.standardize``),
+    and the statistics as recorded in each task's ``info`` (``None``: inputs left in [0, 1])."""
+    if not cfg.standardize:
+        return None, None
+    mean, std = channel_stats(train_x, train_rows)
+    return Normalize(mean, std), {"mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std]}
+
+
+def _then(first, second):
+    """``second`` after ``first`` (either may be None)."""
+    if first is None or second is None:
+        return first if second is None else second
+    return Compose([first, second])
+
+
 def _transformed_stream(
     cfg: StreamConfig, seed: int, name: str, arrays: dict, n_tasks: int,
     make_transform: Callable[[int], object], info: Callable[[int], dict], labels: str = "local",
@@ -108,11 +124,14 @@ def _transformed_stream(
         train_x, test_x = train_x.unsqueeze(1), test_x.unsqueeze(1)
     n_classes = int(train_y.max()) + 1
     tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
+    # blobs are standard Gaussian already; images are standardised after their rotation or
+    # permutation (a rotation's zero fill then becomes the background's standardised value)
+    norm, stats = _standardizer(cfg, train_x, tr_idx) if name != "blobs" else (None, None)
     tasks = []
     n_global = n_classes * n_tasks if labels == "global" else n_classes
     for t in range(n_tasks):
         g = seeded_generator(seed, 2, t)
-        transform = make_transform(t)
+        transform = _then(make_transform(t), norm)
         offset = n_classes * t if labels == "global" else 0
         ytr, yte = (train_y + offset, test_y + offset) if offset else (train_y, test_y)
         tasks.append(
@@ -124,7 +143,7 @@ def _transformed_stream(
                 val=TaskData(train_x, ytr, t, _take(va_idx, _val_budget(cfg), g), transform),
                 test=TaskData(test_x, yte, t, _take(torch.arange(len(test_y)), cfg.test_subsample, g), transform),
                 n_outputs=n_global,
-                info=info(t),
+                info={**info(t), "standardize": stats},
             )
         )
     return Stream(name, tasks, tuple(train_x.shape[1:]), n_global, labels=labels)
@@ -145,6 +164,7 @@ def _class_split_stream(
     if n_tasks > max_tasks:
         raise ConfigError(f"{name} has at most {max_tasks} tasks of {per_task} classes, asked for {n_tasks}")
     tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
+    norm, stats = _standardizer(cfg, train_x, tr_idx)  # the whole data set's training rows, as for CIFAR
     local_y_train = train_y % per_task
     local_y_test = test_y % per_task
     tasks = []
@@ -164,11 +184,11 @@ def _class_split_stream(
                 id=t,
                 name=f"{name}-{t}",
                 classes=classes,
-                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g)),
-                val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g)),
-                test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g)),
+                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g), norm),
+                val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g), norm),
+                test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g), norm),
                 n_outputs=per_task if labels == "local" else n_classes,
-                info={"classes": list(classes)},
+                info={"classes": list(classes), "standardize": stats},
             )
         )
     return Stream(name, tasks, tuple(train_x.shape[1:]), n_classes, labels=labels)
@@ -217,15 +237,15 @@ def _cifar_tasks(
     """Tasks ``first_id..`` holding consecutive groups of ``per_task`` classes of one CIFAR set.
 
     Inputs are normalised per channel with statistics of this data set's training rows (the
-    validation rows held out); with ``cfg.augment`` the training split also gets random
-    crops and flips, each task from its own seeded generator.
+    validation rows held out) unless ``cfg.standardize`` is false; with ``cfg.augment`` the
+    training split also gets random crops and flips, each task from its own seeded generator.
     """
     train_x = torch.from_numpy(arrays["train_x"])
     train_y = torch.from_numpy(np.asarray(arrays["train_y"], dtype=np.int64))
     test_x = torch.from_numpy(arrays["test_x"])
     test_y = torch.from_numpy(np.asarray(arrays["test_y"], dtype=np.int64))
     tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
-    norm = Normalize(*channel_stats(train_x, tr_idx))
+    norm, stats = _standardizer(cfg, train_x, tr_idx)
     if labels == "local":
         ytr, yte = train_y % per_task, test_y % per_task
     else:
@@ -241,7 +261,7 @@ def _cifar_tasks(
             yy = y[idx]
             return idx[(yy >= lo) & (yy < hi)]
 
-        train_tf = Compose([RandomCropFlip(4, generator=seeded_generator(seed, 7, t)), norm]) if cfg.augment else norm
+        train_tf = _then(RandomCropFlip(4, generator=seeded_generator(seed, 7, t)), norm) if cfg.augment else norm
         classes = tuple(range(class_offset + lo, class_offset + hi))
         tasks.append(
             Task(
@@ -252,7 +272,7 @@ def _cifar_tasks(
                 val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g), norm),
                 test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g), norm),
                 n_outputs=per_task if labels == "local" else n_global,
-                info={"classes": list(classes), "class_names": list(names[lo:hi]) if names else None},
+                info={"classes": list(classes), "class_names": list(names[lo:hi]) if names else None, "standardize": stats},
             )
         )
     return tasks

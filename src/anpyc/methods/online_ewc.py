@@ -1,10 +1,13 @@
 """Online EWC (Schwarz et al., "Progress & Compress", ICML 2018; also Huszar 2018).
 
 One running Fisher ``F <- gamma * F + F_task`` and one anchor (the parameters after the
-latest task), penalty ``lam/2 * sum_i F_i (theta_i - theta*_i)^2``. ``gamma < 1`` lets old
-tasks' constraints fade. Schwarz et al. tune ``gamma`` and ``lam``; van de Ven et al. (2020)
-report ``gamma = 1`` best on split/permuted MNIST, our default. Fisher estimation as in
-:mod:`anpyc.methods.ewc` (per-sample gradients, sampled labels by default).
+latest task), penalty ``lam/2 * sum_i F_i (theta_i - theta*_i)^2``: constant memory however
+long the stream. ``gamma < 1`` lets old tasks' constraints fade; ``gamma = 1`` sums the
+Fishers into one penalty around the latest anchor, which is what ``ewc`` computed before it
+kept one Fisher and anchor per task as Kirkpatrick et al. do (:mod:`anpyc.methods.ewc`).
+Schwarz et al. tune ``gamma`` and ``lam``; van de Ven et al. (2020) report ``gamma = 1``
+best on split/permuted MNIST, our default. Fisher estimation as in :mod:`anpyc.methods.ewc`
+(per-sample gradients, sampled labels by default).
 
 Example:
     >>> from anpyc.methods import create
@@ -23,15 +26,21 @@ from anpyc.methods.registry import register
 
 @dataclasses.dataclass(frozen=True)
 class OnlineEWCConfig(EWCConfig):
-    """EWC's options with ``merge`` fixed to ``decay`` (running Fisher with ``gamma``)."""
+    """EWC's options plus ``gamma`` (decay of the running Fisher, in (0, 1]); ``merge`` is
+    fixed to ``decay``."""
 
     merge: Literal["decay"] = "decay"
     gamma: float = 1.0
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0 < self.gamma <= 1:
+            raise ValueError("need 0 < gamma <= 1")
+
 
 @register
 class OnlineEWC(FisherPenalty):
-    """Running, decayed Fisher; a single anchor."""
+    """Running, decayed Fisher; a single anchor (gamma 1: the Fishers summed)."""
 
     name = "online-ewc"
     config_cls = OnlineEWCConfig

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import dist_methods  # noqa: F401  (registers test-kill-rank1 here and in the ranks)
+from anpyc import rundir
 from anpyc.checkpoint import list_checkpoints
 from anpyc.cli import main
 
@@ -69,13 +70,14 @@ def test_leaving_the_group_frees_it_and_its_gloo_threads():
 
 def test_back_to_back_two_process_runs_all_exit_0(tmp_path, capfd, monkeypatch):
     """30 tiny 2-process runs in a row (gloo, forked ranks) all end with exit 0, results
-    written, nothing on stderr."""
+    written, nothing on stderr, no lock left behind."""
     monkeypatch.setenv("ANPYC_START_METHOD", "fork")
     codes = []
     for i in range(30):
         out = tmp_path / f"r{i}"
         codes.append(main(["run", "--method", "finetune", *TINY, "--seed", str(i), "--nproc", "2", "--out", str(out)]))
         assert json.loads((out / "metrics.json").read_text())["world_size"] == 2
+        assert not (out / rundir.LOCK_NAME).exists()
     err = capfd.readouterr().err
     assert codes == [0] * 30, err[-3000:]
     assert err.strip() == "", err[-3000:]
@@ -83,8 +85,8 @@ def test_back_to_back_two_process_runs_all_exit_0(tmp_path, capfd, monkeypatch):
 
 def test_killed_worker_fails_in_one_line_and_keeps_the_checkpoint(tmp_path, capfd, monkeypatch):
     """Rank 1 is SIGKILLed at the start of task 1: the command exits 2 with one line that
-    names it; the run directory keeps task 0's checkpoint, and the run can be resumed to the
-    end."""
+    names it; the run directory keeps task 0's checkpoint, is not left locked, and the run
+    can be resumed to the end."""
     monkeypatch.setenv("ANPYC_START_METHOD", "fork")
     out = tmp_path / "killed"
     code = main(["run", "--method", "test-kill-rank1", *TINY, "--nproc", "2", "--out", str(out)])
@@ -94,6 +96,7 @@ def test_killed_worker_fails_in_one_line_and_keeps_the_checkpoint(tmp_path, capf
     assert err[0].startswith("anpyc: error: process 1 (rank 1) died: killed by signal SIGKILL")
     assert f"--resume {out}" in err[0]
     assert [p.name for p in list_checkpoints(out)] == ["ckpt-000001.pt"]  # after task 0
+    assert rundir.holder(out) is None
     assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
     assert [json.loads(line)["task"] for line in (out / "log.jsonl").read_text().splitlines()] == [0, 1]
 
@@ -113,7 +116,7 @@ def _live_processes_of_session(sid: int) -> list[int]:
 
 def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a 2-process
-    run: exit 130 with one line, no rank left running."""
+    run: exit 130 with one line, no rank left running, the directory not left locked."""
     out, gate = tmp_path / "x", tmp_path / "gate"  # the gate never opens: the run waits in task 1
     code = "import sys, dist_methods; from anpyc.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "ANPYC_TEST_GATE": str(gate), "ANPYC_START_METHOD": "fork",
@@ -124,9 +127,10 @@ def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
     deadline = time.monotonic() + 300  # a bound on a hang, not a timing assertion
     while len(list_checkpoints(out)) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert proc.poll() is None, "the run did not get to task 1"
+    assert proc.poll() is None and rundir.holder(out) == proc.pid, "the run did not get to task 1"
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["anpyc: interrupted"]
     assert _live_processes_of_session(proc.pid) == []
+    assert rundir.holder(out) is None and not (out / rundir.LOCK_NAME).exists()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError
 from anpyc.io import atomic_write_text, write_json
@@ -114,6 +115,7 @@ def method_params(bench: Benchmark, methods: list[str], stream: str, presets: bo
     return with_presets(methods, stream, bench.params)
 
 
+@rundir.releases_locks  # OUT stays locked while bench.json and bench.md are written after the runs
 def run_benchmark(
     name: str,
     out_dir: str | Path,

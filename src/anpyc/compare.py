@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.data.streams import make_stream
 from anpyc.errors import AnpycError
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("avg_acc", "bwt", "forgetting", "fwt", "val_avg_acc", "time_s", "train_time_s", "eval_time_s", "peak_rss_mb", "method_state_mb")
 
 
+@rundir.releases_locks  # OUT and each OUT/<method>/seed_<s> stay locked until the comparison ends
 def compare(
     base: RunConfig,
     methods: list[str],

@@ -45,7 +45,7 @@ import torch
 import torch.distributed as dist
 
 from anpyc import distributed as ddist
-from anpyc import errors
+from anpyc import errors, rundir
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, DistributedError
 from anpyc.io import write_json
@@ -122,6 +122,7 @@ def default_threads(nproc: int) -> int:
 
 
 # ------------------------------------------------------------------------ one rank
+@rundir.releases_locks  # rank 0 writes metrics.json after run() returns: still under its lock
 def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: str, run_kwargs: dict):
     """Inside an initialised process group: run, then check every rank holds the same state."""
     from anpyc.runner import _finite, run
@@ -147,14 +148,17 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
 
 def _worker(
     rank: int, world: int, fn, fn_args: tuple, backend: str, device: str, tmp: str,
-    modules: list[str], log_level: int,
+    modules: list[str], log_level: int, held: list[str],
 ) -> None:
     """Entry point of a spawned process (``torch.multiprocessing`` passes ``rank`` first).
 
-    The group is left cleanly on every path (see :func:`anpyc.distributed.process_group`).
+    The group is left cleanly on every path (see :func:`anpyc.distributed.process_group`);
+    ``held`` are the run directories the parent holds locked for this group (rank 0 writes
+    them under the parent's lock, see :mod:`anpyc.rundir`).
     """
     logging.basicConfig(level=log_level if rank == 0 else logging.WARNING, format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
     logging.getLogger("anpyc").setLevel(log_level if rank == 0 else logging.WARNING)
+    rundir.adopt(held)
     if str(device).startswith("cuda"):
         torch.cuda.set_device(rank)
     try:
@@ -198,7 +202,7 @@ def spawn_group(
     tmp = tempfile.mkdtemp(prefix="anpyc-dist-")
     try:
         wargs = (nproc, fn, tuple(args), backend, device, tmp, list(modules or []),
-                 logging.getLogger("anpyc").getEffectiveLevel())
+                 logging.getLogger("anpyc").getEffectiveLevel(), rundir.held())
         context = mp.start_processes(_worker, args=wargs, nprocs=nproc, join=False, start_method=start_method)
         try:
             _join(context)
@@ -254,6 +258,7 @@ def _spawned_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, run_kwar
     return result
 
 
+@rundir.releases_locks
 def run_distributed(
     cfg: RunConfig,
     out_dir: str | Path | None = None,
@@ -268,7 +273,9 @@ def run_distributed(
 
     Errors of the config, output directory or training are raised in the caller as the
     same :class:`~anpyc.errors.AnpycError` the rank raised. A process that dies fails the
-    run with :class:`RankDied`, which says where its last checkpoint is.
+    run with :class:`RankDied`, which says where its last checkpoint is. This process holds
+    the run directory's lock (:mod:`anpyc.rundir`) until the processes have ended; rank 0
+    writes under it.
     """
     from anpyc.runner import prepare_out_dir, run
 
@@ -278,6 +285,8 @@ def run_distributed(
     create(cfg.method, cfg.method_params)  # a bad method or parameter fails before spawning
     if out_dir is not None and not run_kwargs.get("resume"):
         prepare_out_dir(out_dir, overwrite)  # ... and so does an unusable output directory
+    elif out_dir is not None and Path(out_dir, "config.yaml").is_file():
+        rundir.acquire(out_dir)  # resume: a directory another process writes fails here
     try:
         return spawn_group(
             _spawned_run, nproc, (cfg, out_dir, quiet, overwrite, run_kwargs),

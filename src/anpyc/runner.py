@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anpyc import __version__
+from anpyc import __version__, rundir
 from anpyc import checkpoint as ckpt_mod
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
@@ -102,16 +102,14 @@ def resolved_config(cfg: RunConfig) -> dict:
 
 
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Create ``out_dir``; refuse one that already holds a run unless ``overwrite``."""
+    """Create ``out_dir`` and lock it for this process (:mod:`anpyc.rundir`); refuse one that
+    already holds a run unless ``overwrite``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise OutputError(f"output path {out} exists and is not a directory")
+    rundir.acquire(out, create=True)  # before anything is checked or removed: another writer fails here
     if any((out / marker).exists() for marker in ("config.yaml", "compare.yaml", "tune.yaml")) and not overwrite:
         raise OutputError(f"{out} already holds a run; choose another --out or pass --overwrite")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create output directory {out}: {exc.strerror or exc}") from exc
     if overwrite:
         for stale in ("metrics.json", "log.jsonl", "run.log", "acc_matrix.csv", "val_acc_matrix.csv", "acc_curve.csv", "fid_matrix.csv"):
             (out / stale).unlink(missing_ok=True)
@@ -138,6 +136,7 @@ class _Baseline:
 _NO_METHOD = Method()
 
 
+@rundir.releases_locks  # the run directory is this process's until the run ends
 def run(
     cfg: RunConfig,
     out_dir: str | Path | None = None,
@@ -183,6 +182,8 @@ def run(
         out = Path(out_dir)
         if not (out / "config.yaml").is_file():
             raise OutputError(f"{out} holds no run to resume (no config.yaml)")
+        if is_main_process():
+            rundir.acquire(out)  # before the checkpoint is read: another writer fails here
         snapshot = ckpt_mod.load_latest(out, cfg)  # fails here, before any file is touched
         out = out if is_main_process() else None  # every rank reads the checkpoint; rank 0 writes
     else:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.data.streams import make_stream
 from anpyc.errors import ConfigError, TrainingError
@@ -44,6 +45,7 @@ def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+@rundir.releases_locks  # OUT and its runs stay locked until the search ends
 def tune(
     base: RunConfig,
     grid: dict[str, list[Any]],

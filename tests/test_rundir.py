@@ -134,19 +134,24 @@ def test_second_writer_is_refused_and_the_first_run_keeps_its_files(tmp_path, ca
     env = {"ANPYC_TEST_GATE": str(gate), "ANPYC_START_METHOD": "fork"}
     first = multiprocessing.get_context("fork").Process(target=_cli_in_child, args=(argv, env))  # its own process
     first.start()
-    # task 0 done and checkpointed, task 1 waits for the gate: the run is certainly going
-    _wait_for(lambda: (out / "log.jsonl").is_file() and len(list((out / "checkpoints").glob("*.pt"))) == 2,
-              first, "checkpoint of task 0")
-    before = _snapshot(out)
-    second = ["run", "--method", "finetune", *BLOBS, "--seed", "3", "--out", str(out)]
-    for attempt in ([*second, "--overwrite"], second, ["report", str(out)], ["run", "--resume", str(out)]):
-        assert main(attempt) == 2, attempt
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1, (attempt, err)
-        assert f"is being written by another anpyc process (pid {first.pid})" in err[0], (attempt, err)
-    assert _snapshot(out) == before  # nothing removed, nothing written
-    gate.touch()
-    first.join(600)
+    try:
+        # task 0 done and checkpointed, task 1 waits for the gate: the run is certainly going
+        _wait_for(lambda: (out / "log.jsonl").is_file() and len(list((out / "checkpoints").glob("*.pt"))) == 2,
+                  first, "checkpoint of task 0")
+        before = _snapshot(out)
+        second = ["run", "--method", "finetune", *BLOBS, "--seed", "3", "--out", str(out)]
+        for attempt in ([*second, "--overwrite"], second, ["report", str(out)], ["run", "--resume", str(out)]):
+            assert main(attempt) == 2, attempt
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1, (attempt, err)
+            assert f"is being written by another anpyc process (pid {first.pid})" in err[0], (attempt, err)
+        assert _snapshot(out) == before  # nothing removed, nothing written
+    finally:  # the first run goes on to its end (or is killed if it hangs)
+        gate.touch()
+        first.join(600)
+        if first.is_alive():
+            first.kill()
+            first.join()
     assert first.exitcode == 0
     cfg = RunConfig.from_file(out / "config.yaml")
     metrics = json.loads((out / "metrics.json").read_text())

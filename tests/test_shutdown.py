@@ -124,12 +124,17 @@ def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
     argv = ["run", "--method", "test-gate", *TINY, "--nproc", "2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300  # a bound on a hang, not a timing assertion
-    while len(list_checkpoints(out)) < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None and rundir.holder(out) == proc.pid, "the run did not get to task 1"
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 300  # a bound on a hang, not a timing assertion
+        while len(list_checkpoints(out)) < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and rundir.holder(out) == proc.pid, "the run did not get to task 1"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:  # never leave the waiting run behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["anpyc: interrupted"]
     assert _live_processes_of_session(proc.pid) == []

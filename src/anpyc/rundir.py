@@ -134,7 +134,9 @@ def adopt(directories: Iterable[str | Path]) -> None:
 
 
 def holder(directory: str | Path) -> int | None:
-    """Pid of the process that holds ``directory``'s lock, or None when it is free."""
+    """Pid of the process that holds ``directory``'s lock (-1 if it has not written its pid
+    yet), or None when the directory is free. For diagnostics and tests: it probes with a
+    shared lock for an instant, during which another process's :func:`acquire` would fail."""
     lock_file = _key(directory) / LOCK_NAME
     if fcntl is None or not lock_file.is_file():
         return None

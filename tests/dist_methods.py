@@ -3,11 +3,15 @@ import it: :func:`anpyc.launch.method_modules` names it and every process regist
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from dataclasses import dataclass
 
 import torch
 
 from anpyc.data.taskdata import ConcatData
+from anpyc.distributed import rank
 from anpyc.errors import TrainingError
 from anpyc.importance import entropy_taylor
 from anpyc.methods.base import Method
@@ -70,6 +74,31 @@ class FailingMethod(Method):
             raise TrainingError("test-fails: deliberate failure in task 1")
 
 
-for _cls in (DistProbe, FailingMethod):
+class GatedMethod(Method):
+    """Fine-tuning that, before its second task, waits until the file named by
+    ``$ANPYC_TEST_GATE`` exists: a run that is certainly still going (its first task's
+    checkpoint written) while a test does something else to its run directory."""
+
+    name = "test-gate"
+
+    def before_task(self, model, task, ctx) -> None:
+        gate = os.environ.get("ANPYC_TEST_GATE")
+        if ctx.task == 1 and gate:
+            while not os.path.exists(gate):
+                time.sleep(0.05)
+
+
+class KillsRank1(Method):
+    """Fine-tuning whose rank 1 is killed (SIGKILL) at the start of the second task, after
+    the first task's checkpoint: a worker lost mid-run."""
+
+    name = "test-kill-rank1"
+
+    def before_task(self, model, task, ctx) -> None:
+        if ctx.task == 1 and rank() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+for _cls in (DistProbe, FailingMethod, GatedMethod, KillsRank1):
     if _cls.name not in METHODS:
         register(_cls)

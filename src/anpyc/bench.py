@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anpyc import rundir
 from anpyc.config import RunConfig, deep_update
 from anpyc.errors import ConfigError
 from anpyc.io import atomic_write_text, relative_command, write_json
@@ -205,6 +206,7 @@ def bench_plan(
     return BenchPlan(bench, base, known, chosen_params, aliases, budget, applied, not_applied)
 
 
+@rundir.releases_locks  # OUT stays locked while bench.json and bench.md are written after the runs
 def run_benchmark(
     name: str,
     out_dir: str | Path,

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from anpyc import rundir
 from anpyc.config import (
     GenerativeConfig,
     ModelConfig,
@@ -510,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("anpyc").setLevel(level)
     try:
-        return int(args.func(args) or 0)
+        with rundir.session():  # run directories stay locked until the command (and its report) ends
+            return int(args.func(args) or 0)
     except AnpycError as exc:
         print(f"anpyc: error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from anpyc.summary import method_summary
 
 log = logging.getLogger(__name__)
 
+@rundir.releases_locks  # OUT and each OUT/<method>/seed_<s> stay locked until the comparison ends
 def compare(
     base: RunConfig,
     methods: list[str],

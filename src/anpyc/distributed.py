@@ -30,8 +30,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import datetime as _dt
+import gc
 import hashlib
+import itertools
 import logging
+import traceback
+import weakref
 from collections.abc import Iterable, Iterator
 
 import torch
@@ -60,6 +66,92 @@ def world_size() -> int:
 
 def is_main_process() -> bool:
     return rank() == 0
+
+
+# ------------------------------------------------------------------------------ the group
+_GENERATION = itertools.count()  # every rank joins its groups in the same order: same numbers
+
+
+@contextlib.contextmanager
+def process_group(
+    backend: str, init_method: str, rank: int | None = None, world_size: int | None = None,
+    timeout: _dt.timedelta = _dt.timedelta(minutes=30),
+) -> Iterator[None]:
+    """Join a torch.distributed group for the ``with`` block, and leave it cleanly.
+
+    Leaving must free the group, so that its C++ threads (gloo: ``gloo_tcp_loop`` and two
+    ``pt_gloo_runloop``) are joined while the interpreter still runs. Two things ensure it:
+
+    * ``torch.distributed.nn`` is imported *before* the group exists. Its functions take
+      ``group=group.WORLD`` as a default argument, evaluated at import; imported later (the
+      first ``torch.optim`` optimizer imports it lazily, through ``torch._dynamo``) they pin
+      the group for good and ``destroy_process_group`` cannot free it. A spawned rank then
+      reaches interpreter shutdown with gloo's threads alive, and one that drops the last
+      reference to a collective's tensor (taking the GIL) during shutdown is killed by
+      CPython: "terminate called without an active exception", SIGABRT.
+    * On success every rank first waits, in the group's store (not over gloo), until all
+      ranks are out of their last collective (:func:`_quiesce`), so no rank closes its gloo
+      connections while a peer still uses them. On an error or KeyboardInterrupt the rank
+      says so in the store and leaves at once: peers blocked in a collective with it fail
+      fast instead of waiting for the timeout.
+
+    Example:
+        >>> with process_group("gloo", "file:///tmp/rdv", rank=0, world_size=1):  # doctest: +SKIP
+        ...     world_size()
+        1
+    """
+    import torch.distributed.nn  # noqa: F401  (before the group exists: see above)
+
+    kwargs = {} if rank is None else {"rank": rank, "world_size": world_size}
+    dist.init_process_group(backend, init_method=init_method, timeout=timeout, **kwargs)
+    key = f"anpyc/leave/{next(_GENERATION)}"
+    try:
+        yield
+    except BaseException as exc:
+        # the frames of the traceback hold the group (torch's collectives have it in a local)
+        traceback.clear_frames(exc.__traceback__)
+        _leave(key, ok=False, timeout=timeout)
+        raise
+    _leave(key, ok=True, timeout=timeout)
+
+
+def _leave(key: str, ok: bool, timeout: _dt.timedelta) -> None:
+    group = weakref.ref(dist.distributed_c10d._get_default_group())
+    try:
+        if dist.get_world_size() > 1:
+            _quiesce(key, ok, timeout)
+    finally:
+        dist.destroy_process_group()
+        if group() is not None:
+            gc.collect()
+        if group() is not None:  # its threads outlive it: the shutdown abort could come back
+            log.log(logging.WARNING if ok else logging.DEBUG,
+                    "the torch.distributed process group is still referenced after it was destroyed "
+                    "(something captured it); its threads stay alive until the process exits")
+
+
+def _quiesce(key: str, ok: bool, timeout: _dt.timedelta) -> None:
+    """A barrier in the store: each rank posts ``left/<rank>`` once its collectives are over,
+    then (on success) waits for every rank's. Rank 0 leaves last (it may host a TCPStore that
+    the others still read): it waits for their ``gone/<rank>`` too. A rank that failed only
+    posts and does not wait; a peer that sees its post stops waiting for the others."""
+    store = dist.distributed_c10d._get_default_store()
+    r, w = dist.get_rank(), dist.get_world_size()
+    try:
+        store.set(f"{key}/left/{r}", "ok" if ok else "error")
+        if not ok:
+            return
+        store.wait([f"{key}/left/{i}" for i in range(w)], timeout)
+        if any(store.get(f"{key}/left/{i}") != b"ok" for i in range(w)):
+            return  # a peer failed: the run fails anyway; leave at once
+        if r > 0:
+            store.set(f"{key}/gone/{r}", "ok")
+        else:
+            store.wait([f"{key}/gone/{i}" for i in range(1, w)], timeout)
+    except Exception as exc:  # the store is gone with a dead peer: leave anyway, say why
+        if ok:
+            raise DistributedError(f"rank {r} could not leave the process group cleanly: {exc}") from exc
+        log.debug("rank %d: leaving the group after an error: %s", r, exc)
 
 
 def _uses_nccl() -> bool:

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
 import json
@@ -33,7 +34,10 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ import torch
 import torch.distributed as dist
 
 from anpyc import distributed as ddist
-from anpyc import errors
+from anpyc import errors, rundir
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, DistributedError
 from anpyc.io import write_json
@@ -119,6 +123,7 @@ def default_threads(nproc: int) -> int:
 
 
 # ------------------------------------------------------------------------ one rank
+@rundir.releases_locks  # rank 0 writes metrics.json after run() returns: still under its lock
 def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: str, run_kwargs: dict):
     """Inside an initialised process group: run, then check every rank holds the same state."""
     from anpyc.runner import run
@@ -144,20 +149,23 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
 
 def _worker(
     rank: int, world: int, fn, fn_args: tuple, backend: str, device: str, tmp: str,
-    modules: list[str], log_level: int,
+    modules: list[str], log_level: int, held: list[str],
 ) -> None:
-    """Entry point of a spawned process (``torch.multiprocessing`` passes ``rank`` first)."""
+    """Entry point of a spawned process (``torch.multiprocessing`` passes ``rank`` first).
+
+    The group is left cleanly on every path (see :func:`anpyc.distributed.process_group`);
+    ``held`` are the run directories the parent holds locked for this group (rank 0 writes
+    them under the parent's lock, see :mod:`anpyc.rundir`).
+    """
     logging.basicConfig(level=log_level if rank == 0 else logging.WARNING, format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
     logging.getLogger("anpyc").setLevel(log_level if rank == 0 else logging.WARNING)
+    rundir.adopt(held)
     if str(device).startswith("cuda"):
         torch.cuda.set_device(rank)
     try:
         import_modules(modules)
-        dist.init_process_group(backend, init_method=Path(tmp, "rendezvous").as_uri(), rank=rank, world_size=world, timeout=collective_timeout())
-        try:
+        with ddist.process_group(backend, Path(tmp, "rendezvous").as_uri(), rank, world, collective_timeout()):
             value = fn(*fn_args)
-        finally:
-            dist.destroy_process_group()
         if rank == 0:
             with open(Path(tmp, "result.pkl"), "wb") as fh:
                 pickle.dump(value, fh)
@@ -194,15 +202,55 @@ def spawn_group(
         raise ConfigError("CUDA processes cannot be forked: use the spawn start method")
     tmp = tempfile.mkdtemp(prefix="anpyc-dist-")
     try:
-        wargs = (nproc, fn, tuple(args), backend, device, tmp, list(modules or []), logging.getLogger("anpyc").getEffectiveLevel())
+        wargs = (nproc, fn, tuple(args), backend, device, tmp, list(modules or []),
+                 logging.getLogger("anpyc").getEffectiveLevel(), rundir.held())
+        context = mp.start_processes(_worker, args=wargs, nprocs=nproc, join=False, start_method=start_method)
         try:
-            mp.start_processes(_worker, args=wargs, nprocs=nproc, join=True, start_method=start_method)
+            _join(context)
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
-            raise _rank_error(tmp, exc) from None
+            raise _rank_error(tmp, exc, context.processes) from None
+        if not Path(tmp, "result.pkl").is_file():  # the ranks were interrupted (Ctrl-C) and left
+            raise KeyboardInterrupt
         with open(Path(tmp, "result.pkl"), "rb") as fh:
             return pickle.load(fh)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: seconds the other processes get to stop by themselves once one has failed (they fail fast:
+#: the failed rank left the group) or after Ctrl-C, before SIGTERM and then SIGKILL
+GRACE_S = 10.0
+
+
+def _join(context) -> None:
+    """Wait for every process; on a failure give the others :data:`GRACE_S` to end, then stop
+    them (torch raises the first failure). On KeyboardInterrupt the processes are interrupted
+    too and joined before it propagates, so no rank outlives the command."""
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    level = spawn_log.level
+    spawn_log.setLevel(logging.ERROR)  # "Terminating process ...": the one-line error says it
+    try:
+        while not context.join(grace_period=GRACE_S):
+            pass
+    except KeyboardInterrupt:
+        _stop(context.processes)
+        raise
+    finally:
+        spawn_log.setLevel(level)
+
+
+def _stop(processes: list) -> None:
+    """After Ctrl-C: give the processes a moment to leave by themselves (a terminal's Ctrl-C
+    reached them too), then interrupt, terminate and kill whatever still runs; reap all."""
+    steps = ((None, 2.0), (signal.SIGINT, GRACE_S), (signal.SIGTERM, GRACE_S), (signal.SIGKILL, GRACE_S))
+    for sig, wait_s in steps:
+        alive = [p for p in processes if p.is_alive()]
+        for p in alive if sig is not None else ():
+            with contextlib.suppress(OSError):
+                os.kill(p.pid, sig)
+        deadline = time.monotonic() + wait_s
+        for p in alive:
+            p.join(max(0.0, deadline - time.monotonic()))
 
 
 def _spawned_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, run_kwargs: dict):
@@ -211,6 +259,7 @@ def _spawned_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, run_kwar
     return result
 
 
+@rundir.releases_locks
 def run_distributed(
     cfg: RunConfig,
     out_dir: str | Path | None = None,
@@ -224,7 +273,10 @@ def run_distributed(
     (without the model and method objects). ``nproc=1`` is a plain run.
 
     Errors of the config, output directory or training are raised in the caller as the
-    same :class:`~anpyc.errors.AnpycError` the rank raised.
+    same :class:`~anpyc.errors.AnpycError` the rank raised. A process that dies fails the
+    run with :class:`RankDied`, which says where its last checkpoint is. This process holds
+    the run directory's lock (:mod:`anpyc.rundir`) until the processes have ended; rank 0
+    writes under it.
     """
     from anpyc.runner import prepare_out_dir, run
 
@@ -234,13 +286,25 @@ def run_distributed(
     create(cfg.method, cfg.method_params)  # an unknown method fails before spawning
     if out_dir is not None and not run_kwargs.get("resume"):
         prepare_out_dir(out_dir, overwrite)  # ... and so does an unusable output directory
-    return spawn_group(
-        _spawned_run, nproc, (cfg, out_dir, quiet, overwrite, run_kwargs),
-        device=cfg.train.device, backend=backend, modules=method_modules([cfg.method]),
-    )
+    elif out_dir is not None and Path(out_dir, "config.yaml").is_file():
+        rundir.acquire(out_dir)  # resume: a directory another process writes fails here
+    try:
+        return spawn_group(
+            _spawned_run, nproc, (cfg, out_dir, quiet, overwrite, run_kwargs),
+            device=cfg.train.device, backend=backend, modules=method_modules([cfg.method]),
+        )
+    except RankDied as exc:
+        from anpyc.checkpoint import list_checkpoints
+
+        if out_dir is None or not list_checkpoints(out_dir):
+            raise
+        raise RankDied(f"{exc}; {out_dir} keeps its last checkpoint: continue with `anpyc run --resume {out_dir}`") from None
 
 
-def _rank_error(tmp: str, exc: Exception) -> AnpycError:
+def _rank_error(tmp: str, exc: Exception, processes: Sequence = ()) -> AnpycError:
+    """The one error to raise for a failed group: an AnpycError a rank reported; else a
+    process that died of a signal we did not send (SIGKILL, SIGABRT: the cause, while its
+    peers then fail with connection errors); else the first failure torch saw."""
     reports = sorted(Path(tmp).glob("error_*.json"), key=lambda p: int(p.stem.split("_")[1]))
     if reports:
         info = json.loads(reports[0].read_text())
@@ -248,9 +312,20 @@ def _rank_error(tmp: str, exc: Exception) -> AnpycError:
         if not (isinstance(cls, type) and issubclass(cls, AnpycError)):
             cls = DistributedError
         return cls(info["message"])
+    first = getattr(exc, "error_index", None)
+    order = sorted(range(len(processes)), key=lambda i: i != first)  # torch's first failure first
+    for i in order:
+        code = processes[i].exitcode
+        if code is not None and code < 0 and -code not in (signal.SIGTERM, signal.SIGINT):
+            return RankDied(f"process {i} (rank {i}) died: killed by signal {signal.Signals(-code).name}")
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    where = f"process {getattr(exc, 'error_index', '?')}"
-    return DistributedError(f"{where} failed: {lines[-1] if lines else type(exc).__name__}")
+    where = "process ?" if first is None else f"process {first} (rank {first})"
+    return RankDied(f"{where} failed: {lines[-1] if lines else type(exc).__name__}")
+
+
+class RankDied(DistributedError):
+    """A process of the group died (killed, out of memory, crashed) or raised something that
+    is not an :class:`~anpyc.errors.AnpycError`."""
 
 
 # ------------------------------------------------------------------------ torchrun
@@ -275,8 +350,5 @@ def run_torchrun(
         torch.cuda.set_device(local_rank)
     if int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("anpyc").setLevel(logging.WARNING)
-    dist.init_process_group(backend, init_method="env://", timeout=collective_timeout())
-    try:
+    with ddist.process_group(backend, "env://", timeout=collective_timeout()):
         return _rank_run(cfg, out_dir, quiet, overwrite, backend, run_kwargs)
-    finally:
-        dist.destroy_process_group()

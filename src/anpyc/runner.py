@@ -106,6 +106,7 @@ def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     return rundir.prepare(out_dir, overwrite)
 
 
+@rundir.releases_locks  # the run directory is this process's until the run ends
 def run(
     cfg: RunConfig,
     out_dir: str | Path | None = None,
@@ -209,6 +210,8 @@ def _resume_state(cfg: RunConfig, out_dir, model, method: Method, n_tasks: int) 
     out = Path(out_dir)
     if not (out / rundir.CONFIG).is_file():
         raise OutputError(f"{out} holds no run to resume (no {rundir.CONFIG})")
+    if is_main_process():
+        rundir.acquire(out)  # before the checkpoint is read: another writer fails here
     snapshot = ckpt.load_latest(out, cfg)
     if snapshot is None:
         return None

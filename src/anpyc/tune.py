@@ -41,6 +41,7 @@ from anpyc.runner import build_stream, git_commit, prepare_out_dir, run
 log = logging.getLogger(__name__)
 
 
+@rundir.releases_locks  # OUT and its runs stay locked until the search ends
 def tune(
     base: RunConfig,
     grid: dict[str, list[Any]],

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anpyc import rundir
 from anpyc.io import atomic_write_text
 from anpyc.report import plots
 from anpyc.report.html import Figure, Heading, Table, Text, render_html, render_markdown
@@ -161,11 +162,16 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
     return blocks, drawn, skipped
 
 
+@rundir.releases_locks
 def write_report(directory: str | Path) -> ReportFiles:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``directory``.
 
-    Raises :class:`anpyc.errors.OutputError` when the directory holds no results.
+    Raises :class:`anpyc.errors.OutputError` when the directory holds no results, or when
+    another process is writing it (:mod:`anpyc.rundir`; the process that wrote the run may
+    write its report: the lock is re-entrant).
     """
+    if Path(directory).is_dir():  # first: a run still writing it fails here, with its pid
+        rundir.acquire(directory)
     results = load_results(directory)
     root = results.root
     plot_dir = root / PLOTS_DIR

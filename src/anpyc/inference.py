@@ -195,10 +195,23 @@ def _ppca(x: Tensor, rank: int, floor: float) -> tuple[Tensor, Tensor, Tensor, T
     mean = x.mean(0)
     centred = x - mean
     cov = centred.T @ centred / max(len(x), 1)
-    eig, vec = torch.linalg.eigh(cov)  # ascending
+    eig, vec = _eigh(cov)  # ascending
     eig, vec = eig.flip(0).clamp_min(0), vec.flip(1)
     noise = eig[rank:].mean().clamp_min(floor) if rank < len(eig) else torch.tensor(floor, dtype=x.dtype, device=x.device)
     return mean, vec[:, :rank], torch.maximum(eig[:rank], noise), noise
+
+
+def _eigh(cov: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eigh``, redone in float64 when float32 fails: on the low-rank covariance
+    of a class with fewer examples than pixels it may not converge, or return NaN."""
+    try:
+        eig, vec = torch.linalg.eigh(cov)
+        if bool(torch.isfinite(eig).all()) and bool(torch.isfinite(vec).all()):
+            return eig, vec
+    except torch.linalg.LinAlgError:
+        pass
+    eig, vec = torch.linalg.eigh(cov.double())
+    return eig.to(cov.dtype), vec.to(cov.dtype)
 
 
 def _ppca_loglik(x: Tensor, mean: Tensor, basis: Tensor, eig: Tensor, noise: Tensor) -> Tensor:

@@ -326,6 +326,7 @@ def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Cal
     model, method, state, train_cfg = loop.model, loop.method, loop.state, loop.cfg.train
     task, seen, ctx = loop.stream[t], loop.stream[: t + 1], loop.cfg.context(t, len(loop.stream))
     resumed = state.epoch > 0  # a checkpoint inside this task's training: its start is done
+    method.attach(model)  # forward hooks are not state: (re)install them, resumed or not
     loop.task_start = time.perf_counter() - (state.clock.get("task_elapsed", 0.0) if resumed else 0.0)
     if not resumed:
         state.clock["task_eval"] = 0.0

@@ -10,6 +10,7 @@ from anpyc.methods import (  # noqa: F401  (registers the classes)
     anpyc,
     ewc,
     finetune,
+    hat,
     joint,
     lwf,
     mas,

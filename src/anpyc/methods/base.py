@@ -15,6 +15,9 @@ The loop (:func:`anpyc.train.train_stream`, or your own) calls, per task ``t``::
 and evaluates with ``with method.eval_context(model, task_id): method.predict(model, x,
 task_id)``, where ``task_id`` is ``None`` whenever the scenario hides it at test time.
 
+Forward hooks are not state: a method that gates the model's forward pass installs them in
+``attach(model)``, which the loop calls before every task's training, a resumed one too.
+
 A method's whole state is ``state_dict()``: tensors live in registered buffers (created
 lazily are fine: :meth:`Method.load_state_dict` creates them), everything else (histories,
 per-task figures) in ``history``, saved as the module's extra state. Nothing a later hook
@@ -70,6 +73,11 @@ class Method(nn.Module):
         self.history: dict[str, Any] = {}  # per-task figures; saved as extra state
 
     # ------------------------------------------------------------------ hooks
+    def attach(self, model: ContinualModel) -> None:
+        """Install on ``model`` what is not state, such as forward hooks (HAT's gates). The
+        loop calls it before every task's training, also when a run resumes mid-task (where
+        :meth:`before_task` is not replayed), so it must be idempotent."""
+
     def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         """Called once the model has the new task's head, before any training step."""
 

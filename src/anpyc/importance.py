@@ -20,7 +20,8 @@ do); otherwise the objective is computed from the task heads' logits:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -120,6 +121,21 @@ def taylor_abs(model, data, signal: str = "loss", batch_size: int = 100, max_sam
 def gradient_magnitude(model, data, signal: str = "output_norm", batch_size: int = 100, max_samples: int | None = None, device=None) -> dict[str, Tensor]:
     """Mean ``|g|`` over batches (MAS with ``signal='output_norm'``, Aljundi et al. 2018)."""
     return _accumulate(model, data, lambda g, p: g.abs(), signal, batch_size, max_samples, device)
+
+
+@contextlib.contextmanager
+def scoring_head(model, with_head: bool = True) -> Iterator[None]:
+    """Within the block, the estimators also score the shared head (a single-head model's
+    ``heads.0.*``), as if it were part of the body: methods that consolidate the head too."""
+    if not with_head or getattr(model, "head_mode", "multi") != "single" or not len(model.heads):
+        yield
+        return
+    body = model.shared_parameters
+    model.shared_parameters = lambda: body() + [(f"heads.0.{n}", p) for n, p in model.heads[0].named_parameters()]
+    try:
+        yield
+    finally:
+        del model.shared_parameters  # the class's method again
 
 
 def weight_magnitude(model) -> dict[str, Tensor]:

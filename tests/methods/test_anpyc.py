@@ -157,7 +157,8 @@ def test_exhausted_pool_reclaims_least_important_owned_weights(caplog, reclaim_b
         assert rank[name][released].max() <= rank[name][~released].min()
         assert torch.equal(p.detach()[~released], before[name][~released])
         assert not torch.equal(p.detach()[released], before[name][released])
-        assert (method.omega(name)[released] == 0).all()
+        # Omega exists only where something uses it (reclaiming by importance here)
+        assert reclaim_by == "magnitude" and method.omega(name) is None or (method.omega(name)[released] == 0).all()
     # the task trains with hard protection on the released pool (no penalty), then owns part of it
     x, y, t = next(iter(iterate(stream[1].train, 8)))
     assert method.penalty(model, x, y, t) is None

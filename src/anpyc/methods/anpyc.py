@@ -76,7 +76,10 @@ class ANPyCConfig:
     free pool at task ``t``; ``'reference'`` prunes 50% then ``int(0.8 * previous)`` percent;
     ``prune_step`` is the share of the free pool pruned per step (1.0: all at once; the
     reference uses 0.1), each step followed by ``retrain_epochs`` of retraining; ``prune_unit='unit'`` prunes whole output units (rows / conv filters);
-    ``reinit`` sets released parameters to ``zero`` or small ``random`` values;
+    ``reinit`` sets released parameters to ``zero`` or small ``random`` values (zero: random
+    values in released conv filters left later tasks of a CNN at 67% where zero gave 97%,
+    docs/anpyc.md); a task that prunes nothing (the last one, or one the guard keeps whole)
+    spends its ``retrain_epochs`` training on, so that every task has the same passes;
     ``prune_last`` also prunes a stream's last task (useful if more tasks will follow).
     ``exhausted_below``: below this free share of the body the pool is exhausted, and
     ``exhausted_policy`` says what the next task does: ``reclaim`` releases the
@@ -94,9 +97,15 @@ class ANPyCConfig:
     ``prune_tolerance`` below its accuracy before pruning, the pruning is undone (the task keeps
     every weight it trained). Every figure is in ``metrics.json`` (``prune_guard``).
 
-    Without a task id at test time (domain/class scenarios) every weight is in use
-    (``task_inference='none'``, the paper's setting) or the view that answers an input is
-    chosen by a task-inference score (:mod:`anpyc.inference`).
+    Without a task id at test time (domain/class scenarios) the view that answers an input is
+    chosen by a task-inference score (``task_inference``, :mod:`anpyc.inference`), or, with
+    ``task_inference='none'`` (the paper's setting), every weight is in use and the shared head
+    is consolidated too (``consolidate_head``: the penalty holds it, hard protection or not).
+
+    Consolidation's importance (``importance``): ``omega``, the paper's entropy-Taylor score;
+    ``magnitude``, |theta|; ``fisher``, the diagonal Fisher (EWC's). It is estimated only where
+    something uses it: the penalty (soft protection, a consolidated head) or reclaiming by
+    importance; with hard protection and task masks nothing does (docs/anpyc.md measures it).
     """
 
     lam: float = 10.0
@@ -117,17 +126,19 @@ class ANPyCConfig:
     prune_step: float = 1.0
     retrain_epochs: float = 0.5
     prune_unit: Literal["weight", "unit"] = "weight"
-    reinit: Literal["zero", "random"] = "random"
+    reinit: Literal["zero", "random"] = "zero"
     prune_last: bool = False
     exhausted_below: float = 0.005
     exhausted_policy: Literal["reclaim", "consolidate", "head_only"] = "reclaim"
     reclaim_share: float = 0.05
     reclaim_by: Literal["magnitude", "importance"] = "magnitude"
+    importance: Literal["omega", "magnitude", "fisher"] = "omega"
+    consolidate_head: bool = True
     guard: bool = True
     prune_tolerance: float = 0.01
     guard_search_drop: float = 0.1
     guard_chance_margin: float = 0.05
-    task_inference: Literal["none", "entropy", "input_density", "feature_density"] = "none"
+    task_inference: Literal["none", "entropy", "input_density", "feature_density"] = "input_density"
 
     def __post_init__(self) -> None:
         checks = [
@@ -242,9 +253,8 @@ class ANPyC(QuadraticPenalty):
         self._grad_scale = None
 
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
-        if self._mode() not in ("soft", "consolidate"):
-            return None  # hard gating: protected entries cannot move, the penalty is exactly 0
-        return super().penalty(model, x, y, t)
+        # hard gating: protected body entries cannot move; only a consolidated head is penalised
+        return super().penalty(model, x, y, t) if self.penalized(model) else None
 
     def before_step(self, model) -> None:
         self.ownership.gate_grads_(model, self._main_phase(model))
@@ -328,6 +338,10 @@ class ANPyC(QuadraticPenalty):
         frozen_pool = self._mode() in ("consolidate", "head_only")
         keep = 1.0 if (ctx.last and not c.prune_last) or frozen_pool else self.keep_share(ctx.task)
         pruned, keep = self._guarded_prune(model, task, ctx, free, keep, retrain)
+        if keep >= 1.0 and retrain is not None and c.retrain_epochs > 0:
+            # nothing pruned (the last task, a guarded one): its retraining budget trains it on
+            self.ownership.set_phase(None)
+            retrain(c.retrain_epochs)
         for name in free:  # what the task kept is now its own; the pruned rest is released
             own.claim(name, free[name] & ~pruned[name], ctx.task)
         super().after_task(model, task, ctx, retrain)  # Omega of what the task holds; anchors
@@ -338,8 +352,8 @@ class ANPyC(QuadraticPenalty):
         self.history["kept_share"].append(keep)
         self._grad_scale = None
         log.debug(  # the same figures are in metrics.json; keep the progress bar clean
-            "anpyc: task %d kept %.1f%% of its free pool; %.1f%% of the body is free; importance kurtosis %s",
-            ctx.task, 100 * keep, 100 * own.free_share(model), self.history["importance_stats"][-1]["kurtosis"],
+            "anpyc: task %d kept %.1f%% of its free pool; %.1f%% of the body is free", ctx.task, 100 * keep,
+            100 * own.free_share(model),
         )
 
     def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain) -> tuple[Masks, float]:
@@ -399,15 +413,35 @@ class ANPyC(QuadraticPenalty):
         for name, p in params.items():
             p.masked_fill_(pruned[name], 0.0)
 
+    def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
+        """What the penalty holds: the body under soft protection (or an exhausted pool), and
+        a single shared head when ``consolidate_head``."""
+        out = list(model.shared_parameters()) if self._mode() in ("soft", "consolidate") else []
+        if self.config.consolidate_head and getattr(model, "head_mode", "multi") == "single" and len(model.heads):
+            out += [(f"heads.0.{n}", p) for n, p in model.heads[0].named_parameters()]
+        return out
+
     def estimate_importance(self, model, task, ctx) -> dict[str, Tensor]:
-        """The entropy-Taylor Omega of what the task holds (released entries get 0)."""
+        """The importance of what the task holds (released entries get 0), for what is
+        penalised or reclaimed by importance; nothing when nothing uses it."""
         c = self.config
-        omega = imp.entropy_taylor(
-            model, task.train, signal=c.importance_signal, form=c.taylor_form,
-            batch_size=c.importance_batch, max_samples=c.importance_samples,
-        )
-        omega = imp.normalize_per_layer(omega, c.structure, c.beta)
-        return {name: v * (self.owner(name) >= 0) for name, v in omega.items()}
+        wanted = {n for n, _ in self.penalized(model)}
+        if c.reclaim_by == "importance" or self._mode() in ("soft", "consolidate"):
+            wanted |= {n for n, _ in model.shared_parameters()}
+        if not wanted:
+            return {}
+        with imp.scoring_head(model, any(n.startswith("heads.") for n in wanted)):
+            if c.importance == "magnitude":
+                omega = imp.weight_magnitude(model)
+            elif c.importance == "fisher":
+                omega = imp.fisher_diag(model, task.train, kind="true", max_samples=c.importance_samples,
+                                        batch_size=c.importance_batch, device=next(model.parameters()).device)
+            else:
+                omega = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form,
+                                           batch_size=c.importance_batch, max_samples=c.importance_samples)
+        omega = imp.normalize_per_layer({n: v for n, v in omega.items() if n in wanted}, c.structure, c.beta)
+        owner = self.ownership.owner
+        return {n: v * (owner(n) >= 0) if owner(n) is not None else v for n, v in omega.items()}
 
     def record_importance(self, task: int, new: dict[str, Tensor]) -> None:
         """Statistics of the consolidated Omega (every task so far), not of one task's."""
@@ -423,12 +457,14 @@ class ANPyC(QuadraticPenalty):
         with torch.no_grad():
             for name in params:
                 owner, omega = self.owner(name), self.omega(name)
-                if name in never_pruned or omega is None:
+                by_magnitude = self.config.reclaim_by == "magnitude"
+                if name in never_pruned or (omega is None and not by_magnitude):
                     continue
-                score = params[name].detach().abs() if self.config.reclaim_by == "magnitude" else omega
+                score = params[name].detach().abs() if by_magnitude else omega
                 release = lowest_fraction_mask(score, owner >= 0, self.config.reclaim_share)
                 self.ownership.release(name, release)
-                omega[release] = 0.0
+                if omega is not None:
+                    omega[release] = 0.0
                 released += int(release.sum())
         reinit_free_(model, self.ownership, self.config.reinit, ctx.generator(3))
         return released / max(sum(p.numel() for p in params.values()), 1)

@@ -64,15 +64,19 @@ class QuadraticPenalty(Method):
                 raise ValueError(f"unknown merge {merge!r}; known: {', '.join(MERGES)}")
             self._set("omega", name, merged)
 
+    def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
+        """The parameters the penalty holds (the shared body by default)."""
+        return model.shared_parameters()
+
     def anchor(self, model) -> None:
-        """Remember the current shared parameters as ``theta_star``."""
-        for name, p in model.shared_parameters():
+        """Remember the penalised parameters' current values as ``theta_star``."""
+        for name, p in self.penalized(model):
             self._set("theta_star", name, p.detach())
 
     # -- hooks -----------------------------------------------------------------------
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         terms = []
-        for name, p in model.shared_parameters():
+        for name, p in self.penalized(model):
             omega, star = self.omega(name), self.theta_star(name)
             if omega is not None and star is not None:
                 terms.append((omega * (p - star).pow(2)).sum())
@@ -90,6 +94,8 @@ class QuadraticPenalty(Method):
     def record_importance(self, task: int, new: dict[str, Tensor]) -> None:
         """Distribution statistics of a task's importance (kurtosis, top-90% share) in the
         history, for ``metrics.json``."""
+        if not new:
+            return
         stats = importance_stats({k: v.detach().cpu() for k, v in new.items()})
         self.history.setdefault("importance_stats", []).append({"task": int(task), **stats})
 

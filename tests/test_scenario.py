@@ -1,0 +1,69 @@
+"""What a method may know at test time: in the domain and class scenarios no task id reaches
+any method, through any hook, for every registered method; in the task scenario it does."""
+
+import pytest
+import torch
+
+from anpyc.config import RunConfig
+from anpyc.methods import METHODS, get_method_class
+from anpyc.runner import run
+from anpyc.scenario import SCENARIOS, HookContext
+
+
+def _spy(name: str):
+    """The registered method ``name`` with its evaluation hooks recording what they get."""
+    base = get_method_class(name)
+
+    class Spy(base):
+        def __init__(self, config=None):
+            super().__init__(config)
+            self.seen: list[tuple[str, object]] = []
+            self.training = False  # inside after_task: the task in training is known (its validation)
+
+        def after_task(self, model, task, ctx, retrain=None):
+            self.training = True
+            try:
+                super().after_task(model, task, ctx, retrain)
+            finally:
+                self.training = False
+
+        def eval_context(self, model, task_id):
+            if not self.training:
+                self.seen.append(("eval_context", task_id))
+            return super().eval_context(model, task_id)
+
+        def predict(self, model, x, task_id):
+            if not self.training:
+                self.seen.append(("predict", task_id))
+            assert isinstance(x, torch.Tensor)  # inputs only: no labels, no task ids
+            return super().predict(model, x, task_id)
+
+    return Spy
+
+
+BLOBS = {"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 120}, "model": {"hidden": [8]},
+         "train": {"epochs": 1, "batch_size": 40}}
+FAST = {"anpyc": {"importance_samples": 50}, "ewc": {"fisher_samples": 50}, "online-ewc": {"fisher_samples": 50},
+        "mas": {"samples": 50}, "er": {"buffer": 20}, "derpp": {"buffer": 20}}
+
+
+@pytest.mark.parametrize("scenario", ["domain", "class"])
+@pytest.mark.parametrize("name", sorted(n for n in METHODS if not n.startswith("test-")))
+def test_no_task_id_reaches_a_method_at_test_time(name, scenario):
+    cfg = RunConfig.from_dict({**BLOBS, "method": name, "method_params": FAST.get(name, {}), "scenario": scenario})
+    spy = _spy(name)(cfg.method_params)
+    run(cfg, quiet=True, method=spy)
+    assert spy.seen and {kind for kind, _ in spy.seen} == {"eval_context", "predict"}
+    assert all(task_id is None for _, task_id in spy.seen), spy.seen[:5]
+
+
+def test_the_task_scenario_does_reveal_it():
+    cfg = RunConfig.from_dict({**BLOBS, "method": "finetune"})
+    spy = _spy("finetune")(cfg.method_params)
+    run(cfg, quiet=True, method=spy)
+    assert {task_id for _, task_id in spy.seen} == {0, 1}
+
+
+def test_scenarios_say_what_is_known():
+    assert [SCENARIOS[s].task_id_at_test for s in ("task", "domain", "class")] == [True, False, False]
+    assert HookContext(task=0, scenario="class").task_id_at_test is False

@@ -86,23 +86,50 @@ SPLIT_MNIST = {
     "train": {"epochs": 4, "lr": 0.001, "batch_size": 128, "optimizer": "adam"},
 }
 
+#: Domain-incremental permuted MNIST: the common protocol's settings with one shared head and
+#: no task id at test time (van de Ven et al. 2022's "domain" scenario).
+PMNIST_DOMAIN = {**PMNIST_COMMON, "scenario": "domain"}
+
+#: Class-incremental split MNIST as in DER++'s sequential MNIST (Buzzega et al. 2020; mammoth):
+#: 5 tasks of 2 classes, one head over every class seen, no task id at test time, MLP
+#: 784-100-100, SGD lr 0.03, batch 10, one epoch per task, full data.
+SPLIT_CLASS = {
+    "stream": {"benchmark": "split-mnist"},
+    "model": {"hidden": [100, 100]},
+    "train": {"epochs": 1, "lr": 0.03, "batch_size": 10, "optimizer": "sgd"},
+    "scenario": "class",
+}
+
 PROTOCOLS: dict[str, Protocol] = {
     "pmnist10": Protocol(
         "10-task permuted MNIST (task 1 unpermuted), full data, 784-256-256, SGD lr 0.1, batch 128, "
         "a fresh optimizer per task, 1 epoch per task",
-        PMNIST, tune={"stream": {"test_subsample": 2000}},
+        PMNIST, tune={"stream": {"tasks": 5, "test_subsample": 2000}},
     ),
     "pmnist10-common": Protocol(
         "the common task-aware permuted-MNIST protocol: 10 tasks, every task permuted, standardised "
         "inputs, 784-256-256, SGD lr 0.01 momentum 0.9, one optimizer for the stream, batch 128, 1 epoch",
-        PMNIST_COMMON, tune={"stream": {"test_subsample": 2000}},
+        PMNIST_COMMON, tune={"stream": {"tasks": 5, "test_subsample": 2000}},
     ),
     "split-mnist": Protocol(
         "5-task split MNIST, task-aware, 2000 training examples per task, 400-400, Adam lr 0.001, "
         "batch 128, 4 epochs per task (Hsu et al. 2018's setting, subsampled)",
         SPLIT_MNIST,
     ),
-    # class- and domain-incremental protocols: to be added here (and to presets/grids.yaml)
+    "pmnist10-domain": Protocol(
+        "10-task domain-incremental permuted MNIST: the common protocol with one shared head and no task id "
+        "at test time",
+        PMNIST_DOMAIN, tune={"stream": {"tasks": 5, "test_subsample": 2000}},
+    ),
+    "split-mnist-class": Protocol(
+        "5-task class-incremental split MNIST (DER++'s sequential MNIST): one head over every class seen, no "
+        "task id at test time, 784-100-100, SGD lr 0.03, batch 10, 1 epoch per task",
+        SPLIT_CLASS,
+    ),
+    "split-fmnist-class": Protocol(
+        "5-task class-incremental split Fashion-MNIST, as split-mnist-class",
+        {**SPLIT_CLASS, "stream": {"benchmark": "split-fashion-mnist"}},
+    ),
 }
 
 

@@ -10,6 +10,8 @@ Example:
     0.91
     >>> time_ratio([{"seed": 0, "time_s": 4.0}], [{"seed": 0, "time_s": 2.0}])
     [2.0]
+    >>> learning_accuracy({"acc_matrix": [[0.9, None], [0.8, 0.7]]})
+    [0.9, 0.7]
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def acc_slope(curve: Sequence[float]) -> float | None:
     return float(np.polyfit(np.arange(len(curve)), np.asarray(curve, dtype=float), 1)[0])
 
 
+def learning_accuracy(metrics: dict) -> list[float]:
+    """Accuracy on each task right after learning it (the diagonal of the accuracy matrix):
+    where a method that protects old tasks pays, if it does, in plasticity."""
+    return finite(row[i] for i, row in enumerate(metrics.get("acc_matrix") or []) if i < len(row))
+
+
 def last_free_total(metrics: dict) -> float | None:
     """Share of the body still free after the last task (mask methods), else ``None``."""
     v = metrics.get("free_fraction_total")
@@ -106,6 +114,10 @@ def method_summary(runs: Sequence[dict], reference: Sequence[dict] | None = None
     out["task_time_first_s"], out["task_time_last_s"] = _first_last(totals, k)
     out["train_time_first_s"], out["train_time_last_s"] = _first_last([t - e for t, e in zip(totals, evals, strict=True)], k)
     out["eval_time_first_s"], out["eval_time_last_s"] = _first_last(evals, k)
+    out["learning_acc"] = stat(float(np.mean(learning_accuracy(r))) for r in runs if learning_accuracy(r))
+    out["learning_acc_per_task"] = np.array([learning_accuracy(r) for r in runs], dtype=float).mean(0).tolist()
+    if any("task_inference_acc" in r for r in runs):
+        out["task_inference_acc"] = stat(r.get("task_inference_acc") for r in runs)
     passes = [r["passes"] for r in runs if r.get("passes")]
     if passes:
         out["passes_per_task"] = stat(float(np.mean(p)) for p in passes)

@@ -63,7 +63,9 @@ def write_run(path: Path, m: dict) -> Path:
 
 FREE = {"body.layers.0.weight": [0.7, 0.5, 0.35, 0.2], "body.layers.1.weight": [0.8, 0.6, 0.45, 0.3]}
 METHODS = {
-    "anpyc": (0.9, 0.01, {"free_fraction": FREE, "free_fraction_total": 0.25, "importance_stats": importance_stats(2.0)}),
+    "anpyc": (0.9, 0.01, {"free_fraction": FREE, "free_fraction_total": 0.25, "importance_stats": importance_stats(2.0),
+                          "prune_guard": [{"task": 0, "val_before": 0.95, "planned_keep": 0.15, "val_pruned": 0.9,
+                                           "val_retrained": 0.94, "keep": 0.3}]}),
     "packnet": (0.85, 0.0, {"free_fraction": FREE, "free_fraction_total": 0.4}),
     "ewc": (0.8, 0.05, {"importance_stats": importance_stats(1.0)}),
     "finetune": (0.7, 0.15, {}),

@@ -84,3 +84,18 @@ def test_long_sequence_table_separates_training_from_evaluation_time():
     header = next(line for line in text.splitlines() if "task 1 after 10" in line)
     assert "train s/task first 10" in header and "eval s/task first 10" in header and "peak MiB" in header
     assert "| anpyc | 90.0 | 90.0 | -0.040 | 2.0 | 2.1 | 0.1 | 0.6 | 456 | 3.0 |" in text
+
+
+def test_learning_table_puts_each_method_beside_finetune(compare_dir):
+    from anpyc.report.tables import learning_table
+
+    header, rows = learning_table(load_results(compare_dir))
+    assert header[0] == "method" and header[-1] == "mean"
+    assert {r[0] for r in rows} >= {"finetune", "anpyc"} and all(len(r) == len(header) for r in rows)
+
+
+def test_guard_table_lists_each_guarded_pruning(compare_dir):
+    from anpyc.report.tables import guard_table
+
+    header, rows = guard_table(load_results(compare_dir))
+    assert rows == [["anpyc", "0", "95.0", "90.0", "94.0", "0.15", "0.3", ""]]

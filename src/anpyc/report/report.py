@@ -27,7 +27,14 @@ from anpyc.io import atomic_write_text
 from anpyc.report import plots
 from anpyc.report.html import Figure, Heading, Table, Text, render_html, render_markdown
 from anpyc.report.load import Results, load_results
-from anpyc.report.tables import extras_table, matrix_table, mean_matrix, summary_table
+from anpyc.report.tables import (
+    extras_table,
+    guard_table,
+    learning_table,
+    matrix_table,
+    mean_matrix,
+    summary_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +110,20 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
         ),
         Table(header, rows),
     ]
+    learning = learning_table(results)
+    if learning:
+        blocks += [Heading("Learning accuracy (%)", 2),
+                   Text("Test accuracy on each task right after learning it: where protecting old tasks costs plasticity."),
+                   Table(*learning)]
     extras = extras_table(results)
     if extras:
         blocks += [Heading("Capacity and importance", 2), Table(*extras)]
+    guard = guard_table(results)
+    if guard:
+        blocks += [Heading("Pruning guard", 2),
+                   Text("Validation accuracy of each task before pruning, pruned (not retrained) at the chosen keep share, "
+                        "and after retraining; the keep share the schedule planned and the one the guard chose."),
+                   Table(*guard)]
     if results.kind == "run":
         matrix = mean_matrix(results.runs[methods[0]])
         if matrix is not None:

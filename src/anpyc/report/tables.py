@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from anpyc.report.load import Results, RunData
-from anpyc.summary import finite, last_free_total, last_importance, time_ratio
+from anpyc.summary import finite, last_free_total, last_importance, learning_accuracy, time_ratio
 
 
 def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -40,16 +40,19 @@ def summary_markdown(summary: dict) -> str:
     ]
     if budget:
         lines += [f"Budget: {budget['per_task']:g} {budget['unit']} per task.", ""]
+    inference = any("task_inference_acc" in m for m in summary["methods"].values())
     lines += [
-        "| method | ACC % | BWT % | forgetting % | val ACC % | passes / task | time s | time / fine-tune |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | ACC % | BWT % | forgetting % | learning acc % | val ACC % | passes / task | time s | time / fine-tune |"
+        + (" task inference % |" if inference else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if inference else ""),
     ]
     for name, m in summary["methods"].items():
         label = f"{name} (upper bound)" if m.get("upper_bound") else name
         lines.append(
             f"| {label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
-            f"{_pct(m['val_avg_acc'])} | {_pct(m.get('passes_per_task'), 1.0, 2)} | {_pct(m['time_s'], 1.0)} | "
-            f"{_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
+            f"{_pct(m.get('learning_acc'))} | {_pct(m['val_avg_acc'])} | {_pct(m.get('passes_per_task'), 1.0, 2)} | "
+            f"{_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
+            + (f" {_pct(m.get('task_inference_acc'))} |" if inference else "")
         )
     if summary["n_tasks"] >= 20:
         lines += ["", _long_table(summary)]
@@ -92,7 +95,7 @@ def _metrics(runs: Sequence[RunData]) -> list[dict]:
 def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
     """One row per method: accuracy metrics in percent, cost in seconds and MiB."""
     header = [
-        "method", "seeds", "ACC %", "BWT %", "forgetting %", "FWT %", "val ACC %", "passes / task",
+        "method", "seeds", "ACC %", "BWT %", "forgetting %", "FWT %", "learning acc %", "val ACC %", "passes / task",
         "time s", "time / fine-tune", "peak RSS MiB", "method state MiB",
     ]
     reference = results.runs.get("finetune") or []
@@ -105,6 +108,7 @@ def summary_table(results: Results) -> tuple[list[str], list[list[str]]]:
             fmt_stat(_values(runs, "bwt"), 100),
             fmt_stat(_values(runs, "forgetting"), 100),
             fmt_stat(_values(runs, "fwt"), 100),
+            fmt_stat([sum(la) / len(la) for r in runs if (la := learning_accuracy(r.metrics))], 100),
             fmt_stat(_values(runs, "val_avg_acc"), 100),
             fmt_stat([sum(r.metrics["passes"]) / len(r.metrics["passes"]) for r in runs if r.metrics.get("passes")], 1, 2),
             fmt_stat(_values(runs, "time_s"), 1, 2),
@@ -185,3 +189,28 @@ def _long_table(summary: dict) -> str:
             f"{_pct(m.get('peak_rss_mb'), 1.0, 0)} | {'-' if free is None else f'{100 * free:.1f}'} |"
         )
     return "\n".join(lines)
+
+
+def learning_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
+    """Accuracy on each task right after learning it (mean over seeds), every method beside
+    fine-tune: the plasticity a protecting method gives up, task by task."""
+    if len(results.runs) < 2 and "finetune" not in results.runs:
+        return None
+    per_method = {m: np.array([learning_accuracy(r.metrics) for r in rs], dtype=float).mean(0) for m, rs in results.runs.items()}
+    n = max(len(v) for v in per_method.values())
+    header = ["method"] + [f"task {j}" for j in range(n)] + ["mean"]
+    rows = [[m] + [f"{100 * v:.1f}" for v in acc] + [f"{100 * float(np.mean(acc)):.1f}"] for m, acc in per_method.items()]
+    return header, rows
+
+
+def guard_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
+    """The pruning guard (first seed of each method that has one): validation accuracy before
+    pruning, pruned, retrained, and the keep share it chose per task."""
+    header = ["method", "task", "val before %", "val pruned %", "val retrained %", "keep share planned", "keep share", "note"]
+    rows = []
+    for method, runs in results.runs.items():
+        for rec in runs[0].metrics.get("prune_guard") or []:
+            pct = [f"{100 * rec[k]:.1f}" if finite([rec.get(k)]) else "-" for k in ("val_before", "val_pruned", "val_retrained")]
+            rows.append([method, str(rec.get("task")), *pct, f"{rec.get('planned_keep', float('nan')):.3g}",
+                         f"{rec.get('keep', float('nan')):.3g}", str(rec.get("reason", ""))])
+    return (header, rows) if rows else None

@@ -92,5 +92,19 @@ def test_bench_jobs_flag_is_checked(tmp_path):
 
 def test_long_bench_runs_every_method_the_comparison_needs():
     long = BENCHMARKS["long"]
-    assert set(long.methods) == {"anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet"}
+    # every method of the 10-task table but joint (50 x the data); HAT, replay and LwF included
+    assert set(long.methods) == {"anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet", "hat", "lwf", "er", "derpp"}
     assert long.base["stream"]["tasks"] == 50
+
+
+def test_an_alias_runs_with_its_methods_preset(tmp_path, monkeypatch):
+    """`er-200` is `er` with buffer 200: it gets er's tuned preset under its own change."""
+    from anpyc import bench as bench_mod
+
+    def fake(bench, methods, base, budget, presets=True):
+        assert "er" in methods  # er's preset is looked up for its alias even when er itself is not run
+        return {"er": {"replay_batch": 32, "buffer": 500}}, {"er": "er-x"}, {}
+
+    monkeypatch.setattr(bench_mod, "method_params", fake)
+    plan = bench_mod.bench_plan("split-mnist-class", ["er-200"])
+    assert plan.aliases["er-200"] == ("er", {"replay_batch": 32, "buffer": 200}) and plan.params == {}

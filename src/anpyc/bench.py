@@ -44,7 +44,15 @@ def reference_preset() -> tuple[dict, dict]:
 
 REFERENCE_BASE, REFERENCE_ANPYC = reference_preset()
 
-ALL_METHODS = ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet")
+ALL_METHODS = ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet", "hat", "er", "derpp")
+#: without task labels at test time: ANPyC in both modes (task inference, the default, and
+#: every weight in use), replay at two buffer sizes
+NO_TASK_ID = ("anpyc", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp", "finetune", "joint")
+NO_TASK_ID_ALIASES = {
+    "anpyc-all-weights": ("anpyc", {"task_inference": "none"}),
+    "er-200": ("er", {"buffer": 200}),
+    "derpp-200": ("derpp", {"buffer": 200}),
+}
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         deep_update(PMNIST, {"stream": {"tasks": 5, "subsample": 5000, "test_subsample": 2000}}),
         ("anpyc", "finetune", "joint"),
     ),
-    "pmnist10": _of_protocol("pmnist10"),
-    "pmnist10-common": _of_protocol("pmnist10-common"),
+    "pmnist10": _of_protocol("pmnist10", seeds=3),
+    "pmnist10-common": _of_protocol("pmnist10-common", seeds=3),
     "split-mnist": _of_protocol("split-mnist", seeds=3),
+    "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "reference": Benchmark(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
         "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "
@@ -88,7 +99,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         budget="epochs",  # the authors' protocol: each pruning step retrains on top of the epoch
     ),
     "long": _of_protocol(
-        "pmnist10", ("anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet"),
+        "pmnist10", tuple(m for m in ALL_METHODS if m != "joint"), seeds=3,
         description="long permuted-MNIST sequence (50 tasks unless --tasks): protocol pmnist10, "
         "test accuracy on 2000 images per task",
         base={"stream": {"tasks": 50, "test_subsample": 2000, "val_subsample": 1000}},
@@ -199,10 +210,13 @@ def bench_plan(
         log.warning("bench %s: method %r is not available in this build; skipped", name, m)
     base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
     budget = budget or bench.budget
-    chosen_params, applied, not_applied = method_params(bench, known, base, budget, presets)
+    # an alias (a variant of a method) runs with its method's preset under its own changes
+    bases = [m for m in dict.fromkeys(bench.aliases[a][0] for a in known if a in bench.aliases) if m not in known]
+    chosen_params, applied, not_applied = method_params(bench, known + bases, base, budget, presets)
     for m, given in (params or {}).items():  # explicit --param wins over presets
         chosen_params[m] = {**chosen_params.get(m, {}), **given}
-    aliases = {a: bench.aliases[a] for a in known if a in bench.aliases}
+    aliases = {a: (m, {**chosen_params.get(m, {}), **p}) for a, (m, p) in bench.aliases.items() if a in known}
+    chosen_params = {m: v for m, v in chosen_params.items() if m in known}
     return BenchPlan(bench, base, known, chosen_params, aliases, budget, applied, not_applied)
 
 

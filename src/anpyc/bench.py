@@ -48,6 +48,18 @@ ALL_METHODS = ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "
 #: without task labels at test time: ANPyC in both modes (task inference, the default, and
 #: every weight in use), replay at two buffer sizes
 NO_TASK_ID = ("anpyc", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp", "finetune", "joint")
+_ALL_WEIGHTS = {"task_inference": "none"}  # the paper's setting: every weight in use at test time
+_NO_PRUNING = {"keep_first": 1.0, "keep_min": 1.0}
+#: ANPyC's mechanisms without task ids (domain-incremental permuted MNIST, every weight in use):
+#: pruning only (hard protection of what a task keeps), consolidation only (the penalty, no
+#: pruning), both; consolidation weighted by Omega, |theta| or the Fisher
+ABLATION_ALIASES = {
+    "prune-only": ("anpyc", {**_ALL_WEIGHTS, "protection": "hard"}),
+    **{f"consolidate-only-{imp}": ("anpyc", {**_ALL_WEIGHTS, **_NO_PRUNING, "protection": "soft", "importance": imp})
+       for imp in ("omega", "magnitude", "fisher")},
+    **{f"prune+consolidate-{imp}": ("anpyc", {**_ALL_WEIGHTS, "protection": "soft", "importance": imp})
+       for imp in ("omega", "magnitude", "fisher")},
+}
 NO_TASK_ID_ALIASES = {
     "anpyc-all-weights": ("anpyc", {"task_inference": "none"}),
     "er-200": ("er", {"buffer": 200}),
@@ -88,6 +100,12 @@ BENCHMARKS: dict[str, Benchmark] = {
     "split-mnist": _of_protocol("split-mnist", seeds=3),
     "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "ablation-domain": _of_protocol(
+        "pmnist10-domain", ("anpyc", "finetune"), aliases=ABLATION_ALIASES,
+        description="ANPyC's mechanisms without task ids (pmnist10-domain, every weight in use): pruning only, "
+        "consolidation only, both; consolidation weighted by Omega, |theta| or the Fisher; ANPyC with task "
+        "inference and fine-tune for reference",
+    ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "reference": Benchmark(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "

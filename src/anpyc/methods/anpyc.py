@@ -308,7 +308,8 @@ class ANPyC(QuadraticPenalty):
         """Main-phase epochs so that training plus the retraining after each pruning step
         spend ``passes`` per task (the largest number of pruning steps any task takes)."""
         c = self.config
-        steps = max(math.ceil((1.0 - self.keep_share(t)) / c.prune_step - 1e-9) for t in range(100))
+        # a task that prunes nothing still spends one retraining budget training on
+        steps = max(1, *(math.ceil((1.0 - self.keep_share(t)) / c.prune_step - 1e-9) for t in range(100)))
         epochs = passes - steps * c.retrain_epochs
         if epochs <= 0:
             raise ValueError(f"anpyc: {steps} x retrain_epochs {c.retrain_epochs:g} leaves no epoch of a {passes:g}-pass budget")

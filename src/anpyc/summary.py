@@ -67,6 +67,21 @@ def acc_slope(curve: Sequence[float]) -> float | None:
     return float(np.polyfit(np.arange(len(curve)), np.asarray(curve, dtype=float), 1)[0])
 
 
+def clearly_ahead(a: dict, b: dict) -> bool:
+    """Whether summary statistic ``a`` (``{"mean", "std"}`` over seeds) beats ``b`` by more
+    than both standard deviations: the rule for claiming that one method beats another.
+
+    Example:
+        >>> clearly_ahead({"mean": 0.92, "std": 0.003}, {"mean": 0.91, "std": 0.004})
+        True
+        >>> clearly_ahead({"mean": 0.92, "std": 0.02}, {"mean": 0.91, "std": 0.004})
+        False
+    """
+    if a.get("mean") is None or b.get("mean") is None:
+        return False
+    return a["mean"] - b["mean"] > max(a.get("std") or 0.0, b.get("std") or 0.0)
+
+
 def learning_accuracy(metrics: dict) -> list[float]:
     """Accuracy on each task right after learning it (the diagonal of the accuracy matrix):
     where a method that protects old tasks pays, if it does, in plasticity."""

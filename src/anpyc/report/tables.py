@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from anpyc.report.load import Results, RunData
-from anpyc.summary import finite, last_free_total, last_importance, learning_accuracy, time_ratio
+from anpyc.summary import (
+    clearly_ahead,
+    finite,
+    last_free_total,
+    last_importance,
+    learning_accuracy,
+    time_ratio,
+)
 
 
 def _pct(stat: dict | None, scale: float = 100.0, digits: int = 1) -> str:
@@ -54,9 +61,22 @@ def summary_markdown(summary: dict) -> str:
             f"{_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
             + (f" {_pct(m.get('task_inference_acc'))} |" if inference else "")
         )
+    lines += ["", _standing(summary)]
     if summary["n_tasks"] >= 20:
         lines += ["", _long_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+def _standing(summary: dict) -> str:
+    """Which methods the best ACC (upper bounds aside) is clearly ahead of: by more than both
+    standard deviations over seeds; the others are not claimed to be behind it."""
+    fair = {n: m["avg_acc"] for n, m in summary["methods"].items() if not m.get("upper_bound") and m["avg_acc"].get("mean") is not None}
+    if len(fair) < 2:
+        return ""
+    best = max(fair, key=lambda n: fair[n]["mean"])
+    tied = [n for n in fair if n != best and not clearly_ahead(fair[best], fair[n])]
+    return (f"Best ACC: {best}. Within both standard deviations of it (not claimed to be behind): "
+            f"{', '.join(tied) or 'none'}.")
 
 
 def fmt_stat(values: Iterable[Any], scale: float = 1.0, digits: int = 1) -> str:

@@ -44,3 +44,15 @@ def test_variant_script_runs(tmp_path):
     data = json.loads((tmp_path / "defaults.json").read_text())
     assert set(data["rows"]) == {"k15x095-random", "finetune"} and all("val_avg_acc" in r for r in data["rows"].values())
     assert "| fine-tune (reference point) |" in (tmp_path / "defaults.md").read_text()
+
+
+def test_per_task_table_reads_run_directories(tmp_path):
+    table = _load(ROOT / "docs" / "scripts" / "per_task_table.py")
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({
+        "acc_matrix": [[0.9, None], [0.9, 0.8]], "avg_acc": 0.85, "forgetting": 0.0,
+        "prune_guard": [{"task": 0, "val_before": 0.95, "val_pruned": 0.9, "val_retrained": 0.94,
+                         "planned_keep": 0.15, "keep": 0.3}]}))
+    out = table.main([f"anpyc={run}"])
+    assert "| anpyc | 90.0 | 80.0 | 85.0 | 0.00 |" in out and "| anpyc | 0 | 95.0 | 90.0 | 94.0 | 0.15 | 0.3 |" in out

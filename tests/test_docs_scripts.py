@@ -56,3 +56,11 @@ def test_per_task_table_reads_run_directories(tmp_path):
                          "planned_keep": 0.15, "keep": 0.3}]}))
     out = table.main([f"anpyc={run}"])
     assert "| anpyc | 90.0 | 80.0 | 85.0 | 0.00 |" in out and "| anpyc | 0 | 95.0 | 90.0 | 94.0 | 0.15 | 0.3 |" in out
+
+
+def test_tuning_table_marks_a_one_knob_choice_at_the_grids_end():
+    script = _load(ROOT / "docs" / "scripts" / "tuning_table.py")
+    preset = {"method": "ewc", "tuned": {"grid": {"lam": [1.0, 10.0]}, "points": [
+        {"params": {"lam": 1.0}, "val_avg_acc": 0.9}, {"params": {"lam": 10.0}, "val_avg_acc": 0.8}]}}
+    assert script.row(preset) == "| ewc | lam 1, 10 | lam 1 | 90.00 | 90.00 / 80.00 | lowest |"
+    assert "Protocol `pmnist10`" in script.table("pmnist10")

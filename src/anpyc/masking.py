@@ -252,9 +252,9 @@ REINIT = ("zero", "random")
 
 
 @torch.no_grad()
-def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Generator) -> None:
+def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Generator, scale: float = 0.5) -> None:
     """Give every free entry its starting value for the next task: small random values
-    (``mode='random'``: normal, std ``0.5 / sqrt(fan_in)``, from ``generator``) or zero.
+    (``mode='random'``: normal, std ``scale / sqrt(fan_in)``, from ``generator``) or zero.
 
     Example:
         >>> from anpyc.models import build_model
@@ -271,7 +271,7 @@ def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Genera
         free = ownership.owner(name) == FREE
         if mode == "random":
             fan_in = p[0].numel() if p.dim() > 1 else p.numel()
-            fresh = torch.randn(p.shape, generator=generator).to(p.device) * (0.5 / fan_in**0.5)
+            fresh = torch.randn(p.shape, generator=generator).to(p.device) * (scale / fan_in**0.5)
         else:
             fresh = torch.zeros_like(p)
         p.copy_(torch.where(free, fresh, p))

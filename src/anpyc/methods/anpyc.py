@@ -127,6 +127,7 @@ class ANPyCConfig:
     retrain_epochs: float = 0.5
     prune_unit: Literal["weight", "unit"] = "weight"
     reinit: Literal["zero", "random"] = "zero"
+    reinit_scale: float = 0.5
     prune_last: bool = False
     exhausted_below: float = 0.005
     exhausted_policy: Literal["reclaim", "consolidate", "head_only"] = "reclaim"
@@ -346,7 +347,7 @@ class ANPyC(QuadraticPenalty):
         for name in free:  # what the task kept is now its own; the pruned rest is released
             own.claim(name, free[name] & ~pruned[name], ctx.task)
         super().after_task(model, task, ctx, retrain)  # Omega of what the task holds; anchors
-        reinit_free_(model, own, c.reinit, ctx.generator(1))
+        reinit_free_(model, own, c.reinit, ctx.generator(1), c.reinit_scale)
         own.finish_task(model, ctx.task)
         if self.inference is not None and not ctx.task_id_at_test:  # its view, for task inference
             self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario == "class")
@@ -467,7 +468,7 @@ class ANPyC(QuadraticPenalty):
                 if omega is not None:
                     omega[release] = 0.0
                 released += int(release.sum())
-        reinit_free_(model, self.ownership, self.config.reinit, ctx.generator(3))
+        reinit_free_(model, self.ownership, self.config.reinit, ctx.generator(3), self.config.reinit_scale)
         return released / max(sum(p.numel() for p in params.values()), 1)
 
     def summary(self) -> dict:

@@ -417,9 +417,12 @@ class ANPyC(QuadraticPenalty):
 
     def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
         """What the penalty holds: the body under soft protection (or an exhausted pool), and
-        a single shared head when ``consolidate_head``."""
+        a single shared head when ``consolidate_head`` and every weight answers at test time."""
         out = list(model.shared_parameters()) if self._mode() in ("soft", "consolidate") else []
-        if self.config.consolidate_head and getattr(model, "head_mode", "multi") == "single" and len(model.heads):
+        # with task inference every task answers through its own head snapshot: the live head
+        # is free; only the paper's setting (every weight, one head) has to hold the head
+        all_weights = self.config.task_inference == "none"
+        if self.config.consolidate_head and all_weights and getattr(model, "head_mode", "multi") == "single" and len(model.heads):
             out += [(f"heads.0.{n}", p) for n, p in model.heads[0].named_parameters()]
         return out
 

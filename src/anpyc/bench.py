@@ -252,6 +252,7 @@ def run_benchmark(
     params: dict[str, dict] | None = None,
     tensorboard: bool = False,
     budget: str | None = None,
+    resume: bool = False,
 ) -> dict:
     """Run benchmark ``name``; returns the summary written to ``out_dir/bench.json``.
 
@@ -260,6 +261,7 @@ def run_benchmark(
     defaults with one warning naming the difference; ``presets=False``: the defaults. The
     parameters used, the presets applied and the protocol the run matched are recorded in
     ``bench.json``. ``jobs`` runs that many (method, seed) runs in parallel processes.
+    ``resume`` continues a killed benchmark in ``out_dir`` (see :func:`anpyc.compare.compare`).
     """
     from anpyc.compare import compare
     from anpyc.protocols import matching_protocols
@@ -271,7 +273,7 @@ def run_benchmark(
     summary = compare(
         base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
         params=params, aliases=plan.aliases,
-        quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget,
+        quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget, resume=resume,
     )
     host = machine()
     summary["bench"] = {
@@ -286,6 +288,7 @@ def run_benchmark(
         "protocol": bench.protocol if bench.protocol in matching_protocols(base, plan.budget) else None,
         "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
         "jobs": jobs,
+        "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
     }
     out = Path(out_dir)
     for entry in summary["methods"].values():  # run dirs relative to OUT: no machine path in bench.json

@@ -139,6 +139,12 @@ _BUDGET_HELP = ("passes (default): every method gets --epochs training passes pe
                 "epochs and adds its own extra passes")
 
 
+def _add_resume_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the killed comparison in --out with the same command: finished runs are "
+                        "kept, killed ones continue from their newest checkpoint, the others run")
+
+
 def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "passes") -> None:
     parser.add_argument("--budget", default=default, choices=("passes", "epochs"), help=_BUDGET_HELP)
 
@@ -279,7 +285,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard, jobs=jobs, budget=args.budget)
+                      tensorboard=args.tensorboard, jobs=jobs, budget=args.budget, resume=_resume_flag(args))
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
@@ -290,6 +296,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
         return 1
     return 0
+
+
+def _resume_flag(args: argparse.Namespace) -> bool:
+    """``--resume`` of compare and bench, checked against ``--overwrite``."""
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues the runs in --out; --overwrite would remove them: drop one")
+    return bool(args.resume)
 
 
 def _jobs(args: argparse.Namespace) -> int:
@@ -314,7 +327,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=_jobs(args), presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
-                            budget=args.budget)
+                            budget=args.budget, resume=_resume_flag(args))
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
@@ -434,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the methods' defaults; by default a method runs with its tuned preset when this run "
                        "is the protocol the preset was tuned under (else the defaults, with a warning)")
     p_cmp.add_argument("--presets", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
+    _add_resume_flag(p_cmp)
     p_cmp.add_argument(
         "--jobs", type=int, default=1,
         help="(method, seed) runs in parallel processes (default 1); a failed run is listed and the "
@@ -485,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
     p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
+    _add_resume_flag(p_bench)
     _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
     _add_budget_flag(p_bench, default=None)  # None: the benchmark's own (passes except for `reference`)
     p_bench.set_defaults(func=_cmd_bench)

@@ -5,8 +5,6 @@ comparison writes ``summary.json`` and ``summary.md`` (mean and std over seeds) 
 average accuracy against the number of tasks learned.
 
 Example:
-    >>> from anpyc import rundir
-from anpyc.config import RunConfig
     >>> base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2}})
     >>> summary = compare(base, ["finetune", "joint"], seeds=[0], quiet=True)  # doctest: +SKIP
 """
@@ -18,9 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from anpyc import rundir
-from anpyc.config import RunConfig
-from anpyc.errors import AnpycError, ConfigError
+from anpyc.config import RunConfig, load_mapping
+from anpyc.errors import AnpycError, ConfigError, OutputError
 from anpyc.io import write_json, write_yaml
 from anpyc.jobs import Job, run_jobs
 from anpyc.methods import create, get_method_class
@@ -43,6 +43,7 @@ def compare(
     aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
     jobs: int = 1,
     budget: str = "passes",
+    resume: bool = False,
 ) -> dict:
     """Run every method for every seed and aggregate; returns the summary dict.
 
@@ -51,8 +52,10 @@ def compare(
     to ``out_dir/tb/<method>/seed_<s>`` so one ``tensorboard --logdir out_dir/tb`` shows them
     all side by side. ``jobs > 1`` runs the (method, seed) jobs in that many processes (see
     :mod:`anpyc.jobs`). ``budget``: ``passes`` gives every method the same training passes
-    per task (:func:`budgeted`), ``epochs`` the same epochs. A job that fails is listed under ``summary["failed"]`` with its error
-    line; the summary is made of the jobs that finished.
+    per task (:func:`budgeted`), ``epochs`` the same epochs. A job that fails is listed under
+    ``summary["failed"]`` with its error line; the summary is made of the jobs that finished.
+    ``resume``: continue the killed comparison in ``out_dir`` (same settings, checked): finished
+    runs are read back, killed ones continue from their newest checkpoint, the rest run.
     """
     params = params or {}
     aliases = aliases or {}
@@ -68,15 +71,20 @@ def compare(
         from anpyc.tracking import tensorboard_writer_class
 
         tensorboard_writer_class()  # a missing TensorBoard fails before any training
-    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
-        write_yaml(out / rundir.COMPARE, {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
-                                          "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()})
+    record = {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
+              "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()}
+    if resume:
+        out = _reopen(out_dir, record)
+    else:
+        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+        if out is not None:
+            write_yaml(out / rundir.COMPARE, record)
     job_list = []
     for seed in seeds:
         for m in methods:
             tb = out / "tb" / m / f"seed_{seed}" if tensorboard and out is not None else tensorboard
-            job_list.append(Job(m, seed, configs[m].replace(seed=seed), rundir.run_dir_of(out, m, seed) if out is not None else None, tb))
+            run_dir = rundir.run_dir_of(out, m, seed) if out is not None else None
+            job_list.append(Job(m, seed, configs[m].replace(seed=seed), run_dir, tb, resume=resume))
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
     streams = _LazyStreams(base) if jobs <= 1 else None
     done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
@@ -101,6 +109,23 @@ def compare(
         first = failures[0]
         raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
     return summary
+
+
+def _reopen(out_dir: str | Path | None, record: dict) -> Path:
+    """The comparison directory to resume, locked; its ``compare.yaml`` must hold ``record``
+    (the same methods, seeds, parameters, budget and base config)."""
+    if out_dir is None:
+        raise ConfigError("--resume needs the comparison's --out directory")
+    out = Path(out_dir)
+    if not (out / rundir.COMPARE).is_file():
+        raise OutputError(f"{out} holds no comparison to resume (no {rundir.COMPARE})")
+    rundir.acquire(out)
+    saved = load_mapping(out / rundir.COMPARE)
+    differ = sorted(k for k in record if yaml.safe_load(yaml.safe_dump(record[k])) != saved.get(k))  # as saved
+    if differ:
+        raise ConfigError(f"{out} was started with other settings ({', '.join(differ)} differ); "
+                          "resume with the same command, or choose another --out")
+    return out
 
 
 def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:

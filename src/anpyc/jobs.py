@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
+from anpyc import rundir
 from anpyc.config import RunConfig
-from anpyc.errors import AnpycError
+from anpyc.errors import AnpycError, ConfigError
 from anpyc.launch import default_start_method, default_threads, import_modules, method_modules
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Job:
     config: RunConfig
     run_dir: Path | None
     tensorboard: bool | str | Path = False
+    resume: bool = False  # continue the run already in run_dir, if there is one
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,25 @@ def _run_one(
     import_modules(list(modules))
     if threads is not None and job.config.train.threads is None:
         torch.set_num_threads(threads)
-    res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite, stream=stream, tensorboard=job.tensorboard)
+    if job.resume and job.run_dir is not None and (job.run_dir / rundir.CONFIG).is_file():
+        res = _resumed(job, quiet)
+    else:
+        res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite or job.resume, stream=stream,
+                  tensorboard=job.tensorboard)
     res.model = res.method = None  # keep memory flat; only the figures travel back
     return res
+
+
+def _resumed(job: Job, quiet: bool):
+    """The run in ``job.run_dir`` read back (finished) or continued (killed); it must have
+    been started with ``job.config``."""
+    from anpyc.runner import resume_run
+
+    saved = RunConfig.from_file(job.run_dir / rundir.CONFIG).to_dict()
+    differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
+    if differ:
+        raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
+    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard)
 
 
 def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:

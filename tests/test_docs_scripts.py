@@ -64,3 +64,17 @@ def test_tuning_table_marks_a_one_knob_choice_at_the_grids_end():
         {"params": {"lam": 1.0}, "val_avg_acc": 0.9}, {"params": {"lam": 10.0}, "val_avg_acc": 0.8}]}}
     assert script.row(preset) == "| ewc | lam 1, 10 | lam 1 | 90.00 | 90.00 / 80.00 | lowest |"
     assert "Protocol `pmnist10`" in script.table("pmnist10")
+
+
+def test_bench_tables_reads_a_bench_and_applies_the_claim_rule(tmp_path):
+    from anpyc.bench import run_benchmark
+
+    out = tmp_path / "b"
+    run_benchmark("quick", out, seeds=2, methods=["anpyc", "finetune", "joint"], quiet=True,
+                  overrides={"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 200}, "model": {"hidden": [16]}})
+    text = _load(ROOT / "docs" / "scripts" / "bench_tables.py").table(out)
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert {r.split(" | ")[0].lstrip("| ") for r in rows} == {"anpyc", "finetune", "joint (upper bound)"}
+    assert "seeds [0, 1]" in text and "anpyc bench quick" in text
+    finetune = next(r for r in rows if r.startswith("| finetune"))
+    assert finetune.rstrip(" |").endswith(("ahead of ANPyC", "behind ANPyC", "within std"))

@@ -1,0 +1,65 @@
+"""The compact tables of the README and docs/benchmarks/README.md, from committed bench.json files.
+
+    python docs/scripts/bench_tables.py docs/benchmarks/pmnist10 [DIR ...]
+
+Per benchmark: every label sorted by ACC (mean ± std over its seeds), BWT, learning accuracy
+(accuracy right after learning each task), passes per task, task-inference accuracy where the
+scenario hides the task id, time relative to fine-tune, and how the label compares with ANPyC
+under the project's rule (a claim needs a difference larger than both standard deviations).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+REFERENCE = "anpyc"
+
+
+def _pm(stat: dict | None, scale: float = 100.0) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    return f"{scale * stat['mean']:.1f} ± {scale * (stat.get('std') or 0.0):.1f}"
+
+
+def _versus(entry: dict, ref: dict | None) -> str:
+    """``entry`` against ANPyC: ahead, behind, or within both standard deviations."""
+    if ref is None or entry is ref:
+        return ""
+    a, b = entry["avg_acc"], ref["avg_acc"]
+    margin = max(a.get("std") or 0.0, b.get("std") or 0.0)
+    if a["mean"] - b["mean"] > margin:
+        return "ahead of ANPyC"
+    if b["mean"] - a["mean"] > margin:
+        return "behind ANPyC"
+    return "within std"
+
+
+def table(bench_dir: Path) -> str:
+    data = json.loads((bench_dir / "bench.json").read_text())
+    methods = data["methods"]
+    ref = methods.get(REFERENCE)
+    inference = any("task_inference_acc" in e for e in methods.values())
+    head = ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]
+    head += ["task inference %"] if inference else []
+    head += ["time / fine-tune", "vs ANPyC (3 seeds)"]
+    lines = [f"`{data['bench']['command']}` ({data['scenario']} scenario, {data['n_tasks']} tasks, "
+             f"seeds {data['seeds']}, {data['bench']['date'][:10]})", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, e in sorted(methods.items(), key=lambda kv: -kv[1]["avg_acc"]["mean"]):
+        name = f"{label} (upper bound)" if e.get("upper_bound") else label
+        row = [name, _pm(e["avg_acc"]), _pm(e.get("bwt")), _pm(e.get("learning_acc")),
+               f"{e['passes_per_task']['mean']:.2f}" if e.get("passes_per_task") else "-"]
+        row += [_pm(e.get("task_inference_acc"))] if inference else []
+        ratio = e.get("time_ratio_finetune") or {}
+        row += [f"{ratio['mean']:.2f}" if ratio.get("mean") is not None else "-",
+                "" if e.get("upper_bound") else _versus(e, ref)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: python docs/scripts/bench_tables.py BENCH_DIR [BENCH_DIR ...]")
+    print("\n".join(table(Path(d)) for d in sys.argv[1:]))

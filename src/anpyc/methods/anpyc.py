@@ -323,8 +323,9 @@ class ANPyC(QuadraticPenalty):
             g = ctx.generator(2)
             return {name: torch.rand(p.shape, generator=g).to(p.device) for name, p in model.shared_parameters()}
         if c.prune_criterion == "magnitude":
-            scores = imp.weight_magnitude(model)
-        elif c.prune_criterion == "taylor":
+            return imp.normalize_per_layer(imp.weight_magnitude(model), c.structure, c.beta)
+        self.count_importance_examples(ctx.task, task.train, c.importance_samples)
+        if c.prune_criterion == "taylor":
             scores = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form, **kw)
         else:
             scores = imp.taylor_abs(model, task.train, signal="loss", **kw)
@@ -435,6 +436,8 @@ class ANPyC(QuadraticPenalty):
             wanted |= {n for n, _ in model.shared_parameters()}
         if not wanted:
             return {}
+        if c.importance != "magnitude":
+            self.count_importance_examples(ctx.task, task.train, c.importance_samples)
         with imp.scoring_head(model, any(n.startswith("heads.") for n in wanted)):
             if c.importance == "magnitude":
                 omega = imp.weight_magnitude(model)

@@ -131,6 +131,17 @@ class Method(nn.Module):
         counts = self.history.setdefault("extra_examples", {})
         counts[str(task)] = counts.get(str(task), 0) + int(n)
 
+    def importance_examples(self, task: int) -> int:
+        """Examples run through an importance estimate (Fisher, MAS, Omega: a forward and a
+        backward pass each) after task ``task``: a cost apart from the training passes."""
+        return int(self.history.get("importance_examples", {}).get(str(task), 0))
+
+    def count_importance_examples(self, task: int, data, max_samples: int | None) -> None:
+        """Record an estimate on ``data``, at most ``max_samples`` of it, after task ``task``."""
+        n = len(data) if max_samples is None else min(len(data), int(max_samples))
+        counts = self.history.setdefault("importance_examples", {})
+        counts[str(task)] = counts.get(str(task), 0) + n
+
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         """Main-phase epochs that spend ``passes`` training passes per task, this method's
         own extra passes (retraining, replay) included. A method that retrains or replays

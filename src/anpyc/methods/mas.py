@@ -51,6 +51,7 @@ class MAS(QuadraticPenalty):
     def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         cfg = self.config
         device = next(model.parameters()).device
+        self.count_importance_examples(ctx.task, task.train, cfg.samples)
         if cfg.per_sample:
             omega = mas_importance(model, task.train, max_samples=cfg.samples, batch_size=cfg.batch_size, device=device)
         else:

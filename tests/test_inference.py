@@ -30,3 +30,13 @@ def test_input_density_with_few_examples_per_class_is_finite_and_right(mnist_dir
         x = stream[j].test.get(torch.arange(200))[0]
         inf.predict(model, x, lambda _k: contextlib.nullcontext())
         assert float((inf.last_views == j).float().mean()) > 0.95
+
+
+def test_task_inference_reports_its_cost_and_only_when_used():
+    from anpyc.runner import run
+
+    base = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 200}, "model": {"hidden": [16]}, "method": "packnet"}
+    hidden = run(RunConfig.from_dict({**base, "scenario": "domain"}), quiet=True).metrics
+    cost = hidden["task_inference_cost"]
+    assert cost["forward_passes_per_input"] == 3 and cost["score"] == "input_density" and cost["memory_mb"] > 0
+    assert "task_inference_cost" not in run(RunConfig.from_dict(base), quiet=True).metrics  # task ids given

@@ -89,6 +89,13 @@ class TaskInference(nn.Module):
         else:
             self.register_buffer(name, value.detach().clone())
 
+    def cost(self) -> dict:
+        """What inferring the task costs: the memory it keeps (head snapshots and score
+        statistics: the counterpart of a replay buffer), and the forward passes per test input
+        (one per stored view). Evaluation time is in ``metrics.json`` beside fine-tune's."""
+        memory = sum(b.numel() * b.element_size() for b in self.buffers())
+        return {"score": self.score, "memory_mb": memory / 2**20, "forward_passes_per_input": self.n_views}
+
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
     def record(self, model, task, k: int, view: View, class_scenario: bool) -> None:
@@ -185,6 +192,11 @@ class TaskInference(nn.Module):
         self.last_views = best.cpu()
         stacked = torch.stack(all_logits, 1)  # rows x views x outputs
         return stacked[torch.arange(len(x), device=stacked.device), best.to(stacked.device)]
+
+
+def inference_cost(inference: TaskInference | None) -> dict:
+    """``{"task_inference_cost": ...}`` for a method's summary when it inferred tasks, else ``{}``."""
+    return {"task_inference_cost": inference.cost()} if inference is not None and inference.n_views else {}
 
 
 def _ppca(x: Tensor, rank: int, floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from anpyc import importance as imp
-from anpyc.inference import TaskInference
+from anpyc.inference import TaskInference, inference_cost
 from anpyc.masking import (
     FREE,
     Masks,
@@ -487,4 +487,5 @@ class ANPyC(QuadraticPenalty):
             "exhausted_tasks": [i for i, e in enumerate(h["exhausted"]) if e],
             "reclaimed": h["reclaimed"],
             "prune_guard": h["prune_guard"],
+            **inference_cost(self.inference),
         }

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from anpyc.errors import ConfigError
-from anpyc.inference import TaskInference
+from anpyc.inference import TaskInference, inference_cost
 from anpyc.masking import gate_grad_, restore_frozen_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
@@ -418,6 +418,7 @@ class HAT(Method):
             "free_fraction_total_curve": curve,
             "free_fraction_total": curve[-1] if curve else 1.0,
             "units_used": {k: list(v) for k, v in self.history["units_used"].items()},
+            **inference_cost(self.inference),
         }
 
     # -------------------------------------------------------------- state

@@ -26,7 +26,7 @@ from typing import Literal
 
 import torch
 
-from anpyc.inference import TaskInference
+from anpyc.inference import TaskInference, inference_cost
 from anpyc.masking import Masks, Ownership, PruneGuard, guarded_prune, prune_lowest, reinit_free_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
@@ -155,4 +155,4 @@ class PackNet(Method):
         """Free capacity per layer and of the body after each task (one shape for every mask
         method, :meth:`anpyc.masking.Ownership.summary`), keep shares and the guard's figures."""
         return {**self.ownership.summary(), "kept_share": self.history.get("kept_share", []),
-                "prune_guard": self.history.get("prune_guard", [])}
+                "prune_guard": self.history.get("prune_guard", []), **inference_cost(self.inference)}

@@ -166,8 +166,8 @@ def budgeted(cfg: RunConfig, budget: str = "passes") -> RunConfig:
 
     Example:
         >>> cfg = RunConfig.from_dict({"method": "packnet", "train": {"epochs": 2}})
-        >>> budgeted(cfg).train.epochs
-        1.0
+        >>> budgeted(cfg).train.epochs  # 1.5 epochs + 0.5 of retraining (packnet's retrain_epochs)
+        1.5
     """
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")

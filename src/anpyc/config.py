@@ -3,7 +3,7 @@
 Example:
     >>> cfg = RunConfig.from_dict({"method": "ewc", "train": {"epochs": 2}})
     >>> cfg.train.epochs
-    2
+    2.0
 """
 
 from __future__ import annotations

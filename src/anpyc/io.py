@@ -117,13 +117,18 @@ def relative_command(subcommand: str, out_dir: str | os.PathLike, argv: list[str
     Example:
         >>> relative_command("bench pmnist10", "bench-out/p", ["anpyc", "bench", "pmnist10", "--out", "/abs/bench-out/p"])
         'anpyc bench pmnist10 --out bench-out/p'
+        >>> relative_command("bench long", "b", ["/venv/anpyc/__main__.py", "bench", "long", "--seeds", "1"])  # python -m anpyc
+        'anpyc bench long --seeds 1 --out b'
     """
     import sys
 
     argv = list(sys.argv if argv is None else argv)
-    rel = Path(os.path.relpath(Path(out_dir).resolve(), Path.cwd().resolve())).as_posix()
+    # abspath, not resolve: an --out reached through a link stays as the user named it
+    rel = Path(os.path.relpath(os.path.abspath(out_dir), os.path.abspath(os.getcwd()))).as_posix()
     first = subcommand.split()[0]
-    if not argv or "anpyc" not in Path(argv[0]).name or first not in argv[1:]:
+    program = Path(argv[0]) if argv else Path()
+    started_as_anpyc = "anpyc" in program.name or (program.name == "__main__.py" and program.parent.name == "anpyc")
+    if not started_as_anpyc or first not in argv[1:]:
         return f"anpyc {subcommand} --out {rel}"
     args, take = [], False
     for a in argv[1:]:

@@ -6,8 +6,7 @@ last task, from ``val_acc_matrix``) wins. Test accuracy is recorded beside it fo
 but never used to choose. Ties go to the earlier point in the grid.
 
 Example:
-    >>> from anpyc import rundir
-from anpyc.config import RunConfig
+    >>> from anpyc.config import RunConfig
     >>> base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
     >>> result = tune(base, {"lam": [1.0, 10.0]}, seeds=[0], quiet=True)  # doctest: +SKIP
     >>> result["best"]["params"]  # doctest: +SKIP

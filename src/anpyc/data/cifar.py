@@ -14,7 +14,7 @@ Layout read (the official one):
 
 Example:
     >>> arrays = load("cifar10")  # doctest: +SKIP
-    >>> arrays["train_x"].shape, arrays["classes"][:2]
+    >>> arrays["train_x"].shape, arrays["classes"][:2]  # doctest: +SKIP
     ((50000, 3, 32, 32), ['airplane', 'automobile'])
 """
 

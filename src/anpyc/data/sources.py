@@ -162,7 +162,7 @@ def load(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, np.n
 
     Example:
         >>> arrays = load("mnist")  # doctest: +SKIP
-        >>> arrays["train_x"].shape
+        >>> arrays["train_x"].shape  # doctest: +SKIP
         (60000, 28, 28)
     """
 

@@ -3,7 +3,7 @@
 Example:
     >>> from anpyc.methods import create, METHODS
     >>> sorted(METHODS)[:2]
-    ['anpyc', 'ewc']
+    ['anpyc', 'derpp']
 """
 
 from anpyc.methods import (  # noqa: F401  (registers the classes)

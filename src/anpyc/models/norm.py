@@ -21,7 +21,8 @@ Example:
     >>> import torch
     >>> bn = TaskBatchNorm2d(3)
     >>> _ = bn(torch.randn(4, 3, 2, 2))          # task 0: statistics move
-    >>> freeze_bn_stats(bn)
+    >>> freeze_bn_stats(bn)  # how many layers were frozen
+    1
     >>> before = bn.running_mean.clone()
     >>> _ = bn(torch.randn(4, 3, 2, 2) + 5)      # later task: they do not
     >>> bool(torch.equal(before, bn.running_mean))

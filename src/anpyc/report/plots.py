@@ -6,8 +6,7 @@ recorded importance statistics). A method has the same colour in every plot
 (:func:`method_color`).
 
 Example:
-    >>> from anpyc.io import atomic_write_bytes
-from anpyc.report.load import load_results
+    >>> from anpyc.report.load import load_results
     >>> results = load_results("runs/cmp")  # doctest: +SKIP
     >>> plot_avg_acc(results, "avg_acc.png")  # doctest: +SKIP
     PosixPath('avg_acc.png')

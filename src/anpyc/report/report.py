@@ -9,7 +9,7 @@ rest of the report is still written.
 
 Example:
     >>> files = write_report("runs/cmp")  # doctest: +SKIP
-    >>> files.html.name
+    >>> files.html.name  # doctest: +SKIP
     'report.html'
 """
 

@@ -12,7 +12,19 @@ from anpyc.scenario import HookContext
 from anpyc.train import task_loss
 
 
-def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 2) -> list[float]:
+def accuracy_on(model, method, task) -> float:
+    model.eval()
+    with torch.no_grad(), method.eval_context(model, task.id):  # each task sees the weights it was trained with
+        x, y, t = task.test.get(torch.arange(len(task.test)))
+        accuracy = float((model(x, task.id).argmax(1) == y).float().mean())
+    model.train()
+    return accuracy
+
+
+def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 10, right_after: list | None = None) -> list[float]:
+    """Each task's test accuracy at the end (``right_after``, if given, gets each one's right
+    after it was learnt)."""
+    torch.manual_seed(0)
     stream = make_stream(StreamConfig(benchmark=benchmark, tasks=tasks), seed=0)
     model = build_model(ModelConfig(hidden=(64, 64)), stream.input_shape)
     method = create("anpyc", {"retrain_epochs": 1})  # or "ewc", "si", ... with a dict of params
@@ -36,15 +48,9 @@ def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 2) -> list[floa
         method.before_task(model, task, ctx)
         train(task, epochs)
         method.after_task(model, task, ctx, retrain=lambda n, task=task: train(task, n))  # prune + retrain
-
-    accuracies = []
-    model.eval()
-    with torch.no_grad():
-        for task in stream:
-            with method.eval_context(model, task.id):  # each task sees the weights it was trained with
-                x, y, t = task.test.get(torch.arange(len(task.test)))
-                accuracies.append(float((model(x, task.id).argmax(1) == y).float().mean()))
-    return accuracies
+        if right_after is not None:
+            right_after.append(accuracy_on(model, method, task))
+    return [accuracy_on(model, method, task) for task in stream]
 
 
 if __name__ == "__main__":

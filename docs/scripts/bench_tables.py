@@ -17,16 +17,21 @@ from pathlib import Path
 REFERENCE = "anpyc"
 
 
-def _pm(stat: dict | None, scale: float = 100.0) -> str:
+def _pm(stat: dict | None, seeds: int, scale: float = 100.0) -> str:
     if not stat or stat.get("mean") is None:
         return "-"
+    if seeds < 2:  # one seed has no spread to show
+        return f"{scale * stat['mean']:.1f}"
     return f"{scale * stat['mean']:.1f} ± {scale * (stat.get('std') or 0.0):.1f}"
 
 
 def _versus(entry: dict, ref: dict | None) -> str:
-    """``entry`` against ANPyC: ahead, behind, or within both standard deviations."""
+    """``entry`` against ANPyC: ahead, behind, or within both standard deviations (no claim
+    from fewer than two seeds)."""
     if ref is None or entry is ref:
         return ""
+    if min(entry.get("n_seeds", 1), ref.get("n_seeds", 1)) < 2:
+        return "no claim (1 seed)"
     a, b = entry["avg_acc"], ref["avg_acc"]
     margin = max(a.get("std") or 0.0, b.get("std") or 0.0)
     if a["mean"] - b["mean"] > margin:
@@ -43,15 +48,16 @@ def table(bench_dir: Path) -> str:
     inference = any("task_inference_acc" in e for e in methods.values())
     head = ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]
     head += ["task inference %"] if inference else []
-    head += ["time / fine-tune", "vs ANPyC (3 seeds)"]
+    head += ["time / fine-tune", "vs ANPyC"]
+    seeds = len(data["seeds"])
     lines = [f"`{data['bench']['command']}` ({data['scenario']} scenario, {data['n_tasks']} tasks, "
              f"seeds {data['seeds']}, {data['bench']['date'][:10]})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, e in sorted(methods.items(), key=lambda kv: -kv[1]["avg_acc"]["mean"]):
         name = f"{label} (upper bound)" if e.get("upper_bound") else label
-        row = [name, _pm(e["avg_acc"]), _pm(e.get("bwt")), _pm(e.get("learning_acc")),
+        row = [name, _pm(e["avg_acc"], seeds), _pm(e.get("bwt"), seeds), _pm(e.get("learning_acc"), seeds),
                f"{e['passes_per_task']['mean']:.2f}" if e.get("passes_per_task") else "-"]
-        row += [_pm(e.get("task_inference_acc"))] if inference else []
+        row += [_pm(e.get("task_inference_acc"), seeds)] if inference else []
         ratio = e.get("time_ratio_finetune") or {}
         row += [f"{ratio['mean']:.2f}" if ratio.get("mean") is not None else "-",
                 "" if e.get("upper_bound") else _versus(e, ref)]

@@ -99,3 +99,21 @@ def test_guard_table_lists_each_guarded_pruning(compare_dir):
 
     header, rows = guard_table(load_results(compare_dir))
     assert rows == [["anpyc", "0", "95.0", "90.0", "94.0", "0.15", "0.3", ""]]
+
+
+def test_a_summary_claims_a_lead_only_beyond_both_standard_deviations():
+    from anpyc.report.tables import summary_markdown
+
+    def entry(acc):
+        zero = {"mean": 0.0, "std": 0.0}
+        return {"avg_acc": acc, "bwt": zero, "forgetting": zero, "val_avg_acc": acc, "time_s": zero}
+
+    def summary(seeds, a, b):
+        return {"benchmark": "blobs", "n_tasks": 2, "seeds": seeds, "methods": {"x": entry(a), "y": entry(b)}}
+
+    wide = summary([0, 1, 2], {"mean": 0.90, "std": 0.02}, {"mean": 0.89, "std": 0.01})
+    assert "Best ACC: x. Within both standard deviations of it (not claimed to be behind): y." in summary_markdown(wide)
+    clear = summary([0, 1, 2], {"mean": 0.90, "std": 0.002}, {"mean": 0.89, "std": 0.001})
+    assert "(not claimed to be behind): none." in summary_markdown(clear)
+    one = summary([0], {"mean": 0.90, "std": None}, {"mean": 0.80, "std": None})
+    assert "from one seed: no method is claimed ahead" in summary_markdown(one)

@@ -74,6 +74,9 @@ def _standing(summary: dict) -> str:
     if len(fair) < 2:
         return ""
     best = max(fair, key=lambda n: fair[n]["mean"])
+    if len(summary.get("seeds", [])) < 2:  # no spread to judge a difference by
+        return (f"Highest ACC: {best}, from one seed: no method is claimed ahead of another "
+                "(a claim needs a difference larger than both standard deviations over seeds).")
     tied = [n for n in fair if n != best and not clearly_ahead(fair[best], fair[n])]
     return (f"Best ACC: {best}. Within both standard deviations of it (not claimed to be behind): "
             f"{', '.join(tied) or 'none'}.")

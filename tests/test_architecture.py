@@ -80,3 +80,24 @@ def test_import_linter_contracts_hold():
     proc = subprocess.run([exe, "--no-cache"], cwd=SRC.parents[1], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "broken" in proc.stdout and " 0 broken" in proc.stdout
+
+
+TRAINING_HOOKS = {"before_task", "training_data", "penalty", "before_step", "after_step", "after_task",
+                  "eval_context", "predict", "inferred_tasks", "attach"}
+
+
+def _hook_calls(path: Path) -> list[str]:
+    """``file:line name`` of every call ``<something>.<hook>(...)`` in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{path.name}:{node.lineno} {node.func.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in TRAINING_HOOKS]
+
+
+def test_only_the_loop_calls_the_training_hooks():
+    """train.py is the one caller of a method's hooks; methods may call their own (``super()``,
+    a helper's), nothing else in the package may."""
+    outside = [call for path in sorted(SRC.rglob("*.py"))
+               if path.name != "train.py" and "methods" not in path.relative_to(SRC).parts
+               for call in _hook_calls(path)]
+    assert not outside, f"hooks called outside the loop: {outside}"
+    assert {c.split()[1] for c in _hook_calls(SRC / "train.py")} >= {"before_task", "after_task", "penalty", "eval_context"}

@@ -1,4 +1,5 @@
 import csv
+import os
 import sys
 
 import pytest
@@ -39,7 +40,8 @@ def test_missing_tensorboard_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_tensorboard_events_hold_accuracies_and_losses(tmp_path):
-    pytest.importorskip("tensorboard")
+    if not os.environ.get("CI"):  # under CI (make test installs it with the dev extras) a missing one fails
+        pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tracker = open_tracker(tmp_path, True)

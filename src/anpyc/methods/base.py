@@ -125,22 +125,27 @@ class Method(nn.Module):
         """Examples trained on in task ``task`` besides those the loop fed (replayed ones);
         they count in the task's passes. Keep the count in ``history`` (it must survive a
         resume)."""
-        return int(self.history.get("extra_examples", {}).get(str(task), 0))
+        return self._count("extra_examples", task)
 
     def count_extra_examples(self, task: int, n: int) -> None:
-        counts = self.history.setdefault("extra_examples", {})
-        counts[str(task)] = counts.get(str(task), 0) + int(n)
+        self._add_count("extra_examples", task, n)
 
     def importance_examples(self, task: int) -> int:
         """Examples run through an importance estimate (Fisher, MAS, Omega: a forward and a
         backward pass each) after task ``task``: a cost apart from the training passes."""
-        return int(self.history.get("importance_examples", {}).get(str(task), 0))
+        return self._count("importance_examples", task)
 
     def count_importance_examples(self, task: int, data, max_samples: int | None) -> None:
         """Record an estimate on ``data``, at most ``max_samples`` of it, after task ``task``."""
-        n = len(data) if max_samples is None else min(len(data), int(max_samples))
-        counts = self.history.setdefault("importance_examples", {})
-        counts[str(task)] = counts.get(str(task), 0) + n
+        self._add_count("importance_examples", task, len(data) if max_samples is None else min(len(data), int(max_samples)))
+
+    def _count(self, key: str, task: int) -> int:
+        """A per-task counter kept in ``history`` (extra state: it survives a resume)."""
+        return int(self.history.get(key, {}).get(str(task), 0))
+
+    def _add_count(self, key: str, task: int, n: int) -> None:
+        counts = self.history.setdefault(key, {})
+        counts[str(task)] = counts.get(str(task), 0) + int(n)
 
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         """Main-phase epochs that spend ``passes`` training passes per task, this method's

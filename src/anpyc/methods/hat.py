@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from anpyc.errors import ConfigError
 from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import gate_grad_, restore_frozen_
+from anpyc.masking import gate_grads_, restore_all_frozen_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.cnn import ConvNet
@@ -332,10 +332,7 @@ class HAT(Method):
         if int(self.task) < 0:
             return
         self.attach(model)
-        trainable = self._phase(model)
-        for name, p in model.shared_parameters():
-            if name in trainable:
-                gate_grad_(p, trainable[name])
+        gate_grads_(model, self._phase(model))
         s, s_max, thres = self.s(), self.config.s_max, self.config.thres_cosh
         for i in range(len(self._layers)):
             e = self.embedding(int(self.task), i)
@@ -350,10 +347,8 @@ class HAT(Method):
         if int(self.task) < 0:
             return
         self.attach(model)
-        trainable = self._phase(model)
-        for name, p in model.shared_parameters():
-            if name in trainable:
-                restore_frozen_(p, trainable[name], self._frozen_values[name], optimizer)
+        trainable = self._phase(model)  # sets _frozen_values on the task's first step
+        restore_all_frozen_(model, trainable, self._frozen_values, optimizer)
         for i in range(len(self._layers)):
             self.embedding(int(self.task), i).clamp_(-self.config.thres_emb, self.config.thres_emb)
         self.batch.add_(1)

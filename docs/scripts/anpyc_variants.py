@@ -8,7 +8,7 @@ defaults, and test ACC beside it) and writes DIR/<table>.md and DIR/<table>.json
     python docs/scripts/anpyc_variants.py criterion   --out runs/variants   # 5 tasks, 10,000 images per task
     python docs/scripts/anpyc_variants.py protection  --out runs/variants   # 5 tasks, 10,000 images per task
     python docs/scripts/anpyc_variants.py exhaustion  --out runs/variants   # 16 tasks, 10,000 images, keep 50%
-    python docs/scripts/anpyc_variants.py TABLE --smoke --out /tmp/x        # 2 blobs tasks per row: checks the script
+    python docs/scripts/anpyc_variants.py TABLE --smoke --out runs/smoke     # 2 blobs tasks per row: checks the script
 
 `--threads N` sets torch threads; `--rows a,b` runs a subset (row keys in ROWS below). Needs
 MNIST (`anpyc data fetch mnist`) except with `--smoke`.

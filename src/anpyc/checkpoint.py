@@ -19,8 +19,8 @@ Example:
     >>> from anpyc.config import RunConfig
     >>> cfg = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2}})
     >>> from anpyc.runner import run
-    >>> _ = run(cfg, "/tmp/anpyc-doc-run", quiet=True, overwrite=True)  # doctest: +SKIP
-    >>> load_latest("/tmp/anpyc-doc-run", cfg)["position"]  # doctest: +SKIP
+    >>> _ = run(cfg, "runs/doc-run", quiet=True, overwrite=True)  # doctest: +SKIP
+    >>> load_latest("runs/doc-run", cfg)["position"]  # doctest: +SKIP
     {'task': 2, 'epoch': 0, ...}
 """
 

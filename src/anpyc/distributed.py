@@ -96,7 +96,7 @@ def process_group(
       fast instead of waiting for the timeout.
 
     Example:
-        >>> with process_group("gloo", "file:///tmp/rdv", rank=0, world_size=1):  # doctest: +SKIP
+        >>> with process_group("gloo", "tcp://127.0.0.1:29500", rank=0, world_size=1):  # doctest: +SKIP
         ...     world_size()
         1
     """

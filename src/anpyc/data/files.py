@@ -2,8 +2,8 @@
 readers).
 
 Example:
-    >>> resolve_data_dir("/tmp/data").as_posix()
-    '/tmp/data'
+    >>> resolve_data_dir("data/mnist").as_posix()
+    'data/mnist'
 """
 
 from __future__ import annotations

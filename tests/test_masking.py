@@ -88,11 +88,47 @@ def test_guard_keeps_more_without_retraining_when_retraining_falls_short():
     assert keep == 0.6 and not model.trained and "kept 0.6" in record["reason"]
 
 
-def test_guard_leaves_a_task_at_chance_unpruned():
+def test_guard_undoes_a_retraining_that_hurts_and_keeps_the_planned_share():
+    model = _Pruned({0.15: 0.895}, {0.15: 0.8})  # pruned: within tolerance; retrained: far below
+    keep, pruned, record = _guard(model)
+    assert keep == 0.15 and not model.trained and pruned is not None and record["budget_spent"]
+
+
+def test_guard_leaves_a_task_at_chance_unpruned_without_a_budget_to_train_on():
     model = _Pruned({}, {})
     model.validate = lambda: 0.27
     keep, pruned, record = _guard(model)
-    assert keep == 1.0 and pruned is None and "near chance" in record["reason"]
+    assert keep == 1.0 and pruned is None and "near chance" in record["reason"] and not record["budget_spent"]
+
+
+def _guard_training_on(model, learns: bool):
+    from anpyc.masking import PruneGuard, guarded_prune
+
+    state = {"trained_on": False}
+    before = model.validate
+
+    def validate() -> float:
+        return before() if state["trained_on"] and learns else 0.27 if model.keep >= 1.0 or not state["trained_on"] else 0.26
+
+    def train_on() -> None:
+        state["trained_on"] = True
+
+    out = guarded_prune(PruneGuard(tolerance=0.01, search_drop=0.1, z=0.0), model, 0.15, model.prune_from,
+                        validate, 10_000, 0.25, train_on)
+    return (*out, state["trained_on"])
+
+
+def test_guard_trains_a_task_at_chance_on_then_prunes_it_without_retraining():
+    model = _Pruned({0.15: 0.85, 0.3: 0.895}, {})
+    keep, pruned, record, trained_on = _guard_training_on(model, learns=True)
+    assert trained_on and record["budget_spent"] and record["val_trained_on"] == 0.9
+    assert keep == 0.3 and pruned is not None and not model.trained  # within tolerance, not retrained
+
+
+def test_guard_gives_a_task_that_learnt_nothing_only_the_planned_share():
+    model = _Pruned({}, {})
+    keep, pruned, record, trained_on = _guard_training_on(model, learns=False)
+    assert trained_on and keep == 0.15 and pruned is not None and "planned share" in record["reason"]
 
 
 def test_guarded_anpyc_keeps_the_task_within_tolerance_where_unguarded_pruning_breaks_it():

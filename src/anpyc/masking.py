@@ -248,13 +248,17 @@ def prune_lowest(
     return out
 
 
-REINIT = ("zero", "random")
+REINIT = ("zero", "random", "keep")
 
 
 @torch.no_grad()
-def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Generator, scale: float = 0.5) -> None:
+def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Generator, scale: float = 0.5,
+                 kept: dict[str, Tensor] | None = None) -> None:
     """Give every free entry its starting value for the next task: small random values
-    (``mode='random'``: normal, std ``scale / sqrt(fan_in)``, from ``generator``) or zero.
+    (``mode='random'``: normal, std ``scale / sqrt(fan_in)``, from ``generator``), zero, or
+    the value it was trained to (``mode='keep'``: from ``kept``, the parameters as the task
+    left them before pruning; without ``kept`` the current values stay), so that the next task
+    starts from the network the last one trained, as fine-tuning would.
 
     Example:
         >>> from anpyc.models import build_model
@@ -268,6 +272,10 @@ def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Genera
     if mode not in REINIT:
         raise ValueError(f"unknown re-initialisation {mode!r}; known: {', '.join(REINIT)}")
     for name, p in model.shared_parameters():
+        if mode == "keep":
+            if kept is not None and name in kept:
+                p.copy_(torch.where(ownership.owner(name) == FREE, kept[name].to(p.device), p))
+            continue
         free = ownership.owner(name) == FREE
         if mode == "random":
             fan_in = p[0].numel() if p.dim() > 1 else p.numel()
@@ -299,23 +307,34 @@ PruneFrom = Callable[[float, bool], Masks]  # (keep share, retrain?) -> pruned m
 
 def guarded_prune(
     guard: PruneGuard, model, planned: float, prune_from: PruneFrom, validate: Callable[[], float],
-    n_val: int, chance: float,
+    n_val: int, chance: float, train_on: Callable[[], None] | None = None,
 ) -> tuple[float, Masks | None, dict]:
     """Prune with the guard: returns the keep share used, the pruned masks (``None``: nothing
-    pruned) and a record of the validation accuracies for ``metrics.json``.
+    pruned) and a record of the validation accuracies for ``metrics.json``
+    (``budget_spent``: whether the task's retraining budget has been used).
 
-    1. ``before``: the task's validation accuracy before pruning; near chance: no pruning.
+    1. ``before``: the task's validation accuracy before pruning. Near chance the task has not
+       learnt yet: it trains on for its retraining budget (``train_on``; without it, it is not
+       pruned) and is then pruned without retraining to the smallest keep share within the
+       tolerance; still near chance, it learnt nothing and keeps only the planned share
+       (holding the whole pool would only starve the tasks after it).
     2. The keep share grows from ``planned`` (x2 at a time) until the pruned accuracy, not
        retrained, is within ``search_drop`` of ``before`` (evaluations only, no training pass).
     3. Prune to it and retrain; if the task is then more than the tolerance below ``before``,
-       larger keep shares are tried without retraining (again evaluations only) until one is
-       within the tolerance: at worst the task keeps every weight it trained.
+       the retraining is undone and keep shares from that one up are tried without retraining
+       (evaluations only) until one is within the tolerance: at worst the task keeps every
+       weight it trained.
     """
     before, saved = validate(), snapshot(model)
-    record: dict = {"val_before": before, "planned_keep": planned}
-    if before <= chance + guard.chance_margin:
+    record: dict = {"val_before": before, "planned_keep": planned, "budget_spent": False}
+    near_chance = before <= chance + guard.chance_margin
+    if near_chance and train_on is None:
         record.update(keep=1.0, reason="near chance: not pruned")
         return 1.0, None, record
+    if near_chance:
+        train_on()
+        before, saved = validate(), snapshot(model)
+        record.update(val_trained_on=before, budget_spent=True)
     tol = max(guard.tolerance, guard.z * math.sqrt(max(before * (1 - before), 1e-12) / max(n_val, 1)))
     candidates = keep_candidates(planned)
     accs: dict[float, float] = {}
@@ -326,13 +345,23 @@ def guarded_prune(
         accs[k] = validate()
         return accs[k]
 
-    keep = next(k for k in candidates if k >= 1.0 or before - pruned_accuracy(k) <= guard.search_drop)
+    def holding(drop: float, start: float) -> float:  # the first keep share within ``drop``
+        return next(k for k in candidates if k >= start and (k >= 1.0 or before - pruned_accuracy(k) <= drop))
+
+    if near_chance:  # the budget is spent: prune without retraining
+        learnt = before > chance + guard.chance_margin
+        keep = holding(tol, planned) if learnt else planned
+        restore(model, saved)
+        record.update(tolerance=tol, keep=keep, reason="near chance before pruning: trained on, then pruned without "
+                      "retraining" if learnt else "near chance, also after training on: keeps the planned share")
+        return keep, (prune_from(keep, False) if keep < 1.0 else None), record
+    keep = holding(guard.search_drop, planned)
     restore(model, saved)
     pruned = prune_from(keep, True) if keep < 1.0 else None
     after = validate()
-    record.update(tolerance=tol, val_pruned=accs.get(keep, before), val_retrained=after)
-    if before - after > tol and keep < 1.0:  # keep more, from the pre-pruning state, without retraining
-        keep = next(k for k in candidates if k > keep and (k >= 1.0 or before - pruned_accuracy(k) <= tol))
+    record.update(tolerance=tol, val_pruned=accs.get(keep, before), val_retrained=after, budget_spent=keep < 1.0)
+    if before - after > tol and keep < 1.0:  # undo the retraining; keep more if need be, without retraining
+        keep = holding(tol, keep)
         restore(model, saved)
         pruned = prune_from(keep, False) if keep < 1.0 else None
         record["reason"] = f"retrained {after:.4f} more than {tol:.4f} below {before:.4f}: kept {keep:g}, not retrained"

@@ -142,7 +142,7 @@ def test_exhausted_pool_head_only_freezes_the_body(caplog):
 @pytest.mark.parametrize("reclaim_by", ["magnitude", "importance"])
 def test_exhausted_pool_reclaims_least_important_owned_weights(caplog, reclaim_by):
     stream, model, method = _setup(tasks=3, keep_first=1.0, keep_decay=1.0, keep_min=1.0, reclaim_share=0.2,
-                                   reclaim_by=reclaim_by)
+                                   reclaim_by=reclaim_by, reinit="zero")  # released: visibly afresh
     _train_task(stream, model, method, 0)
     before = {n: p.detach().clone() for n, p in model.shared_parameters()}
     rank = {n: method.omega(n).clone() if reclaim_by == "importance" else before[n].abs() for n in before}
@@ -185,6 +185,22 @@ def test_released_weights_reinitialised_but_invisible_to_old_tasks():
     _train_task(stream, model, method, 0)
     free = method.owner("body.1.weight") == -1
     assert model.body[1].weight.detach()[free].abs().sum() > 0, "released weights get fresh small values"
+    acc0 = evaluate(model, method, stream[0].test, TrainConfig(), 0)
+    _train_task(stream, model, method, 1)
+    assert evaluate(model, method, stream[0].test, TrainConfig(), 0) == acc0
+
+
+def test_released_weights_keep_their_trained_values_and_old_tasks_stay_exact():
+    # reinit='keep': the next task starts from the network the last one trained, as fine-tune does
+    stream, model, method = _setup(tasks=3, reinit="keep", retrain_epochs=1)
+    model.add_head(stream[0].n_outputs)
+    method.before_task(model, stream[0], HookContext(0, 3))
+    g = torch.Generator().manual_seed(0)
+    fit(model, method, stream[0].train, TWO_EPOCHS, 2, g)
+    trained = model.body[1].weight.detach().clone()
+    method.after_task(model, stream[0], HookContext(0, 3), lambda e: fit(model, method, stream[0].train, TWO_EPOCHS, e, g))
+    free = method.owner("body.1.weight") == -1
+    assert free.any() and torch.equal(model.body[1].weight.detach()[free], trained[free])
     acc0 = evaluate(model, method, stream[0].test, TrainConfig(), 0)
     _train_task(stream, model, method, 1)
     assert evaluate(model, method, stream[0].test, TrainConfig(), 0) == acc0

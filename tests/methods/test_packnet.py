@@ -54,6 +54,19 @@ def test_pruning_halves_the_trained_pool_and_eval_masks(one_task):
     assert (p.detach()[own == -1] == 1.0).all()  # restored afterwards
 
 
+def test_keep_gives_released_weights_their_trained_values_and_old_tasks_stay_exact(one_task):
+    from anpyc.runner import run
+
+    res = run(RunConfig.from_dict({**BLOBS, "method_params": {"reinit": "keep", "prune_fraction": 0.5}}), quiet=True)
+    R = res.acc_matrix
+    for j in range(3):
+        np.testing.assert_array_equal(R[j:, j], R[j, j])
+    model, method, stream = one_task("packnet", {"reinit": "keep", "prune_fraction": 0.5})
+    name, p = model.shared_parameters()[0]
+    free = method.ownership.owner(name) == -1
+    assert free.any() and (p.detach()[free] != 0).all()  # not zeroed: what task 0 trained
+
+
 def test_state_dict_round_trip_gives_same_eval(one_task):
     model, method, stream = one_task("packnet")
     cfg = TrainConfig()

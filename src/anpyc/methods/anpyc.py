@@ -76,10 +76,12 @@ class ANPyCConfig:
     free pool at task ``t``; ``'reference'`` prunes 50% then ``int(0.8 * previous)`` percent;
     ``prune_step`` is the share of the free pool pruned per step (1.0: all at once; the
     reference uses 0.1), each step followed by ``retrain_epochs`` of retraining; ``prune_unit='unit'`` prunes whole output units (rows / conv filters);
-    ``reinit`` sets released parameters to ``zero`` or small ``random`` values (zero: random
-    values in released conv filters left later tasks of a CNN at 67% where zero gave 97%,
-    docs/anpyc.md); a task that prunes nothing (the last one, or one the guard keeps whole)
-    spends its ``retrain_epochs`` training on, so that every task has the same passes;
+    ``reinit`` gives released parameters the values the task trained them to before pruning
+    (``keep``: the next task starts from the network the last one trained, as fine-tuning
+    does), ``zero``, or small ``random`` values (random values in released conv filters left
+    later tasks of a CNN at 67% where zero gave 97% and keep 99%, docs/anpyc.md); a task whose
+    retraining budget is unspent (the last one, or one the guard keeps whole) trains on for
+    ``retrain_epochs``, so that every task has the same passes;
     ``prune_last`` also prunes a stream's last task (useful if more tasks will follow).
     ``exhausted_below``: below this free share of the body the pool is exhausted, and
     ``exhausted_policy`` says what the next task does: ``reclaim`` releases the
@@ -126,7 +128,7 @@ class ANPyCConfig:
     prune_step: float = 1.0
     retrain_epochs: float = 0.5
     prune_unit: Literal["weight", "unit"] = "weight"
-    reinit: Literal["zero", "random"] = "zero"
+    reinit: Literal["keep", "zero", "random"] = "keep"
     reinit_scale: float = 0.5
     prune_last: bool = False
     exhausted_below: float = 0.005
@@ -340,15 +342,16 @@ class ANPyC(QuadraticPenalty):
         free = own.free(model)
         frozen_pool = self._mode() in ("consolidate", "head_only")
         keep = 1.0 if (ctx.last and not c.prune_last) or frozen_pool else self.keep_share(ctx.task)
-        pruned, keep = self._guarded_prune(model, task, ctx, free, keep, retrain)
-        if keep >= 1.0 and retrain is not None and c.retrain_epochs > 0:
-            # nothing pruned (the last task, a guarded one): its retraining budget trains it on
+        trained = {n: p.detach().clone() for n, p in model.shared_parameters()} if c.reinit == "keep" else None
+        pruned, keep, spent = self._guarded_prune(model, task, ctx, free, keep, retrain)
+        if not spent and retrain is not None and c.retrain_epochs > 0:
+            # nothing retrained (the last task, a guarded one): its retraining budget trains it on
             self.ownership.set_phase(None)
             retrain(c.retrain_epochs)
         for name in free:  # what the task kept is now its own; the pruned rest is released
             own.claim(name, free[name] & ~pruned[name], ctx.task)
         super().after_task(model, task, ctx, retrain)  # Omega of what the task holds; anchors
-        reinit_free_(model, own, c.reinit, ctx.generator(1), c.reinit_scale)
+        reinit_free_(model, own, c.reinit, ctx.generator(1), c.reinit_scale, trained)
         own.finish_task(model, ctx.task)
         if self.inference is not None and not ctx.task_id_at_test:  # its view, for task inference
             self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario == "class")
@@ -359,24 +362,30 @@ class ANPyC(QuadraticPenalty):
             100 * own.free_share(model),
         )
 
-    def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain) -> tuple[Masks, float]:
+    def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain) -> tuple[Masks, float, bool]:
         """:meth:`_prune` to ``keep``, under the guard of the task's validation accuracy when
-        the loop gives one (:func:`anpyc.masking.guarded_prune`); returns what was pruned and
-        the keep share used."""
+        the loop gives one (:func:`anpyc.masking.guarded_prune`); returns what was pruned, the
+        keep share used and whether the retraining budget was spent."""
         c = self.config
         validate = getattr(retrain, "validate", None)
         nothing = {n: torch.zeros_like(m) for n, m in free.items()}
-        if keep >= 1.0 or not c.guard or validate is None:
-            return (self._prune(model, task, ctx, free, 1.0 - keep, retrain) if keep < 1.0 else nothing), keep
+        if keep >= 1.0:
+            return nothing, keep, False
+        if not c.guard or validate is None:
+            return self._prune(model, task, ctx, free, 1.0 - keep, retrain), keep, retrain is not None
         guard = PruneGuard(c.prune_tolerance, c.guard_search_drop, c.guard_chance_margin)
 
         def prune_from(k: float, with_retraining: bool) -> Masks:
             return self._prune(model, task, ctx, free, 1.0 - k, retrain if with_retraining else None)
 
+        def train_on() -> None:  # a task not learnt yet spends its retraining budget learning
+            self.ownership.set_phase(None)
+            retrain(c.retrain_epochs)
+
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
-                                             1.0 / max(len(task.classes), 1))
+                                             1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)
         self.history["prune_guard"].append({"task": ctx.task, **record})
-        return (pruned if pruned is not None else nothing), keep
+        return (pruned if pruned is not None else nothing), keep, record["budget_spent"]
 
     def _prune(self, model, task, ctx, free: Masks, target: float, retrain) -> Masks:
         """Prune ``target`` of each layer's free pool in steps of ``prune_step``, each step

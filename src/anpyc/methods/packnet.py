@@ -7,7 +7,7 @@ of the weights it trained, those of smallest magnitude in each layer, are releas
 free pool; the rest become task ``t``'s, and the network is retrained for
 ``retrain_epochs`` with only those weights moving (retraining counts in the task's passes).
 Released weights start the next task at zero, as in the paper (``reinit='random'``: small
-random values, the option ANPyC has). At test time task ``j`` sees only weights owned by
+random values; ``reinit='keep'``: the values the task trained them to, ANPyC's default). At test time task ``j`` sees only weights owned by
 tasks ``0..j``, so old tasks are exact (BWT = 0); without a task id (domain/class
 scenarios) every weight is in use. As in the paper, biases are trained with the first task
 only and then frozen, and each task has its own head. The paper prunes 50% or 75% per task
@@ -37,7 +37,7 @@ class PackNetConfig:
     """``prune_fraction``: share of the weights a task trained that is released after it;
     ``retrain_epochs``: epochs of retraining the kept weights after pruning (0: none);
     ``reinit``: the value released weights start the next task with (``zero`` as in the
-    paper, or small ``random`` values); ``task_inference``: without a task id at test time
+    paper, small ``random`` values, or ``keep`` the values the task trained them to); ``task_inference``: without a task id at test time
     (domain/class scenarios) the view that answers an input is chosen by this score
     (:mod:`anpyc.inference`). ``guard`` (off by default: the paper prunes a fixed share) adds
     ANPyC's pruning guard: the pruned share shrinks (halving at a time) until the pruned
@@ -47,7 +47,7 @@ class PackNetConfig:
 
     prune_fraction: float = 0.5
     retrain_epochs: float = 0.5
-    reinit: Literal["zero", "random"] = "zero"
+    reinit: Literal["zero", "random", "keep"] = "zero"
     task_inference: Literal["entropy", "input_density", "feature_density"] = "input_density"
     guard: bool = False
     prune_tolerance: float = 0.01
@@ -97,10 +97,11 @@ class PackNet(Method):
         t, own = ctx.task, self.ownership
         own.ensure(model)
         trained = own.free(model)
+        values = {n: p.detach().clone() for n, p in model.shared_parameters()} if self.config.reinit == "keep" else None
         keep, pruned = self._guarded_prune(model, task, ctx, trained, retrain)
         for name, mask in trained.items():  # biases: kept whole by the first task, frozen afterwards
             own.claim(name, mask & ~pruned[name], t)
-        reinit_free_(model, own, self.config.reinit, ctx.generator(1))
+        reinit_free_(model, own, self.config.reinit, ctx.generator(1), kept=values)
         own.finish_task(model, t)
         self.history.setdefault("kept_share", []).append(keep)
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
@@ -132,8 +133,12 @@ class PackNet(Method):
         def prune_from(k: float, with_retraining: bool) -> Masks:
             return self._prune_retrain(model, trained, scores, k, retrain if with_retraining else None)
 
+        def train_on() -> None:  # a task not learnt yet spends its retraining budget learning
+            with torch.enable_grad():
+                retrain(c.retrain_epochs)
+
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
-                                             1.0 / max(len(task.classes), 1))
+                                             1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)
         self.history.setdefault("prune_guard", []).append({"task": ctx.task, **record})
         return keep, pruned if pruned is not None else {n: torch.zeros_like(m) for n, m in trained.items()}
 

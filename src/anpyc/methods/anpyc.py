@@ -343,7 +343,7 @@ class ANPyC(QuadraticPenalty):
         frozen_pool = self._mode() in ("consolidate", "head_only")
         keep = 1.0 if (ctx.last and not c.prune_last) or frozen_pool else self.keep_share(ctx.task)
         trained = {n: p.detach().clone() for n, p in model.shared_parameters()} if c.reinit == "keep" else None
-        pruned, keep, spent = self._guarded_prune(model, task, ctx, free, keep, retrain)
+        pruned, keep, spent = self._guarded_prune(model, task, ctx, free, keep, retrain, trained)
         if not spent and retrain is not None and c.retrain_epochs > 0:
             # nothing retrained (the last task, a guarded one): its retraining budget trains it on
             self.ownership.set_phase(None)
@@ -362,10 +362,12 @@ class ANPyC(QuadraticPenalty):
             100 * own.free_share(model),
         )
 
-    def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain) -> tuple[Masks, float, bool]:
+    def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain,
+                       trained: Masks | None = None) -> tuple[Masks, float, bool]:
         """:meth:`_prune` to ``keep``, under the guard of the task's validation accuracy when
         the loop gives one (:func:`anpyc.masking.guarded_prune`); returns what was pruned, the
-        keep share used and whether the retraining budget was spent."""
+        keep share used and whether the retraining budget was spent. ``trained``: the values
+        before pruning (for ``reinit='keep'``), updated if the task trains on first."""
         c = self.config
         validate = getattr(retrain, "validate", None)
         nothing = {n: torch.zeros_like(m) for n, m in free.items()}
@@ -381,6 +383,8 @@ class ANPyC(QuadraticPenalty):
         def train_on() -> None:  # a task not learnt yet spends its retraining budget learning
             self.ownership.set_phase(None)
             retrain(c.retrain_epochs)
+            if trained is not None:
+                trained.update({n: p.detach().clone() for n, p in model.shared_parameters()})
 
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
                                              1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)

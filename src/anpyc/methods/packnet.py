@@ -7,11 +7,12 @@ of the weights it trained, those of smallest magnitude in each layer, are releas
 free pool; the rest become task ``t``'s, and the network is retrained for
 ``retrain_epochs`` with only those weights moving (retraining counts in the task's passes).
 Released weights start the next task at zero, as in the paper (``reinit='random'``: small
-random values; ``reinit='keep'``: the values the task trained them to, ANPyC's default). At test time task ``j`` sees only weights owned by
-tasks ``0..j``, so old tasks are exact (BWT = 0); without a task id (domain/class
-scenarios) every weight is in use. As in the paper, biases are trained with the first task
-only and then frozen, and each task has its own head. The paper prunes 50% or 75% per task
-and retrains for about half the training epochs; defaults here: 0.5 and 1 epoch.
+random values; ``reinit='keep'``: the values the task trained them to, ANPyC's default). At
+test time task ``j`` sees only weights owned by tasks ``0..j``, so old tasks are exact
+(BWT = 0); without a task id (domain/class scenarios) every weight is in use. As in the
+paper, biases are trained with the first task only and then frozen, and each task has its own
+head. The paper prunes 50% or 75% per task and retrains for about half the training epochs;
+defaults here: 0.5 and half an epoch.
 
 Example:
     >>> from anpyc.methods import create
@@ -37,8 +38,9 @@ class PackNetConfig:
     """``prune_fraction``: share of the weights a task trained that is released after it;
     ``retrain_epochs``: epochs of retraining the kept weights after pruning (0: none);
     ``reinit``: the value released weights start the next task with (``zero`` as in the
-    paper, small ``random`` values, or ``keep`` the values the task trained them to); ``task_inference``: without a task id at test time
-    (domain/class scenarios) the view that answers an input is chosen by this score
+    paper, small ``random`` values, or ``keep`` the values the task trained them to);
+    ``task_inference``: without a task id at test time (domain/class scenarios) the view that
+    answers an input is chosen by this score
     (:mod:`anpyc.inference`). ``guard`` (off by default: the paper prunes a fixed share) adds
     ANPyC's pruning guard: the pruned share shrinks (halving at a time) until the pruned
     task's validation accuracy is within ``guard_search_drop`` of its accuracy before pruning,
@@ -98,7 +100,7 @@ class PackNet(Method):
         own.ensure(model)
         trained = own.free(model)
         values = {n: p.detach().clone() for n, p in model.shared_parameters()} if self.config.reinit == "keep" else None
-        keep, pruned = self._guarded_prune(model, task, ctx, trained, retrain)
+        keep, pruned = self._guarded_prune(model, task, ctx, trained, retrain, values)
         for name, mask in trained.items():  # biases: kept whole by the first task, frozen afterwards
             own.claim(name, mask & ~pruned[name], t)
         reinit_free_(model, own, self.config.reinit, ctx.generator(1), kept=values)
@@ -122,7 +124,9 @@ class PackNet(Method):
                 retrain(self.config.retrain_epochs)
         return pruned
 
-    def _guarded_prune(self, model, task, ctx, trained: Masks, retrain) -> tuple[float, Masks]:
+    def _guarded_prune(self, model, task, ctx, trained: Masks, retrain, values: Masks | None = None) -> tuple[float, Masks]:
+        """Prune (and retrain) under the guard when on; ``values``: the weights before pruning
+        (``reinit='keep'``), updated if the task trains on first."""
         c, keep = self.config, 1.0 - self.config.prune_fraction
         scores = {n: p.detach().abs() for n, p in model.shared_parameters()}
         validate = getattr(retrain, "validate", None)
@@ -136,6 +140,8 @@ class PackNet(Method):
         def train_on() -> None:  # a task not learnt yet spends its retraining budget learning
             with torch.enable_grad():
                 retrain(c.retrain_epochs)
+            if values is not None:
+                values.update({n: p.detach().clone() for n, p in model.shared_parameters()})
 
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
                                              1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)

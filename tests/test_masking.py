@@ -107,8 +107,10 @@ def _guard_training_on(model, learns: bool):
     state = {"trained_on": False}
     before = model.validate
 
-    def validate() -> float:
-        return before() if state["trained_on"] and learns else 0.27 if model.keep >= 1.0 or not state["trained_on"] else 0.26
+    def validate() -> float:  # at chance until trained on; then learnt (``before``) or still at chance
+        if state["trained_on"] and learns:
+            return before()
+        return 0.27 if model.keep >= 1.0 or not state["trained_on"] else 0.26
 
     def train_on() -> None:
         state["trained_on"] = True

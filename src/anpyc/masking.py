@@ -256,8 +256,8 @@ def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Genera
                  kept: dict[str, Tensor] | None = None) -> None:
     """Give every free entry its starting value for the next task: small random values
     (``mode='random'``: normal, std ``scale / sqrt(fan_in)``, from ``generator``), zero, or
-    the value it was trained to (``mode='keep'``: from ``kept``, the parameters as the task
-    left them before pruning; without ``kept`` the current values stay), so that the next task
+    the value it was trained to (``mode='keep'``: from ``kept``, the :func:`snapshot` taken
+    before pruning; without ``kept`` the current values stay), so that the next task
     starts from the network the last one trained, as fine-tuning would.
 
     Example:
@@ -272,11 +272,11 @@ def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Genera
     if mode not in REINIT:
         raise ValueError(f"unknown re-initialisation {mode!r}; known: {', '.join(REINIT)}")
     for name, p in model.shared_parameters():
+        free = ownership.owner(name) == FREE
         if mode == "keep":
             if kept is not None and name in kept:
-                p.copy_(torch.where(ownership.owner(name) == FREE, kept[name].to(p.device), p))
+                p.copy_(torch.where(free, kept[name].to(p.device), p))
             continue
-        free = ownership.owner(name) == FREE
         if mode == "random":
             fan_in = p[0].numel() if p.dim() > 1 else p.numel()
             fresh = torch.randn(p.shape, generator=generator).to(p.device) * (scale / fan_in**0.5)

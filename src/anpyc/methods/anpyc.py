@@ -52,6 +52,7 @@ from anpyc.masking import (
     lowest_fraction_mask,
     reinit_free_,
     scale_grad_,
+    snapshot,
 )
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
@@ -342,7 +343,7 @@ class ANPyC(QuadraticPenalty):
         free = own.free(model)
         frozen_pool = self._mode() in ("consolidate", "head_only")
         keep = 1.0 if (ctx.last and not c.prune_last) or frozen_pool else self.keep_share(ctx.task)
-        trained = {n: p.detach().clone() for n, p in model.shared_parameters()} if c.reinit == "keep" else None
+        trained = snapshot(model) if c.reinit == "keep" else None  # the values released weights keep
         pruned, keep, spent = self._guarded_prune(model, task, ctx, free, keep, retrain, trained)
         if not spent and retrain is not None and c.retrain_epochs > 0:
             # nothing retrained (the last task, a guarded one): its retraining budget trains it on
@@ -384,7 +385,7 @@ class ANPyC(QuadraticPenalty):
             self.ownership.set_phase(None)
             retrain(c.retrain_epochs)
             if trained is not None:
-                trained.update({n: p.detach().clone() for n, p in model.shared_parameters()})
+                trained.update(snapshot(model))
 
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
                                              1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)

@@ -28,7 +28,15 @@ from typing import Literal
 import torch
 
 from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import Masks, Ownership, PruneGuard, guarded_prune, prune_lowest, reinit_free_
+from anpyc.masking import (
+    Masks,
+    Ownership,
+    PruneGuard,
+    guarded_prune,
+    prune_lowest,
+    reinit_free_,
+    snapshot,
+)
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 
@@ -99,7 +107,7 @@ class PackNet(Method):
         t, own = ctx.task, self.ownership
         own.ensure(model)
         trained = own.free(model)
-        values = {n: p.detach().clone() for n, p in model.shared_parameters()} if self.config.reinit == "keep" else None
+        values = snapshot(model) if self.config.reinit == "keep" else None  # the values released weights keep
         keep, pruned = self._guarded_prune(model, task, ctx, trained, retrain, values)
         for name, mask in trained.items():  # biases: kept whole by the first task, frozen afterwards
             own.claim(name, mask & ~pruned[name], t)
@@ -141,7 +149,7 @@ class PackNet(Method):
             with torch.enable_grad():
                 retrain(c.retrain_epochs)
             if values is not None:
-                values.update({n: p.detach().clone() for n, p in model.shared_parameters()})
+                values.update(snapshot(model))
 
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
                                              1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)

@@ -116,19 +116,14 @@ class TaskInference(nn.Module):
 
     def _fit_inputs(self, task, k: int, device: torch.device) -> None:
         """One probabilistic PCA per class of the task, on its training inputs."""
-        xs, ys = zip(*[(x.flatten(1), y) for x, y, _ in iterate(task.train, 500, limit=self.samples)], strict=True)
-        x, y = torch.cat(xs).float().to(device), torch.cat(ys).to(device)
-        fits = [_ppca(x[y == c], self.rank, self.var_floor) for c in sorted(set(y.tolist()))]
-        for name, i in (("mean", 0), ("basis", 1), ("eig", 2), ("noise", 3)):
-            self._put(f"in_{name}__{k}", torch.stack([f[i] for f in fits]).float())
+        _, fits = fit_class_ppca(task.train, self.samples, self.rank, self.var_floor, device)
+        for name, value in fits.items():
+            self._put(f"in_{name}__{k}", value)
 
     def _input_score(self, x: Tensor, k: int) -> Tensor:
         """log p(x | task k): mixture (equal weights) of the task's classes' PPCA densities."""
-        means, bases = getattr(self, f"in_mean__{k}"), getattr(self, f"in_basis__{k}")
-        eigs, noise = getattr(self, f"in_eig__{k}"), getattr(self, f"in_noise__{k}")
-        x = x.flatten(1)
-        per_class = torch.stack([_ppca_loglik(x, means[c], bases[c], eigs[c], noise[c]) for c in range(len(means))], 1)
-        return torch.logsumexp(per_class, 1) - math.log(len(means))
+        per_class = ppca_log_likelihoods(x, {name: getattr(self, f"in_{name}__{k}") for name in PPCA_PARTS})
+        return torch.logsumexp(per_class, 1) - math.log(per_class.shape[1])
 
     def _fit_features(self, model, task, k: int, view: View) -> None:
         feats, labels = [], []
@@ -197,6 +192,37 @@ class TaskInference(nn.Module):
 def inference_cost(inference: TaskInference | None) -> dict:
     """``{"task_inference_cost": ...}`` for a method's summary when it inferred tasks, else ``{}``."""
     return {"task_inference_cost": inference.cost()} if inference is not None and inference.n_views else {}
+
+
+PPCA_PARTS = ("mean", "basis", "eig", "noise")  # of a stack of PPCA fits, one per class
+
+
+def fit_class_ppca(data, samples: int, rank: int, floor: float, device: torch.device) -> tuple[list[int], dict[str, Tensor]]:
+    """One probabilistic PCA (:func:`_ppca`) per class of ``data`` (a task's split, labels as
+    the scenario gives them), fitted on its first ``samples`` inputs, flattened: the classes,
+    sorted, and the fits stacked in that order (``mean`` C x D, ``basis`` C x D x rank,
+    ``eig`` C x rank, ``noise`` C). The input-density task inference and ``--method density``
+    share it.
+
+    Example:
+        >>> from anpyc.data.taskdata import TaskData
+        >>> data = TaskData(torch.randn(40, 5), torch.arange(40) % 2, 0)
+        >>> classes, fits = fit_class_ppca(data, 2000, rank=2, floor=1e-2, device=torch.device("cpu"))
+        >>> classes, fits["basis"].shape
+        ([0, 1], torch.Size([2, 5, 2]))
+    """
+    xs, ys = zip(*[(x.flatten(1), y) for x, y, _ in iterate(data, 500, limit=samples)], strict=True)
+    x, y = torch.cat(xs).float().to(device), torch.cat(ys).to(device)
+    classes = sorted(set(y.tolist()))
+    fits = [_ppca(x[y == c], rank, floor) for c in classes]
+    return classes, {name: torch.stack([f[i] for f in fits]).float() for i, name in enumerate(PPCA_PARTS)}
+
+
+def ppca_log_likelihoods(x: Tensor, fits: dict[str, Tensor]) -> Tensor:
+    """``log p(x | class)`` of every row of ``x`` (flattened) under every fit of a stack
+    (:func:`fit_class_ppca`): rows x classes."""
+    x = x.flatten(1)
+    return torch.stack([_ppca_loglik(x, *(fits[name][c] for name in PPCA_PARTS)) for c in range(len(fits["mean"]))], 1)
 
 
 def _ppca(x: Tensor, rank: int, floor: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:

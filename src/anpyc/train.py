@@ -343,10 +343,14 @@ def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Cal
         loop.emit("on_epoch_end", done)
 
     on_step = (lambda step, loss: loop.emit("on_step", step, loss)) if loop.callbacks else None
-    stats = fit_fn(model, method, data, train_cfg, train_cfg.epochs, state.generator, optimizer=state.optimizer,
-                   task_id=t, on_step=on_step, start_epoch=state.epoch, on_epoch_end=epoch_end)
+    trains = getattr(method, "trains_network", True)
+    if trains:
+        stats = fit_fn(model, method, data, train_cfg, train_cfg.epochs, state.generator, optimizer=state.optimizer,
+                       task_id=t, on_step=on_step, start_epoch=state.epoch, on_epoch_end=epoch_end)
+    else:  # a classifier of the inputs alone: its after_task reads the data (counted as extra examples)
+        stats = {"loss": math.nan, "aux_loss": math.nan, "steps": 0, "examples": 0}
     retrain = Retrainer(loop, t, data, fit_fn, stats["examples"])
-    method.after_task(model, task, ctx, retrain)
+    method.after_task(model, task, ctx, retrain if trains else None)
     loop.emit("on_task_trained", ctx)
     # retraining, replayed or otherwise extra examples the method trained on count as passes too
     stats["passes"] = (retrain.examples + method.extra_examples(t)) / max(len(task.train), 1)

@@ -3,11 +3,12 @@
 Example:
     >>> from anpyc.methods import create, METHODS
     >>> sorted(METHODS)[:2]
-    ['anpyc', 'derpp']
+    ['anpyc', 'density']
 """
 
 from anpyc.methods import (  # noqa: F401  (registers the classes)
     anpyc,
+    density,
     ewc,
     finetune,
     hat,

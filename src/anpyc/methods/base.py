@@ -66,6 +66,9 @@ class Method(nn.Module):
     #: True when the method needs the whole history (joint training): excluded from fair
     #: "same budget" claims and reported as an upper bound.
     upper_bound: ClassVar[bool] = False
+    #: False for a classifier of the inputs alone (``density``, ``slda``): the loop spends no
+    #: training pass on the network and calls ``after_task`` (with ``retrain=None``) only.
+    trains_network: ClassVar[bool] = True
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()

@@ -46,8 +46,10 @@ REFERENCE_BASE, REFERENCE_ANPYC = reference_preset()
 
 ALL_METHODS = ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet", "hat", "er", "derpp")
 #: without task labels at test time: ANPyC in both modes (task inference, the default, and
-#: every weight in use), replay at two buffer sizes
-NO_TASK_ID = ("anpyc", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp", "finetune", "joint")
+#: every weight in use), replay at two buffer sizes, and the classifiers of the inputs alone
+#: (no network: what a model of the inputs scores without one)
+NO_TASK_ID = ("anpyc", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp", "finetune", "joint",
+              "density", "slda")
 _ALL_WEIGHTS = {"task_inference": "none"}  # the paper's setting: every weight in use at test time
 _NO_PRUNING = {"keep_first": 1.0, "keep_min": 1.0}
 #: ANPyC's mechanisms without task ids (domain-incremental permuted MNIST, every weight in use):

@@ -19,9 +19,10 @@ inputs, and a memory of the inputs (class means, principal directions, a covaria
   inputs, and the linear discriminant of the shrunk covariance
   ``Lambda = ((1 - shrinkage) Sigma + shrinkage I)^-1``: score ``mu_k Lambda x - mu_k Lambda
   mu_k / 2``. Here on the raw (standardised) inputs: there is no network to give features.
-  The update is the exact pooled within-class covariance, merged per batch (Chan, Golub &
-  LeVeque 1979); the paper's per-example update approximates it (it weighs each new
-  example's scatter by the count of all examples, not of its class).
+  The pass keeps sufficient statistics (per-class sums and counts, the sum of ``x x^T``, in
+  float64) and adds the task's within-class scatter to the shared one at its end: the exact
+  pooled within-class covariance, which the paper's per-example update approximates (it
+  weighs each new example's scatter by the count of all examples, not of its class).
 
 A component's score is ``log p(x | component)`` up to a constant shared by all components
 (exactly, for ``density``; for ``slda`` the shared covariance's terms cancel). The logit of a
@@ -184,8 +185,8 @@ class SLDA(InputClassifier):
 
     State (buffers): per component ``slda_mean``; shared ``slda_scatter`` (the within-class
     scatter, D x D) and ``slda_n`` (the examples in it); the discriminant ``slda_weight`` and
-    ``slda_bias``, recomputed from them after each task. (A component's count is needed only
-    while its task streams: no later task updates it.)"""
+    ``slda_bias``, recomputed from them after each task. (A component's sum and count are
+    needed only while its task streams: no later task updates it.)"""
 
     name = "slda"
     config_cls = SLDAConfig
@@ -193,16 +194,21 @@ class SLDA(InputClassifier):
     @torch.no_grad()
     def after_task(self, model, task, ctx, retrain=None) -> None:
         device = self._device(model)
-        means: dict[int, Tensor] = {}
+        sums: dict[int, Tensor] = {}
         counts: dict[int, int] = {}
-        scatter: Tensor | None = None
+        moment: Tensor | None = None  # sum of x x^T over the task's inputs
         for x, y, _ in iterate(task.train, self.config.batch_size):  # one pass, batch by batch
             x, y = x.flatten(1).double().to(device), y.to(device)
-            scatter = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64, device=device) if scatter is None else scatter
+            moment = x.T @ x if moment is None else moment.addmm_(x.T, x)
             for c in y.unique().tolist():
-                scatter += self._merge(x[y == c], means, counts, c)
-        classes = sorted(means)
-        self._append("slda_mean", torch.stack([means[c] for c in classes]).float())
+                rows = x[y == c]
+                sums[c] = sums[c] + rows.sum(0) if c in sums else rows.sum(0)
+                counts[c] = counts.get(c, 0) + len(rows)
+        classes = sorted(sums)
+        means = torch.stack([sums[c] / counts[c] for c in classes])
+        # the task's within-class scatter: sum x x^T - sum_c n_c mu_c mu_c^T (float64: no cancellation to fear)
+        scatter = moment - (means.T * torch.tensor([counts[c] for c in classes], dtype=means.dtype, device=device)) @ means
+        self._append("slda_mean", means.float())
         if getattr(self, "slda_scatter", None) is None:
             self.register_buffer("slda_scatter", torch.zeros_like(scatter, dtype=torch.float32))
             self.register_buffer("slda_n", torch.zeros((), dtype=torch.long, device=device))
@@ -211,22 +217,6 @@ class SLDA(InputClassifier):
         self._add_components(ctx.task, classes, device)
         self._discriminant()
         self.count_extra_examples(ctx.task, len(task.train))  # one pass over the task's inputs
-
-    @staticmethod
-    def _merge(x: Tensor, means: dict[int, Tensor], counts: dict[int, int], c: int) -> Tensor:
-        """Fold the rows ``x`` of class ``c`` into its mean and count; returns what they add
-        to the within-class scatter (their own scatter and the shift of the class mean)."""
-        n_b, mean_b = len(x), x.mean(0)
-        centred = x - mean_b
-        added = centred.T @ centred
-        if c in counts:
-            n_a, delta = counts[c], mean_b - means[c]
-            added += torch.outer(delta, delta) * (n_a * n_b / (n_a + n_b))
-            means[c] = means[c] + delta * (n_b / (n_a + n_b))
-            counts[c] = n_a + n_b
-        else:
-            means[c], counts[c] = mean_b, n_b
-        return added
 
     def _discriminant(self) -> None:
         """``W = mu Lambda``, ``b = -mu Lambda mu^T / 2`` from the current statistics (float64)."""

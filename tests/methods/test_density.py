@@ -160,6 +160,7 @@ def test_a_run_trains_no_network_and_records_what_it_read(tmp_path, name, scenar
     m = result.metrics
     assert m["passes"] == pytest.approx([150 / 180 if name == "density" else 1.0] * 3)
     assert m["method_state_mb"] > 0 and m["trains_network"] is False and m["components"] == 12
+    assert m["n_params"] == m["n_shared_params"] == 0  # the unused network's are not the method's
     assert m["avg_acc"] > 0.25 if scenario == "task" else m["avg_acc"] > 0  # 4 classes a task (a weak model of blobs)
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["steps"] for r in log] == [0, 0, 0] and all(r["loss"] is None for r in log)  # no loss: null

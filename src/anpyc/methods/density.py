@@ -120,7 +120,9 @@ class InputClassifier(Method):
         return self.last_tasks
 
     def summary(self) -> dict:
-        return {"trains_network": False, "components": self.n_components}
+        # the network the runner builds is never used: it holds none of the method's parameters
+        # (they are statistics, in method_state_mb), so its sizes are not reported as the method's
+        return {"trains_network": False, "components": self.n_components, "n_params": 0, "n_shared_params": 0}
 
     def _device(self, model) -> torch.device:
         return next(model.parameters()).device

@@ -55,7 +55,9 @@ def test_reference_bench_runs_exactly_the_shipped_preset():
     shipped = RunConfig.from_file(PRESET_DIR / "anpyc-reference.yaml")
     ran = bench_plan("reference").configs()["anpyc-reference"]
     assert ran.to_dict() == shipped.to_dict()
-    assert ran.method_params.reinit == "zero" and ran.method_params.task_masks is False
+    p = ran.method_params
+    assert p.keep_schedule == "reference" and p.prune_steps is None and p.retrain_scope == "all" and p.train_on is False
+    assert ran.model.dropout == 0.5 and ran.stream.first_task_unpermuted is False
 
 
 def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
@@ -93,7 +95,8 @@ def test_bench_jobs_flag_is_checked(tmp_path):
 def test_long_bench_runs_every_method_the_comparison_needs():
     long = BENCHMARKS["long"]
     # every method of the 10-task table but joint (50 x the data); HAT, replay and LwF included
-    assert set(long.methods) == {"anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet", "hat", "lwf", "er", "derpp"}
+    assert set(long.methods) == {"anpyc", "anpyc-masks", "finetune", "ewc", "online-ewc", "si", "mas", "packnet", "hat", "lwf",
+                                 "er", "derpp"}
     assert long.base["stream"]["tasks"] == 50
 
 

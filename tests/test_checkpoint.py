@@ -77,11 +77,11 @@ def test_keeps_the_last_two_and_checkpoints_every_epoch(tmp_path):
         {"method": "joint", "model": {"hidden": [16], "dropout": 0.2},
          "train": {"optimizer": "adam", "lr": 0.01, "reset_optimizer": False}},
         # pruning with retrain(epochs) inside after_task, owner masks, history in extra state
-        {"method": "anpyc", "method_params": {"retrain_epochs": 1, "reinit": "random", "importance_samples": 100}},
-        {"method": "anpyc", "method_params": {"protection": "soft", "importance_samples": 100},
+        {"method": "anpyc-masks", "method_params": {"retrain_epochs": 1, "reinit": "random", "importance_samples": 100}},
+        {"method": "anpyc", "method_params": {"retrain_epochs": 0.5, "importance_samples": 100},
          "train": {"momentum": 0.9, "reset_optimizer": False}},
     ],
-    ids=["finetune-sgd", "joint-adam-dropout-kept-optimizer", "anpyc-prune-retrain-random-reinit", "anpyc-soft-momentum"],
+    ids=["finetune-sgd", "joint-adam-dropout-kept-optimizer", "anpyc-masks-prune-retrain-random-reinit", "anpyc-momentum"],
 )
 def test_resume_after_each_kill_point_is_bit_exact(tmp_path, monkeypatch, overrides):
     cfg_dict = {**BLOBS, **{k: v for k, v in overrides.items() if k != "train"}}

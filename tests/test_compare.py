@@ -12,13 +12,16 @@ BASE = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 200}, "model":
 
 
 def test_equal_passes_per_task_by_default(tmp_path):
-    summary = compare(RunConfig.from_dict(BASE), ["finetune", "anpyc", "packnet"], [0], tmp_path / "c", quiet=True,
-                      params={"anpyc": {"guard": False}})  # the budget's arithmetic: every task pruned
+    methods = ["finetune", "anpyc", "anpyc-masks", "packnet"]
+    summary = compare(RunConfig.from_dict(BASE), methods, [0], tmp_path / "c", quiet=True,
+                      params={"anpyc": {"retrain_epochs": 0.5, "importance_samples": 50},
+                              "anpyc-masks": {"guard": False}})  # the budget's arithmetic: every task pruned
     passes = {m: e["passes_per_task"]["mean"] for m, e in summary["methods"].items()}
     assert summary["budget"]["mode"] == "passes" and summary["budget"]["per_task"] == 2
     assert passes["finetune"] == 2.0 and passes["packnet"] == 2.0  # 1.5 epochs + 0.5 retraining
-    # anpyc: 1.5 + 0.5 per task; the last task, not pruned, trains on for its 0.5
-    assert passes["anpyc"] == 2.0
+    # anpyc-masks: 1.5 + 0.5 per task; anpyc: the same, the last task's 0.5 training on where
+    # the reference schedule prunes nothing
+    assert passes["anpyc-masks"] == 2.0 and passes["anpyc"] == 2.0
 
 
 def test_epochs_budget_lets_retraining_come_on_top(tmp_path):

@@ -177,10 +177,10 @@ def test_classes_per_task_gives_one_task_per_class(private_mnist_dir):
     assert set(stream[4].train.labels().tolist()) == {4}
 
 
-def test_anpyc_with_task_masks_keeps_old_classes_bit_exact(private_mnist_dir):
+def test_anpyc_masks_keeps_old_classes_bit_exact(private_mnist_dir):
     """ANPyC's hard protection and per-task masks reach generation: the first task's classes
     are generated from the same latent codes after every task, so nothing may change."""
-    cfg = _cfg(private_mnist_dir, method="anpyc", method_params={"retrain_epochs": 1, "importance_samples": 100})
+    cfg = _cfg(private_mnist_dir, method="anpyc-masks", method_params={"retrain_epochs": 1, "importance_samples": 100})
     res = run(cfg, quiet=True)
     m = res.metrics
     assert res.acc_matrix[1, 0] == res.acc_matrix[0, 0]

@@ -33,7 +33,7 @@ BLOBS = {
 # (method, params); the probe comes last: it is rerun without the broadcast
 METHODS = (
     ("finetune", {}),
-    ("anpyc", {"prune_criterion": "taylor", "importance_samples": 200, "importance_batch": 50}),
+    ("anpyc", {"importance_samples": 200, "importance_batch": 50}),
     ("test-dist-probe", {}),
 )
 

@@ -141,7 +141,7 @@ def test_guarded_anpyc_keeps_the_task_within_tolerance_where_unguarded_pruning_b
     from anpyc.config import RunConfig
     from anpyc.runner import run
 
-    cfg = {"method": "anpyc", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 800},
+    cfg = {"method": "anpyc-masks", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 800},
            "model": {"hidden": [32, 32]}, "train": {"epochs": 6, "batch_size": 32},
            "method_params": {"keep_first": 0.02, "keep_min": 0.02, "retrain_epochs": 0, "reinit": "zero"}}
     guarded = run(RunConfig.from_dict(cfg), quiet=True)

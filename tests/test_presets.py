@@ -185,10 +185,28 @@ def test_tune_all_tunes_every_method_of_the_protocol(tiny, tmp_path, monkeypatch
     assert (tmp_path / "a" / "mas" / "tune.md").is_file()
 
 
+def test_tune_protocol_takes_its_own_grid_without_saving_a_preset(tiny, tmp_path, monkeypatch):
+    """``tune --protocol P --param ...``: the protocol's settings and proxy, a grid of one's own
+    (how the ablation's rows are tuned); nothing is written to the shipped presets."""
+    seen = []
+
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None):
+        seen.append(dict(cfg.params_dict()))
+        return RunResult(cfg, None, None, {"val_avg_acc": 0.5 + cfg.method_params.lam / 100, "avg_acc": 0.5})
+
+    monkeypatch.setattr(tune_mod, "run", fake_run)
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    argv = ["tune", "--protocol", "tiny", "--method", "si", "--param", "lam=1,10", "--param", "xi=0.5", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "g")]) == 0
+    result = json.loads((tmp_path / "g" / "tune.json").read_text())
+    assert result["grid"] == {"lam": [1, 10], "xi": [0.5]} and result["best"]["params"]["lam"] == 10
+    assert [p["xi"] for p in seen] == [0.5, 0.5] and presets.list_presets() == []
+
+
 @pytest.mark.parametrize("argv", [
     ["tune", "--method", "si", "--param", "lam=1,10", "--save-preset"],           # a preset needs a protocol
     ["tune", "--protocol", "tiny", "--method", "si", "--lr", "0.5"],             # the protocol's settings are fixed
-    ["tune", "--protocol", "tiny", "--method", "si", "--param", "lam=1,10"],     # its grid is the grid file's
+    ["tune", "--protocol", "tiny", "--method", "si", "--param", "lam=1,10", "--save-preset"],  # a preset's grid is the grid file's
     ["tune", "--protocol", "tiny", "--method", "lwf"],                           # no grid for lwf here
     ["tune", "--protocol", "tiny", "--method", "si", "--budget", "epochs"],
     ["tune", "--protocol", "nope", "--method", "si"],

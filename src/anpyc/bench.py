@@ -44,29 +44,42 @@ def reference_preset() -> tuple[dict, dict]:
 
 REFERENCE_BASE, REFERENCE_ANPYC = reference_preset()
 
-ALL_METHODS = ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet", "hat", "er", "derpp")
-#: without task labels at test time: ANPyC in both modes (task inference, the default, and
-#: every weight in use), replay at two buffer sizes, and the classifiers of the inputs alone
-#: (no network: what a model of the inputs scores without one)
-NO_TASK_ID = ("anpyc", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp", "finetune", "joint",
-              "density", "slda")
-_ALL_WEIGHTS = {"task_inference": "none"}  # the paper's setting: every weight in use at test time
-_NO_PRUNING = {"keep_first": 1.0, "keep_min": 1.0}
-#: ANPyC's mechanisms without task ids (domain-incremental permuted MNIST, every weight in use):
-#: pruning only (hard protection of what a task keeps), consolidation only (the penalty, no
-#: pruning), both; consolidation weighted by Omega, |theta| or the Fisher
-ABLATION_ALIASES = {
-    "prune-only": ("anpyc", {**_ALL_WEIGHTS, "protection": "hard"}),
-    **{f"consolidate-only-{imp}": ("anpyc", {**_ALL_WEIGHTS, **_NO_PRUNING, "protection": "soft", "importance": imp})
-       for imp in ("omega", "magnitude", "fisher")},
-    **{f"prune+consolidate-{imp}": ("anpyc", {**_ALL_WEIGHTS, "protection": "soft", "importance": imp})
-       for imp in ("omega", "magnitude", "fisher")},
-}
+ALL_METHODS = ("anpyc", "anpyc-masks", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet", "hat",
+               "er", "derpp")
+#: without task labels at test time: ANPyC (every weight in use) and its masks variant (task
+#: inference), replay at two buffer sizes, and the classifiers of the inputs alone (no network:
+#: what a model of the inputs scores without one)
+NO_TASK_ID = ("anpyc", "anpyc-masks", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp",
+              "finetune", "joint", "density", "slda")
 NO_TASK_ID_ALIASES = {
-    "anpyc-all-weights": ("anpyc", {"task_inference": "none"}),
     "er-200": ("er", {"buffer": 200}),
     "derpp-200": ("derpp", {"buffer": 200}),
 }
+
+#: ANPyC's mechanisms, one removed (or replaced) per row; every row runs ANPyC's defaults but
+#: for its change and its own tuned strength (``ABLATION_TUNED``).
+ABLATION_ROWS: dict[str, dict] = {
+    "anpyc-all": {},  # every mechanism of the paper: structure-aware Omega, penalty, element-wise updating, pruning
+    "no-structure": {"structure": "none"},
+    "omega-magnitude": {"importance": "magnitude"},
+    "omega-fisher": {"importance": "fisher"},
+    "no-elementwise": {"update": "plain"},
+    "no-pruning": {"prune": False},
+    "no-consolidation": {"lam": 0.0, "update": "plain"},  # pruning only
+}
+#: Each row's knob chosen on the protocol's validation split by the committed commands of
+#: docs/benchmarks/ablation/tune.sh (4 points per row; the grids there). A test checks each value
+#: is the arg-max of its committed tune.json.
+ABLATION_TUNED: dict[str, dict[str, dict]] = {
+    "pmnist10": {},
+    "pmnist10-domain": {},
+}
+
+
+def ablation_aliases(protocol: str) -> dict[str, tuple[str, dict]]:
+    """The ablation's rows on ``protocol``: each row's change and its tuned knob."""
+    tuned = ABLATION_TUNED[protocol]
+    return {row: ("anpyc", {**change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
 
 
 @dataclass(frozen=True)
@@ -102,11 +115,15 @@ BENCHMARKS: dict[str, Benchmark] = {
     "split-mnist": _of_protocol("split-mnist", seeds=3),
     "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "ablation": _of_protocol(
+        "pmnist10", ("finetune",), seeds=3, aliases=ablation_aliases("pmnist10"),
+        description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "
+        "structure-awareness, Omega (replaced by |theta| and by the Fisher), element-wise updating, pruning, "
+        "consolidation; each row's strength tuned on validation with the same 4-point budget",
+    ),
     "ablation-domain": _of_protocol(
-        "pmnist10-domain", ("anpyc", "finetune"), aliases=ABLATION_ALIASES,
-        description="ANPyC's mechanisms without task ids (pmnist10-domain, every weight in use): pruning only, "
-        "consolidation only, both; consolidation weighted by Omega, |theta| or the Fisher; ANPyC with task "
-        "inference and fine-tune for reference",
+        "pmnist10-domain", ("finetune",), seeds=3, aliases=ablation_aliases("pmnist10-domain"),
+        description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "reference": Benchmark(
@@ -216,8 +233,8 @@ def bench_plan(
     ``params``, budget) without running it.
 
     Example:
-        >>> bench_plan("reference", ["anpyc-reference"]).configs()["anpyc-reference"].method_params.reinit
-        'zero'
+        >>> bench_plan("reference", ["anpyc-reference"]).configs()["anpyc-reference"].method_params.keep_schedule
+        'reference'
     """
     if name not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")

@@ -336,10 +336,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], list[int] | None]:
     """``--protocol`` runs: the machine settings given as flags, and the seeds if given. Any
-    other setting (a config file, --param, --benchmark, a protocol setting) is an error."""
-    if args.config or args.param or args.scenario:
+    other setting (a config file, --benchmark, a protocol setting) is an error; ``tune
+    --protocol`` without ``--save-preset`` may give its own grid with ``--param``."""
+    own_grid = command == "tune" and args.param and not args.save_preset
+    if args.config or (args.param and not own_grid) or args.scenario:
         raise ConfigError(f"{command} --protocol takes its settings from the protocol and its grid from "
-                          "presets/grids.yaml: drop --config/--param/--scenario")
+                          "presets/grids.yaml (or --param, without --save-preset): drop --config/--param/--scenario")
     machine = _explicit_flags(args)
     seed = machine.pop("seed", None)
     seeds = list(range(seed or 0, (seed or 0) + args.seeds)) if (seed is not None or args.seeds is not None) else None
@@ -355,8 +357,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         if args.budget is not None and args.budget != get_protocol(args.protocol).budget:
             raise ConfigError(f"protocol {args.protocol} has budget {get_protocol(args.protocol).budget!r}; drop --budget")
         machine, seeds = _protocol_args(args, "tune")
+        grids = {args.protocol: {args.method: parse_params(args.param, grid=True)}} if args.param else None
         result = tune_protocol(args.protocol, args.method, args.out, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                               machine=machine, save=args.save_preset)
+                               machine=machine, save=args.save_preset, grids=grids)
     else:
         if args.save_preset:
             raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "

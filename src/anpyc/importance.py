@@ -143,15 +143,25 @@ def weight_magnitude(model) -> dict[str, Tensor]:
     return {name: p.detach().abs() for name, p in model.shared_parameters()}
 
 
-def normalize_per_layer(omega: dict[str, Tensor], mode: str = "none", beta: float = 3.0) -> dict[str, Tensor]:
-    """Structure-aware rescaling of importance so layers are comparable.
+def normalize_per_layer(omega: dict[str, Tensor], mode: str = "none", beta: float = 3.0,
+                        spread: float = 1.0) -> dict[str, Tensor]:
+    """Structure-aware shaping of importance by the network's layers and units.
 
     * ``none``: unchanged;
     * ``layer_mean``: divide each tensor by its mean (every layer has mean importance 1);
     * ``layer_softmax``: SPP-style sharpening, ``numel * softmax(beta * omega / max(omega))``
       per tensor (mean 1, the largest entries pulled further apart; ``beta=3`` as in SPP);
     * ``neuron``: multiply each weight by its output unit's mean importance relative to the
-      layer mean (a weight of an important neuron counts more).
+      layer mean (a weight of an important neuron counts more);
+    * ``spread``: add to each weight ``spread`` times the mean importance of the unit it feeds
+      (its row; a 1-D tensor, a bias, is scaled by ``1 + spread``): a small or zero weight into
+      an important unit is important too, since moving it changes what that unit computes,
+      though removing it (the Taylor score) changes nothing.
+
+    Example:
+        >>> w = torch.tensor([[2., 0.], [0., 0.]])
+        >>> normalize_per_layer({"w": w}, "spread")["w"].tolist()
+        [[3.0, 1.0], [0.0, 0.0]]
     """
     if mode == "none":
         return omega
@@ -160,7 +170,10 @@ def normalize_per_layer(omega: dict[str, Tensor], mode: str = "none", beta: floa
         if w.numel() == 0 or float(w.max()) <= 0:
             out[name] = w.clone()
             continue
-        if mode == "layer_mean":
+        if mode == "spread":
+            unit = w.reshape(w.shape[0], -1).mean(1).reshape((-1,) + (1,) * (w.dim() - 1)) if w.dim() > 1 else w
+            out[name] = w + spread * unit
+        elif mode == "layer_mean":
             out[name] = w / w.mean()
         elif mode == "layer_softmax":
             out[name] = torch.softmax(beta * (w / w.max()).flatten(), 0).reshape(w.shape) * w.numel()

@@ -83,6 +83,73 @@ def lowest_fraction_mask(scores: Tensor, candidates: Tensor, fraction: float, un
     return out.reshape(candidates.shape)
 
 
+def norm_parameters(model) -> set[str]:
+    """Names of normalisation-layer scales and shifts. They are not pruned element-wise: zeroing
+    a batch-norm scale silences its whole channel, so the task that first trains them keeps
+    them (like the running statistics, frozen after the first task); unit pruning still
+    releases those of a released unit."""
+    norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+    prefix = {id(p): n for n, p in model.shared_parameters()}
+    names = set()
+    for module in model.modules():
+        if isinstance(module, norm_types):
+            names.update(prefix[id(p)] for p in module.parameters(recurse=False) if id(p) in prefix)
+    return names
+
+
+def unit_followers(params: dict[str, Tensor]) -> dict[str, list[str]]:
+    """For each weight tensor, the 1-D parameters after it (in definition order) that hold one
+    value per output unit: its bias and a following batch norm's scale and shift."""
+    out: dict[str, list[str]] = {}
+    current = None
+    for name, p in params.items():
+        if p.dim() > 1:
+            current = name
+            out[name] = []
+        elif current is not None and p.numel() == params[current].shape[0]:
+            out[current].append(name)
+    return out
+
+
+
+@torch.no_grad()
+def grow_pruned_(model, scores: Masks, free: Masks, pruned: Masks, goal: float, by_unit: bool = False) -> None:
+    """Grow ``pruned`` (in place) so that ``goal`` of each prunable layer's free pool is pruned,
+    lowest ``scores`` first, and zero the pruned entries of the model. Normalisation scales and
+    shifts are never pruned element-wise (:func:`norm_parameters`); with ``by_unit`` whole output
+    units go (rows, conv filters: :func:`lowest_fraction_mask` with ``unit_dim=0``), taking
+    their bias and batch-norm scale and shift with them.
+
+    Example:
+        >>> from anpyc.models import build_model
+        >>> from anpyc.config import ModelConfig
+        >>> model = build_model(ModelConfig(hidden=(4,)), (1, 2, 2))
+        >>> free = {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.shared_parameters()}
+        >>> pruned = {n: torch.zeros_like(m) for n, m in free.items()}
+        >>> grow_pruned_(model, {n: p.abs() for n, p in model.shared_parameters()}, free, pruned, 0.5)
+        >>> int(pruned["body.1.weight"].sum())
+        8
+    """
+    params = dict(model.shared_parameters())
+    never_pruned = norm_parameters(model)
+    followers = unit_followers(params)
+    for name, p in params.items():
+        remaining = free[name] & ~pruned[name]
+        n_rem = int(remaining.sum())
+        if name in never_pruned or n_rem == 0:
+            continue
+        want = goal * int(free[name].sum()) - int(pruned[name].sum())
+        unit_dim = 0 if by_unit and p.dim() > 1 else None
+        new = lowest_fraction_mask(scores[name], remaining, max(want, 0) / n_rem, unit_dim)
+        if unit_dim is not None:  # a pruned unit takes its bias and BN scale/shift with it
+            unit_gone = new.reshape(new.shape[0], -1).any(1)
+            for follower in followers.get(name, []):
+                pruned[follower] |= unit_gone & free[follower]
+        pruned[name] |= new
+    for name, p in params.items():
+        p.masked_fill_(pruned[name], 0.0)
+
+
 @contextlib.contextmanager
 def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_done: int) -> Iterator[None]:
     """Show task ``task_id`` only the shared weights it could see when it was trained (owned by

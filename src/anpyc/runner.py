@@ -41,7 +41,7 @@ from anpyc.generative import fit_generative, load_judge, no_head, resolve_train_
 from anpyc.generative_eval import dataset_of
 from anpyc.methods import create
 from anpyc.methods.base import Method
-from anpyc.metrics import summarize
+from anpyc.metrics import summarize, weight_distribution
 from anpyc.models import build_model
 from anpyc.models.generative import build_generative, is_generative
 from anpyc.scenario import SCENARIOS
@@ -282,6 +282,8 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
         "input_standardization": stream[0].info.get("standardize") if len(stream) else None,
         **cost_metrics(model, method, total, p["task_time"], p["eval_time"]),
         "world_size": world_size(),
+        # how sparse and polarised the shared weights end up (ANPyC's claim; every method alike)
+        "weight_distribution": body_weight_distribution(model),
     })
     if fwt:
         metrics.update({"acc_before_training": list(p["acc_before"]), "acc_random_init": list(p["acc_random"])})
@@ -290,6 +292,12 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
         metrics.update({"task_inference_matrix": ti.tolist(), "task_inference_acc": float(np.nanmean(ti[-1]))})
     metrics.update(method.summary())
     return metrics
+
+
+def body_weight_distribution(model) -> dict:
+    """:func:`anpyc.metrics.weight_distribution` of every shared (body) weight of ``model``."""
+    shared = [p.detach().flatten().cpu() for _, p in model.shared_parameters()]
+    return weight_distribution(torch.cat(shared).double().numpy() if shared else [])
 
 
 def cost_metrics(model, method: Method, total: float, task_time: list[float], eval_time: list[float]) -> dict:

@@ -3,11 +3,12 @@
 Example:
     >>> from anpyc.methods import create, METHODS
     >>> sorted(METHODS)[:2]
-    ['anpyc', 'density']
+    ['anpyc', 'anpyc-masks']
 """
 
 from anpyc.methods import (  # noqa: F401  (registers the classes)
     anpyc,
+    anpyc_masks,
     density,
     ewc,
     finetune,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from anpyc.config import RunConfig
-from anpyc.methods.anpyc import FREE
+from anpyc.masking import FREE
 from anpyc.runner import run
 
 
@@ -19,7 +19,7 @@ def test_anpyc_forgets_less_than_finetune_on_split_fashion_mnist_cnn(fashion_dir
         "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "momentum": 0.9},
     }
     ft = run(RunConfig.from_dict({**base, "method": "finetune"}), quiet=True)
-    an = run(RunConfig.from_dict({**base, "method": "anpyc", "method_params": {"importance_samples": 300}}), quiet=True)
+    an = run(RunConfig.from_dict({**base, "method": "anpyc-masks", "method_params": {"importance_samples": 300}}), quiet=True)
     assert ft.metrics["forgetting"] > 0.01
     assert an.metrics["forgetting"] < ft.metrics["forgetting"]
     assert an.acc_matrix[1, 0] == an.acc_matrix[0, 0]  # exactly kept: weights, masks and BN stats
@@ -37,7 +37,7 @@ def _conv_owners(res):
 @pytest.mark.parametrize("unit", ["unit", "weight"])
 def test_filter_pruning_releases_whole_conv_filters(unit):
     cfg = RunConfig.from_dict({
-        "method": "anpyc",
+        "method": "anpyc-masks",
         "method_params": {"prune_unit": unit, "keep_first": 0.5, "retrain_epochs": 1, "importance_samples": 200,
                           "guard": False},  # the pruning mechanics, whatever the accuracy
         "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 300},  # 1 x 8 x 8 images
@@ -63,7 +63,7 @@ def test_filter_pruning_releases_whole_conv_filters(unit):
 
 def test_filter_pruning_with_batch_norm_releases_scale_and_shift():
     cfg = RunConfig.from_dict({
-        "method": "anpyc",
+        "method": "anpyc-masks",
         "method_params": {"prune_unit": "unit", "keep_first": 0.5, "retrain_epochs": 1, "importance_samples": 200,
                           "guard": False},
         "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 200},

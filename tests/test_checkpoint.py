@@ -74,12 +74,13 @@ def test_keeps_the_last_two_and_checkpoints_every_epoch(tmp_path):
     "overrides",
     [
         {},  # finetune, plain SGD, fresh optimizer per task
-        {"method": "joint", "model": {"hidden": [16], "dropout": 0.2},
-         "train": {"optimizer": "adam", "lr": 0.01, "reset_optimizer": False}},
+        pytest.param({"method": "joint", "model": {"hidden": [16], "dropout": 0.2},
+                      "train": {"optimizer": "adam", "lr": 0.01, "reset_optimizer": False}}, marks=pytest.mark.slow),
         # pruning with retrain(epochs) inside after_task, owner masks, history in extra state
-        {"method": "anpyc", "method_params": {"retrain_epochs": 1, "reinit": "random", "importance_samples": 100}},
-        {"method": "anpyc", "method_params": {"protection": "soft", "importance_samples": 100},
-         "train": {"momentum": 0.9, "reset_optimizer": False}},
+        pytest.param({"method": "anpyc", "method_params": {"retrain_epochs": 1, "reinit": "random",
+                                                           "importance_samples": 100}}, marks=pytest.mark.slow),
+        pytest.param({"method": "anpyc", "method_params": {"protection": "soft", "importance_samples": 100},
+                      "train": {"momentum": 0.9, "reset_optimizer": False}}, marks=pytest.mark.slow),
     ],
     ids=["finetune-sgd", "joint-adam-dropout-kept-optimizer", "anpyc-prune-retrain-random-reinit", "anpyc-soft-momentum"],
 )
@@ -120,6 +121,7 @@ def _metrics_without_clock(out) -> dict:
     return {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k not in _CLOCK_KEYS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_resumes_mid_task_to_identical_metrics(tmp_path, monkeypatch, method):
     """Killed inside the second task's training (after its first epoch's checkpoint), then
@@ -182,6 +184,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "r").rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["finetune", "si"])
 def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path, method):
     """A real ``anpyc run`` process killed with SIGKILL at a random point (right after its

@@ -19,6 +19,8 @@ from anpyc import rundir
 from anpyc.checkpoint import list_checkpoints
 from anpyc.cli import main
 
+pytestmark = pytest.mark.slow  # spawns process groups and kills them: minutes on a busy 2-core machine
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "40", "--hidden", "8", "--epochs", "1",
         "--batch-size", "20", "--threads", "1", "--quiet", "--no-report"]

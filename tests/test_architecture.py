@@ -100,4 +100,4 @@ def test_only_the_loop_calls_the_training_hooks():
                if path.name != "train.py" and "methods" not in path.relative_to(SRC).parts
                for call in _hook_calls(path)]
     assert not outside, f"hooks called outside the loop: {outside}"
-    assert {c.split()[1] for c in _hook_calls(SRC / "train.py")} >= {"before_task", "after_task", "penalty", "eval_context"}
+    assert {c.split()[1] for c in _hook_calls(SRC / "loop" / "train.py")} >= {"before_task", "after_task", "penalty", "eval_context"}

@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from anpyc import checkpoint as ck
+from anpyc.callbacks import checkpoint as ck
 from anpyc.cli import main
 from anpyc.config import BENCHMARKS, ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import sources

@@ -159,7 +159,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args, args.method)
     params = parse_params(args.param)
     if args.preset:
-        from anpyc.presets import load_preset, mismatch
+        from anpyc.experiments.presets import load_preset, mismatch
 
         preset = load_preset(args.preset)
         if preset.get("method", cfg.method) != cfg.method:
@@ -246,7 +246,7 @@ def _torchrun() -> bool:
 
 def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
     """``--nproc N`` (spawned here) or a torchrun-started process; None on torchrun ranks > 0."""
-    from anpyc import launch
+    from anpyc.parallel import launch
 
     out = args.resume or args.out
     if _torchrun():
@@ -260,7 +260,7 @@ def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from anpyc.reproduce import reproduce
+    from anpyc.experiments.reproduce import reproduce
 
     report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol)
     print(report.verdict())
@@ -268,7 +268,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from anpyc.compare import compare
+    from anpyc.experiments.compare import compare
     from anpyc.report.tables import summary_markdown
 
     base = _config_from_args(args, None)
@@ -277,7 +277,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("--methods needs at least one method id")
     params = parse_params(args.param, per_method=True)
     if not args.no_presets:  # a method's tuned preset, when this run is the protocol it was tuned under
-        from anpyc.presets import select_presets
+        from anpyc.experiments.presets import select_presets
 
         params, applied, _ = select_presets(methods, base, args.budget, params)
         for m, name in applied.items():
@@ -290,7 +290,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
     if summary.get("failed"):
-        from anpyc.compare import failures_text
+        from anpyc.experiments.compare import failures_text
 
         print(failures_text(summary), end="", file=sys.stderr)
         print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
@@ -313,7 +313,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from anpyc.bench import BENCHMARKS, run_benchmark
+    from anpyc.experiments.bench import BENCHMARKS, run_benchmark
 
     if args.name == "list":
         for name, b in BENCHMARKS.items():
@@ -347,10 +347,10 @@ def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, An
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from anpyc.tune import tune, tune_protocol
+    from anpyc.experiments.tune import tune, tune_protocol
 
     if args.protocol:
-        from anpyc.protocols import get_protocol
+        from anpyc.experiments.protocols import get_protocol
 
         if args.budget is not None and args.budget != get_protocol(args.protocol).budget:
             raise ConfigError(f"protocol {args.protocol} has budget {get_protocol(args.protocol).budget!r}; drop --budget")
@@ -360,7 +360,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     else:
         if args.save_preset:
             raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "
-                              "(anpyc.protocols) with the grid of presets/grids.yaml")
+                              "(anpyc.experiments.protocols) with the grid of presets/grids.yaml")
         base = _config_from_args(args, args.method)
         grid = parse_params(args.param, grid=True)
         seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
@@ -375,8 +375,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune_all(args: argparse.Namespace) -> int:
-    from anpyc.presets import grid_for, load_grids
-    from anpyc.tune import tune_protocol
+    from anpyc.experiments.presets import grid_for, load_grids
+    from anpyc.experiments.tune import tune_protocol
 
     machine, seeds = _protocol_args(args, "tune-all")
     grids = load_grids()
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
     p_tune.add_argument("--method", required=True, help="method id")
     p_tune.add_argument("--protocol", default=None,
-                        help="a named protocol (anpyc.protocols: pmnist10, pmnist10-common, split-mnist): its settings, "
+                        help="a named protocol (anpyc.experiments.protocols: pmnist10, pmnist10-common, split-mnist): its settings, "
                         "its grid from presets/grids.yaml, its budget; only machine settings (--threads...) may be added")
     p_tune.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream (without --protocol)")
     p_tune.add_argument("--seeds", type=int, default=None, help="seeds per point (from --seed, default 0; "
@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.set_defaults(func=_cmd_tune)
 
     p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)")
-    p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.protocols)")
+    p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.experiments.protocols)")
     p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every method with a grid)")
     p_tall.add_argument("--seeds", type=int, default=None, help="seeds per point (default: the protocol's)")
     p_tall.add_argument("--out", required=True, help="directory: one tune directory per method")

@@ -230,7 +230,7 @@ class TrainConfig:
 
     ``epochs`` of a task's main training phase may be fractional (0.5: half the batches of
     one epoch), so that a comparison can give every method the same training passes (see
-    :func:`anpyc.compare.compare`'s budget). A fresh optimizer (learning rate and momentum
+    :func:`anpyc.experiments.compare.compare`'s budget). A fresh optimizer (learning rate and momentum
     reset) is built for every task unless ``reset_optimizer`` is false.
     """
 

@@ -2,7 +2,7 @@
 
 The runner builds what the config names (stream, model, method), opens the run directory
 (:mod:`anpyc.rundir`: ``config.yaml`` first), hands everything to the one training loop
-(:func:`anpyc.train.train_stream`) with the callbacks a run needs (logs, checkpoints,
+(:func:`anpyc.loop.train.train_stream`) with the callbacks a run needs (logs, checkpoints,
 distributed synchronisation) and writes the results. ``run(cfg, out_dir, resume=True)``
 continues a killed run from its newest checkpoint.
 
@@ -30,23 +30,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from anpyc import checkpoint as ckpt
 from anpyc import rundir
-from anpyc.callbacks import RunLogger, attach_run_log, detach_run_log
+from anpyc.callbacks import checkpoint as ckpt
+from anpyc.callbacks.progress import RunLogger, attach_run_log, detach_run_log
+from anpyc.callbacks.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
-from anpyc.distributed import DistributedSync, decorrelate_rng_, is_main_process, world_size
 from anpyc.errors import ConfigError, OutputError
-from anpyc.generative import fit_generative, load_judge, no_head, resolve_train_defaults
-from anpyc.generative_eval import dataset_of
+from anpyc.generative.evaluation import dataset_of
+from anpyc.generative.training import fit_generative, load_judge, no_head, resolve_train_defaults
+from anpyc.loop.train import LoopConfig, LoopState, RandomInitBaseline, train_stream
 from anpyc.methods import create
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
 from anpyc.models.generative import build_generative, is_generative
+from anpyc.parallel.collectives import (
+    DistributedSync,
+    decorrelate_rng_,
+    is_main_process,
+    world_size,
+)
 from anpyc.scenario import SCENARIOS
-from anpyc.tracking import TaskTracker, open_tracker, tensorboard_writer_class
-from anpyc.train import LoopConfig, LoopState, RandomInitBaseline, train_stream
 from anpyc.utils import peak_rss_mb, seed_everything
 from anpyc.version import __version__
 

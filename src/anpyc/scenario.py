@@ -9,7 +9,7 @@ After van de Ven, Tuytelaars & Tolias (2022, "Three types of incremental learnin
   test time.
 
 In every scenario training batches carry their task id (task boundaries are known while
-learning). The loop (:mod:`anpyc.train`) alone decides what evaluation passes to a method:
+learning). The loop (:mod:`anpyc.loop.train`) alone decides what evaluation passes to a method:
 in ``domain`` and ``class`` every evaluation hook gets ``task_id=None`` and test batches
 carry no task id, so a method cannot use it even by accident.
 

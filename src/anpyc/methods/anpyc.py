@@ -41,9 +41,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from anpyc import importance as imp
-from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import (
+from anpyc.kernels import importance as imp
+from anpyc.kernels.inference import TaskInference, inference_cost
+from anpyc.kernels.masking import (
     FREE,
     Masks,
     Ownership,
@@ -101,7 +101,7 @@ class ANPyCConfig:
     every weight it trained). Every figure is in ``metrics.json`` (``prune_guard``).
 
     Without a task id at test time (domain/class scenarios) the view that answers an input is
-    chosen by a task-inference score (``task_inference``, :mod:`anpyc.inference`), or, with
+    chosen by a task-inference score (``task_inference``, :mod:`anpyc.kernels.inference`), or, with
     ``task_inference='none'`` (the paper's setting), every weight is in use and the shared head
     is consolidated too (``consolidate_head``: the penalty holds it, hard protection or not).
 
@@ -366,7 +366,7 @@ class ANPyC(QuadraticPenalty):
     def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain,
                        trained: Masks | None = None) -> tuple[Masks, float, bool]:
         """:meth:`_prune` to ``keep``, under the guard of the task's validation accuracy when
-        the loop gives one (:func:`anpyc.masking.guarded_prune`); returns what was pruned, the
+        the loop gives one (:func:`anpyc.kernels.masking.guarded_prune`); returns what was pruned, the
         keep share used and whether the retraining budget was spent. ``trained``: the values
         before pruning (for ``reinit='keep'``), updated if the task trains on first."""
         c = self.config

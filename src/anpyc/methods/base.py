@@ -1,6 +1,6 @@
 """The one interface every continual-learning method implements.
 
-The loop (:func:`anpyc.train.train_stream`, or your own) calls, per task ``t``::
+The loop (:func:`anpyc.loop.train.train_stream`, or your own) calls, per task ``t``::
 
     ctx = HookContext(task=t, n_tasks=len(stream), seed=seed, scenario="task")
     method.before_task(model, task, ctx)

@@ -66,4 +66,36 @@ def test_the_task_scenario_does_reveal_it():
 
 def test_scenarios_say_what_is_known():
     assert [SCENARIOS[s].task_id_at_test for s in ("task", "domain", "class")] == [True, False, False]
+    assert [SCENARIOS[s].grows_head for s in ("task", "domain", "class")] == [False, False, True]
     assert HookContext(task=0, scenario="class").task_id_at_test is False
+
+
+def test_a_scenario_is_asked_not_compared_with_a_name():
+    ctx = HookContext(task=0, scenario="class")
+    assert ctx.scenario is SCENARIOS["class"] and ctx.scenario.global_labels
+    with pytest.raises(TypeError, match="ask its properties"):
+        _ = ctx.scenario == "class"
+
+
+def test_unknown_scenarios_are_refused_where_the_config_is_built():
+    from anpyc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown scenario 'nope'; known: task, domain, class"):
+        RunConfig.from_dict({"scenario": "nope"})
+
+
+def test_no_method_compares_scenario_names():
+    """Methods ask the Scenario object (``ctx.scenario.grows_head``), never compare its name."""
+    import ast
+    from pathlib import Path
+
+    import anpyc.methods
+
+    offenders = []
+    for path in sorted(Path(anpyc.methods.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(side, ast.Attribute) and side.attr == "scenario" for side in (node.left, *node.comparators)
+            ) and any(isinstance(side, ast.Constant) and isinstance(side.value, str) for side in (node.left, *node.comparators)):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -32,6 +32,7 @@ from anpyc.config import (
     load_mapping,
 )
 from anpyc.errors import AnpycError, ConfigError
+from anpyc.scenario import SCENARIOS
 
 log = logging.getLogger("anpyc")
 
@@ -64,9 +65,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f"{section}.{f.name}", default=None, metavar=f.name.upper(), help=help_)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument(
-        "--scenario", default=None, choices=("task", "domain", "class"),
-        help="what is known at test time: task (task ids, one head per task; default), domain (one head, "
-        "no task id) or class (one head growing over the classes seen, no task id)",
+        "--scenario", default=None, choices=tuple(SCENARIOS),
+        help="what is known at test time: " + "; ".join(f"{n} ({s.description})" for n, s in SCENARIOS.items()),
     )
     parser.add_argument("--config", default=None, help="YAML or TOML file with a run config (flags override it)")
     parser.add_argument(

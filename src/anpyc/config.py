@@ -19,6 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from anpyc.errors import ConfigError
+from anpyc.scenario import get_scenario
 
 T = typing.TypeVar("T")
 
@@ -304,9 +305,10 @@ class RunConfig:
 
     ``method_params`` are the method's own hyper-parameters: given as a mapping, held as the
     method's config dataclass (every field, defaults filled in), checked when the config is
-    built. ``scenario`` says what is known at test time
-    (:mod:`anpyc.scenario`): ``task`` (task ids, one head per task), ``domain`` (one head, same
-    outputs for every task) or ``class`` (one head growing over the classes seen).
+    built. ``scenario`` names what is known at test time, one of
+    :data:`anpyc.scenario.SCENARIOS`: ``task`` (task ids, one head per task), ``domain`` (one
+    head, same outputs for every task), ``class`` (one head growing over the classes seen) or
+    one registered with :func:`anpyc.scenario.register_scenario`; it decides the model's head.
     """
 
     method: str = "finetune"
@@ -316,14 +318,14 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
-    scenario: Literal["task", "domain", "class"] = "task"
+    scenario: str = "task"  # a name of anpyc.scenario.SCENARIOS
 
     def __post_init__(self) -> None:
-        head = "multi" if self.scenario == "task" else "single"
+        head = get_scenario(self.scenario).head
         if self.model.head is not None and self.model.head != head:
             raise ConfigError(
                 f"model.head {self.model.head!r} does not fit scenario {self.scenario!r} (which uses a {head} head): "
-                "set the scenario instead (--scenario task|domain|class)"
+                "set the scenario instead (--scenario NAME)"
             )
         object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
         cls = METHOD_CONFIGS.get(self.method)

@@ -51,7 +51,7 @@ from anpyc.parallel.collectives import (
     is_main_process,
     world_size,
 )
-from anpyc.scenario import SCENARIOS
+from anpyc.scenario import get_scenario
 from anpyc.utils import peak_rss_mb, seed_everything
 from anpyc.version import __version__
 
@@ -167,7 +167,7 @@ def run(
 def stream_labels(cfg: RunConfig) -> str:
     """The one labels rule: generators are conditioned on the stream's class ids; a
     classifier gets the scenario's labels (per task, or global for class-incremental)."""
-    return "global" if is_generative(cfg.model.name) else SCENARIOS[cfg.scenario].labels
+    return "global" if is_generative(cfg.model.name) else get_scenario(cfg.scenario).labels
 
 
 def build_stream(cfg: RunConfig) -> Stream:

@@ -8,9 +8,10 @@ callback: an object with any of the methods of :class:`Callback`, called in list
 What the loop has produced so far is a :class:`LoopState`, which a checkpoint saves and a
 resumed run starts from.
 
-The scenario decides what evaluation may see: with ``scenario='domain'`` or ``'class'``
-:meth:`~anpyc.methods.base.Method.eval_context` and :meth:`~anpyc.methods.base.Method.predict`
-get ``task_id=None`` and test batches reach the method without their task ids.
+The scenario (:class:`~anpyc.scenario.Scenario`) decides what evaluation may see: where it
+hides the task id (``domain``, ``class``) :meth:`~anpyc.methods.base.Method.eval_context` and
+:meth:`~anpyc.methods.base.Method.predict` get ``task_id=None`` and test batches reach the
+method without their task ids.
 
 Example:
     >>> from anpyc.config import StreamConfig, ModelConfig, TrainConfig
@@ -42,7 +43,7 @@ from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.errors import TrainingError
 from anpyc.models.heads import ContinualModel, grouped_logits
 from anpyc.parallel.collectives import rank_batches, shard_batches, sum_scalars, sync_gradients_
-from anpyc.scenario import SCENARIOS, HookContext
+from anpyc.scenario import TASK, HookContext, Scenario, get_scenario
 from anpyc.utils import eval_mode, seeded_generator
 
 Predict = Callable[[Tensor], Tensor]
@@ -200,23 +201,25 @@ EvaluateFn = Callable[[Any, Predict, Any, int, TrainConfig], tuple[float, float]
 
 
 def add_task_head(model: ContinualModel, task, seen: Sequence, ctx: HookContext) -> None:
-    """The model side of a new task: its head (task scenario) or the shared head; in the
-    class scenario the shared head's active outputs grow to every class seen so far."""
-    model.add_head(task.n_outputs)
-    if ctx.scenario == "class":
-        model.set_active_outputs(max(c for s in seen for c in s.classes) + 1)
+    """The model side of a new task, as the scenario says (:meth:`Scenario.begin_task`): its
+    head, or the shared head grown to every class seen so far."""
+    ctx.scenario.begin_task(model, task, seen)
 
 
 # ----------------------------------------------------------------------------- the loop
 @dataclass(frozen=True)
 class LoopConfig:
-    """What the loop needs to know: training settings, run seed, scenario, and whether to
-    measure each task's accuracy before it is trained (forward transfer)."""
+    """What the loop needs to know: training settings, run seed, scenario (the object; a name
+    is looked up), and whether to measure each task's accuracy before it is trained (forward
+    transfer)."""
 
     train: TrainConfig
     seed: int = 0
-    scenario: str = "task"
+    scenario: Scenario = TASK
     forward_transfer: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scenario", get_scenario(self.scenario))
 
     def context(self, task: int, n_tasks: int | None) -> HookContext:
         return HookContext(task=task, n_tasks=n_tasks, seed=self.seed, scenario=self.scenario,
@@ -400,7 +403,7 @@ def _timed_eval(loop: Loop, j: int, task, evaluate: EvaluateFn, after_task: int 
     """Evaluate task ``j`` inside the method's context, revealing ``j`` only if the scenario
     allows; the seconds count as the current task's evaluation time."""
     model, method = loop.model, loop.method
-    visible = j if SCENARIOS[loop.cfg.scenario].task_id_at_test else None
+    visible = loop.cfg.scenario.test_task_id(j)
     inferred = [0, 0]  # rows attributed to task j, rows attributed at all
 
     def predict(x: Tensor) -> Tensor:

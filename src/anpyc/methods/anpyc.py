@@ -355,7 +355,7 @@ class ANPyC(QuadraticPenalty):
         reinit_free_(model, own, c.reinit, ctx.generator(1), c.reinit_scale, trained)
         own.finish_task(model, ctx.task)
         if self.inference is not None and not ctx.task_id_at_test:  # its view, for task inference
-            self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario.grows_head)
         self.history["kept_share"].append(keep)
         self._grad_scale = None
         log.debug(  # the same figures are in metrics.json; keep the progress bar clean

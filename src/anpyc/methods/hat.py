@@ -373,7 +373,7 @@ class HAT(Method):
         log.debug("hat: after task %d the layers use %s of their units", t,
                   {k: round(v[-1], 3) for k, v in self.history["units_used"].items()})
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario.grows_head)
 
     def _record_capacity(self, model) -> None:
         used = [self.used(i) for i in range(len(self._layers))]

@@ -115,7 +115,7 @@ class PackNet(Method):
         own.finish_task(model, t)
         self.history.setdefault("kept_share", []).append(keep)
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario.grows_head)
 
     def _prune_retrain(self, model, trained: Masks, scores: Masks, keep: float, retrain) -> Masks:
         """Release the lowest-magnitude ``1 - keep`` of the weights the task trained (zeroed),

@@ -152,22 +152,10 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-BENCHMARKS = (
-    "permuted-mnist",
-    "rotated-mnist",
-    "split-mnist",
-    "split-fashion-mnist",
-    "permuted-fashion-mnist",
-    "blobs",
-    "split-cifar10",
-    "split-cifar100",
-    "cifar10-100",
-)
-
-
 @dataclass(frozen=True)
 class StreamConfig:
-    """Which task stream to build.
+    """Which task stream to build: ``benchmark`` names a registered stream
+    (:data:`anpyc.data.streams.STREAMS`; any other name is refused when the stream is built).
 
     ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
     training set is held out for model selection, test data is only for reporting.

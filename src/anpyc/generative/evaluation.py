@@ -207,12 +207,13 @@ def load_or_train_classifier(
 
 
 def dataset_of(benchmark: str) -> str:
-    """The base data set a split benchmark draws from."""
-    if benchmark == "split-mnist":
-        return "mnist"
-    if benchmark == "split-fashion-mnist":
-        return "fashion-mnist"
-    raise DataError(f"generative models need a split benchmark (split-mnist, split-fashion-mnist), got {benchmark!r}")
+    """The base data set a split stream draws from (one the judging classifier can learn)."""
+    from anpyc.data.streams import STREAMS
+
+    learnable = {n: s.dataset for n, s in STREAMS.items() if s.kind == "split" and s.dataset in sources.DATASETS}
+    if benchmark in learnable:
+        return learnable[benchmark]
+    raise DataError(f"generative models need a split benchmark ({', '.join(learnable)}), got {benchmark!r}")
 
 
 def real_features(clf: EvalClassifier, data, classes, limit: int | None = None) -> dict[int, np.ndarray]:

@@ -313,10 +313,10 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from anpyc.experiments.bench import BENCHMARKS, run_benchmark
+    from anpyc.experiments.bench import SUITES, run_suite
 
     if args.name == "list":
-        for name, b in BENCHMARKS.items():
+        for name, b in SUITES.items():
             print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
         return 0
     overrides = _explicit_flags(args)
@@ -324,7 +324,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides = deep_update(load_mapping(args.config), overrides)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
-    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
+    summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=_jobs(args), presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
                             budget=args.budget, resume=_resume_flag(args))
@@ -492,16 +492,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
     p_rep.set_defaults(func=_cmd_report)
 
-    p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
-    p_bench.add_argument("name", help="benchmark name, or `list`")
+    p_bench = sub.add_parser("bench", help="run a named suite of methods on a protocol (`anpyc bench list`)")
+    p_bench.add_argument("name", help="suite name, or `list`")
     p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
-    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
-    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
+    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the suite's)")
+    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
     p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
     _add_resume_flag(p_bench)
     _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
-    _add_budget_flag(p_bench, default=None)  # None: the benchmark's own (passes except for `reference`)
+    _add_budget_flag(p_bench, default=None)  # None: the suite's own (passes except for `reference`)
     p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")

@@ -4,19 +4,19 @@ import pytest
 
 from anpyc.cli import main
 from anpyc.errors import ConfigError
-from anpyc.experiments.bench import BENCHMARKS, run_benchmark
+from anpyc.experiments.bench import SUITES, run_suite
 
 
-def test_unknown_benchmark_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="unknown benchmark"):
-        run_benchmark("nope", tmp_path)
+def test_unknown_suite_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown suite"):
+        run_suite("nope", tmp_path)
 
 
-def test_every_benchmark_config_is_valid():
+def test_every_suite_config_is_valid():
     from anpyc.config import RunConfig
     from anpyc.methods import method_config
 
-    for bench in BENCHMARKS.values():
+    for bench in SUITES.values():
         RunConfig.from_dict(bench.base)
         for method, params in bench.aliases.values():
             method_config(method, params)
@@ -59,7 +59,7 @@ def test_reference_bench_runs_exactly_the_shipped_preset():
 
 
 def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
-    summary = run_benchmark("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"], quiet=True,
+    summary = run_suite("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"], quiet=True,
                             overrides={"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}, "train": {"epochs": 1}},
                             params={"anpyc-reference": {"retrain_epochs": 0.1}})
     ref = summary["methods"]["anpyc-reference"]
@@ -91,7 +91,7 @@ def test_bench_jobs_flag_is_checked(tmp_path):
 
 
 def test_long_bench_runs_every_method_the_comparison_needs():
-    long = BENCHMARKS["long"]
+    long = SUITES["long"]
     # every method of the 10-task table but joint (50 x the data); HAT, replay and LwF included
     assert set(long.methods) == {"anpyc", "finetune", "ewc", "online-ewc", "si", "mas", "packnet", "hat", "lwf", "er", "derpp"}
     assert long.base["stream"]["tasks"] == 50

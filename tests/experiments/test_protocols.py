@@ -1,4 +1,4 @@
-"""Protocols: defined once, fingerprinted, run by the named benchmarks, tuned with the grid file."""
+"""Protocols: defined once, fingerprinted, run by the named suites, tuned with the grid file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError
-from anpyc.experiments.bench import BENCHMARKS, bench_plan
+from anpyc.experiments.bench import SUITES, bench_plan
 from anpyc.experiments.protocols import (
     PROTOCOLS,
     differences,
@@ -53,7 +53,7 @@ def test_common_protocol_is_the_one_papers_use():
     assert matching_protocols(_config_from_args(args, "finetune"), "passes") == ["pmnist10-common"]
 
 
-@pytest.mark.parametrize("name", [n for n, b in BENCHMARKS.items() if b.protocol])
+@pytest.mark.parametrize("name", [n for n, b in SUITES.items() if b.protocol])
 def test_each_protocol_benchmark_runs_its_protocol(name):
     plan = bench_plan(name, presets=False)
     assert plan.bench.protocol in matching_protocols(plan.base, plan.budget)
@@ -61,7 +61,7 @@ def test_each_protocol_benchmark_runs_its_protocol(name):
 
 
 def test_pmnist10_common_is_a_named_bench_with_every_method():
-    bench = BENCHMARKS["pmnist10-common"]
+    bench = SUITES["pmnist10-common"]
     assert bench.protocol == "pmnist10-common" and {"anpyc", "packnet", "ewc", "online-ewc", "si", "mas", "lwf"} <= set(bench.methods)
     assert fingerprint(RunConfig.from_dict(bench.base), bench.budget) == protocol_fingerprint("pmnist10-common")
 

@@ -1,14 +1,14 @@
-"""Named benchmarks: fixed protocols run through :func:`anpyc.experiments.compare.compare`.
+"""Named suites: fixed sets of methods on a protocol, run through :func:`anpyc.experiments.compare.compare`.
 
 ``anpyc bench NAME --out DIR`` writes ``bench.json`` (the summary, the exact command with a
 relative ``--out``, the machine, the date, the parameters and which presets were applied) and
-``bench.md``, and prints the table. A benchmark runs a protocol of :mod:`anpyc.experiments.protocols`
+``bench.md``, and prints the table. A suite runs a protocol of :mod:`anpyc.experiments.protocols`
 (``pmnist10``, ``pmnist10-common``, ``split-mnist``; ``long`` is ``pmnist10`` with 50 tasks);
 each method runs with its tuned preset when one was tuned under that protocol
 (``anpyc tune --protocol``), else its defaults.
 
 Example:
-    >>> "pmnist10" in BENCHMARKS and "split-mnist-class" in BENCHMARKS
+    >>> "pmnist10" in SUITES and "split-mnist-class" in SUITES
     True
 """
 
@@ -68,8 +68,9 @@ NO_TASK_ID_ALIASES = {
 
 
 @dataclass(frozen=True)
-class Benchmark:
-    """``base``: the run config without a method; ``protocol``: the protocol it runs (its
+class Suite:
+    """A named comparison (``anpyc bench NAME``; "benchmark" names a stream, not this).
+    ``base``: the run config without a method; ``protocol``: the protocol it runs (its
     presets apply), ``None`` for a setting of its own (no preset applies unless one matches)."""
 
     description: str
@@ -82,15 +83,15 @@ class Benchmark:
     protocol: str | None = None
 
 
-def _of_protocol(name: str, methods: tuple[str, ...] = ALL_METHODS, **changes: Any) -> Benchmark:
-    """The benchmark that runs protocol ``name`` (``changes``: settings outside its fingerprint)."""
+def _of_protocol(name: str, methods: tuple[str, ...] = ALL_METHODS, **changes: Any) -> Suite:
+    """The suite that runs protocol ``name`` (``changes``: settings outside its fingerprint)."""
     p = PROTOCOLS[name]
     base = deep_update(p.base, changes.pop("base", {}))
-    return Benchmark(changes.pop("description", p.description), base, methods, budget=p.budget, protocol=name, **changes)
+    return Suite(changes.pop("description", p.description), base, methods, budget=p.budget, protocol=name, **changes)
 
 
-BENCHMARKS: dict[str, Benchmark] = {
-    "quick": Benchmark(
+SUITES: dict[str, Suite] = {
+    "quick": Suite(
         "5-task permuted MNIST, 5000 training examples per task (a minute or two on a laptop CPU)",
         deep_update(PMNIST, {"stream": {"tasks": 5, "subsample": 5000, "test_subsample": 2000}}),
         ("anpyc", "finetune", "joint"),
@@ -107,7 +108,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         "inference and fine-tune for reference",
     ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
-    "reference": Benchmark(
+    "reference": Suite(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
         "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "
         "(30 retraining epochs per 10% pruning step; hours on a CPU)",
@@ -145,14 +146,14 @@ def machine() -> dict:
 
 
 def method_params(
-    bench: Benchmark, methods: list[str], base: RunConfig, budget: str, presets: bool = True,
+    bench: Suite, methods: list[str], base: RunConfig, budget: str, presets: bool = True,
 ) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
-    """Hyper-parameters per method: the benchmark's own, over the tuned preset whose protocol
+    """Hyper-parameters per method: the suite's own, over the tuned preset whose protocol
     is this run's (when ``presets``); methods with neither get no entry (their defaults).
     Returns ``(params, applied, not_applied)`` as :func:`anpyc.experiments.presets.select_presets`.
 
     Example:
-        >>> params, applied, _ = method_params(BENCHMARKS["quick"], ["finetune"], RunConfig(), "passes")
+        >>> params, applied, _ = method_params(SUITES["quick"], ["finetune"], RunConfig(), "passes")
         >>> params, applied
         ({}, {})
     """
@@ -175,7 +176,7 @@ def _relative_to(path: str | None, base: Path) -> str | None:
 
 
 def bench_command(name: str, out_dir: str | Path, argv: list[str] | None = None) -> str:
-    """The command line that ran benchmark ``name``, ``--out`` relative to the working
+    """The command line that ran suite ``name``, ``--out`` relative to the working
     directory (:func:`anpyc.io.relative_command`).
 
     Example:
@@ -187,10 +188,10 @@ def bench_command(name: str, out_dir: str | Path, argv: list[str] | None = None)
 
 @dataclass(frozen=True)
 class BenchPlan:
-    """What a benchmark run will do: its base config, labels, parameters per label, aliases
+    """What a suite's run will do: its base config, labels, parameters per label, aliases
     and budget (resolved, nothing run)."""
 
-    bench: Benchmark
+    bench: Suite
     base: RunConfig
     methods: list[str]
     params: dict[str, dict]
@@ -210,16 +211,16 @@ def bench_plan(
     name: str, methods: list[str] | None = None, overrides: dict[str, Any] | None = None, presets: bool = True,
     params: dict[str, dict] | None = None, budget: str | None = None,
 ) -> BenchPlan:
-    """Resolve benchmark ``name`` (methods, base config with ``overrides``, presets, explicit
+    """Resolve suite ``name`` (methods, base config with ``overrides``, presets, explicit
     ``params``, budget) without running it.
 
     Example:
         >>> bench_plan("reference", ["anpyc-reference"]).configs()["anpyc-reference"].method_params.reinit
         'zero'
     """
-    if name not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
-    bench = BENCHMARKS[name]
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    bench = SUITES[name]
     chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
     if overrides and "method" in overrides:
         raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
@@ -239,7 +240,7 @@ def bench_plan(
 
 
 @rundir.releases_locks  # OUT stays locked while bench.json and bench.md are written after the runs
-def run_benchmark(
+def run_suite(
     name: str,
     out_dir: str | Path,
     seeds: int | None = None,
@@ -254,14 +255,14 @@ def run_benchmark(
     budget: str | None = None,
     resume: bool = False,
 ) -> dict:
-    """Run benchmark ``name``; returns the summary written to ``out_dir/bench.json``.
+    """Run suite ``name``; returns the summary written to ``out_dir/bench.json``.
 
     Each method runs with its tuned preset (``anpyc tune --protocol``, chosen on validation
     data) when the run's protocol fingerprint equals the one it was tuned under, else its
     defaults with one warning naming the difference; ``presets=False``: the defaults. The
     parameters used, the presets applied and the protocol the run matched are recorded in
     ``bench.json``. ``jobs`` runs that many (method, seed) runs in parallel processes.
-    ``resume`` continues a killed benchmark in ``out_dir`` (see :func:`anpyc.experiments.compare.compare`).
+    ``resume`` continues a killed suite in ``out_dir`` (see :func:`anpyc.experiments.compare.compare`).
     """
     from anpyc.experiments.compare import compare
     from anpyc.experiments.protocols import matching_protocols

@@ -1,7 +1,7 @@
 """Named protocols: the settings a comparison runs under, defined once.
 
 A protocol is a base run config (stream, model, training, scenario) and a budget; the named
-benchmarks (:mod:`anpyc.experiments.bench`) run them, ``anpyc tune --protocol NAME`` tunes every method
+suites (:mod:`anpyc.experiments.bench`) run them, ``anpyc tune --protocol NAME`` tunes every method
 on them with the grids of ``presets/grids.yaml``, and a shipped preset records the protocol it
 was tuned under. Its **fingerprint** is every setting that changes what a method learns:
 the stream, model, training and scenario settings and the budget, except

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from anpyc.config import RunConfig
-from anpyc.methods import METHODS, get_method_class
+from anpyc.methods import get_method_class, method_names, typed
 from anpyc.runner import run
 from anpyc.scenario import SCENARIOS, HookContext
 
@@ -48,9 +48,9 @@ FAST = {"anpyc": {"importance_samples": 50}, "ewc": {"fisher_samples": 50}, "onl
 
 
 @pytest.mark.parametrize("scenario", ["domain", "class"])
-@pytest.mark.parametrize("name", sorted(n for n in METHODS if not n.startswith("test-")))
+@pytest.mark.parametrize("name", method_names())
 def test_no_task_id_reaches_a_method_at_test_time(name, scenario):
-    cfg = RunConfig.from_dict({**BLOBS, "method": name, "method_params": FAST.get(name, {}), "scenario": scenario})
+    cfg = typed(RunConfig.from_dict({**BLOBS, "method": name, "method_params": FAST.get(name, {}), "scenario": scenario}))
     spy = _spy(name)(cfg.method_params)
     run(cfg, quiet=True, method=spy)
     assert spy.seen and {kind for kind, _ in spy.seen} == {"eval_context", "predict"}
@@ -58,7 +58,7 @@ def test_no_task_id_reaches_a_method_at_test_time(name, scenario):
 
 
 def test_the_task_scenario_does_reveal_it():
-    cfg = RunConfig.from_dict({**BLOBS, "method": "finetune"})
+    cfg = typed(RunConfig.from_dict({**BLOBS, "method": "finetune"}))
     spy = _spy("finetune")(cfg.method_params)
     run(cfg, quiet=True, method=spy)
     assert {task_id for _, task_id in spy.seen} == {0, 1}

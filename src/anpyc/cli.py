@@ -150,6 +150,7 @@ def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "pas
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from anpyc.methods import typed
     from anpyc.runner import run
 
     if args.resume is not None:
@@ -158,20 +159,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("run needs --method and --out (or --resume DIR)")
     cfg = _config_from_args(args, args.method)
     params = parse_params(args.param)
-    if args.preset:
-        from anpyc.experiments.presets import load_preset, mismatch
+    if args.preset:  # the presets' one path (compare and bench take it too); explicit --param wins
+        from anpyc.experiments.presets import select_presets
 
-        preset = load_preset(args.preset)
-        if preset.get("method", cfg.method) != cfg.method:
-            raise ConfigError(f"preset {args.preset!r} is for method {preset['method']!r}, not {cfg.method!r}")
-        if "tuned" in preset:  # applied as asked, but say when this run is not the protocol it was tuned under
-            diff = mismatch(preset, cfg, None)
-            if diff:
-                log.warning("preset %s was tuned under protocol %s; this run differs: %s", args.preset,
-                            preset.get("protocol"), diff[0])
-        params = {**preset.get("method_params", {}), **params}  # explicit --param wins
-    if params:
-        cfg = cfg.with_params(**params)
+        chosen, _, _ = select_presets([cfg.method], cfg, None, {cfg.method: params}, named={cfg.method: args.preset})
+        params = chosen[cfg.method]
+    cfg = typed(cfg.with_params(**params))  # the method's parameters typed once, here
     if args.nproc > 1 or args.backend is not None or _torchrun():
         result = _run_processes(args, cfg)
         if result is None:
@@ -375,12 +368,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune_all(args: argparse.Namespace) -> int:
-    from anpyc.experiments.presets import grid_for, load_grids
+    from anpyc.experiments.presets import grid_for, load_grids, tunable_methods
     from anpyc.experiments.tune import tune_protocol
 
     machine, seeds = _protocol_args(args, "tune-all")
     grids = load_grids()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(grids.get(args.protocol, {}))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else tunable_methods(args.protocol, grids)
     for m in methods:
         grid_for(args.protocol, m, grids)  # every method has a grid before anything runs
     for m in methods:
@@ -474,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)")
     p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.experiments.protocols)")
-    p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every method with a grid)")
+    p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every registered method with a grid on the protocol)")
     p_tall.add_argument("--seeds", type=int, default=None, help="seeds per point (default: the protocol's)")
     p_tall.add_argument("--out", required=True, help="directory: one tune directory per method")
     p_tall.add_argument("--save-preset", action="store_true", help="write each chosen point as the shipped preset")

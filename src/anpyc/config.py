@@ -282,18 +282,14 @@ class GenerativeConfig:
         _check(self.grid_columns >= 1, "generative.grid_columns must be >= 1")
 
 
-#: method name -> its hyper-parameter dataclass; filled by :func:`anpyc.methods.register`, so
-#: that ``RunConfig.method_params`` is typed once, where the config is built
-METHOD_CONFIGS: dict[str, type] = {}
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` beside its results.
 
-    ``method_params`` are the method's own hyper-parameters: given as a mapping, held as the
-    method's config dataclass (every field, defaults filled in), checked when the config is
-    built. ``scenario`` names what is known at test time, one of
+    ``method_params`` are the method's own hyper-parameters: a mapping as given, or the
+    method's config dataclass (every field, defaults filled in) once the method registry has
+    typed them (:func:`anpyc.methods.typed`, at the boundary: the command line, ``run``, a
+    comparison's jobs). ``scenario`` names what is known at test time, one of
     :data:`anpyc.scenario.SCENARIOS`: ``task`` (task ids, one head per task), ``domain`` (one
     head, same outputs for every task), ``class`` (one head growing over the classes seen) or
     one registered with :func:`anpyc.scenario.register_scenario`; it decides the model's head.
@@ -316,17 +312,14 @@ class RunConfig:
                 "set the scenario instead (--scenario NAME)"
             )
         object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
-        cls = METHOD_CONFIGS.get(self.method)
-        if cls is None and METHOD_CONFIGS:
-            raise ConfigError(f"unknown method {self.method!r}; known: {', '.join(sorted(METHOD_CONFIGS))}")
-        if cls is not None:  # typed once, here; an unknown method fails when it is created
-            params = self.method_params if isinstance(self.method_params, cls) else dict(self.method_params or {})
-            object.__setattr__(self, "method_params", from_dict(cls, params, f"method_params ({self.method})"))
-        elif not isinstance(self.method_params, dict):
+        if self.method_params is None:
+            object.__setattr__(self, "method_params", {})
+        if not isinstance(self.method_params, dict) and not dataclasses.is_dataclass(self.method_params):
             raise ConfigError(f"method_params: expected a mapping, got {self.method_params!r}")
 
     def params_dict(self) -> dict:
-        """The method's hyper-parameters as a plain dict (every field, defaults included)."""
+        """The method's hyper-parameters as a plain dict (every field, defaults included, once
+        typed by the method registry)."""
         return to_dict(self.method_params) if dataclasses.is_dataclass(self.method_params) else dict(self.method_params)
 
     def with_params(self, method: str | None = None, **params: Any) -> RunConfig:

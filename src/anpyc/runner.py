@@ -40,7 +40,7 @@ from anpyc.errors import ConfigError, OutputError
 from anpyc.generative.evaluation import dataset_of
 from anpyc.generative.training import fit_generative, load_judge, no_head, resolve_train_defaults
 from anpyc.loop.train import LoopConfig, LoopState, RandomInitBaseline, train_stream
-from anpyc.methods import create
+from anpyc.methods import create, typed
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize
 from anpyc.models import build_model
@@ -184,7 +184,7 @@ def for_model(cfg: RunConfig) -> RunConfig:
 
 
 def _checked(cfg: RunConfig, resume: bool, tensorboard: bool | str | Path) -> RunConfig:
-    cfg = for_model(cfg.replace())  # typed method parameters, also for a config built before the methods were imported
+    cfg = for_model(typed(cfg))  # the method's parameters typed here unless they are already
     if is_generative(cfg.model.name):  # VAE / GAN: Adam at the model's rate unless set
         cfg = resolve_train_defaults(cfg)
         dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails here
@@ -312,8 +312,9 @@ def cost_metrics(model, method: Method, total: float, task_time: list[float], ev
     }
 
 
-def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False) -> RunResult:
-    """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint.
+def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False, method: Method | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint
+    (``method``: the method object to restore into, built from the config by default).
 
     A run that already finished (``metrics.json`` present) is not touched: its saved results
     are returned.
@@ -330,4 +331,4 @@ def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = Fal
         log.info("%s already finished; nothing to resume", run_dir)
         return RunResult(cfg, rundir.matrix(metrics["acc_matrix"]), rundir.matrix(metrics.get("val_acc_matrix", [])),
                          metrics, run_dir)
-    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard)
+    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard, method=method)

@@ -10,31 +10,15 @@ from anpyc.callbacks import checkpoint as ck
 from anpyc.callbacks.checkpoint import decode, encode, list_checkpoints, load_latest
 from anpyc.config import RunConfig
 from anpyc.errors import CheckpointError
-from anpyc.methods import METHODS
+from anpyc.methods import method_names
 from anpyc.runner import resume_run, run
+from killing import Killed, kill_after
 
 BLOBS = {
     "stream": {"benchmark": "blobs", "tasks": 3, "subsample": 200},
     "model": {"hidden": [16]},
     "train": {"epochs": 4, "checkpoint_every": 1, "threads": 1},
 }
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL: nothing in the library catches a BaseException."""
-
-
-def kill_after(monkeypatch, n_saves: int) -> None:
-    real, calls = ck.save, {"n": 0}
-
-    def save(run_dir, payload, keep=ck.KEEP):
-        path = real(run_dir, payload, keep)
-        calls["n"] += 1
-        if calls["n"] == n_saves:
-            raise Killed(path)
-        return path
-
-    monkeypatch.setattr(ck, "save", save)
 
 
 def test_encode_decode_round_trip_and_detects_every_truncation():
@@ -122,7 +106,7 @@ def _metrics_without_clock(out) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", method_names())
 def test_every_method_resumes_mid_task_to_identical_metrics(tmp_path, monkeypatch, method):
     """Killed inside the second task's training (after its first epoch's checkpoint), then
     resumed: the same matrices and the same metrics.json extras (importance statistics,

@@ -51,8 +51,9 @@ def test_reference_bench_runs_exactly_the_shipped_preset():
     from anpyc.config import RunConfig
     from anpyc.experiments.bench import bench_plan
     from anpyc.experiments.presets import PRESET_DIR
+    from anpyc.methods import typed
 
-    shipped = RunConfig.from_file(PRESET_DIR / "anpyc-reference.yaml")
+    shipped = typed(RunConfig.from_file(PRESET_DIR / "anpyc-reference.yaml"))
     ran = bench_plan("reference").configs()["anpyc-reference"]
     assert ran.to_dict() == shipped.to_dict()
     assert ran.method_params.reinit == "zero" and ran.method_params.task_masks is False

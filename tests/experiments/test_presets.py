@@ -17,7 +17,7 @@ from anpyc.errors import ConfigError
 from anpyc.experiments import presets
 from anpyc.experiments import tune as tune_mod
 from anpyc.experiments.protocols import PROTOCOLS, Protocol, protocol_config, protocol_fingerprint
-from anpyc.methods import METHODS
+from anpyc.methods import has_params, method_names, typed
 from anpyc.runner import RunResult
 
 # a protocol small enough to tune in seconds (the shipped ones need MNIST and minutes per point)
@@ -48,14 +48,15 @@ def test_presets_and_grids_are_package_data():
 def test_shipped_grid_file_gives_every_method_the_same_number_of_points_on_every_protocol():
     grids = presets.load_grids()
     assert presets.grid_problems(grids) == []
-    tunable = {"anpyc", "packnet", "ewc", "online-ewc", "si", "mas", "lwf"} & set(METHODS)
+    tunable = {m for m in method_names() if has_params(m)}  # every registered method with hyper-parameters
+    assert {"anpyc", "packnet", "ewc", "si"} <= tunable and "finetune" not in tunable
     for protocol in PROTOCOLS:
         assert protocol in grids, f"protocol {protocol} has no grids"
         assert tunable <= set(grids[protocol]), (protocol, tunable - set(grids[protocol]))
         assert len({len(presets.expand_grid(g)) for g in grids[protocol].values()}) == 1
         for method, grid in grids[protocol].items():  # every point is a valid config of its method
             for point in presets.expand_grid(grid):
-                protocol_config(protocol).with_params(method, **point)
+                typed(protocol_config(protocol).with_params(method, **point))
 
 
 def test_grid_problems_catch_unequal_grids_and_unknown_protocols():
@@ -75,7 +76,7 @@ def test_every_shipped_preset_is_the_argmax_of_its_own_recorded_grid():
 def _fake_tuned(monkeypatch, tmp_path, vals: dict[float, float]):
     """tune_protocol on ``tiny`` with made-up validation figures per lam (no training)."""
 
-    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None):
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
         lam = cfg.method_params.lam
         return RunResult(cfg, None, None, {"val_avg_acc": vals[lam], "avg_acc": 1 - vals[lam]})
 
@@ -172,7 +173,7 @@ def test_tune_protocol_cli_writes_a_checked_preset_that_compare_and_run_use(tiny
 def test_tune_all_tunes_every_method_of_the_protocol(tiny, tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None):
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
         calls.append(cfg.method)
         return RunResult(cfg, None, None, {"val_avg_acc": 0.5, "avg_acc": 0.5})
 

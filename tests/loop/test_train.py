@@ -115,11 +115,9 @@ class _NanAtTask1(Method):
 def test_cli_reports_a_non_finite_loss_in_one_line_and_keeps_earlier_results(tmp_path, monkeypatch, capsys):
     from anpyc.callbacks.checkpoint import decode, list_checkpoints
     from anpyc.cli import main
-    from anpyc.config import METHOD_CONFIGS
     from anpyc.methods import METHODS
 
     monkeypatch.setitem(METHODS, _NanAtTask1.name, _NanAtTask1)
-    monkeypatch.setitem(METHOD_CONFIGS, _NanAtTask1.name, _NanAtTask1.config_cls)
     out = tmp_path / "r"
     argv = ["run", "--method", _NanAtTask1.name, "--benchmark", "blobs", "--tasks", "3", "--subsample", "100",
             "--hidden", "8", "--epochs", "2", "--quiet", "--out", str(out)]

@@ -198,7 +198,7 @@ def test_resume_with_two_processes(tmp_path, monkeypatch):
     """A run killed mid-task resumes under ``--nproc 2``: every rank loads the checkpoint (a
     rank starting afresh would end with another state: the run would fail its checksum check)
     and the result is the uninterrupted run's; only rank 0 appends to the run directory."""
-    from test_checkpoint import Killed, kill_after
+    from killing import Killed, kill_after
 
     cfg = RunConfig.from_dict({**BLOBS, "method": "anpyc", "method_params": dict(METHODS[1][1]),
                                "train": {**BLOBS["train"], "checkpoint_every": 2}})

@@ -27,7 +27,7 @@ from anpyc.config import RunConfig, deep_update
 from anpyc.errors import ConfigError
 from anpyc.experiments.protocols import PMNIST, PROTOCOLS
 from anpyc.io import atomic_write_text, relative_command, write_json
-from anpyc.methods import METHODS
+from anpyc.methods import DEFAULT_METHOD, METHODS, method_names
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,35 @@ def reference_preset() -> tuple[dict, dict]:
 
 REFERENCE_BASE, REFERENCE_ANPYC = reference_preset()
 
-ALL_METHODS = ("anpyc", "finetune", "joint", "ewc", "online-ewc", "si", "mas", "lwf", "packnet", "hat", "er", "derpp")
-#: without task labels at test time: ANPyC in both modes (task inference, the default, and
-#: every weight in use), replay at two buffer sizes
-NO_TASK_ID = ("anpyc", "packnet", "hat", "ewc", "online-ewc", "si", "mas", "lwf", "er", "derpp", "finetune", "joint")
+
+
+@dataclass(frozen=True)
+class Methods:
+    """A suite's methods, read from the registry when the suite runs (a method registered
+    later is in it; :func:`anpyc.methods.method_names`): with ``tagged``, the default method
+    and the methods carrying one of those tags; else every method carrying none of ``without``.
+
+    Example:
+        >>> Methods(tagged=("lower-bound", "upper-bound")).names()
+        ('anpyc', 'finetune', 'joint')
+    """
+
+    without: frozenset[str] = frozenset()
+    tagged: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        if self.tagged:
+            chosen = [m for tag in self.tagged for m in method_names(tags={tag})]
+            return tuple(dict.fromkeys([DEFAULT_METHOD, *chosen]))
+        return tuple(method_names(without=self.without))
+
+
+ALL_METHODS = Methods()
+#: without task labels at test time (ANPyC also with every weight in use, replay at two buffer
+#: sizes: the aliases below)
+NO_TASK_ID = Methods(without=frozenset({"needs-task-id"}))
+#: the default method with fine-tune (lower bound) and joint training (upper bound)
+WITH_BOUNDS = Methods(tagged=("lower-bound", "upper-bound"))
 _ALL_WEIGHTS = {"task_inference": "none"}  # the paper's setting: every weight in use at test time
 _NO_PRUNING = {"keep_first": 1.0, "keep_min": 1.0}
 #: ANPyC's mechanisms without task ids (domain-incremental permuted MNIST, every weight in use):
@@ -75,15 +100,20 @@ class Suite:
 
     description: str
     base: dict
-    methods: tuple[str, ...]
+    select: Methods = ALL_METHODS
     seeds: int = 1
     params: dict = field(default_factory=dict)  # method -> hyper-parameters
     aliases: dict = field(default_factory=dict)  # label -> (method, params): variants of one method
     budget: str = "passes"  # equal training passes per task; "epochs" only to reproduce a paper's protocol
     protocol: str | None = None
 
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The suite's methods as registered now."""
+        return self.select.names()
 
-def _of_protocol(name: str, methods: tuple[str, ...] = ALL_METHODS, **changes: Any) -> Suite:
+
+def _of_protocol(name: str, methods: Methods = ALL_METHODS, **changes: Any) -> Suite:
     """The suite that runs protocol ``name`` (``changes``: settings outside its fingerprint)."""
     p = PROTOCOLS[name]
     base = deep_update(p.base, changes.pop("base", {}))
@@ -94,7 +124,7 @@ SUITES: dict[str, Suite] = {
     "quick": Suite(
         "5-task permuted MNIST, 5000 training examples per task (a minute or two on a laptop CPU)",
         deep_update(PMNIST, {"stream": {"tasks": 5, "subsample": 5000, "test_subsample": 2000}}),
-        ("anpyc", "finetune", "joint"),
+        WITH_BOUNDS,
     ),
     "pmnist10": _of_protocol("pmnist10", seeds=3),
     "pmnist10-common": _of_protocol("pmnist10-common", seeds=3),
@@ -102,7 +132,7 @@ SUITES: dict[str, Suite] = {
     "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "ablation-domain": _of_protocol(
-        "pmnist10-domain", ("anpyc", "finetune"), aliases=ABLATION_ALIASES,
+        "pmnist10-domain", Methods(tagged=("lower-bound",)), aliases=ABLATION_ALIASES,
         description="ANPyC's mechanisms without task ids (pmnist10-domain, every weight in use): pruning only, "
         "consolidation only, both; consolidation weighted by Omega, |theta| or the Fisher; ANPyC with task "
         "inference and fine-tune for reference",
@@ -113,12 +143,12 @@ SUITES: dict[str, Suite] = {
         "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "
         "(30 retraining epochs per 10% pruning step; hours on a CPU)",
         REFERENCE_BASE,
-        ("anpyc", "finetune", "joint"),
+        WITH_BOUNDS,
         aliases={"anpyc-reference": ("anpyc", REFERENCE_ANPYC)},
         budget="epochs",  # the authors' protocol: each pruning step retrains on top of the epoch
     ),
     "long": _of_protocol(
-        "pmnist10", tuple(m for m in ALL_METHODS if m != "joint"), seeds=3,
+        "pmnist10", Methods(without=frozenset({"upper-bound"})), seeds=3,
         description="long permuted-MNIST sequence (50 tasks unless --tasks): protocol pmnist10, "
         "test accuracy on 2000 images per task",
         base={"stream": {"tasks": 50, "test_subsample": 2000, "val_subsample": 1000}},

@@ -23,7 +23,7 @@ from anpyc.config import RunConfig, load_mapping
 from anpyc.errors import AnpycError, ConfigError, OutputError
 from anpyc.experiments.jobs import Job, run_jobs
 from anpyc.io import write_json, write_yaml
-from anpyc.methods import create, get_method_class
+from anpyc.methods import create, get_method_class, typed
 from anpyc.report.tables import summary_markdown
 from anpyc.runner import RunResult, build_stream, prepare_out_dir
 from anpyc.summary import method_summary
@@ -63,7 +63,7 @@ def compare(
     def resolve(label: str) -> tuple[str, dict[str, Any]]:
         return resolve_label(label, params, aliases)
 
-    configs = job_configs(base, methods, params, aliases, budget)  # a bad name, parameter or budget fails before any training
+    configs = label_configs(base, methods, params, aliases)  # a bad name or parameter fails before any training
     unknown = set(params) - set(methods)
     if unknown:
         raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
@@ -71,6 +71,8 @@ def compare(
         from anpyc.callbacks.tracking import tensorboard_writer_class
 
         tensorboard_writer_class()  # a missing TensorBoard fails before any training
+    # every job, its method built once, under the budget (one that leaves nothing to train fails here)
+    job_list = _jobs(configs, seeds, Path(out_dir) if out_dir is not None else None, tensorboard, budget, resume)
     record = {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
               "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()}
     if resume:
@@ -79,12 +81,6 @@ def compare(
         out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
         if out is not None:
             write_yaml(out / rundir.COMPARE, record)
-    job_list = []
-    for seed in seeds:
-        for m in methods:
-            tb = out / "tb" / m / f"seed_{seed}" if tensorboard and out is not None else tensorboard
-            run_dir = rundir.run_dir_of(out, m, seed) if out is not None else None
-            job_list.append(Job(m, seed, configs[m].replace(seed=seed), run_dir, tb, resume=resume))
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
     streams = _LazyStreams(base) if jobs <= 1 else None
     done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
@@ -135,6 +131,19 @@ def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[s
     return method, {**preset, **params.get(label, {})}
 
 
+def label_configs(
+    base: RunConfig, methods: list[str], params: dict[str, dict[str, Any]] | None = None,
+    aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> dict[str, RunConfig]:
+    """The config of each label of a comparison, its method's parameters typed (before the
+    budget and the seed are applied)."""
+    out = {}
+    for label in methods:
+        method, method_params = resolve_label(label, params or {}, aliases or {})
+        out[label] = typed(base.with_params(method, **method_params))
+    return out
+
+
 def job_configs(
     base: RunConfig, methods: list[str], params: dict[str, dict[str, Any]] | None = None,
     aliases: dict[str, tuple[str, dict[str, Any]]] | None = None, budget: str = "passes",
@@ -147,22 +156,34 @@ def job_configs(
         >>> job_configs(base, ["ewc"], {"ewc": {"lam": 3}})["ewc"].method_params.lam
         3.0
     """
-    out = {}
-    for label in methods:
-        method, method_params = resolve_label(label, params or {}, aliases or {})
-        out[label] = budgeted(base.with_params(method, **method_params), budget)
-    return out
+    return {label: budgeted(cfg, budget) for label, cfg in label_configs(base, methods, params, aliases).items()}
+
+
+def _jobs(configs: dict[str, RunConfig], seeds: list[int], out: Path | None, tensorboard: bool | str | Path,
+          budget: str, resume: bool) -> list[Job]:
+    """One job per (seed, label), each with its method built once (the budget asks it how many
+    epochs its passes allow; the run then trains that very object)."""
+    jobs = []
+    for seed in seeds:
+        for label, cfg in configs.items():
+            method = create(cfg.method, cfg.method_params)
+            tb = out / "tb" / label / f"seed_{seed}" if tensorboard and out is not None else tensorboard
+            run_dir = rundir.run_dir_of(out, label, seed) if out is not None else None
+            jobs.append(Job(label, seed, budgeted(cfg, budget, method).replace(seed=seed), run_dir, tb,
+                            resume=resume, method_object=method))
+    return jobs
 
 
 BUDGETS = ("passes", "epochs")
 
 
-def budgeted(cfg: RunConfig, budget: str = "passes") -> RunConfig:
+def budgeted(cfg: RunConfig, budget: str = "passes", method: Any = None) -> RunConfig:
     """``cfg`` as it runs under a comparison's budget. ``passes`` (the default): every method
     gets ``train.epochs`` training passes per task, its own extra passes included (a method
     that retrains or replays trains fewer epochs; :meth:`~anpyc.methods.Method.epochs_for_budget`);
     joint training, an upper bound, keeps its growing data. ``epochs``: every method trains
-    ``train.epochs`` epochs and adds whatever it adds.
+    ``train.epochs`` epochs and adds whatever it adds. ``method``: the method object to ask
+    (default: one built from ``cfg``).
 
     Example:
         >>> cfg = RunConfig.from_dict({"method": "packnet", "train": {"epochs": 2}})
@@ -174,7 +195,7 @@ def budgeted(cfg: RunConfig, budget: str = "passes") -> RunConfig:
     if budget == "epochs":
         return cfg
     try:
-        method = create(cfg.method, cfg.method_params)
+        method = method if method is not None else create(cfg.method, cfg.method_params)
         epochs = method.epochs_for_budget(cfg.train.epochs, batch_size=cfg.train.batch_size)
     except ValueError as exc:
         raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
@@ -195,7 +216,7 @@ def summarize_results(
             "params": dict((explicit or {}).get(m, {})),
             "resolved_params": cfg.params_dict(),
             "n_seeds": len(runs),
-            "upper_bound": bool(get_method_class(cfg.method).upper_bound),
+            "upper_bound": "upper-bound" in get_method_class(cfg.method).tags,
             **method_summary([r.metrics for r in runs], reference),
             "runs": [str(r.out_dir) if r.out_dir else None for r in runs],
         }

@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,6 +50,7 @@ class Job:
     run_dir: Path | None
     tensorboard: bool | str | Path = False
     resume: bool = False  # continue the run already in run_dir, if there is one
+    method_object: Any = None  # the Method the run trains (built once, for this job); None: built from config
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def _run_one(
         res = _resumed(job, quiet)
     else:
         res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite or job.resume, stream=stream,
-                  tensorboard=job.tensorboard)
+                  tensorboard=job.tensorboard, method=job.method_object)
     res.model = res.method = None  # keep memory flat; only the figures travel back
     return res
 
@@ -99,7 +101,7 @@ def _resumed(job: Job, quiet: bool):
     differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
     if differ:
         raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
-    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard)
+    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=job.method_object)
 
 
 def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:

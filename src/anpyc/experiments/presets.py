@@ -108,13 +108,33 @@ def load_grids(path: Path | None = None) -> dict[str, dict[str, dict[str, list]]
 
 
 def grid_for(protocol: str, method: str, grids: dict | None = None) -> dict[str, list]:
-    """The grid of ``method`` on ``protocol`` in the grid file."""
+    """The grid of ``method`` on ``protocol``: the grid file's, else the one the method
+    declares (:attr:`anpyc.methods.base.Method.grid`, for every protocol)."""
+    from anpyc.methods import get_method_class
+
     grids = load_grids() if grids is None else grids
+    if method in grids.get(protocol, {}):
+        return grids[protocol][method]
+    declared = get_method_class(method).grid
+    if declared:
+        return {k: list(v) for k, v in declared.items()}
     if protocol not in grids:
         raise ConfigError(f"no grids for protocol {protocol!r} in {GRID_FILE}; protocols there: {', '.join(grids)}")
-    if method not in grids[protocol]:
-        raise ConfigError(f"no grid for {method!r} on {protocol!r} in {GRID_FILE}; methods there: {', '.join(grids[protocol])}")
-    return grids[protocol][method]
+    raise ConfigError(f"no grid for {method!r} on {protocol!r} in {GRID_FILE} and none declared by the method; "
+                      f"methods there: {', '.join(grids[protocol])}")
+
+
+def tunable_methods(protocol: str, grids: dict | None = None) -> list[str]:
+    """What ``anpyc tune-all --protocol P`` tunes: every registered method with hyper-parameters
+    and a grid on ``protocol`` (the grid file's or its own); the others are named in a warning."""
+    from anpyc.methods import get_method_class, has_params, method_names
+
+    grids = load_grids() if grids is None else grids
+    with_params = [m for m in method_names() if has_params(m)]
+    chosen = [m for m in with_params if m in grids.get(protocol, {}) or get_method_class(m).grid]
+    if len(chosen) < len(with_params):
+        log.warning("no grid on protocol %s for %s: not tuned", protocol, ", ".join(m for m in with_params if m not in chosen))
+    return chosen
 
 
 def grid_problems(grids: dict) -> list[str]:
@@ -196,22 +216,28 @@ def mismatch(preset: dict, cfg: RunConfig, budget: str | None) -> list[str]:
 
 def select_presets(
     methods: list[str], cfg: RunConfig, budget: str | None, params: dict[str, dict] | None = None,
-    directory: Path | None = None,
+    directory: Path | None = None, named: dict[str, str] | None = None,
 ) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
-    """Hyper-parameters per method for a run of protocol ``cfg`` under ``budget``: each
-    method's tuned preset whose protocol matches (explicit ``params`` win over it), else the
-    defaults. Returns ``(params, applied, not_applied)``: ``applied`` maps a method to its
-    preset's name, ``not_applied`` to the reason its closest preset was left out (also logged
-    as one warning line). Methods with neither preset nor params get no entry.
+    """The one way presets reach a run: hyper-parameters per method for a run of protocol
+    ``cfg`` under ``budget``. A method in ``named`` gets that preset (``anpyc run --preset``;
+    a warning when this run is not the protocol it was tuned under); any other its tuned preset
+    whose protocol matches, else the defaults. Explicit ``params`` win over a preset. Returns
+    ``(params, applied, not_applied)``: ``applied`` maps a method to its preset's name,
+    ``not_applied`` to the reason its closest preset was left out (also logged as one warning
+    line). Methods with neither preset nor params get no entry.
 
     Example:
         >>> select_presets(["finetune"], RunConfig(), "passes")
         ({}, {}, {})
     """
-    params = params or {}
+    params, named = params or {}, named or {}
     out = {m: dict(v) for m, v in params.items() if m in methods}
     applied, not_applied = {}, {}
     for m in methods:
+        if m in named:
+            out[m] = {**_named_preset(named[m], m, cfg, budget, directory).get("method_params", {}), **params.get(m, {})}
+            applied[m] = named[m]
+            continue
         candidates = tuned_presets(m, directory)
         if not candidates:
             continue
@@ -226,6 +252,19 @@ def select_presets(
         not_applied[m] = f"preset {name} not applied (tuned under protocol {preset.get('protocol')}): {diff[0]}"
         log.warning("%s: %s; running the defaults", m, not_applied[m])
     return out, applied, not_applied
+
+
+def _named_preset(name: str, method: str, cfg: RunConfig, budget: str | None, directory: Path | None) -> dict:
+    """Preset ``name``, asked for by name for ``method``: it must be that method's; one tuned
+    under another protocol than this run's is applied as asked, with a warning."""
+    preset = load_preset(name, directory)
+    if preset.get("method", method) != method:
+        raise ConfigError(f"preset {name!r} is for method {preset['method']!r}, not {method!r}")
+    if "tuned" in preset:
+        diff = mismatch(preset, cfg, budget)
+        if diff:
+            log.warning("preset %s was tuned under protocol %s; this run differs: %s", name, preset.get("protocol"), diff[0])
+    return preset
 
 
 def save_preset(method: str, protocol: str, params: dict, tuned: dict, directory: Path | None = None) -> Path:

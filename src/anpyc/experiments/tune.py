@@ -35,6 +35,7 @@ from anpyc.experiments.protocols import (
     protocol_fingerprint,
 )
 from anpyc.io import relative_command, write_json, write_yaml
+from anpyc.methods import create, typed
 from anpyc.runner import build_stream, git_commit, prepare_out_dir, run
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ def tune(
     points = expand_grid(grid)
     if not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
-    # under the comparison's budget; a bad name, value or budget fails here, before any training
-    configs = [budgeted(base.with_params(**p), budget) for p in points]
+    # every (point, seed) run, its method built once, under the comparison's budget: a bad name,
+    # value or budget fails here, before any training
+    configs = [typed(base.with_params(**p)) for p in points]
+    runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
         write_yaml(out / rundir.TUNE, {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
@@ -68,11 +71,10 @@ def tune(
     for k, point_cfg in enumerate(configs):
         params = point_cfg.params_dict()
         val, test, failed = [], [], None
-        for s in seeds:
-            cfg = point_cfg.replace(seed=s)
+        for s, (cfg, method) in zip(seeds, runs[k]):
             run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
             try:
-                m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s]).metrics
+                m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
             except TrainingError as exc:
                 failed = str(exc)
                 break
@@ -102,6 +104,13 @@ def tune(
         write_json(out / "tune.json", result)
         (out / "tune.md").write_text(tune_markdown(result))
     return result
+
+
+def _budgeted_run(cfg: RunConfig, budget: str, seed: int) -> tuple[RunConfig, Any]:
+    """``(config, method)`` of one run of a grid point: the method built once, asked for its
+    epochs under the budget, then trained by the run."""
+    method = create(cfg.method, cfg.method_params)
+    return budgeted(cfg, budget, method).replace(seed=seed), method
 
 
 def tune_markdown(result: dict) -> str:
@@ -199,7 +208,7 @@ def tune_protocol(
             "command": command,
             "date": result["date"],
             "git_commit": git_commit(),
-            "config": protocol_config(protocol).with_params(method).to_dict(),
+            "config": typed(protocol_config(protocol).with_params(method)).to_dict(),
         }
         result["preset"] = str(save_preset(method, protocol, result["best"]["params"], tuned, preset_dir))
     if out_dir is not None:

@@ -48,7 +48,7 @@ from anpyc import errors, rundir
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, DistributedError
 from anpyc.io import write_json
-from anpyc.methods import create, get_method_class
+from anpyc.methods import get_method_class, typed
 from anpyc.parallel import collectives as ddist
 from anpyc.rundir import METRICS, finite
 
@@ -283,7 +283,7 @@ def run_distributed(
     check_setup(cfg.train.device, nproc, backend)
     if nproc == 1:
         return run(cfg, out_dir, quiet=quiet, overwrite=overwrite, **run_kwargs)
-    create(cfg.method, cfg.method_params)  # an unknown method fails before spawning
+    cfg = typed(cfg)  # an unknown method or parameter fails before spawning
     if out_dir is not None and not run_kwargs.get("resume"):
         prepare_out_dir(out_dir, overwrite)  # ... and so does an unusable output directory
     elif out_dir is not None and Path(out_dir, "config.yaml").is_file():

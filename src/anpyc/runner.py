@@ -32,6 +32,7 @@ import torch
 
 from anpyc import rundir
 from anpyc.callbacks import checkpoint as ckpt
+from anpyc.callbacks.distributed import DistributedSync
 from anpyc.callbacks.progress import RunLogger, attach_run_log, detach_run_log
 from anpyc.callbacks.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.config import RunConfig
@@ -46,7 +47,6 @@ from anpyc.metrics import summarize
 from anpyc.models import build_model
 from anpyc.models.generative import build_generative, is_generative
 from anpyc.parallel.collectives import (
-    DistributedSync,
     decorrelate_rng_,
     is_main_process,
     world_size,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import dist_methods  # noqa: F401  (registers the test methods here and in spawned ranks)
+from anpyc.callbacks import distributed as sync
 from anpyc.cli import main
 from anpyc.config import RunConfig
 from anpyc.loop.train import task_loss
@@ -76,18 +77,18 @@ def _grad_check() -> dict:
 def _two_rank_runs(cfgs: list[dict]) -> dict:
     out = {"grad_err": ddist.all_gather_object(_grad_check())}
     for cfg in cfgs:
-        ddist.DIVERGED.clear()
+        sync.DIVERGED.clear()
         res = run(RunConfig.from_dict(cfg), quiet=True)
         # bodies agreed at every task boundary before the broadcast: training kept them in step
-        out[cfg["method"]] = {**_rank_states(res), "diverged": list(ddist.DIVERGED)}
+        out[cfg["method"]] = {**_rank_states(res), "diverged": list(sync.DIVERGED)}
     # the same probe run without the runner's task-boundary broadcast: ranks must disagree
     # (their masks come from their own RNGs), or the agreement above would prove nothing
-    real = ddist.sync_task_state_
-    ddist.sync_task_state_ = lambda *a, **k: None
+    real = sync.sync_task_state_
+    sync.sync_task_state_ = lambda *a, **k: None
     try:
         out["no_sync"] = _rank_states(run(RunConfig.from_dict(cfgs[-1]), quiet=True))
     finally:
-        ddist.sync_task_state_ = real
+        sync.sync_task_state_ = real
     return out
 
 

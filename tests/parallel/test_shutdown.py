@@ -21,7 +21,8 @@ from anpyc.cli import main
 
 pytestmark = pytest.mark.slow  # spawns process groups and kills them: minutes on a busy 2-core machine
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+TESTS = Path(__file__).resolve().parents[1]
+SRC = str(TESTS.parent / "src")
 TINY = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "40", "--hidden", "8", "--epochs", "1",
         "--batch-size", "20", "--threads", "1", "--quiet", "--no-report"]
 
@@ -41,7 +42,7 @@ _LEAVE_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     import torch
     import torch.distributed as dist
-    from anpyc.parallel.collectives import process_group
+    from anpyc.callbacks.distributed import process_group
 
     def gloo_threads():
         tasks = Path("/proc/self/task")
@@ -122,7 +123,7 @@ def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
     out, gate = tmp_path / "x", tmp_path / "gate"  # the gate never opens: the run waits in task 1
     code = "import sys, dist_methods; from anpyc.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "ANPYC_TEST_GATE": str(gate), "ANPYC_START_METHOD": "fork",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), SRC, os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(TESTS), SRC, os.environ.get("PYTHONPATH", "")])}
     argv = ["run", "--method", "test-gate", *TINY, "--nproc", "2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,7 +1,7 @@
 """Callbacks of the training loop that report progress: the per-task log line (``run.log``
 and, without a progress bar, stderr), ``log.jsonl``, ``acc_curve.csv``/TensorBoard and the
 progress bar. Checkpoints are :class:`anpyc.callbacks.checkpoint.Checkpointer`; distributed
-synchronisation is :class:`anpyc.parallel.collectives.DistributedSync`.
+synchronisation is :class:`anpyc.callbacks.distributed.DistributedSync`.
 
 Example:
     >>> logger = RunLogger(out=None, tracker=None, total=3, desc="finetune on blobs", quiet=True)

@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 from anpyc import errors, rundir
+from anpyc.callbacks.distributed import DIVERGED, process_group
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, DistributedError
 from anpyc.io import write_json
@@ -131,7 +132,7 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
     if cfg.train.threads is None:
         torch.set_num_threads(default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", ddist.world_size()))))
     main = ddist.is_main_process()
-    ddist.DIVERGED.clear()
+    DIVERGED.clear()
     result = run(cfg, out_dir, quiet=quiet or not main, overwrite=overwrite, **run_kwargs)
     sums = ddist.all_gather_object(ddist.state_checksum(result.model, result.method))
     if len(set(sums)) != 1:
@@ -140,7 +141,7 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
     # every rank's checksum, kept so that a run directory shows the ranks agreed
     result.metrics["distributed"] = {
         "world_size": ddist.world_size(), "backend": backend, "rank_state_sha256": sums,
-        "diverged_before_sync": list(ddist.DIVERGED),  # task boundaries where ranks' bodies differed
+        "diverged_before_sync": list(DIVERGED),  # task boundaries where ranks' bodies differed
     }
     if main and result.out_dir is not None:
         write_json(Path(result.out_dir) / METRICS, finite(result.metrics))
@@ -153,7 +154,7 @@ def _worker(
 ) -> None:
     """Entry point of a spawned process (``torch.multiprocessing`` passes ``rank`` first).
 
-    The group is left cleanly on every path (see :func:`anpyc.parallel.collectives.process_group`);
+    The group is left cleanly on every path (see :func:`anpyc.callbacks.distributed.process_group`);
     ``held`` are the run directories the parent holds locked for this group (rank 0 writes
     them under the parent's lock, see :mod:`anpyc.rundir`).
     """
@@ -164,7 +165,7 @@ def _worker(
         torch.cuda.set_device(rank)
     try:
         import_modules(modules)
-        with ddist.process_group(backend, Path(tmp, "rendezvous").as_uri(), rank, world, collective_timeout()):
+        with process_group(backend, Path(tmp, "rendezvous").as_uri(), rank, world, collective_timeout()):
             value = fn(*fn_args)
         if rank == 0:
             with open(Path(tmp, "result.pkl"), "wb") as fh:
@@ -350,5 +351,5 @@ def run_torchrun(
         torch.cuda.set_device(local_rank)
     if int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger("anpyc").setLevel(logging.WARNING)
-    with ddist.process_group(backend, "env://", timeout=collective_timeout()):
+    with process_group(backend, "env://", timeout=collective_timeout()):
         return _rank_run(cfg, out_dir, quiet, overwrite, backend, run_kwargs)

@@ -198,18 +198,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _print_run(result, out) -> None:
-    cfg, m = result.config, result.metrics
-    if "fid_matrix" in m:  # generative run: the matrix holds recognition shares
-        print(
-            f"{cfg.method} ({cfg.model.name}) on {m['benchmark']} ({m['n_tasks']} tasks): recognition "
-            f"{100 * m['avg_acc']:.2f}%  first task {100 * m['final_acc'][0]:.2f}%  FD {m['avg_fid']:.2f}  "
-            f"(judge acc {100 * m['classifier_test_acc']:.2f}%)  time {m['time_s']:.1f}s  -> {out}"
-        )
-        return
-    print(
-        f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
-        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}"
-    )
+    from anpyc.problems import problem_for
+
+    print(problem_for(result.config).summary_line(result, out))
 
 
 def _report_at_end(args: argparse.Namespace, out: str) -> None:

@@ -10,7 +10,8 @@ detectably bad; a bad newest checkpoint falls back to the one before with a warn
 A method's ``state_dict`` is its whole state: restoring needs no replay of any hook.
 
 The payload holds everything the rest of the run depends on: model weights (and head sizes,
-to rebuild the heads), optimizer state (and which parameters each group holds), the method's
+to rebuild the heads), optimizer state (and which parameters each group holds; also the
+auxiliary network's, a GAN's discriminator), the method's
 ``state_dict`` (its buffers are its whole state), every RNG state (torch, numpy, python, the
 shuffling generator), the position in the stream, the accuracy matrices and timings so far,
 and a fingerprint of the config that refuses a checkpoint from a different run.
@@ -41,6 +42,7 @@ from anpyc.config import RunConfig, TrainConfig, to_dict
 from anpyc.errors import CheckpointError
 from anpyc.io import atomic_write_bytes
 from anpyc.loop.train import Loop, LoopState, make_optimizer
+from anpyc.methods import typed
 from anpyc.methods.base import Method
 from anpyc.models.heads import ContinualModel
 from anpyc.rundir import CHECKPOINTS
@@ -53,7 +55,7 @@ MAGIC = b"ANPYC-CKPT"
 VERSION = 2
 # train settings that may differ between a run and its resumption without changing results
 _FREE_TRAIN_KEYS = ("device", "threads", "checkpoint_every")
-# progress entries that are T x T matrices; every other entry is a per-task list
+# progress entries that must be T x T matrices; the others are per-task lists or matrices of their own
 MATRIX_KEYS = ("R", "V")
 
 
@@ -116,7 +118,7 @@ def fingerprint(cfg: RunConfig) -> dict:
     train = {k: v for k, v in to_dict(cfg.train).items() if k not in _FREE_TRAIN_KEYS}
     return {
         "method": cfg.method,
-        "method_params": cfg.params_dict(),
+        "method_params": typed(cfg).params_dict(),  # every field: a default given or left out is the same run
         "model": to_dict(cfg.model),
         "stream": to_dict(cfg.stream),
         "train": train,
@@ -271,6 +273,7 @@ class Checkpointer:
             "head_sizes": loop.model.head_sizes,
             "method": loop.method.state_dict(),
             "optimizer": optimizer_state(loop.model, loop.method, state.optimizer),
+            "aux_optimizer": optimizer_state(loop.model, loop.method, state.aux_optimizer),
             "rng": rng_state(state.generator),
             "progress": {k: _to_saved(v) for k, v in state.progress.items()},
         }
@@ -302,9 +305,10 @@ def restore(payload: dict, cfg: RunConfig, model: ContinualModel, method: Method
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{name}: malformed checkpoint ({type(exc).__name__}: {exc})") from exc
     progress = _progress(payload, n_tasks, name)
-    # a multi-head model has one head per started task; a single head once any task started
+    # a multi-head model has one head per started task; a single head once any task started;
+    # a model without heads (a conditional generator) none
     started = task + (epoch > 0)
-    expected = started if model.head_mode == "multi" else min(started, 1)
+    expected = {"multi": started, "single": min(started, 1)}.get(model.head_mode, 0)
     if not (0 <= task <= n_tasks and 0 <= epoch < cfg.train.epochs and len(heads) == expected):
         raise CheckpointError(
             f"{name}: position task {task}, epoch {epoch} with {len(heads)} head(s) does not fit this run "
@@ -317,6 +321,7 @@ def restore(payload: dict, cfg: RunConfig, model: ContinualModel, method: Method
     state = LoopState(n_tasks, torch.Generator(), task=task, epoch=epoch, progress=progress,
                       clock={k: float(v) for k, v in payload["clock"].items()})
     state.optimizer = rebuild_optimizer(model, method, payload["optimizer"], cfg.train, name)
+    state.aux_optimizer = rebuild_optimizer(model, method, payload.get("aux_optimizer"), cfg.train, name)
     set_rng_state(payload["rng"], state.generator)
     return state
 

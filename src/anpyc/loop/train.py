@@ -125,49 +125,72 @@ def fit(
 
     ``epochs`` may be fractional (the last epoch then takes that share of the batches). A
     fresh optimizer over the model's and the method's parameters is built unless one is
-    passed (``reset_optimizer: false`` keeps one across tasks). ``loss_fn(model, x, y, t)`` is the task loss (cross-entropy under each
-    example's head by default; generative models pass their own); ``aux_step(x, y)``, if
-    given, first trains an auxiliary network on the batch (a GAN's discriminator, no hooks)
-    and returns its loss; ``params`` are the ones trained, synchronised and clipped. A non-finite
-    loss raises :class:`TrainingError`. Under torch.distributed each rank trains on its share
-    of every global batch and steps with the global batch's gradient.
+    passed (``reset_optimizer: false`` keeps one across tasks). ``loss_fn(model, x, y, t)`` is
+    the task loss (cross-entropy under each example's head by default; generative models pass
+    their own); ``aux_step(x, y)``, if given, first trains an auxiliary network on the batch (a
+    GAN's discriminator, no hooks) and returns its loss; ``params`` are the ones trained,
+    synchronised and clipped. A non-finite loss raises :class:`TrainingError`. Under
+    torch.distributed each rank trains on its share of every global batch and steps with the
+    global batch's gradient.
 
     Resuming: ``start_epoch=k`` skips the first ``k`` epochs (their steps and examples still
     count); ``on_epoch_end(epochs_done, stats)`` is called after each epoch. Returns
     ``{"loss": mean loss of the last epoch, "aux_loss", "steps", "examples"}``.
     """
-    device = torch.device(cfg.device)
     params = list(params) if params is not None else trainable(model, method)
-    optimizer = optimizer or make_optimizer(params, cfg)
-    where = f"task {task_id if task_id is not None else '?'}"
+    run = _Epochs(model, method, optimizer or make_optimizer(params, cfg), loss_fn, cfg, params, aux_step, on_step,
+                  where=f"task {task_id if task_id is not None else '?'}")
     model.train()
     per_epoch = math.ceil(len(data) / cfg.batch_size)
     # every epoch has the same batches, so skipped epochs still count in steps and examples
-    steps, examples = start_epoch * per_epoch, start_epoch * len(data)
-    last_loss = last_aux = math.nan
+    run.steps, examples = start_epoch * per_epoch, start_epoch * len(data)
+    last = {"loss": math.nan, "aux_loss": math.nan}
     for epoch in range(start_epoch, math.ceil(epochs - 1e-9)):
         # a fractional last epoch takes its share of the batches (at least one)
         limit = per_epoch if epoch + 1 <= epochs + 1e-9 else max(1, round((epochs - epoch) * per_epoch))
+        last, count = run.epoch(data, generator, epoch, limit)
+        examples += count
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, {"loss": last["loss"], "steps": run.steps})
+    return {**last, "steps": run.steps, "examples": examples}
+
+
+@dataclass
+class _Epochs:
+    """The epochs of one :func:`fit` call: what each step needs, and the steps counted so far."""
+
+    model: Any
+    method: Any
+    optimizer: torch.optim.Optimizer
+    loss_fn: LossFn
+    cfg: TrainConfig
+    params: list
+    aux_step: Callable[[Tensor, Tensor], float] | None
+    on_step: Callable[[int, float], None] | None
+    where: str
+    steps: int = 0
+
+    def epoch(self, data, generator: torch.Generator, epoch: int, limit: int) -> tuple[dict, int]:
+        """The first ``limit`` batches of this rank's share of one shuffled pass; returns the
+        epoch's mean losses and its example count (over every rank)."""
+        device = torch.device(self.cfg.device)
         total = total_aux = 0.0
         count = 0
-        for b, (x, y, t) in enumerate(shard_batches(data, cfg.batch_size, generator)):  # this rank's share
+        for b, (x, y, t) in enumerate(shard_batches(data, self.cfg.batch_size, generator)):  # this rank's share
             if b >= limit:
                 break
             x, y, t = x.to(device), y.to(device), t.to(device)
-            if aux_step is not None:
-                total_aux += aux_step(x, y) * len(y)
-            loss_sum, n = _step(model, method, optimizer, loss_fn, (x, y, t), cfg, params, f"{where}, epoch {epoch}")
+            if self.aux_step is not None:
+                total_aux += self.aux_step(x, y) * len(y)
+            loss_sum, n = _step(self.model, self.method, self.optimizer, self.loss_fn, (x, y, t), self.cfg, self.params,
+                                f"{self.where}, epoch {epoch}")
             total += loss_sum
             count += n
-            steps += 1
-            if on_step is not None:
-                on_step(steps, loss_sum / max(n, 1))
-        examples += count
-        last_loss = total / max(count, 1)
-        last_aux = total_aux / max(count, 1) if aux_step is not None else math.nan
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, {"loss": last_loss, "steps": steps})
-    return {"loss": last_loss, "aux_loss": last_aux, "steps": steps, "examples": examples}
+            self.steps += 1
+            if self.on_step is not None:
+                self.on_step(self.steps, loss_sum / max(n, 1))
+        aux = total_aux / max(count, 1) if self.aux_step is not None else math.nan
+        return {"loss": total / max(count, 1), "aux_loss": aux}, count
 
 
 @torch.no_grad()
@@ -197,13 +220,39 @@ def evaluate_task(model, predict: Predict, task, after_task: int, cfg: TrainConf
     return accuracy(predict, task.test, cfg), accuracy(predict, task.val, cfg)
 
 
-EvaluateFn = Callable[[Any, Predict, Any, int, TrainConfig], tuple[float, float]]
-
-
 def add_task_head(model: ContinualModel, task, seen: Sequence, ctx: HookContext) -> None:
     """The model side of a new task, as the scenario says (:meth:`Scenario.begin_task`): its
     head, or the shared head grown to every class seen so far."""
     ctx.scenario.begin_task(model, task, seen)
+
+
+class Training:
+    """How the loop trains and scores one kind of model; this one is classification.
+
+    ``begin_task`` prepares the model for a task (a head, as the scenario says),
+    ``task_optimizer`` gives the optimizer the method's hooks see (the run's, fresh per task
+    unless ``reset_optimizer: false``), ``aux_optimizer`` one for an auxiliary network trained
+    beside it (none here; a GAN's discriminator), ``fit`` trains on a task's data (:func:`fit`)
+    and ``evaluate(model, predict, task, after_task, cfg) -> (test, val)`` scores one task
+    inside the method's evaluation context. Both optimizers live in the :class:`LoopState`, so
+    a checkpoint holds them. A problem kind brings its own subclass (:mod:`anpyc.problems`).
+    """
+
+    def begin_task(self, model, task, seen: Sequence, ctx: HookContext) -> None:
+        add_task_head(model, task, seen, ctx)
+
+    def task_optimizer(self, model, method, kept: torch.optim.Optimizer | None, cfg: TrainConfig) -> torch.optim.Optimizer:
+        return _task_optimizer(trainable(model, method), kept, cfg)
+
+    def aux_optimizer(self, model, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+        return None
+
+    def fit(self, model, method, data, cfg: TrainConfig, epochs: float, generator: torch.Generator,
+            aux_optimizer: torch.optim.Optimizer | None = None, **kwargs: Any) -> dict:
+        return fit(model, method, data, cfg, epochs, generator, **kwargs)
+
+    def evaluate(self, model, predict: Predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
+        return evaluate_task(model, predict, task, after_task, cfg)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -229,7 +278,8 @@ class LoopConfig:
 @dataclass
 class LoopState:
     """Where a stream stands: the next task (``task``) and the epochs of its main training
-    phase already done (``epoch``), the optimizer kept across tasks, the shuffling generator,
+    phase already done (``epoch``), the task's optimizer (kept across tasks when asked) and an
+    auxiliary network's (``aux_optimizer``, a GAN's discriminator), the shuffling generator,
     the results so far (``progress``: ``R`` and ``V`` are T x T matrices, the rest per-task
     lists) and elapsed seconds (``clock``). A checkpoint saves it; a resumed run starts from it."""
 
@@ -238,6 +288,7 @@ class LoopState:
     task: int = 0
     epoch: int = 0
     optimizer: torch.optim.Optimizer | None = None
+    aux_optimizer: torch.optim.Optimizer | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     clock: dict[str, float] = field(default_factory=dict)
 
@@ -280,6 +331,7 @@ class Loop:
     cfg: LoopConfig
     state: LoopState
     callbacks: Sequence[Any] = ()
+    training: Training = field(default_factory=Training)
     start_time: float = 0.0
     task_start: float = 0.0
 
@@ -302,43 +354,41 @@ def train_stream(
     stream,
     cfg: LoopConfig,
     *,
-    fit: Callable[..., dict] = fit,
-    evaluate: EvaluateFn = evaluate_task,
-    begin_task: Callable[..., None] = add_task_head,
+    training: Training | None = None,
     callbacks: Sequence[Any] = (),
     state: LoopState | None = None,
 ) -> LoopState:
     """Learn ``stream`` task after task with ``method``; evaluate every seen task after each.
 
-    ``fit`` trains on a task's data (:func:`fit`'s signature), ``evaluate(model, predict, task,
-    after_task, train_cfg) -> (test, val)`` scores one task inside the method's evaluation
-    context, ``begin_task(model, task, seen, ctx)`` prepares the model for a task (a head).
-    ``state`` resumes a stream (see :class:`LoopState`). Returns the final state.
+    ``training`` says how a task is begun, trained and scored (:class:`Training`, classification
+    by default; a problem kind brings its own). ``state`` resumes a stream (see
+    :class:`LoopState`). Returns the final state.
     """
     state = state or LoopState.fresh(len(stream), cfg.seed)
-    loop = Loop(model, method, stream, cfg, state, callbacks,
+    loop = Loop(model, method, stream, cfg, state, callbacks, training or Training(),
                 start_time=time.perf_counter() - state.clock.get("elapsed", 0.0))
     for t in range(state.task, len(stream)):
-        stats = _train_task(loop, t, fit, begin_task)
-        _finish_task(loop, t, stats, evaluate)
+        stats = _train_task(loop, t)
+        _finish_task(loop, t, stats)
     loop.emit("on_stream_end")
     return state
 
 
-def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Callable[..., None]) -> dict:
-    model, method, state, train_cfg = loop.model, loop.method, loop.state, loop.cfg.train
+def _train_task(loop: Loop, t: int) -> dict:
+    model, method, state, train_cfg, training = loop.model, loop.method, loop.state, loop.cfg.train, loop.training
     task, seen, ctx = loop.stream[t], loop.stream[: t + 1], loop.cfg.context(t, len(loop.stream))
     resumed = state.epoch > 0  # a checkpoint inside this task's training: its start is done
     method.attach(model)  # forward hooks are not state: (re)install them, resumed or not
     loop.task_start = time.perf_counter() - (state.clock.get("task_elapsed", 0.0) if resumed else 0.0)
     if not resumed:
         state.clock["task_eval"] = 0.0
-        begin_task(model, task, seen, ctx)
+        training.begin_task(model, task, seen, ctx)
         method.before_task(model, task, ctx)
-        state.optimizer = _task_optimizer(trainable(model, method), state.optimizer, train_cfg)
+        state.optimizer = training.task_optimizer(model, method, state.optimizer, train_cfg)
+        state.aux_optimizer = training.aux_optimizer(model, train_cfg)
         loop.emit("on_task_start", ctx)
         if loop.cfg.forward_transfer:
-            state.progress["acc_before"].append(_timed_eval(loop, t, task, evaluate_task)[0])
+            state.progress["acc_before"].append(_timed_eval(loop, t, task)[0])
     data = method.training_data(task, seen, ctx)
 
     def epoch_end(done: int, _stats: dict) -> None:
@@ -346,9 +396,10 @@ def _train_task(loop: Loop, t: int, fit_fn: Callable[..., dict], begin_task: Cal
         loop.emit("on_epoch_end", done)
 
     on_step = (lambda step, loss: loop.emit("on_step", step, loss)) if loop.callbacks else None
-    stats = fit_fn(model, method, data, train_cfg, train_cfg.epochs, state.generator, optimizer=state.optimizer,
-                   task_id=t, on_step=on_step, start_epoch=state.epoch, on_epoch_end=epoch_end)
-    retrain = Retrainer(loop, t, data, fit_fn, stats["examples"])
+    stats = training.fit(model, method, data, train_cfg, train_cfg.epochs, state.generator, optimizer=state.optimizer,
+                         aux_optimizer=state.aux_optimizer, task_id=t, on_step=on_step, start_epoch=state.epoch,
+                         on_epoch_end=epoch_end)
+    retrain = Retrainer(loop, t, data, stats["examples"])
     method.after_task(model, task, ctx, retrain)
     loop.emit("on_task_trained", ctx)
     # retraining, replayed or otherwise extra examples the method trained on count as passes too
@@ -362,14 +413,14 @@ class Retrainer:
     is the task's validation accuracy as the model stands, measured with the task's id (the
     task in training is known at training time, whatever the scenario hides at test time)."""
 
-    def __init__(self, loop: Loop, t: int, data, fit_fn: Callable[..., dict], examples: int) -> None:
-        self.loop, self.t, self.data, self.fit_fn, self.examples = loop, t, data, fit_fn, examples
+    def __init__(self, loop: Loop, t: int, data, examples: int) -> None:
+        self.loop, self.t, self.data, self.examples = loop, t, data, examples
         # a classifier's validation accuracy; none for models scored otherwise (generators)
         self.validate: Callable[[], float] | None = self._validate if loop.cfg.forward_transfer else None
 
     def __call__(self, epochs: float) -> dict:
         loop = self.loop
-        more = self.fit_fn(loop.model, loop.method, self.data, loop.cfg.train, epochs, loop.state.generator, task_id=self.t)
+        more = loop.training.fit(loop.model, loop.method, self.data, loop.cfg.train, epochs, loop.state.generator, task_id=self.t)
         self.examples += more["examples"]
         return more
 
@@ -379,10 +430,10 @@ class Retrainer:
             return accuracy(lambda x: method.predict(model, x, t), self.loop.stream[t].val, self.loop.cfg.train)
 
 
-def _finish_task(loop: Loop, t: int, stats: dict, evaluate: EvaluateFn) -> None:
+def _finish_task(loop: Loop, t: int, stats: dict) -> None:
     state, progress = loop.state, loop.state.progress
     for j in range(t + 1):
-        progress["R"][t, j], progress["V"][t, j] = _timed_eval(loop, j, loop.stream[j], evaluate, after_task=t)
+        progress["R"][t, j], progress["V"][t, j] = _timed_eval(loop, j, loop.stream[j], after_task=t)
     progress["passes"].append(stats["passes"])
     progress["eval_time"].append(state.clock["task_eval"])
     progress["task_time"].append(time.perf_counter() - loop.task_start)
@@ -399,7 +450,7 @@ def _finish_task(loop: Loop, t: int, stats: dict, evaluate: EvaluateFn) -> None:
     loop.emit("on_task_end", record)
 
 
-def _timed_eval(loop: Loop, j: int, task, evaluate: EvaluateFn, after_task: int | None = None) -> tuple[float, float]:
+def _timed_eval(loop: Loop, j: int, task, after_task: int | None = None) -> tuple[float, float]:
     """Evaluate task ``j`` inside the method's context, revealing ``j`` only if the scenario
     allows; the seconds count as the current task's evaluation time."""
     model, method = loop.model, loop.method
@@ -416,7 +467,7 @@ def _timed_eval(loop: Loop, j: int, task, evaluate: EvaluateFn, after_task: int 
 
     start = time.perf_counter()
     with eval_mode(model), method.eval_context(model, visible):
-        scores = evaluate(model, predict, task, j if after_task is None else after_task, loop.cfg.train)
+        scores = loop.training.evaluate(model, predict, task, j if after_task is None else after_task, loop.cfg.train)
     loop.state.clock["task_eval"] = loop.state.clock.get("task_eval", 0.0) + time.perf_counter() - start
     if after_task is not None and any(sum_scalars(*inferred)):
         right, total = sum_scalars(*inferred)

@@ -82,6 +82,16 @@ class GenerativeModel(nn.Module):
     def auxiliary_loss(self, x: Tensor, y: Tensor) -> Tensor | None:
         return None
 
+    # a conditional generator has no task heads: a task only brings new class codes
+    head_mode: ClassVar[str] = "none"
+
+    @property
+    def head_sizes(self) -> list[int]:
+        return []
+
+    def ensure_heads(self, sizes: list[int]) -> None:
+        """Nothing to rebuild when a checkpoint is restored (no heads)."""
+
     def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anpyc import scenario as scenarios
 from anpyc.config import RunConfig
 from anpyc.data import streams
 from anpyc.methods import registry
-from anpyc import scenario as scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ("add_method", "add_stream", "add_scenario")

@@ -234,9 +234,8 @@ def test_a_killed_generative_run_resumes_to_the_identical_result(private_mnist_d
     and FD matrices, sample grids and weights as the run that was never killed (the Adam state
     of the generator and, for the GAN, of its discriminator, and the judge's figures are in the
     checkpoint)."""
-    from killing import Killed, kill_after
-
     from anpyc.runner import resume_run
+    from killing import Killed, kill_after
 
     cfg = _cfg(private_mnist_dir, model={"name": model}, method="ewc", method_params={"fisher_samples": 50},
                train={"epochs": 3, "checkpoint_every": 1})

@@ -40,9 +40,10 @@ from anpyc.parallel.launch import (
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Job:
-    """One run of a comparison."""
+    """One run of a comparison. Its method object is handed to the run once (and the job lets go
+    of it, so a long comparison does not keep every trained method's state)."""
 
     method: str  # the label in the comparison (a method id or an alias of one)
     seed: int
@@ -83,16 +84,17 @@ def _run_one(
     import_modules(list(modules))
     if threads is not None and job.config.train.threads is None:
         torch.set_num_threads(threads)
+    method, job.method_object = job.method_object, None
     if job.resume and job.run_dir is not None and (job.run_dir / rundir.CONFIG).is_file():
-        res = _resumed(job, quiet)
+        res = _resumed(job, quiet, method)
     else:
         res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite or job.resume, stream=stream,
-                  tensorboard=job.tensorboard, method=job.method_object)
+                  tensorboard=job.tensorboard, method=method)
     res.model = res.method = None  # keep memory flat; only the figures travel back
     return res
 
 
-def _resumed(job: Job, quiet: bool):
+def _resumed(job: Job, quiet: bool, method=None):
     """The run in ``job.run_dir`` read back (finished) or continued (killed); it must have
     been started with ``job.config``."""
     from anpyc.runner import resume_run
@@ -101,7 +103,7 @@ def _resumed(job: Job, quiet: bool):
     differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
     if differ:
         raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
-    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=job.method_object)
+    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=method)
 
 
 def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:

@@ -6,10 +6,10 @@ import torch
 
 from anpyc.config import ModelConfig, StreamConfig
 from anpyc.data import iterate, make_stream
+from anpyc.loop.train import task_loss
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.scenario import HookContext
-from anpyc.train import task_loss
 
 
 def accuracy_on(model, method, task) -> float:

@@ -83,12 +83,12 @@ def test_metrics_record_the_input_standardisation(mnist_dir, tmp_path):
 
 
 def test_generative_models_never_see_standardised_inputs():
-    from anpyc.runner import for_model
+    from anpyc.problems import problem_for
 
     vae = RunConfig.from_dict({"model": {"name": "vae"}, "stream": {"benchmark": "split-mnist"}})
-    assert vae.stream.standardize and not for_model(vae).stream.standardize
+    assert vae.stream.standardize and not problem_for(vae).resolve(vae).stream.standardize
     mlp = RunConfig.from_dict({"stream": {"benchmark": "split-mnist"}})
-    assert for_model(mlp) == mlp
+    assert problem_for(mlp).resolve(mlp) == mlp
 
 
 def test_importance_estimates_are_counted_apart_from_the_training_passes():

@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 
 from anpyc.config import RunConfig, deep_update
+from anpyc.experiments.protocols import PMNIST
 from anpyc.io import atomic_write_text, write_json
-from anpyc.protocols import PMNIST
 from anpyc.runner import build_stream, run
 
 # the streams of the four tables (the pmnist10 protocol's model and training throughout)

@@ -6,13 +6,13 @@ import torch
 
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
-from anpyc.masking import FREE
+from anpyc.kernels.masking import FREE
+from anpyc.loop.train import fit
 from anpyc.methods import create
 from anpyc.methods.anpyc import reference_prune_shares
 from anpyc.models import build_model
 from anpyc.runner import run
 from anpyc.scenario import HookContext
-from anpyc.train import fit
 from anpyc.utils import buffer_key
 
 FAST = {"importance_samples": 200}

@@ -6,11 +6,11 @@ import torch
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
 from anpyc.data.taskdata import iterate
+from anpyc.loop.train import evaluate, fit, make_optimizer
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.runner import run
 from anpyc.scenario import HookContext
-from anpyc.train import evaluate, fit, make_optimizer
 
 
 def _setup(tasks=2, hidden=(32, 32), **params):

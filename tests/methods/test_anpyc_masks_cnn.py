@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from anpyc.config import RunConfig
-from anpyc.masking import FREE
+from anpyc.kernels.masking import FREE
 from anpyc.runner import run
 
 

@@ -11,7 +11,7 @@ import torch
 
 from anpyc.config import ModelConfig, RunConfig
 from anpyc.data.user import stream_from_datasets
-from anpyc.methods import create
+from anpyc.methods import create, typed
 from anpyc.models import build_model
 from anpyc.runner import run
 from anpyc.scenario import HookContext
@@ -182,7 +182,7 @@ def test_the_loop_gives_no_training_hook_and_no_retrain():
 
     cfg = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 100}, "model": {"hidden": [8]},
                                "method": "density"})
-    run(cfg, quiet=True, method=Spy(cfg.method_params))
+    run(cfg, quiet=True, method=Spy(typed(cfg).method_params))
     assert calls == ["after_task retrain=None"] * 2
 
 

@@ -8,10 +8,10 @@ import torch
 
 from anpyc.config import ModelConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
+from anpyc.loop.train import fit
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.scenario import HookContext
-from anpyc.train import fit
 
 
 def _trained_task0():

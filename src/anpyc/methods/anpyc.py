@@ -23,7 +23,7 @@ gradient of the output entropy ``H`` of the task's head (label-free) on batches 
 training data, ``max(-g*theta + 0.5*theta^2*g^2, 0)`` (the Taylor estimate of the change of
 ``H`` when the parameter is removed; ``taylor_form='reference'`` keeps the authors' sign),
 averaged over batches, then shaped by the network's structure (``structure``, see
-:func:`anpyc.importance.normalize_per_layer`). ``importance='magnitude'`` (|theta|) and
+:func:`anpyc.kernels.importance.normalize_per_layer`). ``importance='magnitude'`` (|theta|) and
 ``'fisher'`` replace it (the ablation's rows), for both pruning and consolidation.
 
 A task that prunes nothing (the schedule keeps all; ``prune_last=False`` and the stream's
@@ -55,8 +55,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from anpyc import importance as imp
-from anpyc.masking import FREE, Masks, Ownership, grow_pruned_, scale_grad_
+from anpyc.kernels import importance as imp
+from anpyc.kernels.masking import FREE, Masks, Ownership, grow_pruned_, scale_grad_
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 
@@ -142,6 +142,20 @@ def reference_prune_shares(n_tasks: int = 100) -> list[float]:
             pct = int(0.8 * pct)
         out.append(math.ceil(pct / 10) / 10 if pct > 0 else 0.0)
     return out
+
+
+def _break_ties(score: Tensor, by: Tensor) -> Tensor:
+    """``score`` with equal entries ordered by ``by`` (ascending), distinct ones kept in order:
+    ``by`` rescaled below a thousandth of the smallest gap between distinct scores.
+
+    Example:
+        >>> _break_ties(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([2.0, 1.0, 0.0])).argsort().tolist()
+        [1, 0, 2]
+    """
+    values = score.flatten().unique()
+    gap = float((values[1:] - values[:-1]).min()) if values.numel() > 1 else 1.0
+    top = float(by.max())
+    return score + (1e-3 * gap / top) * by if top > 0 else score
 
 
 @register
@@ -271,8 +285,13 @@ class ANPyC(QuadraticPenalty):
         return pruned
 
     def _scores(self, model, task, ctx) -> dict[str, Tensor]:
-        """The task's importance of every shared parameter (pruning ranks by it)."""
-        return self._importance(model, task, ctx, with_head=False)
+        """The task's importance of every shared parameter (pruning ranks by it), ties broken
+        by magnitude: the clipped Taylor score is exactly 0 for many weights (half of a small
+        CNN's, where the first-order term's sign decides), and pruning those in index order
+        would take whole leading filters; among equals the smallest weights go first."""
+        scores = self._importance(model, task, ctx, with_head=False)
+        params = dict(model.shared_parameters())
+        return {n: _break_ties(s, params[n].detach().abs()) for n, s in scores.items()}
 
     def _importance(self, model, task, ctx, with_head: bool) -> dict[str, Tensor]:
         c = self.config

@@ -6,7 +6,7 @@
   (PackNet: a fixed share, 0.5);
 * (until this release) the last task of a stream was not pruned; ``prune_last: false`` keeps that,
   but no default reads the stream's length, so the last task is pruned like the others;
-* the pruning guard (:func:`anpyc.masking.guarded_prune`; PackNet has it as an option);
+* the pruning guard (:func:`anpyc.kernels.masking.guarded_prune`; PackNet has it as an option);
 * released weights keep the values the task trained them to (``reinit: keep``; PackNet: zero);
 * biases are pruned and released like weights (PackNet trains them with the first task only);
 * when the free pool runs out, 5 % of the owned weights are reclaimed (``exhausted_policy``).
@@ -50,9 +50,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from anpyc import importance as imp
-from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import (
+from anpyc.kernels import importance as imp
+from anpyc.kernels.inference import TaskInference, inference_cost
+from anpyc.kernels.masking import (
     FREE,
     Masks,
     Ownership,
@@ -113,7 +113,7 @@ class ANPyCMasksConfig:
     every weight it trained). Every figure is in ``metrics.json`` (``prune_guard``).
 
     Without a task id at test time (domain/class scenarios) the view that answers an input is
-    chosen by a task-inference score (``task_inference``, :mod:`anpyc.inference`), or, with
+    chosen by a task-inference score (``task_inference``, :mod:`anpyc.kernels.inference`), or, with
     ``task_inference='none'`` (the paper's setting), every weight is in use and the shared head
     is consolidated too (``consolidate_head``: the penalty holds it, hard protection or not).
 
@@ -339,7 +339,7 @@ class ANPyCMasks(QuadraticPenalty):
         reinit_free_(model, own, c.reinit, ctx.generator(1), c.reinit_scale, trained)
         own.finish_task(model, ctx.task)
         if self.inference is not None and not ctx.task_id_at_test:  # its view, for task inference
-            self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario.grows_head)
         self.history["kept_share"].append(keep)
         self._grad_scale = None
         log.debug(  # the same figures are in metrics.json; keep the progress bar clean
@@ -350,7 +350,7 @@ class ANPyCMasks(QuadraticPenalty):
     def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain,
                        trained: Masks | None = None) -> tuple[Masks, float, bool]:
         """:meth:`_prune` to ``keep``, under the guard of the task's validation accuracy when
-        the loop gives one (:func:`anpyc.masking.guarded_prune`); returns what was pruned, the
+        the loop gives one (:func:`anpyc.kernels.masking.guarded_prune`); returns what was pruned, the
         keep share used and whether the retraining budget was spent. ``trained``: the values
         before pruning (for ``reinit='keep'``), updated if the task trains on first."""
         c = self.config

@@ -12,7 +12,7 @@ inputs, and a memory of the inputs (class means, principal directions, a covaria
 * ``density``: the per-class probabilistic-PCA generative classifier (Tipping & Bishop 1999):
   one PPCA model per component (rank ``rank``, the rest of the variance isotropic), fitted on
   the task's first ``samples`` training inputs, the same model and code as the
-  ``input_density`` task inference (:func:`anpyc.inference.fit_class_ppca`).
+  ``input_density`` task inference (:func:`anpyc.kernels.inference.fit_class_ppca`).
 * ``slda``: streaming linear discriminant analysis (Hayes & Kanan 2020, "Lifelong Machine
   Learning with Deep Streaming Linear Discriminant Analysis"): one mean per component and one
   covariance shared by all, updated batch by batch in one pass over each task's training
@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from anpyc.data.batches import iterate
-from anpyc.inference import PPCA_PARTS, fit_class_ppca, ppca_log_likelihoods
+from anpyc.kernels.inference import PPCA_PARTS, fit_class_ppca, ppca_log_likelihoods
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 
@@ -68,6 +68,7 @@ class InputClassifier(Method):
     (their sizes grow with the tasks; :meth:`load_state_dict` creates them)."""
 
     trains_network = False
+    tags = frozenset({"no-network"})
 
     def __init__(self, config=None) -> None:
         super().__init__(config)

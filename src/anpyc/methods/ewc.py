@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from anpyc.importance import fisher_diag
+from anpyc.kernels.importance import fisher_diag
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key

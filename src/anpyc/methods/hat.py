@@ -24,7 +24,7 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
   (layer ``l``) is frozen when ``min(a_<t,i^l, a_<t,j^(l-1)) = 1`` (the first layer's inputs
   are not gated: ``a_<t,i`` alone; a conv layer per output/input channel; a Linear layer
   after convs per channel of its flattened input). Biases and batch-norm scale and shift
-  follow their unit. The *update* is masked too (:func:`anpyc.masking.restore_frozen_`) so
+  follow their unit. The *update* is masked too (:func:`anpyc.kernels.masking.restore_frozen_`) so
   momentum and weight decay cannot move frozen weights: old tasks' outputs stay
   bit-identical. Embedding gradients are compensated as in the paper and its code:
   ``g *= s_max / s * (cosh(clamp(s e, -thres_cosh, thres_cosh)) + 1) / (cosh(e) + 1)``; after
@@ -37,7 +37,7 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
   Loading a ``state_dict`` creates the embeddings it holds.
 
 Without a task id at test time (domain and class scenarios) the mask is chosen per input by
-:class:`anpyc.inference.TaskInference` (``task_inference``). Defaults are the paper's
+:class:`anpyc.kernels.inference.TaskInference` (``task_inference``). Defaults are the paper's
 (``s_max=400``, ``c=0.75``, ``thres_cosh=50``).
 
 Example:
@@ -60,8 +60,8 @@ import torch
 from torch import Tensor, nn
 
 from anpyc.errors import ConfigError
-from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import gate_grads_, restore_all_frozen_
+from anpyc.kernels.inference import TaskInference, inference_cost
+from anpyc.kernels.masking import gate_grads_, restore_all_frozen_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.cnn import ConvNet
@@ -76,7 +76,7 @@ class HATConfig:
     ``thres_cosh``: clamp of ``s e`` inside the gradient compensation; ``thres_emb``: embeddings
     are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6);
     ``task_inference``: without a task id at test time, the score that picks each input's
-    task mask (:mod:`anpyc.inference`)."""
+    task mask (:mod:`anpyc.kernels.inference`)."""
 
     s_max: float = 400.0
     c: float = 0.75
@@ -373,7 +373,7 @@ class HAT(Method):
         log.debug("hat: after task %d the layers use %s of their units", t,
                   {k: round(v[-1], 3) for k, v in self.history["units_used"].items()})
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario.grows_head)
 
     def _record_capacity(self, model) -> None:
         used = [self.used(i) for i in range(len(self._layers))]

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from anpyc.importance import importance_stats
+from anpyc.kernels.importance import importance_stats
 from anpyc.methods.base import Method
 from anpyc.utils import buffer_key
 

@@ -98,6 +98,8 @@ class GenerativeTraining(Training):
     task, and one for the auxiliary network (the GAN's discriminator), both in the loop state
     (a checkpoint holds them); :func:`fit_generative`; the judge scores each task."""
 
+    mixes_tasks = False  # the judge samples each task's classes: there are no test rows to mix
+
     def __init__(self, judge) -> None:
         self.judge = judge
 

@@ -10,8 +10,10 @@ resumed run starts from.
 
 The scenario (:class:`~anpyc.scenario.Scenario`) decides what evaluation may see: where it
 hides the task id (``domain``, ``class``) :meth:`~anpyc.methods.base.Method.eval_context` and
-:meth:`~anpyc.methods.base.Method.predict` get ``task_id=None`` and test batches reach the
-method without their task ids.
+:meth:`~anpyc.methods.base.Method.predict` get ``task_id=None`` and the test rows of every
+task seen so far are shuffled together into batches that cross tasks (:func:`mixed_accuracy`,
+fixed per run seed and task): the method never learns which task a batch or a row is from,
+while the loop keeps each row's task to itself to fill the accuracy matrix.
 
 Example:
     >>> from anpyc.config import StreamConfig, ModelConfig, TrainConfig
@@ -42,7 +44,13 @@ from anpyc.config import TrainConfig
 from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.errors import TrainingError
 from anpyc.models.heads import ContinualModel, grouped_logits
-from anpyc.parallel.collectives import rank_batches, shard_batches, sum_scalars, sync_gradients_
+from anpyc.parallel.collectives import (
+    rank_batches,
+    rank_shuffled_batches,
+    shard_batches,
+    sum_scalars,
+    sync_gradients_,
+)
 from anpyc.scenario import TASK, HookContext, Scenario, get_scenario
 from anpyc.utils import eval_mode, seeded_generator
 
@@ -208,6 +216,34 @@ def accuracy(predict: Predict, data: TaskData | ConcatData, cfg: TrainConfig) ->
     return correct / len(data)
 
 
+@torch.no_grad()
+def mixed_accuracy(predict: Callable[[Tensor, Tensor], Tensor], splits: Sequence, cfg: TrainConfig,
+                   generator: torch.Generator) -> list[float]:
+    """Accuracy on each of ``splits`` (one per task) from one shuffled stream of all their
+    rows, in batches of ``cfg.eval_batch_size`` that cross tasks. ``predict(x, part)`` gets the
+    inputs and, for the caller's own records only, the split each row comes from (the method
+    it calls must never see it). Batches are shared out over ranks and counted together.
+
+    Example:
+        >>> from anpyc.data.taskdata import TaskData
+        >>> a, b = TaskData(torch.zeros(4, 2), torch.zeros(4).long(), 0), TaskData(torch.ones(2, 2), torch.ones(2).long(), 1)
+        >>> mixed_accuracy(lambda x, part: torch.stack([1 - x[:, 0], x[:, 0]], 1), [a, b], TrainConfig(eval_batch_size=4),
+        ...                torch.Generator().manual_seed(0))
+        [1.0, 1.0]
+    """
+    data, n, device = ConcatData(list(splits)), len(splits), torch.device(cfg.device)
+    position = {int(getattr(s, "task_id", j)): j for j, s in enumerate(splits)}  # data without random access
+    correct, count = np.zeros(n), np.zeros(n)
+    for (x, y, t), rows in rank_shuffled_batches(data, cfg.eval_batch_size, generator):
+        part = (torch.searchsorted(data.offsets, rows, right=True) - 1 if rows is not None
+                else torch.tensor([position[int(v)] for v in t], dtype=torch.long))
+        hit = (predict(x.to(device), part).argmax(1).cpu() == y).numpy()
+        correct += np.bincount(part.numpy()[hit], minlength=n)
+        count += np.bincount(part.numpy(), minlength=n)
+    sums = sum_scalars(*correct, *count)
+    return [c / k if k else math.nan for c, k in zip(sums[:n], sums[n:], strict=True)]
+
+
 def evaluate(model: ContinualModel, method, data: TaskData | ConcatData, cfg: TrainConfig, task_id: int | None) -> float:
     """Accuracy of ``model`` on ``data`` in eval mode, inside the method's evaluation context
     for ``task_id`` (``None``: the task is not revealed)."""
@@ -218,6 +254,16 @@ def evaluate(model: ContinualModel, method, data: TaskData | ConcatData, cfg: Tr
 def evaluate_task(model, predict: Predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
     """The default evaluation of one task: accuracy on its test and validation splits."""
     return accuracy(predict, task.test, cfg), accuracy(predict, task.val, cfg)
+
+
+def evaluate_mixed(model, predict: Callable[[Tensor, Tensor], Tensor], tasks: Sequence, after_task: int,
+                   cfg: TrainConfig, generator: torch.Generator) -> list[tuple[float, float]]:
+    """The evaluation of every seen task where the scenario hides the task id: their test rows
+    shuffled together (:func:`mixed_accuracy`), then their validation rows; ``(test, val)``
+    accuracy per task."""
+    tests = mixed_accuracy(predict, [task.test for task in tasks], cfg, generator)
+    vals = mixed_accuracy(predict, [task.val for task in tasks], cfg, generator)
+    return list(zip(tests, vals, strict=True))
 
 
 def add_task_head(model: ContinualModel, task, seen: Sequence, ctx: HookContext) -> None:
@@ -235,8 +281,13 @@ class Training:
     beside it (none here; a GAN's discriminator), ``fit`` trains on a task's data (:func:`fit`)
     and ``evaluate(model, predict, task, after_task, cfg) -> (test, val)`` scores one task
     inside the method's evaluation context. Both optimizers live in the :class:`LoopState`, so
-    a checkpoint holds them. A problem kind brings its own subclass (:mod:`anpyc.problems`).
+    a checkpoint holds them. Where the scenario hides the task id and ``mixes_tasks`` is true,
+    the seen tasks are scored together by ``evaluate_mixed`` (their rows shuffled into batches
+    that cross tasks; the method never learns which task a batch or a row is from). A problem
+    kind brings its own subclass (:mod:`anpyc.problems`).
     """
+
+    mixes_tasks: bool = True
 
     def begin_task(self, model, task, seen: Sequence, ctx: HookContext) -> None:
         add_task_head(model, task, seen, ctx)
@@ -253,6 +304,10 @@ class Training:
 
     def evaluate(self, model, predict: Predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
         return evaluate_task(model, predict, task, after_task, cfg)
+
+    def evaluate_mixed(self, model, predict: Callable[[Tensor, Tensor], Tensor], tasks: Sequence, after_task: int,
+                       cfg: TrainConfig, generator: torch.Generator) -> list[tuple[float, float]]:
+        return evaluate_mixed(model, predict, tasks, after_task, cfg, generator)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -436,8 +491,12 @@ class Retrainer:
 
 def _finish_task(loop: Loop, t: int, stats: dict) -> None:
     state, progress = loop.state, loop.state.progress
-    for j in range(t + 1):
-        progress["R"][t, j], progress["V"][t, j] = _timed_eval(loop, j, loop.stream[j], after_task=t)
+    if loop.cfg.scenario.task_id_at_test or not loop.training.mixes_tasks:
+        scores = [_timed_eval(loop, j, loop.stream[j], after_task=t) for j in range(t + 1)]
+    else:  # no task id: every seen task's rows in one shuffled stream
+        scores = _timed_mixed_eval(loop, t)
+    for j, (test, val) in enumerate(scores):
+        progress["R"][t, j], progress["V"][t, j] = test, val
     progress["passes"].append(stats["passes"])
     progress["eval_time"].append(state.clock["task_eval"])
     progress["task_time"].append(time.perf_counter() - loop.task_start)
@@ -478,6 +537,33 @@ def _timed_eval(loop: Loop, j: int, task, after_task: int | None = None) -> tupl
         T = loop.state.n_tasks
         matrix = loop.state.progress.setdefault("task_inference", np.full((T, T), np.nan))
         matrix[after_task, j] = right / total
+    return scores
+
+
+def _timed_mixed_eval(loop: Loop, t: int) -> list[tuple[float, float]]:
+    """Evaluate tasks ``0..t`` together without their ids (:meth:`Training.evaluate_mixed`):
+    the loop keeps each row's task to itself, to score it and the method's task inference."""
+    model, method = loop.model, loop.method
+    inferred = np.zeros((2, t + 1))  # per task: rows attributed to it, rows attributed at all
+
+    def predict(x: Tensor, part: Tensor) -> Tensor:
+        logits = method.predict(model, x, None)
+        views = method.inferred_tasks()
+        if views is not None:
+            inferred[0] += np.bincount(part.numpy()[(views.cpu() == part).numpy()], minlength=t + 1)
+            inferred[1] += np.bincount(part.numpy(), minlength=t + 1)
+        return logits
+
+    start = time.perf_counter()
+    with eval_mode(model), method.eval_context(model, None):
+        scores = loop.training.evaluate_mixed(model, predict, loop.stream[: t + 1], t, loop.cfg.train,
+                                              seeded_generator(loop.cfg.seed, 0x7E57, t))
+    loop.state.clock["task_eval"] = loop.state.clock.get("task_eval", 0.0) + time.perf_counter() - start
+    sums = np.asarray(sum_scalars(*inferred.ravel())).reshape(2, t + 1)
+    if sums[1].any():
+        T = loop.state.n_tasks
+        matrix = loop.state.progress.setdefault("task_inference", np.full((T, T), np.nan))
+        matrix[t, : t + 1] = np.where(sums[1] > 0, sums[0] / np.maximum(sums[1], 1), np.nan)
     return scores
 
 

@@ -161,6 +161,32 @@ def shard_batches(data: TaskData | ConcatData, batch_size: int, generator: torch
             yield data.get(local)
 
 
+def rank_shuffled_batches(data, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Batch, Tensor | None]]:
+    """Whole batches ``rank, rank + world_size, ...`` of one shuffled order of ``data`` (the
+    same on every rank: seed ``generator`` alike), each with the positions of its rows in
+    ``data`` (``None`` for data without random access, read in its own shuffled order): a
+    mixed test stream whose sums are all-reduced afterwards.
+
+    Example:
+        >>> from anpyc.data.taskdata import TaskData
+        >>> data = TaskData(torch.zeros(5, 1), torch.arange(5), 0)
+        >>> [rows.tolist() for _, rows in rank_shuffled_batches(data, 2, torch.Generator().manual_seed(0))]
+        [[4, 0], [1, 3], [2]]
+    """
+    r, w = rank(), world_size()
+    data = resolve_data(data)
+    if not data.random_access:
+        for b, batch in enumerate(rebatch(data.batches(batch_size, True, generator), batch_size)):
+            if b % w == r:
+                yield batch, None
+        return
+    order = torch.randperm(len(data), generator=generator)
+    for b, start in enumerate(range(0, len(order), batch_size)):
+        if b % w == r:
+            rows = order[start : start + batch_size]
+            yield data.get(rows), rows
+
+
 def rank_batches(data: TaskData | ConcatData, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
     """Batches ``rank, rank + world_size, ...`` of ``iterate(data, batch_size, limit=limit)``
     (in order, unshuffled): for sums that are all-reduced afterwards (evaluation,

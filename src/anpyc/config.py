@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from anpyc.errors import ConfigError
-from anpyc.scenario import get_scenario
+from anpyc.scenario import SCENARIOS, Scenario, get_scenario
 
 T = typing.TypeVar("T")
 
@@ -134,6 +134,10 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _field_type(cls: type, name: str) -> Any:
+    return typing.get_type_hints(cls)[name]
 
 
 def to_dict(obj: Any) -> Any:
@@ -293,6 +297,17 @@ class RunConfig:
     :data:`anpyc.scenario.SCENARIOS`: ``task`` (task ids, one head per task), ``domain`` (one
     head, same outputs for every task), ``class`` (one head growing over the classes seen) or
     one registered with :func:`anpyc.scenario.register_scenario`; it decides the model's head.
+
+    ``task_inference`` (``none`` by default) trains any method task-aware, one head per task,
+    and infers each test input's task with that score (:mod:`anpyc.methods.task_inference`);
+    only where the scenario hides the task id. Every method accepts it among its parameters
+    (``--param task_inference=input_density``): it is moved here from ``method_params``.
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"method": "ewc", "method_params": {"task_inference": "input_density"},
+        ...                            "scenario": "class"})
+        >>> cfg.task_inference, cfg.method_params, cfg.model.head
+        ('input_density', {}, 'multi')
     """
 
     method: str = "finetune"
@@ -303,19 +318,36 @@ class RunConfig:
     seed: int = 0
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
     scenario: str = "task"  # a name of anpyc.scenario.SCENARIOS
+    task_inference: Literal["none", "input_density", "combined", "entropy", "feature_density"] = "none"
 
     def __post_init__(self) -> None:
-        head = get_scenario(self.scenario).head
-        if self.model.head is not None and self.model.head != head:
+        if self.method_params is None:
+            object.__setattr__(self, "method_params", {})
+        if not isinstance(self.method_params, dict) and not dataclasses.is_dataclass(self.method_params):
+            raise ConfigError(f"method_params: expected a mapping, got {self.method_params!r}")
+        if isinstance(self.method_params, dict) and "task_inference" in self.method_params:
+            params = dict(self.method_params)  # every method accepts it: it is the run's, not the method's
+            value = coerce(params.pop("task_inference"), _field_type(RunConfig, "task_inference"), "method_params.task_inference")
+            object.__setattr__(self, "method_params", params)
+            object.__setattr__(self, "task_inference", value)
+        scenario = get_scenario(self.scenario)
+        if self.task_inference != "none" and scenario.task_id_at_test:
+            raise ConfigError(f"task_inference {self.task_inference!r}: scenario {self.scenario!r} gives the task id at test "
+                              "time, there is nothing to infer (use --scenario domain or class)")
+        head = self.trained_scenario.head  # a head set for the run with task inference or without it is its own
+        if self.model.head is not None and self.model.head not in (scenario.head, scenario.with_task_inference().head):
             raise ConfigError(
                 f"model.head {self.model.head!r} does not fit scenario {self.scenario!r} (which uses a {head} head): "
                 "set the scenario instead (--scenario NAME)"
             )
         object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
-        if self.method_params is None:
-            object.__setattr__(self, "method_params", {})
-        if not isinstance(self.method_params, dict) and not dataclasses.is_dataclass(self.method_params):
-            raise ConfigError(f"method_params: expected a mapping, got {self.method_params!r}")
+
+    @property
+    def trained_scenario(self) -> Scenario:
+        """The scenario the loop trains in: the run's, or with task inference its task-aware
+        training (one head per task; :meth:`anpyc.scenario.Scenario.with_task_inference`)."""
+        scenario = get_scenario(self.scenario)
+        return scenario.with_task_inference() if self.task_inference != "none" else scenario
 
     def params_dict(self) -> dict:
         """The method's hyper-parameters as a plain dict (every field, defaults included, once
@@ -348,7 +380,9 @@ def as_input(data: dict | None) -> dict:
     """A config mapping as input: the provenance a saved config carries (``meta``) dropped, and
     a saved config from before a default changed read as it ran. A saved config holds every
     field, so one without ``stream.standardize`` ran on [0, 1] pixels (before inputs were
-    standardised by default): reproduce, resume and ``--config`` keep it so.
+    standardised by default): reproduce, resume and ``--config`` keep it so. A saved task-scenario
+    config's ``method_params.task_inference`` (an option of three methods that did nothing there)
+    is dropped.
 
     Example:
         >>> as_input({"stream": {"benchmark": "split-mnist"}, "meta": {"git_commit": "abc"}})
@@ -359,6 +393,13 @@ def as_input(data: dict | None) -> dict:
     stream = data.get("stream")
     if saved and isinstance(stream, dict) and "standardize" not in stream:
         data["stream"] = {**stream, "standardize": False}
+    params = data.get("method_params")
+    scenario = data.get("scenario", "task")
+    if (saved and isinstance(params, dict) and "task_inference" in params and isinstance(scenario, str)
+            and scenario in SCENARIOS and SCENARIOS[scenario].task_id_at_test):
+        # PackNet's, HAT's and anpyc-masks' own option before every method could infer tasks: with task
+        # ids at test time it did nothing (elsewhere it is read as the run's task_inference)
+        data["method_params"] = {k: v for k, v in params.items() if k != "task_inference"}
     return data
 
 

@@ -38,7 +38,7 @@ from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
 from anpyc.errors import ConfigError, OutputError
 from anpyc.loop.train import LoopConfig, LoopState, train_stream
-from anpyc.methods import create, typed
+from anpyc.methods import for_run, typed
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize, weight_distribution
 from anpyc.parallel.collectives import (
@@ -134,7 +134,7 @@ def run(
         torch.set_num_threads(cfg.train.threads)
     kind = problem_for(cfg)
     cfg = _checked(cfg, kind, tensorboard)
-    method = method if method is not None else create(cfg.method, cfg.method_params)
+    method = for_run(cfg, method)
     if stream is None:  # before the output directory is touched: bad data must not cost a result
         stream = build_stream(cfg)
     problem = kind(cfg, stream)  # a generator's judge is trained (or read) here, before the run's seeds
@@ -217,7 +217,7 @@ def _run_loop(
     callbacks.append(logger)
     if out is not None:
         callbacks.append(ckpt.Checkpointer(out, cfg))
-    loop_cfg = LoopConfig(cfg.train, cfg.seed, cfg.scenario, forward_transfer=problem.forward_transfer)
+    loop_cfg = LoopConfig(cfg.train, cfg.seed, cfg.trained_scenario, forward_transfer=problem.forward_transfer)
     start = time.perf_counter() - state.clock.get("elapsed", 0.0)
     try:
         state = train_stream(model, method, stream, loop_cfg, training=problem.training(), callbacks=callbacks, state=state)
@@ -238,6 +238,7 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
     val = summarize(p["V"])
     metrics.update({
         "method": cfg.method, "benchmark": stream.name, "scenario": cfg.scenario, "n_tasks": len(stream),
+        "task_inference": cfg.task_inference,
         "seed": cfg.seed, "acc_matrix": p["R"].tolist(), "val_acc_matrix": p["V"].tolist(),
         "val_avg_acc": val["avg_acc"], "val_bwt": val["bwt"],
         "passes": list(p["passes"]),

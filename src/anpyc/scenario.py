@@ -97,6 +97,26 @@ class Scenario:
         if self.grows_head:
             model.set_active_outputs(max(c for s in seen for c in s.classes) + 1)
 
+    def with_task_inference(self) -> Scenario:
+        """This scenario for a method trained task-aware whose task is inferred at test time
+        (``task_inference``, :mod:`anpyc.methods.task_inference`): the same labels and the
+        same hidden task id at test, but one head per task in training (:class:`TaskAwareTraining`).
+        A scenario that shows the task id has nothing to infer: it is returned as it is.
+
+        Example:
+            >>> s = SCENARIOS["class"].with_task_inference()
+            >>> s.head, s.labels, s.task_id_at_test, s is SCENARIOS["class"].with_task_inference()
+            ('multi', 'global', False, True)
+        """
+        if self.task_id_at_test:
+            return self
+        if self.name not in _TASK_AWARE:
+            _TASK_AWARE[self.name] = TaskAwareTraining(
+                self.name, head="multi", labels=self.labels, task_id_at_test=False,
+                description=f"{self.description}; trained with a head per task, the task inferred at test time",
+                tested=self)
+        return _TASK_AWARE[self.name]
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
             raise TypeError(f"a Scenario is not compared with a name ({other!r}): ask its properties "
@@ -109,6 +129,26 @@ class Scenario:
     def __str__(self) -> str:
         return self.name
 
+
+@dataclass(frozen=True, eq=False)
+class TaskAwareTraining(Scenario):
+    """A scenario that hides the task id at test time (``tested``), as a method with task
+    inference is trained in it: one head per task (:meth:`Scenario.with_task_inference`).
+    With the stream's class ids as labels (``class``) each task's head answers over that
+    task's own classes (the method sees them as ``0..k-1``, the inference maps them back);
+    with labels shared by every task (``domain``) a new task's head starts as a copy of the
+    previous task's, as the one shared head would have."""
+
+    tested: Scenario | None = field(default=None, compare=False)
+
+    def begin_task(self, model: Any, task: Any, seen: Sequence[Any]) -> None:
+        if self.global_labels:
+            model.add_head(len(task.classes))
+        else:
+            model.add_head(task.n_outputs, copy_of=len(model.heads) - 1 if len(model.heads) else None)
+
+
+_TASK_AWARE: dict[str, Scenario] = {}  # one task-aware training scenario per tested one
 
 #: every known scenario by name; :func:`register_scenario` adds one
 SCENARIOS: dict[str, Scenario] = {}

@@ -1,15 +1,38 @@
-"""Task inference: input density on classes with fewer examples than pixels."""
+"""Task inference (the kernel): input density on classes with fewer examples than pixels;
+grouping a batch by the view it picks answers as every view answering every input would;
+its cost is reported, and only where a task is inferred."""
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
+from torch import nn
 
-from anpyc.config import ModelConfig, RunConfig
+from anpyc.config import RunConfig
 from anpyc.kernels.inference import TaskInference
-from anpyc.models import build_model
 from anpyc.runner import build_stream
+
+
+class _LinearViews:
+    """Views that share nothing: task ``k``'s logits come from its own linear map."""
+
+    shared_body = False
+
+    def __init__(self, d: int, outputs: list[int]) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.maps = [nn.Linear(d, n) for n in outputs]
+        for m in self.maps:
+            nn.init.normal_(m.weight, generator=gen)
+        self.calls: list[int] = []  # rows each call of logits ran
+
+    def logits(self, k, x):
+        self.calls.append(len(x))
+        return self.maps[k](x.flatten(1))
+
+    def features(self, k, x):
+        return x.flatten(1)
+
+    def head_logits(self, k, features):
+        return self.maps[k](features)
 
 
 def test_input_density_with_few_examples_per_class_is_finite_and_right(mnist_dir):
@@ -20,23 +43,55 @@ def test_input_density_with_few_examples_per_class_is_finite_and_right(mnist_dir
         "stream": {"benchmark": "permuted-mnist", "tasks": 2, "subsample": 300, "test_subsample": 200},
         "scenario": "domain",
     }))
-    model = build_model(ModelConfig(hidden=(8,)), stream.input_shape)
-    model.add_head(stream[0].n_outputs)
+    views = _LinearViews(784, [10, 10])
     inf = TaskInference("input_density")
     for k in range(2):
-        inf.record(model, stream[k], k, lambda _k: contextlib.nullcontext(), class_scenario=False)
+        inf.record(k, stream[k].train, stream[k].val, list(range(10)), views, torch.device("cpu"))
     assert all(torch.isfinite(b).all() for name, b in inf.named_buffers() if name.startswith("in_"))
     for j in range(2):
         x = stream[j].test.get(torch.arange(200))[0]
-        inf.predict(model, x, lambda _k: contextlib.nullcontext())
+        inf.predict(x, views)
         assert float((inf.last_views == j).float().mean()) > 0.95
+
+
+def test_input_density_runs_each_input_through_its_view_once_and_answers_as_all_views_would():
+    """Cheap inference: the task is chosen before any forward pass, then every row goes through
+    its own view once (the batch grouped by view); the logits are those of the chosen view."""
+    gen = torch.Generator().manual_seed(1)
+    centres = [torch.zeros(6), torch.full((6,), 5.0), torch.full((6,), -5.0)]
+    views = _LinearViews(6, [2, 3, 2])
+    inf = TaskInference("input_density", rank=2)
+    for k, c in enumerate(centres):
+        x = c + torch.randn(60, 6, generator=gen)
+        data = _data(x, torch.arange(60) % views.maps[k].out_features, k)
+        inf.record(k, data, data, [10 * k + i for i in range(views.maps[k].out_features)], views, torch.device("cpu"))
+    x = torch.cat([c + torch.randn(20, 6, generator=gen) for c in centres])[torch.randperm(60, generator=gen)]
+    views.calls.clear()
+    out = inf.predict(x, views)
+    assert sum(views.calls) == len(x)  # one forward pass per input
+    for k in range(3):
+        rows = inf.last_views == k
+        assert rows.any()
+        cols = [10 * k + i for i in range(views.maps[k].out_features)]
+        assert torch.allclose(out[rows][:, cols], views.maps[k](x[rows]), atol=1e-6)
+        assert torch.isinf(out[rows]).sum() == rows.sum() * (out.shape[1] - len(cols))
+    assert inf.cost()["forward_passes_per_input"] == 1 and inf.cost()["memory_mb"] > 0
+
+
+def _data(x, y, k):
+    from anpyc.data.taskdata import TaskData
+
+    return TaskData(x, y, k)
 
 
 def test_task_inference_reports_its_cost_and_only_when_used():
     from anpyc.runner import run
 
     base = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 200}, "model": {"hidden": [16]}, "method": "packnet"}
-    hidden = run(RunConfig.from_dict({**base, "scenario": "domain"}), quiet=True).metrics
+    hidden = run(RunConfig.from_dict({**base, "scenario": "domain", "method_params": {"task_inference": "input_density"}}),
+                 quiet=True).metrics
     cost = hidden["task_inference_cost"]
-    assert cost["forward_passes_per_input"] == 3 and cost["score"] == "input_density" and cost["memory_mb"] > 0
-    assert "task_inference_cost" not in run(RunConfig.from_dict(base), quiet=True).metrics  # task ids given
+    assert cost["forward_passes_per_input"] == 1 and cost["score"] == "input_density" and cost["memory_mb"] > 0
+    assert hidden["method_state_mb"] >= cost["memory_mb"]
+    for cfg in (base, {**base, "scenario": "domain"}):  # task ids given; no task inference asked for
+        assert "task_inference_cost" not in run(RunConfig.from_dict(cfg), quiet=True).metrics

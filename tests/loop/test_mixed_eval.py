@@ -1,5 +1,5 @@
 """Mixed test streams: without task ids (domain, class) the rows of every seen task are
-shuffled together in batches that cross tasks. A method's answer to a row must not depend on
+shuffled together in batches that cross tasks. A method's answer (with task inference or without) to a row must not depend on
 the rows it comes with: every method predicts the same for every row under two shufflings
 and two batch sizes, and the loop's accuracy matrix does not move with the batch size."""
 
@@ -45,6 +45,24 @@ def test_every_method_predicts_each_row_alike_whatever_its_batch(name, scenario)
     a_labels, a_views = _predictions(result, stream, seed=1, batch_size=7)
     b_labels, b_views = _predictions(result, stream, seed=2, batch_size=64)
     assert (a_labels >= 0).all()
+    assert np.array_equal(a_labels, b_labels) and np.array_equal(a_views, b_views)
+
+
+INFERRED = [(m, "input_density") for m in method_names(without={"no-network"})] + [
+    ("hat", score) for score in ("entropy", "feature_density", "combined")]
+
+
+@pytest.mark.parametrize("scenario", ["domain", "class"])
+@pytest.mark.parametrize("name, score", INFERRED)
+def test_every_method_with_task_inference_predicts_each_row_alike_whatever_its_batch(name, score, scenario):
+    """``<method>+inference``: the task inferred and the view answering depend on the row alone."""
+    params = {**FAST.get(name, {}), "task_inference": score}
+    cfg = RunConfig.from_dict({**BLOBS, "method": name, "method_params": params, "scenario": scenario})
+    stream = build_stream(cfg)
+    result = run(cfg, quiet=True, stream=stream)
+    a_labels, a_views = _predictions(result, stream, seed=1, batch_size=7)
+    b_labels, b_views = _predictions(result, stream, seed=2, batch_size=64)
+    assert (a_labels >= 0).all() and (a_views >= 0).all()
     assert np.array_equal(a_labels, b_labels) and np.array_equal(a_views, b_views)
 
 

@@ -36,10 +36,14 @@ def _run(cfg: RunConfig, stream, monkeypatch, known: bool):
     return result
 
 
-@pytest.mark.parametrize("scenario", ["task", "class"])
-@pytest.mark.parametrize("name", method_names())
-def test_results_do_not_depend_on_knowing_the_stream_length(name, scenario, monkeypatch):
-    cfg = RunConfig.from_dict({**BLOBS, "method": name, "method_params": FAST.get(name, {}), "scenario": scenario})
+CASES = [(name, scenario, {}) for scenario in ("task", "class") for name in method_names()] + [
+    (name, "class", {"task_inference": "input_density"}) for name in ("anpyc", "anpyc-masks", "packnet", "hat")]
+
+
+@pytest.mark.parametrize("name, scenario, extra", CASES)
+def test_results_do_not_depend_on_knowing_the_stream_length(name, scenario, extra, monkeypatch):
+    params = {**FAST.get(name, {}), **extra}
+    cfg = RunConfig.from_dict({**BLOBS, "method": name, "method_params": params, "scenario": scenario})
     stream = build_stream(cfg)
     known, hidden = (_run(cfg, stream, monkeypatch, k) for k in (True, False))
     assert np.array_equal(known.acc_matrix, hidden.acc_matrix, equal_nan=True)

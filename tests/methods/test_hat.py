@@ -153,7 +153,7 @@ def test_domain_scenario_infers_the_task(mnist_dir):
     cfg = RunConfig.from_dict({
         "stream": {"benchmark": "permuted-mnist", "tasks": 2, "subsample": 500, "test_subsample": 200},
         "model": {"hidden": [32]}, "scenario": "domain", "train": {"epochs": 3, "batch_size": BATCH},
-        "method": "hat",
+        "method": "hat", "method_params": {"task_inference": "input_density"},
     })
     res = run(cfg, quiet=True)
     assert res.metrics["task_inference_acc"] > 0.9  # input density tells permutations apart

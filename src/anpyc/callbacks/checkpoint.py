@@ -123,6 +123,8 @@ def fingerprint(cfg: RunConfig) -> dict:
         "stream": to_dict(cfg.stream),
         "train": train,
         "seed": cfg.seed,
+        # only when asked for: a checkpoint written before task inference was a run option still fits
+        **({"task_inference": cfg.task_inference} if cfg.task_inference != "none" else {}),
     }
 
 

@@ -177,3 +177,63 @@ class ConcatData:
         inv = torch.empty(len(idx), dtype=torch.long)
         inv[torch.cat(order)] = torch.arange(len(idx))
         return torch.cat(xs)[inv], torch.cat(ys)[inv], torch.cat(ts)[inv]
+
+
+class Relabelled:
+    """``data`` with each label ``c`` replaced by ``lookup[c]`` (any kind of task data: with
+    random access or its own batches): a task's split seen with the task's own labels.
+
+    Example:
+        >>> d = Relabelled(TaskData(torch.zeros(3, 1), torch.tensor([4, 5, 4]), 2), torch.tensor([-1, -1, -1, -1, 0, 1]))
+        >>> d.get(torch.arange(3))[1].tolist(), d.labels().tolist(), len(d)
+        ([0, 1, 0], [0, 1, 0], 3)
+    """
+
+    def __init__(self, data, lookup: Tensor) -> None:
+        self.data, self.lookup = data, lookup
+
+    @property
+    def random_access(self) -> bool:
+        return self.data.random_access
+
+    @property
+    def task_id(self) -> int | None:
+        return getattr(self.data, "task_id", None)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.data.input_shape
+
+    def labels(self) -> Tensor:
+        return self.lookup[self.data.labels()]
+
+    def get(self, idx: Tensor) -> Batch:
+        x, y, t = self.data.get(idx)
+        return x, self.lookup[y], t
+
+    def batches(self, batch_size: int | None = None, shuffle: bool = False,
+                generator: torch.Generator | None = None) -> Iterator[Batch]:
+        for x, y, t in self.data.batches(batch_size, shuffle, generator):
+            yield x, self.lookup[y], t
+
+
+def relabel(data, classes: Sequence[int]):
+    """``data`` (one task's split) with labels ``classes[i]`` read as ``i``: the task's own
+    labels ``0..k-1``. In-memory data stays :class:`TaskData` (the inputs are shared, not
+    copied); other kinds are wrapped in :class:`Relabelled`.
+
+    Example:
+        >>> d = relabel(TaskData(torch.zeros(3, 1), torch.tensor([7, 3, 7]), 1), (3, 7))
+        >>> type(d).__name__, d.labels().tolist()
+        ('TaskData', [1, 0, 1])
+    """
+    if isinstance(data, TaskData):
+        lookup = torch.full((max(int(data.y.max()) if len(data.y) else 0, *classes) + 1,), -1, dtype=torch.long)
+        lookup[torch.as_tensor(list(classes), dtype=torch.long)] = torch.arange(len(classes))
+        return TaskData(data.x, lookup[data.y.long()], data.task_id, data.index, data.transform)
+    lookup = torch.full((max(classes) + 1,), -1, dtype=torch.long)
+    lookup[torch.as_tensor(list(classes), dtype=torch.long)] = torch.arange(len(classes))
+    return Relabelled(data, lookup)

@@ -35,6 +35,7 @@ from typing import Any
 
 from anpyc.config import RunConfig, deep_update
 from anpyc.errors import ConfigError
+from anpyc.scenario import get_scenario
 
 #: settings left out of a protocol's fingerprint (sequence length, evaluation, machine, seed)
 NOT_PROTOCOL = frozenset({
@@ -169,6 +170,8 @@ def fingerprint(cfg: RunConfig, budget: str | None) -> dict[str, Any]:
     data = cfg.to_dict()
     data.pop("method", None)
     data.pop("method_params", None)
+    if data.pop("task_inference", "none") != "none":  # a method's option: its protocol is the scenario's
+        data["model"]["head"] = get_scenario(cfg.scenario).head
     if cfg.model.name not in GENERATIVE_MODELS:
         data.pop("generative", None)
     flat = {k: v for k, v in _flatten(data).items() if k not in NOT_PROTOCOL}

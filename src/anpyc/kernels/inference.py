@@ -1,24 +1,33 @@
-"""Task inference for mask methods: which stored task view should answer a test input
-whose task id is hidden (domain- and class-incremental scenarios)?
+"""Task inference: which task should answer a test input whose task id is hidden (domain-
+and class-incremental scenarios)?
 
-A mask method (ANPyC, PackNet, HAT) keeps, for every finished task ``k``, a *view*: the
-weights task ``k`` could see (its mask, applied by the method) and, here, a snapshot of the
-shared head as it was after task ``k`` (in the class scenario restricted to ``k``'s
-classes). :class:`TaskInference` runs a test batch through every view, batched, scores how
-well each view "owns" each input and answers with the best view's logits (as in SupSup,
-Wortsman et al. 2020, which takes the view of lowest predictive entropy). Scores:
+A method trained task-aware (one head per task: :mod:`anpyc.methods.task_inference` wraps any
+method so) keeps, for every finished task ``k``, a *view*: the weights task ``k`` sees (its
+mask, for a mask method; every weight otherwise) and its own head. :class:`TaskInference`
+learns, from each task's own training and validation data while the task is the current one,
+the statistics of a score, and at test time picks a task for every input (as SupSup,
+Wortsman et al. 2020, picks a mask). The views are reached through :class:`Views` (the method
+behind them is not known here). Scores:
 
-* ``entropy``: minus the predictive entropy, standardised by the view's own entropy on its
-  task's validation split (so that a view that is always unsure is not always beaten);
-* ``input_density``: log-likelihood of the input under the task's density model of inputs:
-  a mixture over the task's classes of probabilistic PCA models (Tipping & Bishop 1999; rank
-  ``rank``, the rest of the variance isotropic), fitted on the task's training inputs: a
-  generative task classifier on inputs (``rank=0``: one diagonal Gaussian per class);
+* ``input_density``: log-likelihood of the input under the task's density model of inputs, a
+  mixture (equal weights) over the task's classes of probabilistic PCA models (Tipping &
+  Bishop 1999; rank ``rank``, the rest of the variance isotropic), fitted on the task's
+  training inputs. The task is inferred before any forward pass; then every input goes
+  through its task's view once (the batch grouped by view): one forward pass per input.
+* ``combined``: a (task, class) pair is scored by the input's log-likelihood under that class's
+  PPCA plus ``w`` times the log-softmax the task's head gives that class: the density's
+  evidence and the network's. ``w`` (a fixed grid, 0 included) is chosen on validation data:
+  after each task, the pairs of every task so far are scored on the task's validation inputs;
+  the weight with the most right answers summed over the tasks so far is used. Every view
+  answers every input (one forward pass per view and input; one in all when the views share
+  the body).
+* ``entropy``: minus the predictive entropy of the task's head, standardised by its entropy on
+  the task's validation split (so that a view that is always unsure is not always beaten);
+  every view answers every input.
 * ``feature_density``: log-likelihood of the view's penultimate features under a diagonal
   Gaussian per class of the task, fitted on the task's training inputs under that view.
 
-Everything is learnt from the task's own training and validation data while the task is the
-current one; nothing of an old task is kept but these statistics and the head snapshot.
+Nothing of an old task is kept but these statistics (their memory is in ``cost()``).
 
 Example:
     >>> inf = TaskInference("entropy")
@@ -28,21 +37,36 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager as ContextManager
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from anpyc.data.batches import iterate
-from anpyc.utils import eval_mode
 
-SCORES = ("entropy", "input_density", "feature_density")
-View = Callable[[int], ContextManager]  # view(k): the weights task k saw, for the duration
+SCORES = ("input_density", "combined", "entropy", "feature_density")
+#: weights of the head's log-softmax against the input log-likelihood (``combined``): the input
+#: log-likelihoods of images differ by hundreds of nats, so the grid spans several decades
+COMBINED_WEIGHTS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+class Views(Protocol):
+    """What task inference needs of a method's per-task views. ``logits(k, x)``: task ``k``'s
+    head on ``x`` under task ``k``'s view (its own outputs, ``0..n_k-1``); ``features(k, x)``:
+    the penultimate features under that view; ``shared_body``: every view computes the same
+    features (no masks), so one pass of the body serves them all."""
+
+    shared_body: bool
+
+    def logits(self, k: int, x: Tensor) -> Tensor: ...
+
+    def features(self, k: int, x: Tensor) -> Tensor: ...
+
+    def head_logits(self, k: int, features: Tensor) -> Tensor: ...
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -56,32 +80,52 @@ def _gaussian_loglik(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     return -0.5 * (((x - mean) ** 2) / var + var.log() + math.log(2 * math.pi)).sum(1)
 
 
-class TaskInference(nn.Module):
-    """Per-task views of a mask method and the scores that pick one per input.
+def all_logits(views: Views, ks: Sequence[int], x: Tensor) -> list[Tensor]:
+    """Every task ``k`` in ``ks``'s logits of ``x`` under its view (the body run once when the
+    views share it)."""
+    if views.shared_body:
+        feats = views.features(ks[0], x) if ks else None
+        return [views.head_logits(k, feats) for k in ks]
+    return [views.logits(k, x) for k in ks]
 
-    State (buffers and extra state): per view a head snapshot, the statistics its score
-    needs, its task's classes and the calibration of its entropy. :meth:`record` adds the
-    view of the task just finished; :meth:`predict` answers a batch and remembers which view
-    answered each row (:attr:`last_views`, for the task-inference accuracy the loop records).
+
+class TaskInference(nn.Module):
+    """Per-task statistics of a score, and the task it picks for each input.
+
+    State (buffers and extra state): per view its labels (the stream's label of each of its
+    outputs), the statistics its score needs and the calibration of its entropy; for
+    ``combined`` the validation hits of every weight. :meth:`record` adds the view of the task
+    just finished; :meth:`predict` answers a batch with logits over the stream's labels and
+    remembers the task each row was given (:attr:`last_views`, for the task-inference
+    accuracy the loop records).
     """
 
-    def __init__(self, score: str = "entropy", samples: int = 2000, rank: int = 20, var_floor: float = 1e-2) -> None:
+    def __init__(self, score: str = "input_density", samples: int = 2000, rank: int = 20, var_floor: float = 1e-2) -> None:
         super().__init__()
         if score not in SCORES:
             raise ValueError(f"unknown task-inference score {score!r}; known: {', '.join(SCORES)}")
         self.score, self.samples, self.rank, self.var_floor = score, samples, rank, var_floor
-        self.history: dict = {"classes": [], "calibration": []}
+        self.history: dict = {"labels": [], "calibration": [], "weight_hits": [0] * len(COMBINED_WEIGHTS),
+                              "decision_passes": [], "fit_examples": []}
         self.last_views: Tensor | None = None
+        self._stacked: tuple[int, dict[str, Tensor], Tensor, Tensor] | None = None  # derived, never saved
 
     def get_extra_state(self) -> dict:
         return copy.deepcopy(self.history)
 
     def set_extra_state(self, state: dict) -> None:
         self.history = copy.deepcopy(state)
+        self._stacked = None
 
     @property
     def n_views(self) -> int:
-        return len(self.history["classes"])
+        return len(self.history["labels"])
+
+    @property
+    def weight(self) -> float:
+        """The head's weight in ``combined`` (the first of the most validation hits)."""
+        hits = self.history["weight_hits"]
+        return COMBINED_WEIGHTS[max(range(len(hits)), key=lambda i: (hits[i], -i))]
 
     def _put(self, name: str, value: Tensor) -> None:
         if hasattr(self, name):
@@ -90,108 +134,141 @@ class TaskInference(nn.Module):
             self.register_buffer(name, value.detach().clone())
 
     def cost(self) -> dict:
-        """What inferring the task costs: the memory it keeps (head snapshots and score
-        statistics: the counterpart of a replay buffer), and the forward passes per test input
-        (one per stored view). Evaluation time is in ``metrics.json`` beside fine-tune's."""
+        """What inferring the task costs: the memory its statistics keep (the counterpart of
+        a replay buffer), the forward passes per test input (through views), those spent on
+        decisions (choosing ``combined``'s weight on validation inputs) and the training inputs
+        read to fit the statistics, per task."""
         memory = sum(b.numel() * b.element_size() for b in self.buffers())
-        return {"score": self.score, "memory_mb": memory / 2**20, "forward_passes_per_input": self.n_views}
+        per_input = 1 if self.score == "input_density" else self.n_views
+        return {"score": self.score, "memory_mb": memory / 2**20, "forward_passes_per_input": per_input,
+                "decision_forward_passes": list(self.history["decision_passes"]),
+                "fit_examples": list(self.history["fit_examples"]),
+                **({"weight": self.weight, "weight_hits": dict(zip(map(str, COMBINED_WEIGHTS), self.history["weight_hits"],
+                                                                    strict=True))} if self.score == "combined" else {})}
 
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
-    def record(self, model, task, k: int, view: View, class_scenario: bool) -> None:
-        """Task ``k`` is finished: keep its view's head, its classes and score statistics."""
-        for name, t in model.heads[0].state_dict().items():
-            self._put(f"head__{k}__{name}", t)
-        self.history["classes"].append(list(task.classes) if class_scenario else None)
-        # every rank computes the same statistics from the same examples: no collective needed
-        with eval_mode(model):
-            if self.score == "input_density":
-                self._fit_inputs(task, k, _device(model))
-            if self.score == "feature_density":
-                self._fit_features(model, task, k, view)
-            with view(k), self._head(model, k):
-                h = torch.cat([entropy(self._logits(model, x.to(_device(model)), k))
-                               for x, _, _ in iterate(task.val, 500, limit=self.samples)])
-        self.history["calibration"].append([float(h.mean()), max(float(h.std(unbiased=False)), 1e-4)])
+    def record(self, k: int, train, val, labels: Sequence[int], views: Views, device: torch.device) -> None:
+        """Task ``k`` is finished: keep what its score needs, from its ``train`` and ``val``
+        splits (labelled ``0..n-1`` as its head's outputs); ``labels``: the stream's label of
+        each output."""
+        if k != self.n_views:
+            raise ValueError(f"task inference: views are recorded in order; expected task {self.n_views}, got {k}")
+        self.history["labels"].append([int(c) for c in labels])
+        fitted = 0
+        if self.score in ("input_density", "combined"):
+            _, fits = fit_class_ppca(train, self.samples, self.rank, self.var_floor, device)
+            for name, value in fits.items():
+                self._put(f"in_{name}__{k}", value)
+            fitted = min(len(train), self.samples)
+            self._stacked = None
+        if self.score == "feature_density":
+            self._fit_features(train, k, views, device)
+            fitted = min(len(train), self.samples)
+        self.history["fit_examples"].append(fitted)
+        passes, calibration = 0, None
+        if self.score == "entropy":
+            h = torch.cat([entropy(views.logits(k, x.to(device))) for x, _, _ in iterate(val, 500, limit=self.samples)]
+                          or [torch.zeros(1)])
+            calibration = [float(h.mean()), max(float(h.std(unbiased=False)), 1e-4)]
+            passes = min(len(val), self.samples)
+        self.history["calibration"].append(calibration)
+        if self.score == "combined":
+            passes = self._choose_weight(val, k, views, device)
+        self.history["decision_passes"].append(passes)
 
-    def _fit_inputs(self, task, k: int, device: torch.device) -> None:
-        """One probabilistic PCA per class of the task, on its training inputs."""
-        _, fits = fit_class_ppca(task.train, self.samples, self.rank, self.var_floor, device)
-        for name, value in fits.items():
-            self._put(f"in_{name}__{k}", value)
-
-    def _input_score(self, x: Tensor, k: int) -> Tensor:
-        """log p(x | task k): mixture (equal weights) of the task's classes' PPCA densities."""
-        per_class = ppca_log_likelihoods(x, {name: getattr(self, f"in_{name}__{k}") for name in PPCA_PARTS})
-        return torch.logsumexp(per_class, 1) - math.log(per_class.shape[1])
-
-    def _fit_features(self, model, task, k: int, view: View) -> None:
+    def _fit_features(self, train, k: int, views: Views, device: torch.device) -> None:
         feats, labels = [], []
-        with view(k):
-            for x, y, _ in iterate(task.train, 500, limit=self.samples):
-                feats.append(model.features(x.to(_device(model))).flatten(1))
-                labels.append(y.to(feats[-1].device))
+        for x, y, _ in iterate(train, 500, limit=self.samples):
+            feats.append(views.features(k, x.to(device)).flatten(1))
+            labels.append(y.to(feats[-1].device))
         f, y = torch.cat(feats), torch.cat(labels)
-        classes = sorted(set(y.tolist()))
-        means = torch.stack([f[y == c].mean(0) for c in classes])
-        var = torch.stack([f[y == c].var(0, unbiased=False) for c in classes]).mean(0).clamp_min(self.var_floor)
+        classes = range(len(self.history["labels"][k]))
+        means = torch.stack([f[y == c].mean(0) if bool((y == c).any()) else f.mean(0) for c in classes])
+        var = torch.stack([f[y == c].var(0, unbiased=False) for c in classes if int((y == c).sum()) > 1] or [f.var(0)])
         self._put(f"feat_mean__{k}", means)
-        self._put(f"feat_var__{k}", var)
+        self._put(f"feat_var__{k}", var.mean(0).clamp_min(self.var_floor))
+
+    def _choose_weight(self, val, k: int, views: Views, device: torch.device) -> int:
+        """Add, for every weight of the grid, how many of task ``k``'s validation inputs the
+        ``combined`` pairs of tasks ``0..k`` give their own task and class; returns the forward
+        passes spent (through views)."""
+        hits, passes = self.history["weight_hits"], 0
+        for x, y, _ in iterate(val, 500, limit=self.samples):
+            x, y = x.to(device), y.to(device)
+            density, head, task, label = self._pair_parts(x, views)
+            passes += len(x) * (1 if views.shared_body else self.n_views)
+            own = (task == k) & (label == torch.as_tensor(self.history["labels"][k], device=device)[y].unsqueeze(1))
+            for i, w in enumerate(COMBINED_WEIGHTS):
+                best = (density + w * head).argmax(1)
+                hits[i] += int(own.gather(1, best.unsqueeze(1)).sum())
+        return passes
 
     # ------------------------------------------------------------------ answering
-    @contextlib.contextmanager
-    def _head(self, model, k: int) -> Iterator[None]:
-        """The shared head as it was after task ``k``, for the duration."""
-        head = model.heads[0]
-        saved = {n: t.detach().clone() for n, t in head.state_dict().items()}
-        snap = {n: getattr(self, f"head__{k}__{n}") for n in saved}
-        with torch.no_grad():
-            for n, t in head.state_dict().items():
-                t.copy_(snap[n])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for n, t in head.state_dict().items():
-                    t.copy_(saved[n])
+    def _stack(self) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """Every view's PPCA fits stacked (one row per (task, output)), with each row's task and
+        its output index in the task's head; rebuilt when a view is added."""
+        if self._stacked is None or self._stacked[0] != self.n_views:
+            fits = {name: torch.cat([getattr(self, f"in_{name}__{k}") for k in range(self.n_views)]) for name in PPCA_PARTS}
+            sizes = [len(labels) for labels in self.history["labels"]]
+            device = fits["mean"].device
+            task = torch.cat([torch.full((n,), k, dtype=torch.long, device=device) for k, n in enumerate(sizes)])
+            output = torch.cat([torch.arange(n, device=device) for n in sizes])
+            self._stacked = (self.n_views, fits, task, output)
+        return self._stacked[1:]
 
-    def _logits(self, model, x: Tensor, k: int) -> Tensor:
-        logits = model(x, 0)
-        classes = self.history["classes"][k]
-        if classes is None:
-            return logits
-        keep = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
-        keep[[c for c in classes if c < logits.shape[1]]] = 0.0
-        return logits + keep
+    def _pair_parts(self, x: Tensor, views: Views) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``combined``'s parts for every (task, output) pair: the input log-likelihood, the
+        head's log-softmax (rows x pairs each), and each pair's task and stream label."""
+        fits, task, output = self._stack()
+        density = ppca_log_likelihoods(x, fits)
+        head = torch.cat([F.log_softmax(z, 1) for z in all_logits(views, range(self.n_views), x)], 1)
+        label = torch.cat([torch.as_tensor(ls, device=x.device) for ls in self.history["labels"]])
+        return density, head, task.to(x.device), label
 
-    def _view_score(self, model, x: Tensor, logits: Tensor, k: int) -> Tensor:
+    def width(self) -> int:
+        """Logits over the stream's labels: one more than the largest label of any view."""
+        return max(max(labels) for labels in self.history["labels"]) + 1
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, views: Views) -> Tensor:
+        """Logits over the stream's labels for every row of ``x`` (``-inf`` for labels of the
+        tasks not picked; ``combined``: every label's best pair score)."""
+        if self.score == "combined":
+            return self._predict_pairs(x, views)
         if self.score == "input_density":
-            return self._input_score(x, k)
+            fits, task, _ = self._stack()
+            per_output = ppca_log_likelihoods(x, fits)  # rows x (task, output)
+            scores = torch.stack([torch.logsumexp(per_output[:, task == k], 1) - math.log(int((task == k).sum()))
+                                  for k in range(self.n_views)], 1)
+            best = scores.argmax(1)
+            chosen = {k: views.logits(k, x[best == k]) for k in best.unique().tolist()}
+        else:
+            logits = all_logits(views, range(self.n_views), x)
+            best = torch.stack([self._view_score(views, x, z, k) for k, z in enumerate(logits)], 1).argmax(1)
+            chosen = {k: logits[k][best == k] for k in best.unique().tolist()}
+        self.last_views = best.cpu()
+        out = torch.full((len(x), self.width()), -math.inf, device=x.device)
+        for k, z in chosen.items():
+            rows = (best == k).nonzero(as_tuple=True)[0]
+            cols = torch.as_tensor(self.history["labels"][k], device=x.device)
+            out[rows.unsqueeze(1), cols.unsqueeze(0)] = z.to(out.dtype)
+        return out
+
+    def _predict_pairs(self, x: Tensor, views: Views) -> Tensor:
+        density, head, task, label = self._pair_parts(x, views)
+        pairs = density + self.weight * head
+        self.last_views = task[pairs.argmax(1)].cpu()
+        out = torch.full((len(x), self.width()), -math.inf, device=x.device)
+        return out.scatter_reduce(1, label.unsqueeze(0).expand_as(pairs), pairs, reduce="amax")
+
+    def _view_score(self, views: Views, x: Tensor, logits: Tensor, k: int) -> Tensor:
         if self.score == "feature_density":
-            f = model.features(x).flatten(1)
+            f = views.features(k, x).flatten(1)
             means, var = getattr(self, f"feat_mean__{k}"), getattr(self, f"feat_var__{k}")
             return torch.stack([_gaussian_loglik(f, m, var) for m in means], 1).max(1).values
         mu, sd = self.history["calibration"][k]
         return -(entropy(logits) - mu) / sd
-
-    @torch.no_grad()
-    def predict(self, model, x: Tensor, view: View) -> Tensor:
-        """Logits of the best-scoring view for every row of ``x`` (one pass per view)."""
-        all_logits, scores = [], []
-        for k in range(self.n_views):
-            with view(k), self._head(model, k):
-                logits = self._logits(model, x, k)
-                scores.append(self._view_score(model, x, logits, k))
-            all_logits.append(logits)
-        best = torch.stack(scores, 1).argmax(1)
-        self.last_views = best.cpu()
-        stacked = torch.stack(all_logits, 1)  # rows x views x outputs
-        return stacked[torch.arange(len(x), device=stacked.device), best.to(stacked.device)]
-
-
-def inference_cost(inference: TaskInference | None) -> dict:
-    """``{"task_inference_cost": ...}`` for a method's summary when it inferred tasks, else ``{}``."""
-    return {"task_inference_cost": inference.cost()} if inference is not None and inference.n_views else {}
 
 
 PPCA_PARTS = ("mean", "basis", "eig", "noise")  # of a stack of PPCA fits, one per class
@@ -262,6 +339,3 @@ def _eigh(cov: Tensor) -> tuple[Tensor, Tensor]:
     eig, vec = torch.linalg.eigh(cov.double())
     return eig.to(cov.dtype), vec.to(cov.dtype)
 
-
-def _device(model) -> torch.device:
-    return next(model.parameters()).device

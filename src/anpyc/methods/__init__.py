@@ -20,12 +20,14 @@ from anpyc.methods import (  # noqa: F401  (registers the classes)
     packnet,
     replay,
     si,
+    task_inference,
 )
 from anpyc.methods.base import Method, NoConfig, shared_params
 from anpyc.methods.registry import (
     DEFAULT_METHOD,
     METHODS,
     create,
+    for_run,
     get_method_class,
     has_params,
     method_config,
@@ -41,6 +43,7 @@ __all__ = [
     "Method",
     "NoConfig",
     "create",
+    "for_run",
     "get_method_class",
     "has_params",
     "method_config",

@@ -13,7 +13,7 @@
 
 Everything else is PackNet's code path: an ownership map, hard gating of what earlier tasks
 own, per-task masks at test time (so no forgetting), magnitude scores, one pruning step with
-retraining, and the same task inference without task ids. With ``keep_first=0.5 keep_decay=1
+retraining, and task inference without task ids as every method has it. With ``keep_first=0.5 keep_decay=1
 keep_min=0.5 guard=false reinit=zero`` its accuracy matrices are within 0.12
 points of PackNet's. The paper's own mechanisms (the entropy-Taylor importance, the
 consolidation penalty, graded element-wise updating) are not used by default: they are options
@@ -51,7 +51,6 @@ import torch
 from torch import Tensor
 
 from anpyc.kernels import importance as imp
-from anpyc.kernels.inference import TaskInference, inference_cost
 from anpyc.kernels.masking import (
     FREE,
     Masks,
@@ -112,10 +111,10 @@ class ANPyCMasksConfig:
     ``prune_tolerance`` below its accuracy before pruning, the pruning is undone (the task keeps
     every weight it trained). Every figure is in ``metrics.json`` (``prune_guard``).
 
-    Without a task id at test time (domain/class scenarios) the view that answers an input is
-    chosen by a task-inference score (``task_inference``, :mod:`anpyc.kernels.inference`), or, with
-    ``task_inference='none'`` (the paper's setting), every weight is in use and the shared head
-    is consolidated too (``consolidate_head``: the penalty holds it, hard protection or not).
+    Without a task id at test time (domain/class scenarios) every weight is in use and the shared
+    head is consolidated too (``consolidate_head``: the penalty holds it, hard protection or not),
+    unless the task is inferred (``task_inference``, any method: :mod:`anpyc.methods.task_inference`,
+    which answers each input with its task's view and head).
 
     Consolidation's importance (``importance``): ``omega``, the paper's entropy-Taylor score;
     ``magnitude``, |theta|; ``fisher``, the diagonal Fisher (EWC's). It is estimated only where
@@ -154,7 +153,6 @@ class ANPyCMasksConfig:
     prune_tolerance: float = 0.01
     guard_search_drop: float = 0.1
     guard_chance_margin: float = 0.05
-    task_inference: Literal["none", "entropy", "input_density", "feature_density"] = "input_density"
 
     def __post_init__(self) -> None:
         checks = [
@@ -185,8 +183,6 @@ class ANPyCMasks(QuadraticPenalty):
     def __init__(self, config: ANPyCMasksConfig | None = None) -> None:
         super().__init__(config)
         self.ownership = Ownership()
-        ti = self.config.task_inference
-        self.inference = TaskInference(ti) if ti != "none" else None
         self.history = {"kept_share": [], "importance_stats": [], "exhausted": [], "modes": [], "reclaimed": [],
                         "prune_guard": []}
         self._grad_scale: dict[str, Tensor] | None = None  # derived from Omega, never saved
@@ -272,15 +268,6 @@ class ANPyCMasks(QuadraticPenalty):
             return super().eval_context(model, task_id)
         return self.ownership.view(model, task_id)
 
-    def predict(self, model, x: Tensor, task_id: int | None) -> Tensor:
-        """Without a task id and with task inference on: the view it picks for each input."""
-        if task_id is not None or self.inference is None or self.inference.n_views == 0:
-            return super().predict(model, x, task_id)
-        return self.inference.predict(model, x, lambda k: self.ownership.view(model, k))
-
-    def inferred_tasks(self) -> Tensor | None:
-        return self.inference.last_views if self.inference is not None else None
-
     # ------------------------------------------------------------------ after the task
     def keep_share(self, t: int) -> float:
         """Share of the free pool task ``t`` keeps."""
@@ -338,8 +325,6 @@ class ANPyCMasks(QuadraticPenalty):
         super().after_task(model, task, ctx, retrain)  # Omega of what the task holds; anchors
         reinit_free_(model, own, c.reinit, ctx.generator(1), c.reinit_scale, trained)
         own.finish_task(model, ctx.task)
-        if self.inference is not None and not ctx.task_id_at_test:  # its view, for task inference
-            self.inference.record(model, task, ctx.task, lambda k: own.view(model, k), ctx.scenario.grows_head)
         self.history["kept_share"].append(keep)
         self._grad_scale = None
         log.debug(  # the same figures are in metrics.json; keep the progress bar clean
@@ -400,10 +385,8 @@ class ANPyCMasks(QuadraticPenalty):
         """What the penalty holds: the body under soft protection (or an exhausted pool), and
         a single shared head when ``consolidate_head`` and every weight answers at test time."""
         out = list(model.shared_parameters()) if self._mode() in ("soft", "consolidate") else []
-        # with task inference every task answers through its own head snapshot: the live head
-        # is free; only the paper's setting (every weight, one head) has to hold the head
-        all_weights = self.config.task_inference == "none"
-        if self.config.consolidate_head and all_weights and getattr(model, "head_mode", "multi") == "single" and len(model.heads):
+        # one head per task (task ids, or task inference) holds nothing of another task's
+        if self.config.consolidate_head and getattr(model, "head_mode", "multi") == "single" and len(model.heads):
             out += [(f"heads.0.{n}", p) for n, p in model.heads[0].named_parameters()]
         return out
 
@@ -467,5 +450,4 @@ class ANPyCMasks(QuadraticPenalty):
             "exhausted_tasks": [i for i, e in enumerate(h["exhausted"]) if e],
             "reclaimed": h["reclaimed"],
             "prune_guard": h["prune_guard"],
-            **inference_cost(self.inference),
         }

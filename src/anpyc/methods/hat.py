@@ -36,8 +36,9 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
   embeddings stop learning (``requires_grad`` off) and its binary masks are kept as buffers.
   Loading a ``state_dict`` creates the embeddings it holds.
 
-Without a task id at test time (domain and class scenarios) the mask is chosen per input by
-:class:`anpyc.kernels.inference.TaskInference` (``task_inference``). Defaults are the paper's
+Without a task id at test time (domain and class scenarios) the current task's masks answer,
+unless the task is inferred (``task_inference``, any method: :mod:`anpyc.methods.task_inference`,
+which picks each input's task and its masks). Defaults are the paper's
 (``s_max=400``, ``c=0.75``, ``thres_cosh=50``).
 
 Example:
@@ -54,13 +55,11 @@ import dataclasses
 import logging
 import math
 from collections.abc import Iterator
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from anpyc.errors import ConfigError
-from anpyc.kernels.inference import TaskInference, inference_cost
 from anpyc.kernels.masking import gate_grads_, restore_all_frozen_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
@@ -74,15 +73,12 @@ class HATConfig:
     """``s_max``: the largest slope of the gates (annealed to in training, the limit used at
     test); ``c``: strength of the attention regulariser (paper: 0.75, 1.5 for some streams);
     ``thres_cosh``: clamp of ``s e`` inside the gradient compensation; ``thres_emb``: embeddings
-    are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6);
-    ``task_inference``: without a task id at test time, the score that picks each input's
-    task mask (:mod:`anpyc.kernels.inference`)."""
+    are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6)."""
 
     s_max: float = 400.0
     c: float = 0.75
     thres_cosh: float = 50.0
     thres_emb: float = 6.0
-    task_inference: Literal["entropy", "input_density", "feature_density"] = "input_density"
 
     def __post_init__(self) -> None:
         if not (self.s_max >= 1 and self.c >= 0 and self.thres_cosh > 0 and self.thres_emb > 0):
@@ -193,7 +189,7 @@ class HAT(Method):
     State: the embeddings (parameters ``embeddings.t<k>_l<l>``), per finished task and layer
     its binary mask (``mask__t<k>__l<l>``), the cumulative mask of the finished tasks
     (``used__l<l>``), the current task, the batch counter of the annealing and the number of
-    batches per epoch (buffers), the task-inference statistics and the capacity history.
+    batches per epoch (buffers) and the capacity history.
     The gates are forward hooks, installed by :meth:`attach` (the loop calls it before every
     task, a resumed one too; every hook that gets the model calls it as well).
 
@@ -217,7 +213,6 @@ class HAT(Method):
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self.embeddings = nn.ParameterDict()
-        self.inference = TaskInference(self.config.task_inference)
         for name in ("task", "tasks_done", "batch", "batches"):
             self.register_buffer(name, torch.full((), -1 if name == "task" else 0, dtype=torch.long))
         self.history = {"free_fraction": {}, "free_fraction_total": [], "units_used": {}}
@@ -372,8 +367,6 @@ class HAT(Method):
         self._record_capacity(model)
         log.debug("hat: after task %d the layers use %s of their units", t,
                   {k: round(v[-1], 3) for k, v in self.history["units_used"].items()})
-        if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario.grows_head)
 
     def _record_capacity(self, model) -> None:
         used = [self.used(i) for i in range(len(self._layers))]
@@ -389,18 +382,9 @@ class HAT(Method):
 
     # -------------------------------------------------------------- evaluation
     def eval_context(self, model, task_id):
-        """Gate with task ``task_id``'s binary masks (``None``: :meth:`predict` picks a task
-        per input)."""
+        """Gate with task ``task_id``'s binary masks (``None``: the current task's)."""
         self.attach(model)
         return contextlib.nullcontext() if task_id is None else self.view(model, task_id)
-
-    def predict(self, model, x, task_id):
-        if task_id is not None or self.inference.n_views == 0:
-            return super().predict(model, x, task_id)
-        return self.inference.predict(model, x, lambda k: self.view(model, k))
-
-    def inferred_tasks(self):
-        return self.inference.last_views
 
     def summary(self) -> dict:
         """Capacity in the shape every mask method reports (``free_fraction``: per body
@@ -413,7 +397,6 @@ class HAT(Method):
             "free_fraction_total_curve": curve,
             "free_fraction_total": curve[-1] if curve else 1.0,
             "units_used": {k: list(v) for k, v in self.history["units_used"].items()},
-            **inference_cost(self.inference),
         }
 
     # -------------------------------------------------------------- state

@@ -9,7 +9,8 @@ free pool; the rest become task ``t``'s, and the network is retrained for
 Released weights start the next task at zero, as in the paper (``reinit='random'``: small
 random values; ``reinit='keep'``: the values the task trained them to, ANPyC's default). At
 test time task ``j`` sees only weights owned by tasks ``0..j``, so old tasks are exact
-(BWT = 0); without a task id (domain/class scenarios) every weight is in use. As in the
+(BWT = 0); without a task id (domain/class scenarios) every weight is in use, unless the task is
+inferred (``task_inference``, any method: :mod:`anpyc.methods.task_inference`). As in the
 paper, biases are trained with the first task only and then frozen, and each task has its own
 head. The paper prunes 50% or 75% per task and retrains for about half the training epochs;
 defaults here: 0.5 and half an epoch.
@@ -27,7 +28,6 @@ from typing import Literal
 
 import torch
 
-from anpyc.kernels.inference import TaskInference, inference_cost
 from anpyc.kernels.masking import (
     Masks,
     Ownership,
@@ -46,10 +46,8 @@ class PackNetConfig:
     """``prune_fraction``: share of the weights a task trained that is released after it;
     ``retrain_epochs``: epochs of retraining the kept weights after pruning (0: none);
     ``reinit``: the value released weights start the next task with (``zero`` as in the
-    paper, small ``random`` values, or ``keep`` the values the task trained them to);
-    ``task_inference``: without a task id at test time (domain/class scenarios) the view that
-    answers an input is chosen by this score
-    (:mod:`anpyc.kernels.inference`). ``guard`` (off by default: the paper prunes a fixed share) adds
+    paper, small ``random`` values, or ``keep`` the values the task trained them to).
+    ``guard`` (off by default: the paper prunes a fixed share) adds
     ANPyC's pruning guard: the pruned share shrinks (halving at a time) until the pruned
     task's validation accuracy is within ``guard_search_drop`` of its accuracy before pruning,
     a task near chance is not pruned, and a pruning that leaves the retrained task more than
@@ -58,7 +56,6 @@ class PackNetConfig:
     prune_fraction: float = 0.5
     retrain_epochs: float = 0.5
     reinit: Literal["zero", "random", "keep"] = "zero"
-    task_inference: Literal["entropy", "input_density", "feature_density"] = "input_density"
     guard: bool = False
     prune_tolerance: float = 0.01
     guard_search_drop: float = 0.1
@@ -79,7 +76,6 @@ class PackNet(Method):
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self.ownership = Ownership()
-        self.inference = TaskInference(self.config.task_inference)
 
     def _free_rule(self, model):
         return lambda: self.ownership.free(model)
@@ -114,8 +110,6 @@ class PackNet(Method):
         reinit_free_(model, own, self.config.reinit, ctx.generator(1), kept=values)
         own.finish_task(model, t)
         self.history.setdefault("kept_share", []).append(keep)
-        if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario.grows_head)
 
     def _prune_retrain(self, model, trained: Masks, scores: Masks, keep: float, retrain) -> Masks:
         """Release the lowest-magnitude ``1 - keep`` of the weights the task trained (zeroed),
@@ -160,18 +154,8 @@ class PackNet(Method):
         """Zero the weights task ``task_id`` did not see (free, or owned by later tasks)."""
         return self.ownership.view(model, task_id)
 
-    def predict(self, model, x, task_id):
-        """With a task id: that task's view (entered by :meth:`eval_context`); without one:
-        the view that task inference picks for each input."""
-        if task_id is not None or self.inference.n_views == 0:
-            return super().predict(model, x, task_id)
-        return self.inference.predict(model, x, lambda k: self.ownership.view(model, k))
-
-    def inferred_tasks(self):
-        return self.inference.last_views
-
     def summary(self) -> dict:
         """Free capacity per layer and of the body after each task (one shape for every mask
         method, :meth:`anpyc.kernels.masking.Ownership.summary`), keep shares and the guard's figures."""
         return {**self.ownership.summary(), "kept_share": self.history.get("kept_share", []),
-                "prune_guard": self.history.get("prune_guard", []), **inference_cost(self.inference)}
+                "prune_guard": self.history.get("prune_guard", [])}

@@ -1,0 +1,147 @@
+"""Task inference for every method that trains a network (``--param task_inference=SCORE``,
+:mod:`anpyc.methods.task_inference`): one wrapper, not one per method. The method trains
+task-aware (one head per task, each task's own labels), the test input's task is inferred, the
+accuracy of that inference and its memory are recorded; a killed run resumes to the same
+figures; bad requests are clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from anpyc.cli import main
+from anpyc.config import RunConfig
+from anpyc.errors import ConfigError
+from anpyc.methods import create, for_run, method_names, typed
+from anpyc.methods.task_inference import TaskInferred
+from anpyc.runner import build_stream, resume_run, run
+from killing import Killed, kill_after
+
+BLOBS = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 120, "test_subsample": 90},
+         "model": {"hidden": [8]}, "train": {"epochs": 1, "batch_size": 40}}
+FAST = {"anpyc": {"importance_samples": 50}, "ewc": {"fisher_samples": 50}, "online-ewc": {"fisher_samples": 50},
+        "mas": {"samples": 50}, "er": {"buffer": 20}, "derpp": {"buffer": 20}}
+NETWORK_METHODS = method_names(without={"no-network"})
+
+
+def _cfg(method: str, scenario: str = "class", score: str = "input_density", **more) -> RunConfig:
+    params = {**FAST.get(method, {}), "task_inference": score}
+    return RunConfig.from_dict({**BLOBS, "method": method, "scenario": scenario, "method_params": params, **more})
+
+
+# ----------------------------------------------------------------------------- configuration
+def test_the_parameter_is_the_runs_and_wraps_the_method_once():
+    cfg = _cfg("ewc")
+    assert cfg.task_inference == "input_density" and "task_inference" not in cfg.method_params
+    assert cfg.model.head == "multi" and cfg.trained_scenario.head == "multi" and not cfg.trained_scenario.task_id_at_test
+    method = for_run(cfg)
+    assert isinstance(method, TaskInferred) and method.inner.name == "ewc" and for_run(cfg, method) is method
+    assert not isinstance(for_run(RunConfig.from_dict({**BLOBS, "method": "ewc", "scenario": "class"})), TaskInferred)
+    assert typed(cfg).task_inference == "input_density"  # typing the method's parameters keeps it
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"scenario": "task", "method_params": {"task_inference": "entropy"}}, "gives the task id"),
+    ({"scenario": "class", "method_params": {"task_inference": "oracle"}}, "task_inference"),
+])
+def test_bad_requests_are_config_errors(data, words):
+    with pytest.raises(ConfigError, match=words):
+        RunConfig.from_dict({**BLOBS, "method": "ewc", **data})
+
+
+@pytest.mark.parametrize("method", ["density", "slda"])
+def test_a_model_of_the_inputs_is_not_given_task_inference(method):
+    with pytest.raises(ConfigError, match="trains no network"):
+        typed(_cfg(method))
+
+
+def test_a_saved_task_scenario_config_with_the_old_method_option_still_loads():
+    saved = {**BLOBS, "method": "packnet", "scenario": "task", "method_params": {"task_inference": "entropy"},
+             "meta": {"git_commit": "abc"}}
+    cfg = RunConfig.from_dict(saved)
+    assert cfg.task_inference == "none" and "task_inference" not in typed(cfg).params_dict()
+
+
+# ----------------------------------------------------------------------------- every method
+@pytest.mark.parametrize("method", NETWORK_METHODS)
+def test_every_method_trains_a_head_per_task_and_records_the_inference(method):
+    cfg = _cfg(method)
+    stream = build_stream(cfg)
+    result = run(cfg, quiet=True, stream=stream)
+    m = result.metrics
+    assert result.model.head_sizes == [len(task.classes) for task in stream]  # each task's own classes
+    assert {c for task in stream for c in task.classes} == set(range(3 * len(stream[0].classes)))
+    assert m["task_inference"] == "input_density" and 0 <= m["task_inference_acc"] <= 1
+    assert m["task_inference_cost"]["memory_mb"] > 0 and m["method_state_mb"] >= m["task_inference_cost"]["memory_mb"]
+    assert len(m["task_inference_matrix"]) == 3 and np.isfinite(result.acc_matrix[-1]).all()
+
+
+@pytest.mark.parametrize("score", ["entropy", "feature_density", "combined"])
+def test_every_score_runs_in_both_scenarios(score):
+    for scenario in ("domain", "class"):
+        m = run(_cfg("packnet", scenario, score), quiet=True).metrics
+        assert m["task_inference_cost"]["score"] == score and 0 <= m["task_inference_acc"] <= 1
+
+
+def test_in_the_domain_scenario_a_new_head_starts_as_the_previous_one():
+    cfg = _cfg("finetune", "domain", train={**BLOBS["train"], "epochs": 0.01})
+    model = run(cfg, quiet=True).model
+    assert model.head_sizes == [4, 4, 4]  # blobs in the domain scenario: 4 shared outputs
+    assert not model.copied_from  # the optimizer took each copy's state over
+
+
+@pytest.mark.parametrize("method", ["ewc", "finetune", "er"])
+def test_the_cli_runs_with_inferred_tasks(tmp_path, method):
+    out = tmp_path / method
+    assert main(["run", "--method", method, "--scenario", "class", "--param", "task_inference=input_density",
+                 "--benchmark", "blobs", "--tasks", "2", "--subsample", "120", "--hidden", "8",
+                 "--out", str(out), "--quiet", "--no-report"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task_inference"] == "input_density" and "task_inference_acc" in metrics
+
+
+def test_the_network_and_the_inference_both_count_on_split_mnist(mnist_dir):
+    """With one head and no inference fine-tune forgets every earlier class; with the tasks
+    inferred from the inputs each task's own head answers: the inference is right for most
+    inputs and the accuracy follows it."""
+    base = {"stream": {"benchmark": "split-mnist", "subsample": 500, "test_subsample": 300},
+            "model": {"hidden": [64]}, "train": {"epochs": 1}, "scenario": "class", "method": "ewc"}
+    plain = run(RunConfig.from_dict(base), quiet=True).metrics
+    inferred = run(RunConfig.from_dict({**base, "method_params": {"task_inference": "input_density"}}), quiet=True).metrics
+    assert inferred["task_inference_acc"] > 0.9 and "task_inference_acc" not in plain
+    assert inferred["avg_acc"] > 0.8 > 0.3 > plain["avg_acc"]
+
+
+# ----------------------------------------------------------------------------- state
+@pytest.mark.parametrize("method", ["packnet", "hat", "er"])
+def test_a_killed_run_resumes_to_the_same_figures(tmp_path, monkeypatch, method):
+    cfg = _cfg(method, train={**BLOBS["train"], "epochs": 2, "checkpoint_every": 1, "threads": 1})
+    full = run(cfg, tmp_path / "full", quiet=True).metrics
+    out = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        kill_after(m, 3)  # task 0: epoch 1, task end; task 1: epoch 1
+        with pytest.raises(Killed):
+            run(cfg, out, quiet=True)
+    resumed = resume_run(out, quiet=True).metrics
+    clock = {"time_s", "task_time_s", "eval_time_s", "task_eval_time_s", "train_time_s", "peak_rss_mb"}
+    same = [json.loads(json.dumps({k: v for k, v in m.items() if k not in clock})) for m in (resumed, full)]  # NaN as NaN
+    assert same[0] == same[1]
+
+
+def test_the_state_dict_holds_the_whole_inference():
+    cfg = _cfg("hat")
+    stream = build_stream(cfg)
+    result = run(cfg, quiet=True, stream=stream)
+    fresh = TaskInferred(create("hat", cfg.method_params), "input_density")
+    fresh.load_state_dict(result.method.state_dict())
+    assert fresh.inference.history == result.method.inference.history and fresh.inference.n_views == 3
+    x = torch.cat([task.test.get(torch.arange(10))[0] for task in stream])
+    with torch.no_grad():
+        fresh.attach(result.model)
+        theirs = fresh.predict(result.model, x, None)
+        result.method.attach(result.model)
+        ours = result.method.predict(result.model, x, None)
+    assert torch.equal(theirs, ours) and torch.equal(fresh.inferred_tasks(), result.method.inferred_tasks())

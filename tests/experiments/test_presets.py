@@ -226,3 +226,14 @@ def test_save_then_load(tmp_path):
     assert set(presets.tuned_presets("si", tmp_path)) == {"si-tiny"} and presets.tuned_presets("mas", tmp_path) == {}
     with pytest.raises(ConfigError, match="unknown preset"):
         presets.load_preset("nope", tmp_path)
+
+
+def test_a_presets_task_inference_is_not_applied():
+    """Three mask methods' presets were tuned when task inference was their own option (on by
+    default); whether a run infers tasks is now the run's (a ``<method>+inference`` row)."""
+
+    assert "task_inference" in presets.load_preset("packnet-pmnist10-domain")["method_params"]
+    base = RunConfig.from_dict(PROTOCOLS["pmnist10-domain"].base)
+    params, applied, _ = presets.select_presets(["packnet"], base, "passes")
+    assert applied == {"packnet": "packnet-pmnist10-domain"} and "task_inference" not in params["packnet"]
+    assert presets.load_preset("packnet-pmnist10-domain") is not presets.load_preset("packnet-pmnist10-domain")  # copies

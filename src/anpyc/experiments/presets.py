@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import logging
 from pathlib import Path
@@ -64,10 +66,22 @@ def load_preset(name: str, directory: Path | None = None) -> dict:
     if name == Path(GRID_FILE).stem or not path.is_file():
         known = ", ".join(list_presets(directory)) or "none"
         raise ConfigError(f"unknown preset {name!r}; shipped: {known}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = copy.deepcopy(_parsed(path, *_stamp(path)))
     if not isinstance(data, dict) or not isinstance(data.get("method_params", {}), dict):
         raise ConfigError(f"preset {path} must map method_params to a mapping")
     return data
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(path: Path, _mtime_ns: int, _size: int) -> Any:
+    """A preset file parsed once per version of it (a suite asks every preset file for every
+    method: parsing each time took most of a minute)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
 
 def tuned_presets(method: str, directory: Path | None = None) -> dict[str, dict]:
@@ -235,7 +249,7 @@ def select_presets(
     applied, not_applied = {}, {}
     for m in methods:
         if m in named:
-            out[m] = {**_named_preset(named[m], m, cfg, budget, directory).get("method_params", {}), **params.get(m, {})}
+            out[m] = {**_preset_params(_named_preset(named[m], m, cfg, budget, directory)), **params.get(m, {})}
             applied[m] = named[m]
             continue
         candidates = tuned_presets(m, directory)
@@ -245,13 +259,20 @@ def select_presets(
         name, preset = ranked[0]
         diff = mismatch(preset, cfg, budget)
         if not diff:
-            out[m] = {**preset.get("method_params", {}), **params.get(m, {})}
+            out[m] = {**_preset_params(preset), **params.get(m, {})}
             applied[m] = name
             log.info("%s uses preset %s (tuned under protocol %s)", m, name, preset.get("protocol"))
             continue
         not_applied[m] = f"preset {name} not applied (tuned under protocol {preset.get('protocol')}): {diff[0]}"
         log.warning("%s: %s; running the defaults", m, not_applied[m])
     return out, applied, not_applied
+
+
+def _preset_params(preset: dict) -> dict:
+    """A preset's method parameters as a run applies them: without ``task_inference``, an
+    option of three mask methods (on by default) when the preset was tuned. Whether a run
+    infers tasks is the run's choice (a ``<method>+inference`` row), never a preset's."""
+    return {k: v for k, v in preset.get("method_params", {}).items() if k != "task_inference"}
 
 
 def _named_preset(name: str, method: str, cfg: RunConfig, budget: str | None, directory: Path | None) -> dict:

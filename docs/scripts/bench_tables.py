@@ -6,6 +6,9 @@ Per benchmark: every label sorted by ACC (mean ± std over its seeds), BWT, lear
 (accuracy right after learning each task), passes per task, task-inference accuracy where the
 scenario hides the task id, time relative to fine-tune, and how the label compares with ANPyC
 under the project's rule (a claim needs a difference larger than both standard deviations).
+Without task ids the rows are in three groups, compared only within their group: one head and
+no task inference, the task inferred with a head per task (``<method>+inference``), and the
+model of the inputs alone (``density``, ``slda``).
 """
 
 from __future__ import annotations
@@ -41,26 +44,43 @@ def _versus(entry: dict, ref: dict | None) -> str:
     return "within std"
 
 
+#: without a task id, what answers a test input; rows compare like with like within a group
+GROUPS = ("one head", "task inferred", "inputs alone")
+
+
+def _group(entry: dict, scenario: str) -> str:
+    if scenario == "task":
+        return ""
+    if entry.get("trains_network") is False:
+        return GROUPS[2]
+    return GROUPS[1] if entry.get("task_inference", "none") != "none" else GROUPS[0]
+
+
 def table(bench_dir: Path) -> str:
     data = json.loads((bench_dir / "bench.json").read_text())
     methods = data["methods"]
-    ref = methods.get(REFERENCE)
+    groups = {label: _group(e, data.get("scenario", "task")) for label, e in methods.items()}
+    grouped = len(set(groups.values())) > 1
+    # ANPyC in each group is the group's reference (anpyc, anpyc+inference)
+    refs = {groups[label]: e for label, e in methods.items() if e.get("method", label) == REFERENCE}
     inference = any("task_inference_acc" in e for e in methods.values())
-    head = ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]
+    head = (["group"] if grouped else []) + ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]
     head += ["task inference %"] if inference else []
-    head += ["time / fine-tune", "vs ANPyC"]
+    head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "")]
     seeds = len(data["seeds"])
     lines = [f"`{data['bench']['command']}` ({data['scenario']} scenario, {data['n_tasks']} tasks, "
              f"seeds {data['seeds']}, {data['bench']['date'][:10]})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, e in sorted(methods.items(), key=lambda kv: -kv[1]["avg_acc"]["mean"]):
+    order = {g: i for i, g in enumerate(("", *GROUPS))}
+    for label, e in sorted(methods.items(), key=lambda kv: (order[groups[kv[0]]], -kv[1]["avg_acc"]["mean"])):
         name = f"{label} (upper bound)" if e.get("upper_bound") else label
-        row = [name, _pm(e["avg_acc"], seeds), _pm(e.get("bwt"), seeds), _pm(e.get("learning_acc"), seeds),
-               f"{e['passes_per_task']['mean']:.2f}" if e.get("passes_per_task") else "-"]
+        row = ([groups[label]] if grouped else []) + [
+            name, _pm(e["avg_acc"], seeds), _pm(e.get("bwt"), seeds), _pm(e.get("learning_acc"), seeds),
+            f"{e['passes_per_task']['mean']:.2f}" if e.get("passes_per_task") else "-"]
         row += [_pm(e.get("task_inference_acc"), seeds)] if inference else []
         ratio = e.get("time_ratio_finetune") or {}
         row += [f"{ratio['mean']:.2f}" if ratio.get("mean") is not None else "-",
-                "" if e.get("upper_bound") else _versus(e, ref)]
+                "" if e.get("upper_bound") else _versus(e, refs.get(groups[label]))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -301,7 +301,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.name == "list":
         for name, b in SUITES.items():
-            print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
+            print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.all_aliases])}")
         return 0
     overrides = _explicit_flags(args)
     if args.config:

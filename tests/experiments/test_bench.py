@@ -115,3 +115,41 @@ def test_an_alias_runs_with_its_methods_preset(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_mod, "method_params", fake)
     plan = bench_mod.bench_plan("split-mnist-class", ["er-200"])
     assert plan.aliases["er-200"] == ("er", {"replay_batch": 32, "buffer": 200}) and plan.params == {}
+
+
+# ----------------------------------------------------------------------------- without task ids: like with like
+@pytest.mark.parametrize("name", ["pmnist10-domain", "split-mnist-class", "split-fmnist-class"])
+def test_no_task_id_suites_give_the_density_model_to_every_method(name):
+    from anpyc.experiments.bench import bench_plan
+    from anpyc.methods import METHODS
+
+    suite = SUITES[name]
+    network = [m for m in suite.methods if METHODS[m].trains_network]
+    assert "density" in suite.methods and set(network) >= {"anpyc", "packnet", "hat", "ewc", "er", "finetune"}
+    configs = bench_plan(name).configs()
+    for m in network:
+        assert configs[f"{m}+inference"].task_inference == "input_density" and configs[f"{m}+inference"].method == m
+        # the plain row has one head and no inference, whatever a preset tuned before this option recorded
+        assert configs[m].task_inference == "none" and configs[m].model.head == "single"
+    assert "density+inference" not in configs
+
+
+def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    out = tmp_path / "b"
+    summary = run_suite("split-mnist-class", out, seeds=1, methods=["anpyc", "finetune", "finetune+inference", "density"],
+                        quiet=True, overrides={"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 120},
+                                               "model": {"hidden": [8]}, "train": {"epochs": 1}})
+    assert summary["methods"]["finetune+inference"]["task_inference"] == "input_density"
+    text = (out / "bench.md").read_text()
+    rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| ") and "ACC" not in line]
+    assert rows == [["| one head, no task inference", "anpyc"], ["| one head, no task inference", "finetune"],
+                    ["| task inferred, a head per task", "finetune+inference"], ["| the inputs' model alone", "density"]]
+    script = Path(__file__).resolve().parents[2] / "docs" / "scripts" / "bench_tables.py"
+    spec = importlib.util.spec_from_file_location("bench_tables", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.table(out)
+    assert "| task inferred | finetune+inference |" in table and "| inputs alone | density |" in table

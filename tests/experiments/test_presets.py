@@ -231,7 +231,6 @@ def test_save_then_load(tmp_path):
 def test_a_presets_task_inference_is_not_applied():
     """Three mask methods' presets were tuned when task inference was their own option (on by
     default); whether a run infers tasks is now the run's (a ``<method>+inference`` row)."""
-
     assert "task_inference" in presets.load_preset("packnet-pmnist10-domain")["method_params"]
     base = RunConfig.from_dict(PROTOCOLS["pmnist10-domain"].base)
     params, applied, _ = presets.select_presets(["packnet"], base, "passes")

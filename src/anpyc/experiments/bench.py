@@ -78,6 +78,11 @@ NO_TASK_ID_ALIASES = {
     "er-200": ("er", {"buffer": 200}),
     "derpp-200": ("derpp", {"buffer": 200}),
 }
+#: the score every method gets in a ``<method>+inference`` row of the tables without task ids:
+#: the inputs' per-class probabilistic PCA, the very model ``--method density`` classifies with
+#: alone (:mod:`anpyc.methods.task_inference`)
+INFERENCE_SCORE = "input_density"
+INFERENCE_SUFFIX = "+inference"
 
 #: ANPyC's mechanisms, one removed (or replaced) per row; every row runs ANPyC's defaults but
 #: for its change and its own tuned strength (``ABLATION_TUNED``).
@@ -119,11 +124,28 @@ class Suite:
     aliases: dict = field(default_factory=dict)  # label -> (method, params): variants of one method
     budget: str = "passes"  # equal training passes per task; "epochs" only to reproduce a paper's protocol
     protocol: str | None = None
+    inference: str | None = None  # a task-inference score: a `<method>+inference` row for every method that trains a network
 
     @property
     def methods(self) -> tuple[str, ...]:
         """The suite's methods as registered now."""
         return self.select.names()
+
+    @property
+    def all_aliases(self) -> dict[str, tuple[str, dict]]:
+        """The suite's variants of methods: its own aliases, then (with ``inference``) the
+        ``<method>+inference`` row of each of its methods that trains a network, the task of
+        every test input inferred by that score.
+
+        Example:
+            >>> SUITES["split-mnist-class"].all_aliases["ewc+inference"]
+            ('ewc', {'task_inference': 'input_density'})
+        """
+        if self.inference is None:
+            return dict(self.aliases)
+        inferred = {f"{m}{INFERENCE_SUFFIX}": (m, {"task_inference": self.inference})
+                    for m in self.methods if METHODS[m].trains_network}
+        return {**self.aliases, **inferred}
 
 
 def _of_protocol(name: str, methods: Methods = ALL_METHODS, **changes: Any) -> Suite:
@@ -142,8 +164,10 @@ SUITES: dict[str, Suite] = {
     "pmnist10": _of_protocol("pmnist10", seeds=3),
     "pmnist10-common": _of_protocol("pmnist10-common", seeds=3),
     "split-mnist": _of_protocol("split-mnist", seeds=3),
-    "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
-    "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES,
+                                    inference=INFERENCE_SCORE),
+    "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES,
+                                      inference=INFERENCE_SCORE),
     "ablation": _of_protocol(
         "pmnist10", Methods(tagged=("lower-bound",)), seeds=3, aliases=ablation_aliases("pmnist10"),
         description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "
@@ -154,7 +178,8 @@ SUITES: dict[str, Suite] = {
         "pmnist10-domain", Methods(tagged=("lower-bound",)), seeds=3, aliases=ablation_aliases("pmnist10-domain"),
         description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
-    "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES,
+                                       inference=INFERENCE_SCORE),
     "reference": Suite(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
         "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "
@@ -268,20 +293,21 @@ def bench_plan(
     if name not in SUITES:
         raise ConfigError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
     bench = SUITES[name]
-    chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
+    variants = bench.all_aliases
+    chosen = list(methods) if methods else [*bench.methods, *variants]
     if overrides and "method" in overrides:
         raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
-    known = [m for m in chosen if m in METHODS or m in bench.aliases]
+    known = [m for m in chosen if m in METHODS or m in variants]
     for m in sorted(set(chosen) - set(known)):
         log.warning("bench %s: method %r is not available in this build; skipped", name, m)
     base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
     budget = budget or bench.budget
     # an alias (a variant of a method) runs with its method's preset under its own changes
-    bases = [m for m in dict.fromkeys(bench.aliases[a][0] for a in known if a in bench.aliases) if m not in known]
+    bases = [m for m in dict.fromkeys(variants[a][0] for a in known if a in variants) if m not in known]
     chosen_params, applied, not_applied = method_params(bench, known + bases, base, budget, presets)
     for m, given in (params or {}).items():  # explicit --param wins over presets
         chosen_params[m] = {**chosen_params.get(m, {}), **given}
-    aliases = {a: (m, {**chosen_params.get(m, {}), **p}) for a, (m, p) in bench.aliases.items() if a in known}
+    aliases = {a: (m, {**chosen_params.get(m, {}), **p}) for a, (m, p) in variants.items() if a in known}
     chosen_params = {m: v for m, v in chosen_params.items() if m in known}
     return BenchPlan(bench, base, known, chosen_params, aliases, budget, applied, not_applied)
 

@@ -217,6 +217,9 @@ def summarize_results(
             "resolved_params": cfg.params_dict(),
             "n_seeds": len(runs),
             "upper_bound": "upper-bound" in get_method_class(cfg.method).tags,
+            # what answers without a task id: one head, a head per task with the task inferred, or the inputs' model alone
+            "task_inference": cfg.task_inference,
+            "trains_network": get_method_class(cfg.method).trains_network,
             **method_summary([r.metrics for r in runs], reference),
             "runs": [str(r.out_dir) if r.out_dir else None for r in runs],
         }

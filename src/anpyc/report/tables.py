@@ -48,23 +48,58 @@ def summary_markdown(summary: dict) -> str:
     if budget:
         lines += [f"Budget: {budget['per_task']:g} {budget['unit']} per task.", ""]
     inference = any("task_inference_acc" in m for m in summary["methods"].values())
+    groups = grouped(summary)
     lines += [
-        "| method | ACC % | BWT % | forgetting % | learning acc % | val ACC % | passes / task | time s | time / fine-tune |"
-        + (" task inference % |" if inference else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if inference else ""),
+        "| " + ("group | " if len(groups) > 1 else "") + "method | ACC % | BWT % | forgetting % | learning acc % | val ACC % | "
+        "passes / task | time s | time / fine-tune |" + (" task inference % |" if inference else ""),
+        "|" + "---|" * (9 + (len(groups) > 1) + inference),
     ]
-    for name, m in summary["methods"].items():
-        label = f"{name} (upper bound)" if m.get("upper_bound") else name
-        lines.append(
-            f"| {label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
-            f"{_pct(m.get('learning_acc'))} | {_pct(m['val_avg_acc'])} | {_pct(m.get('passes_per_task'), 1.0, 2)} | "
-            f"{_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
-            + (f" {_pct(m.get('task_inference_acc'))} |" if inference else "")
-        )
-    lines += ["", _standing(summary)]
+    for group, names in groups.items():
+        for name in names:
+            m = summary["methods"][name]
+            label = f"{name} (upper bound)" if m.get("upper_bound") else name
+            lines.append(
+                "| " + (f"{group} | " if len(groups) > 1 else "")
+                + f"{label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
+                f"{_pct(m.get('learning_acc'))} | {_pct(m['val_avg_acc'])} | {_pct(m.get('passes_per_task'), 1.0, 2)} | "
+                f"{_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
+                + (f" {_pct(m.get('task_inference_acc'))} |" if inference else "")
+            )
+    lines += [""]
+    for group, names in groups.items():
+        within = _standing({**summary, "methods": {n: summary["methods"][n] for n in names}})
+        lines += [f"{group}: {within}" if len(groups) > 1 and within else within]
     if summary["n_tasks"] >= 20:
         lines += ["", _long_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+#: without a task id, what answers a test input, in the order the tables show the groups
+GROUPS = ("one head, no task inference", "task inferred, a head per task", "the inputs' model alone")
+
+
+def comparison_group(entry: dict, scenario: str | None) -> str:
+    """The group of a comparison's row: where the task id is hidden, rows compare like with
+    like only within a group (:data:`GROUPS`); with task ids every row is in one.
+
+    Example:
+        >>> comparison_group({"task_inference": "input_density"}, "class")
+        'task inferred, a head per task'
+    """
+    if scenario in (None, "task"):
+        return ""
+    if entry.get("trains_network") is False:
+        return GROUPS[2]
+    return GROUPS[1] if entry.get("task_inference", "none") != "none" else GROUPS[0]
+
+
+def grouped(summary: dict) -> dict[str, list[str]]:
+    """The summary's rows by :func:`comparison_group`, groups in table order, rows in their own."""
+    groups: dict[str, list[str]] = {}
+    for name, m in summary["methods"].items():
+        groups.setdefault(comparison_group(m, summary.get("scenario")), []).append(name)
+    order = {g: i for i, g in enumerate(("", *GROUPS))}
+    return dict(sorted(groups.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
 def _standing(summary: dict) -> str:

@@ -80,10 +80,14 @@ NO_TASK_ID_ALIASES = {
     "derpp-200": ("derpp", {"buffer": 200}),
 }
 
-#: ANPyC's mechanisms, one removed (or replaced) per row; every row runs ANPyC's defaults but
-#: for its change and its own tuned strength (``ABLATION_TUNED``).
+#: ANPyC with every mechanism of the paper (structure-aware Omega, the penalty, element-wise
+#: updating, pruning with retraining), pinned so the rows do not move with the defaults
+PAPER_MECHANISMS = {"importance": "omega", "structure": "spread", "update": "elementwise", "prune": True,
+                    "keep_schedule": "reference", "prune_steps": 1, "retrain_epochs": 0.25}
+#: the ablation's rows: one mechanism removed (or replaced) per row, on top of
+#: ``PAPER_MECHANISMS``, each with its own tuned strength (``ABLATION_TUNED``)
 ABLATION_ROWS: dict[str, dict] = {
-    "anpyc-all": {},  # every mechanism of the paper: structure-aware Omega, penalty, element-wise updating, pruning
+    "anpyc-all": {},
     "no-structure": {"structure": "none"},
     "omega-magnitude": {"importance": "magnitude"},
     "omega-fisher": {"importance": "fisher"},
@@ -110,7 +114,7 @@ PROTOCOLS_OF_ABLATION = tuple(ABLATION_TUNED)
 def ablation_aliases(protocol: str) -> dict[str, tuple[str, dict]]:
     """The ablation's rows on ``protocol``: each row's change and its tuned knob."""
     tuned = ABLATION_TUNED[protocol]
-    return {row: ("anpyc", {**change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
+    return {row: ("anpyc", {**PAPER_MECHANISMS, **change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -136,7 +137,6 @@ def test_no_task_id_suites_give_the_density_model_to_every_method(name):
 
 def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
     import importlib.util
-    from pathlib import Path
 
     out = tmp_path / "b"
     summary = run_suite("split-mnist-class", out, seeds=1, methods=["anpyc", "finetune", "finetune+inference", "density"],
@@ -153,3 +153,27 @@ def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
     spec.loader.exec_module(module)
     table = module.table(out)
     assert "| task inferred | finetune+inference |" in table and "| inputs alone | density |" in table
+
+
+def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
+    """Each row of `anpyc bench ablation`/`ablation-domain` runs the knob its committed
+    `anpyc tune` (docs/benchmarks/ablation/tune.sh) chose on validation, with the row's change."""
+    from anpyc.experiments.bench import (
+        ABLATION_ROWS,
+        ABLATION_TUNED,
+        PAPER_MECHANISMS,
+        PROTOCOLS_OF_ABLATION,
+    )
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune"
+    for protocol in PROTOCOLS_OF_ABLATION:
+        for row, tuned in ABLATION_TUNED[protocol].items():
+            result = json.loads((root / protocol / row / "tune.json").read_text())
+            grid = {k: v for k, v in result["grid"].items() if len(v) > 1}
+            assert set(grid) == set(tuned), (protocol, row)
+            valid = [p for p in result["points"] if not p["failed"]]
+            best = max(valid, key=lambda p: (p["val_avg_acc"], -p["point"]))
+            assert {k: best["params"][k] for k in grid} == tuned, (protocol, row)
+            for k, v in {**PAPER_MECHANISMS, **ABLATION_ROWS[row]}.items():  # the row is what was tuned
+                if k not in grid:
+                    assert best["params"][k] == v, (protocol, row, k)

@@ -33,13 +33,13 @@ def test_slope_and_learning_accuracy():
 
 
 def test_method_summary_on_two_seeds():
-    runs = [_run(0, [[0.9, None], [0.5, 0.7]], 4.0, task_inference_acc=0.8),
-            _run(1, [[0.8, None], [0.6, 0.6]], 6.0, task_inference_acc=0.6)]
+    runs = [_run(0, [[0.9, None], [0.5, 0.7]], 4.0, task_inference_acc=0.8, task_inference_cost={"memory_mb": 0.5}),
+            _run(1, [[0.8, None], [0.6, 0.6]], 6.0, task_inference_acc=0.6, task_inference_cost={"memory_mb": 0.5})]
     ref = [{"seed": 0, "time_s": 2.0}, {"seed": 1, "time_s": 3.0}]
     s = method_summary(runs, ref)
     assert s["time_ratio_finetune"]["mean"] == 2.0
     assert s["learning_acc"]["mean"] == pytest.approx(0.75)  # (0.8 + 0.7) / 2
     assert s["learning_acc_per_task"] == pytest.approx([0.85, 0.65])
     assert s["task1_acc_curve"] == pytest.approx([0.85, 0.55])
-    assert s["task_inference_acc"]["mean"] == pytest.approx(0.7)
+    assert s["task_inference_acc"]["mean"] == pytest.approx(0.7) and s["task_inference_memory_mb"]["mean"] == 0.5
     assert s["passes_per_task"]["mean"] == 1.0

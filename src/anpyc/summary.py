@@ -133,6 +133,8 @@ def method_summary(runs: Sequence[dict], reference: Sequence[dict] | None = None
     out["learning_acc_per_task"] = np.array([learning_accuracy(r) for r in runs], dtype=float).mean(0).tolist()
     if any("task_inference_acc" in r for r in runs):
         out["task_inference_acc"] = stat(r.get("task_inference_acc") for r in runs)
+    if any("task_inference_cost" in r for r in runs):  # the memory of the inputs the inference keeps
+        out["task_inference_memory_mb"] = stat((r.get("task_inference_cost") or {}).get("memory_mb") for r in runs)
     passes = [r["passes"] for r in runs if r.get("passes")]
     if passes:
         out["passes_per_task"] = stat(float(np.mean(p)) for p in passes)

@@ -95,3 +95,23 @@ def test_task_inference_reports_its_cost_and_only_when_used():
     assert hidden["method_state_mb"] >= cost["memory_mb"]
     for cfg in (base, {**base, "scenario": "domain"}):  # task ids given; no task inference asked for
         assert "task_inference_cost" not in run(RunConfig.from_dict(cfg), quiet=True).metrics
+
+
+def test_the_ppca_of_fewer_rows_than_pixels_is_the_covariances_own():
+    """The fit from the rows' Gram matrix (fewer rows than dimensions) gives the model the
+    covariance's eigendecomposition gives, to float precision."""
+    from anpyc.kernels import inference
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 8, generator=gen) @ torch.randn(8, 100, generator=gen) + 0.1 * torch.randn(60, 100, generator=gen)
+    fast = inference._ppca(x, 5, 1e-3)
+    centred = x - x.mean(0)
+    eig, vec = torch.linalg.eigh(centred.T @ centred / len(x))
+    eig, vec = eig.flip(0).clamp_min(0), vec.flip(1)
+    noise = eig[5:].mean()
+    slow = (x.mean(0), vec[:, :5], torch.maximum(eig[:5], noise), noise)
+    stack = [{n: part.unsqueeze(0) for n, part in zip(inference.PPCA_PARTS, fit, strict=True)} for fit in (fast, slow)]
+    probe = x[:30] + torch.randn(30, 100, generator=gen)
+    a, b = (inference.ppca_log_likelihoods(probe, s) for s in stack)
+    assert torch.allclose(a, b, rtol=1e-4) and torch.allclose(fast[2], slow[2], rtol=1e-4)
+    assert torch.allclose(fast[1].T @ fast[1], torch.eye(5), atol=1e-4)  # orthonormal directions

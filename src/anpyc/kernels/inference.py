@@ -317,14 +317,38 @@ def _ppca(x: Tensor, rank: int, floor: float) -> tuple[Tensor, Tensor, Tensor, T
     """Maximum-likelihood probabilistic PCA of the rows of ``x``: mean, top-``rank``
     eigenvectors and eigenvalues of the covariance, and the isotropic noise variance (the mean
     of the other eigenvalues), floored so that a constant pixel does not give infinite
-    density."""
+    density. With fewer rows than dimensions (and more than ``rank``) the eigenvectors come
+    from the rows' Gram matrix (:func:`_top_eigen_from_rows`): the same decomposition at a
+    fraction of the cost (200 rows of 784 pixels: about 20x less)."""
     mean = x.mean(0)
     centred = x - mean
-    cov = centred.T @ centred / max(len(x), 1)
+    n, d = centred.shape
+    top = _top_eigen_from_rows(centred, rank) if rank < n < d else None
+    if top is not None:
+        eig, vec = top
+        rest = ((centred * centred).sum() / n - eig.sum()).clamp_min(0)  # trace minus the top eigenvalues
+        noise = (rest / (d - rank)).clamp_min(floor)
+        return mean, vec, torch.maximum(eig, noise), noise
+    cov = centred.T @ centred / max(n, 1)
     eig, vec = _eigh(cov)  # ascending
     eig, vec = eig.flip(0).clamp_min(0), vec.flip(1)
     noise = eig[rank:].mean().clamp_min(floor) if rank < len(eig) else torch.tensor(floor, dtype=x.dtype, device=x.device)
     return mean, vec[:, :rank], torch.maximum(eig[:rank], noise), noise
+
+
+def _top_eigen_from_rows(centred: Tensor, rank: int) -> tuple[Tensor, Tensor] | None:
+    """The top ``rank`` eigenvalues (descending) and eigenvectors (columns) of the covariance
+    ``C^T C / n`` of ``n`` centred rows, from the ``n x n`` Gram matrix ``C C^T / n``: same
+    non-zero eigenvalues, eigenvectors ``C^T u / sqrt(n lambda)``. ``None`` when an eigenvalue
+    among the top ones is too small for that (duplicate rows): the caller decomposes the
+    covariance instead."""
+    n = len(centred)
+    eig, u = _eigh(centred @ centred.T / n)  # ascending
+    eig, u = eig.flip(0)[:rank], u.flip(1)[:, :rank]
+    if not bool((eig > 1e-6 * eig[0].clamp_min(1e-30)).all()):
+        return None
+    vec = centred.T @ u / (n * eig).sqrt()
+    return eig, vec
 
 
 def _eigh(cov: Tensor) -> tuple[Tensor, Tensor]:

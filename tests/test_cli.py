@@ -94,3 +94,14 @@ def test_report_on_a_folder_without_results(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "neither a run directory" in err[0]
+
+
+def test_compare_gives_a_method_the_task_inference_by_its_label(tmp_path, capsys):
+    out = tmp_path / "c"
+    assert main(["compare", "--methods", "finetune,finetune+inference,density", "--scenario", "class", *QUICK,
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["methods"]
+    assert rows["finetune+inference"]["method"] == "finetune" and rows["finetune+inference"]["task_inference"] == "input_density"
+    assert rows["finetune"]["task_inference"] == "none" and "task_inference_acc" in rows["finetune+inference"]
+    assert "task inferred, a head per task" in capsys.readouterr().out

@@ -252,7 +252,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from anpyc.experiments.compare import compare
+    from anpyc.experiments.compare import compare, inference_aliases
     from anpyc.report.tables import summary_markdown
 
     base = _config_from_args(args, None)
@@ -260,16 +260,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if not methods:
         raise ConfigError("--methods needs at least one method id")
     params = parse_params(args.param, per_method=True)
+    aliases = inference_aliases(methods)  # <method>+inference: the method with the task inferred
     if not args.no_presets:  # a method's tuned preset, when this run is the protocol it was tuned under
         from anpyc.experiments.presets import select_presets
 
-        params, applied, _ = select_presets(methods, base, args.budget, params)
+        bases = [m for m, _ in aliases.values() if m not in methods]  # a variant runs with its method's preset
+        params, applied, _ = select_presets([*methods, *bases], base, args.budget, params)
         for m, name in applied.items():
             print(f"{m}: preset {name}")
+        aliases = {a: (m, {**params.get(m, {}), **p}) for a, (m, p) in aliases.items()}
+        params = {m: v for m, v in params.items() if m in methods}
     jobs = _jobs(args)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard, jobs=jobs, budget=args.budget, resume=_resume_flag(args))
+                      tensorboard=args.tensorboard, jobs=jobs, budget=args.budget, resume=_resume_flag(args),
+                      aliases=aliases)
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
@@ -426,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=_cmd_run)
 
     p_cmp = sub.add_parser("compare", help="several methods, same stream, network, budget and seeds")
-    p_cmp.add_argument("--methods", required=True, help="comma-separated method ids")
+    p_cmp.add_argument("--methods", required=True,
+                       help="comma-separated method ids; <method>+inference: the method with its task inferred "
+                       "from the input where the scenario hides it (--param task_inference=input_density)")
     p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
     p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
     p_cmp.add_argument("--out", required=True, help="comparison directory to write")

@@ -25,6 +25,7 @@ from typing import Any
 from anpyc import rundir
 from anpyc.config import RunConfig, deep_update
 from anpyc.errors import ConfigError
+from anpyc.experiments.compare import INFERENCE_SCORE, INFERENCE_SUFFIX
 from anpyc.experiments.protocols import PMNIST, PROTOCOLS
 from anpyc.io import atomic_write_text, relative_command, write_json
 from anpyc.methods import DEFAULT_METHOD, METHODS, method_names
@@ -79,11 +80,6 @@ NO_TASK_ID_ALIASES = {
     "er-200": ("er", {"buffer": 200}),
     "derpp-200": ("derpp", {"buffer": 200}),
 }
-#: the score every method gets in a ``<method>+inference`` row of the tables without task ids:
-#: the inputs' per-class probabilistic PCA, the very model ``--method density`` classifies with
-#: alone (:mod:`anpyc.methods.task_inference`)
-INFERENCE_SCORE = "input_density"
-INFERENCE_SUFFIX = "+inference"
 
 #: ANPyC with every mechanism of the paper (structure-aware Omega, the penalty, element-wise
 #: updating, pruning with retraining), pinned so the rows do not move with the defaults

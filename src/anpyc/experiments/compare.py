@@ -124,10 +124,28 @@ def _reopen(out_dir: str | Path | None, record: dict) -> Path:
     return out
 
 
+#: ``<method>+inference``: the method with its task inferred from the input by this score
+#: (:mod:`anpyc.methods.task_inference`), the very model ``--method density`` classifies with
+INFERENCE_SUFFIX = "+inference"
+INFERENCE_SCORE = "input_density"
+
+
+def inference_aliases(labels: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The ``<method>+inference`` labels among ``labels``, each as an alias of its method.
+
+    Example:
+        >>> inference_aliases(["ewc", "ewc+inference"])
+        {'ewc+inference': ('ewc', {'task_inference': 'input_density'})}
+    """
+    return {label: (label[: -len(INFERENCE_SUFFIX)], {"task_inference": INFERENCE_SCORE})
+            for label in labels if label.endswith(INFERENCE_SUFFIX) and len(label) > len(INFERENCE_SUFFIX)}
+
+
 def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
-    """``(method, hyper-parameters)`` of a label of a comparison: a method, or an alias
-    (a variant of a method) with its own parameters; explicit ``params`` win."""
-    method, preset = aliases.get(label, (label, {}))
+    """``(method, hyper-parameters)`` of a label of a comparison: a method, an alias (a
+    variant of a method) with its own parameters, or ``<method>+inference``; explicit
+    ``params`` win."""
+    method, preset = aliases.get(label) or inference_aliases([label]).get(label, (label, {}))
     return method, {**preset, **params.get(label, {})}
 
 

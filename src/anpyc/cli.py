@@ -123,9 +123,29 @@ def _explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
-    """The run config, built once: config file, then flags, then ``--method``."""
+RUN_SECTIONS = ("stream", "model", "train", "scenario", "generative")
+
+
+def _run_preset(args: argparse.Namespace) -> dict:
+    """``run --preset NAME``: the preset, its method as ``--method`` when none is given (another
+    method is refused: a preset belongs to its method)."""
+    if not args.preset:
+        return {}
+    from anpyc.experiments.presets import load_preset
+
+    preset = load_preset(args.preset)
+    if args.method is None:
+        args.method = preset.get("method")
+    elif preset.get("method") not in (None, args.method):
+        raise ConfigError(f"preset {args.preset} is for method {preset['method']!r}, not {args.method!r}: drop --method")
+    return preset
+
+
+def _config_from_args(args: argparse.Namespace, method: str | None, preset: dict | None = None) -> RunConfig:
+    """The run config, built once: config file, then a whole-run preset's sections (stream,
+    model, train, scenario: ``anpyc-reference``), then flags, then ``--method``."""
     data: dict[str, Any] = as_input(load_mapping(args.config)) if args.config else {}
+    data = deep_update(data, {k: v for k, v in (preset or {}).items() if k in RUN_SECTIONS})
     data = deep_update(data, _explicit_flags(args))
     if method is not None:
         if data.get("method") not in (None, method):
@@ -155,9 +175,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _cmd_resume(args)
+    preset = _run_preset(args)
     if not args.method or not args.out:
-        raise ConfigError("run needs --method and --out (or --resume DIR)")
-    cfg = _config_from_args(args, args.method)
+        raise ConfigError("run needs --method (or --preset) and --out (or --resume DIR)")
+    cfg = _config_from_args(args, args.method, preset)
     params = parse_params(args.param)
     if args.preset:  # the presets' one path (compare and bench take it too); explicit --param wins
         from anpyc.experiments.presets import select_presets

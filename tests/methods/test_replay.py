@@ -14,7 +14,7 @@ from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream, sources
 from anpyc.errors import ConfigError
 from anpyc.methods import create
-from anpyc.methods.replay import ReservoirBuffer, logit_mse
+from anpyc.methods.replay import ReplayBuffer, logit_mse
 from anpyc.models import build_model
 from anpyc.runner import build_stream, run
 from anpyc.scenario import HookContext
@@ -23,9 +23,9 @@ from anpyc.train import fit
 # ------------------------------------------------------------------ the reservoir
 
 
-def _filled(capacity: int, n: int, batch: int, seed: int) -> ReservoirBuffer:
+def _filled(capacity: int, n: int, batch: int, seed: int) -> ReplayBuffer:
     """A reservoir offered examples 0..n-1 (label = index, task = index // (n // 5))."""
-    buf = ReservoirBuffer(capacity)
+    buf = ReplayBuffer(capacity)
     buf.reseed(torch.Generator().manual_seed(seed))
     for start in range(0, n, batch):
         idx = torch.arange(start, min(start + batch, n))
@@ -61,9 +61,51 @@ def test_reservoir_fills_in_order_then_the_same_seed_gives_the_same_contents():
     assert torch.equal(a.sample(20), b.sample(20))
 
 
+def _balanced(policy: str, capacity: int, per_group: list[int], seed: int, batch: int = 32) -> ReplayBuffer:
+    """A ``policy`` buffer offered group after group (``per_group[g]`` examples of group g,
+    as both label and task id), each example's x its index in the stream."""
+    buf = ReplayBuffer(capacity, policy=policy)
+    buf.reseed(torch.Generator().manual_seed(seed))
+    group = torch.cat([torch.full((n,), g) for g, n in enumerate(per_group)])
+    for start in range(0, len(group), batch):
+        idx = torch.arange(start, min(start + batch, len(group)))
+        buf.add(idx.float().unsqueeze(1), group[idx], group[idx])
+    return buf
+
+
+@pytest.mark.parametrize("policy", ["class_balanced", "task_balanced"])
+def test_balanced_buffers_split_evenly_and_sample_each_group_uniformly(policy):
+    per_group, capacity, trials = [300, 100, 600, 200, 400], 100, 200
+    starts = torch.tensor([0, *per_group]).cumsum(0)
+    kept = torch.zeros(int(starts[-1]))
+    for seed in range(trials):
+        buf = _balanced(policy, capacity, per_group, seed)
+        stored = buf.x[:, 0].long()
+        assert len(buf) == capacity and len(stored.unique()) == capacity  # nothing stored twice
+        group = torch.bucketize(stored, starts[1:], right=True)
+        assert torch.equal(group, buf.y) and torch.equal(group, buf.t)  # x, y, t of a slot agree
+        assert torch.bincount(group, minlength=5).tolist() == [20] * 5  # capacity / groups each
+        assert buf.group_seen.tolist() == per_group
+        kept[stored] += 1
+    for g, n in enumerate(per_group):  # each example of a group kept with probability 20 / n
+        freq = kept[starts[g] : starts[g + 1]] / trials
+        assert abs(float(freq.mean()) - 20 / n) < 1e-6
+        halves = freq.reshape(2, -1).mean(1)  # early and late examples of the group alike
+        assert float((halves - 20 / n).abs().max()) < 0.25 * 20 / n
+
+
+def test_balanced_buffer_keeps_a_group_that_stops_arriving_until_others_catch_up():
+    buf = _balanced("class_balanced", 60, [200, 10, 200], seed=0)
+    counts = torch.bincount(buf.y, minlength=3).tolist()
+    assert counts[1] == 10 and counts[0] == counts[2] == 25  # the small class keeps all it saw
+    with pytest.raises(ValueError, match="policy"):
+        ReplayBuffer(10, policy="fifo")
+
+
 def test_bad_configs_are_one_line_errors():
     for name, params in [("er", {"buffer": 0}), ("er", {"replay_batch": 0}), ("derpp", {"alpha": -1.0}),
-                         ("derpp", {"logits": "some"})]:
+                         ("derpp", {"logits": "some"}), ("er", {"buffer_policy": "fifo"}),
+                         ("derpp", {"logits_at": "never"}), ("derpp", {"replay_batches": 3})]:
         with pytest.raises(ConfigError):
             create(name, params)
 
@@ -73,6 +115,7 @@ def test_epochs_for_budget_counts_the_replayed_examples():
     assert create("er", {"replay_batch": 64}).epochs_for_budget(3.0, batch_size=128) == 2.0
     assert create("derpp").epochs_for_budget(3.0, batch_size=32) == 1.0  # two buffer batches
     assert create("derpp", {"alpha": 0.0}).epochs_for_budget(2.0, batch_size=32) == 1.0
+    assert create("derpp", {"replay_batches": 1}).epochs_for_budget(2.0, batch_size=32) == 1.0  # one for both
     with pytest.raises(ValueError, match="batch size"):
         create("er", {"replay_batch": 64}).epochs_for_budget(1.0)
 
@@ -132,6 +175,34 @@ def test_stored_logits_are_the_model_s_own_under_each_head(outputs):
         moved = mem.logits[new] + 1.0
         assert float(logit_mse(model, x, t, moved, mem.width[new], outputs)) == pytest.approx(1.0)
     assert method.extra_examples(0) > 0 and method.extra_examples(1) > 0
+
+
+def test_logits_recorded_at_the_task_end_are_the_final_model_s():
+    torch.manual_seed(0)
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=200), seed=0)
+    model = build_model(ModelConfig(hidden=(16,)), stream.input_shape)
+    method, cfg = create("derpp", {"buffer": 400, "logits_at": "task_end", "replay_batches": 1}), TrainConfig(batch_size=16)
+    mem = method.memory
+    for t in range(2):
+        model.add_head(stream[t].n_outputs)
+        method.before_task(model, stream[t], HookContext(t, 2, batch_size=16))
+        fit(model, method, stream[t].train, cfg, 1 if t == 0 else 0.5, torch.Generator().manual_seed(0))
+        rows = (mem.t[: len(mem)] == t).nonzero(as_tuple=True)[0]
+        assert len(rows) and (mem.width[rows] == 0).all()  # the task unfinished: no targets yet
+        with torch.no_grad():  # nothing to match for them
+            assert float(logit_mse(model, mem.x[rows], mem.t[rows], mem.logits[rows], mem.width[rows])) == 0
+        if t == 0:
+            method.after_task(model, stream[0], HookContext(0, 2))
+            old = rows
+            assert (mem.width[old] == 4).all()
+            with torch.no_grad():
+                assert float(logit_mse(model, mem.x[old], mem.t[old], mem.logits[old], mem.width[old])) == 0.0
+    with torch.no_grad():  # task 0's targets are the model's after task 0, not now
+        assert float(logit_mse(model, mem.x[old], mem.t[old], mem.logits[old], mem.width[old])) > 0
+    x, y, t = stream[1].train.get(torch.arange(16))
+    before = method.extra_examples(1)
+    method.penalty(model, x, y, t)
+    assert method.extra_examples(1) - before == 16  # one buffer batch for both terms
 
 
 def test_class_scenario_stores_every_output_or_only_the_seen_ones():

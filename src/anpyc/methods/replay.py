@@ -67,16 +67,31 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- the buffer
-class ReservoirBuffer(nn.Module):
-    """A fixed-capacity reservoir sample of a stream of examples, all in registered buffers.
+POLICIES = ("reservoir", "class_balanced", "task_balanced")
+
+
+class ReplayBuffer(nn.Module):
+    """A fixed-capacity sample of a stream of examples, all in registered buffers.
+
+    ``policy`` decides which examples stay:
+
+    * ``reservoir`` (Vitter's algorithm R): the ``n``-th example offered is kept with
+      probability ``capacity / n`` in a uniformly chosen slot: a uniform sample of the stream;
+    * ``class_balanced`` / ``task_balanced``: once full, an example whose class (task) holds
+      fewer slots than the largest class (task) replaces a random example of a largest one;
+      one of a largest class is kept with probability ``m_c / n_c`` (``m_c`` stored, ``n_c``
+      seen of its class) in place of a random example of its own class. The buffer tends to
+      ``capacity / groups`` examples per class (task), each a uniform sample of its group
+      (the class-balancing reservoir of Chrysakis & Moens, ICML 2020; Avalanche's
+      class- and experience-balanced buffers reach the same split at task ends).
 
     ``x``, ``y``, ``t`` (and with ``logits=True`` the ``logits`` and their valid ``width``)
     are created at the first :meth:`add`, shaped from the data. ``seen`` counts the examples
-    offered so far; ``rng`` is the state of the generator every draw comes from (seed it with
-    :meth:`reseed`).
+    offered so far, ``group_seen`` (balanced policies) those of each class or task; ``rng`` is
+    the state of the generator every draw comes from (seed it with :meth:`reseed`).
 
     Example:
-        >>> buf = ReservoirBuffer(3)
+        >>> buf = ReplayBuffer(3)
         >>> buf.reseed(torch.Generator().manual_seed(0))
         >>> buf.add(torch.zeros(5, 2), torch.arange(5), torch.zeros(5, dtype=torch.long))
         >>> len(buf), int(buf.seen)
@@ -85,14 +100,17 @@ class ReservoirBuffer(nn.Module):
         2
     """
 
-    _LAZY = ("x", "y", "t", "logits", "width")
+    _LAZY = ("x", "y", "t", "logits", "width", "group_seen")
 
-    def __init__(self, capacity: int, logits: bool = False) -> None:
+    def __init__(self, capacity: int, logits: bool = False, policy: str = "reservoir") -> None:
         super().__init__()
         if capacity < 1:
             raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown buffer policy {policy!r}; known: {', '.join(POLICIES)}")
         self.capacity = int(capacity)
         self.with_logits = bool(logits)
+        self.policy = policy
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
         # a valid state until before_task seeds it from the run seed (ctx.generator)
         self.register_buffer("rng", torch.Generator().manual_seed(0).get_state())
@@ -117,6 +135,8 @@ class ReservoirBuffer(nn.Module):
         self.register_buffer("x", x.new_zeros((n, *x.shape[1:])))
         self.register_buffer("y", torch.zeros(n, dtype=torch.long, device=x.device))
         self.register_buffer("t", torch.zeros(n, dtype=torch.long, device=x.device))
+        if self.policy != "reservoir":
+            self.register_buffer("group_seen", torch.zeros(0, dtype=torch.long, device=x.device))
         if self.with_logits:
             assert logits is not None
             self.register_buffer("logits", logits.new_zeros((n, logits.shape[1])))
@@ -138,6 +158,44 @@ class ReservoirBuffer(nn.Module):
         last = {s: r for r, s in enumerate(slot.tolist()) if s < cap}
         return list(last.values()), list(last.keys())
 
+    def groups(self, y: Tensor, t: Tensor) -> Tensor:
+        """The group each example is balanced over: its class or its task."""
+        return y if self.policy == "class_balanced" else t
+
+    def balanced_slots(self, groups: list[int]) -> tuple[list[int], list[int]]:
+        """The balanced policies for the next examples of ``groups`` (one group id each):
+        (rows, slots) to write, as :meth:`slots`. Two uniform draws per example."""
+        g, cap, filled = self._generator(), self.capacity, len(self)
+        u = torch.rand(2 * len(groups), generator=g, dtype=torch.float64).tolist()
+        self._save(g)
+        if len(self.group_seen) <= max(groups):
+            self.group_seen = F.pad(self.group_seen, (0, max(groups) + 1 - len(self.group_seen)))
+        seen = self.group_seen.tolist()
+        stored = self.groups(self.y, self.t)[:filled].tolist()
+        members: dict[int, list[int]] = {}
+        for slot, grp in enumerate(stored):
+            members.setdefault(grp, []).append(slot)
+        writes: dict[int, int] = {}
+        for r, grp in enumerate(groups):
+            seen[grp] += 1
+            own = members.setdefault(grp, [])
+            if filled < cap:
+                slot, filled = filled, filled + 1
+            else:
+                largest = max(len(v) for v in members.values())
+                if len(own) < largest:  # not a largest group: evict from one of them
+                    big = [k for k, v in members.items() if len(v) == largest]
+                    victims = members[big[int(u[2 * r] * len(big))]]
+                elif u[2 * r] * seen[grp] < len(own):  # a largest group: reservoir within it
+                    victims = own
+                else:
+                    continue
+                slot = victims.pop(int(u[2 * r + 1] * len(victims)))
+            own.append(slot)
+            writes[slot] = r
+        self.group_seen.copy_(torch.tensor(seen, dtype=torch.long, device=self.group_seen.device))
+        return list(writes.values()), list(writes.keys())
+
     @torch.no_grad()
     def add(self, x: Tensor, y: Tensor, t: Tensor, logits: Tensor | None = None, width: Tensor | None = None) -> None:
         """Offer a batch to the reservoir (``logits``/``width`` when it stores logits)."""
@@ -145,7 +203,10 @@ class ReservoirBuffer(nn.Module):
             self._allocate(x, logits)
         if self.with_logits and logits.shape[1] > self.logits.shape[1]:
             self._grow_logits(logits.shape[1])
-        rows, slots = self.slots(len(y))
+        if self.policy == "reservoir":
+            rows, slots = self.slots(len(y))
+        else:
+            rows, slots = self.balanced_slots(self.groups(y, t).tolist())
         self.seen.add_(len(y))
         if not rows:
             return
@@ -242,28 +303,39 @@ def logits_now(model, x: Tensor, t: Tensor, outputs: str = "all") -> tuple[Tenso
 @dataclasses.dataclass(frozen=True)
 class ERConfig:
     """``buffer``: examples kept; ``replay_batch``: examples replayed per step (``None``:
-    the training batch size)."""
+    the training batch size); ``buffer_policy``: which examples the buffer keeps,
+    ``reservoir`` (a uniform sample of the stream), ``class_balanced`` or ``task_balanced``
+    (about equal shares per class or task; :class:`ReplayBuffer`)."""
 
     buffer: int = 500
     replay_batch: int | None = None
+    buffer_policy: Literal["reservoir", "class_balanced", "task_balanced"] = "reservoir"
 
     def __post_init__(self) -> None:
         if self.buffer < 1:
             raise ValueError(f"buffer must be >= 1, got {self.buffer}")
         if self.replay_batch is not None and self.replay_batch < 1:
             raise ValueError(f"replay_batch must be >= 1 or null, got {self.replay_batch}")
+        if self.buffer_policy not in POLICIES:
+            raise ValueError(f"buffer_policy must be one of {', '.join(POLICIES)}, got {self.buffer_policy!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class DERPPConfig(ERConfig):
     """ER's options plus ``alpha`` (weight of the logit MSE), ``beta`` (weight of the
-    cross-entropy on a second buffer batch) and ``logits``: which outputs are stored and
-    matched, ``all`` of the head's (as in the paper, whose class-incremental head computes
-    every class from the start) or only those ``seen`` (active) when stored."""
+    cross-entropy on replayed labels), ``logits``: which outputs are stored and matched,
+    ``all`` of the head's (as in the paper, whose class-incremental head computes every class
+    from the start) or only those ``seen`` (active) when stored; ``logits_at``: when an
+    example's logits are recorded, ``insert`` (when it enters the buffer, as in the paper)
+    or ``task_end`` (by the model that finished its task, as Avalanche's DER; until then
+    the example is replayed for its label only); ``replay_batches``: ``2`` draws independent
+    buffer batches for the two terms (the paper), ``1`` one batch for both (Avalanche)."""
 
     alpha: float = 1.0
     beta: float = 0.5
     logits: Literal["all", "seen"] = "all"
+    logits_at: Literal["insert", "task_end"] = "insert"
+    replay_batches: int = 2
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -271,6 +343,10 @@ class DERPPConfig(ERConfig):
             raise ValueError(f"need alpha >= 0 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
         if self.logits not in ("all", "seen"):
             raise ValueError(f"logits must be 'all' or 'seen', got {self.logits!r}")
+        if self.logits_at not in ("insert", "task_end"):
+            raise ValueError(f"logits_at must be 'insert' or 'task_end', got {self.logits_at!r}")
+        if self.replay_batches not in (1, 2):
+            raise ValueError(f"replay_batches must be 1 or 2, got {self.replay_batches}")
 
 
 # ----------------------------------------------------------------------------- methods
@@ -289,7 +365,7 @@ class ER(Method):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.memory = ReservoirBuffer(self.config.buffer, logits=self.stores_logits)
+        self.memory = ReplayBuffer(self.config.buffer, logits=self.stores_logits, policy=self.config.buffer_policy)
         self.register_buffer("replay_size", torch.zeros((), dtype=torch.long))  # per buffer batch
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
 
@@ -359,15 +435,37 @@ class DERPP(ER):
     stores_logits = True
 
     def replay_batches(self) -> int:
-        return int(self.config.alpha > 0) + int(self.config.beta > 0)
+        terms = int(self.config.alpha > 0) + int(self.config.beta > 0)
+        return min(terms, self.config.replay_batches)
 
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         c, loss = self.config, None
-        if c.alpha > 0 and (b := self._draw()) is not None:
-            loss = c.alpha * logit_mse(model, b["x"], b["t"], b["logits"], b["width"], c.logits)
-        if c.beta > 0 and (b := self._draw()) is not None:
-            term = c.beta * replay_ce(model, b["x"], b["y"], b["t"])
-            loss = term if loss is None else loss + term
-        logits, width = logits_now(model, x, t, c.logits)
+        first = self._draw() if c.alpha > 0 else None
+        if first is not None:
+            loss = c.alpha * logit_mse(model, first["x"], first["t"], first["logits"], first["width"], c.logits)
+        if c.beta > 0:
+            second = first if (c.replay_batches == 1 and first is not None) else self._draw()
+            if second is not None:
+                term = c.beta * replay_ce(model, second["x"], second["y"], second["t"])
+                loss = term if loss is None else loss + term
+        if c.logits_at == "insert":
+            logits, width = logits_now(model, x, t, c.logits)
+        else:  # recorded at the task's end (after_task); until then no logit target
+            logits = x.new_zeros((len(x), max(model.head_sizes)))
+            width = torch.zeros(len(x), dtype=torch.long, device=x.device)
         self.memory.add(x, y, t, logits, width)
         return loss
+
+    @torch.no_grad()
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        """With ``logits_at='task_end'``: record the logits of the task's stored examples."""
+        if self.config.logits_at == "task_end" and len(self.memory):
+            rows = (self.memory.t[: len(self.memory)] == ctx.task).nonzero(as_tuple=True)[0]
+            for chunk in rows.split(256):
+                logits, width = logits_now(model, self.memory.x[chunk], self.memory.t[chunk], self.config.logits)
+                if logits.shape[1] > self.memory.logits.shape[1]:
+                    self.memory._grow_logits(logits.shape[1])
+                self.memory.logits[chunk] = 0.0
+                self.memory.logits[chunk, : logits.shape[1]] = logits
+                self.memory.width[chunk] = width
+        super().after_task(model, task, ctx, retrain)

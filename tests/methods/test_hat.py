@@ -132,6 +132,30 @@ def test_s_anneals_over_each_epoch_and_survives_a_state_dict_round_trip():
     assert torch.equal(again.task_mask(0, 0), method.task_mask(0, 0))
 
 
+def test_s_anneals_in_each_of_several_cycles_per_epoch():
+    from anpyc.methods.hat import anneal_cycle
+
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=200), seed=0)
+    model = build_model(ModelConfig(hidden=(16,)), stream.input_shape)
+    method = create("hat", {"s_max": 20, "anneal_cycles": 2})
+    model.add_head(stream[0].n_outputs)
+    method.before_task(model, stream[0], HookContext(0, 1, batch_size=16))
+    n = int(method.batches)
+    seen = []
+    penalty = method.penalty
+    method.penalty = lambda *a: (seen.append(method.s()), penalty(*a))[1]
+    fit(model, method, stream[0].train, TrainConfig(batch_size=16), 1, torch.Generator())
+    first = math.ceil(n / 2)  # the epoch's n batches cut in two runs, each annealed
+    ramp = lambda k: [1 / 20 + (20 - 1 / 20) * b / (k - 1) for b in range(k)]  # noqa: E731
+    assert len(seen) == n and seen == pytest.approx(ramp(first) + ramp(n - first), rel=1e-12)
+    for batches, cycles in ((10, 3), (422, 8), (7, 7), (3, 10)):  # every batch in one cycle, cycles tile the epoch
+        spans = {anneal_cycle(b, batches, cycles) for b in range(batches)}
+        assert sum(length for _, length in spans) == batches
+        assert all(s <= b < s + length for b in range(batches) for s, length in [anneal_cycle(b, batches, cycles)])
+    with pytest.raises(ConfigError):
+        create("hat", {"anneal_cycles": 0})
+
+
 def test_hat_does_not_forget_where_finetune_does():
     """Task-aware blobs (pixel-permuted tasks): fine-tune loses a fifth of the old tasks'
     accuracy; HAT keeps them exactly and ends higher. ``c=0.25``: the paper's 0.75 leaves too

@@ -276,6 +276,16 @@ def test_class_incremental_replay_forgets_much_less_than_finetune(class_stream):
         assert m["replay"]["stored"] == 200 and len(m["replay"]["per_task"]) == 5
 
 
+@pytest.mark.parametrize("name, params", [("er", {"buffer_policy": "class_balanced"}),
+                                          ("derpp", {"buffer_policy": "task_balanced", "logits_at": "task_end", "replay_batches": 1})])
+def test_balanced_buffers_in_the_loop_keep_every_task_evenly(class_stream, name, params):
+    cfg = RunConfig.from_dict({**CLASS, "method": name, "method_params": {"buffer": 200, **params}})
+    m = run(cfg, quiet=True, stream=class_stream).metrics
+    group = "per_class" if params["buffer_policy"] == "class_balanced" else "per_task"
+    assert sorted(m["replay"][group].values()) == ([20] * 10 if group == "per_class" else [40] * 5)
+    assert m["forgetting"] < 0.6
+
+
 def test_class_incremental_same_seed_same_run_other_seed_other_buffer(class_stream):
     a, b, c = (_class_run(class_stream, "er", seed) for seed in (0, 0, 1))
     np.testing.assert_array_equal(a["acc_matrix"], b["acc_matrix"])

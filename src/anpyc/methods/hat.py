@@ -76,17 +76,36 @@ class HATConfig:
     ``thres_cosh``: clamp of ``s e`` inside the gradient compensation; ``thres_emb``: embeddings
     are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6);
     ``task_inference``: without a task id at test time, the score that picks each input's
-    task mask (:mod:`anpyc.inference`)."""
+    task mask (:mod:`anpyc.inference`); ``anneal_cycles``: ``s`` is annealed from ``1/s_max``
+    to ``s_max`` this many times per epoch, over equal runs of its batches (1: the paper's
+    once per epoch)."""
 
     s_max: float = 400.0
     c: float = 0.75
     thres_cosh: float = 50.0
     thres_emb: float = 6.0
     task_inference: Literal["entropy", "input_density", "feature_density"] = "input_density"
+    anneal_cycles: int = 1
 
     def __post_init__(self) -> None:
-        if not (self.s_max >= 1 and self.c >= 0 and self.thres_cosh > 0 and self.thres_emb > 0):
-            raise ValueError("need s_max >= 1, c >= 0, thres_cosh > 0 and thres_emb > 0")
+        if not (self.s_max >= 1 and self.c >= 0 and self.thres_cosh > 0 and self.thres_emb > 0 and self.anneal_cycles >= 1):
+            raise ValueError("need s_max >= 1, c >= 0, thres_cosh > 0, thres_emb > 0 and anneal_cycles >= 1")
+
+
+def anneal_cycle(batch: int, batches: int, cycles: int) -> tuple[int, int]:
+    """(first batch, number of batches) of the annealing cycle holding ``batch`` when the
+    ``batches`` of an epoch are cut into ``cycles`` runs as equal as whole batches allow.
+
+    Example:
+        >>> [anneal_cycle(b, 10, 3) for b in (0, 3, 4, 9)]
+        [(0, 4), (0, 4), (4, 3), (7, 3)]
+    """
+    cycles = max(1, min(cycles, batches))
+    i = batch * cycles // batches
+    while math.ceil(i * batches / cycles) > batch:  # integer rounding at a boundary
+        i -= 1
+    start = math.ceil(i * batches / cycles)
+    return start, math.ceil((i + 1) * batches / cycles) - start
 
 
 # ----------------------------------------------------------------------------- layers
@@ -240,11 +259,13 @@ class HAT(Method):
         self._attached_to = [model]
 
     def s(self) -> float:
-        """The gates' slope for the current training batch (the paper's annealing)."""
+        """The gates' slope for the current training batch: the paper's annealing over the
+        epoch's batches, or over each of the ``anneal_cycles`` equal runs of them."""
         s_max, b, n = self.config.s_max, int(self.batch), int(self.batches)
-        if n <= 1:
+        start, length = anneal_cycle(min(b, n - 1), n, self.config.anneal_cycles)
+        if length <= 1:
             return s_max
-        return 1.0 / s_max + (s_max - 1.0 / s_max) * min(b, n - 1) / (n - 1)
+        return 1.0 / s_max + (s_max - 1.0 / s_max) * (b - start) / (length - 1)
 
     def embedding(self, task: int, layer: int) -> nn.Parameter | None:
         return self.embeddings[f"t{task}_l{layer}"] if f"t{task}_l{layer}" in self.embeddings else None

@@ -58,6 +58,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from anpyc.data.batches import iterate
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.heads import grouped_logits
@@ -100,7 +101,8 @@ class ReplayBuffer(nn.Module):
         2
     """
 
-    _LAZY = ("x", "y", "t", "logits", "width", "group_seen")
+    _ROWS = ("x", "y", "t", "logits", "width")  # one row per slot
+    _LAZY = (*_ROWS, "group_seen")
 
     def __init__(self, capacity: int, logits: bool = False, policy: str = "reservoir") -> None:
         super().__init__()
@@ -227,7 +229,7 @@ class ReplayBuffer(nn.Module):
 
     def get(self, idx: Tensor) -> dict[str, Tensor]:
         """The stored tensors at ``idx``: ``x``, ``y``, ``t`` (and ``logits``, ``width``)."""
-        return {k: getattr(self, k)[idx] for k in self._LAZY if hasattr(self, k)}
+        return {k: getattr(self, k)[idx] for k in self._ROWS if hasattr(self, k)}
 
     def task_counts(self) -> dict[str, int]:
         """Examples in the buffer per task id."""
@@ -305,11 +307,16 @@ class ERConfig:
     """``buffer``: examples kept; ``replay_batch``: examples replayed per step (``None``:
     the training batch size); ``buffer_policy``: which examples the buffer keeps,
     ``reservoir`` (a uniform sample of the stream), ``class_balanced`` or ``task_balanced``
-    (about equal shares per class or task; :class:`ReplayBuffer`)."""
+    (about equal shares per class or task; :class:`ReplayBuffer`); ``buffer_update``: when
+    examples are offered to the buffer, ``online`` (each training batch after its step's
+    replay draw, as in the papers: the current task is in the buffer while it trains) or
+    ``task_end`` (the task's training data, shuffled, once it is learnt, as Avalanche's
+    buffers: the buffer holds earlier tasks only, and the first task replays nothing)."""
 
     buffer: int = 500
     replay_batch: int | None = None
     buffer_policy: Literal["reservoir", "class_balanced", "task_balanced"] = "reservoir"
+    buffer_update: Literal["online", "task_end"] = "online"
 
     def __post_init__(self) -> None:
         if self.buffer < 1:
@@ -318,6 +325,8 @@ class ERConfig:
             raise ValueError(f"replay_batch must be >= 1 or null, got {self.replay_batch}")
         if self.buffer_policy not in POLICIES:
             raise ValueError(f"buffer_policy must be one of {', '.join(POLICIES)}, got {self.buffer_policy!r}")
+        if self.buffer_update not in ("online", "task_end"):
+            raise ValueError(f"buffer_update must be 'online' or 'task_end', got {self.buffer_update!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -400,10 +409,25 @@ class ER(Method):
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         replay = self._draw()
         loss = None if replay is None else replay_ce(model, replay["x"], replay["y"], replay["t"])
-        self.memory.add(x, y, t)
+        if self.config.buffer_update == "online":
+            self.offer(model, x, y, t, task_end=False)
         return loss
 
+    def offer(self, model, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
+        """Offer examples to the buffer (``task_end``: by :meth:`after_task`)."""
+        self.memory.add(x, y, t)
+
+    @torch.no_grad()
+    def offer_task(self, model, task, ctx) -> None:
+        """``buffer_update='task_end'``: offer the task's training data, in an order drawn
+        from the run seed, in chunks of the training batch size."""
+        device = next(model.parameters()).device
+        for x, y, t in iterate(task.train, ctx.batch_size, shuffle=True, generator=ctx.generator(0xE6)):
+            self.offer(model, x.to(device), y.to(device), t.to(device), task_end=True)
+
     def after_task(self, model, task, ctx, retrain=None) -> None:
+        if self.config.buffer_update == "task_end":
+            self.offer_task(model, task, ctx)
         per_task = self.history.setdefault("buffer_per_task", {})
         per_task[str(ctx.task)] = self.memory.task_counts()
         log.info("%s after task %d: buffer %d/%d, per task %s", self.name, ctx.task, len(self.memory),
@@ -448,18 +472,24 @@ class DERPP(ER):
             if second is not None:
                 term = c.beta * replay_ce(model, second["x"], second["y"], second["t"])
                 loss = term if loss is None else loss + term
-        if c.logits_at == "insert":
-            logits, width = logits_now(model, x, t, c.logits)
-        else:  # recorded at the task's end (after_task); until then no logit target
+        if c.buffer_update == "online":
+            self.offer(model, x, y, t, task_end=False)
+        return loss
+
+    def offer(self, model, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
+        """Offer examples with their logits now (``logits_at='task_end'`` during the task:
+        none yet, :meth:`after_task` records them)."""
+        if task_end or self.config.logits_at == "insert":
+            logits, width = logits_now(model, x, t, self.config.logits)
+        else:
             logits = x.new_zeros((len(x), max(model.head_sizes)))
             width = torch.zeros(len(x), dtype=torch.long, device=x.device)
         self.memory.add(x, y, t, logits, width)
-        return loss
 
     @torch.no_grad()
     def after_task(self, model, task, ctx, retrain=None) -> None:
         """With ``logits_at='task_end'``: record the logits of the task's stored examples."""
-        if self.config.logits_at == "task_end" and len(self.memory):
+        if self.config.logits_at == "task_end" and self.config.buffer_update == "online" and len(self.memory):
             rows = (self.memory.t[: len(self.memory)] == ctx.task).nonzero(as_tuple=True)[0]
             for chunk in rows.split(256):
                 logits, width = logits_now(model, self.memory.x[chunk], self.memory.t[chunk], self.config.logits)

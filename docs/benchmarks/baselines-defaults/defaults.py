@@ -11,9 +11,14 @@ ACC is shown, never used. It writes ``<method>.md`` (every point on every settin
 
 Usage (from the repository root, a clean tree; ``anpyc`` installed)::
 
-    python docs/benchmarks/baselines-defaults/defaults.py run --methods ewc,er,derpp,hat --out runs/defaults --jobs 2
+    python docs/benchmarks/baselines-defaults/defaults.py run --methods ewc,hat,er,derpp --out runs/defaults --jobs 2
     python docs/benchmarks/baselines-defaults/defaults.py choose --out runs/defaults \\
         --write docs/benchmarks/baselines-defaults
+    python docs/benchmarks/baselines-defaults/defaults.py run --methods ewc-lam,online-ewc --out runs/defaults --jobs 2
+    python docs/benchmarks/baselines-defaults/defaults.py choose --out runs/defaults \\
+        --write docs/benchmarks/baselines-defaults
+
+(the second stage's grids use the Fisher estimate the first stage chose for EWC).
 """
 
 from __future__ import annotations
@@ -63,57 +68,66 @@ def settings() -> dict[str, tuple[dict, str]]:
         # HAT's weakness shows after task 5: its settings run every task of the protocols
         "pmnist10-all-tasks": protocol_setting("pmnist10", stream={"tasks": 10}),
         "pmnist10-common-all-tasks": protocol_setting("pmnist10-common", stream={"tasks": 10}),
+        "pmnist10-domain-all-tasks": protocol_setting("pmnist10-domain", stream={"tasks": 10}),
     }
 
 
 PER_SAMPLE = ["sampled", "empirical"]
-#: method -> (its settings, the parts of its grid; each part a Cartesian grid)
-GRIDS: dict[str, tuple[list[str], list[dict]]] = {
-    "ewc": (["pmnist10", "pmnist10-common", "pmnist10-domain", "split-mnist"], [
+#: the streams at their full length (EWC's penalty sums one term per task: its best strength
+#: falls as the stream grows, so the 5-task proxies choose it too strong for 10 tasks)
+FULL_LENGTH = ["pmnist10-all-tasks", "pmnist10-common-all-tasks", "pmnist10-domain-all-tasks", "split-mnist"]
+#: key -> (the method, its settings, the parts of its grid; each part a Cartesian grid)
+GRIDS: dict[str, tuple[str, list[str], list[dict]]] = {
+    # EWC, stage 1: the Fisher estimate (and a first lambda) on the protocols' tuning proxies
+    "ewc": ("ewc", ["pmnist10", "pmnist10-common", "pmnist10-domain", "split-mnist"], [
         {"fisher": PER_SAMPLE, "lam": [1, 3, 10, 30]},
         {"fisher": ["empirical_batch"], "lam": [30, 100, 300, 1000]},  # ~1/batch of the per-sample scale
     ]),
-    "er": (["split-mnist-class", "split-fmnist-class", "pmnist10-domain", "class-common"], [
+    "er": ("er", ["split-mnist-class", "split-fmnist-class", "pmnist10-domain", "class-common"], [
         {"buffer_policy": ["reservoir", "class_balanced", "task_balanced"], "buffer_update": ["online", "task_end"]},
     ]),
-    "derpp": (["split-mnist-class", "split-fmnist-class", "pmnist10-domain", "class-common"], [
+    "derpp": ("derpp", ["split-mnist-class", "split-fmnist-class", "pmnist10-domain", "class-common"], [
         {"buffer_policy": ["reservoir", "class_balanced", "task_balanced"], "buffer_update": ["online"],
          "logits_at": ["insert", "task_end"], "replay_batches": [1, 2]},
         {"buffer_policy": ["reservoir", "class_balanced", "task_balanced"], "buffer_update": ["task_end"],
          "replay_batches": [1, 2]},  # logits are taken at the insertion, the task's end
     ]),
-    "hat": (["pmnist10-all-tasks", "pmnist10-common-all-tasks"], [
+    "hat": ("hat", ["pmnist10-all-tasks", "pmnist10-common-all-tasks"], [
         {"c": [0.75, 2, 4], "anneal_cycles": [1, 8]},
     ]),
 }
+#: stage 2, with the Fisher stage 1 chose: lambda (EWC), lambda and gamma (online EWC) on the
+#: full-length streams
+LATER = {
+    "ewc-lam": lambda fisher: ("ewc", FULL_LENGTH, [{"fisher": [fisher], "lam": _lams(fisher)}]),
+    "online-ewc": lambda fisher: ("online-ewc", FULL_LENGTH, [{"fisher": [fisher], "lam": _lams(fisher), "gamma": [0.9, 1.0]}]),
+}
 
 
-def online_ewc_grid(fisher: str) -> tuple[list[str], list[dict]]:
-    """Online EWC on EWC's settings with the Fisher EWC's choice settled on."""
-    lams = [30, 100, 300, 1000] if fisher == "empirical_batch" else [1, 3, 10, 30]
-    return GRIDS["ewc"][0], [{"fisher": [fisher], "lam": lams, "gamma": [0.9, 1.0]}]
+def _lams(fisher: str) -> list[float]:
+    return [300, 1000, 3000, 10000] if fisher == "empirical_batch" else [3, 10, 30, 100]
 
 
-def grid_of(method: str, out: Path) -> tuple[list[str], list[dict]]:
-    if method == "online-ewc":
-        chosen = json.loads((out / "choices.json").read_text())["ewc"]["params"]["fisher"] if (out / "choices.json").is_file() else None
-        if chosen is None:
-            raise SystemExit("online-ewc's grid uses EWC's chosen Fisher: run `choose` after EWC's runs first")
-        return online_ewc_grid(chosen)
-    return GRIDS[method]
+def grid_of(key: str, out: Path) -> tuple[str, list[str], list[dict]]:
+    if key in LATER:
+        path = out / "choices.json"
+        if not path.is_file() or "ewc" not in json.loads(path.read_text()):
+            raise SystemExit(f"{key}'s grid uses the Fisher EWC's stage 1 chose: run `choose` after EWC's runs")
+        return LATER[key](json.loads(path.read_text())["ewc"]["params"]["fisher"])
+    return GRIDS[key]
 
 
 def _flag(values: list) -> str:
     return ",".join(str(v) for v in values)
 
 
-def tune_command(method: str, setting: str, part: int, grid: dict, out: Path) -> list[str]:
+def tune_command(method: str, setting: str, grid: dict, out: Path, where: Path) -> list[str]:
     cfg, budget = settings()[setting]
     path = out / "configs" / f"{setting}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg, sort_keys=True))
     cmd = [sys.executable, "-m", "anpyc", "tune", "--method", method, "--config", str(path), "--budget", budget,
-           "--threads", "1", "--quiet", "--out", str(out / method / setting / f"part{part}")]
+           "--threads", "1", "--quiet", "--out", str(where)]
     for key, values in grid.items():
         cmd += ["--param", f"{key}={_flag(values)}"]
     return cmd
@@ -122,12 +136,13 @@ def tune_command(method: str, setting: str, part: int, grid: dict, out: Path) ->
 def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     jobs = []
-    for method in args.methods.split(","):
-        names, parts = grid_of(method, out)
+    for key in args.methods.split(","):
+        method, names, parts = grid_of(key, out)
         for setting in names:
             for k, grid in enumerate(parts):
-                if not (out / method / setting / f"part{k}" / "tune.json").is_file():
-                    jobs.append(tune_command(method, setting, k, grid, out))
+                where = out / key / setting / f"part{k}"
+                if not (where / "tune.json").is_file():
+                    jobs.append(tune_command(method, setting, grid, out, where))
     log = out / "commands.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
     with futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -144,7 +159,7 @@ def _key(params: dict, names: list[str]) -> str:
 
 
 def choose(out: Path, method: str) -> dict | None:
-    names, parts = grid_of(method, out)
+    _, names, parts = grid_of(method, out)
     knobs = list(dict.fromkeys(k for part in parts for k in part))
     val: dict[str, dict[str, float | None]] = {}
     test: dict[str, dict[str, float | None]] = {}
@@ -199,8 +214,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
     out, dest = Path(args.out), Path(args.write)
     dest.mkdir(parents=True, exist_ok=True)
     previous = json.loads((dest / "choices.json").read_text()) if (dest / "choices.json").is_file() else {}
-    for method in [*GRIDS, "online-ewc"]:
-        if method == "online-ewc" and not (out / "choices.json").is_file():
+    for method in [*GRIDS, *LATER]:
+        if method in LATER and "ewc" not in previous:
             continue
         c = choose(out, method)
         if c is None:
@@ -214,8 +229,8 @@ def cmd_choose(args: argparse.Namespace) -> int:
             for name in ("tune.json", "tune.md"):
                 shutil.copy2(tune_json.parent / name, dest / "runs" / rel / name)
         print(f"{method}: {c['best']} (mean val {100 * c['mean_val'][c['best']]:.2f}%, {c['runs']} runs)")
-    (dest / "choices.json").write_text(json.dumps(previous, indent=1, sort_keys=True) + "\n")
-    shutil.copy2(dest / "choices.json", out / "choices.json")
+        (dest / "choices.json").write_text(json.dumps(previous, indent=1, sort_keys=True) + "\n")
+        shutil.copy2(dest / "choices.json", out / "choices.json")
     for setting, (cfg, budget) in settings().items():
         (dest / "configs").mkdir(exist_ok=True)
         (dest / "configs" / f"{setting}.yaml").write_text(f"# budget: {budget}\n" + yaml.safe_dump(cfg, sort_keys=True))
@@ -226,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_run = sub.add_parser("run")
-    p_run.add_argument("--methods", default="ewc,er,derpp,hat")
+    p_run.add_argument("--methods", default="ewc,hat,er,derpp", help=f"of {', '.join([*GRIDS, *LATER])}")
     p_run.add_argument("--out", required=True)
     p_run.add_argument("--jobs", type=int, default=2)
     p_choose = sub.add_parser("choose")

@@ -1,20 +1,33 @@
 """Elastic Weight Consolidation as published (Kirkpatrick et al., PNAS 2017).
 
 After each task ``t`` the diagonal Fisher information ``F_t`` of the shared parameters is
-estimated from per-sample gradients on that task's training data, in eval mode, and kept
-together with that task's anchor ``theta*_t`` (the parameters after the task). Training on a
-later task adds one penalty per earlier task::
+estimated on that task's training data (all of it by default, ``fisher_samples``), in eval
+mode, and kept together with that task's anchor ``theta*_t`` (the parameters after the
+task). Training on a later task adds one penalty per earlier task::
 
     lam/2 * sum_t sum_i F_t,i (theta_i - theta*_t,i)^2
 
-so the method's memory grows with the number of tasks (two copies of the body per task;
-``metrics.json`` says so under ``ewc_state_grows_with_tasks``). The summed form that keeps
-one Fisher around the latest anchor (Huszar 2018, constant memory) is ``online-ewc`` (gamma 1
-is exactly that form). The paper draws labels from the model's predictive distribution
-(Monte Carlo, ``fisher='sampled'``); ``fisher='true'`` takes the exact expectation over the
-head's classes (n_classes times the cost), ``'empirical'`` uses the true labels. The paper's
-MNIST lambda is not published per experiment; choose ``lam`` with ``anpyc tune`` on
-validation data.
+**The lambda convention** is the paper's ``lam/2``. Avalanche's ``EWCPlugin`` adds
+``ewc_lambda * sum F (theta - theta*)^2`` (no 1/2): for the same Fisher, our ``lam`` is twice
+its ``ewc_lambda``.
+
+**The Fisher** (``fisher``, :func:`anpyc.importance.fisher_diag`): ``sampled`` draws each
+example's label from the model's predictive distribution (the paper's Monte-Carlo estimate),
+``true`` takes the exact expectation over the head's classes (n_classes times the cost),
+``empirical`` uses the true labels; all three square per-sample gradients. ``empirical_batch``
+squares the gradient of each mini-batch's mean loss (Avalanche's estimate): about
+``1/batch_size`` of the per-sample ones once the task is learnt, so its ``lam`` lives on
+another scale (and depends on ``batch_size``, the training batch size by default).
+
+The method's memory grows with the number of tasks (two copies of the body per task;
+``metrics.json`` says so under ``ewc_state_grows_with_tasks``), but the penalty is computed
+as one term: ``sum_t F_t (theta - theta*_t)^2 = S (theta - m)^2 + C`` with ``S = sum_t F_t``
+and ``m`` the Fisher-weighted mean of the anchors (:meth:`EWC.merged`), the same value and
+gradient at the cost of one task's term. The form that keeps one summed Fisher around the
+*latest* anchor (Huszar 2018) is ``online-ewc`` with gamma 1: a different penalty. The
+defaults (``fisher``, ``lam``) were chosen on validation across the task-aware and domain
+protocols (docs/benchmarks/baselines-defaults); tune ``lam`` for a new setting with
+``anpyc tune``.
 
 Example:
     >>> from anpyc.methods import create

@@ -1,43 +1,54 @@
 """Replay baselines: experience replay (``er``) and Dark Experience Replay++ (``derpp``).
 
-Both keep a **reservoir buffer** of ``buffer`` training examples (Vitter's algorithm R: the
-``n``-th example seen is kept with probability ``buffer / n``, replacing a uniformly chosen
-slot, so the buffer is a uniform sample of everything seen so far, old tasks and the current
-one). Inputs are stored as the loop hands them to :meth:`penalty` (after the task's
-transform, and after augmentation when ``--augment`` is on), with their labels and task ids.
+Both keep a buffer of ``buffer`` training examples (:class:`ReplayBuffer`) with their labels
+and task ids. Inputs are stored as the loop hands them to :meth:`penalty` (after the task's
+transform, and after augmentation when ``--augment`` is on). Which examples stay is the
+``buffer_policy``: ``reservoir`` (a uniform sample of everything offered, old tasks and the
+current one; the papers'), ``class_balanced`` or ``task_balanced`` (about equal shares per
+class or task, each a uniform sample of its class or task). When they are offered is the
+``buffer_update``: ``online`` (each training batch, after its step's replay draw, so it is
+never replayed to itself; the papers') or ``task_end`` (the task's training data once the task
+is learnt, as Avalanche does: the buffer then holds earlier tasks only and the first task
+replays nothing).
 
 * **ER** (Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"): every
   training step also trains on ``replay_batch`` examples drawn from the buffer without
   replacement: ``loss = CE(batch) + CE(replayed)``, each example under its own task's head,
-  so it works in the task, domain and class scenarios. The paper takes one mean over the
-  union of both batches; with ``replay_batch`` equal to the batch size the sum of the two
-  means used here is twice that mean (the same direction, a learning rate twice as large).
+  so it works in the task, domain and class scenarios. The paper (and Avalanche) take one
+  mean over the union of both batches; with ``replay_batch`` equal to the batch size the sum
+  of the two means used here is twice that mean (the same direction, a learning rate twice
+  as large).
 * **DER++** (Buzzega et al., NeurIPS 2020, "Dark Experience for General Continual
-  Learning"): the buffer also stores the logits the model gave each example when it was
-  inserted; ``loss = CE(batch) + alpha * MSE(logits(x'), stored logits) + beta * CE(x'', y'')``
-  with ``x'`` and ``x''`` two independent buffer batches. Stored logits are compared only
-  on the outputs that existed when they were stored (the class scenario's head grows), and
-  under the example's own head (task scenario). They are recorded before the step, in eval
-  mode (no dropout noise, no batch-norm statistics update from the extra forward pass).
+  Learning"): the buffer also stores logits; ``loss = CE(batch) + alpha * MSE(logits(x'),
+  stored logits) + beta * CE(x'', y'')`` with ``x'`` and ``x''`` two independent buffer
+  batches (``replay_batches=2``, the paper) or one batch for both terms (``1``, Avalanche's
+  DER). The logits are recorded when the example enters the buffer (``logits_at='insert'``,
+  the paper) or by the model that finished its task (``'task_end'``, Avalanche; what
+  ``buffer_update='task_end'`` gives in any case), in eval mode (no dropout noise, no
+  batch-norm statistics update from the extra forward pass). Stored logits are compared on
+  every output of the head (``logits='all'``) or on those active when stored (``'seen'``),
+  under the example's own head (task scenario).
 
-The current batch is inserted after the replay batch is drawn, so it is never replayed to
-itself. Defaults: ``buffer=500``; DER++ ``alpha=1.0``, ``beta=0.5``, the values Buzzega et al.
-report for sequential MNIST with a 500-example buffer (``anpyc tune`` picks them on
-validation data).
+Defaults: ``buffer=500``; DER++ ``alpha=1.0``, ``beta=0.5``, the values Buzzega et al. report
+for sequential MNIST with a 500-example buffer; the buffer options were chosen on validation
+across the class and domain protocols and the peer's matched setting
+(docs/benchmarks/baselines-defaults).
 
 **Budget.** Replayed examples count as training passes (:meth:`Method.count_extra_examples`).
 A step trains on ``batch_size`` current plus ``k * replay_batch`` replayed examples (``k``: 1
-for ER, 2 for DER++), so under ``--budget passes`` the main phase runs ``passes / (1 + k *
-replay_batch / batch_size)`` epochs. The first steps of the first task replay fewer (the
-buffer holds fewer than ``replay_batch`` examples), so that task spends slightly less than
-the budget. **Memory**: the buffer is registered buffers of the method, counted in
+for ER, 2 for DER++ with ``replay_batches=2``), so under ``--budget passes`` the main phase
+runs ``passes / (1 + k * replay_batch / batch_size)`` epochs. The first steps of the first
+task replay fewer (the buffer holds fewer than ``replay_batch`` examples), so that task
+spends slightly less than the budget; with ``buffer_update='task_end'`` the first task
+replays nothing and spends ``1 / (1 + k * replay_batch / batch_size)`` of it. Offering a
+task's data at its end (and recording logits) is a forward pass, not counted as training. **Memory**: the buffer is registered buffers of the method, counted in
 ``method_state_mb`` at its full capacity.
 
 **Resume and seeds.** Everything is a registered buffer: the stored examples, the count of
 examples seen and the state of the buffer's random generator, which ``before_task`` seeds
 from ``ctx.generator`` (run seed, task); every later draw continues from the saved state, so
 a run resumed mid-task continues bit for bit. Under ``--nproc N`` each process keeps a
-reservoir of its own shard of the batches (rank 0's is kept at task boundaries), so a
+buffer of its own shard of the batches (rank 0's is kept at task boundaries), so a
 multi-process run is not equivalent to a one-process one, and the replay counts are rank 0's.
 
 Example:
@@ -361,7 +372,7 @@ class DERPPConfig(ERConfig):
 # ----------------------------------------------------------------------------- methods
 @register
 class ER(Method):
-    """Experience replay from a reservoir buffer (Chaudhry et al. 2019).
+    """Experience replay (Chaudhry et al. 2019) from a :class:`ReplayBuffer`.
 
     Example:
         >>> ER(ERConfig(buffer=100)).memory.capacity

@@ -97,3 +97,17 @@ def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):
     assert chosen["params"] == points[1] and chosen["runs"] == len(points) * len(names)
     table = (tmp_path / "docs" / "er.md").read_text()
     assert f"**{', '.join(f'{k} {v}' for k, v in points[1].items())}**" in table and "90.00 *" in table
+
+
+@pytest.mark.parametrize("method", ["er", "derpp", "hat"])
+def test_shipped_defaults_are_the_committed_validation_choice(method):
+    """The committed tune.json copies give the committed choice, and the method ships it."""
+    from anpyc.methods import create
+
+    where = ROOT / "docs" / "benchmarks" / "baselines-defaults"
+    script = _load(where / "defaults.py")
+    recomputed = script.choose(where / "runs", method)
+    committed = json.loads((where / "choices.json").read_text())[method]
+    assert recomputed is not None and recomputed["params"] == committed["params"]
+    config = create(method).config
+    assert {k: getattr(config, k) for k in committed["params"]} == committed["params"]

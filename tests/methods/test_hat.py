@@ -107,7 +107,7 @@ def test_s_anneals_over_each_epoch_and_survives_a_state_dict_round_trip():
     torch.manual_seed(0)
     stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=200), seed=0)
     model = build_model(ModelConfig(hidden=(16,)), stream.input_shape)
-    method = create("hat", {"s_max": 50})
+    method = create("hat", {"s_max": 50, "anneal_cycles": 1})  # the paper's: one annealing per epoch
     model.add_head(stream[0].n_outputs)
     method.before_task(model, stream[0], HookContext(0, 2, batch_size=BATCH))
     n = math.ceil(len(stream[0].train) / BATCH)
@@ -121,7 +121,7 @@ def test_s_anneals_over_each_epoch_and_survives_a_state_dict_round_trip():
     assert seen == pytest.approx(expected * 2, rel=1e-12)  # every epoch anneals from 1/s_max
     assert seen[n - 1] == 50.0
     fit(model, method, stream[0].train, cfg, 3 / n, torch.Generator())  # 3 batches into an epoch
-    fresh = create("hat", {"s_max": 50})
+    fresh = create("hat", {"s_max": 50, "anneal_cycles": 1})
     fresh.load_state_dict(method.state_dict())
     assert fresh.s() == method.s() == pytest.approx(expected[3])
     assert isinstance(fresh.embedding(0, 0), torch.nn.Parameter) and fresh.embedding(0, 0).requires_grad
@@ -177,7 +177,7 @@ def test_domain_scenario_infers_the_task(mnist_dir):
     cfg = RunConfig.from_dict({
         "stream": {"benchmark": "permuted-mnist", "tasks": 2, "subsample": 500, "test_subsample": 200},
         "model": {"hidden": [32]}, "scenario": "domain", "train": {"epochs": 3, "batch_size": BATCH},
-        "method": "hat",
+        "method": "hat", "method_params": {"c": 0.75, "anneal_cycles": 1},  # the paper's: this test is about task inference
     })
     res = run(cfg, quiet=True)
     assert res.metrics["task_inference_acc"] > 0.9  # input density tells permutations apart

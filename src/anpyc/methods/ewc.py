@@ -25,9 +25,10 @@ as one term: ``sum_t F_t (theta - theta*_t)^2 = S (theta - m)^2 + C`` with ``S =
 and ``m`` the Fisher-weighted mean of the anchors (:meth:`EWC.merged`), the same value and
 gradient at the cost of one task's term. The form that keeps one summed Fisher around the
 *latest* anchor (Huszar 2018) is ``online-ewc`` with gamma 1: a different penalty. The
-defaults (``fisher``, ``lam``) were chosen on validation across the task-aware and domain
-protocols (docs/benchmarks/baselines-defaults); tune ``lam`` for a new setting with
-``anpyc tune``.
+defaults (``sampled``, ``lam=100``) are not yet chosen on validation: the first stage of
+docs/benchmarks/baselines-defaults (the Fisher, on the protocols' tuning proxies) prefers
+``empirical`` at ``lam=30``, and its second stage (``lam`` on the full-length streams) is
+still to run; tune ``lam`` for a new setting with ``anpyc tune``.
 
 Example:
     >>> from anpyc.methods import create

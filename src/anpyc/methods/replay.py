@@ -326,8 +326,8 @@ class ERConfig:
 
     buffer: int = 500
     replay_batch: int | None = None
-    buffer_policy: Literal["reservoir", "class_balanced", "task_balanced"] = "reservoir"
-    buffer_update: Literal["online", "task_end"] = "online"
+    buffer_policy: Literal["reservoir", "class_balanced", "task_balanced"] = "class_balanced"
+    buffer_update: Literal["online", "task_end"] = "task_end"
 
     def __post_init__(self) -> None:
         if self.buffer < 1:
@@ -355,7 +355,7 @@ class DERPPConfig(ERConfig):
     beta: float = 0.5
     logits: Literal["all", "seen"] = "all"
     logits_at: Literal["insert", "task_end"] = "insert"
-    replay_batches: int = 2
+    replay_batches: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()

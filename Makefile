@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export ANPYC_DATA ?= $(HOME)/.cache/anpyc
-PYTEST_ARGS ?= -m "not slow"
+# locally the quick set; under CI (CI=true, as .ci/run sets it) every test, the slow ones too
+PYTEST_ARGS ?= $(if $(CI),,-m "not slow")
 BENCH ?= quick
 BENCH_ARGS ?=
 

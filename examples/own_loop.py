@@ -6,28 +6,29 @@ import torch
 
 from anpyc.config import ModelConfig, StreamConfig
 from anpyc.data import iterate, make_stream
+from anpyc.loop.train import task_loss
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.scenario import HookContext
-from anpyc.train import task_loss
 
 
 def accuracy_on(model, method, task) -> float:
     model.eval()
-    with torch.no_grad(), method.eval_context(model, task.id):  # each task sees the weights it was trained with
+    with torch.no_grad(), method.eval_context(model, task.id):  # mask methods: the weights the task saw
         x, y, t = task.test.get(torch.arange(len(task.test)))
         accuracy = float((model(x, task.id).argmax(1) == y).float().mean())
     model.train()
     return accuracy
 
 
-def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 10, right_after: list | None = None) -> list[float]:
+def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 10, right_after: list | None = None,
+         method_name: str = "anpyc") -> list[float]:
     """Each task's test accuracy at the end (``right_after``, if given, gets each one's right
     after it was learnt)."""
     torch.manual_seed(0)
     stream = make_stream(StreamConfig(benchmark=benchmark, tasks=tasks), seed=0)
     model = build_model(ModelConfig(hidden=(64, 64)), stream.input_shape)
-    method = create("anpyc", {"retrain_epochs": 1})  # or "ewc", "si", ... with a dict of params
+    method = create(method_name)  # "anpyc", or "ewc", "si", ... with a dict of params
 
     def train(task, n_epochs):
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -38,7 +39,7 @@ def main(benchmark: str = "blobs", tasks: int = 3, epochs: int = 10, right_after
                     loss = loss + extra
                 opt.zero_grad()
                 loss.backward()
-                method.before_step(model)            # gate gradients of protected weights
+                method.before_step(model)            # scale or gate gradients by importance
                 opt.step()
                 method.after_step(model, opt)        # undo any update they still got
 

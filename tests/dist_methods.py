@@ -1,5 +1,5 @@
 """Test-only methods for the multi-process tests (a plain module, so spawned processes can
-import it: :func:`anpyc.launch.method_modules` names it and every process registers them)."""
+import it: :func:`anpyc.parallel.launch.method_modules` names it and every process registers them)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import torch
 
 from anpyc.data.taskdata import ConcatData
-from anpyc.distributed import rank
 from anpyc.errors import TrainingError
-from anpyc.importance import entropy_taylor
+from anpyc.kernels.importance import entropy_taylor
 from anpyc.methods.base import Method
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import METHODS, register
+from anpyc.parallel.collectives import rank
 from anpyc.utils import buffer_key
 
 
@@ -100,5 +100,6 @@ class KillsRank1(Method):
 
 
 for _cls in (DistProbe, FailingMethod, GatedMethod, KillsRank1):
+    _cls.tags = frozenset({"internal"})  # test helpers: in no suite, no method list
     if _cls.name not in METHODS:
         register(_cls)

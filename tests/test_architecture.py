@@ -100,4 +100,18 @@ def test_only_the_loop_calls_the_training_hooks():
                if path.name != "train.py" and "methods" not in path.relative_to(SRC).parts
                for call in _hook_calls(path)]
     assert not outside, f"hooks called outside the loop: {outside}"
-    assert {c.split()[1] for c in _hook_calls(SRC / "train.py")} >= {"before_task", "after_task", "penalty", "eval_context"}
+    assert {c.split()[1] for c in _hook_calls(SRC / "loop" / "train.py")} >= {"before_task", "after_task", "penalty", "eval_context"}
+
+
+#: where a function is read at once: at most this many lines, signature and docstring included
+MAX_FUNCTION_LINES = 60
+
+
+def test_functions_of_the_loop_runner_methods_and_problem_kinds_are_short():
+    paths = [*(SRC / "loop").rglob("*.py"), SRC / "runner.py", *(SRC / "methods").rglob("*.py"),
+             *(SRC / "problems").rglob("*.py")]
+    long = [f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in paths for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert long == []

@@ -23,11 +23,12 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from anpyc import checkpoint as ck
+from anpyc.callbacks import checkpoint as ck
 from anpyc.cli import main
-from anpyc.config import BENCHMARKS, ModelConfig, RunConfig, StreamConfig, TrainConfig
+from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import sources
 from anpyc.data.idx import write_idx
+from anpyc.data.streams import STREAMS
 from anpyc.models import BODIES
 from anpyc.runner import run
 
@@ -133,7 +134,7 @@ def wrong_type(section: str, key: str):
     if key == "hidden":
         return st.one_of(st.lists(non_numeric_text, min_size=1, max_size=2), st.dictionaries(words, st.integers(), min_size=1))
     if key == "benchmark":
-        return st.one_of(words.filter(lambda s: s not in BENCHMARKS),
+        return st.one_of(words.filter(lambda s: s not in STREAMS),
                          st.integers(), containers)
     if key == "name":
         return st.one_of(words.filter(lambda s: s not in BODIES), st.integers(), containers)

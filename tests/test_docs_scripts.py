@@ -68,10 +68,10 @@ def test_tuning_table_marks_a_one_knob_choice_at_the_grids_end():
 
 
 def test_bench_tables_reads_a_bench_and_applies_the_claim_rule(tmp_path):
-    from anpyc.bench import run_benchmark
+    from anpyc.experiments.bench import run_suite
 
     out = tmp_path / "b"
-    run_benchmark("quick", out, seeds=2, methods=["anpyc", "finetune", "joint"], quiet=True,
+    run_suite("quick", out, seeds=2, methods=["anpyc", "finetune", "joint"], quiet=True,
                   overrides={"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 200}, "model": {"hidden": [16]}})
     text = _load(ROOT / "docs" / "scripts" / "bench_tables.py").table(out)
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]

@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from anpyc import checkpoint as ck
 from anpyc import io as aio
 from anpyc import rundir
+from anpyc.callbacks import checkpoint as ck
 from anpyc.cli import main
 from anpyc.config import RunConfig
 from anpyc.errors import OutputError

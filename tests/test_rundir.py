@@ -15,11 +15,11 @@ import torch
 
 import dist_methods  # noqa: F401  (registers test-gate for the first run's process)
 from anpyc import rundir
-from anpyc.checkpoint import load_latest
+from anpyc.callbacks.checkpoint import load_latest
 from anpyc.cli import main
-from anpyc.compare import compare
 from anpyc.config import RunConfig
 from anpyc.errors import OutputError
+from anpyc.experiments.compare import compare
 
 BLOBS = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "40", "--hidden", "8", "--epochs", "2",
          "--checkpoint-every", "1", "--threads", "1", "--quiet", "--no-report"]

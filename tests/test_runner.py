@@ -83,22 +83,25 @@ def test_metrics_record_the_input_standardisation(mnist_dir, tmp_path):
 
 
 def test_generative_models_never_see_standardised_inputs():
-    from anpyc.runner import for_model
+    from anpyc.problems import problem_for
 
     vae = RunConfig.from_dict({"model": {"name": "vae"}, "stream": {"benchmark": "split-mnist"}})
-    assert vae.stream.standardize and not for_model(vae).stream.standardize
+    assert vae.stream.standardize and not problem_for(vae).resolve(vae).stream.standardize
     mlp = RunConfig.from_dict({"stream": {"benchmark": "split-mnist"}})
-    assert for_model(mlp) == mlp
+    assert problem_for(mlp).resolve(mlp) == mlp
 
 
 def test_importance_estimates_are_counted_apart_from_the_training_passes():
     stream = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300}, "model": {"hidden": [16]}}
     runs = {name: run(RunConfig.from_dict({**stream, "method": method, "method_params": params}), quiet=True).metrics
             for name, (method, params) in {"finetune": ("finetune", {}), "ewc": ("ewc", {"fisher_samples": 100}),
-                                           "anpyc": ("anpyc", {}), "anpyc-soft": ("anpyc", {"protection": "soft"})}.items()}
+                                           "anpyc-masks": ("anpyc-masks", {}), "anpyc-masks-soft": ("anpyc-masks", {"protection": "soft"}),
+                                           "anpyc": ("anpyc", {"importance_samples": 100})}.items()}
     n_train = 300  # --subsample: training examples per task
     assert runs["finetune"]["importance_passes"] == [0.0, 0.0, 0.0]
     assert runs["ewc"]["importance_passes"] == pytest.approx([100 / n_train] * 3)
     assert runs["ewc"]["passes"] == runs["finetune"]["passes"]  # the estimate is not a training pass
-    assert runs["anpyc"]["importance_passes"] == [0.0, 0.0, 0.0]  # hard protection and magnitude use no Omega
-    assert all(p > 0 for p in runs["anpyc-soft"]["importance_passes"])
+    assert runs["anpyc-masks"]["importance_passes"] == [0.0, 0.0, 0.0]  # hard protection and magnitude use no Omega
+    assert all(p > 0 for p in runs["anpyc-masks-soft"]["importance_passes"])
+    # anpyc: Omega for pruning (the tasks the schedule prunes) and for consolidation, 100 each
+    assert runs["anpyc"]["importance_passes"] == pytest.approx([2 * 100 / n_train] * 3)

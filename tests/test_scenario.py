@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from anpyc.config import RunConfig
-from anpyc.methods import METHODS, get_method_class
+from anpyc.methods import get_method_class, method_names, typed
 from anpyc.runner import run
 from anpyc.scenario import SCENARIOS, HookContext
 
@@ -48,9 +48,9 @@ FAST = {"anpyc": {"importance_samples": 50}, "ewc": {"fisher_samples": 50}, "onl
 
 
 @pytest.mark.parametrize("scenario", ["domain", "class"])
-@pytest.mark.parametrize("name", sorted(n for n in METHODS if not n.startswith("test-")))
+@pytest.mark.parametrize("name", method_names())
 def test_no_task_id_reaches_a_method_at_test_time(name, scenario):
-    cfg = RunConfig.from_dict({**BLOBS, "method": name, "method_params": FAST.get(name, {}), "scenario": scenario})
+    cfg = typed(RunConfig.from_dict({**BLOBS, "method": name, "method_params": FAST.get(name, {}), "scenario": scenario}))
     spy = _spy(name)(cfg.method_params)
     run(cfg, quiet=True, method=spy)
     assert spy.seen and {kind for kind, _ in spy.seen} == {"eval_context", "predict"}
@@ -58,7 +58,7 @@ def test_no_task_id_reaches_a_method_at_test_time(name, scenario):
 
 
 def test_the_task_scenario_does_reveal_it():
-    cfg = RunConfig.from_dict({**BLOBS, "method": "finetune"})
+    cfg = typed(RunConfig.from_dict({**BLOBS, "method": "finetune"}))
     spy = _spy("finetune")(cfg.method_params)
     run(cfg, quiet=True, method=spy)
     assert {task_id for _, task_id in spy.seen} == {0, 1}
@@ -66,4 +66,36 @@ def test_the_task_scenario_does_reveal_it():
 
 def test_scenarios_say_what_is_known():
     assert [SCENARIOS[s].task_id_at_test for s in ("task", "domain", "class")] == [True, False, False]
+    assert [SCENARIOS[s].grows_head for s in ("task", "domain", "class")] == [False, False, True]
     assert HookContext(task=0, scenario="class").task_id_at_test is False
+
+
+def test_a_scenario_is_asked_not_compared_with_a_name():
+    ctx = HookContext(task=0, scenario="class")
+    assert ctx.scenario is SCENARIOS["class"] and ctx.scenario.global_labels
+    with pytest.raises(TypeError, match="ask its properties"):
+        _ = ctx.scenario == "class"
+
+
+def test_unknown_scenarios_are_refused_where_the_config_is_built():
+    from anpyc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown scenario 'nope'; known: task, domain, class"):
+        RunConfig.from_dict({"scenario": "nope"})
+
+
+def test_no_method_compares_scenario_names():
+    """Methods ask the Scenario object (``ctx.scenario.grows_head``), never compare its name."""
+    import ast
+    from pathlib import Path
+
+    import anpyc.methods
+
+    offenders = []
+    for path in sorted(Path(anpyc.methods.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(
+                isinstance(side, ast.Attribute) and side.attr == "scenario" for side in (node.left, *node.comparators)
+            ) and any(isinstance(side, ast.Constant) and isinstance(side.value, str) for side in (node.left, *node.comparators)):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []

@@ -1,6 +1,6 @@
 """The ANPyC variant tables of docs/anpyc.md, one command each.
 
-Every row is one `anpyc run --method anpyc --param ...` (or fine-tune) on the table's stream;
+Every row is one `anpyc run --method anpyc-masks --param ...` (or fine-tune) on the table's stream;
 the script runs the rows, selects nothing (the tables show validation ACC, which chose the
 defaults, and test ACC beside it) and writes DIR/<table>.md and DIR/<table>.json.
 
@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 
 from anpyc.config import RunConfig, deep_update
+from anpyc.experiments.protocols import PMNIST
 from anpyc.io import atomic_write_text, write_json
-from anpyc.protocols import PMNIST
 from anpyc.runner import build_stream, run
 
 # the streams of the four tables (the pmnist10 protocol's model and training throughout)
@@ -41,70 +41,70 @@ EXHAUST = {"keep_first": 0.5, "keep_decay": 1.0, "keep_min": 0.5}
 #: table -> row key -> (label, method, params)
 ROWS: dict[str, dict[str, tuple[str, str, dict]]] = {
     "defaults": {
-        "k50-zero": ("keep 50% x0.8 (floor 5%), released weights zero", "anpyc",
+        "k50-zero": ("keep 50% x0.8 (floor 5%), released weights zero", "anpyc-masks",
                      {**HARD, "keep_first": 0.5, "keep_decay": 0.8, "keep_min": 0.05, "reinit": "zero"}),
-        "k30-zero": ("keep 30% x0.9 (floor 10%), zero", "anpyc", {**HARD, **K30, "reinit": "zero"}),
-        "k20-zero": ("keep 20% constant, zero", "anpyc",
+        "k30-zero": ("keep 30% x0.9 (floor 10%), zero", "anpyc-masks", {**HARD, **K30, "reinit": "zero"}),
+        "k20-zero": ("keep 20% constant, zero", "anpyc-masks",
                      {**HARD, "keep_first": 0.2, "keep_decay": 1.0, "keep_min": 0.2, "reinit": "zero"}),
-        "k50-random": ("keep 50% x0.8 (floor 5%), released weights re-initialised", "anpyc",
+        "k50-random": ("keep 50% x0.8 (floor 5%), released weights re-initialised", "anpyc-masks",
                        {**HARD, "keep_first": 0.5, "keep_decay": 0.8, "keep_min": 0.05, "reinit": "random"}),
-        "k30-random": ("keep 30% x0.9 (floor 10%), re-initialised", "anpyc", {**HARD, **K30, "reinit": "random"}),
-        "k30-random-unit": ("same, whole units pruned (prune_unit: unit)", "anpyc",
+        "k30-random": ("keep 30% x0.9 (floor 10%), re-initialised", "anpyc-masks", {**HARD, **K30, "reinit": "random"}),
+        "k30-random-unit": ("same, whole units pruned (prune_unit: unit)", "anpyc-masks",
                             {**HARD, **K30, "reinit": "random", "prune_unit": "unit"}),
-        "k20-random": ("keep 20% constant, re-initialised", "anpyc",
+        "k20-random": ("keep 20% constant, re-initialised", "anpyc-masks",
                        {**HARD, "keep_first": 0.2, "keep_decay": 1.0, "keep_min": 0.2, "reinit": "random"}),
-        "k15-random": ("keep 15% constant, re-initialised", "anpyc",
+        "k15-random": ("keep 15% constant, re-initialised", "anpyc-masks",
                        {**HARD, "keep_first": 0.15, "keep_decay": 1.0, "keep_min": 0.15, "reinit": "random"}),
-        "k15x095-random": ("keep 15% x0.95 (floor 5%), re-initialised", "anpyc",
+        "k15x095-random": ("keep 15% x0.95 (floor 5%), re-initialised", "anpyc-masks",
                            {**HARD, "keep_first": 0.15, "keep_decay": 0.95, "keep_min": 0.05, "reinit": "random"}),
         "finetune": ("fine-tune (reference point)", "finetune", {}),
     },
     "criterion": {
-        "magnitude": ("magnitude |theta|", "anpyc", {**HARD, **K30, "reinit": "zero"}),
-        "taylor-abs": ("|g theta| of the loss (taylor_abs)", "anpyc",
+        "magnitude": ("magnitude |theta|", "anpyc-masks", {**HARD, **K30, "reinit": "zero"}),
+        "taylor-abs": ("|g theta| of the loss (taylor_abs)", "anpyc-masks",
                        {**HARD, **K30, "reinit": "zero", "prune_criterion": "taylor_abs"}),
-        "removal-loss": ("entropy-Taylor, removal form, loss signal", "anpyc",
+        "removal-loss": ("entropy-Taylor, removal form, loss signal", "anpyc-masks",
                          {**HARD, **K30, "reinit": "zero", "prune_criterion": "taylor", "taylor_form": "removal",
                           "importance_signal": "loss"}),
-        "removal-entropy": ("entropy-Taylor, removal form, entropy signal", "anpyc",
+        "removal-entropy": ("entropy-Taylor, removal form, entropy signal", "anpyc-masks",
                             {**HARD, **K30, "reinit": "zero", "prune_criterion": "taylor", "taylor_form": "removal",
                              "importance_signal": "entropy"}),
-        "random": ("random", "anpyc", {**HARD, **K30, "reinit": "zero", "prune_criterion": "random"}),
-        "reference-entropy": ("entropy-Taylor, reference form, entropy signal", "anpyc",
+        "random": ("random", "anpyc-masks", {**HARD, **K30, "reinit": "zero", "prune_criterion": "random"}),
+        "reference-entropy": ("entropy-Taylor, reference form, entropy signal", "anpyc-masks",
                               {**HARD, **K30, "reinit": "zero", "prune_criterion": "taylor", "taylor_form": "reference",
                                "importance_signal": "entropy"}),
-        "reference-loss": ("entropy-Taylor, reference form, loss signal", "anpyc",
+        "reference-loss": ("entropy-Taylor, reference form, loss signal", "anpyc-masks",
                            {**HARD, **K30, "reinit": "zero", "prune_criterion": "taylor", "taylor_form": "reference",
                             "importance_signal": "loss"}),
     },
     "protection": {
-        "hard": ("hard protection (default)", "anpyc", {}),
-        "soft-sum": ("soft, lambda 10, merge sum, structure none, entropy signal", "anpyc",
+        "hard": ("hard protection (default)", "anpyc-masks", {}),
+        "soft-sum": ("soft, lambda 10, merge sum, structure none, entropy signal", "anpyc-masks",
                      {"protection": "soft", "lam": 10.0, "merge": "sum", "structure": "none", "importance_signal": "entropy"}),
-        "soft-max": ("soft, merge max", "anpyc", {"protection": "soft", "lam": 10.0, "merge": "max"}),
-        "soft-loss": ("soft, importance signal loss (labels)", "anpyc",
+        "soft-max": ("soft, merge max", "anpyc-masks", {"protection": "soft", "lam": 10.0, "merge": "max"}),
+        "soft-loss": ("soft, importance signal loss (labels)", "anpyc-masks",
                       {"protection": "soft", "lam": 10.0, "importance_signal": "loss"}),
-        "soft-layer-softmax": ("soft, structure layer_softmax (beta 3), lambda 0.05", "anpyc",
+        "soft-layer-softmax": ("soft, structure layer_softmax (beta 3), lambda 0.05", "anpyc-masks",
                                {"protection": "soft", "lam": 0.05, "structure": "layer_softmax", "beta": 3.0}),
-        "scaled": ("scaled (soft + updates divided by 1 + lambda Omega / mean Omega)", "anpyc", {"protection": "scaled"}),
+        "scaled": ("scaled (soft + updates divided by 1 + lambda Omega / mean Omega)", "anpyc-masks", {"protection": "scaled"}),
     },
     "exhaustion": {
-        "reclaim-5-magnitude": ("reclaim 5% of owned weights, smallest magnitude (default)", "anpyc",
+        "reclaim-5-magnitude": ("reclaim 5% of owned weights, smallest magnitude (default)", "anpyc-masks",
                                 {**EXHAUST, "exhausted_policy": "reclaim", "reclaim_share": 0.05, "reclaim_by": "magnitude"}),
-        "reclaim-2-magnitude": ("reclaim 2%, smallest magnitude", "anpyc",
+        "reclaim-2-magnitude": ("reclaim 2%, smallest magnitude", "anpyc-masks",
                                 {**EXHAUST, "exhausted_policy": "reclaim", "reclaim_share": 0.02, "reclaim_by": "magnitude"}),
-        "reclaim-10-magnitude": ("reclaim 10%, smallest magnitude", "anpyc",
+        "reclaim-10-magnitude": ("reclaim 10%, smallest magnitude", "anpyc-masks",
                                  {**EXHAUST, "exhausted_policy": "reclaim", "reclaim_share": 0.10, "reclaim_by": "magnitude"}),
-        "reclaim-5-importance": ("reclaim 5%, lowest consolidated Omega", "anpyc",
+        "reclaim-5-importance": ("reclaim 5%, lowest consolidated Omega", "anpyc-masks",
                                  {**EXHAUST, "exhausted_policy": "reclaim", "reclaim_share": 0.05, "reclaim_by": "importance"}),
-        "reclaim-10-importance": ("reclaim 10%, lowest Omega", "anpyc",
+        "reclaim-10-importance": ("reclaim 10%, lowest Omega", "anpyc-masks",
                                   {**EXHAUST, "exhausted_policy": "reclaim", "reclaim_share": 0.10, "reclaim_by": "importance"}),
-        "reclaim-20-importance": ("reclaim 20%, lowest Omega", "anpyc",
+        "reclaim-20-importance": ("reclaim 20%, lowest Omega", "anpyc-masks",
                                   {**EXHAUST, "exhausted_policy": "reclaim", "reclaim_share": 0.20, "reclaim_by": "importance"}),
-        **{f"consolidate-{lam:g}": (f"consolidate, lambda {lam:g}", "anpyc",
+        **{f"consolidate-{lam:g}": (f"consolidate, lambda {lam:g}", "anpyc-masks",
                                     {**EXHAUST, "exhausted_policy": "consolidate", "lam": lam})
            for lam in (0.1, 0.3, 1.0, 3.0, 10.0, 100.0)},
-        "head-only": ("head only (body frozen)", "anpyc", {**EXHAUST, "exhausted_policy": "head_only"}),
+        "head-only": ("head only (body frozen)", "anpyc-masks", {**EXHAUST, "exhausted_policy": "head_only"}),
     },
 }
 

@@ -32,6 +32,7 @@ from anpyc.config import (
     load_mapping,
 )
 from anpyc.errors import AnpycError, ConfigError
+from anpyc.scenario import SCENARIOS
 
 log = logging.getLogger("anpyc")
 
@@ -64,9 +65,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=f"{section}.{f.name}", default=None, metavar=f.name.upper(), help=help_)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument(
-        "--scenario", default=None, choices=("task", "domain", "class"),
-        help="what is known at test time: task (task ids, one head per task; default), domain (one head, "
-        "no task id) or class (one head growing over the classes seen, no task id)",
+        "--scenario", default=None, choices=tuple(SCENARIOS),
+        help="what is known at test time: " + "; ".join(f"{n} ({s.description})" for n, s in SCENARIOS.items()),
     )
     parser.add_argument("--config", default=None, help="YAML or TOML file with a run config (flags override it)")
     parser.add_argument(
@@ -150,6 +150,7 @@ def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "pas
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from anpyc.methods import typed
     from anpyc.runner import run
 
     if args.resume is not None:
@@ -158,20 +159,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("run needs --method and --out (or --resume DIR)")
     cfg = _config_from_args(args, args.method)
     params = parse_params(args.param)
-    if args.preset:
-        from anpyc.presets import load_preset, mismatch
+    if args.preset:  # the presets' one path (compare and bench take it too); explicit --param wins
+        from anpyc.experiments.presets import select_presets
 
-        preset = load_preset(args.preset)
-        if preset.get("method", cfg.method) != cfg.method:
-            raise ConfigError(f"preset {args.preset!r} is for method {preset['method']!r}, not {cfg.method!r}")
-        if "tuned" in preset:  # applied as asked, but say when this run is not the protocol it was tuned under
-            diff = mismatch(preset, cfg, None)
-            if diff:
-                log.warning("preset %s was tuned under protocol %s; this run differs: %s", args.preset,
-                            preset.get("protocol"), diff[0])
-        params = {**preset.get("method_params", {}), **params}  # explicit --param wins
-    if params:
-        cfg = cfg.with_params(**params)
+        chosen, _, _ = select_presets([cfg.method], cfg, None, {cfg.method: params}, named={cfg.method: args.preset})
+        params = chosen[cfg.method]
+    cfg = typed(cfg.with_params(**params))  # the method's parameters typed once, here
     if args.nproc > 1 or args.backend is not None or _torchrun():
         result = _run_processes(args, cfg)
         if result is None:
@@ -205,18 +198,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _print_run(result, out) -> None:
-    cfg, m = result.config, result.metrics
-    if "fid_matrix" in m:  # generative run: the matrix holds recognition shares
-        print(
-            f"{cfg.method} ({cfg.model.name}) on {m['benchmark']} ({m['n_tasks']} tasks): recognition "
-            f"{100 * m['avg_acc']:.2f}%  first task {100 * m['final_acc'][0]:.2f}%  FD {m['avg_fid']:.2f}  "
-            f"(judge acc {100 * m['classifier_test_acc']:.2f}%)  time {m['time_s']:.1f}s  -> {out}"
-        )
-        return
-    print(
-        f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
-        f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}"
-    )
+    from anpyc.problems import problem_for
+
+    print(problem_for(result.config).summary_line(result, out))
 
 
 def _report_at_end(args: argparse.Namespace, out: str) -> None:
@@ -246,7 +230,7 @@ def _torchrun() -> bool:
 
 def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
     """``--nproc N`` (spawned here) or a torchrun-started process; None on torchrun ranks > 0."""
-    from anpyc import launch
+    from anpyc.parallel import launch
 
     out = args.resume or args.out
     if _torchrun():
@@ -260,7 +244,7 @@ def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from anpyc.reproduce import reproduce
+    from anpyc.experiments.reproduce import reproduce
 
     report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol)
     print(report.verdict())
@@ -268,7 +252,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from anpyc.compare import compare
+    from anpyc.experiments.compare import compare
     from anpyc.report.tables import summary_markdown
 
     base = _config_from_args(args, None)
@@ -277,7 +261,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("--methods needs at least one method id")
     params = parse_params(args.param, per_method=True)
     if not args.no_presets:  # a method's tuned preset, when this run is the protocol it was tuned under
-        from anpyc.presets import select_presets
+        from anpyc.experiments.presets import select_presets
 
         params, applied, _ = select_presets(methods, base, args.budget, params)
         for m, name in applied.items():
@@ -290,7 +274,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
     if summary.get("failed"):
-        from anpyc.compare import failures_text
+        from anpyc.experiments.compare import failures_text
 
         print(failures_text(summary), end="", file=sys.stderr)
         print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
@@ -313,10 +297,10 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from anpyc.bench import BENCHMARKS, run_benchmark
+    from anpyc.experiments.bench import SUITES, run_suite
 
     if args.name == "list":
-        for name, b in BENCHMARKS.items():
+        for name, b in SUITES.items():
             print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.aliases])}")
         return 0
     overrides = _explicit_flags(args)
@@ -324,7 +308,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides = deep_update(load_mapping(args.config), overrides)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
-    summary = run_benchmark(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
+    summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=_jobs(args), presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
                             budget=args.budget, resume=_resume_flag(args))
@@ -336,10 +320,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, Any], list[int] | None]:
     """``--protocol`` runs: the machine settings given as flags, and the seeds if given. Any
-    other setting (a config file, --param, --benchmark, a protocol setting) is an error."""
-    if args.config or args.param or args.scenario:
+    other setting (a config file, --benchmark, a protocol setting) is an error; ``tune
+    --protocol`` without ``--save-preset`` may give its own grid with ``--param``."""
+    own_grid = command == "tune" and args.param and not args.save_preset
+    if args.config or (args.param and not own_grid) or args.scenario:
         raise ConfigError(f"{command} --protocol takes its settings from the protocol and its grid from "
-                          "presets/grids.yaml: drop --config/--param/--scenario")
+                          "presets/grids.yaml (or --param, without --save-preset): drop --config/--param/--scenario")
     machine = _explicit_flags(args)
     seed = machine.pop("seed", None)
     seeds = list(range(seed or 0, (seed or 0) + args.seeds)) if (seed is not None or args.seeds is not None) else None
@@ -347,20 +333,21 @@ def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, An
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from anpyc.tune import tune, tune_protocol
+    from anpyc.experiments.tune import tune, tune_protocol
 
     if args.protocol:
-        from anpyc.protocols import get_protocol
+        from anpyc.experiments.protocols import get_protocol
 
         if args.budget is not None and args.budget != get_protocol(args.protocol).budget:
             raise ConfigError(f"protocol {args.protocol} has budget {get_protocol(args.protocol).budget!r}; drop --budget")
         machine, seeds = _protocol_args(args, "tune")
+        grids = {args.protocol: {args.method: parse_params(args.param, grid=True)}} if args.param else None
         result = tune_protocol(args.protocol, args.method, args.out, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                               machine=machine, save=args.save_preset)
+                               machine=machine, save=args.save_preset, grids=grids)
     else:
         if args.save_preset:
             raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "
-                              "(anpyc.protocols) with the grid of presets/grids.yaml")
+                              "(anpyc.experiments.protocols) with the grid of presets/grids.yaml")
         base = _config_from_args(args, args.method)
         grid = parse_params(args.param, grid=True)
         seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
@@ -375,12 +362,12 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune_all(args: argparse.Namespace) -> int:
-    from anpyc.presets import grid_for, load_grids
-    from anpyc.tune import tune_protocol
+    from anpyc.experiments.presets import grid_for, load_grids, tunable_methods
+    from anpyc.experiments.tune import tune_protocol
 
     machine, seeds = _protocol_args(args, "tune-all")
     grids = load_grids()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(grids.get(args.protocol, {}))
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else tunable_methods(args.protocol, grids)
     for m in methods:
         grid_for(args.protocol, m, grids)  # every method has a grid before anything runs
     for m in methods:
@@ -460,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
     p_tune.add_argument("--method", required=True, help="method id")
     p_tune.add_argument("--protocol", default=None,
-                        help="a named protocol (anpyc.protocols: pmnist10, pmnist10-common, split-mnist): its settings, "
+                        help="a named protocol (anpyc.experiments.protocols: pmnist10, pmnist10-common, split-mnist): its settings, "
                         "its grid from presets/grids.yaml, its budget; only machine settings (--threads...) may be added")
     p_tune.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream (without --protocol)")
     p_tune.add_argument("--seeds", type=int, default=None, help="seeds per point (from --seed, default 0; "
@@ -473,8 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.set_defaults(func=_cmd_tune)
 
     p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)")
-    p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.protocols)")
-    p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every method with a grid)")
+    p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.experiments.protocols)")
+    p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every registered method with a grid on the protocol)")
     p_tall.add_argument("--seeds", type=int, default=None, help="seeds per point (default: the protocol's)")
     p_tall.add_argument("--out", required=True, help="directory: one tune directory per method")
     p_tall.add_argument("--save-preset", action="store_true", help="write each chosen point as the shipped preset")
@@ -492,16 +479,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
     p_rep.set_defaults(func=_cmd_report)
 
-    p_bench = sub.add_parser("bench", help="run a named benchmark protocol (`anpyc bench list`)")
-    p_bench.add_argument("name", help="benchmark name, or `list`")
+    p_bench = sub.add_parser("bench", help="run a named suite of methods on a protocol (`anpyc bench list`)")
+    p_bench.add_argument("name", help="suite name, or `list`")
     p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
-    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the benchmark's)")
-    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the benchmark's methods")
+    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the suite's)")
+    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
     p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
     _add_resume_flag(p_bench)
     _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
-    _add_budget_flag(p_bench, default=None)  # None: the benchmark's own (passes except for `reference`)
+    _add_budget_flag(p_bench, default=None)  # None: the suite's own (passes except for `reference`)
     p_bench.set_defaults(func=_cmd_bench)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")

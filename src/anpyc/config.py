@@ -19,6 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from anpyc.errors import ConfigError
+from anpyc.scenario import get_scenario
 
 T = typing.TypeVar("T")
 
@@ -153,22 +154,10 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
-BENCHMARKS = (
-    "permuted-mnist",
-    "rotated-mnist",
-    "split-mnist",
-    "split-fashion-mnist",
-    "permuted-fashion-mnist",
-    "blobs",
-    "split-cifar10",
-    "split-cifar100",
-    "cifar10-100",
-)
-
-
 @dataclass(frozen=True)
 class StreamConfig:
-    """Which task stream to build.
+    """Which task stream to build: ``benchmark`` names a registered stream
+    (:data:`anpyc.data.streams.STREAMS`; any other name is refused when the stream is built).
 
     ``subsample`` limits the training examples per task (quick runs); ``val_fraction`` of the
     training set is held out for model selection, test data is only for reporting.
@@ -232,7 +221,7 @@ class TrainConfig:
 
     ``epochs`` of a task's main training phase may be fractional (0.5: half the batches of
     one epoch), so that a comparison can give every method the same training passes (see
-    :func:`anpyc.compare.compare`'s budget). A fresh optimizer (learning rate and momentum
+    :func:`anpyc.experiments.compare.compare`'s budget). A fresh optimizer (learning rate and momentum
     reset) is built for every task unless ``reset_optimizer`` is false.
     """
 
@@ -295,20 +284,17 @@ class GenerativeConfig:
         _check(self.grid_columns >= 1, "generative.grid_columns must be >= 1")
 
 
-#: method name -> its hyper-parameter dataclass; filled by :func:`anpyc.methods.register`, so
-#: that ``RunConfig.method_params`` is typed once, where the config is built
-METHOD_CONFIGS: dict[str, type] = {}
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` beside its results.
 
-    ``method_params`` are the method's own hyper-parameters: given as a mapping, held as the
-    method's config dataclass (every field, defaults filled in), checked when the config is
-    built. ``scenario`` says what is known at test time
-    (:mod:`anpyc.scenario`): ``task`` (task ids, one head per task), ``domain`` (one head, same
-    outputs for every task) or ``class`` (one head growing over the classes seen).
+    ``method_params`` are the method's own hyper-parameters: a mapping as given, or the
+    method's config dataclass (every field, defaults filled in) once the method registry has
+    typed them (:func:`anpyc.methods.typed`, at the boundary: the command line, ``run``, a
+    comparison's jobs). ``scenario`` names what is known at test time, one of
+    :data:`anpyc.scenario.SCENARIOS`: ``task`` (task ids, one head per task), ``domain`` (one
+    head, same outputs for every task), ``class`` (one head growing over the classes seen) or
+    one registered with :func:`anpyc.scenario.register_scenario`; it decides the model's head.
     """
 
     method: str = "finetune"
@@ -318,27 +304,24 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
-    scenario: Literal["task", "domain", "class"] = "task"
+    scenario: str = "task"  # a name of anpyc.scenario.SCENARIOS
 
     def __post_init__(self) -> None:
-        head = "multi" if self.scenario == "task" else "single"
+        head = get_scenario(self.scenario).head
         if self.model.head is not None and self.model.head != head:
             raise ConfigError(
                 f"model.head {self.model.head!r} does not fit scenario {self.scenario!r} (which uses a {head} head): "
-                "set the scenario instead (--scenario task|domain|class)"
+                "set the scenario instead (--scenario NAME)"
             )
         object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
-        cls = METHOD_CONFIGS.get(self.method)
-        if cls is None and METHOD_CONFIGS:
-            raise ConfigError(f"unknown method {self.method!r}; known: {', '.join(sorted(METHOD_CONFIGS))}")
-        if cls is not None:  # typed once, here; an unknown method fails when it is created
-            params = self.method_params if isinstance(self.method_params, cls) else dict(self.method_params or {})
-            object.__setattr__(self, "method_params", from_dict(cls, params, f"method_params ({self.method})"))
-        elif not isinstance(self.method_params, dict):
+        if self.method_params is None:
+            object.__setattr__(self, "method_params", {})
+        if not isinstance(self.method_params, dict) and not dataclasses.is_dataclass(self.method_params):
             raise ConfigError(f"method_params: expected a mapping, got {self.method_params!r}")
 
     def params_dict(self) -> dict:
-        """The method's hyper-parameters as a plain dict (every field, defaults included)."""
+        """The method's hyper-parameters as a plain dict (every field, defaults included, once
+        typed by the method registry)."""
         return to_dict(self.method_params) if dataclasses.is_dataclass(self.method_params) else dict(self.method_params)
 
     def with_params(self, method: str | None = None, **params: Any) -> RunConfig:

@@ -141,14 +141,15 @@ def append_log(out: Path, record: dict) -> None:
     append_jsonl(out / LOG, finite(record))
 
 
-def write_results(out: Path, R: np.ndarray, V: np.ndarray, metrics: dict, fid: np.ndarray | None = None) -> None:
-    """The end of a run: the matrices as CSV, then ``metrics.json`` (written last: its
-    presence means the run finished)."""
+def write_results(out: Path, R: np.ndarray, V: np.ndarray, metrics: dict, matrices: dict[str, np.ndarray] | None = None) -> None:
+    """The end of a run: the matrices as CSV (``matrices``: more of them by file name, such as
+    a generative run's ``fid_matrix.csv``), then ``metrics.json`` (written last: its presence
+    means the run finished)."""
     header = [f"task_{j}" for j in range(R.shape[1])]
     write_csv(out / ACC_CSV, _matrix_rows(R, 6), header)
     write_csv(out / VAL_CSV, _matrix_rows(V, 6), header)
-    if fid is not None:
-        write_csv(out / FID_CSV, _matrix_rows(fid, 4), header)
+    for name, matrix in (matrices or {}).items():
+        write_csv(out / name, _matrix_rows(matrix, 4), header)
     write_json(out / METRICS, finite(metrics))
 
 

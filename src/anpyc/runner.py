@@ -2,7 +2,7 @@
 
 The runner builds what the config names (stream, model, method), opens the run directory
 (:mod:`anpyc.rundir`: ``config.yaml`` first), hands everything to the one training loop
-(:func:`anpyc.train.train_stream`) with the callbacks a run needs (logs, checkpoints,
+(:func:`anpyc.loop.train.train_stream`) with the callbacks a run needs (logs, checkpoints,
 distributed synchronisation) and writes the results. ``run(cfg, out_dir, resume=True)``
 continues a killed run from its newest checkpoint.
 
@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -30,23 +29,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from anpyc import checkpoint as ckpt
 from anpyc import rundir
-from anpyc.callbacks import RunLogger, attach_run_log, detach_run_log
+from anpyc.callbacks import checkpoint as ckpt
+from anpyc.callbacks.distributed import DistributedSync
+from anpyc.callbacks.progress import RunLogger, attach_run_log, detach_run_log
+from anpyc.callbacks.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.config import RunConfig
 from anpyc.data.streams import Stream, make_stream
-from anpyc.distributed import DistributedSync, decorrelate_rng_, is_main_process, world_size
 from anpyc.errors import ConfigError, OutputError
-from anpyc.generative import fit_generative, load_judge, no_head, resolve_train_defaults
-from anpyc.generative_eval import dataset_of
-from anpyc.methods import create
+from anpyc.loop.train import LoopConfig, LoopState, train_stream
+from anpyc.methods import create, typed
 from anpyc.methods.base import Method
-from anpyc.metrics import summarize
-from anpyc.models import build_model
-from anpyc.models.generative import build_generative, is_generative
-from anpyc.scenario import SCENARIOS
-from anpyc.tracking import TaskTracker, open_tracker, tensorboard_writer_class
-from anpyc.train import LoopConfig, LoopState, RandomInitBaseline, train_stream
+from anpyc.metrics import summarize, weight_distribution
+from anpyc.parallel.collectives import (
+    decorrelate_rng_,
+    is_main_process,
+    world_size,
+)
+from anpyc.problems import Problem, problem_for
 from anpyc.utils import peak_rss_mb, seed_everything
 from anpyc.version import __version__
 
@@ -125,81 +125,53 @@ def run(
     data, :func:`anpyc.data.stream_from_datasets`); it must match ``cfg.stream``, ``cfg.seed``
     and the scenario's labels. ``tensorboard``: True logs to ``out_dir/tb``, a path logs
     there; ``acc_curve.csv`` is written always. ``resume=True`` continues the run in
-    ``out_dir`` from its newest valid checkpoint (from the start if it has none).
-    Everything that can be checked is checked before the run directory is touched.
+    ``out_dir`` from its newest valid checkpoint (from the start if it has none). Classifiers
+    and generators (``--model vae|gan``) take the same path; their problem kind
+    (:mod:`anpyc.problems`) brings what differs. Everything that can be checked is checked
+    before the run directory is touched.
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    cfg = _checked(cfg, resume, tensorboard)
+    kind = problem_for(cfg)
+    cfg = _checked(cfg, kind, tensorboard)
     method = method if method is not None else create(cfg.method, cfg.method_params)
     if stream is None:  # before the output directory is touched: bad data must not cost a result
         stream = build_stream(cfg)
-    judge = None
-    if is_generative(cfg.model.name):  # the judge first: training it must not shift the run's randomness
-        judge, judge_info = load_judge(cfg, dataset_of(cfg.stream.benchmark), stream, None)
+    problem = kind(cfg, stream)  # a generator's judge is trained (or read) here, before the run's seeds
     seed_everything(cfg.seed, cfg.train.device)
-    model = _build_model(cfg, stream)
-    baseline = RandomInitBaseline(model, cfg.seed) if judge is None else None  # the untrained model
+    model = problem.build_model().to(torch.device(cfg.train.device))
+    evaluators = problem.callbacks(model)  # made from the untrained model
     state = _resume_state(cfg, out_dir, model, method, len(stream)) if resume else None
+    state = state or LoopState.fresh(len(stream), cfg.seed)
     out = _open_out_dir(cfg, out_dir, overwrite, resume)
+    problem.start(out, state)
     handler = attach_run_log(out) if out is not None else None
     tracker = open_tracker(out, tensorboard) if is_main_process() else None
     if resume and out is not None:  # log.jsonl keeps the tasks the checkpoint has; acc_curve.csv gets them
-        for record in rundir.trim_log(out, state.task if state is not None else 0):
+        for record in rundir.trim_log(out, state.task):
             if tracker is not None:
                 tracker.log_task(record)
     try:
-        if judge is not None:
-            judge.out = out
-            return _run_loop(cfg, model, method, stream, out, quiet, tracker, state, [judge], judge_info)
-        return _run_loop(cfg, model, method, stream, out, quiet, tracker, state, [baseline])
+        return _run_loop(cfg, problem, model, method, stream, out, quiet, tracker, state, evaluators)
     finally:
         if tracker is not None:
             tracker.close()
         detach_run_log(handler)
 
 
-def stream_labels(cfg: RunConfig) -> str:
-    """The one labels rule: generators are conditioned on the stream's class ids; a
-    classifier gets the scenario's labels (per task, or global for class-incremental)."""
-    return "global" if is_generative(cfg.model.name) else SCENARIOS[cfg.scenario].labels
-
-
 def build_stream(cfg: RunConfig) -> Stream:
-    """The stream ``cfg`` names, with the labels its scenario and model need."""
-    return make_stream(for_model(cfg).stream, cfg.seed, labels=stream_labels(cfg))
+    """The stream ``cfg`` names, with the settings and labels its problem kind needs."""
+    kind = problem_for(cfg)
+    return make_stream(kind.resolve(cfg).stream, cfg.seed, labels=kind.labels(cfg))
 
 
-def for_model(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with the stream settings its model needs: a generator learns pixel intensities
-    in [0, 1] (its likelihood needs them), so its inputs are never standardised."""
-    if is_generative(cfg.model.name) and cfg.stream.standardize:
-        return cfg.replace(stream=dataclasses.replace(cfg.stream, standardize=False))
-    return cfg
-
-
-def _checked(cfg: RunConfig, resume: bool, tensorboard: bool | str | Path) -> RunConfig:
-    cfg = for_model(cfg.replace())  # typed method parameters, also for a config built before the methods were imported
-    if is_generative(cfg.model.name):  # VAE / GAN: Adam at the model's rate unless set
-        cfg = resolve_train_defaults(cfg)
-        dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails here
-        if resume or tensorboard:
-            raise ConfigError("generative runs (--model vae|gan) support neither --resume nor --tensorboard yet")
+def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path) -> RunConfig:
+    cfg = kind.resolve(typed(cfg))  # the method's parameters typed here unless they are already
     if tensorboard:
         tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
     if torch.device(cfg.train.device).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
     return cfg
-
-
-def _build_model(cfg: RunConfig, stream: Stream):
-    if is_generative(cfg.model.name):
-        g = cfg.generative
-        model = build_generative(cfg.model.name, stream.input_shape, stream.n_classes, cfg.model.hidden,
-                                 g.latent_dim, g.vae_protect)
-    else:
-        model = build_model(cfg.model, stream.input_shape)
-    return model.to(torch.device(cfg.train.device))
 
 
 def _resume_state(cfg: RunConfig, out_dir, model, method: Method, n_tasks: int) -> LoopState | None:
@@ -233,36 +205,28 @@ def _open_out_dir(cfg: RunConfig, out_dir, overwrite: bool, resume: bool) -> Pat
 
 
 def _run_loop(
-    cfg: RunConfig, model, method: Method, stream: Stream, out: Path | None, quiet: bool,
-    tracker: TaskTracker | None, state: LoopState | None, evaluators: list[Any], judge_info: dict | None = None,
+    cfg: RunConfig, problem: Problem, model, method: Method, stream: Stream, out: Path | None, quiet: bool,
+    tracker: TaskTracker | None, state: LoopState, evaluators: list[Any],
 ) -> RunResult:
-    """The loop with a run's callbacks; ``evaluators`` is ``[RandomInitBaseline]`` for a
-    classifier and ``[GenerativeJudge]`` for a generator."""
+    """The loop with a run's callbacks: process sync, the problem kind's (a baseline, a judge),
+    logs and checkpoints."""
     method.to(torch.device(cfg.train.device))
-    judge = evaluators[0] if judge_info is not None else None
-    generative = judge is not None
     callbacks: list[Any] = [DistributedSync(), *evaluators]
     decorrelate_rng_(cfg.seed)  # ranks > 0 only (after a restore, too): their own dropout masks
-    done = state.task if state is not None else 0
-    desc = f"{cfg.method} on {stream.name}" + (f" ({cfg.model.name})" if generative else "")
-    logger = RunLogger(out, tracker, len(stream), desc, quiet, done)
+    logger = RunLogger(out, tracker, len(stream), problem.describe(), quiet, state.task)
     callbacks.append(logger)
-    if out is not None and not generative:  # generative runs are not resumable yet
+    if out is not None:
         callbacks.append(ckpt.Checkpointer(out, cfg))
-    loop_cfg = LoopConfig(cfg.train, cfg.seed, cfg.scenario, forward_transfer=not generative)
-    start = time.perf_counter() - (state.clock.get("elapsed", 0.0) if state is not None else 0.0)
-    kwargs = {"fit": fit_generative, "evaluate": judge, "begin_task": no_head} if generative else {}
+    loop_cfg = LoopConfig(cfg.train, cfg.seed, cfg.scenario, forward_transfer=problem.forward_transfer)
+    start = time.perf_counter() - state.clock.get("elapsed", 0.0)
     try:
-        state = train_stream(model, method, stream, loop_cfg, callbacks=callbacks, state=state, **kwargs)
+        state = train_stream(model, method, stream, loop_cfg, training=problem.training(), callbacks=callbacks, state=state)
     finally:
         logger.close()
-    metrics = run_metrics(cfg, stream, model, method, state, time.perf_counter() - start)
-    if generative:
-        metrics.update({"model": cfg.model.name, **judge.metrics(stream), "classifier": dict(judge_info),
-                        "classifier_test_acc": judge_info["test_acc"]})
+    metrics = {**run_metrics(cfg, stream, model, method, state, time.perf_counter() - start), **problem.metrics(state)}
     R, V = state.progress["R"], state.progress["V"]
     if out is not None:
-        rundir.write_results(out, R, V, metrics, fid=judge.fid if generative else None)
+        rundir.write_results(out, R, V, metrics, problem.matrices(state))
     return RunResult(cfg, R, V, metrics, out, model, method)
 
 
@@ -282,6 +246,8 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
         "input_standardization": stream[0].info.get("standardize") if len(stream) else None,
         **cost_metrics(model, method, total, p["task_time"], p["eval_time"]),
         "world_size": world_size(),
+        # how sparse and polarised the shared weights end up (ANPyC's claim; every method alike)
+        "weight_distribution": body_weight_distribution(model),
     })
     if fwt:
         metrics.update({"acc_before_training": list(p["acc_before"]), "acc_random_init": list(p["acc_random"])})
@@ -290,6 +256,12 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
         metrics.update({"task_inference_matrix": ti.tolist(), "task_inference_acc": float(np.nanmean(ti[-1]))})
     metrics.update(method.summary())
     return metrics
+
+
+def body_weight_distribution(model) -> dict:
+    """:func:`anpyc.metrics.weight_distribution` of every shared (body) weight of ``model``."""
+    shared = [p.detach().flatten().cpu() for _, p in model.shared_parameters()]
+    return weight_distribution(torch.cat(shared).double().numpy() if shared else [])
 
 
 def cost_metrics(model, method: Method, total: float, task_time: list[float], eval_time: list[float]) -> dict:
@@ -307,8 +279,9 @@ def cost_metrics(model, method: Method, total: float, task_time: list[float], ev
     }
 
 
-def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False) -> RunResult:
-    """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint.
+def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False, method: Method | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint
+    (``method``: the method object to restore into, built from the config by default).
 
     A run that already finished (``metrics.json`` present) is not touched: its saved results
     are returned.
@@ -325,4 +298,4 @@ def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = Fal
         log.info("%s already finished; nothing to resume", run_dir)
         return RunResult(cfg, rundir.matrix(metrics["acc_matrix"]), rundir.matrix(metrics.get("val_acc_matrix", [])),
                          metrics, run_dir)
-    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard)
+    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard, method=method)

@@ -2,7 +2,7 @@
 
 The one place that computes what a comparison's table shows (mean and std over seeds, time
 relative to fine-tune on the same seed, decay slope, time per task early and late, free
-capacity, importance statistics); :mod:`anpyc.compare` and :mod:`anpyc.report` both use it.
+capacity, importance statistics); :mod:`anpyc.experiments.compare` and :mod:`anpyc.report` both use it.
 No function modifies its input.
 
 Example:

@@ -83,7 +83,7 @@ def test_augmentation_train_split_only_and_reproducible(tiny_cifar):
 
 
 def test_augment_refused_outside_cifar():
-    with pytest.raises(ConfigError, match="only available for the CIFAR benchmarks"):
+    with pytest.raises(ConfigError, match="only available for the streams that support it .split-cifar10, split-cifar100, cifar10-100."):
         make_stream(StreamConfig(benchmark="blobs", augment=True))
 
 

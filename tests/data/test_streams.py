@@ -139,3 +139,34 @@ def test_fashion_and_blobs(fashion_dir):
     s = make_stream(StreamConfig(benchmark="split-fashion-mnist", tasks=1, subsample=50), seed=0)
     assert s[0].info["standardize"]["mean"][0] == pytest.approx(0.286, abs=3e-3)
     assert _blobs(tasks=1)[0].info["standardize"] is None  # blobs are standard Gaussian already
+
+
+def test_every_stream_is_registered_once_with_a_kind_and_unknown_names_are_refused():
+    from anpyc.data.streams import STREAM_KINDS, STREAMS, get_stream_spec
+
+    assert {"permuted-mnist", "split-mnist", "blobs", "split-cifar100", "cifar10-100"} <= set(STREAMS)
+    assert all(spec.kind in STREAM_KINDS for spec in STREAMS.values())
+    with pytest.raises(ConfigError, match="unknown benchmark 'split-mnits'; known: permuted-mnist, "):
+        get_stream_spec("split-mnits")
+
+
+def test_a_stream_of_your_own_is_a_loader_and_a_registry_line(monkeypatch):
+    """Registered by decorating its loader: the shared split builder makes its tasks, with
+    half-open class ranges (every class in exactly one task)."""
+    from anpyc.data import streams
+
+    monkeypatch.setattr(streams, "STREAMS", dict(streams.STREAMS))
+
+    @streams.register_stream("six-blobs", kind="split", standardize=False)
+    def six_blobs(data_dir, seed):
+        return streams.synthetic_blobs(seed, n_per_class=30, n_classes=6)
+
+    s = make_stream(StreamConfig(benchmark="six-blobs", classes_per_task=2), seed=0, labels="global")
+    assert [t.classes for t in s] == [(0, 1), (2, 3), (4, 5)] and s.n_classes == 6
+    for t in s:
+        _, y, _ = t.test.get(torch.arange(len(t.test)))
+        assert set(y.tolist()) == set(t.classes)
+    with pytest.raises(ValueError, match="registered twice"):
+        streams.register_stream("six-blobs", kind="split", loader=lambda data_dir, seed: None)
+    with pytest.raises(ValueError, match="unknown kind"):
+        streams.register_stream("odd", kind="shuffled", loader=six_blobs)

@@ -8,8 +8,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from anpyc import distributed as ddist
-from anpyc import importance as imp
 from anpyc.config import ModelConfig, RunConfig
 from anpyc.data import (
     BatchIterable,
@@ -23,7 +21,9 @@ from anpyc.data import (
 from anpyc.data.streams import synthetic_blobs
 from anpyc.data.taskdata import rebatch
 from anpyc.errors import ConfigError
+from anpyc.kernels import importance as imp
 from anpyc.models import build_model
+from anpyc.parallel import collectives as ddist
 from anpyc.runner import run
 
 N_TRAIN, N_TEST = 160, 60
@@ -272,7 +272,7 @@ DIST_RUNS = [("dataset", "ewc"), ("loader", "joint")]
 
 
 def _two_rank_user_runs() -> list:
-    from anpyc.launch import _rank_run  # raises if ranks end with different states
+    from anpyc.parallel.launch import _rank_run  # raises if ranks end with different states
 
     return [
         _rank_run(_cfg(m, **QUICK[m]), None, True, False, "gloo", {"stream": _user_stream(k)}).acc_matrix.tolist()
@@ -281,7 +281,7 @@ def _two_rank_user_runs() -> list:
 
 
 def test_two_processes_on_user_data_match_one():
-    from anpyc.launch import spawn_group
+    from anpyc.parallel.launch import spawn_group
 
     got = spawn_group(_two_rank_user_runs, 2, start_method="fork")
     for (kind, method), matrix in zip(DIST_RUNS, got, strict=True):

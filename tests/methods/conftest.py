@@ -10,11 +10,11 @@ import torch
 
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
+from anpyc.loop.train import fit
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.runner import build_stream, run
 from anpyc.scenario import HookContext
-from anpyc.train import fit
 
 # Domain-incremental rotated MNIST (one shared head): plain fine-tuning forgets about a
 # third of the first tasks' accuracy here, so a protecting method has room to show.

@@ -1,6 +1,6 @@
 import torch
 
-from anpyc import importance
+from anpyc.kernels import importance
 from anpyc.methods import create
 from anpyc.scenario import HookContext
 

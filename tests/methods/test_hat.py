@@ -12,11 +12,11 @@ import torch
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
 from anpyc.errors import ConfigError
+from anpyc.loop.train import fit
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.runner import run
 from anpyc.scenario import HookContext
-from anpyc.train import fit
 from anpyc.utils import eval_mode
 
 BATCH = 32

@@ -1,7 +1,7 @@
 import torch
 
-from anpyc import importance
 from anpyc.data.taskdata import TaskData
+from anpyc.kernels import importance
 
 
 def test_regulariser_contract(quadratic_contract):

@@ -2,9 +2,9 @@ import numpy as np
 import torch
 
 from anpyc.config import RunConfig, TrainConfig
+from anpyc.loop.train import evaluate, fit
 from anpyc.methods import create
 from anpyc.scenario import HookContext
-from anpyc.train import evaluate, fit
 
 BLOBS = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300}, "model": {"hidden": [32, 32]},
          "train": {"epochs": 2, "momentum": 0.9, "weight_decay": 0.01}, "method": "packnet"}

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from anpyc.compare import budgeted
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream, sources
 from anpyc.errors import ConfigError
+from anpyc.experiments.compare import budgeted
+from anpyc.loop.train import fit
 from anpyc.methods import create
 from anpyc.methods.replay import ReplayBuffer, logit_mse
 from anpyc.models import build_model
 from anpyc.runner import build_stream, run
 from anpyc.scenario import HookContext
-from anpyc.train import fit
 
 # ------------------------------------------------------------------ the reservoir
 

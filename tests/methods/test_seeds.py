@@ -8,10 +8,10 @@ import torch
 
 from anpyc.config import ModelConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
+from anpyc.loop.train import fit
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.scenario import HookContext
-from anpyc.train import fit
 
 
 def _trained_task0():
@@ -40,12 +40,12 @@ def _state(model, method) -> list[torch.Tensor]:
 @pytest.mark.parametrize(
     "name, params",
     [
-        ("anpyc", {"reinit": "random", "retrain_epochs": 0, "importance_samples": 50}),  # released weights' new values
-        ("anpyc", {"prune_criterion": "random", "reinit": "zero", "retrain_epochs": 0, "importance_samples": 50}),
+        ("anpyc-masks", {"reinit": "random", "retrain_epochs": 0, "importance_samples": 50}),  # released weights' new values
+        ("anpyc-masks", {"prune_criterion": "random", "reinit": "zero", "retrain_epochs": 0, "importance_samples": 50}),
         ("packnet", {"reinit": "random", "retrain_epochs": 0}),
         ("ewc", {"fisher": "sampled", "fisher_samples": 100}),  # labels drawn from the model
     ],
-    ids=["anpyc-reinit", "anpyc-random-criterion", "packnet-reinit", "ewc-sampled-fisher"],
+    ids=["anpyc-masks-reinit", "anpyc-masks-random-criterion", "packnet-reinit", "ewc-sampled-fisher"],
 )
 def test_same_seed_same_state_other_seed_other_draw(name, params):
     model, stream = _trained_task0()

@@ -1,7 +1,7 @@
 import torch
 
 from anpyc.config import TrainConfig
-from anpyc.train import fit, task_loss
+from anpyc.loop.train import fit, task_loss
 
 
 def test_regulariser_contract(quadratic_contract):

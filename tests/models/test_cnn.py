@@ -60,8 +60,8 @@ def test_two_task_split_fashion_mnist_cnn_run(fashion_dir):
 
 def test_importance_and_filter_masks_on_conv_kernels():
     from anpyc.data.taskdata import TaskData
-    from anpyc.importance import entropy_taylor
-    from anpyc.masking import lowest_fraction_mask
+    from anpyc.kernels.importance import entropy_taylor
+    from anpyc.kernels.masking import lowest_fraction_mask
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="cnn", width=4, batch_norm=True), (3, 8, 8))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from anpyc.data.taskdata import TaskData
-from anpyc.importance import batch_objective, entropy_taylor
+from anpyc.kernels.importance import batch_objective, entropy_taylor
 from anpyc.models.generative import ConditionalGAN, ConditionalVAE, build_generative, is_generative
 
 SHAPE = (1, 8, 8)

@@ -5,11 +5,11 @@ import torch
 
 from anpyc.config import ModelConfig, TrainConfig
 from anpyc.data.taskdata import TaskData
+from anpyc.loop.train import evaluate, fit
 from anpyc.methods import create
 from anpyc.methods.base import Method
 from anpyc.models import build_model
 from anpyc.models.norm import TaskBatchNorm2d, freeze_bn_stats
-from anpyc.train import evaluate, fit
 
 
 class FreezeShared(Method):

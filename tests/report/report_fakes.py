@@ -1,4 +1,4 @@
-"""Hand-made run and comparison directories for the report tests, shaped as ``anpyc.runner``/``anpyc.compare``
+"""Hand-made run and comparison directories for the report tests, shaped as ``anpyc.runner``/``anpyc.experiments.compare``
 write them, with the method extras ANPyC, PackNet, EWC and MAS record."""
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from anpyc.config import deep_update
-from anpyc.protocols import get_protocol, protocol_config
+from anpyc.experiments.protocols import get_protocol, protocol_config
 
 #: the peer's matched setting for the replay methods: class-incremental split MNIST, full data,
 #: 784-256-256, SGD lr 0.01 momentum 0.9 (one optimizer for the stream), batch 128, 1 epoch of

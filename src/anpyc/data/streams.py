@@ -1,4 +1,14 @@
-"""Task streams: permuted / rotated MNIST, split (Fashion-)MNIST, split CIFAR and a synthetic stream.
+"""Task streams, one registry entry each: permuted / rotated MNIST, split (Fashion-)MNIST,
+split CIFAR and a synthetic stream.
+
+A stream is a data set and a protocol. :func:`register_stream` names one: its ``loader``
+gives the data set's arrays, its ``kind`` (a key of :data:`STREAM_KINDS`) makes the tasks:
+``permuted`` (every task sees every class through its own pixel permutation), ``rotated``
+(its own rotation), ``split`` (consecutive groups of ``stream.classes_per_task`` classes),
+``split-even`` (the classes shared equally among ``stream.tasks`` tasks) or a kind of your
+own (:func:`register_kind`). Every split stream is built by one task builder
+(:func:`split_tasks`, half-open class ranges). :func:`make_stream` builds a registered
+stream by name and rejects any other name.
 
 A :class:`Stream` is a sequence of :class:`Task` (indexable, sliceable, iterable). Each task
 has its own ``torch.Generator`` seeded from ``(seed, task id)``, so one seed always gives the
@@ -9,18 +19,21 @@ Example:
     >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=3), seed=0)
     >>> len(stream), stream[0].n_outputs
     (3, 4)
+    >>> STREAMS["split-mnist"].kind, STREAMS["split-mnist"].dataset
+    ('split', 'mnist')
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from anpyc.config import BENCHMARKS, StreamConfig
+from anpyc.config import StreamConfig
 from anpyc.data import cifar, sources
 from anpyc.data.batches import SplitData
 from anpyc.data.taskdata import Permute, Rotate, TaskData
@@ -107,26 +120,144 @@ def _then(first, second):
     return Compose([first, second])
 
 
+# ----------------------------------------------------------------------------- the registry
+#: ``loader(data_dir, seed) -> arrays``: a data set as ``train_x``, ``train_y``, ``test_x``,
+#: ``test_y`` (numpy or torch; images as (N, H, W) or (N, C, H, W)) and optionally ``classes``
+#: (class names)
+Loader = Callable[[Any, int], Any]
+#: ``kind(spec, cfg, seed, labels) -> Stream``: how a stream's tasks are made of its data
+Kind = Callable[["StreamSpec", StreamConfig, int, str], "Stream"]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One registered stream: its data set (``loader``) and its protocol (``kind``).
+
+    ``default_tasks``: the stream length when ``stream.tasks`` is not set (``None``: the kind's
+    own default; a ``split`` stream then has every class once). ``dataset``: the data set it
+    draws on (an ``anpyc data`` name), for what needs the raw data set (a generator's judge).
+    ``standardize``: whether ``stream.standardize`` applies (``False``: inputs are standard
+    already, as the synthetic blobs). ``augment``: whether ``stream.augment`` is available.
+    """
+
+    name: str
+    loader: Loader
+    kind: str
+    default_tasks: int | None = None
+    dataset: str | None = None
+    standardize: bool = True
+    augment: bool = False
+    description: str = ""
+
+
+#: every stream by name (:func:`register_stream`); ``StreamConfig.benchmark`` names one
+STREAMS: dict[str, StreamSpec] = {}
+#: how tasks are made of a data set, by name (:func:`register_kind`)
+STREAM_KINDS: dict[str, Kind] = {}
+
+
+def register_kind(name: str) -> Callable[[Kind], Kind]:
+    """Decorator: ``kind(spec, cfg, seed, labels) -> Stream`` under ``name``."""
+
+    def deco(fn: Kind) -> Kind:
+        if STREAM_KINDS.get(name, fn) is not fn:
+            raise ValueError(f"stream kind {name!r} registered twice")
+        STREAM_KINDS[name] = fn
+        return fn
+
+    return deco
+
+
+def register_stream(
+    name: str, *, kind: str, loader: Loader | None = None, default_tasks: int | None = None,
+    dataset: str | None = None, standardize: bool = True, augment: bool = False, description: str = "",
+):
+    """Register stream ``name``: with ``loader=`` it is registered at once (and its
+    :class:`StreamSpec` returned); without, this is a decorator of the loader.
+
+    Example:
+        >>> @register_stream("doc-blobs", kind="split", standardize=False)
+        ... def doc_blobs(data_dir, seed):
+        ...     return synthetic_blobs(seed, n_per_class=20)
+        >>> from anpyc.config import StreamConfig
+        >>> [t.classes for t in make_stream(StreamConfig(benchmark="doc-blobs"))]
+        [(0, 1), (2, 3)]
+        >>> del STREAMS["doc-blobs"]
+    """
+
+    def add(fn: Loader) -> StreamSpec:
+        if kind not in STREAM_KINDS:
+            raise ValueError(f"stream {name!r}: unknown kind {kind!r}; known: {', '.join(STREAM_KINDS)}")
+        spec = StreamSpec(name, fn, kind, default_tasks, dataset, standardize, augment, description)
+        known = STREAMS.get(name)
+        if known is not None and known.loader is not fn:
+            raise ValueError(f"stream name {name!r} registered twice")
+        STREAMS[name] = spec
+        return spec
+
+    if loader is not None:
+        return add(loader)
+
+    def deco(fn: Loader) -> Loader:
+        add(fn)
+        return fn
+
+    return deco
+
+
+def get_stream_spec(name: str) -> StreamSpec:
+    """The registered stream ``name``; any other name is a :class:`ConfigError`."""
+    try:
+        return STREAMS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(STREAMS)}") from None
+
+
+def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stream:
+    """Build the stream named by ``cfg.benchmark`` (a name of :data:`STREAMS`).
+
+    ``labels='local'`` gives per-task labels for one head per task (task-aware);
+    ``'global'`` gives the stream's class ids for one shared head (class-incremental).
+    """
+    spec = get_stream_spec(cfg.benchmark)
+    if cfg.augment and not spec.augment:
+        able = ", ".join(n for n, s in STREAMS.items() if s.augment)
+        raise ConfigError(f"stream.augment is only available for the streams that support it ({able}), not {spec.name}")
+    return STREAM_KINDS[spec.kind](spec, cfg, seed, labels)
+
+
+# ----------------------------------------------------------------------------- building blocks
+def _tensors(arrays: dict) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``train_x, train_y, test_x, test_y`` as tensors, images with a channel axis."""
+    train_x = torch.as_tensor(np.asarray(arrays["train_x"]))
+    train_y = torch.as_tensor(np.asarray(arrays["train_y"]).astype(np.int64))
+    test_x = torch.as_tensor(np.asarray(arrays["test_x"]))
+    test_y = torch.as_tensor(np.asarray(arrays["test_y"]).astype(np.int64))
+    if train_x.dim() == 3:  # (N, H, W) -> (N, 1, H, W)
+        train_x, test_x = train_x.unsqueeze(1), test_x.unsqueeze(1)
+    return train_x, train_y, test_x, test_y
+
+
+def _n_classes(arrays: dict, train_y: Tensor) -> int:
+    names = arrays.get("classes")
+    return len(names) if names else int(train_y.max()) + 1
+
+
 def _transformed_stream(
-    cfg: StreamConfig, seed: int, name: str, arrays: dict, n_tasks: int,
-    make_transform: Callable[[int], object], info: Callable[[int], dict], labels: str = "local",
+    spec: StreamSpec, cfg: StreamConfig, seed: int, labels: str, arrays: dict, n_tasks: int,
+    make_transform: Callable[[int], object], info: Callable[[int], dict],
 ) -> Stream:
     """Every task sees all classes of the base data set through its own transform.
 
     ``labels='global'`` (class-incremental) makes each task's classes new ones: task ``t``'s
     labels are offset by ``t * n_classes`` (van de Ven et al.'s class-incremental permuted
     MNIST: 10 tasks give 100 classes)."""
-    train_x = torch.from_numpy(np.asarray(arrays["train_x"]))
-    train_y = torch.from_numpy(np.asarray(arrays["train_y"]).astype(np.int64))
-    test_x = torch.from_numpy(np.asarray(arrays["test_x"]))
-    test_y = torch.from_numpy(np.asarray(arrays["test_y"]).astype(np.int64))
-    if train_x.dim() == 3:  # (N, H, W) -> (N, 1, H, W)
-        train_x, test_x = train_x.unsqueeze(1), test_x.unsqueeze(1)
+    train_x, train_y, test_x, test_y = _tensors(arrays)
     n_classes = int(train_y.max()) + 1
     tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
-    # blobs are standard Gaussian already; images are standardised after their rotation or
-    # permutation (a rotation's zero fill then becomes the background's standardised value)
-    norm, stats = _standardizer(cfg, train_x, tr_idx) if name != "blobs" else (None, None)
+    # images are standardised after their rotation or permutation (a rotation's zero fill then
+    # becomes the background's standardised value)
+    norm, stats = _standardizer(cfg, train_x, tr_idx) if spec.standardize else (None, None)
     tasks = []
     n_global = n_classes * n_tasks if labels == "global" else n_classes
     for t in range(n_tasks):
@@ -137,7 +268,7 @@ def _transformed_stream(
         tasks.append(
             Task(
                 id=t,
-                name=f"{name}-{t}",
+                name=f"{spec.name}-{t}",
                 classes=tuple(range(offset, offset + n_classes)),
                 train=TaskData(train_x, ytr, t, _take(tr_idx, cfg.subsample, g), transform),
                 val=TaskData(train_x, ytr, t, _take(va_idx, _val_budget(cfg), g), transform),
@@ -146,52 +277,62 @@ def _transformed_stream(
                 info={**info(t), "standardize": stats},
             )
         )
-    return Stream(name, tasks, tuple(train_x.shape[1:]), n_global, labels=labels)
+    return Stream(spec.name, tasks, tuple(train_x.shape[1:]), n_global, labels=labels)
 
 
-def _class_split_stream(
-    cfg: StreamConfig, seed: int, name: str, arrays: dict, n_tasks: int, per_task: int, labels: str
-) -> Stream:
-    """Task t holds classes [t*per_task, (t+1)*per_task); labels local or global."""
-    train_x = torch.from_numpy(np.asarray(arrays["train_x"]))
-    train_y = torch.from_numpy(np.asarray(arrays["train_y"]).astype(np.int64))
-    test_x = torch.from_numpy(np.asarray(arrays["test_x"]))
-    test_y = torch.from_numpy(np.asarray(arrays["test_y"]).astype(np.int64))
-    if train_x.dim() == 3:
-        train_x, test_x = train_x.unsqueeze(1), test_x.unsqueeze(1)
-    n_classes = int(train_y.max()) + 1
-    max_tasks = n_classes // per_task
-    if n_tasks > max_tasks:
-        raise ConfigError(f"{name} has at most {max_tasks} tasks of {per_task} classes, asked for {n_tasks}")
+def split_tasks(
+    cfg: StreamConfig, seed: int, name: str, arrays: dict, per_task: int, n_tasks: int, labels: str, *,
+    salt: int, first_id: int = 0, class_offset: int = 0, n_global: int | None = None, augment: bool = False,
+) -> list[Task]:
+    """The one task builder of split streams: tasks ``first_id..`` holding consecutive
+    half-open groups ``[k * per_task, (k + 1) * per_task)`` of the data set's classes.
+
+    Labels are each task's own (``labels='local'``: class mod ``per_task``) or the stream's
+    (``'global'``: class + ``class_offset``, over ``n_global`` outputs). Inputs are
+    standardised per channel with statistics of this data set's training rows (the validation
+    rows held out) unless ``cfg.standardize`` is false; with ``augment`` the training split also
+    gets random crops and flips, each task from its own seeded generator. ``salt`` seeds each
+    task's subsampling (kept per stream, so a seed draws the same examples as it always did).
+    """
+    train_x, train_y, test_x, test_y = _tensors(arrays)
+    n_global = n_global or _n_classes(arrays, train_y)
     tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
-    norm, stats = _standardizer(cfg, train_x, tr_idx)  # the whole data set's training rows, as for CIFAR
-    local_y_train = train_y % per_task
-    local_y_test = test_y % per_task
+    norm, stats = _standardizer(cfg, train_x, tr_idx)  # the whole data set's training rows
+    if labels == "local":
+        ytr, yte = train_y % per_task, test_y % per_task
+    else:
+        ytr, yte = train_y + class_offset, test_y + class_offset
+    names = arrays.get("classes")
     tasks = []
-    for t in range(n_tasks):
-        g = seeded_generator(seed, 3, t)
-        classes = tuple(range(t * per_task, (t + 1) * per_task))
-        lo, hi = classes[0], classes[-1]
+    for k in range(n_tasks):
+        t = first_id + k
+        g = seeded_generator(seed, salt, t)
+        lo, hi = k * per_task, (k + 1) * per_task
 
         def pick(idx: Tensor, y: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
             yy = y[idx]
-            return idx[(yy >= lo) & (yy <= hi)]
+            return idx[(yy >= lo) & (yy < hi)]
 
-        ytr = local_y_train if labels == "local" else train_y
-        yte = local_y_test if labels == "local" else test_y
+        train_tf = _then(RandomCropFlip(4, generator=seeded_generator(seed, AUGMENT_SALT, t)), norm) if augment else norm
+        classes = tuple(range(class_offset + lo, class_offset + hi))
+        info = {"classes": list(classes), **({"class_names": list(names[lo:hi])} if names else {}), "standardize": stats}
         tasks.append(
             Task(
                 id=t,
                 name=f"{name}-{t}",
                 classes=classes,
-                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g), norm),
+                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g), train_tf),
                 val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g), norm),
                 test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g), norm),
-                n_outputs=per_task if labels == "local" else n_classes,
-                info={"classes": list(classes), "standardize": stats},
+                n_outputs=per_task if labels == "local" else n_global,
+                info=info,
             )
         )
-    return Stream(name, tasks, tuple(train_x.shape[1:]), n_classes, labels=labels)
+    return tasks
+
+
+#: the augmentation generators' salt (split-even streams)
+AUGMENT_SALT = 7
 
 
 def synthetic_blobs(seed: int = 0, n_per_class: int = 500, n_classes: int = 4, side: int = 8) -> dict:
@@ -217,146 +358,106 @@ def synthetic_blobs(seed: int = 0, n_per_class: int = 500, n_classes: int = 4, s
     return {"train_x": tx, "train_y": ty, "test_x": ex, "test_y": ey}
 
 
-# ----------------------------------------------------------------------------- CIFAR
+# ----------------------------------------------------------------------------- kinds
+@register_kind("permuted")
+def permuted(spec: StreamSpec, cfg: StreamConfig, seed: int, labels: str) -> Stream:
+    """Every task: all classes, the pixels in the task's own fixed random order (task 0 as is
+    when ``stream.first_task_unpermuted``)."""
+    n_tasks = cfg.tasks or spec.default_tasks or 10
+    arrays = spec.loader(cfg.data_dir, seed)
+    d = int(np.prod(np.asarray(arrays["train_x"]).shape[1:]))
 
-CIFAR_BENCHMARKS = ("split-cifar10", "split-cifar100", "cifar10-100")
-
-
-def _divisor_tasks(bench: str, n_classes: int, n_tasks: int) -> int:
-    """Classes per task of a split stream whose tasks share the classes equally."""
-    if n_classes % n_tasks:
-        options = ", ".join(str(k) for k in range(1, n_classes + 1) if n_classes % k == 0)
-        raise ConfigError(f"{bench}: {n_classes} classes do not split into {n_tasks} equal tasks; --tasks one of {options}")
-    return n_classes // n_tasks
-
-
-def _cifar_tasks(
-    cfg: StreamConfig, seed: int, bench: str, arrays: dict, per_task: int, n_tasks: int,
-    first_id: int, labels: str, class_offset: int, n_global: int,
-) -> list[Task]:
-    """Tasks ``first_id..`` holding consecutive groups of ``per_task`` classes of one CIFAR set.
-
-    Inputs are normalised per channel with statistics of this data set's training rows (the
-    validation rows held out) unless ``cfg.standardize`` is false; with ``cfg.augment`` the
-    training split also gets random crops and flips, each task from its own seeded generator.
-    """
-    train_x = torch.from_numpy(arrays["train_x"])
-    train_y = torch.from_numpy(np.asarray(arrays["train_y"], dtype=np.int64))
-    test_x = torch.from_numpy(arrays["test_x"])
-    test_y = torch.from_numpy(np.asarray(arrays["test_y"], dtype=np.int64))
-    tr_idx, va_idx = _split_train_val(len(train_y), cfg.val_fraction, seed)
-    norm, stats = _standardizer(cfg, train_x, tr_idx)
-    if labels == "local":
-        ytr, yte = train_y % per_task, test_y % per_task
-    else:
-        ytr, yte = train_y + class_offset, test_y + class_offset
-    names = arrays.get("classes")
-    tasks = []
-    for k in range(n_tasks):
-        t = first_id + k
-        g = seeded_generator(seed, 6, t)
-        lo, hi = k * per_task, (k + 1) * per_task
-
-        def pick(idx: Tensor, y: Tensor, lo: int = lo, hi: int = hi) -> Tensor:
-            yy = y[idx]
-            return idx[(yy >= lo) & (yy < hi)]
-
-        train_tf = _then(RandomCropFlip(4, generator=seeded_generator(seed, 7, t)), norm) if cfg.augment else norm
-        classes = tuple(range(class_offset + lo, class_offset + hi))
-        tasks.append(
-            Task(
-                id=t,
-                name=f"{bench}-{t}",
-                classes=classes,
-                train=TaskData(train_x, ytr, t, _take(pick(tr_idx, train_y), cfg.subsample, g), train_tf),
-                val=TaskData(train_x, ytr, t, _take(pick(va_idx, train_y), _val_budget(cfg), g), norm),
-                test=TaskData(test_x, yte, t, _take(pick(torch.arange(len(test_y)), test_y), cfg.test_subsample, g), norm),
-                n_outputs=per_task if labels == "local" else n_global,
-                info={"classes": list(classes), "class_names": list(names[lo:hi]) if names else None, "standardize": stats},
-            )
-        )
-    return tasks
-
-
-def cifar_stream(cfg: StreamConfig, seed: int, n_tasks: int, labels: str = "local") -> Stream:
-    """``split-cifar10`` (default 5 x 2 classes), ``split-cifar100`` (default 10 x 10;
-    ``tasks=20`` gives 20 x 5: classes per task = classes / tasks) and ``cifar10-100``
-    (task 0 is all of CIFAR-10, then CIFAR-100 in groups of 10 classes: 6 tasks by default as
-    in SI, Zenke et al. 2017; 11 is the whole of CIFAR-100 as in HAT, Serra et al. 2018).
-
-    With ``labels='global'``, CIFAR-100 classes of ``cifar10-100`` follow CIFAR-10's (10..).
-    """
-    bench = cfg.benchmark
-    if bench == "cifar10-100":
-        if n_tasks > 11:
-            raise ConfigError(f"cifar10-100 has at most 11 tasks (CIFAR-10, then 10 x 10 CIFAR-100 classes), asked for {n_tasks}")
-        n_global = 10 + 10 * (n_tasks - 1)
-        tasks = _cifar_tasks(cfg, seed, bench, cifar.load("cifar10", cfg.data_dir), 10, 1, 0, labels, 0, n_global)
-        if n_tasks > 1:
-            tasks += _cifar_tasks(
-                cfg, seed, bench, cifar.load("cifar100", cfg.data_dir), 10, n_tasks - 1, 1, labels, 10, n_global
-            )
-        return Stream(bench, tasks, (3, 32, 32), n_global, labels=labels)
-    n_classes = 10 if bench == "split-cifar10" else 100
-    per_task = _divisor_tasks(bench, n_classes, n_tasks)
-    arrays = cifar.load("cifar10" if bench == "split-cifar10" else "cifar100", cfg.data_dir)
-    tasks = _cifar_tasks(cfg, seed, bench, arrays, per_task, n_tasks, 0, labels, 0, n_classes)
-    return Stream(bench, tasks, (3, 32, 32), n_classes, labels=labels)
-
-
-DEFAULT_TASKS = {
-    "permuted-mnist": 10,
-    "permuted-fashion-mnist": 10,
-    "rotated-mnist": 10,
-    "split-mnist": 5,
-    "split-fashion-mnist": 5,
-    "blobs": 3,
-    "split-cifar10": 5,
-    "split-cifar100": 10,
-    "cifar10-100": 6,
-}
-
-
-def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stream:
-    """Build the stream named by ``cfg.benchmark``.
-
-    ``labels='local'`` gives per-task labels for one head per task (task-aware);
-    ``'global'`` gives the stream's class ids for one shared head (class-incremental).
-    """
-    if cfg.benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {cfg.benchmark!r}; known: {', '.join(BENCHMARKS)}")
-    n_tasks = cfg.tasks or DEFAULT_TASKS[cfg.benchmark]
-    bench = cfg.benchmark
-    if bench in CIFAR_BENCHMARKS:
-        return cifar_stream(cfg, seed, n_tasks, labels)
-    if cfg.augment:
-        raise ConfigError(f"stream.augment is only available for the CIFAR benchmarks ({', '.join(CIFAR_BENCHMARKS)}), not {bench}")
-
-    def permutation(t: int, d: int) -> Permute | None:
+    def permutation(t: int) -> Permute | None:
         if t == 0 and cfg.first_task_unpermuted:
             return None
         return Permute(torch.randperm(d, generator=seeded_generator(seed, 4, t)))
 
-    if bench in ("permuted-mnist", "permuted-fashion-mnist", "blobs"):
-        arrays = synthetic_blobs(seed) if bench == "blobs" else sources.load(
-            "mnist" if bench == "permuted-mnist" else "fashion-mnist", cfg.data_dir
-        )
-        d = int(np.prod(arrays["train_x"].shape[1:]))
-        return _transformed_stream(
-            cfg, seed, bench, arrays, n_tasks,
-            make_transform=lambda t: permutation(t, d),
-            info=lambda t: {"permuted": permutation(t, d) is not None}, labels=labels,
-        )
-    if bench == "rotated-mnist":
-        arrays = sources.load("mnist", cfg.data_dir)
-        # evenly spaced angles over half a turn; task 0 unrotated
-        angles = [180.0 * t / n_tasks for t in range(n_tasks)]
-        return _transformed_stream(
-            cfg, seed, bench, arrays, n_tasks,
-            make_transform=lambda t: Rotate(angles[t]),
-            info=lambda t: {"degrees": angles[t]}, labels=labels,
-        )
-    dataset = "mnist" if bench == "split-mnist" else "fashion-mnist"
+    return _transformed_stream(spec, cfg, seed, labels, arrays, n_tasks, make_transform=permutation,
+                               info=lambda t: {"permuted": permutation(t) is not None})
+
+
+@register_kind("rotated")
+def rotated(spec: StreamSpec, cfg: StreamConfig, seed: int, labels: str) -> Stream:
+    """Every task: all classes, rotated by an angle of its own (evenly spaced over half a
+    turn; task 0 unrotated)."""
+    n_tasks = cfg.tasks or spec.default_tasks or 10
+    angles = [180.0 * t / n_tasks for t in range(n_tasks)]
+    return _transformed_stream(spec, cfg, seed, labels, spec.loader(cfg.data_dir, seed), n_tasks,
+                               make_transform=lambda t: Rotate(angles[t]),
+                               info=lambda t: {"degrees": angles[t]})
+
+
+@register_kind("split")
+def split(spec: StreamSpec, cfg: StreamConfig, seed: int, labels: str) -> Stream:
+    """Task ``t`` holds classes ``[t * k, (t + 1) * k)`` for ``k = stream.classes_per_task``;
+    by default every class once."""
+    arrays = spec.loader(cfg.data_dir, seed)
+    n_classes = _n_classes(arrays, torch.as_tensor(np.asarray(arrays["train_y"]).astype(np.int64)))
     per_task = cfg.classes_per_task
-    n_tasks = cfg.tasks or max(1, 10 // per_task)  # every class once by default
-    return _class_split_stream(cfg, seed, bench, sources.load(dataset, cfg.data_dir), n_tasks, per_task, labels)
+    n_tasks = cfg.tasks or spec.default_tasks or max(1, n_classes // per_task)
+    if n_tasks > n_classes // per_task:
+        raise ConfigError(f"{spec.name} has at most {n_classes // per_task} tasks of {per_task} classes, asked for {n_tasks}")
+    tasks = split_tasks(cfg, seed, spec.name, arrays, per_task, n_tasks, labels, salt=3, n_global=n_classes)
+    return Stream(spec.name, tasks, tuple(tasks[0].train.x.shape[1:]), n_classes, labels=labels)
+
+
+def _divisor_tasks(name: str, n_classes: int, n_tasks: int) -> int:
+    """Classes per task of a split stream whose tasks share the classes equally."""
+    if n_classes % n_tasks:
+        options = ", ".join(str(k) for k in range(1, n_classes + 1) if n_classes % k == 0)
+        raise ConfigError(f"{name}: {n_classes} classes do not split into {n_tasks} equal tasks; --tasks one of {options}")
+    return n_classes // n_tasks
+
+
+@register_kind("split-even")
+def split_even(spec: StreamSpec, cfg: StreamConfig, seed: int, labels: str) -> Stream:
+    """The data set's classes shared equally among ``stream.tasks`` tasks (CIFAR-100 in 10
+    tasks of 10 classes, or 20 of 5), random crops and flips with ``stream.augment``."""
+    arrays = spec.loader(cfg.data_dir, seed)
+    n_classes = _n_classes(arrays, torch.as_tensor(np.asarray(arrays["train_y"]).astype(np.int64)))
+    n_tasks = cfg.tasks or spec.default_tasks or n_classes
+    per_task = _divisor_tasks(spec.name, n_classes, n_tasks)
+    tasks = split_tasks(cfg, seed, spec.name, arrays, per_task, n_tasks, labels, salt=6, n_global=n_classes,
+                        augment=cfg.augment)
+    return Stream(spec.name, tasks, tuple(tasks[0].train.x.shape[1:]), n_classes, labels=labels)
+
+
+@register_kind("cifar10-100")
+def cifar10_then_100(spec: StreamSpec, cfg: StreamConfig, seed: int, labels: str) -> Stream:
+    """Task 0 is all of CIFAR-10, then CIFAR-100 in groups of 10 classes: 6 tasks by default
+    as in SI (Zenke et al. 2017); 11 is the whole of CIFAR-100 as in HAT (Serra et al. 2018).
+    With ``labels='global'`` CIFAR-100's classes follow CIFAR-10's (10..)."""
+    n_tasks = cfg.tasks or spec.default_tasks or 6
+    if n_tasks > 11:
+        raise ConfigError(f"{spec.name} has at most 11 tasks (CIFAR-10, then 10 x 10 CIFAR-100 classes), asked for {n_tasks}")
+    first, second = spec.loader(cfg.data_dir, seed)
+    n_global = 10 + 10 * (n_tasks - 1)
+    kw = {"salt": 6, "n_global": n_global, "augment": cfg.augment}
+    tasks = split_tasks(cfg, seed, spec.name, first, 10, 1, labels, **kw)
+    if n_tasks > 1:
+        tasks += split_tasks(cfg, seed, spec.name, second, 10, n_tasks - 1, labels, first_id=1, class_offset=10, **kw)
+    return Stream(spec.name, tasks, (3, 32, 32), n_global, labels=labels)
+
+
+# ----------------------------------------------------------------------------- the streams
+def _dataset(name: str) -> Loader:
+    """The loader of a fetched data set (``anpyc data fetch NAME``)."""
+    if name in cifar.CIFAR_SPECS:
+        return lambda data_dir, seed: cifar.load(name, data_dir)
+    return lambda data_dir, seed: sources.load(name, data_dir)
+
+
+register_stream("permuted-mnist", loader=_dataset("mnist"), kind="permuted", default_tasks=10, dataset="mnist")
+register_stream("rotated-mnist", loader=_dataset("mnist"), kind="rotated", default_tasks=10, dataset="mnist")
+register_stream("split-mnist", loader=_dataset("mnist"), kind="split", dataset="mnist")
+register_stream("split-fashion-mnist", loader=_dataset("fashion-mnist"), kind="split", dataset="fashion-mnist")
+register_stream("permuted-fashion-mnist", loader=_dataset("fashion-mnist"), kind="permuted", default_tasks=10,
+                dataset="fashion-mnist")
+register_stream("blobs", loader=lambda data_dir, seed: synthetic_blobs(seed), kind="permuted", default_tasks=3,
+                standardize=False, description="synthetic, offline: 4 classes of 8 x 8 Gaussian inputs")
+register_stream("split-cifar10", loader=_dataset("cifar10"), kind="split-even", default_tasks=5, dataset="cifar10",
+                augment=True)
+register_stream("split-cifar100", loader=_dataset("cifar100"), kind="split-even", default_tasks=10, dataset="cifar100",
+                augment=True)
+register_stream("cifar10-100", loader=lambda data_dir, seed: (cifar.load("cifar10", data_dir), cifar.load("cifar100", data_dir)),
+                kind="cifar10-100", default_tasks=6, augment=True)

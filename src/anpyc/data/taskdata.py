@@ -9,7 +9,7 @@ Every kind of task data has ``__len__`` (examples), ``input_shape``, ``labels()`
 it has ``get(idx)``, and batches are drawn from a permutation of the run's generator. Without
 (``anpyc.data.user.BatchIterable``: a ``DataLoader`` or any re-iterable of batches) it has
 ``batches()``, which yields the source's own batches in its own order; :func:`iterate` and
-:mod:`anpyc.distributed` regroup them into batches of the size they ask for (:func:`rebatch`).
+:mod:`anpyc.parallel.collectives` regroup them into batches of the size they ask for (:func:`rebatch`).
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ class BatchIterable:
     by one pass over the source (then known: every full pass records it).
 
     Under torch.distributed every rank reads the whole source and keeps its share (see
-    :func:`anpyc.distributed.shard_batches`): every rank must see the same order, so seed a
+    :func:`anpyc.parallel.collectives.shard_batches`): every rank must see the same order, so seed a
     shuffling loader's ``generator`` alike on every rank, and do not give it a
     ``DistributedSampler``.
 

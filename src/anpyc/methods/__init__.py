@@ -3,11 +3,13 @@
 Example:
     >>> from anpyc.methods import create, METHODS
     >>> sorted(METHODS)[:2]
-    ['anpyc', 'derpp']
+    ['anpyc', 'anpyc-masks']
 """
 
 from anpyc.methods import (  # noqa: F401  (registers the classes)
     anpyc,
+    anpyc_masks,
+    density,
     ewc,
     finetune,
     hat,
@@ -21,22 +23,30 @@ from anpyc.methods import (  # noqa: F401  (registers the classes)
 )
 from anpyc.methods.base import Method, NoConfig, shared_params
 from anpyc.methods.registry import (
+    DEFAULT_METHOD,
     METHODS,
     create,
     get_method_class,
+    has_params,
     method_config,
+    method_names,
     register,
     resolved_params,
+    typed,
 )
 
 __all__ = [
+    "DEFAULT_METHOD",
     "METHODS",
     "Method",
     "NoConfig",
     "create",
     "get_method_class",
+    "has_params",
     "method_config",
+    "method_names",
     "register",
     "resolved_params",
+    "typed",
     "shared_params",
 ]

@@ -1,6 +1,6 @@
 """The one interface every continual-learning method implements.
 
-The loop (:func:`anpyc.train.train_stream`, or your own) calls, per task ``t``::
+The loop (:func:`anpyc.loop.train.train_stream`, or your own) calls, per task ``t``::
 
     ctx = HookContext(task=t, n_tasks=len(stream), seed=seed, scenario="task")
     method.before_task(model, task, ctx)
@@ -63,9 +63,19 @@ class Method(nn.Module):
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type] = NoConfig
-    #: True when the method needs the whole history (joint training): excluded from fair
-    #: "same budget" claims and reported as an upper bound.
-    upper_bound: ClassVar[bool] = False
+    #: what comparisons need to know about the method (:func:`anpyc.methods.method_names`
+    #: selects by them): ``upper-bound`` (needs the whole history, as joint training: excluded
+    #: from fair "same budget" claims), ``lower-bound`` (nothing against forgetting, the
+    #: reference row), ``needs-task-id`` (only for scenarios that give the task id at test
+    #: time), ``no-network`` (a classifier of the inputs alone), ``internal`` (a test helper,
+    #: never listed)
+    tags: ClassVar[frozenset[str]] = frozenset()
+    #: the method's tuning grid (``{param: [values]}``) for protocols whose grid file
+    #: (``presets/grids.yaml``) has none for it; ``None``: only the grid file's
+    grid: ClassVar[dict[str, list] | None] = None
+    #: False for a classifier of the inputs alone (``density``, ``slda``): the loop spends no
+    #: training pass on the network and calls ``after_task`` (with ``retrain=None``) only.
+    trains_network: ClassVar[bool] = True
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()

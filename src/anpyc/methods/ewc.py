@@ -11,7 +11,7 @@ task). Training on a later task adds one penalty per earlier task::
 ``ewc_lambda * sum F (theta - theta*)^2`` (no 1/2): for the same Fisher, our ``lam`` is twice
 its ``ewc_lambda``.
 
-**The Fisher** (``fisher``, :func:`anpyc.importance.fisher_diag`): ``sampled`` draws each
+**The Fisher** (``fisher``, :func:`anpyc.kernels.importance.fisher_diag`): ``sampled`` draws each
 example's label from the model's predictive distribution (the paper's Monte-Carlo estimate),
 ``true`` takes the exact expectation over the head's classes (n_classes times the cost),
 ``empirical`` uses the true labels; all three square per-sample gradients. ``empirical_batch``
@@ -44,7 +44,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from anpyc.importance import fisher_diag, scoring_head
+from anpyc.kernels.importance import fisher_diag, scoring_head
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
@@ -58,7 +58,7 @@ class EWCConfig:
     theta*)^2`` (Avalanche writes ``lam * sum F (...)^2``: its ``ewc_lambda`` is half of ours
     for the same Fisher); ``fisher``: ``sampled`` | ``true`` | ``empirical`` (per-sample
     gradients) | ``empirical_batch`` (squared mini-batch gradients, Avalanche's; its scale
-    shrinks with ``batch_size``) (:func:`anpyc.importance.fisher_diag`); ``fisher_samples``:
+    shrinks with ``batch_size``) (:func:`anpyc.kernels.importance.fisher_diag`); ``fisher_samples``:
     examples of the task the estimate reads (``None``: the whole task's training data);
     ``batch_size``: examples per estimation batch (``None``: the run's training batch size;
     for the per-sample kinds only a chunk size); ``consolidate_head``: with one shared head

@@ -9,3 +9,4 @@ class Finetune(Method):
     """Plain sequential training; every hook is the base no-op."""
 
     name = "finetune"
+    tags = frozenset({"lower-bound"})

@@ -29,7 +29,7 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
   (layer ``l``) is frozen when ``min(a_<t,i^l, a_<t,j^(l-1)) = 1`` (the first layer's inputs
   are not gated: ``a_<t,i`` alone; a conv layer per output/input channel; a Linear layer
   after convs per channel of its flattened input). Biases and batch-norm scale and shift
-  follow their unit. The *update* is masked too (:func:`anpyc.masking.restore_frozen_`) so
+  follow their unit. The *update* is masked too (:func:`anpyc.kernels.masking.restore_frozen_`) so
   momentum and weight decay cannot move frozen weights: old tasks' outputs stay
   bit-identical. Embedding gradients are compensated as in the paper and its code:
   ``g *= s_max / s * (cosh(clamp(s e, -thres_cosh, thres_cosh)) + 1) / (cosh(e) + 1)``; after
@@ -42,9 +42,9 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
   Loading a ``state_dict`` creates the embeddings it holds.
 
 Without a task id at test time (domain and class scenarios) the mask is chosen per input by
-:class:`anpyc.inference.TaskInference` (``task_inference``). Defaults: the paper's ``s_max=400``, ``thres_cosh=50``
-and ``thres_emb=6``; ``c=4`` and ``anneal_cycles=8`` chosen on validation on the two 10-task
-permuted-MNIST protocols at one pass per task (docs/benchmarks/baselines-defaults; the
+:class:`anpyc.kernels.inference.TaskInference` (``task_inference``). Defaults: the paper's
+``s_max=400``, ``thres_cosh=50`` and ``thres_emb=6``; ``c=4`` and ``anneal_cycles=8`` chosen
+on validation on the two 10-task permuted-MNIST protocols at one pass per task (docs/benchmarks/baselines-defaults; the
 paper's ``c=0.75`` and one annealing per epoch are for long training).
 
 Example:
@@ -67,8 +67,8 @@ import torch
 from torch import Tensor, nn
 
 from anpyc.errors import ConfigError
-from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import gate_grads_, restore_all_frozen_
+from anpyc.kernels.inference import TaskInference, inference_cost
+from anpyc.kernels.masking import gate_grads_, restore_all_frozen_
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.cnn import ConvNet
@@ -83,7 +83,7 @@ class HATConfig:
     ``thres_cosh``: clamp of ``s e`` inside the gradient compensation; ``thres_emb``: embeddings
     are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6);
     ``task_inference``: without a task id at test time, the score that picks each input's
-    task mask (:mod:`anpyc.inference`); ``anneal_cycles``: ``s`` is annealed from ``1/s_max``
+    task mask (:mod:`anpyc.kernels.inference`); ``anneal_cycles``: ``s`` is annealed from ``1/s_max``
     to ``s_max`` this many times per epoch, over equal runs of its batches (1: the paper's
     once per epoch)."""
 
@@ -401,7 +401,7 @@ class HAT(Method):
         log.debug("hat: after task %d the layers use %s of their units", t,
                   {k: round(v[-1], 3) for k, v in self.history["units_used"].items()})
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, t, lambda k: self.view(model, k), ctx.scenario.grows_head)
 
     def _record_capacity(self, model) -> None:
         used = [self.used(i) for i in range(len(self._layers))]

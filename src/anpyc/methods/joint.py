@@ -15,7 +15,7 @@ class Joint(Method):
     so multi-head models train every head). Its data budget grows with ``t``."""
 
     name = "joint"
-    upper_bound = True
+    tags = frozenset({"upper-bound"})
 
     def training_data(self, task, seen: Sequence, ctx) -> ConcatData:
         return ConcatData([s.train for s in seen])

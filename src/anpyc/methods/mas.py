@@ -21,7 +21,7 @@ import dataclasses
 
 import torch
 
-from anpyc.importance import gradient_magnitude, mas_importance
+from anpyc.kernels.importance import gradient_magnitude, mas_importance
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 

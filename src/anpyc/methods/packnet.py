@@ -1,6 +1,6 @@
 """PackNet (Mallya & Lazebnik, CVPR 2018): prune and retrain, one binary mask per task.
 
-Each shared weight has an owner (:class:`anpyc.masking.Ownership`: free, or the task that
+Each shared weight has an owner (:class:`anpyc.kernels.masking.Ownership`: free, or the task that
 keeps it). Task ``t`` trains only free weights; owned ones are frozen (the *update* is
 masked, so momentum and weight decay cannot move them). After training, ``prune_fraction``
 of the weights it trained, those of smallest magnitude in each layer, are released to the
@@ -27,8 +27,8 @@ from typing import Literal
 
 import torch
 
-from anpyc.inference import TaskInference, inference_cost
-from anpyc.masking import (
+from anpyc.kernels.inference import TaskInference, inference_cost
+from anpyc.kernels.masking import (
     Masks,
     Ownership,
     PruneGuard,
@@ -49,7 +49,7 @@ class PackNetConfig:
     paper, small ``random`` values, or ``keep`` the values the task trained them to);
     ``task_inference``: without a task id at test time (domain/class scenarios) the view that
     answers an input is chosen by this score
-    (:mod:`anpyc.inference`). ``guard`` (off by default: the paper prunes a fixed share) adds
+    (:mod:`anpyc.kernels.inference`). ``guard`` (off by default: the paper prunes a fixed share) adds
     ANPyC's pruning guard: the pruned share shrinks (halving at a time) until the pruned
     task's validation accuracy is within ``guard_search_drop`` of its accuracy before pruning,
     a task near chance is not pruned, and a pruning that leaves the retrained task more than
@@ -115,7 +115,7 @@ class PackNet(Method):
         own.finish_task(model, t)
         self.history.setdefault("kept_share", []).append(keep)
         if not ctx.task_id_at_test:  # the task's view, for inferring tasks at test time
-            self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario == "class")
+            self.inference.record(model, task, t, lambda k: own.view(model, k), ctx.scenario.grows_head)
 
     def _prune_retrain(self, model, trained: Masks, scores: Masks, keep: float, retrain) -> Masks:
         """Release the lowest-magnitude ``1 - keep`` of the weights the task trained (zeroed),
@@ -172,6 +172,6 @@ class PackNet(Method):
 
     def summary(self) -> dict:
         """Free capacity per layer and of the body after each task (one shape for every mask
-        method, :meth:`anpyc.masking.Ownership.summary`), keep shares and the guard's figures."""
+        method, :meth:`anpyc.kernels.masking.Ownership.summary`), keep shares and the guard's figures."""
         return {**self.ownership.summary(), "kept_share": self.history.get("kept_share", []),
                 "prune_guard": self.history.get("prune_guard", []), **inference_cost(self.inference)}

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from anpyc.importance import importance_stats
+from anpyc.kernels.importance import importance_stats
 from anpyc.methods.base import Method
 from anpyc.utils import buffer_key
 
@@ -99,5 +99,16 @@ class QuadraticPenalty(Method):
         stats = importance_stats({k: v.detach().cpu() for k, v in new.items()})
         self.history.setdefault("importance_stats", []).append({"task": int(task), **stats})
 
+    def consolidated(self) -> dict[str, Tensor]:
+        """The consolidated importance of every penalised tensor so far (the ``omega`` buffers)."""
+        prefix = buffer_key("omega", "")
+        return {k[len(prefix):]: v for k, v in self.named_buffers() if k.startswith(prefix)}
+
     def summary(self) -> dict:
-        return {"importance_stats": list(self.history.get("importance_stats", []))}
+        """Importance statistics per task, and the kurtosis of the consolidated importance after
+        the last task (``omega_kurtosis``: "sparse and polarised" importance has a heavy tail;
+        the same figure for every importance-weighted method)."""
+        omega = self.consolidated()
+        final = importance_stats({k: v.detach().cpu() for k, v in omega.items()}) if omega else {}
+        return {"importance_stats": list(self.history.get("importance_stats", [])),
+                "omega_kurtosis": final.get("kurtosis"), "omega_top90_share": final.get("top90_share")}

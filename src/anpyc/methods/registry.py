@@ -1,13 +1,33 @@
-"""Method registry: ``@register`` on a class makes it available by its ``name``."""
+"""Method registry: ``@register`` on a class makes it available by its ``name``.
+
+The registry is where a method's hyper-parameters are typed: :func:`typed` turns a run
+config's ``method_params`` mapping into the method's frozen config dataclass (every field,
+defaults filled in; unknown keys and wrong types are a :class:`ConfigError`), once, at the
+boundary (the command line, :func:`anpyc.runner.run`, a comparison's jobs). Lists of methods
+(suites, tuning, tests) come from :func:`method_names`, selected by the tags each method
+declares (:attr:`anpyc.methods.base.Method.tags`).
+
+Example:
+    >>> from anpyc.config import RunConfig
+    >>> typed(RunConfig.from_dict({"method": "ewc", "method_params": {"lam": 3}})).method_params.lam
+    3.0
+    >>> "joint" in method_names() and "joint" not in method_names(without={"upper-bound"})
+    True
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
-from anpyc.config import METHOD_CONFIGS, from_dict, to_dict
+from anpyc.config import RunConfig, from_dict, to_dict
 from anpyc.errors import ConfigError
 
 METHODS: dict[str, type] = {}
+
+#: the library's own method: listed first wherever methods are listed
+DEFAULT_METHOD = "anpyc"
 
 
 def register(cls: type) -> type:
@@ -15,7 +35,6 @@ def register(cls: type) -> type:
     if cls.name in METHODS and METHODS[cls.name] is not cls:
         raise ValueError(f"method name {cls.name!r} registered twice")
     METHODS[cls.name] = cls
-    METHOD_CONFIGS[cls.name] = cls.config_cls
     return cls
 
 
@@ -32,7 +51,16 @@ def method_config(name: str, params: Any = None) -> Any:
     cls = get_method_class(name)
     if isinstance(params, cls.config_cls):
         return params
-    return from_dict(cls.config_cls, dict(params or {}), f"method_params ({name})")
+    params = to_dict(params) if dataclasses.is_dataclass(params) else dict(params or {})
+    return from_dict(cls.config_cls, params, f"method_params ({name})")
+
+
+def typed(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``method_params`` as the method's config dataclass (every field, defaults
+    filled in); returned as it is when it already holds it. An unknown method, key or value
+    is a :class:`ConfigError`."""
+    config = method_config(cfg.method, cfg.method_params)
+    return cfg if config is cfg.method_params else dataclasses.replace(cfg, method_params=config)
 
 
 def create(name: str, params: Any = None):
@@ -48,3 +76,21 @@ def create(name: str, params: Any = None):
 def resolved_params(name: str, params: Any = None) -> dict[str, Any]:
     """Every hyper-parameter of the method, defaults filled in (saved in config.yaml)."""
     return to_dict(method_config(name, params))
+
+
+def has_params(name: str) -> bool:
+    """Whether the method has hyper-parameters (something to tune)."""
+    return bool(dataclasses.fields(get_method_class(name).config_cls))
+
+
+def method_names(tags: Iterable[str] = (), without: Iterable[str] = ()) -> list[str]:
+    """Registered methods carrying every tag of ``tags`` and none of ``without``, the default
+    method first, then by name; methods tagged ``internal`` (test helpers) never.
+
+    Example:
+        >>> method_names(tags={"lower-bound"})
+        ['finetune']
+    """
+    tags, without = set(tags), {*without, "internal"}
+    names = [n for n, cls in METHODS.items() if tags <= cls.tags and not (without & cls.tags)]
+    return sorted(names, key=lambda n: (n != DEFAULT_METHOD, n))

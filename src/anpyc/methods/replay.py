@@ -261,7 +261,7 @@ class ReplayBuffer(nn.Module):
 
 # ----------------------------------------------------------------------------- losses
 def replay_ce(model, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
-    """Mean cross-entropy of each example under its own task's head (``anpyc.train.task_loss``,
+    """Mean cross-entropy of each example under its own task's head (``anpyc.loop.train.task_loss``,
     which a method may not import)."""
     parts = grouped_logits(model, x, t)
     total = sum(F.cross_entropy(logits, y[rows], reduction="sum") for rows, logits, _ in parts)

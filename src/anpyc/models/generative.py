@@ -9,7 +9,7 @@ same language as the classifiers to the continual-learning methods:
   (``'all'``). GAN: the generator only, as in Seff et al. 2017; the discriminator is
   retrained freely on each task.
 * ``importance_objective(x, y, t, signal)``: the scalar, summed over the batch, whose
-  gradient the importance estimators (:mod:`anpyc.importance`) use. See
+  gradient the importance estimators (:mod:`anpyc.kernels.importance`) use. See
   :meth:`ConditionalVAE.importance_objective` and :meth:`ConditionalGAN.importance_objective`.
 * ``loss(x, y)``: the training loss of the protected part (the loop adds the method's
   penalty to it and applies the method's step hooks around its optimizer);
@@ -81,6 +81,16 @@ class GenerativeModel(nn.Module):
 
     def auxiliary_loss(self, x: Tensor, y: Tensor) -> Tensor | None:
         return None
+
+    # a conditional generator has no task heads: a task only brings new class codes
+    head_mode: ClassVar[str] = "none"
+
+    @property
+    def head_sizes(self) -> list[int]:
+        return []
+
+    def ensure_heads(self, sizes: list[int]) -> None:
+        """Nothing to rebuild when a checkpoint is restored (no heads)."""
 
     def shared_parameters(self) -> list[tuple[str, nn.Parameter]]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -246,7 +256,7 @@ def objective_fisher(model: GenerativeModel, data, max_samples: int | None = 100
     negative ELBO, a bound on ``-log p(x | y)``; GAN: ``-log D(G(z, y), y)``), in eval mode.
 
     This is what EWC needs on generators (Seff et al. 2017 use the generator's Fisher); a
-    classifier's Fisher in :mod:`anpyc.importance` works on head logits instead.
+    classifier's Fisher in :mod:`anpyc.kernels.importance` works on head logits instead.
 
     Example:
         >>> fisher = objective_fisher(model, task.train, max_samples=500)  # doctest: +SKIP

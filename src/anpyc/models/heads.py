@@ -88,7 +88,7 @@ class ContinualModel(nn.Module):
         if isinstance(task, Tensor):
             ids = task.unique()
             if ids.numel() != 1:
-                raise ValueError("mixed task ids in one batch: use anpyc.train.task_loss")
+                raise ValueError("mixed task ids in one batch: use anpyc.loop.train.task_loss")
             task = int(ids[0])
         return self.head_forward(self.features(x), task)
 

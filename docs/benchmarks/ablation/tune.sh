@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# How each row of `anpyc bench ablation` / `ablation-domain` got its strength: a 4-point grid per
+# row on the protocol's validation split (its tuning proxy: 5 tasks), the same budget for every
+# row. The chosen values are in anpyc.bench.ABLATION_TUNED (a test checks them against the
+# tune.json files committed beside this script). Grids: lambda in half-decade steps around the
+# scale of each importance (mean Omega ~1.6e-3, Fisher ~6e-4, |theta| ~2e-2 after one task of
+# permuted MNIST); the domain protocol (one shared head, momentum) a decade higher; the row
+# without consolidation tunes its retraining share instead.
+# Usage: bash docs/benchmarks/ablation/tune.sh OUT [JOBS]   (OUT e.g. bench-out/ablation-tune)
+set -euo pipefail
+out=${1:?usage: tune.sh OUT [JOBS]}
+jobs=${2:-1}
+t() {  # protocol row grid-params...
+  local proto=$1 row=$2; shift 2
+  local params=()
+  for p in "$@"; do params+=(--param "$p"); done
+  echo "anpyc tune --protocol $proto --method anpyc ${params[*]} --threads 1 --quiet --out $out/$proto/$row"
+}
+{
+  for proto in pmnist10 pmnist10-domain; do
+    if [ "$proto" = pmnist10 ]; then o="0.3,1,3,10"; f="1,3,10,30"; m="0.03,0.1,0.3,1"
+    else o="3,10,30,100"; f="10,30,100,300"; m="0.3,1,3,10"; fi
+    t $proto anpyc-all "lam=$o"
+    t $proto no-structure structure=none "lam=$o"
+    t $proto omega-magnitude importance=magnitude "lam=$m"
+    t $proto omega-fisher importance=fisher "lam=$f"
+    t $proto no-elementwise update=plain "lam=$o"
+    t $proto no-pruning prune=false "lam=$o"
+    t $proto no-consolidation lam=0 update=plain "retrain_epochs=0.05,0.1,0.25,0.5"
+  done
+} | xargs -P "$jobs" -I{} sh -c '{} --overwrite > /dev/null && echo "done: {}"'

@@ -1,0 +1,365 @@
+"""Named suites: fixed sets of methods on a protocol, run through :func:`anpyc.experiments.compare.compare`.
+
+``anpyc bench NAME --out DIR`` writes ``bench.json`` (the summary, the exact command with a
+relative ``--out``, the machine, the date, the parameters and which presets were applied) and
+``bench.md``, and prints the table. A suite runs a protocol of :mod:`anpyc.experiments.protocols`
+(``pmnist10``, ``pmnist10-common``, ``split-mnist``; ``long`` is ``pmnist10`` with 50 tasks);
+each method runs with its tuned preset when one was tuned under that protocol
+(``anpyc tune --protocol``), else its defaults.
+
+Example:
+    >>> "pmnist10" in SUITES and "split-mnist-class" in SUITES
+    True
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anpyc import rundir
+from anpyc.config import RunConfig, deep_update
+from anpyc.errors import ConfigError
+from anpyc.experiments.protocols import PMNIST, PROTOCOLS
+from anpyc.io import atomic_write_text, relative_command, write_json
+from anpyc.methods import DEFAULT_METHOD, METHODS, method_names
+
+log = logging.getLogger(__name__)
+
+
+def reference_preset() -> tuple[dict, dict]:
+    """The shipped ``anpyc-reference`` preset as ``(base config, method_params)``: what
+    ``anpyc bench reference`` runs, exactly (its stream, model and training; ANPyC as the
+    authors' code)."""
+    from anpyc.experiments.presets import load_preset
+
+    data = load_preset("anpyc-reference")
+    return {k: data[k] for k in ("stream", "model", "train", "scenario") if k in data}, dict(data["method_params"])
+
+
+REFERENCE_BASE, REFERENCE_ANPYC = reference_preset()
+
+
+@dataclass(frozen=True)
+class Methods:
+    """A suite's methods, read from the registry when the suite runs (a method registered
+    later is in it; :func:`anpyc.methods.method_names`): with ``tagged``, the default method
+    and the methods carrying one of those tags; else every method carrying none of ``without``.
+
+    Example:
+        >>> Methods(tagged=("lower-bound", "upper-bound")).names()
+        ('anpyc', 'finetune', 'joint')
+    """
+
+    without: frozenset[str] = frozenset()
+    tagged: tuple[str, ...] = ()
+    with_default: bool = True  # with ``tagged``: the default method first
+
+    def names(self) -> tuple[str, ...]:
+        if self.tagged:
+            chosen = [m for tag in self.tagged for m in method_names(tags={tag})]
+            return tuple(dict.fromkeys([DEFAULT_METHOD, *chosen] if self.with_default else chosen))
+        return tuple(method_names(without=self.without))
+
+
+#: every method that trains a network (the classifiers of the inputs alone join the tables
+#: without task ids, where a model of the inputs is what a network must beat)
+ALL_METHODS = Methods(without=frozenset({"no-network"}))
+#: without task labels at test time: replay at two buffer sizes (the aliases below), and the
+#: classifiers of the inputs alone
+NO_TASK_ID = Methods(without=frozenset({"needs-task-id"}))
+#: the default method with fine-tune (lower bound) and joint training (upper bound)
+WITH_BOUNDS = Methods(tagged=("lower-bound", "upper-bound"))
+NO_TASK_ID_ALIASES = {
+    "er-200": ("er", {"buffer": 200}),
+    "derpp-200": ("derpp", {"buffer": 200}),
+}
+
+#: ANPyC with every mechanism of the paper (structure-aware Omega, the penalty, element-wise
+#: updating, pruning with retraining), pinned so the rows do not move with the defaults
+PAPER_MECHANISMS = {"importance": "omega", "structure": "spread", "update": "elementwise", "prune": True,
+                    "keep_schedule": "reference", "prune_steps": 1, "retrain_epochs": 0.25}
+#: the ablation's rows: one mechanism removed (or replaced) per row, on top of
+#: ``PAPER_MECHANISMS``, each with its own tuned strength (``ABLATION_TUNED``)
+ABLATION_ROWS: dict[str, dict] = {
+    "anpyc-all": {},
+    "no-structure": {"structure": "none"},
+    "omega-magnitude": {"importance": "magnitude"},
+    "omega-fisher": {"importance": "fisher"},
+    "no-elementwise": {"update": "plain"},
+    "no-pruning": {"prune": False},
+    "no-consolidation": {"lam": 0.0, "update": "plain"},  # pruning only
+}
+#: Each row's knob chosen on the protocol's validation split by the committed commands of
+#: docs/benchmarks/ablation/tune.sh (4 points per row; the grids there). A test checks each value
+#: is the arg-max of its committed tune.json.
+ABLATION_TUNED: dict[str, dict[str, dict]] = {
+    "pmnist10": {
+        "anpyc-all": {"lam": 3.0}, "no-structure": {"lam": 10.0}, "omega-magnitude": {"lam": 0.1},
+        "omega-fisher": {"lam": 3.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 1.0},
+        "no-consolidation": {"retrain_epochs": 0.5},
+    },
+    "pmnist10-domain": {},
+}
+
+
+PROTOCOLS_OF_ABLATION = tuple(ABLATION_TUNED)
+
+
+def ablation_aliases(protocol: str) -> dict[str, tuple[str, dict]]:
+    """The ablation's rows on ``protocol``: each row's change and its tuned knob."""
+    tuned = ABLATION_TUNED[protocol]
+    return {row: ("anpyc", {**PAPER_MECHANISMS, **change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named comparison (``anpyc bench NAME``; "benchmark" names a stream, not this).
+    ``base``: the run config without a method; ``protocol``: the protocol it runs (its
+    presets apply), ``None`` for a setting of its own (no preset applies unless one matches)."""
+
+    description: str
+    base: dict
+    select: Methods = ALL_METHODS
+    seeds: int = 1
+    params: dict = field(default_factory=dict)  # method -> hyper-parameters
+    aliases: dict = field(default_factory=dict)  # label -> (method, params): variants of one method
+    budget: str = "passes"  # equal training passes per task; "epochs" only to reproduce a paper's protocol
+    protocol: str | None = None
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The suite's methods as registered now."""
+        return self.select.names()
+
+
+def _of_protocol(name: str, methods: Methods = ALL_METHODS, **changes: Any) -> Suite:
+    """The suite that runs protocol ``name`` (``changes``: settings outside its fingerprint)."""
+    p = PROTOCOLS[name]
+    base = deep_update(p.base, changes.pop("base", {}))
+    return Suite(changes.pop("description", p.description), base, methods, budget=p.budget, protocol=name, **changes)
+
+
+SUITES: dict[str, Suite] = {
+    "quick": Suite(
+        "5-task permuted MNIST, 5000 training examples per task (a minute or two on a laptop CPU)",
+        deep_update(PMNIST, {"stream": {"tasks": 5, "subsample": 5000, "test_subsample": 2000}}),
+        WITH_BOUNDS,
+    ),
+    "pmnist10": _of_protocol("pmnist10", seeds=3),
+    "pmnist10-common": _of_protocol("pmnist10-common", seeds=3),
+    "split-mnist": _of_protocol("split-mnist", seeds=3),
+    "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "ablation": _of_protocol(
+        "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3, aliases=ablation_aliases("pmnist10"),
+        description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "
+        "structure-awareness, Omega (replaced by |theta| and by the Fisher), element-wise updating, pruning, "
+        "consolidation; each row's strength tuned on validation with the same 4-point budget",
+    ),
+    "ablation-domain": _of_protocol(
+        "pmnist10-domain", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
+        aliases=ablation_aliases("pmnist10-domain"),
+        description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
+    ),
+    "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
+    "reference": Suite(
+        "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
+        "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "
+        "(30 retraining epochs per 10% pruning step; hours on a CPU)",
+        REFERENCE_BASE,
+        WITH_BOUNDS,
+        aliases={"anpyc-reference": ("anpyc", REFERENCE_ANPYC)},
+        budget="epochs",  # the authors' protocol: each pruning step retrains on top of the epoch
+    ),
+    "long": _of_protocol(
+        "pmnist10", Methods(without=frozenset({"upper-bound", "no-network"})), seeds=3,
+        description="long permuted-MNIST sequence (50 tasks unless --tasks): protocol pmnist10, "
+        "test accuracy on 2000 images per task",
+        base={"stream": {"tasks": 50, "test_subsample": 2000, "val_subsample": 1000}},
+    ),
+}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+    }
+
+
+def method_params(
+    bench: Suite, methods: list[str], base: RunConfig, budget: str, presets: bool = True,
+) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
+    """Hyper-parameters per method: the suite's own, over the tuned preset whose protocol
+    is this run's (when ``presets``); methods with neither get no entry (their defaults).
+    Returns ``(params, applied, not_applied)`` as :func:`anpyc.experiments.presets.select_presets`.
+
+    Example:
+        >>> params, applied, _ = method_params(SUITES["quick"], ["finetune"], RunConfig(), "passes")
+        >>> params, applied
+        ({}, {})
+    """
+    from anpyc.experiments.presets import select_presets
+
+    methods = [m for m in methods if m in METHODS]  # aliases carry their own parameters
+    if not presets:
+        return {m: dict(bench.params[m]) for m in methods if m in bench.params}, {}, {}
+    return select_presets(methods, base, budget, bench.params)
+
+
+def _relative_to(path: str | None, base: Path) -> str | None:
+    """``path`` relative to ``base`` where it lies inside it, else as given."""
+    if path is None:
+        return None
+    try:
+        return Path(path).resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path
+
+
+def bench_command(name: str, out_dir: str | Path, argv: list[str] | None = None) -> str:
+    """The command line that ran suite ``name``, ``--out`` relative to the working
+    directory (:func:`anpyc.io.relative_command`).
+
+    Example:
+        >>> bench_command("pmnist10", "bench-out/p", ["anpyc", "bench", "pmnist10", "--out", "/abs/bench-out/p"])
+        'anpyc bench pmnist10 --out bench-out/p'
+    """
+    return relative_command(f"bench {name}", out_dir, argv)
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What a suite's run will do: its base config, labels, parameters per label, aliases
+    and budget (resolved, nothing run)."""
+
+    bench: Suite
+    base: RunConfig
+    methods: list[str]
+    params: dict[str, dict]
+    aliases: dict[str, tuple[str, dict]]
+    budget: str
+    presets_applied: dict[str, str] = field(default_factory=dict)
+    presets_not_applied: dict[str, str] = field(default_factory=dict)
+
+    def configs(self) -> dict[str, RunConfig]:
+        """The config each label runs with (before its seed is set), as :func:`compare` runs it."""
+        from anpyc.experiments.compare import job_configs
+
+        return job_configs(self.base, self.methods, self.params, self.aliases, self.budget)
+
+
+def bench_plan(
+    name: str, methods: list[str] | None = None, overrides: dict[str, Any] | None = None, presets: bool = True,
+    params: dict[str, dict] | None = None, budget: str | None = None,
+) -> BenchPlan:
+    """Resolve suite ``name`` (methods, base config with ``overrides``, presets, explicit
+    ``params``, budget) without running it.
+
+    Example:
+        >>> bench_plan("reference", ["anpyc-reference"]).configs()["anpyc-reference"].method_params.keep_schedule
+        'reference'
+    """
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    bench = SUITES[name]
+    chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
+    if overrides and "method" in overrides:
+        raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
+    known = [m for m in chosen if m in METHODS or m in bench.aliases]
+    for m in sorted(set(chosen) - set(known)):
+        log.warning("bench %s: method %r is not available in this build; skipped", name, m)
+    base = RunConfig.from_dict(deep_update(bench.base, overrides or {}))
+    budget = budget or bench.budget
+    # an alias (a variant of a method) runs with its method's preset under its own changes
+    bases = [m for m in dict.fromkeys(bench.aliases[a][0] for a in known if a in bench.aliases) if m not in known]
+    chosen_params, applied, not_applied = method_params(bench, known + bases, base, budget, presets)
+    for m, given in (params or {}).items():  # explicit --param wins over presets
+        chosen_params[m] = {**chosen_params.get(m, {}), **given}
+    aliases = {a: (m, {**chosen_params.get(m, {}), **p}) for a, (m, p) in bench.aliases.items() if a in known}
+    chosen_params = {m: v for m, v in chosen_params.items() if m in known}
+    return BenchPlan(bench, base, known, chosen_params, aliases, budget, applied, not_applied)
+
+
+@rundir.releases_locks  # OUT stays locked while bench.json and bench.md are written after the runs
+def run_suite(
+    name: str,
+    out_dir: str | Path,
+    seeds: int | None = None,
+    methods: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    jobs: int = 1,
+    presets: bool = True,
+    params: dict[str, dict] | None = None,
+    tensorboard: bool = False,
+    budget: str | None = None,
+    resume: bool = False,
+) -> dict:
+    """Run suite ``name``; returns the summary written to ``out_dir/bench.json``.
+
+    Each method runs with its tuned preset (``anpyc tune --protocol``, chosen on validation
+    data) when the run's protocol fingerprint equals the one it was tuned under, else its
+    defaults with one warning naming the difference; ``presets=False``: the defaults. The
+    parameters used, the presets applied and the protocol the run matched are recorded in
+    ``bench.json``. ``jobs`` runs that many (method, seed) runs in parallel processes.
+    ``resume`` continues a killed suite in ``out_dir`` (see :func:`anpyc.experiments.compare.compare`).
+    """
+    from anpyc.experiments.compare import compare
+    from anpyc.experiments.protocols import matching_protocols
+    from anpyc.report.tables import summary_markdown
+
+    plan = bench_plan(name, methods, overrides, presets, params, budget)
+    bench, base, known, params = plan.bench, plan.base, plan.methods, plan.params
+    start = _dt.datetime.now(_dt.UTC)
+    summary = compare(
+        base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
+        params=params, aliases=plan.aliases,
+        quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget, resume=resume,
+    )
+    host = machine()
+    summary["bench"] = {
+        "name": name,
+        "description": bench.description,
+        "command": bench_command(name, out_dir),
+        # the runs' torch threads (train.threads), not this parent process's
+        "machine": {**host, "torch_threads": base.train.threads or host["torch_threads"]},
+        "date": start.isoformat(timespec="seconds"),
+        "method_params": params,
+        # the protocol this run is (overrides of settings in its fingerprint make it another)
+        "protocol": bench.protocol if bench.protocol in matching_protocols(base, plan.budget) else None,
+        "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
+        "jobs": jobs,
+        "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
+    }
+    out = Path(out_dir)
+    for entry in summary["methods"].values():  # run dirs relative to OUT: no machine path in bench.json
+        entry["runs"] = [_relative_to(r, out) for r in entry.get("runs", [])]
+    write_json(out / "bench.json", summary)
+    text = (
+        f"{summary_markdown(summary)}\n{bench.description}.\n\n"
+        f"Protocol: {summary['bench']['protocol'] or 'none of anpyc.experiments.protocols'}; presets applied: "
+        f"{', '.join(f'{m} ({n})' for m, n in plan.presets_applied.items()) or 'none'}  \n"
+        f"Command: `{summary['bench']['command']}`  \nMachine: {summary['bench']['machine']}  \nDate: {summary['bench']['date']}\n"
+    )
+    atomic_write_text(out / "bench.md", text)
+    return summary

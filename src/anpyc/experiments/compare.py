@@ -1,0 +1,248 @@
+"""``compare``: several methods on the same stream, same network, same budget, same seeds.
+
+Each (method, seed) run is a normal run directory under ``OUT/<method>/seed_<s>``; the
+comparison writes ``summary.json`` and ``summary.md`` (mean and std over seeds) and a plot of
+average accuracy against the number of tasks learned.
+
+Example:
+    >>> base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2}})
+    >>> summary = compare(base, ["finetune", "joint"], seeds=[0], quiet=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from anpyc import rundir
+from anpyc.config import RunConfig, load_mapping
+from anpyc.errors import AnpycError, ConfigError, OutputError
+from anpyc.experiments.jobs import Job, run_jobs
+from anpyc.io import write_json, write_yaml
+from anpyc.methods import create, get_method_class, typed
+from anpyc.report.tables import summary_markdown
+from anpyc.runner import RunResult, build_stream, prepare_out_dir
+from anpyc.summary import method_summary
+
+log = logging.getLogger(__name__)
+
+@rundir.releases_locks  # OUT and each OUT/<method>/seed_<s> stay locked until the comparison ends
+def compare(
+    base: RunConfig,
+    methods: list[str],
+    seeds: list[int],
+    out_dir: str | Path | None = None,
+    params: dict[str, dict[str, Any]] | None = None,
+    quiet: bool = False,
+    overwrite: bool = False,
+    tensorboard: bool = False,
+    aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
+    jobs: int = 1,
+    budget: str = "passes",
+    resume: bool = False,
+) -> dict:
+    """Run every method for every seed and aggregate; returns the summary dict.
+
+    ``aliases`` names variants of a method (``{"anpyc-reference": ("anpyc", {...})}``) that
+    can then be listed in ``methods`` beside the method itself. ``tensorboard``: each run logs
+    to ``out_dir/tb/<method>/seed_<s>`` so one ``tensorboard --logdir out_dir/tb`` shows them
+    all side by side. ``jobs > 1`` runs the (method, seed) jobs in that many processes (see
+    :mod:`anpyc.experiments.jobs`). ``budget``: ``passes`` gives every method the same training passes
+    per task (:func:`budgeted`), ``epochs`` the same epochs. A job that fails is listed under
+    ``summary["failed"]`` with its error line; the summary is made of the jobs that finished.
+    ``resume``: continue the killed comparison in ``out_dir`` (same settings, checked): finished
+    runs are read back, killed ones continue from their newest checkpoint, the rest run.
+    """
+    params = params or {}
+    aliases = aliases or {}
+
+    def resolve(label: str) -> tuple[str, dict[str, Any]]:
+        return resolve_label(label, params, aliases)
+
+    configs = label_configs(base, methods, params, aliases)  # a bad name or parameter fails before any training
+    unknown = set(params) - set(methods)
+    if unknown:
+        raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
+    if tensorboard:
+        from anpyc.callbacks.tracking import tensorboard_writer_class
+
+        tensorboard_writer_class()  # a missing TensorBoard fails before any training
+    # every job, its method built once, under the budget (one that leaves nothing to train fails here)
+    job_list = _jobs(configs, seeds, Path(out_dir) if out_dir is not None else None, tensorboard, budget, resume)
+    record = {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
+              "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()}
+    if resume:
+        out = _reopen(out_dir, record)
+    else:
+        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+        if out is not None:
+            write_yaml(out / rundir.COMPARE, record)
+    # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
+    streams = _LazyStreams(base) if jobs <= 1 else None
+    done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
+    results: dict[str, list[RunResult]] = {m: [done[(m, s)] for s in seeds if (m, s) in done] for m in methods}
+    summary = summarize_results({m: r for m, r in results.items() if r}, base, seeds, {m: resolve(m)[1] for m in methods})
+    summary["budget"] = {"mode": budget, "per_task": base.train.epochs,
+                         "unit": "training passes" if budget == "passes" else "epochs (plus each method's own extra passes)"}
+    summary["failed"] = [f.to_dict() for f in failures]
+    if out is not None:
+        write_json(out / rundir.SUMMARY_JSON, summary)
+        failed = failures_text(summary)
+        rundir.write_text(out / rundir.SUMMARY_MD, summary_markdown(summary) + (f"\n## Failed jobs\n\n{failed}" if failed else ""))
+        try:
+            if not summary["methods"]:
+                raise ValueError("no job finished")
+            from anpyc.report.plots import plot_avg_acc_curves
+
+            plot_avg_acc_curves(summary, out / "avg_acc.png")
+        except Exception as exc:  # a plot must never cost the results
+            log.warning("could not draw the plot: %s", exc)
+    if not done:
+        first = failures[0]
+        raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
+    return summary
+
+
+def _reopen(out_dir: str | Path | None, record: dict) -> Path:
+    """The comparison directory to resume, locked; its ``compare.yaml`` must hold ``record``
+    (the same methods, seeds, parameters, budget and base config)."""
+    if out_dir is None:
+        raise ConfigError("--resume needs the comparison's --out directory")
+    out = Path(out_dir)
+    if not (out / rundir.COMPARE).is_file():
+        raise OutputError(f"{out} holds no comparison to resume (no {rundir.COMPARE})")
+    rundir.acquire(out)
+    saved = load_mapping(out / rundir.COMPARE)
+    differ = sorted(k for k in record if yaml.safe_load(yaml.safe_dump(record[k])) != saved.get(k))  # as saved
+    if differ:
+        raise ConfigError(f"{out} was started with other settings ({', '.join(differ)} differ); "
+                          "resume with the same command, or choose another --out")
+    return out
+
+
+def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """``(method, hyper-parameters)`` of a label of a comparison: a method, or an alias
+    (a variant of a method) with its own parameters; explicit ``params`` win."""
+    method, preset = aliases.get(label, (label, {}))
+    return method, {**preset, **params.get(label, {})}
+
+
+def label_configs(
+    base: RunConfig, methods: list[str], params: dict[str, dict[str, Any]] | None = None,
+    aliases: dict[str, tuple[str, dict[str, Any]]] | None = None,
+) -> dict[str, RunConfig]:
+    """The config of each label of a comparison, its method's parameters typed (before the
+    budget and the seed are applied)."""
+    out = {}
+    for label in methods:
+        method, method_params = resolve_label(label, params or {}, aliases or {})
+        out[label] = typed(base.with_params(method, **method_params))
+    return out
+
+
+def job_configs(
+    base: RunConfig, methods: list[str], params: dict[str, dict[str, Any]] | None = None,
+    aliases: dict[str, tuple[str, dict[str, Any]]] | None = None, budget: str = "passes",
+) -> dict[str, RunConfig]:
+    """The config each label of a comparison runs with (before its seed is set): what
+    :func:`compare` runs, without running it.
+
+    Example:
+        >>> base = RunConfig.from_dict({"stream": {"benchmark": "blobs"}})
+        >>> job_configs(base, ["ewc"], {"ewc": {"lam": 3}})["ewc"].method_params.lam
+        3.0
+    """
+    return {label: budgeted(cfg, budget) for label, cfg in label_configs(base, methods, params, aliases).items()}
+
+
+def _jobs(configs: dict[str, RunConfig], seeds: list[int], out: Path | None, tensorboard: bool | str | Path,
+          budget: str, resume: bool) -> list[Job]:
+    """One job per (seed, label), each with its method built once (the budget asks it how many
+    epochs its passes allow; the run then trains that very object)."""
+    jobs = []
+    for seed in seeds:
+        for label, cfg in configs.items():
+            method = create(cfg.method, cfg.method_params)
+            tb = out / "tb" / label / f"seed_{seed}" if tensorboard and out is not None else tensorboard
+            run_dir = rundir.run_dir_of(out, label, seed) if out is not None else None
+            jobs.append(Job(label, seed, budgeted(cfg, budget, method).replace(seed=seed), run_dir, tb,
+                            resume=resume, method_object=method))
+    return jobs
+
+
+BUDGETS = ("passes", "epochs")
+
+
+def budgeted(cfg: RunConfig, budget: str = "passes", method: Any = None) -> RunConfig:
+    """``cfg`` as it runs under a comparison's budget. ``passes`` (the default): every method
+    gets ``train.epochs`` training passes per task, its own extra passes included (a method
+    that retrains or replays trains fewer epochs; :meth:`~anpyc.methods.Method.epochs_for_budget`);
+    joint training, an upper bound, keeps its growing data. ``epochs``: every method trains
+    ``train.epochs`` epochs and adds whatever it adds. ``method``: the method object to ask
+    (default: one built from ``cfg``).
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"method": "packnet", "train": {"epochs": 2}})
+        >>> budgeted(cfg).train.epochs  # 1.5 epochs + 0.5 of retraining (packnet's retrain_epochs)
+        1.5
+    """
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
+    if budget == "epochs":
+        return cfg
+    try:
+        method = method if method is not None else create(cfg.method, cfg.method_params)
+        epochs = method.epochs_for_budget(cfg.train.epochs, batch_size=cfg.train.batch_size)
+    except ValueError as exc:
+        raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
+    return cfg.replace(train=dataclasses.replace(cfg.train, epochs=float(epochs)))
+
+
+def summarize_results(
+    results: dict[str, list[RunResult]], base: RunConfig, seeds: list[int], explicit: dict[str, dict] | None = None
+) -> dict:
+    """The comparison's summary: per method the figures of :func:`anpyc.summary.method_summary`,
+    the parameters asked for (``params``) and every resolved one (``resolved_params``)."""
+    reference = [r.metrics for r in results.get("finetune", [])]
+    methods = {}
+    for m, runs in results.items():
+        cfg = runs[0].config
+        methods[m] = {
+            "method": cfg.method,
+            "params": dict((explicit or {}).get(m, {})),
+            "resolved_params": cfg.params_dict(),
+            "n_seeds": len(runs),
+            "upper_bound": "upper-bound" in get_method_class(cfg.method).tags,
+            **method_summary([r.metrics for r in runs], reference),
+            "runs": [str(r.out_dir) if r.out_dir else None for r in runs],
+        }
+    return {
+        "benchmark": base.stream.benchmark,
+        "scenario": base.scenario,
+        "n_tasks": int(len(next(iter(results.values()))[0].acc_matrix)) if results else 0,  # 0: no job finished
+        "seeds": list(seeds),
+        "config": base.to_dict(),
+        "methods": methods,
+    }
+
+
+class _LazyStreams:
+    """``seed -> stream``, each built on first use and the previous one dropped (memory)."""
+
+    def __init__(self, base: RunConfig) -> None:
+        self.base, self.seed, self.stream = base, None, None
+
+    def get(self, seed: int, default=None):
+        if seed != self.seed:
+            self.stream = None  # free the previous seed's stream first
+            self.stream, self.seed = build_stream(self.base.replace(seed=seed)), seed
+        return self.stream
+
+
+def failures_text(summary: dict) -> str:
+    """The failed jobs of a summary, one line each (empty when none failed)."""
+    return "".join(f"FAILED {f['method']} seed {f['seed']}: {f['error']}\n" for f in summary.get("failed", []))

@@ -1,0 +1,162 @@
+"""Run a comparison's (method, seed) jobs, one after another or in parallel processes.
+
+Every job is an ordinary run writing its own run directory; a job that fails is recorded
+(method, seed, its one-line error) and the others go on, so a comparison keeps every result
+that was obtained. Parallel jobs run in a ``ProcessPoolExecutor`` (spawn start method unless
+``$ANPYC_START_METHOD`` says otherwise, see :func:`anpyc.parallel.launch.default_start_method`); each
+process imports the modules that define the compared methods, so methods registered outside
+anpyc work too, and uses ``cpu_count // jobs`` threads unless ``train.threads`` is set.
+
+Example:
+    >>> from anpyc.config import RunConfig
+    >>> base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2}})
+    >>> jobs = [Job("finetune", 0, base, None), Job("joint", 0, base.replace(method="joint"), None)]
+    >>> done, failed = run_jobs(jobs, workers=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anpyc import rundir
+from anpyc.config import RunConfig
+from anpyc.errors import AnpycError, ConfigError
+from anpyc.parallel.launch import (
+    default_start_method,
+    default_threads,
+    import_modules,
+    method_modules,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """One run of a comparison. Its method object is handed to the run once (and the job lets go
+    of it, so a long comparison does not keep every trained method's state)."""
+
+    method: str  # the label in the comparison (a method id or an alias of one)
+    seed: int
+    config: RunConfig
+    run_dir: Path | None
+    tensorboard: bool | str | Path = False
+    resume: bool = False  # continue the run already in run_dir, if there is one
+    method_object: Any = None  # the Method the run trains (built once, for this job); None: built from config
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """A job that raised: what it was and the one line that says why."""
+
+    method: str
+    seed: int
+    error: str
+    run_dir: str | None
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "seed": self.seed, "error": self.error, "run_dir": self.run_dir}
+
+
+def error_line(exc: BaseException) -> str:
+    """An exception as one line: the message of an anpyc error, ``Type: message`` otherwise."""
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    if isinstance(exc, AnpycError):
+        return msg or type(exc).__name__
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _run_one(
+    job: Job, overwrite: bool, stream=None, modules: tuple[str, ...] = (), threads: int | None = None, quiet: bool = True
+):
+    from anpyc.runner import run
+
+    import_modules(list(modules))
+    if threads is not None and job.config.train.threads is None:
+        torch.set_num_threads(threads)
+    method, job.method_object = job.method_object, None
+    if job.resume and job.run_dir is not None and (job.run_dir / rundir.CONFIG).is_file():
+        res = _resumed(job, quiet, method)
+    else:
+        res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite or job.resume, stream=stream,
+                  tensorboard=job.tensorboard, method=method)
+    res.model = res.method = None  # keep memory flat; only the figures travel back
+    return res
+
+
+def _resumed(job: Job, quiet: bool, method=None):
+    """The run in ``job.run_dir`` read back (finished) or continued (killed); it must have
+    been started with ``job.config``."""
+    from anpyc.runner import resume_run
+
+    saved = RunConfig.from_file(job.run_dir / rundir.CONFIG).to_dict()
+    differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
+    if differ:
+        raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
+    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=method)
+
+
+def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:
+    line = error_line(exc)
+    failures.append(JobFailure(job.method, job.seed, line, str(job.run_dir) if job.run_dir else None))
+    if isinstance(exc, AnpycError):
+        log.error("compare: %s, seed %d failed: %s", job.method, job.seed, line)
+    else:  # a bug, not a user error: keep the traceback in the log
+        log.error("compare: %s, seed %d failed: %s\n%s", job.method, job.seed, line,
+                  "".join(traceback.format_exception(exc)).rstrip())
+
+
+def run_jobs(
+    jobs: list[Job],
+    workers: int = 1,
+    overwrite: bool = False,
+    streams: dict | None = None,
+    start_method: str | None = None,
+    quiet: bool = True,
+) -> tuple[dict[tuple[str, int], object], list[JobFailure]]:
+    """Run ``jobs``; returns ``({(method, seed): RunResult}, [JobFailure, ...])``.
+
+    ``workers=1`` runs them here, one after another (``streams`` maps a seed to a built
+    stream shared by that seed's jobs); ``workers > 1`` runs them in that many processes.
+    Either way a failing job does not stop the others. Parallel jobs show no progress bars
+    (``quiet`` applies to sequential ones).
+    """
+    done: dict[tuple[str, int], object] = {}
+    failures: list[JobFailure] = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            log.info("compare: %s, seed %d", job.method, job.seed)
+            try:
+                stream = (streams or {}).get(job.seed)
+                done[(job.method, job.seed)] = _run_one(job, overwrite, stream, quiet=quiet)
+            except Exception as exc:  # recorded; the other jobs go on
+                _record_failure(job, exc, failures)
+        return done, failures
+    workers = min(workers, len(jobs))
+    modules = tuple(method_modules(sorted({j.config.method for j in jobs})))
+    ctx = multiprocessing.get_context(start_method or default_start_method())
+    threads = default_threads(workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(_run_one, job, overwrite, None, modules, threads): job for job in jobs}
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                done[(job.method, job.seed)] = fut.result()
+                log.info("compare: %s, seed %d done", job.method, job.seed)
+            except BrokenProcessPool:
+                _record_failure(job, RuntimeError("its worker process died (killed, or out of memory)"), failures)
+            except Exception as exc:
+                _record_failure(job, exc, failures)
+    order = {(j.method, j.seed): i for i, j in enumerate(jobs)}
+    failures.sort(key=lambda f: order[(f.method, f.seed)])
+    return done, failures

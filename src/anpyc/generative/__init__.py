@@ -1,0 +1,2 @@
+"""Continual generation (``--model vae|gan``): the training step, the judging classifier and
+the sample grids."""

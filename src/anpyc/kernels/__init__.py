@@ -1,0 +1,2 @@
+"""Shared kernels that know no method: importance estimators, update masking and ownership,
+task inference."""

@@ -1,0 +1,1 @@
+"""The training loop: the one caller of the method hooks (:mod:`anpyc.loop.train`)."""

@@ -1,0 +1,142 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from anpyc.cli import main
+from anpyc.errors import ConfigError
+from anpyc.experiments.bench import SUITES, run_suite
+
+
+def test_unknown_suite_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="unknown suite"):
+        run_suite("nope", tmp_path)
+
+
+def test_every_suite_config_is_valid():
+    from anpyc.config import RunConfig
+    from anpyc.methods import method_config
+
+    for bench in SUITES.values():
+        RunConfig.from_dict(bench.base)
+        for method, params in bench.aliases.values():
+            method_config(method, params)
+
+
+def test_quick_bench_writes_json_and_markdown(tmp_path, mnist_dir, capsys):
+    out = tmp_path / "b"
+    assert main(["bench", "quick", "--tasks", "2", "--subsample", "300", "--methods", "anpyc,finetune",
+                 "--out", str(out), "--quiet"]) == 0
+    data = json.loads((out / "bench.json").read_text())
+    assert set(data["methods"]) == {"anpyc", "finetune"} and data["bench"]["machine"]["cores"] >= 1
+    assert "| anpyc |" in (out / "bench.md").read_text() and "| anpyc |" in capsys.readouterr().out
+    command = data["bench"]["command"]  # no machine path: --out relative to the working directory
+    assert command.startswith("anpyc bench quick") and not command.split("--out ")[1].startswith("/")
+    assert data["methods"]["anpyc"]["runs"] == ["anpyc/seed_0"]
+
+
+def test_bench_command_makes_out_relative(tmp_path, monkeypatch):
+    from anpyc.experiments.bench import bench_command
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["/x/.venv/bin/anpyc", "bench", "long", "--jobs", "2", "--out", str(tmp_path / "b" / "long")]
+    assert bench_command("long", tmp_path / "b" / "long", argv) == "anpyc bench long --jobs 2 --out b/long"
+    argv = ["anpyc", "bench", "long", f"--out={tmp_path / 'b'}"]
+    assert bench_command("long", tmp_path / "b", argv) == "anpyc bench long --out=b"
+    assert bench_command("long", "b", ["python", "-m", "pytest"]) == "anpyc bench long --out b"
+
+
+def test_reference_bench_runs_exactly_the_shipped_preset():
+    """`anpyc bench reference` and `anpyc run --config src/anpyc/presets/anpyc-reference.yaml`
+    resolve to the same run config (released weights at zero, the authors' epochs)."""
+    from anpyc.config import RunConfig
+    from anpyc.experiments.bench import bench_plan
+    from anpyc.experiments.presets import PRESET_DIR
+    from anpyc.methods import typed
+
+    shipped = typed(RunConfig.from_file(PRESET_DIR / "anpyc-reference.yaml"))
+    ran = bench_plan("reference").configs()["anpyc-reference"]
+    assert ran.to_dict() == shipped.to_dict()
+    p = ran.method_params
+    assert p.keep_schedule == "reference" and p.prune_steps is None and p.retrain_scope == "all" and p.train_on is False
+    assert ran.model.dropout == 0.5 and ran.stream.first_task_unpermuted is False
+
+
+def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
+    summary = run_suite("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"], quiet=True,
+                            overrides={"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}, "train": {"epochs": 1}},
+                            params={"anpyc-reference": {"retrain_epochs": 0.1}})
+    ref = summary["methods"]["anpyc-reference"]
+    assert ref["method"] == "anpyc" and ref["params"]["keep_schedule"] == "reference"
+    assert summary["methods"]["anpyc"]["params"] == {}
+
+
+def test_bench_applies_a_preset_only_under_its_protocol(tmp_path, monkeypatch):
+    """A preset tuned under pmnist10 applies to `bench long` (pmnist10 with 50 tasks) but not to
+    pmnist10 with another learning rate, nor to pmnist10-common; --no-presets: the defaults."""
+    from anpyc.experiments import presets
+    from anpyc.experiments.bench import bench_plan
+    from anpyc.experiments.protocols import protocol_fingerprint
+
+    monkeypatch.setattr(presets, "PRESET_DIR", tmp_path)
+    presets.save_preset("ewc", "pmnist10", {"lam": 7.0}, {"protocol": {"name": "pmnist10", "fingerprint": protocol_fingerprint("pmnist10")}})
+    plan = bench_plan("long", ["ewc", "si"])
+    assert plan.params["ewc"] == {"lam": 7.0} and plan.presets_applied == {"ewc": "ewc-pmnist10"} and "si" not in plan.params
+    assert plan.configs()["ewc"].method_params.lam == 7.0
+    other = bench_plan("pmnist10", ["ewc"], overrides={"train": {"lr": 0.05}})
+    assert other.params == {} and other.presets_not_applied["ewc"].endswith("train.lr 0.1 (preset) vs 0.05 (run)")
+    assert bench_plan("pmnist10-common", ["ewc"]).presets_applied == {}
+    assert bench_plan("pmnist10", ["ewc"], presets=False).params == {}
+    assert bench_plan("pmnist10", ["ewc"], params={"ewc": {"lam": 1.0}}).params["ewc"] == {"lam": 1.0}  # --param wins
+
+
+def test_bench_jobs_flag_is_checked(tmp_path):
+    assert main(["bench", "quick", "--jobs", "0", "--out", str(tmp_path / "j")]) == 2
+
+
+def test_long_bench_runs_every_method_the_comparison_needs():
+    long = SUITES["long"]
+    # every method that trains a network but the upper bounds (joint: 50 x the data)
+    from anpyc.methods import method_names
+
+    expected = set(method_names(without={"upper-bound", "no-network"}))
+    assert set(long.methods) == expected and "joint" not in long.methods
+    assert {"anpyc", "anpyc-masks", "hat", "er", "derpp", "lwf"} <= set(long.methods)
+    assert long.base["stream"]["tasks"] == 50
+
+
+def test_an_alias_runs_with_its_methods_preset(tmp_path, monkeypatch):
+    """`er-200` is `er` with buffer 200: it gets er's tuned preset under its own change."""
+    from anpyc.experiments import bench as bench_mod
+
+    def fake(bench, methods, base, budget, presets=True):
+        assert "er" in methods  # er's preset is looked up for its alias even when er itself is not run
+        return {"er": {"replay_batch": 32, "buffer": 500}}, {"er": "er-x"}, {}
+
+    monkeypatch.setattr(bench_mod, "method_params", fake)
+    plan = bench_mod.bench_plan("split-mnist-class", ["er-200"])
+    assert plan.aliases["er-200"] == ("er", {"replay_batch": 32, "buffer": 200}) and plan.params == {}
+
+
+def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
+    """Each row of `anpyc bench ablation`/`ablation-domain` runs the knob its committed
+    `anpyc tune` (docs/benchmarks/ablation/tune.sh) chose on validation, with the row's change."""
+    from anpyc.experiments.bench import (
+        ABLATION_ROWS,
+        ABLATION_TUNED,
+        PAPER_MECHANISMS,
+        PROTOCOLS_OF_ABLATION,
+    )
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune"
+    for protocol in PROTOCOLS_OF_ABLATION:
+        for row, tuned in ABLATION_TUNED[protocol].items():
+            result = json.loads((root / protocol / row / "tune.json").read_text())
+            grid = {k: v for k, v in result["grid"].items() if len(v) > 1}
+            assert set(grid) == set(tuned), (protocol, row)
+            valid = [p for p in result["points"] if not p["failed"]]
+            best = max(valid, key=lambda p: (p["val_avg_acc"], -p["point"]))
+            assert {k: best["params"][k] for k in grid} == tuned, (protocol, row)
+            for k, v in {**PAPER_MECHANISMS, **ABLATION_ROWS[row]}.items():  # the row is what was tuned
+                if k not in grid:
+                    assert best["params"][k] == v, (protocol, row, k)

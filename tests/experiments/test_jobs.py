@@ -1,0 +1,62 @@
+"""compare's jobs: parallel processes give the sequential summary, and a failing job is
+reported without costing the others' results."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import dist_methods  # noqa: F401  (registers test-fails here and in the worker processes)
+from anpyc.cli import main
+from anpyc.config import RunConfig
+from anpyc.errors import AnpycError, ConfigError
+from anpyc.experiments.compare import compare
+from anpyc.experiments.jobs import error_line
+
+KEYS = ("avg_acc", "bwt", "forgetting", "fwt", "val_avg_acc")
+
+
+def _argv(out, jobs: int) -> list[str]:
+    return ["compare", "--methods", "finetune,test-fails,joint", "--benchmark", "blobs", "--tasks", "2",
+            "--subsample", "100", "--hidden", "16", "--threads", "1", "--seeds", "2", "--quiet", "--no-report",
+            "--out", str(out), "--jobs", str(jobs)]
+
+
+def test_parallel_jobs_match_sequential_and_survive_a_failure(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ANPYC_START_METHOD", "fork")  # spawn works too, but re-imports torch
+    assert main(_argv(tmp_path / "j1", 1)) == 1  # 1: some jobs failed, the rest are kept
+    capsys.readouterr()
+    assert main(_argv(tmp_path / "j2", 2)) == 1
+    err = capsys.readouterr().err
+    assert "FAILED test-fails seed 0: test-fails: deliberate failure in task 1" in err
+    assert "2 job(s) failed" in err
+    s1, s2 = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("j1", "j2"))
+    for d, s in (("j1", s1), ("j2", s2)):
+        assert [(f["method"], f["seed"]) for f in s["failed"]] == [("test-fails", 0), ("test-fails", 1)]
+        assert s["failed"][0]["error"] == "test-fails: deliberate failure in task 1"
+        assert list(s["methods"]) == ["finetune", "joint"] and s["n_tasks"] == 2
+        assert "## Failed jobs" in (tmp_path / d / "summary.md").read_text()
+        for m in ("finetune", "joint"):
+            assert s["methods"][m]["n_seeds"] == 2
+            for run_dir in s["methods"][m]["runs"]:  # every finished run kept its directory
+                assert json.loads(Path(run_dir, "metrics.json").read_text())["method"] == m
+        assert not (tmp_path / d / "test-fails" / "seed_0" / "metrics.json").exists()
+        assert (tmp_path / d / "test-fails" / "seed_0" / "config.yaml").exists()
+    for m in ("finetune", "joint"):
+        for key in KEYS:
+            assert s1["methods"][m][key] == s2["methods"][m][key], (m, key)
+        assert s1["methods"][m]["avg_acc_curve"] == s2["methods"][m]["avg_acc_curve"]
+
+
+def test_every_job_failing_is_an_error_with_the_failures_written(tmp_path):
+    base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 50}, "model": {"hidden": [8]}})
+    with pytest.raises(AnpycError, match="every job failed \\(1\\); first: test-fails seed 0: test-fails: deliberate"):
+        compare(base, ["test-fails"], [0], tmp_path / "c", quiet=True)
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["methods"] == {} and summary["failed"][0]["method"] == "test-fails"
+
+
+def test_error_line_and_bad_jobs_flag(tmp_path):
+    assert error_line(ConfigError("bad value\nmore")) == "bad value"
+    assert error_line(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
+    assert main(["compare", "--methods", "finetune", "--benchmark", "blobs", "--jobs", "0", "--out", str(tmp_path / "x")]) == 2

@@ -1,0 +1,61 @@
+import json
+
+import numpy as np
+import pytest
+
+from anpyc.cli import main
+from anpyc.config import RunConfig
+from anpyc.experiments.reproduce import compare_matrices, reproduce
+from anpyc.runner import run
+
+BLOBS = {"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 150}, "model": {"hidden": [16]},
+         "train": {"epochs": 2, "threads": 1}}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rep") / "run"
+    run(RunConfig.from_dict(BLOBS), out, quiet=True)
+    return out
+
+
+def test_compare_matrices():
+    a = np.array([[0.5, np.nan], [0.25, 0.75]])
+    assert compare_matrices(a, a.copy()) is None
+    b = a.copy()
+    b[1, 0] += 1e-12
+    assert "1 cell(s) differ, largest at [1, 0]" in compare_matrices(a, b)
+    assert compare_matrices(a, b, atol=1e-9) is None
+    c = a.copy()
+    c[0, 1] = 0.5
+    assert "defined in only one" in compare_matrices(a, c)
+    assert "shape" in compare_matrices(a, a[:1])
+
+
+def test_reproduce_from_the_directory_alone(finished, tmp_path, capsys):
+    assert main(["reproduce", str(finished), "--quiet", "--out", str(tmp_path / "again")]) == 0
+    assert capsys.readouterr().out.startswith("reproduced: acc_matrix and val_acc_matrix identical (2x2)")
+    assert (tmp_path / "again" / "acc_matrix.csv").read_bytes() == (finished / "acc_matrix.csv").read_bytes()
+
+
+def test_a_changed_result_is_reported_with_exit_1(finished, tmp_path, capsys):
+    altered = tmp_path / "altered"
+    altered.mkdir()
+    (altered / "config.yaml").write_bytes((finished / "config.yaml").read_bytes())
+    metrics = json.loads((finished / "metrics.json").read_text())
+    metrics["acc_matrix"][1][0] += 0.125
+    (altered / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["reproduce", str(altered), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("NOT reproduced: acc_matrix: 1 cell(s) differ, largest at [1, 0]") and "val_acc" not in out
+    report = reproduce(altered, quiet=True, atol=0.2)
+    assert report.equal
+
+
+def test_reproduce_refuses_unfinished_runs_and_its_own_directory(finished, tmp_path, capsys):
+    unfinished = tmp_path / "u"
+    unfinished.mkdir()
+    (unfinished / "config.yaml").write_bytes((finished / "config.yaml").read_bytes())
+    assert main(["reproduce", str(unfinished)]) == 2
+    assert "did not finish" in capsys.readouterr().err
+    assert main(["reproduce", str(finished), "--out", str(finished)]) == 2

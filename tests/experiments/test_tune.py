@@ -1,0 +1,34 @@
+import pytest
+
+from anpyc.config import RunConfig
+from anpyc.errors import ConfigError
+from anpyc.experiments import tune as tune_mod
+from anpyc.runner import RunResult
+
+
+def test_expand_grid_order():
+    assert tune_mod.expand_grid({"a": [1, 2], "b": [3]}) == [{"a": 1, "b": 3}, {"a": 2, "b": 3}]
+
+
+def test_selects_on_validation_never_test(monkeypatch, tmp_path):
+    # val prefers lam=1, test prefers lam=10: the choice must follow val
+    fake = {1.0: (0.9, 0.5), 10.0: (0.7, 0.99)}
+
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
+        val, test = fake[cfg.method_params.lam]
+        return RunResult(cfg, None, None, {"val_avg_acc": val, "avg_acc": test})
+
+    monkeypatch.setattr(tune_mod, "run", fake_run)
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
+    result = tune_mod.tune(base, {"lam": [1.0, 10.0]}, seeds=[0, 1], out_dir=tmp_path / "t")
+    assert result["best"]["params"]["lam"] == 1.0
+    md = (tmp_path / "t" / "tune.md").read_text()
+    assert "| 1.0 | 90.00 | 50.00 | **yes** |" in md and (tmp_path / "t" / "tune.json").exists()
+
+
+def test_bad_parameter_fails_before_training(tmp_path):
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
+    with pytest.raises(ConfigError):
+        tune_mod.tune(base, {"lambda": [1.0]}, seeds=[0], out_dir=tmp_path / "t")
+    assert not (tmp_path / "t").exists()

@@ -1,0 +1,91 @@
+import torch
+from torch import nn
+
+from anpyc.config import StreamConfig
+from anpyc.data import make_stream
+from anpyc.kernels import importance
+from anpyc.models import ContinualModel
+
+
+def _model_and_data():
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=200), seed=0)
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU())
+    model = ContinualModel(body, 8)
+    model.add_head(4)
+    return model, stream[0].train
+
+
+def test_dead_unit_has_zero_importance():
+    model, data = _model_and_data()
+    with torch.no_grad():  # unit 3 of layer 1 never fires, so nothing depends on its inputs
+        model.body[1].weight[3] = 0.0
+        model.body[1].bias[3] = -100.0
+        model.body[3].weight[:, 3] = 1.0  # its outgoing weights still cannot matter
+    for fn in (importance.entropy_taylor, importance.taylor_abs, importance.gradient_magnitude):
+        omega = fn(model, data, max_samples=200)
+        assert omega["body.1.weight"][3].abs().sum() == 0
+        assert omega["body.3.weight"][:, 3].abs().sum() == 0
+        assert omega["body.1.weight"].sum() > 0
+
+
+def test_estimates_restore_train_mode_and_cover_shared_params():
+    model, data = _model_and_data()
+    model.train()
+    omega = importance.entropy_taylor(model, data, max_samples=100)
+    assert model.training
+    assert set(omega) == {n for n, _ in model.shared_parameters()}
+    assert all((v >= 0).all() for v in omega.values())
+
+
+def test_layer_normalisations_have_mean_one():
+    omega = {"a": torch.rand(10, 5), "b": torch.rand(7) * 100}
+    for mode in ("layer_mean", "layer_softmax"):
+        out = importance.normalize_per_layer(omega, mode)
+        for v in out.values():
+            assert abs(float(v.mean()) - 1.0) < 1e-4
+
+
+def test_stats_detect_polarised_importance():
+    flat = {"w": torch.rand(1000)}
+    spiky = {"w": torch.cat([torch.full((990,), 1e-6), torch.full((10,), 1.0)])}
+    a, b = importance.importance_stats(flat), importance.importance_stats(spiky)
+    assert b["kurtosis"] > 10 * a["kurtosis"] and b["top90_share"] < 0.02 < a["top90_share"]
+
+
+def test_mlp_closed_form_per_sample_matches_vmap(monkeypatch):
+    """The one-matmul path for Linear layers gives the same Fisher and MAS importance as
+    torch.func per-sample gradients (the general path other bodies take)."""
+    model, data = _model_and_data()
+
+    def estimates():
+        out = {kind: importance.fisher_diag(model, data, kind=kind, max_samples=150, batch_size=64,
+                                            generator=torch.Generator().manual_seed(3))
+               for kind in importance.FISHER_KINDS}
+        out["mas"] = importance.mas_importance(model, data, max_samples=150, batch_size=64)
+        return out
+
+    x, y, _ = next(iter(importance.iterate(data, 4)))
+    assert importance._linear_per_sample(model, x, 0, importance._log_lik, y, "sq") is not None  # the fast path applies
+    fast = estimates()
+    monkeypatch.setattr(importance, "_linear_per_sample", lambda *a, **k: None)
+    slow = estimates()
+    for key, omega in fast.items():
+        for name, value in omega.items():
+            assert value.sum() > 0, (key, name)
+            torch.testing.assert_close(value, slow[key][name], rtol=1e-4, atol=1e-7)
+
+
+def test_closed_form_declines_bodies_it_cannot_handle():
+    torch.manual_seed(0)
+    conv = ContinualModel(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten()), 2 * 6 * 6)
+    conv.add_head(3)
+    x = torch.randn(5, 1, 8, 8)
+    y = torch.zeros(5, dtype=torch.long)
+    assert importance._linear_per_sample(conv, x, 0, importance._log_lik, y, "sq") is None
+    shared = nn.Linear(4, 4)  # one layer applied twice: the outer-product form would be wrong
+    twice = ContinualModel(nn.Sequential(shared, nn.ReLU(), shared), 4)
+    twice.add_head(3)
+    assert importance._linear_per_sample(twice, torch.randn(5, 4), 0, importance._log_lik, y, "sq") is None
+    grads = importance._per_sample_grads(twice, torch.randn(5, 4), 0, importance._log_lik, y)
+    assert set(grads) == {n for n, _ in twice.shared_parameters()}

@@ -1,0 +1,155 @@
+import torch
+
+from anpyc.kernels.masking import gate_grad_, lowest_fraction_mask, restore_frozen_
+
+
+def test_lowest_fraction_only_among_candidates():
+    scores = torch.tensor([0.1, 5.0, 0.2, 3.0, 0.0])
+    cand = torch.tensor([False, True, True, True, True])
+    assert lowest_fraction_mask(scores, cand, 0.5).tolist() == [False, False, True, False, True]
+    assert not lowest_fraction_mask(scores, cand, 0.0).any()
+    assert lowest_fraction_mask(scores, cand, 1.0).tolist() == cand.tolist()
+
+
+def test_unit_pruning_removes_whole_rows():
+    scores = torch.tensor([[1.0, 1.0], [0.1, 0.1], [5.0, 5.0], [0.2, 0.3]])
+    mask = lowest_fraction_mask(scores, torch.ones(4, 2, dtype=torch.bool), 0.5, unit_dim=0)
+    assert mask.all(1).tolist() == [False, True, False, True] and (mask.any(1) == mask.all(1)).all()
+
+
+def test_frozen_entries_stay_bit_identical_with_momentum_and_weight_decay():
+    torch.manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(50))
+    frozen_values = p.detach().clone()
+    trainable = torch.rand(50) > 0.5
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.1)
+    for _ in range(20):
+        loss = (p * torch.randn(50)).sum() + p.pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        gate_grad_(p, trainable)
+        opt.step()
+        restore_frozen_(p, trainable, frozen_values, opt)
+    assert torch.equal(p.detach()[~trainable], frozen_values[~trainable])
+    assert not torch.equal(p.detach()[trainable], frozen_values[trainable])
+
+
+def test_adam_state_cleared_for_frozen_entries():
+    p = torch.nn.Parameter(torch.ones(4))
+    trainable = torch.tensor([True, False, True, False])
+    opt = torch.optim.Adam([p], lr=0.1, weight_decay=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        (p.sum() * 2).backward()
+        opt.step()
+        restore_frozen_(p, trainable, torch.ones(4), opt)
+    assert p.detach()[~trainable].tolist() == [1.0, 1.0]
+    assert opt.state[p]["exp_avg"][~trainable].abs().sum() == 0
+
+
+# ------------------------------------------------------------------ the pruning guard
+class _Pruned:
+    """A stand-in for a model whose validation accuracy depends on what was pruned."""
+
+    def __init__(self, acc_at: dict[float, float], retrained: dict[float, float]) -> None:
+        self.w = torch.nn.Linear(1, 1)
+        self.acc_at, self.retrained, self.keep, self.trained = acc_at, retrained, 1.0, False
+
+    def state_dict(self):
+        return self.w.state_dict()
+
+    def prune_from(self, keep: float, retrain: bool):
+        self.keep, self.trained = keep, retrain
+        return {"w": torch.tensor([keep < 1.0])}
+
+    def validate(self) -> float:
+        if self.keep >= 1.0:
+            return 0.9
+        return (self.retrained if self.trained else self.acc_at)[self.keep]
+
+
+def _guard(model, tol=0.01, chance=0.25):
+    from anpyc.kernels.masking import PruneGuard, guarded_prune
+
+    return guarded_prune(PruneGuard(tolerance=tol, search_drop=0.1, z=0.0), model, 0.15, model.prune_from,
+                         model.validate, 10_000, chance)
+
+
+def test_guard_grows_the_keep_share_until_the_pruned_task_holds():
+    model = _Pruned({0.15: 0.5, 0.3: 0.82, 0.6: 0.89}, {0.3: 0.895})
+    keep, pruned, record = _guard(model)
+    assert keep == 0.3 and model.trained and pruned is not None
+    assert record["val_before"] == 0.9 and record["val_pruned"] == 0.82 and record["val_retrained"] == 0.895
+
+
+def test_guard_keeps_more_without_retraining_when_retraining_falls_short():
+    model = _Pruned({0.15: 0.85, 0.3: 0.86, 0.6: 0.895}, {0.15: 0.86})
+    keep, _, record = _guard(model)
+    assert keep == 0.6 and not model.trained and "kept 0.6" in record["reason"]
+
+
+def test_guard_undoes_a_retraining_that_hurts_and_keeps_the_planned_share():
+    model = _Pruned({0.15: 0.895}, {0.15: 0.8})  # pruned: within tolerance; retrained: far below
+    keep, pruned, record = _guard(model)
+    assert keep == 0.15 and not model.trained and pruned is not None and record["budget_spent"]
+
+
+def test_guard_leaves_a_task_at_chance_unpruned_without_a_budget_to_train_on():
+    model = _Pruned({}, {})
+    model.validate = lambda: 0.27
+    keep, pruned, record = _guard(model)
+    assert keep == 1.0 and pruned is None and "near chance" in record["reason"] and not record["budget_spent"]
+
+
+def _guard_training_on(model, learns: bool):
+    from anpyc.kernels.masking import PruneGuard, guarded_prune
+
+    state = {"trained_on": False}
+    before = model.validate
+
+    def validate() -> float:  # at chance until trained on; then learnt (``before``) or still at chance
+        if state["trained_on"] and learns:
+            return before()
+        return 0.27 if model.keep >= 1.0 or not state["trained_on"] else 0.26
+
+    def train_on() -> None:
+        state["trained_on"] = True
+
+    out = guarded_prune(PruneGuard(tolerance=0.01, search_drop=0.1, z=0.0), model, 0.15, model.prune_from,
+                        validate, 10_000, 0.25, train_on)
+    return (*out, state["trained_on"])
+
+
+def test_guard_trains_a_task_at_chance_on_then_prunes_it_without_retraining():
+    model = _Pruned({0.15: 0.85, 0.3: 0.895}, {})
+    keep, pruned, record, trained_on = _guard_training_on(model, learns=True)
+    assert trained_on and record["budget_spent"] and record["val_trained_on"] == 0.9
+    assert keep == 0.3 and pruned is not None and not model.trained  # within tolerance, not retrained
+
+
+def test_guard_gives_a_task_that_learnt_nothing_only_the_planned_share():
+    model = _Pruned({}, {})
+    keep, pruned, record, trained_on = _guard_training_on(model, learns=False)
+    assert trained_on and keep == 0.15 and pruned is not None and "planned share" in record["reason"]
+
+
+def test_guarded_anpyc_keeps_the_task_within_tolerance_where_unguarded_pruning_breaks_it():
+    """Keeping 2% of the weights, with no retraining, breaks the first task; the guard keeps
+    its validation accuracy within the tolerance of its accuracy before pruning."""
+    import numpy as np
+
+    from anpyc.config import RunConfig
+    from anpyc.runner import run
+
+    cfg = {"method": "anpyc-masks", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 800},
+           "model": {"hidden": [32, 32]}, "train": {"epochs": 6, "batch_size": 32},
+           "method_params": {"keep_first": 0.02, "keep_min": 0.02, "retrain_epochs": 0, "reinit": "zero"}}
+    guarded = run(RunConfig.from_dict(cfg), quiet=True)
+    cfg["method_params"]["guard"] = False
+    unguarded = run(RunConfig.from_dict(cfg), quiet=True)
+    record = guarded.metrics["prune_guard"][0]
+    before, tol = record["val_before"], record["tolerance"]
+    assert before > 0.5  # the task learnt (chance 0.25)
+    assert unguarded.val_acc_matrix[0, 0] < before - tol
+    assert guarded.val_acc_matrix[0, 0] >= before - tol and record["keep"] > 0.02
+    assert np.array_equal(guarded.val_acc_matrix[1, :1], guarded.val_acc_matrix[0, :1])  # and kept exactly

@@ -1,0 +1,149 @@
+import pytest
+import torch
+from torch import nn
+
+from anpyc.config import ModelConfig, StreamConfig, TrainConfig
+from anpyc.data import make_stream
+from anpyc.errors import TrainingError
+from anpyc.loop.train import evaluate, fit, task_loss
+from anpyc.methods import create
+from anpyc.methods.base import Method
+from anpyc.models import build_model
+from anpyc.utils import eval_mode
+
+
+def _setup(dropout=0.0):
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=200), seed=0)
+    model = build_model(ModelConfig(hidden=(16,), dropout=dropout), stream.input_shape)
+    model.add_head(stream[0].n_outputs)
+    return stream, model
+
+
+def test_fit_learns_and_evaluate_restores_mode():
+    stream, model = _setup(dropout=0.2)
+    method = create("finetune")
+    before = evaluate(model, method, stream[0].train, TrainConfig(), 0)
+    fit(model, method, stream[0].train, TrainConfig(lr=0.2), epochs=15, generator=torch.Generator().manual_seed(0))
+    model.train()
+    after = evaluate(model, method, stream[0].train, TrainConfig(), 0)
+    assert after > before + 0.2
+    assert model.training and all(m.training for m in model.modules())
+
+
+def test_eval_mode_restores_mixed_modes():
+    model = nn.Sequential(nn.Dropout(), nn.Dropout())
+    model[1].eval()
+    with eval_mode(model):
+        assert not model[0].training
+    assert model[0].training and not model[1].training
+
+
+def test_same_seed_same_weights():
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        stream, model = _setup()
+        fit(model, create("finetune"), stream[0].train, TrainConfig(), 2, torch.Generator().manual_seed(1))
+        results.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(results[0], results[1])
+
+
+def test_grouped_loss_equals_separate_losses():
+    stream, model = _setup()
+    model.add_head(stream[1].n_outputs)
+    x0, y0, t0 = stream[0].train.get(torch.arange(5))
+    x1, y1, t1 = stream[1].train.get(torch.arange(3))
+    mixed = task_loss(model, torch.cat([x0, x1]), torch.cat([y0, y1]), torch.cat([t0, t1]))
+    separate = (task_loss(model, x0, y0, t0) * 5 + task_loss(model, x1, y1, t1) * 3) / 8
+    assert mixed.item() == pytest.approx(separate.item(), rel=1e-6)
+
+
+class _Exploding(Method):
+    name = "exploding-test"
+
+    def penalty(self, model, x, y, t):
+        return torch.tensor(float("inf"))
+
+
+def test_non_finite_loss_names_task_and_epoch():
+    stream, model = _setup()
+    with pytest.raises(TrainingError, match="task 4, epoch 0"):
+        fit(model, _Exploding(), stream[0].train, TrainConfig(), 1, torch.Generator(), task_id=4)
+
+
+def test_fit_from_a_saved_epoch_continues_exactly():
+    """fit(start_epoch=k) with the optimizer and generator as they were after epoch k gives
+    the same weights as an uninterrupted fit (what exact resumption relies on)."""
+    import copy
+
+    stream, model = _setup(dropout=0.2)
+    cfg, method = TrainConfig(optimizer="adam", lr=0.01, epochs=4), create("finetune")
+    saved = {}
+
+    def keep(done, stats):
+        if done == 2:  # dropout draws from the global RNG, shuffling from the generator
+            saved.update(model=copy.deepcopy(model.state_dict()), opt=copy.deepcopy(opt.state_dict()),
+                         gen=gen.get_state(), rng=torch.get_rng_state(), steps=stats["steps"])
+
+    torch.manual_seed(7)
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    start = copy.deepcopy(model.state_dict())
+    full = fit(model, method, stream[0].train, cfg, 4, gen, optimizer=opt, on_epoch_end=keep)
+    final = copy.deepcopy(model.state_dict())
+
+    model.load_state_dict(start)  # as if a fresh process: then the saved state
+    model.load_state_dict(saved["model"])
+    opt2 = torch.optim.Adam(model.parameters(), lr=0.01)
+    opt2.load_state_dict(saved["opt"])
+    gen2 = torch.Generator()
+    gen2.set_state(saved["gen"])
+    torch.set_rng_state(saved["rng"])
+    resumed = fit(model, method, stream[0].train, cfg, 4, gen2, optimizer=opt2, start_epoch=2)
+    assert resumed == full and saved["steps"] == full["steps"] // 2
+    for k, v in final.items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+class _NanAtTask1(Method):
+    name = "nan-at-task-1-test"
+
+    def penalty(self, model, x, y, t):
+        return torch.tensor(float("nan")) if int(t[0]) == 1 else None
+
+
+def test_cli_reports_a_non_finite_loss_in_one_line_and_keeps_earlier_results(tmp_path, monkeypatch, capsys):
+    from anpyc.callbacks.checkpoint import decode, list_checkpoints
+    from anpyc.cli import main
+    from anpyc.methods import METHODS
+
+    monkeypatch.setitem(METHODS, _NanAtTask1.name, _NanAtTask1)
+    out = tmp_path / "r"
+    argv = ["run", "--method", _NanAtTask1.name, "--benchmark", "blobs", "--tasks", "3", "--subsample", "100",
+            "--hidden", "8", "--epochs", "2", "--quiet", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("anpyc: error: non-finite loss (nan) in task 1, epoch 0")
+    assert [line.count('"task": 0') for line in (out / "log.jsonl").read_text().splitlines()] == [1]
+    newest = list_checkpoints(out)[0]
+    assert decode(newest.read_bytes())["position"] == {"task": 1, "epoch": 0}
+    assert not (out / "metrics.json").exists()
+
+
+def test_cli_huge_learning_rate_stops_with_the_task_and_epoch(tmp_path, capsys):
+    from anpyc.cli import main
+
+    argv = ["run", "--method", "finetune", "--benchmark", "blobs", "--tasks", "2", "--subsample", "100",
+            "--hidden", "8", "--lr", "1e38", "--quiet", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite loss" in err[0] and "in task 1, epoch 0" in err[0] and "grad_clip" in err[0]
+
+
+def test_grad_clip_bounds_the_update():
+    stream, model = _setup()
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = TrainConfig(lr=1.0, grad_clip=1e-3, batch_size=10_000)  # one step on the whole task
+    fit(model, create("finetune"), stream[0].train, cfg, 1, torch.Generator())
+    step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert 0 < float(step) <= 1e-3 * 1.0001

@@ -1,7 +1,7 @@
 """Choose the baselines' defaults on validation data across settings (issues #29 and #24).
 
 ``run`` runs ``anpyc tune`` (every grid point, seed 0, one torch thread) for each method on
-each of its settings: a setting is a protocol's tuning proxy (``anpyc.protocols``: the
+each of its settings: a setting is a protocol's tuning proxy (``anpyc.experiments.protocols``: the
 protocol's base config with its proxy, its budget) or, for the replay methods, the peer's
 matched setting (class-incremental split MNIST with the common optimiser, as Avalanche runs
 it). ``choose`` reads every ``tune.json`` back and picks, per method, the grid point with the

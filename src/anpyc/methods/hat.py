@@ -231,7 +231,7 @@ class HAT(Method):
         >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=64), seed=0)
         >>> model = build_model(ModelConfig(hidden=(8, 4)), stream.input_shape)
         >>> _ = model.add_head(stream[0].n_outputs)
-        >>> hat = HAT(HATConfig(s_max=10))
+        >>> hat = HAT(HATConfig(s_max=10, anneal_cycles=1))  # the paper's: one annealing per epoch
         >>> hat.before_task(model, stream[0], HookContext(0, 1, batch_size=16))
         >>> [tuple(e.shape) for e in hat.embeddings.values()], int(hat.batches), hat.s()
         ([(8,), (4,)], 4, 0.1)

@@ -24,8 +24,11 @@ import numpy as np
 
 from anpyc import rundir
 from anpyc.config import RunConfig
-from anpyc.errors import ConfigError, TrainingError
-from anpyc.experiments.compare import budgeted
+from anpyc.errors import AnpycError, ConfigError, TrainingError
+from anpyc.experiments.compare import budgeted, reopen
+from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
+from anpyc.experiments.executors import check as check_executor
+from anpyc.experiments.jobs import Job
 from anpyc.experiments.presets import best_point, expand_grid, grid_for, load_grids, save_preset
 from anpyc.experiments.protocols import (
     differences,
@@ -50,11 +53,15 @@ def tune(
     quiet: bool = False,
     overwrite: bool = False,
     budget: str = "passes",
+    executor: ExecutorConfig | None = None,
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
 
     A point whose training diverges (non-finite loss) is recorded as failed, not chosen.
+    ``executor``: where the runs go (:mod:`anpyc.experiments.executors`; default: here, one
+    after another); a submitit sweep into an ``out_dir`` that holds it goes on there, and
+    without waiting returns ``{"submitted": ...}`` (the same call again gathers it).
     """
     points = expand_grid(grid)
     if not points:
@@ -63,10 +70,26 @@ def tune(
     # value or budget fails here, before any training
     configs = [typed(base.with_params(**p)) for p in points]
     runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
-    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
-        write_yaml(out / rundir.TUNE, {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
-    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
+    check_executor(executor)
+    record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
+    if resubmits(executor, out_dir, rundir.TUNE) and not overwrite:
+        out = reopen(out_dir, record, rundir.TUNE)
+    else:
+        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+        if out is not None:
+            write_yaml(out / rundir.TUNE, record)
+    if executor is not None and executor.uses_submitit:
+        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None)
+                for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
+        execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
+        if execution.submitted is not None:
+            return {"submitted": execution.submitted}
+        metrics_of = _executed(execution)
+    else:
+        streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
+
+        def metrics_of(k, s, cfg, method, run_dir) -> dict:
+            return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
     rows = []
     for k, point_cfg in enumerate(configs):
         params = point_cfg.params_dict()
@@ -74,7 +97,7 @@ def tune(
         for s, (cfg, method) in zip(seeds, runs[k]):
             run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
             try:
-                m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
+                m = metrics_of(k, s, cfg, method, run_dir)
             except TrainingError as exc:
                 failed = str(exc)
                 break
@@ -104,6 +127,23 @@ def tune(
         write_json(out / "tune.json", result)
         (out / "tune.md").write_text(tune_markdown(result))
     return result
+
+
+def _executed(execution):
+    """``metrics_of(k, seed, ...)`` over an executor's results: a run's metrics; a diverged
+    run's TrainingError; any other failure ends the search with its one-line error."""
+    done = {key: r.metrics for key, r in execution.done.items()}
+    failed = {(f.method, f.seed): f for f in execution.failures}
+
+    def metrics_of(k: int, s: int, *_: Any) -> dict:
+        if (f"point_{k}", s) in done:
+            return done[(f"point_{k}", s)]
+        failure = failed[(f"point_{k}", s)]
+        if failure.error_type == TrainingError.__name__:
+            raise TrainingError(failure.error)
+        raise AnpycError(f"tune: point {k}, seed {s} failed: {failure.error}")
+
+    return metrics_of
 
 
 def _budgeted_run(cfg: RunConfig, budget: str, seed: int) -> tuple[RunConfig, Any]:
@@ -179,17 +219,21 @@ def tune_protocol(
     save: bool = False,
     preset_dir: Path | None = None,
     grids: dict | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> dict:
     """Tune ``method`` on ``protocol`` with the grid of ``presets/grids.yaml``, selected on the
     validation split (:func:`tune`); with ``save``, write the preset ``<method>-<protocol>``
     with its provenance (protocol and fingerprint, proxy, grid, every point's figures,
-    command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved.
+    command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved
+    (``executor`` without waiting: ``{"submitted": ...}``, as :func:`tune`).
     """
     p = get_protocol(protocol)
     grid = grid_for(protocol, method, load_grids() if grids is None else grids)
     base = protocol_tune_config(protocol, method, machine)
     seeds = list(seeds) if seeds is not None else list(range(base.seed, base.seed + p.tune_seeds))
-    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget)
+    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget, executor=executor)
+    if "submitted" in result:
+        return result
     # the command line when started as `anpyc tune`, else the equivalent one (tune-all, Python)
     command = relative_command(f"tune --protocol {protocol} --method {method}" + (" --save-preset" if save else ""), out_dir)
     fp = protocol_fingerprint(protocol)

@@ -87,12 +87,7 @@ def compare(
     record = {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
               "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict(),
               **({"sweep": sweep} if sweep else {})}
-    if resume:
-        out = reopen(out_dir, record)
-    else:
-        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-        if out is not None:
-            write_yaml(out / rundir.COMPARE, record)
+    out = open_sweep(out_dir, record, resume, overwrite)
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
     streams = _LazyStreams(base) if jobs <= 1 else None
     execution = execute(job_list, executor, out, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
@@ -105,21 +100,38 @@ def compare(
                          "unit": "training passes" if budget == "passes" else "epochs (plus each method's own extra passes)"}
     summary["failed"] = [f.to_dict() for f in failures]
     if out is not None:
-        write_json(out / rundir.SUMMARY_JSON, summary)
-        failed = failures_text(summary)
-        rundir.write_text(out / rundir.SUMMARY_MD, summary_markdown(summary) + (f"\n## Failed jobs\n\n{failed}" if failed else ""))
-        try:
-            if not summary["methods"]:
-                raise ValueError("no job finished")
-            from anpyc.report.plots import plot_avg_acc_curves
-
-            plot_avg_acc_curves(summary, out / "avg_acc.png")
-        except Exception as exc:  # a plot must never cost the results
-            log.warning("could not draw the plot: %s", exc)
+        _write_summary(out, summary)
     if not done:
         first = failures[0]
         raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
     return summary
+
+
+def open_sweep(out_dir: str | Path | None, record: dict, resume: bool, overwrite: bool,
+               marker: str = rundir.COMPARE) -> Path | None:
+    """The sweep's directory, locked: reopened to go on (``resume``, :func:`reopen`), or
+    prepared afresh with ``record`` written to ``marker``; None without ``out_dir``."""
+    if resume:
+        return reopen(out_dir, record, marker)
+    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+    if out is not None:
+        write_yaml(out / marker, record)
+    return out
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    """``summary.json``, ``summary.md`` (with the failed jobs) and the plot of a comparison."""
+    write_json(out / rundir.SUMMARY_JSON, summary)
+    failed = failures_text(summary)
+    rundir.write_text(out / rundir.SUMMARY_MD, summary_markdown(summary) + (f"\n## Failed jobs\n\n{failed}" if failed else ""))
+    try:
+        if not summary["methods"]:
+            raise ValueError("no job finished")
+        from anpyc.report.plots import plot_avg_acc_curves
+
+        plot_avg_acc_curves(summary, out / "avg_acc.png")
+    except Exception as exc:  # a plot must never cost the results
+        log.warning("could not draw the plot: %s", exc)
 
 
 def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPARE) -> Path:

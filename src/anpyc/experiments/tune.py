@@ -25,7 +25,7 @@ import numpy as np
 from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, TrainingError
-from anpyc.experiments.compare import budgeted, reopen
+from anpyc.experiments.compare import budgeted, open_sweep
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
@@ -37,9 +37,9 @@ from anpyc.experiments.protocols import (
     protocol_config,
     protocol_fingerprint,
 )
-from anpyc.io import relative_command, write_json, write_yaml
+from anpyc.io import relative_command, write_json
 from anpyc.methods import create, typed
-from anpyc.runner import build_stream, git_commit, prepare_out_dir, run
+from anpyc.runner import build_stream, git_commit, run
 
 log = logging.getLogger(__name__)
 
@@ -72,42 +72,11 @@ def tune(
     runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
     check_executor(executor)
     record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
-    if resubmits(executor, out_dir, rundir.TUNE) and not overwrite:
-        out = reopen(out_dir, record, rundir.TUNE)
-    else:
-        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-        if out is not None:
-            write_yaml(out / rundir.TUNE, record)
-    if executor is not None and executor.uses_submitit:
-        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None)
-                for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
-        execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
-        if execution.submitted is not None:
-            return {"submitted": execution.submitted}
-        metrics_of = _executed(execution)
-    else:
-        streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
-
-        def metrics_of(k, s, cfg, method, run_dir) -> dict:
-            return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
-    rows = []
-    for k, point_cfg in enumerate(configs):
-        params = point_cfg.params_dict()
-        val, test, failed = [], [], None
-        for s, (cfg, method) in zip(seeds, runs[k]):
-            run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
-            try:
-                m = metrics_of(k, s, cfg, method, run_dir)
-            except TrainingError as exc:
-                failed = str(exc)
-                break
-            val.append(m["val_avg_acc"])
-            test.append(m["avg_acc"])
-        row = {"point": k, "params": params, "failed": failed,
-               "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
-               "test_avg_acc": _mean(test) if not failed else None}
-        log.info("tune %s %s: val %s", base.method, points[k], row["val_avg_acc"])
-        rows.append(row)
+    out = open_sweep(out_dir, record, resubmits(executor, out_dir, rundir.TUNE) and not overwrite, overwrite, rundir.TUNE)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet)
+    if isinstance(metrics_of, dict):  # submitted without waiting
+        return metrics_of
+    rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
     best = best_point(rows)  # the highest validation ACC; ties: the earlier point
     if best is None:
         raise TrainingError("every grid point diverged; lower the learning rate or the grid's strengths")
@@ -127,6 +96,44 @@ def tune(
         write_json(out / "tune.json", result)
         (out / "tune.md").write_text(tune_markdown(result))
     return result
+
+
+def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
+                    overwrite: bool, quiet: bool):
+    """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
+    (one stream per seed), or read from a submitit sweep's results once every job has ended;
+    ``{"submitted": ...}`` when the sweep was submitted without waiting."""
+    if executor is not None and executor.uses_submitit:
+        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None)
+                for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
+        execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
+        return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
+    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
+
+    def metrics_of(k: int, s: int, cfg: RunConfig, method: Any, run_dir: Path | None) -> dict:
+        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
+
+    return metrics_of
+
+
+def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list, out: Path | None, metrics_of) -> dict:
+    """Grid point ``k``'s row: its mean validation and test accuracy over the seeds, or the
+    error of the first seed whose training diverged (the others are not run)."""
+    val, test, failed = [], [], None
+    for s, (cfg, method) in zip(seeds, point_runs):
+        run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
+        try:
+            m = metrics_of(k, s, cfg, method, run_dir)
+        except TrainingError as exc:
+            failed = str(exc)
+            break
+        val.append(m["val_avg_acc"])
+        test.append(m["avg_acc"])
+    row = {"point": k, "params": point_cfg.params_dict(), "failed": failed,
+           "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
+           "test_avg_acc": _mean(test) if not failed else None}
+    log.info("tune %s %s: val %s", point_cfg.method, row["params"], row["val_avg_acc"])
+    return row
 
 
 def _executed(execution):

@@ -225,3 +225,18 @@ def test_gathering_a_local_comparison_lists_what_a_kill_left(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["methods"]["finetune"]["n_seeds"] == 1
     assert main(["gather", str(tmp_path / "nothing")]) == 2
     assert "holds no comparison to gather" in capsys.readouterr().err
+
+
+def test_a_slurm_bench_submitted_without_waiting_is_finished_by_gather(tmp_path, fake_slurm, monkeypatch, capsys):
+    out, cfg = tmp_path / "bench", tmp_path / "blobs.yaml"
+    cfg.write_text("stream: {benchmark: blobs}\nexecutor: {kind: slurm, time: 10}\n")  # the sweep's, not the runs'
+    argv = ["bench", "quick", "--methods", "finetune", "--seeds", "1", "--config", str(cfg), *RUN[2:], "--out", str(out),
+            "--no-wait"]
+    assert main(argv) == 0
+    assert "submitted 1 job(s) to slurm (4242)" in capsys.readouterr().out
+    assert not (out / "bench.json").exists()
+    run_on_node(out / "submitit", "4242", monkeypatch)
+    assert main(["gather", str(out), "--quiet", "--no-report"]) == 0
+    bench = json.loads((out / "bench.json").read_text())
+    assert list(bench["methods"]) == ["finetune"] and bench["bench"]["name"] == "quick"
+    assert "| finetune |" in (out / "bench.md").read_text()

@@ -240,3 +240,24 @@ def test_a_slurm_bench_submitted_without_waiting_is_finished_by_gather(tmp_path,
     bench = json.loads((out / "bench.json").read_text())
     assert list(bench["methods"]) == ["finetune"] and bench["bench"]["name"] == "quick"
     assert "| finetune |" in (out / "bench.md").read_text()
+
+
+def test_a_second_copy_of_a_job_fails_at_once_and_touches_nothing(tmp_path):
+    """A job takes its run directory's lock first: a copy of it started while another
+    process holds the run ends with the one-line lock error (exit code 2) and writes nothing."""
+    from anpyc.config import RunConfig
+    from anpyc.experiments.executors import SweepJob
+
+    run_dir = tmp_path / "finetune" / "seed_0"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from anpyc import rundir; "
+                               f"rundir.acquire({str(run_dir)!r}, create=True); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cfg = RunConfig.from_dict({"method": "finetune", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 60}})
+        outcome = SweepJob("finetune", 0, cfg, str(run_dir))()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert outcome.exit_code == 2 and f"pid {holder.pid}" in outcome.error and "another anpyc process" in outcome.error
+    assert sorted(p.name for p in run_dir.iterdir()) == [".anpyc.lock"]

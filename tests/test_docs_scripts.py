@@ -4,6 +4,7 @@ their rows are valid configs, and they run (on a tiny synthetic stream)."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import re
 from pathlib import Path
@@ -78,3 +79,35 @@ def test_bench_tables_reads_a_bench_and_applies_the_claim_rule(tmp_path):
     assert "seeds [0, 1]" in text and "anpyc bench quick" in text
     finetune = next(r for r in rows if r.startswith("| finetune"))
     assert finetune.rstrip(" |").endswith(("ahead of ANPyC", "behind ANPyC", "within std"))
+
+
+def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):
+    script = _load(ROOT / "docs" / "benchmarks" / "baselines-defaults" / "defaults.py")
+    _, names, parts = script.GRIDS["er"]
+    points = [dict(zip(parts[0], combo)) for combo in itertools.product(*parts[0].values())]
+    for s, setting in enumerate(names):  # point 1 is best on average, point 0 on the first setting alone
+        val = [0.9 if (k == 0 and s == 0) else 0.8 + 0.05 * (k == 1) for k in range(len(points))]
+        rows = [{"point": k, "params": {**p, "buffer": 500}, "val_avg_acc": v, "test_avg_acc": 0.5, "failed": None}
+                for k, (p, v) in enumerate(zip(points, val))]
+        (tmp_path / "runs" / "er" / setting / "part0").mkdir(parents=True)
+        (tmp_path / "runs" / "er" / setting / "part0" / "tune.json").write_text(json.dumps({"points": rows}))
+        (tmp_path / "runs" / "er" / setting / "part0" / "tune.md").write_text("")
+    assert script.main(["choose", "--out", str(tmp_path / "runs"), "--write", str(tmp_path / "docs")]) == 0
+    chosen = json.loads((tmp_path / "docs" / "choices.json").read_text())["er"]
+    assert chosen["params"] == points[1] and chosen["runs"] == len(points) * len(names)
+    table = (tmp_path / "docs" / "er.md").read_text()
+    assert f"**{', '.join(f'{k} {v}' for k, v in points[1].items())}**" in table and "90.00 *" in table
+
+
+@pytest.mark.parametrize("method", ["er", "derpp", "hat"])
+def test_shipped_defaults_are_the_committed_validation_choice(method):
+    """The committed tune.json copies give the committed choice, and the method ships it."""
+    from anpyc.methods import create
+
+    where = ROOT / "docs" / "benchmarks" / "baselines-defaults"
+    script = _load(where / "defaults.py")
+    recomputed = script.choose(where / "runs", method)
+    committed = json.loads((where / "choices.json").read_text())[method]
+    assert recomputed is not None and recomputed["params"] == committed["params"]
+    config = create(method).config
+    assert {k: getattr(config, k) for k in committed["params"]} == committed["params"]

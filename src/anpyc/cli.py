@@ -1,4 +1,4 @@
-"""Command line: ``anpyc run | compare | tune | report | reproduce | bench | data ...``.
+"""Command line: ``anpyc run | compare | tune | report | reproduce | bench | gather | data ...``.
 
 Flags for the stream, model and training come from the config dataclasses' fields; a config
 file (YAML/TOML) gives defaults that explicit flags override; method hyper-parameters go
@@ -123,9 +123,30 @@ def _explicit_flags(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def _config_from_args(args: argparse.Namespace, method: str | None) -> RunConfig:
-    """The run config, built once: config file, then flags, then ``--method``."""
+RUN_SECTIONS = ("stream", "model", "train", "scenario", "generative")
+
+
+def _run_preset(args: argparse.Namespace) -> dict:
+    """``run --preset NAME``: the preset, its method as ``--method`` when none is given (another
+    method is refused: a preset belongs to its method)."""
+    if not args.preset:
+        return {}
+    from anpyc.experiments.presets import load_preset
+
+    preset = load_preset(args.preset)
+    if args.method is None:
+        args.method = preset.get("method")
+    elif preset.get("method") not in (None, args.method):
+        raise ConfigError(f"preset {args.preset} is for method {preset['method']!r}, not {args.method!r}: drop --method")
+    return preset
+
+
+def _config_from_args(args: argparse.Namespace, method: str | None, preset: dict | None = None) -> RunConfig:
+    """The run config, built once: config file, then a whole-run preset's sections (stream,
+    model, train, scenario: ``anpyc-reference``), then flags, then ``--method``."""
     data: dict[str, Any] = as_input(load_mapping(args.config)) if args.config else {}
+    data.pop("executor", None)  # where a sweep's jobs run (anpyc.experiments.executors), not the run's
+    data = deep_update(data, {k: v for k, v in (preset or {}).items() if k in RUN_SECTIONS})
     data = deep_update(data, _explicit_flags(args))
     if method is not None:
         if data.get("method") not in (None, method):
@@ -145,6 +166,12 @@ def _add_resume_flag(parser: argparse.ArgumentParser) -> None:
                         "kept, killed ones continue from their newest checkpoint, the others run")
 
 
+def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
+    from anpyc.experiments.executors import add_executor_flags
+
+    add_executor_flags(parser)
+
+
 def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "passes") -> None:
     parser.add_argument("--budget", default=default, choices=("passes", "epochs"), help=_BUDGET_HELP)
 
@@ -155,9 +182,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _cmd_resume(args)
+    preset = _run_preset(args)
     if not args.method or not args.out:
-        raise ConfigError("run needs --method and --out (or --resume DIR)")
-    cfg = _config_from_args(args, args.method)
+        raise ConfigError("run needs --method (or --preset) and --out (or --resume DIR)")
+    cfg = _config_from_args(args, args.method, preset)
     params = parse_params(args.param)
     if args.preset:  # the presets' one path (compare and bench take it too); explicit --param wins
         from anpyc.experiments.presets import select_presets
@@ -253,7 +281,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from anpyc.experiments.compare import compare, inference_aliases
-    from anpyc.report.tables import summary_markdown
 
     base = _config_from_args(args, None)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -274,7 +301,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
                       tensorboard=args.tensorboard, jobs=jobs, budget=args.budget, resume=_resume_flag(args),
-                      aliases=aliases)
+                      aliases=aliases, executor=_executor(args))
+    if "submitted" in summary:
+        return _print_submitted(summary["submitted"], args.out)
+    return _print_summary(args, summary)
+
+
+def _print_summary(args: argparse.Namespace, summary: dict) -> int:
+    """A comparison's table, failures and report (compare, gather); 1 if a job failed."""
+    from anpyc.report.tables import summary_markdown
+
     print(summary_markdown(summary))
     print(f"results in {args.out}/ (summary.json, summary.md, avg_acc.png)")
     _report_at_end(args, args.out)
@@ -284,6 +320,24 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(failures_text(summary), end="", file=sys.stderr)
         print(f"anpyc: {len(summary['failed'])} job(s) failed; the summary holds the others", file=sys.stderr)
         return 1
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    """``--executor`` and its flags (or the config file's ``executor:`` section), checked."""
+    from anpyc.experiments.executors import executor_from_args
+
+    return executor_from_args(args)
+
+
+def _print_submitted(record: dict, out: str) -> int:
+    """What ``--no-wait`` submitted, and how to gather it."""
+    ids = record["job_ids"]
+    print(f"submitted {len(ids)} job(s) to {record['executor']}"
+          + (f" ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})" if ids else "")
+          + f"; {record['finished']} run(s) finished already, {record['elsewhere']} queued or running already")
+    print(f"job list: {record['jobs']}; logs: {record['logs']}")
+    print(f"when they end: anpyc gather {out}  (or run this command again)")
     return 0
 
 
@@ -310,13 +364,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     overrides = _explicit_flags(args)
     if args.config:
-        overrides = deep_update(load_mapping(args.config), overrides)
+        from_file = {k: v for k, v in load_mapping(args.config).items() if k != "executor"}  # the sweep's, not the runs'
+        overrides = deep_update(from_file, overrides)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
     summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=_jobs(args), presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
-                            budget=args.budget, resume=_resume_flag(args))
+                            budget=args.budget, resume=_resume_flag(args), executor=_executor(args))
+    if "submitted" in summary:
+        return _print_submitted(summary["submitted"], out)
     print((Path(out) / "bench.md").read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
@@ -348,7 +405,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         machine, seeds = _protocol_args(args, "tune")
         grids = {args.protocol: {args.method: parse_params(args.param, grid=True)}} if args.param else None
         result = tune_protocol(args.protocol, args.method, args.out, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                               machine=machine, save=args.save_preset, grids=grids)
+                               machine=machine, save=args.save_preset, grids=grids, executor=_executor(args))
     else:
         if args.save_preset:
             raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "
@@ -356,7 +413,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         base = _config_from_args(args, args.method)
         grid = parse_params(args.param, grid=True)
         seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
-        result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes")
+        result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes",
+                      executor=_executor(args))
+    if "submitted" in result:
+        return _print_submitted(result["submitted"], args.out)
     best = result["best"]
     where = f"protocol {args.protocol}" if args.protocol else result["benchmark"]
     print(f"{args.method} on {where}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
@@ -375,14 +435,30 @@ def _cmd_tune_all(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else tunable_methods(args.protocol, grids)
     for m in methods:
         grid_for(args.protocol, m, grids)  # every method has a grid before anything runs
+    executor = _executor(args)
+    queue_all = executor.kind == "slurm" and executor.wait  # every method's grid in the queue at once, then gathered
+    for m in methods if queue_all else ():
+        tune_protocol(args.protocol, m, Path(args.out) / m, seeds, quiet=args.quiet, overwrite=args.overwrite,
+                      machine=machine, executor=dataclasses.replace(executor, wait=False))
     for m in methods:
         out = Path(args.out) / m
-        result = tune_protocol(args.protocol, m, out, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                               machine=machine, save=args.save_preset)
+        result = tune_protocol(args.protocol, m, out, seeds, quiet=args.quiet, overwrite=args.overwrite and not queue_all,
+                               machine=machine, save=args.save_preset, executor=executor)
+        if "submitted" in result:
+            _print_submitted(result["submitted"], str(out))
+            continue
         best = result["best"]
         print(f"{m} on protocol {args.protocol}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%) -> {out}/tune.md"
               + (f"; preset {result['preset']}" if result.get("preset") else ""))
     return 0
+
+
+def _cmd_gather(args: argparse.Namespace) -> int:
+    from anpyc.experiments.gather import gather
+
+    summary = gather(args.dir, wait=args.wait, quiet=args.quiet)
+    args.out = args.dir
+    return _print_summary(args, summary)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -449,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(p_cmp)
     _add_budget_flag(p_cmp)
+    _add_executor_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
@@ -464,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --protocol: write the chosen point as the shipped preset METHOD-PROTOCOL, with its provenance")
     _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here (without --protocol)
     _add_budget_flag(p_tune, default=None)  # None: passes, or the protocol's
+    _add_executor_flags(p_tune)
     p_tune.set_defaults(func=_cmd_tune)
 
     p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)")
@@ -473,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tall.add_argument("--out", required=True, help="directory: one tune directory per method")
     p_tall.add_argument("--save-preset", action="store_true", help="write each chosen point as the shipped preset")
     _add_config_flags(p_tall)  # machine settings only (--threads, --device, --data-dir)
+    _add_executor_flags(p_tall)
     p_tall.set_defaults(func=_cmd_tune_all)
 
     p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
@@ -496,7 +575,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resume_flag(p_bench)
     _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
     _add_budget_flag(p_bench, default=None)  # None: the suite's own (passes except for `reference`)
+    _add_executor_flags(p_bench)
     p_bench.set_defaults(func=_cmd_bench)
+
+    p_gather = sub.add_parser("gather", help="the summary of a comparison or suite whose jobs ran without waiting (--no-wait)")
+    p_gather.add_argument("dir", help="the comparison's or suite's --out directory")
+    p_gather.add_argument("--wait", action="store_true", help="wait for the jobs still queued or running first")
+    p_gather.add_argument("--quiet", action="store_true")
+    p_gather.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
+    p_gather.set_defaults(func=_cmd_gather)
 
     p_data = sub.add_parser("data", help="fetch, list or verify data sets")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True)

@@ -53,6 +53,8 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
     if origin is Literal:
+        if isinstance(value, bool) and str(value).lower() in args:  # YAML's `true` for a choice named "true"
+            return str(value).lower()
         if value in args:
             return value
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
@@ -199,7 +201,10 @@ class ModelConfig:
     run's scenario (``RunConfig.scenario``); setting it only restates that.
 
     ``width`` and ``batch_norm`` are for the convolutional bodies (``cnn``, ``resnet18``;
-    ``None``: the model's default, see :mod:`anpyc.models.cnn`)."""
+    ``None``: the model's default, see :mod:`anpyc.models.cnn`). ``init``: ``default`` (PyTorch's)
+    or ``truncated_normal`` (every linear and convolutional weight of the body and heads from a
+    normal of std ``init_std`` cut at two std, biases ``init_bias``: TensorFlow's
+    ``truncated_normal`` / ``constant`` as in the ANPyC authors' code)."""
 
     name: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
@@ -207,11 +212,15 @@ class ModelConfig:
     dropout: float = 0.0
     width: int | None = None
     batch_norm: bool | None = None
+    init: Literal["default", "truncated_normal"] = "default"
+    init_std: float = 0.1
+    init_bias: float = 0.1
 
     def __post_init__(self) -> None:
         _check(self.width is None or self.width >= 1, f"model.width must be >= 1, got {self.width}")
         _check(all(h >= 1 for h in self.hidden), f"model.hidden must be positive widths, got {self.hidden}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
+        _check(self.init_std > 0, f"model.init_std must be > 0, got {self.init_std}")
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -224,7 +233,9 @@ class TrainConfig:
     ``epochs`` of a task's main training phase may be fractional (0.5: half the batches of
     one epoch), so that a comparison can give every method the same training passes (see
     :func:`anpyc.experiments.compare.compare`'s budget). A fresh optimizer (learning rate and momentum
-    reset) is built for every task unless ``reset_optimizer`` is false.
+    reset) is built for every task unless ``reset_optimizer`` is false. ``lr_decay``: the learning
+    rate is multiplied by it every ``lr_decay_epochs`` epochs of a task (a staircase that
+    restarts with every task and goes on through a method's retraining; 1: constant).
     """
 
     epochs: float = 1.0
@@ -239,6 +250,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int | None = None
     checkpoint_every: int | None = None  # epochs; a run dir always gets one after every task
+    lr_decay: float = 1.0
+    lr_decay_epochs: float = 1.0
 
     def __post_init__(self) -> None:
         _check(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
@@ -252,6 +265,7 @@ class TrainConfig:
         _check(self.eval_batch_size >= 1, "train.eval_batch_size must be >= 1")
         _check(self.threads is None or self.threads >= 1, "train.threads must be >= 1")
         _check(self.checkpoint_every is None or self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
+        _check(0 < self.lr_decay <= 1 and self.lr_decay_epochs > 0, "need 0 < train.lr_decay <= 1 and train.lr_decay_epochs > 0")
         import torch  # here, not at the top: config.py itself needs no torch
 
         try:

@@ -11,7 +11,9 @@ A run directory (``anpyc run --out DIR``) holds
 
 A comparison directory holds ``compare.yaml``, ``summary.json``, ``summary.md`` and one run
 directory per method and seed, ``<method>/seed_<s>``; a tuning directory ``tune.yaml``,
-``tune.json`` and ``point_<k>/seed_<s>``. Every file is written atomically (:mod:`anpyc.io`).
+``tune.json`` and ``point_<k>/seed_<s>``. A sweep run by submitit (``--executor slurm`` or
+``submitit-local``) adds ``jobs.json`` (its job list) and ``submitit/`` (submitit's files and
+the jobs' logs). Every file is written atomically (:mod:`anpyc.io`).
 
 **One writer at a time.** A run directory (``anpyc run --out``, ``compare --out`` and its per-run directories, the
 files ``anpyc report`` writes, ``--resume``) is owned by one process while it is written:
@@ -75,6 +77,8 @@ COMPARE = "compare.yaml"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
 TUNE = "tune.yaml"
+JOB_LIST = "jobs.json"  # a sweep's submitted jobs (anpyc.experiments.executors)
+JOB_FOLDER = "submitit"  # submitit's pickles, sbatch scripts and job logs
 
 #: files that mark a directory as holding a run, a comparison or a tuning
 MARKERS = (CONFIG, COMPARE, TUNE)

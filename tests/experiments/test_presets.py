@@ -236,3 +236,21 @@ def test_a_presets_task_inference_is_not_applied():
     params, applied, _ = presets.select_presets(["packnet"], base, "passes")
     assert applied == {"packnet": "packnet-pmnist10-domain"} and "task_inference" not in params["packnet"]
     assert presets.load_preset("packnet-pmnist10-domain") is not presets.load_preset("packnet-pmnist10-domain")  # copies
+
+
+def test_run_preset_applies_every_section_of_a_whole_run_preset(tmp_path):
+    """`anpyc run --preset anpyc-reference --out D` runs the authors' setting: its network,
+    optimiser, batch, epochs and stream come with it (flags still win); the first task keeps
+    half of its free pool, so half the body is free after it; another method is refused."""
+    out = tmp_path / "ref"
+    argv = ["run", "--preset", "anpyc-reference", "--benchmark", "blobs", "--tasks", "3", "--epochs", "1",
+            "--param", "retrain_epochs=0.1", "--param", "importance_samples=100", "--quiet", "--no-report"]
+    assert main([*argv, "--out", str(out)]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["method"] == "anpyc" and cfg["model"]["hidden"] == [64, 32] and cfg["model"]["dropout"] == 0.5
+    assert cfg["model"]["init"] == "truncated_normal" and cfg["train"]["batch_size"] == 256 and cfg["train"]["lr"] == 0.02
+    assert cfg["train"]["lr_decay"] == 0.99 and cfg["method_params"]["keep_schedule"] == "reference"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["free_fraction_total_curve"][0] == pytest.approx(0.5, abs=0.01)
+    assert metrics["kept_share"] == [0.5, 0.6, 1.0]  # 50 %, then 40 % of the free pool; the last task not pruned
+    assert main(["run", "--preset", "anpyc-reference", "--method", "ewc", "--out", str(tmp_path / "x")]) == 2

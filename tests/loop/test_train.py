@@ -147,3 +147,23 @@ def test_grad_clip_bounds_the_update():
     fit(model, create("finetune"), stream[0].train, cfg, 1, torch.Generator())
     step = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
     assert 0 < float(step) <= 1e-3 * 1.0001
+
+
+def test_learning_rate_decays_in_steps_within_a_task_and_goes_on_from_an_offset():
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=256), seed=0)
+    model = build_model(ModelConfig(hidden=(8,)), stream.input_shape)
+    model.add_head(stream[0].n_outputs)
+    cfg = TrainConfig(lr=0.1, batch_size=64, lr_decay=0.5, lr_decay_epochs=1)  # 4 steps per epoch
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    seen = []
+    fit(model, create("finetune"), stream[0].train, cfg, 3, torch.Generator().manual_seed(0), optimizer=opt,
+        on_step=lambda step, loss: seen.append(opt.param_groups[0]["lr"]))
+    assert seen == pytest.approx([0.1] * 4 + [0.05] * 4 + [0.025] * 4)
+    seen.clear()  # a retraining: its own decay, from the task's 12 steps so far
+    fit(model, create("finetune"), stream[0].train, cfg, 1, torch.Generator().manual_seed(0), optimizer=opt,
+        on_step=lambda step, loss: seen.append(opt.param_groups[0]["lr"]), step_offset=12, lr_decay=0.9)
+    assert seen == pytest.approx([0.1 * 0.9**3] * 4)
+    plain = TrainConfig(lr=0.1, batch_size=64)  # no decay: the optimizer's rate is never touched
+    opt.param_groups[0]["lr"] = 0.7
+    fit(model, create("finetune"), stream[0].train, plain, 1, torch.Generator().manual_seed(0), optimizer=opt)
+    assert opt.param_groups[0]["lr"] == 0.7

@@ -110,3 +110,80 @@ def test_estimation_runs_in_eval_mode_and_restores_train_mode(one_task):
     method.after_task(model, stream[1], HookContext(1, len(stream)))
     assert model.training
     assert create("ewc").scale == 0.5
+
+
+def test_penalty_gradient_is_the_per_task_sum_s(one_task, batch_of):
+    """The penalty is computed merged (one term, Fisher-weighted mean anchor): its value and
+    gradient are those of one term per task."""
+    model, method, stream = one_task("ewc", {"lam": 2.0, "fisher_samples": 50})
+    with torch.no_grad():
+        for _, p in model.shared_parameters():
+            p.add_(0.05)
+    method.after_task(model, stream[1], HookContext(1, len(stream)))
+    with torch.no_grad():
+        for _, p in model.shared_parameters():
+            p.sub_(0.02)
+    x, y, t = batch_of(stream)
+    params = [p for _, p in model.shared_parameters()]
+    got = torch.autograd.grad(method.penalty(model, x, y, t), params)
+    direct = sum((method.fishers(n) * (p.unsqueeze(0) - method.anchors(n)).pow(2)).sum() for n, p in model.shared_parameters())
+    want = torch.autograd.grad(0.5 * 2.0 * direct, params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(method.penalty(model, x, y, t).detach(), (0.5 * 2.0 * direct).detach(), rtol=1e-5, atol=1e-9)
+
+
+def test_empirical_batch_fisher_is_the_squared_mean_batch_gradient(one_task):
+    model, _, stream = one_task("finetune")
+    data = stream[0].train
+    params = [p for _, p in model.shared_parameters()]
+    ref = [torch.zeros_like(p) for p in params]
+    sizes = [16, 16, 8]  # 40 examples in batches of 16: the last one partial, counted as one
+    start = 0
+    for n in sizes:
+        x, y, _ = data.get(torch.arange(start, start + n))
+        loss = torch.nn.functional.cross_entropy(model(x, 0), y)
+        for r, g in zip(ref, torch.autograd.grad(loss, params), strict=True):
+            r += g.pow(2) / len(sizes)
+        start += n
+    got = importance.fisher_diag(model, data, kind="empirical_batch", max_samples=40, batch_size=16)
+    for (name, _), r in zip(model.shared_parameters(), ref, strict=True):
+        torch.testing.assert_close(got[name], r, rtol=1e-5, atol=1e-10)
+    per_sample = importance.fisher_diag(model, data, kind="empirical", max_samples=40, batch_size=16)
+    total = sum(float(v.sum()) for v in got.values())
+    assert total < sum(float(v.sum()) for v in per_sample.values())  # the batch mean cancels
+
+
+def test_fisher_reads_the_whole_task_by_default_and_counts_it(one_task):
+    model, method, stream = one_task("ewc")
+    assert method.config.fisher_samples is None
+    assert method.importance_examples(0) == len(stream[0].train)
+
+
+def test_the_true_fisher_is_a_choice_from_yaml_and_the_command_line():
+    from anpyc.cli import parse_params
+
+    params = parse_params(["fisher=true"])  # YAML reads `true` as a bool
+    assert create("ewc", params).config.fisher == "true"
+    assert create("online-ewc", {"fisher": "empirical_batch"}).config.fisher == "empirical_batch"
+
+
+def test_consolidate_head_holds_a_shared_head_and_never_a_task_s_head():
+    from anpyc.config import ModelConfig, StreamConfig
+    from anpyc.data import make_stream
+    from anpyc.models import build_model
+
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=100), seed=0)
+    for head, held in (("single", True), ("multi", False)):
+        model = build_model(ModelConfig(hidden=(8,), head=head), stream.input_shape)
+        model.add_head(stream[0].n_outputs)
+        method = create("ewc", {"consolidate_head": True, "fisher_samples": 30})
+        method.before_task(model, stream[0], HookContext(0, 2))
+        method.after_task(model, stream[0], HookContext(0, 2, scenario="domain" if head == "single" else "task"))
+        names = {n for n, _ in method.penalized(model)}
+        assert ("heads.0.weight" in names) is held and method.fishers("body.1.weight") is not None
+        assert (method.fishers("heads.0.weight") is not None) is held
+        x, y, t = stream[0].train.get(torch.arange(8))
+        with torch.no_grad():
+            model.heads[0].weight.add_(0.1)  # only a held head costs
+        assert (float(method.penalty(model, x, y, t).detach()) > 0) is held

@@ -107,7 +107,7 @@ def test_s_anneals_over_each_epoch_and_survives_a_state_dict_round_trip():
     torch.manual_seed(0)
     stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=200), seed=0)
     model = build_model(ModelConfig(hidden=(16,)), stream.input_shape)
-    method = create("hat", {"s_max": 50})
+    method = create("hat", {"s_max": 50, "anneal_cycles": 1})  # the paper's: one annealing per epoch
     model.add_head(stream[0].n_outputs)
     method.before_task(model, stream[0], HookContext(0, 2, batch_size=BATCH))
     n = math.ceil(len(stream[0].train) / BATCH)
@@ -121,7 +121,7 @@ def test_s_anneals_over_each_epoch_and_survives_a_state_dict_round_trip():
     assert seen == pytest.approx(expected * 2, rel=1e-12)  # every epoch anneals from 1/s_max
     assert seen[n - 1] == 50.0
     fit(model, method, stream[0].train, cfg, 3 / n, torch.Generator())  # 3 batches into an epoch
-    fresh = create("hat", {"s_max": 50})
+    fresh = create("hat", {"s_max": 50, "anneal_cycles": 1})
     fresh.load_state_dict(method.state_dict())
     assert fresh.s() == method.s() == pytest.approx(expected[3])
     assert isinstance(fresh.embedding(0, 0), torch.nn.Parameter) and fresh.embedding(0, 0).requires_grad
@@ -130,6 +130,30 @@ def test_s_anneals_over_each_epoch_and_survives_a_state_dict_round_trip():
     again.load_state_dict(method.state_dict())
     assert not again.embedding(0, 0).requires_grad  # a finished task's embeddings stay put
     assert torch.equal(again.task_mask(0, 0), method.task_mask(0, 0))
+
+
+def test_s_anneals_in_each_of_several_cycles_per_epoch():
+    from anpyc.methods.hat import anneal_cycle
+
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=200), seed=0)
+    model = build_model(ModelConfig(hidden=(16,)), stream.input_shape)
+    method = create("hat", {"s_max": 20, "anneal_cycles": 2})
+    model.add_head(stream[0].n_outputs)
+    method.before_task(model, stream[0], HookContext(0, 1, batch_size=16))
+    n = int(method.batches)
+    seen = []
+    penalty = method.penalty
+    method.penalty = lambda *a: (seen.append(method.s()), penalty(*a))[1]
+    fit(model, method, stream[0].train, TrainConfig(batch_size=16), 1, torch.Generator())
+    first = math.ceil(n / 2)  # the epoch's n batches cut in two runs, each annealed
+    ramp = lambda k: [1 / 20 + (20 - 1 / 20) * b / (k - 1) for b in range(k)]  # noqa: E731
+    assert len(seen) == n and seen == pytest.approx(ramp(first) + ramp(n - first), rel=1e-12)
+    for batches, cycles in ((10, 3), (422, 8), (7, 7), (3, 10)):  # every batch in one cycle, cycles tile the epoch
+        spans = {anneal_cycle(b, batches, cycles) for b in range(batches)}
+        assert sum(length for _, length in spans) == batches
+        assert all(s <= b < s + length for b in range(batches) for s, length in [anneal_cycle(b, batches, cycles)])
+    with pytest.raises(ConfigError):
+        create("hat", {"anneal_cycles": 0})
 
 
 def test_hat_does_not_forget_where_finetune_does():
@@ -153,7 +177,8 @@ def test_domain_scenario_infers_the_task(mnist_dir):
     cfg = RunConfig.from_dict({
         "stream": {"benchmark": "permuted-mnist", "tasks": 2, "subsample": 500, "test_subsample": 200},
         "model": {"hidden": [32]}, "scenario": "domain", "train": {"epochs": 3, "batch_size": BATCH},
-        "method": "hat", "method_params": {"task_inference": "input_density"},
+        "method": "hat", "method_params": {"c": 0.75, "anneal_cycles": 1,  # the paper's: this test is about task inference
+                                           "task_inference": "input_density"},
     })
     res = run(cfg, quiet=True)
     assert res.metrics["task_inference_acc"] > 0.9  # input density tells permutations apart

@@ -65,9 +65,15 @@ FREE = {"body.layers.0.weight": [0.7, 0.5, 0.35, 0.2], "body.layers.1.weight": [
 METHODS = {
     "anpyc": (0.9, 0.01, {"free_fraction": FREE, "free_fraction_total": 0.25, "importance_stats": importance_stats(2.0),
                           "prune_guard": [{"task": 0, "val_before": 0.95, "planned_keep": 0.15, "val_pruned": 0.9,
-                                           "val_retrained": 0.94, "keep": 0.3}]}),
+                                           "val_retrained": 0.94, "keep": 0.3}],
+                          "weight_distribution": {"zero_share": 0.3, "near_zero_share": 0.35, "bimodality": 0.7,
+                                                  "kurtosis": 6.0, "hist_edges": [-3.0, -2.0, -1.0],
+                                                  "hist_counts": [20, 80]}}),
     "packnet": (0.85, 0.0, {"free_fraction": FREE, "free_fraction_total": 0.4}),
-    "ewc": (0.8, 0.05, {"importance_stats": importance_stats(1.0)}),
+    "ewc": (0.8, 0.05, {"importance_stats": importance_stats(1.0), "omega_kurtosis": 7.0,
+                        "weight_distribution": {"zero_share": 0.0, "near_zero_share": 0.04, "bimodality": 0.4,
+                                                "kurtosis": 3.5, "hist_edges": [-3.0, -2.0, -1.0],
+                                                "hist_counts": [30, 70]}}),
     "finetune": (0.7, 0.15, {}),
 }
 

@@ -32,7 +32,7 @@ def _check_files(root, files, expected_plots):
 
 def test_run_report_has_every_file(run_dir):
     files = write_report(run_dir)
-    expected = ["avg_acc.png", "task_acc.png", "acc_matrix_anpyc.png", "importance.png", "free_capacity.png", "cost.png"]
+    expected = ["avg_acc.png", "task_acc.png", "acc_matrix_anpyc.png", "importance.png", "weights.png", "free_capacity.png", "cost.png"]
     md, page = _check_files(run_dir, files, expected)
     assert files.skipped == []
     assert "| anpyc | 1 |" in md and "## Accuracy matrix (%)" in md
@@ -49,7 +49,7 @@ def compare_report(tmp_path_factory):
 
 def test_compare_report_has_every_file(compare_report):
     compare_dir, files = compare_report
-    expected = ["avg_acc.png", "task_acc.png", "importance.png", "free_capacity.png", "cost.png"]
+    expected = ["avg_acc.png", "task_acc.png", "importance.png", "weights.png", "free_capacity.png", "cost.png"]
     expected += [f"acc_matrix_{m}.png" for m in METHODS]
     md, _ = _check_files(compare_dir, files, expected)
     rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ") and " | 2 | " in line]
@@ -64,7 +64,7 @@ def test_single_method_without_extras_skips_those_plots(tmp_path):
     stale.write_bytes(PNG)
     files = write_report(root)
     assert {p.name for p in files.plots} == {"avg_acc.png", "task_acc.png", "acc_matrix_finetune.png", "cost.png"}
-    assert sorted(files.skipped) == ["free_capacity.png: no data", "importance.png: no data"]
+    assert sorted(files.skipped) == ["free_capacity.png: no data", "importance.png: no data", "weights.png: no data"]
     assert "Capacity and importance" not in files.markdown.read_text()
     assert not stale.exists()
 
@@ -131,6 +131,6 @@ def test_html_opens_in_headless_chromium(compare_report, tmp_path):
     assert found, f"chromium rc={proc.returncode}: {proc.stderr[-2000:]}"
     check = json.loads(found.group(1).replace("&quot;", '"'))
     assert check["errors"] == []
-    assert len(check["images"]) == len(files.plots) == 9
+    assert len(check["images"]) == len(files.plots) == 10
     for complete, width, height in check["images"]:
         assert complete and width > 300 and height > 200

@@ -10,6 +10,7 @@ from anpyc.report.tables import (
     markdown_table,
     matrix_table,
     mean_matrix,
+    polarisation_table,
     summary_table,
 )
 
@@ -117,3 +118,10 @@ def test_a_summary_claims_a_lead_only_beyond_both_standard_deviations():
     assert "(not claimed to be behind): none." in summary_markdown(clear)
     one = summary([0], {"mean": 0.90, "std": None}, {"mean": 0.80, "std": None})
     assert "from one seed: no method is claimed ahead" in summary_markdown(one)
+
+
+def test_polarisation_table_lists_methods_with_a_weight_distribution(compare_dir):
+    header, rows = polarisation_table(load_results(compare_dir))
+    assert header[0] == "method" and [r[0] for r in rows] == ["anpyc", "ewc"]  # finetune, packnet: none recorded
+    assert rows[1][1:] == ["7.0 ± 0.0", "0.0 ± 0.0", "4.0 ± 0.0", "0.40 ± 0.00", "3.5 ± 0.0"]
+    assert rows[0][2:4] == ["30.0 ± 0.0", "35.0 ± 0.0"]

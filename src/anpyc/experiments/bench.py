@@ -336,6 +336,7 @@ def run_suite(
     tensorboard: bool = False,
     budget: str | None = None,
     resume: bool = False,
+    executor: Any = None,
 ) -> dict:
     """Run suite ``name``; returns the summary written to ``out_dir/bench.json``.
 
@@ -345,11 +346,15 @@ def run_suite(
     parameters used, the presets applied and the protocol the run matched are recorded in
     ``bench.json``. ``jobs`` runs that many (method, seed) runs in parallel processes.
     ``resume`` continues a killed suite in ``out_dir`` (see :func:`anpyc.experiments.compare.compare`).
+    ``executor``: where the runs go (:mod:`anpyc.experiments.executors`); without waiting the
+    jobs are submitted and ``{"submitted": ...}`` returned (``anpyc gather`` finishes the suite).
     """
     from anpyc.experiments.compare import compare
     from anpyc.experiments.protocols import matching_protocols
     from anpyc.report.tables import summary_markdown
 
+    sweep = {"bench": {"name": name, "seeds": seeds, "methods": methods, "overrides": overrides, "presets": presets,
+                       "params": params, "budget": budget, "tensorboard": tensorboard}}  # what `anpyc gather` reruns
     plan = bench_plan(name, methods, overrides, presets, params, budget)
     bench, base, known, params = plan.bench, plan.base, plan.methods, plan.params
     start = _dt.datetime.now(_dt.UTC)
@@ -357,7 +362,10 @@ def run_suite(
         base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
         params=params, aliases=plan.aliases,
         quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget, resume=resume,
+        executor=executor, sweep=sweep,
     )
+    if "submitted" in summary:  # the jobs go on; `anpyc gather` (or the same command again) ends the suite
+        return summary
     host = machine()
     summary["bench"] = {
         "name": name,

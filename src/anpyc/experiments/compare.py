@@ -21,7 +21,9 @@ import yaml
 from anpyc import rundir
 from anpyc.config import RunConfig, load_mapping
 from anpyc.errors import AnpycError, ConfigError, OutputError
-from anpyc.experiments.jobs import Job, run_jobs
+from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
+from anpyc.experiments.executors import check as check_executor
+from anpyc.experiments.jobs import Job
 from anpyc.io import write_json, write_yaml
 from anpyc.methods import create, get_method_class, typed
 from anpyc.report.tables import summary_markdown
@@ -44,6 +46,8 @@ def compare(
     jobs: int = 1,
     budget: str = "passes",
     resume: bool = False,
+    executor: ExecutorConfig | None = None,
+    sweep: dict | None = None,
 ) -> dict:
     """Run every method for every seed and aggregate; returns the summary dict.
 
@@ -56,6 +60,11 @@ def compare(
     ``summary["failed"]`` with its error line; the summary is made of the jobs that finished.
     ``resume``: continue the killed comparison in ``out_dir`` (same settings, checked): finished
     runs are read back, killed ones continue from their newest checkpoint, the rest run.
+    ``executor``: where the jobs run (:mod:`anpyc.experiments.executors`; default this machine):
+    a submitit sweep into an ``out_dir`` that holds it already goes on there (only the missing
+    runs are submitted); with ``executor.wait`` off the jobs are submitted and the returned
+    dict says what (``{"submitted": ...}``), ``anpyc gather`` builds the summary later.
+    ``sweep``: what made the comparison (a suite's arguments), kept in ``compare.yaml``.
     """
     params = params or {}
     aliases = aliases or {}
@@ -71,53 +80,74 @@ def compare(
         from anpyc.callbacks.tracking import tensorboard_writer_class
 
         tensorboard_writer_class()  # a missing TensorBoard fails before any training
+    check_executor(executor)  # ... and so does a missing submitit
+    resume = resume or (resubmits(executor, out_dir, rundir.COMPARE) and not overwrite)
     # every job, its method built once, under the budget (one that leaves nothing to train fails here)
     job_list = _jobs(configs, seeds, Path(out_dir) if out_dir is not None else None, tensorboard, budget, resume)
     record = {"methods": methods, "seeds": list(seeds), "params": params, "budget": budget,
-              "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict()}
-    if resume:
-        out = _reopen(out_dir, record)
-    else:
-        out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-        if out is not None:
-            write_yaml(out / rundir.COMPARE, record)
+              "aliases": {k: [m, p] for k, (m, p) in aliases.items()}, "base": base.to_dict(),
+              **({"sweep": sweep} if sweep else {})}
+    out = open_sweep(out_dir, record, resume, overwrite)
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
     streams = _LazyStreams(base) if jobs <= 1 else None
-    done, failures = run_jobs(job_list, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
+    execution = execute(job_list, executor, out, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
+    if execution.submitted is not None:  # --no-wait: the jobs go on; anpyc gather builds the summary
+        return {"submitted": execution.submitted}
+    done, failures = execution.done, execution.failures
     results: dict[str, list[RunResult]] = {m: [done[(m, s)] for s in seeds if (m, s) in done] for m in methods}
     summary = summarize_results({m: r for m, r in results.items() if r}, base, seeds, {m: resolve(m)[1] for m in methods})
     summary["budget"] = {"mode": budget, "per_task": base.train.epochs,
                          "unit": "training passes" if budget == "passes" else "epochs (plus each method's own extra passes)"}
     summary["failed"] = [f.to_dict() for f in failures]
     if out is not None:
-        write_json(out / rundir.SUMMARY_JSON, summary)
-        failed = failures_text(summary)
-        rundir.write_text(out / rundir.SUMMARY_MD, summary_markdown(summary) + (f"\n## Failed jobs\n\n{failed}" if failed else ""))
-        try:
-            if not summary["methods"]:
-                raise ValueError("no job finished")
-            from anpyc.report.plots import plot_avg_acc_curves
-
-            plot_avg_acc_curves(summary, out / "avg_acc.png")
-        except Exception as exc:  # a plot must never cost the results
-            log.warning("could not draw the plot: %s", exc)
+        _write_summary(out, summary)
     if not done:
         first = failures[0]
         raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
     return summary
 
 
-def _reopen(out_dir: str | Path | None, record: dict) -> Path:
+def open_sweep(out_dir: str | Path | None, record: dict, resume: bool, overwrite: bool,
+               marker: str = rundir.COMPARE) -> Path | None:
+    """The sweep's directory, locked: reopened to go on (``resume``, :func:`reopen`), or
+    prepared afresh with ``record`` written to ``marker``; None without ``out_dir``."""
+    if resume:
+        return reopen(out_dir, record, marker)
+    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
+    if out is not None:
+        write_yaml(out / marker, record)
+    return out
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    """``summary.json``, ``summary.md`` (with the failed jobs) and the plot of a comparison."""
+    write_json(out / rundir.SUMMARY_JSON, summary)
+    failed = failures_text(summary)
+    rundir.write_text(out / rundir.SUMMARY_MD, summary_markdown(summary) + (f"\n## Failed jobs\n\n{failed}" if failed else ""))
+    try:
+        if not summary["methods"]:
+            raise ValueError("no job finished")
+        from anpyc.report.plots import plot_avg_acc_curves
+
+        plot_avg_acc_curves(summary, out / "avg_acc.png")
+    except Exception as exc:  # a plot must never cost the results
+        log.warning("could not draw the plot: %s", exc)
+
+
+def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPARE) -> Path:
     """The comparison directory to resume, locked; its ``compare.yaml`` must hold ``record``
-    (the same methods, seeds, parameters, budget and base config)."""
+    (the same methods, seeds, parameters, budget and base config). ``marker``: another
+    sweep's record file (a tuning's ``tune.yaml``)."""
     if out_dir is None:
         raise ConfigError("--resume needs the comparison's --out directory")
     out = Path(out_dir)
-    if not (out / rundir.COMPARE).is_file():
-        raise OutputError(f"{out} holds no comparison to resume (no {rundir.COMPARE})")
+    if not (out / marker).is_file():
+        what = "comparison" if marker == rundir.COMPARE else "sweep"
+        raise OutputError(f"{out} holds no {what} to resume (no {marker})")
     rundir.acquire(out)
-    saved = load_mapping(out / rundir.COMPARE)
-    differ = sorted(k for k in record if yaml.safe_load(yaml.safe_dump(record[k])) != saved.get(k))  # as saved
+    saved = load_mapping(out / marker)
+    differ = sorted(k for k in record if yaml.safe_load(yaml.safe_dump(record[k])) != saved.get(k)  # as saved
+                    and (k != "sweep" or k in saved))  # a directory from before sweeps were recorded
     if differ:
         raise ConfigError(f"{out} was started with other settings ({', '.join(differ)} differ); "
                           "resume with the same command, or choose another --out")
@@ -266,4 +296,6 @@ class _LazyStreams:
 
 def failures_text(summary: dict) -> str:
     """The failed jobs of a summary, one line each (empty when none failed)."""
-    return "".join(f"FAILED {f['method']} seed {f['seed']}: {f['error']}\n" for f in summary.get("failed", []))
+    return "".join(f"FAILED {f['method']} seed {f['seed']}: {f['error']}"
+                   + (f" (exit code {f['exit_code']})" if f.get("exit_code") is not None else "") + "\n"
+                   for f in summary.get("failed", []))

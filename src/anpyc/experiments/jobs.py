@@ -56,15 +56,20 @@ class Job:
 
 @dataclass(frozen=True)
 class JobFailure:
-    """A job that raised: what it was and the one line that says why."""
+    """A job that raised: what it was, the one line that says why and the exit code the same
+    run would have ended ``anpyc run`` with (2: an error of the input or the run, 1: a bug;
+    ``None``: the process died without saying)."""
 
     method: str
     seed: int
     error: str
     run_dir: str | None
+    exit_code: int | None = None
+    error_type: str | None = None  # the exception's class name (``TrainingError``: the run diverged)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "seed": self.seed, "error": self.error, "run_dir": self.run_dir}
+        return {"method": self.method, "seed": self.seed, "error": self.error, "run_dir": self.run_dir,
+                "exit_code": self.exit_code}
 
 
 def error_line(exc: BaseException) -> str:
@@ -74,6 +79,26 @@ def error_line(exc: BaseException) -> str:
     if isinstance(exc, AnpycError):
         return msg or type(exc).__name__
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code ``anpyc run`` ends with on ``exc``: 2 for an anpyc error, 1 otherwise."""
+    return 2 if isinstance(exc, AnpycError) else 1
+
+
+def run_job(job: Job, overwrite: bool = False, quiet: bool = True):
+    """Run ``job`` in this process: a finished run is read back, a killed one (``job.resume``)
+    continues from its newest checkpoint, any other starts (``overwrite``: afresh, whatever
+    ``job.run_dir`` holds); returns its RunResult without the trained objects."""
+    return _run_one(job, overwrite, quiet=quiet)
+
+
+def check_resumable(job: Job) -> None:
+    """Refuse to continue ``job.run_dir`` if it was started with another config."""
+    saved = RunConfig.from_file(job.run_dir / rundir.CONFIG).to_dict()
+    differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
+    if differ:
+        raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
 
 
 def _run_one(
@@ -99,16 +124,15 @@ def _resumed(job: Job, quiet: bool, method=None):
     been started with ``job.config``."""
     from anpyc.runner import resume_run
 
-    saved = RunConfig.from_file(job.run_dir / rundir.CONFIG).to_dict()
-    differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
-    if differ:
-        raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
+    check_resumable(job)
     return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=method)
 
 
 def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:
     line = error_line(exc)
-    failures.append(JobFailure(job.method, job.seed, line, str(job.run_dir) if job.run_dir else None))
+    code = None if isinstance(exc, BrokenProcessPool) else exit_code_of(exc)
+    failures.append(JobFailure(job.method, job.seed, line, str(job.run_dir) if job.run_dir else None, code,
+                               type(exc).__name__))
     if isinstance(exc, AnpycError):
         log.error("compare: %s, seed %d failed: %s", job.method, job.seed, line)
     else:  # a bug, not a user error: keep the traceback in the log
@@ -154,7 +178,7 @@ def run_jobs(
                 done[(job.method, job.seed)] = fut.result()
                 log.info("compare: %s, seed %d done", job.method, job.seed)
             except BrokenProcessPool:
-                _record_failure(job, RuntimeError("its worker process died (killed, or out of memory)"), failures)
+                _record_failure(job, BrokenProcessPool("its worker process died (killed, or out of memory)"), failures)
             except Exception as exc:
                 _record_failure(job, exc, failures)
     order = {(j.method, j.seed): i for i, j in enumerate(jobs)}

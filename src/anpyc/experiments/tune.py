@@ -24,8 +24,11 @@ import numpy as np
 
 from anpyc import rundir
 from anpyc.config import RunConfig
-from anpyc.errors import ConfigError, TrainingError
-from anpyc.experiments.compare import budgeted
+from anpyc.errors import AnpycError, ConfigError, TrainingError
+from anpyc.experiments.compare import budgeted, open_sweep
+from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
+from anpyc.experiments.executors import check as check_executor
+from anpyc.experiments.jobs import Job
 from anpyc.experiments.presets import best_point, expand_grid, grid_for, load_grids, save_preset
 from anpyc.experiments.protocols import (
     differences,
@@ -34,9 +37,9 @@ from anpyc.experiments.protocols import (
     protocol_config,
     protocol_fingerprint,
 )
-from anpyc.io import relative_command, write_json, write_yaml
+from anpyc.io import relative_command, write_json
 from anpyc.methods import create, typed
-from anpyc.runner import build_stream, git_commit, prepare_out_dir, run
+from anpyc.runner import build_stream, git_commit, run
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,15 @@ def tune(
     quiet: bool = False,
     overwrite: bool = False,
     budget: str = "passes",
+    executor: ExecutorConfig | None = None,
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
 
     A point whose training diverges (non-finite loss) is recorded as failed, not chosen.
+    ``executor``: where the runs go (:mod:`anpyc.experiments.executors`; default: here, one
+    after another); a submitit sweep into an ``out_dir`` that holds it goes on there, and
+    without waiting returns ``{"submitted": ...}`` (the same call again gathers it).
     """
     points = expand_grid(grid)
     if not points:
@@ -63,28 +70,13 @@ def tune(
     # value or budget fails here, before any training
     configs = [typed(base.with_params(**p)) for p in points]
     runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
-    out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
-    if out is not None:
-        write_yaml(out / rundir.TUNE, {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
-    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
-    rows = []
-    for k, point_cfg in enumerate(configs):
-        params = point_cfg.params_dict()
-        val, test, failed = [], [], None
-        for s, (cfg, method) in zip(seeds, runs[k]):
-            run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
-            try:
-                m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
-            except TrainingError as exc:
-                failed = str(exc)
-                break
-            val.append(m["val_avg_acc"])
-            test.append(m["avg_acc"])
-        row = {"point": k, "params": params, "failed": failed,
-               "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
-               "test_avg_acc": _mean(test) if not failed else None}
-        log.info("tune %s %s: val %s", base.method, points[k], row["val_avg_acc"])
-        rows.append(row)
+    check_executor(executor)
+    record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
+    out = open_sweep(out_dir, record, resubmits(executor, out_dir, rundir.TUNE) and not overwrite, overwrite, rundir.TUNE)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet)
+    if isinstance(metrics_of, dict):  # submitted without waiting
+        return metrics_of
+    rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
     best = best_point(rows)  # the highest validation ACC; ties: the earlier point
     if best is None:
         raise TrainingError("every grid point diverged; lower the learning rate or the grid's strengths")
@@ -104,6 +96,61 @@ def tune(
         write_json(out / "tune.json", result)
         (out / "tune.md").write_text(tune_markdown(result))
     return result
+
+
+def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
+                    overwrite: bool, quiet: bool):
+    """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
+    (one stream per seed), or read from a submitit sweep's results once every job has ended;
+    ``{"submitted": ...}`` when the sweep was submitted without waiting."""
+    if executor is not None and executor.uses_submitit:
+        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None)
+                for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
+        execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
+        return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
+    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
+
+    def metrics_of(k: int, s: int, cfg: RunConfig, method: Any, run_dir: Path | None) -> dict:
+        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
+
+    return metrics_of
+
+
+def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list, out: Path | None, metrics_of) -> dict:
+    """Grid point ``k``'s row: its mean validation and test accuracy over the seeds, or the
+    error of the first seed whose training diverged (the others are not run)."""
+    val, test, failed = [], [], None
+    for s, (cfg, method) in zip(seeds, point_runs):
+        run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
+        try:
+            m = metrics_of(k, s, cfg, method, run_dir)
+        except TrainingError as exc:
+            failed = str(exc)
+            break
+        val.append(m["val_avg_acc"])
+        test.append(m["avg_acc"])
+    row = {"point": k, "params": point_cfg.params_dict(), "failed": failed,
+           "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
+           "test_avg_acc": _mean(test) if not failed else None}
+    log.info("tune %s %s: val %s", point_cfg.method, row["params"], row["val_avg_acc"])
+    return row
+
+
+def _executed(execution):
+    """``metrics_of(k, seed, ...)`` over an executor's results: a run's metrics; a diverged
+    run's TrainingError; any other failure ends the search with its one-line error."""
+    done = {key: r.metrics for key, r in execution.done.items()}
+    failed = {(f.method, f.seed): f for f in execution.failures}
+
+    def metrics_of(k: int, s: int, *_: Any) -> dict:
+        if (f"point_{k}", s) in done:
+            return done[(f"point_{k}", s)]
+        failure = failed[(f"point_{k}", s)]
+        if failure.error_type == TrainingError.__name__:
+            raise TrainingError(failure.error)
+        raise AnpycError(f"tune: point {k}, seed {s} failed: {failure.error}")
+
+    return metrics_of
 
 
 def _budgeted_run(cfg: RunConfig, budget: str, seed: int) -> tuple[RunConfig, Any]:
@@ -179,17 +226,21 @@ def tune_protocol(
     save: bool = False,
     preset_dir: Path | None = None,
     grids: dict | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> dict:
     """Tune ``method`` on ``protocol`` with the grid of ``presets/grids.yaml``, selected on the
     validation split (:func:`tune`); with ``save``, write the preset ``<method>-<protocol>``
     with its provenance (protocol and fingerprint, proxy, grid, every point's figures,
-    command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved.
+    command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved
+    (``executor`` without waiting: ``{"submitted": ...}``, as :func:`tune`).
     """
     p = get_protocol(protocol)
     grid = grid_for(protocol, method, load_grids() if grids is None else grids)
     base = protocol_tune_config(protocol, method, machine)
     seeds = list(seeds) if seeds is not None else list(range(base.seed, base.seed + p.tune_seeds))
-    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget)
+    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget, executor=executor)
+    if "submitted" in result:
+        return result
     # the command line when started as `anpyc tune`, else the equivalent one (tune-all, Python)
     command = relative_command(f"tune --protocol {protocol} --method {method}" + (" --save-preset" if save else ""), out_dir)
     fp = protocol_fingerprint(protocol)

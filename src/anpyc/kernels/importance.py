@@ -217,7 +217,7 @@ def importance_stats(omega: dict[str, Tensor], bins: int = 40) -> dict:
 
 
 # --------------------------------------------------------------------------- per-sample
-FISHER_KINDS = ("true", "sampled", "empirical")
+FISHER_KINDS = ("true", "sampled", "empirical", "empirical_batch")
 
 
 def _shared_linears(model) -> dict[nn.Linear, dict[str, str]] | None:
@@ -345,9 +345,13 @@ def fisher_diag(
     * ``sampled``: one label per example drawn from the model's predictive distribution
       (Kirkpatrick et al. 2017's Monte-Carlo estimate), with ``generator``;
     * ``empirical``: the true labels (the "empirical Fisher"; Kunstner et al. 2019 on why
-      it differs).
+      it differs);
+    * ``empirical_batch``: the squared gradient of each mini-batch's *mean* loss (true
+      labels), averaged over batches: :func:`empirical_batch_fisher`, what Avalanche's
+      ``EWCPlugin`` computes. Not per-sample: about ``1/batch_size`` of ``empirical`` where
+      the per-example gradients disagree, so its ``lam`` lives on another scale.
 
-    Never the square of a mini-batch gradient (that underestimates by the batch size).
+    The per-sample kinds do not depend on ``batch_size`` (it only chunks the work).
 
     Example:
         >>> fisher = fisher_diag(model, task.train, kind="true", max_samples=1000)  # doctest: +SKIP
@@ -358,6 +362,8 @@ def fisher_diag(
         from anpyc.models.generative import objective_fisher  # (Seff et al. 2017); lazy: no cycle
 
         return objective_fisher(model, data, max_samples=max_samples)
+    if kind == "empirical_batch":
+        return empirical_batch_fisher(model, data, max_samples=max_samples, batch_size=batch_size, device=device)
 
     def body(x: Tensor, y: Tensor, task: int) -> dict[str, Tensor]:
         if kind == "empirical":
@@ -377,6 +383,39 @@ def fisher_diag(
         return total
 
     return _per_sample_loop(model, data, batch_size, max_samples, device, body)
+
+
+def empirical_batch_fisher(
+    model, data: TaskData | ConcatData, max_samples: int | None = None, batch_size: int = 128, device=None
+) -> dict[str, Tensor]:
+    """The mini-batch "empirical Fisher": ``F_i = 1/K sum_k (d mean_{b in batch k} CE_b / d theta_i)^2``
+    over the ``K`` consecutive (unshuffled) batches of ``batch_size`` examples of ``data`` (the
+    first ``max_samples``; a last partial batch counts as one), true labels, in eval mode. This
+    is Avalanche's ``EWCPlugin.compute_importances`` (0.6.0). The square of a batch mean is
+    not a Fisher: it is ``(mean gradient)^2 + variance / batch_size``, so it shrinks with the
+    batch size and with how well the task is learnt (``fisher_diag(kind="empirical")`` is the
+    per-sample estimate).
+
+    Example:
+        >>> fisher = empirical_batch_fisher(model, task.train, batch_size=128)  # doctest: +SKIP
+    """
+    params = model.shared_parameters()
+    sums = {name: torch.zeros_like(p) for name, p in params}
+    n_batches = 0
+    with eval_mode(model):
+        for x, y, t in rank_batches(data, batch_size, limit=max_samples):  # this rank's batches
+            if device is not None:
+                x, y, t = x.to(device), y.to(device), t.to(device)
+            mean_loss = batch_objective(model, x, y, t, "loss") / len(y)
+            grads = torch.autograd.grad(mean_loss, [p for _, p in params], allow_unused=True)
+            for (name, _), g in zip(params, grads):
+                if g is not None:
+                    sums[name] += g.pow(2)
+            n_batches += 1
+    (n_batches,) = sum_scalars(n_batches)
+    for v in sums.values():  # mean over every rank's batches = the one-process mean
+        all_reduce_sum_(v).div_(max(n_batches, 1))
+    return sums
 
 
 def mas_importance(

@@ -128,6 +128,8 @@ def fit(
     loss_fn: LossFn = task_loss,
     aux_step: Callable[[Tensor, Tensor], float] | None = None,
     params: Sequence[torch.nn.Parameter] | None = None,
+    step_offset: int = 0,
+    lr_decay: float | None = None,
 ) -> dict:
     """Train ``model`` on ``data`` for ``epochs`` with the method's hooks around each step.
 
@@ -142,14 +144,18 @@ def fit(
     global batch's gradient.
 
     Resuming: ``start_epoch=k`` skips the first ``k`` epochs (their steps and examples still
-    count); ``on_epoch_end(epochs_done, stats)`` is called after each epoch. Returns
+    count); ``on_epoch_end(epochs_done, stats)`` is called after each epoch. The learning rate
+    follows ``cfg.lr_decay`` (``lr_decay``, if given, instead: a retraining's own decay), counted
+    from ``step_offset`` steps of the task already taken. Returns
     ``{"loss": mean loss of the last epoch, "aux_loss", "steps", "examples"}``.
     """
     params = list(params) if params is not None else trainable(model, method)
-    run = _Epochs(model, method, optimizer or make_optimizer(params, cfg), loss_fn, cfg, params, aux_step, on_step,
-                  where=f"task {task_id if task_id is not None else '?'}")
-    model.train()
     per_epoch = math.ceil(len(data) / cfg.batch_size)
+    decay = cfg.lr_decay if lr_decay is None else lr_decay
+    schedule = None if decay == 1.0 else lr_schedule(cfg.lr, decay, cfg.lr_decay_epochs * per_epoch, step_offset)
+    run = _Epochs(model, method, optimizer or make_optimizer(params, cfg), loss_fn, cfg, params, aux_step, on_step,
+                  where=f"task {task_id if task_id is not None else '?'}", schedule=schedule)
+    model.train()
     # every epoch has the same batches, so skipped epochs still count in steps and examples
     run.steps, examples = start_epoch * per_epoch, start_epoch * len(data)
     last = {"loss": math.nan, "aux_loss": math.nan}
@@ -161,6 +167,16 @@ def fit(
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, {"loss": last["loss"], "steps": run.steps})
     return {**last, "steps": run.steps, "examples": examples}
+
+
+def lr_schedule(lr: float, decay: float, period: float, offset: int = 0) -> Callable[[int], float]:
+    """The staircase ``lr * decay ** floor((offset + step) / period)`` (``period`` in steps).
+
+    Example:
+        >>> [round(lr_schedule(1.0, 0.5, 2)(s), 2) for s in range(5)]
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+    return lambda step: lr * decay ** math.floor((offset + step) / max(period, 1e-9) + 1e-9)
 
 
 @dataclass
@@ -176,6 +192,7 @@ class _Epochs:
     aux_step: Callable[[Tensor, Tensor], float] | None
     on_step: Callable[[int, float], None] | None
     where: str
+    schedule: Callable[[int], float] | None = None  # the learning rate of each step (None: as is)
     steps: int = 0
 
     def epoch(self, data, generator: torch.Generator, epoch: int, limit: int) -> tuple[dict, int]:
@@ -190,6 +207,9 @@ class _Epochs:
             x, y, t = x.to(device), y.to(device), t.to(device)
             if self.aux_step is not None:
                 total_aux += self.aux_step(x, y) * len(y)
+            if self.schedule is not None:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.schedule(self.steps)
             loss_sum, n = _step(self.model, self.method, self.optimizer, self.loss_fn, (x, y, t), self.cfg, self.params,
                                 f"{self.where}, epoch {epoch}")
             total += loss_sum
@@ -460,7 +480,7 @@ def _train_task(loop: Loop, t: int) -> dict:
                              on_epoch_end=epoch_end)
     else:  # a classifier of the inputs alone: its after_task reads the data (counted as extra examples)
         stats = {"loss": math.nan, "aux_loss": math.nan, "steps": 0, "examples": 0}
-    retrain = Retrainer(loop, t, data, stats["examples"])
+    retrain = Retrainer(loop, t, data, stats["examples"], stats["steps"])
     method.after_task(model, task, ctx, retrain if trains else None)
     loop.emit("on_task_trained", ctx)
     # retraining, replayed or otherwise extra examples the method trained on count as passes too
@@ -474,15 +494,21 @@ class Retrainer:
     is the task's validation accuracy as the model stands, measured with the task's id (the
     task in training is known at training time, whatever the scenario hides at test time)."""
 
-    def __init__(self, loop: Loop, t: int, data, examples: int) -> None:
-        self.loop, self.t, self.data, self.examples = loop, t, data, examples
+    def __init__(self, loop: Loop, t: int, data, examples: int, steps: int = 0) -> None:
+        self.loop, self.t, self.data, self.examples, self.steps = loop, t, data, examples, steps
         # a classifier's validation accuracy; none for models scored otherwise (generators)
         self.validate: Callable[[], float] | None = self._validate if loop.cfg.forward_transfer else None
 
-    def __call__(self, epochs: float) -> dict:
+    def __call__(self, epochs: float, lr_decay: float | None = None) -> dict:
+        """Train ``epochs`` more; ``lr_decay``: the retraining's own learning-rate decay (the
+        staircase goes on from the task's steps so far; ``None``: the run's ``train.lr_decay``)."""
         loop = self.loop
-        more = loop.training.fit(loop.model, loop.method, self.data, loop.cfg.train, epochs, loop.state.generator, task_id=self.t)
+        decays = lr_decay is not None or loop.cfg.train.lr_decay != 1.0
+        schedule = {"step_offset": self.steps, "lr_decay": lr_decay} if decays else {}
+        more = loop.training.fit(loop.model, loop.method, self.data, loop.cfg.train, epochs, loop.state.generator,
+                                 task_id=self.t, **schedule)
         self.examples += more["examples"]
+        self.steps += more["steps"]
         return more
 
     def _validate(self) -> float:

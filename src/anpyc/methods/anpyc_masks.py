@@ -18,7 +18,7 @@ keep_min=0.5 guard=false reinit=zero`` its accuracy matrices are within 0.12
 points of PackNet's. The paper's own mechanisms (the entropy-Taylor importance, the
 consolidation penalty, graded element-wise updating) are not used by default: they are options
 (``protection: soft|scaled``, ``prune_criterion: taylor``), kept for the record of how this
-variant was measured (docs/anpyc.md).
+variant was measured (docs/anpyc-masks.md).
 
 Two forces act on the shared (body) parameters after every task:
 
@@ -90,7 +90,7 @@ class ANPyCMasksConfig:
     ``reinit`` gives released parameters the values the task trained them to before pruning
     (``keep``: the next task starts from the network the last one trained, as fine-tuning
     does), ``zero``, or small ``random`` values (random values in released conv filters left
-    later tasks of a CNN at 67% where zero gave 97% and keep 99%, docs/anpyc.md); a task whose
+    later tasks of a CNN at 67% where zero gave 97% and keep 99%, docs/anpyc-masks.md); a task whose
     retraining budget is unspent (the last one, or one the guard keeps whole) trains on for
     ``retrain_epochs``, so that every task has the same passes;
     ``prune_last`` (default) prunes a stream's last task like any other (``false``: not pruned, which
@@ -119,7 +119,7 @@ class ANPyCMasksConfig:
     Consolidation's importance (``importance``): ``omega``, the paper's entropy-Taylor score;
     ``magnitude``, |theta|; ``fisher``, the diagonal Fisher (EWC's). It is estimated only where
     something uses it: the penalty (soft protection, a consolidated head) or reclaiming by
-    importance; with hard protection and task masks nothing does (docs/anpyc.md measures it).
+    importance; with hard protection and task masks nothing does (docs/anpyc-masks.md measures it).
     """
 
     lam: float = 10.0

@@ -13,7 +13,12 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
 * **Annealing.** In training, ``s`` goes from ``1/s_max`` to ``s_max`` over the batches of
   every epoch: ``s = 1/s_max + (s_max - 1/s_max) (b - 1) / (B - 1)`` for batch ``b`` of ``B``
   (the paper's formula; ``B = ceil(len(task.train) / batch_size)``; the batch counter is a
-  buffer, so a resumed run continues the schedule). At evaluation the mask is binary,
+  buffer, so a resumed run continues the schedule). ``anneal_cycles=k`` anneals over each of
+  ``k`` equal runs of the epoch's batches instead (``k=1``: the paper). Why: once ``|s e|``
+  passes ``thres_cosh`` an embedding's (compensated) gradient vanishes, so the units a task
+  takes are settled in the first ~15% of each annealing; the paper trains up to 200 epochs
+  and re-anneals every epoch, but with one pass per task a single annealing settles the units
+  before the task is learnt (docs/baselines.md). At evaluation the mask is binary,
   ``e > 0`` (``s -> infinity``; the paper evaluates with ``s = s_max``, which is binary up
   to units with ``|e| < ~0.01``), so the weights an old task uses are exactly the frozen ones.
 * **Attention regulariser** (the ``penalty``): ``c * sum a_t (1 - a_<t) / sum (1 - a_<t)``
@@ -38,8 +43,10 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
 
 Without a task id at test time (domain and class scenarios) the current task's masks answer,
 unless the task is inferred (``task_inference``, any method: :mod:`anpyc.methods.task_inference`,
-which picks each input's task and its masks). Defaults are the paper's
-(``s_max=400``, ``c=0.75``, ``thres_cosh=50``).
+which picks each input's task and its masks). Defaults: the paper's
+``s_max=400``, ``thres_cosh=50`` and ``thres_emb=6``; ``c=4`` and ``anneal_cycles=8`` chosen
+on validation on the two 10-task permuted-MNIST protocols at one pass per task (docs/benchmarks/baselines-defaults; the
+paper's ``c=0.75`` and one annealing per epoch are for long training).
 
 Example:
     >>> from anpyc.methods import create
@@ -73,16 +80,36 @@ class HATConfig:
     """``s_max``: the largest slope of the gates (annealed to in training, the limit used at
     test); ``c``: strength of the attention regulariser (paper: 0.75, 1.5 for some streams);
     ``thres_cosh``: clamp of ``s e`` inside the gradient compensation; ``thres_emb``: embeddings
-    are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6)."""
+    are clamped to ``[-thres_emb, thres_emb]`` after every step (reference code: 6);
+    ``anneal_cycles``: ``s`` is annealed from ``1/s_max``
+    to ``s_max`` this many times per epoch, over equal runs of its batches (1: the paper's
+    once per epoch)."""
 
     s_max: float = 400.0
-    c: float = 0.75
+    c: float = 4.0
     thres_cosh: float = 50.0
     thres_emb: float = 6.0
+    anneal_cycles: int = 8
 
     def __post_init__(self) -> None:
-        if not (self.s_max >= 1 and self.c >= 0 and self.thres_cosh > 0 and self.thres_emb > 0):
-            raise ValueError("need s_max >= 1, c >= 0, thres_cosh > 0 and thres_emb > 0")
+        if not (self.s_max >= 1 and self.c >= 0 and self.thres_cosh > 0 and self.thres_emb > 0 and self.anneal_cycles >= 1):
+            raise ValueError("need s_max >= 1, c >= 0, thres_cosh > 0, thres_emb > 0 and anneal_cycles >= 1")
+
+
+def anneal_cycle(batch: int, batches: int, cycles: int) -> tuple[int, int]:
+    """(first batch, number of batches) of the annealing cycle holding ``batch`` when the
+    ``batches`` of an epoch are cut into ``cycles`` runs as equal as whole batches allow.
+
+    Example:
+        >>> [anneal_cycle(b, 10, 3) for b in (0, 3, 4, 9)]
+        [(0, 4), (0, 4), (4, 3), (7, 3)]
+    """
+    cycles = max(1, min(cycles, batches))
+    i = batch * cycles // batches
+    while math.ceil(i * batches / cycles) > batch:  # integer rounding at a boundary
+        i -= 1
+    start = math.ceil(i * batches / cycles)
+    return start, math.ceil((i + 1) * batches / cycles) - start
 
 
 # ----------------------------------------------------------------------------- layers
@@ -201,7 +228,7 @@ class HAT(Method):
         >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=64), seed=0)
         >>> model = build_model(ModelConfig(hidden=(8, 4)), stream.input_shape)
         >>> _ = model.add_head(stream[0].n_outputs)
-        >>> hat = HAT(HATConfig(s_max=10))
+        >>> hat = HAT(HATConfig(s_max=10, anneal_cycles=1))  # the paper's: one annealing per epoch
         >>> hat.before_task(model, stream[0], HookContext(0, 1, batch_size=16))
         >>> [tuple(e.shape) for e in hat.embeddings.values()], int(hat.batches), hat.s()
         ([(8,), (4,)], 4, 0.1)
@@ -235,11 +262,13 @@ class HAT(Method):
         self._attached_to = [model]
 
     def s(self) -> float:
-        """The gates' slope for the current training batch (the paper's annealing)."""
+        """The gates' slope for the current training batch: the paper's annealing over the
+        epoch's batches, or over each of the ``anneal_cycles`` equal runs of them."""
         s_max, b, n = self.config.s_max, int(self.batch), int(self.batches)
-        if n <= 1:
+        start, length = anneal_cycle(min(b, n - 1), n, self.config.anneal_cycles)
+        if length <= 1:
             return s_max
-        return 1.0 / s_max + (s_max - 1.0 / s_max) * min(b, n - 1) / (n - 1)
+        return 1.0 / s_max + (s_max - 1.0 / s_max) * (b - start) / (length - 1)
 
     def embedding(self, task: int, layer: int) -> nn.Parameter | None:
         return self.embeddings[f"t{task}_l{layer}"] if f"t{task}_l{layer}" in self.embeddings else None

@@ -1,43 +1,54 @@
 """Replay baselines: experience replay (``er``) and Dark Experience Replay++ (``derpp``).
 
-Both keep a **reservoir buffer** of ``buffer`` training examples (Vitter's algorithm R: the
-``n``-th example seen is kept with probability ``buffer / n``, replacing a uniformly chosen
-slot, so the buffer is a uniform sample of everything seen so far, old tasks and the current
-one). Inputs are stored as the loop hands them to :meth:`penalty` (after the task's
-transform, and after augmentation when ``--augment`` is on), with their labels and task ids.
+Both keep a buffer of ``buffer`` training examples (:class:`ReplayBuffer`) with their labels
+and task ids. Inputs are stored as the loop hands them to :meth:`penalty` (after the task's
+transform, and after augmentation when ``--augment`` is on). Which examples stay is the
+``buffer_policy``: ``reservoir`` (a uniform sample of everything offered, old tasks and the
+current one; the papers'), ``class_balanced`` or ``task_balanced`` (about equal shares per
+class or task, each a uniform sample of its class or task). When they are offered is the
+``buffer_update``: ``online`` (each training batch, after its step's replay draw, so it is
+never replayed to itself; the papers') or ``task_end`` (the task's training data once the task
+is learnt, as Avalanche does: the buffer then holds earlier tasks only and the first task
+replays nothing).
 
 * **ER** (Chaudhry et al. 2019, "On Tiny Episodic Memories in Continual Learning"): every
   training step also trains on ``replay_batch`` examples drawn from the buffer without
   replacement: ``loss = CE(batch) + CE(replayed)``, each example under its own task's head,
-  so it works in the task, domain and class scenarios. The paper takes one mean over the
-  union of both batches; with ``replay_batch`` equal to the batch size the sum of the two
-  means used here is twice that mean (the same direction, a learning rate twice as large).
+  so it works in the task, domain and class scenarios. The paper (and Avalanche) take one
+  mean over the union of both batches; with ``replay_batch`` equal to the batch size the sum
+  of the two means used here is twice that mean (the same direction, a learning rate twice
+  as large).
 * **DER++** (Buzzega et al., NeurIPS 2020, "Dark Experience for General Continual
-  Learning"): the buffer also stores the logits the model gave each example when it was
-  inserted; ``loss = CE(batch) + alpha * MSE(logits(x'), stored logits) + beta * CE(x'', y'')``
-  with ``x'`` and ``x''`` two independent buffer batches. Stored logits are compared only
-  on the outputs that existed when they were stored (the class scenario's head grows), and
-  under the example's own head (task scenario). They are recorded before the step, in eval
-  mode (no dropout noise, no batch-norm statistics update from the extra forward pass).
+  Learning"): the buffer also stores logits; ``loss = CE(batch) + alpha * MSE(logits(x'),
+  stored logits) + beta * CE(x'', y'')`` with ``x'`` and ``x''`` two independent buffer
+  batches (``replay_batches=2``, the paper) or one batch for both terms (``1``, Avalanche's
+  DER). The logits are recorded when the example enters the buffer (``logits_at='insert'``,
+  the paper) or by the model that finished its task (``'task_end'``, Avalanche; what
+  ``buffer_update='task_end'`` gives in any case), in eval mode (no dropout noise, no
+  batch-norm statistics update from the extra forward pass). Stored logits are compared on
+  every output of the head (``logits='all'``) or on those active when stored (``'seen'``),
+  under the example's own head (task scenario).
 
-The current batch is inserted after the replay batch is drawn, so it is never replayed to
-itself. Defaults: ``buffer=500``; DER++ ``alpha=1.0``, ``beta=0.5``, the values Buzzega et al.
-report for sequential MNIST with a 500-example buffer (``anpyc tune`` picks them on
-validation data).
+Defaults: ``buffer=500``; DER++ ``alpha=1.0``, ``beta=0.5``, the values Buzzega et al. report
+for sequential MNIST with a 500-example buffer; the buffer options were chosen on validation
+across the class and domain protocols and the peer's matched setting
+(docs/benchmarks/baselines-defaults).
 
 **Budget.** Replayed examples count as training passes (:meth:`Method.count_extra_examples`).
 A step trains on ``batch_size`` current plus ``k * replay_batch`` replayed examples (``k``: 1
-for ER, 2 for DER++), so under ``--budget passes`` the main phase runs ``passes / (1 + k *
-replay_batch / batch_size)`` epochs. The first steps of the first task replay fewer (the
-buffer holds fewer than ``replay_batch`` examples), so that task spends slightly less than
-the budget. **Memory**: the buffer is registered buffers of the method, counted in
+for ER, 2 for DER++ with ``replay_batches=2``), so under ``--budget passes`` the main phase
+runs ``passes / (1 + k * replay_batch / batch_size)`` epochs. The first steps of the first
+task replay fewer (the buffer holds fewer than ``replay_batch`` examples), so that task
+spends slightly less than the budget; with ``buffer_update='task_end'`` the first task
+replays nothing and spends ``1 / (1 + k * replay_batch / batch_size)`` of it. Offering a
+task's data at its end (and recording logits) is a forward pass, not counted as training. **Memory**: the buffer is registered buffers of the method, counted in
 ``method_state_mb`` at its full capacity.
 
 **Resume and seeds.** Everything is a registered buffer: the stored examples, the count of
 examples seen and the state of the buffer's random generator, which ``before_task`` seeds
 from ``ctx.generator`` (run seed, task); every later draw continues from the saved state, so
 a run resumed mid-task continues bit for bit. Under ``--nproc N`` each process keeps a
-reservoir of its own shard of the batches (rank 0's is kept at task boundaries), so a
+buffer of its own shard of the batches (rank 0's is kept at task boundaries), so a
 multi-process run is not equivalent to a one-process one, and the replay counts are rank 0's.
 
 Example:
@@ -58,6 +69,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from anpyc.data.batches import iterate
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.heads import grouped_logits
@@ -67,16 +79,31 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- the buffer
-class ReservoirBuffer(nn.Module):
-    """A fixed-capacity reservoir sample of a stream of examples, all in registered buffers.
+POLICIES = ("reservoir", "class_balanced", "task_balanced")
+
+
+class ReplayBuffer(nn.Module):
+    """A fixed-capacity sample of a stream of examples, all in registered buffers.
+
+    ``policy`` decides which examples stay:
+
+    * ``reservoir`` (Vitter's algorithm R): the ``n``-th example offered is kept with
+      probability ``capacity / n`` in a uniformly chosen slot: a uniform sample of the stream;
+    * ``class_balanced`` / ``task_balanced``: once full, an example whose class (task) holds
+      fewer slots than the largest class (task) replaces a random example of a largest one;
+      one of a largest class is kept with probability ``m_c / n_c`` (``m_c`` stored, ``n_c``
+      seen of its class) in place of a random example of its own class. The buffer tends to
+      ``capacity / groups`` examples per class (task), each a uniform sample of its group
+      (the class-balancing reservoir of Chrysakis & Moens, ICML 2020; Avalanche's
+      class- and experience-balanced buffers reach the same split at task ends).
 
     ``x``, ``y``, ``t`` (and with ``logits=True`` the ``logits`` and their valid ``width``)
     are created at the first :meth:`add`, shaped from the data. ``seen`` counts the examples
-    offered so far; ``rng`` is the state of the generator every draw comes from (seed it with
-    :meth:`reseed`).
+    offered so far, ``group_seen`` (balanced policies) those of each class or task; ``rng`` is
+    the state of the generator every draw comes from (seed it with :meth:`reseed`).
 
     Example:
-        >>> buf = ReservoirBuffer(3)
+        >>> buf = ReplayBuffer(3)
         >>> buf.reseed(torch.Generator().manual_seed(0))
         >>> buf.add(torch.zeros(5, 2), torch.arange(5), torch.zeros(5, dtype=torch.long))
         >>> len(buf), int(buf.seen)
@@ -85,14 +112,18 @@ class ReservoirBuffer(nn.Module):
         2
     """
 
-    _LAZY = ("x", "y", "t", "logits", "width")
+    _ROWS = ("x", "y", "t", "logits", "width")  # one row per slot
+    _LAZY = (*_ROWS, "group_seen")
 
-    def __init__(self, capacity: int, logits: bool = False) -> None:
+    def __init__(self, capacity: int, logits: bool = False, policy: str = "reservoir") -> None:
         super().__init__()
         if capacity < 1:
             raise ValueError(f"buffer capacity must be >= 1, got {capacity}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown buffer policy {policy!r}; known: {', '.join(POLICIES)}")
         self.capacity = int(capacity)
         self.with_logits = bool(logits)
+        self.policy = policy
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
         # a valid state until before_task seeds it from the run seed (ctx.generator)
         self.register_buffer("rng", torch.Generator().manual_seed(0).get_state())
@@ -117,6 +148,8 @@ class ReservoirBuffer(nn.Module):
         self.register_buffer("x", x.new_zeros((n, *x.shape[1:])))
         self.register_buffer("y", torch.zeros(n, dtype=torch.long, device=x.device))
         self.register_buffer("t", torch.zeros(n, dtype=torch.long, device=x.device))
+        if self.policy != "reservoir":
+            self.register_buffer("group_seen", torch.zeros(0, dtype=torch.long, device=x.device))
         if self.with_logits:
             assert logits is not None
             self.register_buffer("logits", logits.new_zeros((n, logits.shape[1])))
@@ -138,6 +171,44 @@ class ReservoirBuffer(nn.Module):
         last = {s: r for r, s in enumerate(slot.tolist()) if s < cap}
         return list(last.values()), list(last.keys())
 
+    def groups(self, y: Tensor, t: Tensor) -> Tensor:
+        """The group each example is balanced over: its class or its task."""
+        return y if self.policy == "class_balanced" else t
+
+    def balanced_slots(self, groups: list[int]) -> tuple[list[int], list[int]]:
+        """The balanced policies for the next examples of ``groups`` (one group id each):
+        (rows, slots) to write, as :meth:`slots`. Two uniform draws per example."""
+        g, cap, filled = self._generator(), self.capacity, len(self)
+        u = torch.rand(2 * len(groups), generator=g, dtype=torch.float64).tolist()
+        self._save(g)
+        if len(self.group_seen) <= max(groups):
+            self.group_seen = F.pad(self.group_seen, (0, max(groups) + 1 - len(self.group_seen)))
+        seen = self.group_seen.tolist()
+        stored = self.groups(self.y, self.t)[:filled].tolist()
+        members: dict[int, list[int]] = {}
+        for slot, grp in enumerate(stored):
+            members.setdefault(grp, []).append(slot)
+        writes: dict[int, int] = {}
+        for r, grp in enumerate(groups):
+            seen[grp] += 1
+            own = members.setdefault(grp, [])
+            if filled < cap:
+                slot, filled = filled, filled + 1
+            else:
+                largest = max(len(v) for v in members.values())
+                if len(own) < largest:  # not a largest group: evict from one of them
+                    big = [k for k, v in members.items() if len(v) == largest]
+                    victims = members[big[int(u[2 * r] * len(big))]]
+                elif u[2 * r] * seen[grp] < len(own):  # a largest group: reservoir within it
+                    victims = own
+                else:
+                    continue
+                slot = victims.pop(int(u[2 * r + 1] * len(victims)))
+            own.append(slot)
+            writes[slot] = r
+        self.group_seen.copy_(torch.tensor(seen, dtype=torch.long, device=self.group_seen.device))
+        return list(writes.values()), list(writes.keys())
+
     @torch.no_grad()
     def add(self, x: Tensor, y: Tensor, t: Tensor, logits: Tensor | None = None, width: Tensor | None = None) -> None:
         """Offer a batch to the reservoir (``logits``/``width`` when it stores logits)."""
@@ -145,7 +216,10 @@ class ReservoirBuffer(nn.Module):
             self._allocate(x, logits)
         if self.with_logits and logits.shape[1] > self.logits.shape[1]:
             self._grow_logits(logits.shape[1])
-        rows, slots = self.slots(len(y))
+        if self.policy == "reservoir":
+            rows, slots = self.slots(len(y))
+        else:
+            rows, slots = self.balanced_slots(self.groups(y, t).tolist())
         self.seen.add_(len(y))
         if not rows:
             return
@@ -166,7 +240,7 @@ class ReservoirBuffer(nn.Module):
 
     def get(self, idx: Tensor) -> dict[str, Tensor]:
         """The stored tensors at ``idx``: ``x``, ``y``, ``t`` (and ``logits``, ``width``)."""
-        return {k: getattr(self, k)[idx] for k in self._LAZY if hasattr(self, k)}
+        return {k: getattr(self, k)[idx] for k in self._ROWS if hasattr(self, k)}
 
     def task_counts(self) -> dict[str, int]:
         """Examples in the buffer per task id."""
@@ -242,28 +316,46 @@ def logits_now(model, x: Tensor, t: Tensor, outputs: str = "all") -> tuple[Tenso
 @dataclasses.dataclass(frozen=True)
 class ERConfig:
     """``buffer``: examples kept; ``replay_batch``: examples replayed per step (``None``:
-    the training batch size)."""
+    the training batch size); ``buffer_policy``: which examples the buffer keeps,
+    ``reservoir`` (a uniform sample of the stream), ``class_balanced`` or ``task_balanced``
+    (about equal shares per class or task; :class:`ReplayBuffer`); ``buffer_update``: when
+    examples are offered to the buffer, ``online`` (each training batch after its step's
+    replay draw, as in the papers: the current task is in the buffer while it trains) or
+    ``task_end`` (the task's training data, shuffled, once it is learnt, as Avalanche's
+    buffers: the buffer holds earlier tasks only, and the first task replays nothing)."""
 
     buffer: int = 500
     replay_batch: int | None = None
+    buffer_policy: Literal["reservoir", "class_balanced", "task_balanced"] = "class_balanced"
+    buffer_update: Literal["online", "task_end"] = "task_end"
 
     def __post_init__(self) -> None:
         if self.buffer < 1:
             raise ValueError(f"buffer must be >= 1, got {self.buffer}")
         if self.replay_batch is not None and self.replay_batch < 1:
             raise ValueError(f"replay_batch must be >= 1 or null, got {self.replay_batch}")
+        if self.buffer_policy not in POLICIES:
+            raise ValueError(f"buffer_policy must be one of {', '.join(POLICIES)}, got {self.buffer_policy!r}")
+        if self.buffer_update not in ("online", "task_end"):
+            raise ValueError(f"buffer_update must be 'online' or 'task_end', got {self.buffer_update!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class DERPPConfig(ERConfig):
     """ER's options plus ``alpha`` (weight of the logit MSE), ``beta`` (weight of the
-    cross-entropy on a second buffer batch) and ``logits``: which outputs are stored and
-    matched, ``all`` of the head's (as in the paper, whose class-incremental head computes
-    every class from the start) or only those ``seen`` (active) when stored."""
+    cross-entropy on replayed labels), ``logits``: which outputs are stored and matched,
+    ``all`` of the head's (as in the paper, whose class-incremental head computes every class
+    from the start) or only those ``seen`` (active) when stored; ``logits_at``: when an
+    example's logits are recorded, ``insert`` (when it enters the buffer, as in the paper)
+    or ``task_end`` (by the model that finished its task, as Avalanche's DER; until then
+    the example is replayed for its label only); ``replay_batches``: ``2`` draws independent
+    buffer batches for the two terms (the paper), ``1`` one batch for both (Avalanche)."""
 
     alpha: float = 1.0
     beta: float = 0.5
     logits: Literal["all", "seen"] = "all"
+    logits_at: Literal["insert", "task_end"] = "insert"
+    replay_batches: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -271,12 +363,16 @@ class DERPPConfig(ERConfig):
             raise ValueError(f"need alpha >= 0 and beta >= 0, got alpha={self.alpha}, beta={self.beta}")
         if self.logits not in ("all", "seen"):
             raise ValueError(f"logits must be 'all' or 'seen', got {self.logits!r}")
+        if self.logits_at not in ("insert", "task_end"):
+            raise ValueError(f"logits_at must be 'insert' or 'task_end', got {self.logits_at!r}")
+        if self.replay_batches not in (1, 2):
+            raise ValueError(f"replay_batches must be 1 or 2, got {self.replay_batches}")
 
 
 # ----------------------------------------------------------------------------- methods
 @register
 class ER(Method):
-    """Experience replay from a reservoir buffer (Chaudhry et al. 2019).
+    """Experience replay (Chaudhry et al. 2019) from a :class:`ReplayBuffer`.
 
     Example:
         >>> ER(ERConfig(buffer=100)).memory.capacity
@@ -289,7 +385,7 @@ class ER(Method):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
-        self.memory = ReservoirBuffer(self.config.buffer, logits=self.stores_logits)
+        self.memory = ReplayBuffer(self.config.buffer, logits=self.stores_logits, policy=self.config.buffer_policy)
         self.register_buffer("replay_size", torch.zeros((), dtype=torch.long))  # per buffer batch
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
 
@@ -324,10 +420,25 @@ class ER(Method):
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         replay = self._draw()
         loss = None if replay is None else replay_ce(model, replay["x"], replay["y"], replay["t"])
-        self.memory.add(x, y, t)
+        if self.config.buffer_update == "online":
+            self.offer(model, x, y, t, task_end=False)
         return loss
 
+    def offer(self, model, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
+        """Offer examples to the buffer (``task_end``: by :meth:`after_task`)."""
+        self.memory.add(x, y, t)
+
+    @torch.no_grad()
+    def offer_task(self, model, task, ctx) -> None:
+        """``buffer_update='task_end'``: offer the task's training data, in an order drawn
+        from the run seed, in chunks of the training batch size."""
+        device = next(model.parameters()).device
+        for x, y, t in iterate(task.train, ctx.batch_size, shuffle=True, generator=ctx.generator(0xE6)):
+            self.offer(model, x.to(device), y.to(device), t.to(device), task_end=True)
+
     def after_task(self, model, task, ctx, retrain=None) -> None:
+        if self.config.buffer_update == "task_end":
+            self.offer_task(model, task, ctx)
         per_task = self.history.setdefault("buffer_per_task", {})
         per_task[str(ctx.task)] = self.memory.task_counts()
         log.info("%s after task %d: buffer %d/%d, per task %s", self.name, ctx.task, len(self.memory),
@@ -359,15 +470,43 @@ class DERPP(ER):
     stores_logits = True
 
     def replay_batches(self) -> int:
-        return int(self.config.alpha > 0) + int(self.config.beta > 0)
+        terms = int(self.config.alpha > 0) + int(self.config.beta > 0)
+        return min(terms, self.config.replay_batches)
 
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         c, loss = self.config, None
-        if c.alpha > 0 and (b := self._draw()) is not None:
-            loss = c.alpha * logit_mse(model, b["x"], b["t"], b["logits"], b["width"], c.logits)
-        if c.beta > 0 and (b := self._draw()) is not None:
-            term = c.beta * replay_ce(model, b["x"], b["y"], b["t"])
-            loss = term if loss is None else loss + term
-        logits, width = logits_now(model, x, t, c.logits)
-        self.memory.add(x, y, t, logits, width)
+        first = self._draw() if c.alpha > 0 else None
+        if first is not None:
+            loss = c.alpha * logit_mse(model, first["x"], first["t"], first["logits"], first["width"], c.logits)
+        if c.beta > 0:
+            second = first if (c.replay_batches == 1 and first is not None) else self._draw()
+            if second is not None:
+                term = c.beta * replay_ce(model, second["x"], second["y"], second["t"])
+                loss = term if loss is None else loss + term
+        if c.buffer_update == "online":
+            self.offer(model, x, y, t, task_end=False)
         return loss
+
+    def offer(self, model, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
+        """Offer examples with their logits now (``logits_at='task_end'`` during the task:
+        none yet, :meth:`after_task` records them)."""
+        if task_end or self.config.logits_at == "insert":
+            logits, width = logits_now(model, x, t, self.config.logits)
+        else:
+            logits = x.new_zeros((len(x), max(model.head_sizes)))
+            width = torch.zeros(len(x), dtype=torch.long, device=x.device)
+        self.memory.add(x, y, t, logits, width)
+
+    @torch.no_grad()
+    def after_task(self, model, task, ctx, retrain=None) -> None:
+        """With ``logits_at='task_end'``: record the logits of the task's stored examples."""
+        if self.config.logits_at == "task_end" and self.config.buffer_update == "online" and len(self.memory):
+            rows = (self.memory.t[: len(self.memory)] == ctx.task).nonzero(as_tuple=True)[0]
+            for chunk in rows.split(256):
+                logits, width = logits_now(model, self.memory.x[chunk], self.memory.t[chunk], self.config.logits)
+                if logits.shape[1] > self.memory.logits.shape[1]:
+                    self.memory._grow_logits(logits.shape[1])
+                self.memory.logits[chunk] = 0.0
+                self.memory.logits[chunk, : logits.shape[1]] = logits
+                self.memory.width[chunk] = width
+        super().after_task(model, task, ctx, retrain)

@@ -9,6 +9,11 @@ Example:
 
 from __future__ import annotations
 
+from functools import partial
+
+import torch
+from torch import nn
+
 from anpyc.config import ModelConfig
 from anpyc.errors import ConfigError
 from anpyc.models import cnn  # noqa: F401  (registers cnn and resnet18)
@@ -20,6 +25,27 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualMode
     if cfg.name not in BODIES:
         raise ConfigError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(BODIES))}")
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
-    return ContinualModel(body, feature_dim, head=cfg.head or "multi")
+    init = partial(truncated_normal_init_, std=cfg.init_std, bias=cfg.init_bias) if cfg.init == "truncated_normal" else None
+    if init is not None:
+        body.apply(init)
+    return ContinualModel(body, feature_dim, head=cfg.head or "multi", init=init)
+
+
+@torch.no_grad()
+def truncated_normal_init_(module: nn.Module, std: float = 0.1, bias: float = 0.1) -> None:
+    """Weights of a linear or convolutional ``module`` from a normal of std ``std`` cut at
+    two std, biases ``bias`` (TensorFlow's ``truncated_normal`` and ``constant``); other
+    modules untouched.
+
+    Example:
+        >>> layer = nn.Linear(100, 50)
+        >>> truncated_normal_init_(layer)
+        >>> bool(layer.weight.abs().max() <= 0.2), round(float(layer.bias[0]), 6)
+        (True, 0.1)
+    """
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+        if module.bias is not None:
+            module.bias.fill_(bias)
 
 __all__ = ["BODIES", "ContinualModel", "build_model", "grouped_logits", "register_body"]

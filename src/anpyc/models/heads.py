@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -25,8 +26,10 @@ class ContinualModel(nn.Module):
         torch.Size([2, 3])
     """
 
-    def __init__(self, body: nn.Module, feature_dim: int, head: str = "multi") -> None:
+    def __init__(self, body: nn.Module, feature_dim: int, head: str = "multi",
+                 init: Callable[[nn.Module], None] | None = None) -> None:
         super().__init__()
+        self._init = init  # how a new head's weights start (None: PyTorch's default)
         if head not in ("multi", "single"):
             raise ValueError(f"head must be 'multi' or 'single', got {head!r}")
         self.body = body
@@ -59,7 +62,7 @@ class ContinualModel(nn.Module):
             head = copy.deepcopy(self.heads[copy_of])
             self.copied_from[len(self.heads)] = copy_of
         else:
-            head = nn.Linear(self.feature_dim, n_outputs).to(next(self.body.parameters()).device)
+            head = self._new_head(n_outputs).to(next(self.body.parameters()).device)
         self.heads.append(head)
         return len(self.heads) - 1
 
@@ -76,7 +79,13 @@ class ContinualModel(nn.Module):
     def ensure_heads(self, sizes: list[int]) -> None:
         """Create heads so that a saved ``state_dict`` with these head sizes can be loaded."""
         for n in sizes[len(self.heads):]:
-            self.heads.append(nn.Linear(self.feature_dim, n).to(next(self.body.parameters()).device))
+            self.heads.append(self._new_head(n).to(next(self.body.parameters()).device))
+
+    def _new_head(self, n_outputs: int) -> nn.Linear:
+        head = nn.Linear(self.feature_dim, n_outputs)
+        if self._init is not None:
+            self._init(head)
+        return head
 
     def head_index(self, task: int) -> int:
         return 0 if self.head_mode == "single" else int(task)

@@ -7,7 +7,10 @@ Two ways to start one, same result:
   directory, so no port has to be chosen;
 * ``torchrun --nproc-per-node N -m anpyc run ...`` (several machines: add ``--nnodes``,
   ``--node-rank``, ``--rdzv-endpoint``): the CLI sees torchrun's ``WORLD_SIZE``/``RANK``
-  variables and calls :func:`run_torchrun` in each process.
+  variables and calls :func:`run_torchrun` in each process;
+* one Slurm job step of ``N`` tasks (``srun``, or a sweep's ``--nproc-per-job N``): every task
+  reads its rank and the rendezvous from the Slurm environment (:func:`task_rendezvous`),
+  exports them as the ``env://`` variables and calls :func:`run_torchrun`.
 
 Backend ``gloo`` on CPU, ``nccl`` when ``train.device`` is ``cuda`` (process ``k`` on a node
 uses GPU ``k``). What the processes do is in :mod:`anpyc.parallel.collectives`: ``train.batch_size`` is
@@ -28,16 +31,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import importlib
 import json
 import logging
 import os
 import pickle
+import re
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +359,98 @@ def run_torchrun(
         logging.getLogger("anpyc").setLevel(logging.WARNING)
     with process_group(backend, "env://", timeout=collective_timeout()):
         return _rank_run(cfg, out_dir, quiet, overwrite, backend, run_kwargs)
+
+
+# ------------------------------------------------------------------------ Slurm tasks
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where one task of a job step stands in its torch.distributed group, and where the group
+    meets (``master_addr:master_port``, the ``env://`` rendezvous of rank 0's host)."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    local_world_size: int
+    master_addr: str
+    master_port: int
+
+    def export(self, environ: MutableMapping[str, str] | None = None) -> None:
+        """Set the variables ``env://`` and :func:`run_torchrun` read (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+        env.update({"RANK": str(self.rank), "LOCAL_RANK": str(self.local_rank), "WORLD_SIZE": str(self.world_size),
+                    "LOCAL_WORLD_SIZE": str(self.local_world_size), "MASTER_ADDR": self.master_addr,
+                    "MASTER_PORT": str(self.master_port)})
+
+
+#: the variables of a task, by scheduler: those submitit's local executor sets for the tasks
+#: of a job on this machine (first: such a job may run inside a Slurm allocation), and Slurm's
+_TASK_VARIABLES = {
+    "submitit-local": {"rank": "SUBMITIT_LOCAL_GLOBALID", "local_rank": "SUBMITIT_LOCAL_LOCALID",
+                       "world": "SUBMITIT_LOCAL_NTASKS", "nodes": "SUBMITIT_LOCAL_JOB_NUM_NODES",
+                       "job": "SUBMITIT_LOCAL_JOB_ID"},
+    "slurm": {"rank": "SLURM_PROCID", "local_rank": "SLURM_LOCALID", "world": "SLURM_NTASKS",
+              "nodes": "SLURM_JOB_NUM_NODES", "job": "SLURM_JOB_ID"},
+}
+#: the ports a job's rendezvous is chosen from (by its job id, so every task picks the same)
+PORT_RANGE = (20000, 60000)
+
+
+def task_rendezvous(environ: Mapping[str, str] | None = None) -> Rendezvous | None:
+    """The rendezvous of this task of a Slurm job step (or of a submitit-local job), read from
+    the environment; None outside one.
+
+    Slurm: rank ``SLURM_PROCID``, local rank ``SLURM_LOCALID``, world ``SLURM_NTASKS``, tasks
+    per node ``SLURM_NTASKS_PER_NODE`` (else ``SLURM_NTASKS / SLURM_JOB_NUM_NODES``), rank 0's
+    host the first of ``SLURM_JOB_NODELIST`` (``gpu[03-05,09],cpu1`` -> ``gpu03``), and a port
+    derived from ``SLURM_JOB_ID`` unless ``MASTER_PORT`` is set (``MASTER_ADDR`` likewise wins).
+    submitit's local executor: its ``SUBMITIT_LOCAL_*`` variables, on ``127.0.0.1``.
+
+    Example:
+        >>> env = {"SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_NTASKS": "4", "SLURM_JOB_NUM_NODES": "2",
+        ...        "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_JOB_ID": "4242"}
+        >>> r = task_rendezvous(env)
+        >>> (r.rank, r.local_rank, r.world_size, r.local_world_size, r.master_addr)
+        (3, 1, 4, 2, 'gpu07')
+    """
+    env = os.environ if environ is None else environ
+    kind = next((k for k, names in _TASK_VARIABLES.items() if names["world"] in env and names["rank"] in env), None)
+    if kind is None:
+        return None
+    names = _TASK_VARIABLES[kind]
+    try:
+        world, rank = int(env[names["world"]]), int(env[names["rank"]])
+        local_rank = int(env.get(names["local_rank"], rank))
+        nodes = max(1, int(env.get(names["nodes"], "1")))
+        per_node = int(env.get("SLURM_NTASKS_PER_NODE", world // nodes)) if kind == "slurm" else world // nodes
+        port = int(env["MASTER_PORT"]) if env.get("MASTER_PORT") else _job_port(env.get(names["job"], "0"))
+    except ValueError as exc:
+        raise DistributedError(f"cannot read the task's place from the {kind} environment: {exc}") from None
+    if not 0 <= rank < world:
+        raise DistributedError(f"{names['rank']}={rank} is not a rank of {names['world']}={world}")
+    host = env.get("MASTER_ADDR") or (first_host(env.get("SLURM_JOB_NODELIST", "")) if kind == "slurm" else "") or "127.0.0.1"
+    return Rendezvous(rank, local_rank, world, max(per_node, 1), host, port)
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list (``SLURM_JOB_NODELIST``): ``a[01-03],b7`` -> ``a01``,
+    ``rack[2-3]-n[5,9]`` -> ``rack2-n5``; empty for an empty list.
+
+    Example:
+        >>> first_host("node[001-004,010],login1"), first_host("c5,c6"), first_host("solo")
+        ('node001', 'c5', 'solo')
+    """
+    depth, end = 0, len(nodelist)
+    for i, ch in enumerate(nodelist):  # the first group: up to a comma outside brackets
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            end = i
+            break
+    group = nodelist[:end].strip()
+    return re.sub(r"\[([^\]]*)\]", lambda m: m.group(1).split(",")[0].split("-")[0], group)
+
+
+def _job_port(job_id: str) -> int:
+    """A port every task of job ``job_id`` derives alike (two jobs on one node rarely collide)."""
+    low, high = PORT_RANGE
+    digest = hashlib.sha256(job_id.encode()).digest()
+    return low + int.from_bytes(digest[:4], "big") % (high - low)

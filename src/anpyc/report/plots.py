@@ -278,6 +278,34 @@ def plot_importance(results: Results, path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_weight_distribution(results: Results, path: str | Path) -> Path | None:
+    """Distribution of the shared weights' magnitudes (log10 |w|, non-zero weights; the share
+    exactly zero in the legend) after the last task, one line per method (its first seed):
+    "sparse and polarised" synapses show as a mass at zero and a separate group of large ones."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    drawn = 0
+    for method, runs in results.runs.items():
+        d = next((r.metrics.get("weight_distribution") for r in runs if r.metrics.get("weight_distribution")), None)
+        edges, counts = (d or {}).get("hist_edges"), (d or {}).get("hist_counts")
+        if not edges or not counts or len(edges) != len(counts) + 1 or sum(counts) <= 0:
+            continue
+        share = np.asarray(counts, dtype=float) / sum(counts) * (1 - (d.get("zero_share") or 0.0))
+        label = f"{method} ({100 * (d.get('zero_share') or 0.0):.0f}% zero, bimodality {d.get('bimodality', float('nan')):.2f})"
+        ax.stairs(share, 10.0 ** np.asarray(edges, dtype=float), color=method_color(method), lw=1.5, label=label)
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ax.set_xlabel("|weight| (log scale; zeros in the legend)")
+    ax.set_ylabel("fraction of shared weights")
+    ax.set_title(f"{results.benchmark}: shared weights after the last task")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def _free_fraction(runs: Sequence[RunData]) -> dict[str, np.ndarray]:
     """Per layer, free fraction after each task, mean over the seeds that recorded it."""
     per_layer: dict[str, list[list[float]]] = {}

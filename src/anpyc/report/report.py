@@ -33,6 +33,7 @@ from anpyc.report.tables import (
     learning_table,
     matrix_table,
     mean_matrix,
+    polarisation_table,
     summary_table,
 )
 
@@ -118,6 +119,13 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
     extras = extras_table(results)
     if extras:
         blocks += [Heading("Capacity and importance", 2), Table(*extras)]
+    polarised = polarisation_table(results)
+    if polarised:
+        blocks += [Heading("Sparse and polarised synapses", 2),
+                   Text("After the last task: the consolidated importance's kurtosis (heavy-tailed: few parameters hold "
+                        "most of it) and the shared weights' distribution (zero and near-zero shares, bimodality of "
+                        "|w|, kurtosis): what ANPyC's paper claims its synapses become."),
+                   Table(*polarised)]
     guard = guard_table(results)
     if guard:
         blocks += [Heading("Pruning guard", 2),
@@ -159,6 +167,8 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
              f"Accuracy matrix of {m} (row: after task i; column: task j).")
     draw("importance.png", lambda p: plots.plot_importance(results, p),
          "Distribution of parameter importance (log scale) and its kurtosis after each task (first seed of each method).")
+    draw("weights.png", lambda p: plots.plot_weight_distribution(results, p),
+         "Magnitudes of the shared weights after the last task (log scale; the share exactly zero in the legend).")
     draw("free_capacity.png", lambda p: plots.plot_free_capacity(results, p),
          "Fraction of each layer's weights still free for later tasks.")
     draw("cost.png", lambda p: plots.plot_cost(results, p),

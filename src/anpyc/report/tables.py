@@ -190,6 +190,24 @@ def extras_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
     return (header, rows) if rows else None
 
 
+def polarisation_table(results: Results) -> tuple[list[str], list[list[str]]] | None:
+    """"Sparse and polarised synapses" (ANPyC's claim) after the last task, every method alike:
+    the consolidated importance's kurtosis (where a method has one) and the shared weights'
+    distribution: share exactly zero, share near zero (``|w| < 0.05 rms``), bimodality of
+    ``|w|`` (Sarle's coefficient; above 0.56 suggests two modes) and kurtosis."""
+    header = ["method", "importance kurtosis", "weights zero %", "weights near zero %", "bimodality of |w|",
+              "weight kurtosis"]
+    rows = []
+    for method, runs in results.runs.items():
+        dist = [r.metrics.get("weight_distribution") or {} for r in runs]
+        if not any(dist):
+            continue
+        rows.append([method, fmt_stat([r.metrics.get("omega_kurtosis") for r in runs], 1, 1),
+                     fmt_stat([d.get("zero_share") for d in dist], 100), fmt_stat([d.get("near_zero_share") for d in dist], 100),
+                     fmt_stat([d.get("bimodality") for d in dist], 1, 2), fmt_stat([d.get("kurtosis") for d in dist], 1, 1)])
+    return (header, rows) if rows else None
+
+
 def mean_matrix(runs: Sequence[RunData], key: str = "acc_matrix") -> np.ndarray | None:
     """Element-wise mean over seeds of a task x task matrix; NaN where never evaluated."""
     mats = []

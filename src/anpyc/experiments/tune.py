@@ -25,7 +25,7 @@ import numpy as np
 from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError, TrainingError
-from anpyc.experiments.compare import budgeted
+from anpyc.experiments.compare import budgeted, own_stream
 from anpyc.experiments.presets import best_point, expand_grid, grid_for, load_grids, save_preset
 from anpyc.experiments.protocols import (
     differences,
@@ -50,12 +50,16 @@ def tune(
     quiet: bool = False,
     overwrite: bool = False,
     budget: str = "passes",
+    stream: Any = None,
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
 
     A point whose training diverges (non-finite loss) is recorded as failed, not chosen.
+    ``stream``: your own data, as :func:`anpyc.experiments.compare.compare` takes it (a stream,
+    a function ``seed -> stream`` or ``"MODULE:FUNCTION"``).
     """
+    base, own = own_stream(base, stream, jobs=1)
     points = expand_grid(grid)
     if not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
@@ -66,7 +70,7 @@ def tune(
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None
     if out is not None:
         write_yaml(out / rundir.TUNE, {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict()})
-    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
+    streams = {s: own(s) if own is not None else build_stream(base.replace(seed=s)) for s in seeds}
     rows = []
     for k, point_cfg in enumerate(configs):
         params = point_cfg.params_dict()
@@ -74,7 +78,8 @@ def tune(
         for s, (cfg, method) in zip(seeds, runs[k]):
             run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None
             try:
-                m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
+                m = run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method, budget=None,
+                        report=False).metrics
             except TrainingError as exc:
                 failed = str(exc)
                 break

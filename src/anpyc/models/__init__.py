@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from anpyc.config import ModelConfig
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 from anpyc.models import cnn  # noqa: F401  (registers cnn and resnet18)
 from anpyc.models.heads import ContinualModel, grouped_logits
 from anpyc.models.registry import BODIES, register_body
@@ -18,7 +18,7 @@ from anpyc.models.registry import BODIES, register_body
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualModel:
     if cfg.name not in BODIES:
-        raise ConfigError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(BODIES))}")
+        raise ConfigError(unknown("model", cfg.name, sorted(BODIES)))
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
     return ContinualModel(body, feature_dim, head=cfg.head or "multi")
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,27 @@ def test_an_alias_runs_with_its_methods_preset(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_mod, "method_params", fake)
     plan = bench_mod.bench_plan("split-mnist-class", ["er-200"])
     assert plan.aliases["er-200"] == ("er", {"replay_batch": 32, "buffer": 200}) and plan.params == {}
+
+
+def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
+    """Each row of `anpyc bench ablation`/`ablation-domain` runs the knob its committed
+    `anpyc tune` (docs/benchmarks/ablation/tune.sh) chose on validation, with the row's change."""
+    from anpyc.experiments.bench import (
+        ABLATION_ROWS,
+        ABLATION_TUNED,
+        PAPER_MECHANISMS,
+        PROTOCOLS_OF_ABLATION,
+    )
+
+    root = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune"
+    for protocol in PROTOCOLS_OF_ABLATION:
+        for row, tuned in ABLATION_TUNED[protocol].items():
+            result = json.loads((root / protocol / row / "tune.json").read_text())
+            grid = {k: v for k, v in result["grid"].items() if len(v) > 1}
+            assert set(grid) == set(tuned), (protocol, row)
+            valid = [p for p in result["points"] if not p["failed"]]
+            best = max(valid, key=lambda p: (p["val_avg_acc"], -p["point"]))
+            assert {k: best["params"][k] for k in grid} == tuned, (protocol, row)
+            for k, v in {**PAPER_MECHANISMS, **ABLATION_ROWS[row]}.items():  # the row is what was tuned
+                if k not in grid:
+                    assert best["params"][k] == v, (protocol, row, k)

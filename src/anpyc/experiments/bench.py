@@ -58,11 +58,12 @@ class Methods:
 
     without: frozenset[str] = frozenset()
     tagged: tuple[str, ...] = ()
+    with_default: bool = True  # with ``tagged``: the default method first
 
     def names(self) -> tuple[str, ...]:
         if self.tagged:
             chosen = [m for tag in self.tagged for m in method_names(tags={tag})]
-            return tuple(dict.fromkeys([DEFAULT_METHOD, *chosen]))
+            return tuple(dict.fromkeys([DEFAULT_METHOD, *chosen] if self.with_default else chosen))
         return tuple(method_names(without=self.without))
 
 
@@ -79,10 +80,14 @@ NO_TASK_ID_ALIASES = {
     "derpp-200": ("derpp", {"buffer": 200}),
 }
 
-#: ANPyC's mechanisms, one removed (or replaced) per row; every row runs ANPyC's defaults but
-#: for its change and its own tuned strength (``ABLATION_TUNED``).
+#: ANPyC with every mechanism of the paper (structure-aware Omega, the penalty, element-wise
+#: updating, pruning with retraining), pinned so the rows do not move with the defaults
+PAPER_MECHANISMS = {"importance": "omega", "structure": "spread", "update": "elementwise", "prune": True,
+                    "keep_schedule": "reference", "prune_steps": 1, "retrain_epochs": 0.25}
+#: the ablation's rows: one mechanism removed (or replaced) per row, on top of
+#: ``PAPER_MECHANISMS``, each with its own tuned strength (``ABLATION_TUNED``)
 ABLATION_ROWS: dict[str, dict] = {
-    "anpyc-all": {},  # every mechanism of the paper: structure-aware Omega, penalty, element-wise updating, pruning
+    "anpyc-all": {},
     "no-structure": {"structure": "none"},
     "omega-magnitude": {"importance": "magnitude"},
     "omega-fisher": {"importance": "fisher"},
@@ -94,15 +99,22 @@ ABLATION_ROWS: dict[str, dict] = {
 #: docs/benchmarks/ablation/tune.sh (4 points per row; the grids there). A test checks each value
 #: is the arg-max of its committed tune.json.
 ABLATION_TUNED: dict[str, dict[str, dict]] = {
-    "pmnist10": {},
+    "pmnist10": {
+        "anpyc-all": {"lam": 3.0}, "no-structure": {"lam": 10.0}, "omega-magnitude": {"lam": 0.1},
+        "omega-fisher": {"lam": 3.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 1.0},
+        "no-consolidation": {"retrain_epochs": 0.5},
+    },
     "pmnist10-domain": {},
 }
+
+
+PROTOCOLS_OF_ABLATION = tuple(ABLATION_TUNED)
 
 
 def ablation_aliases(protocol: str) -> dict[str, tuple[str, dict]]:
     """The ablation's rows on ``protocol``: each row's change and its tuned knob."""
     tuned = ABLATION_TUNED[protocol]
-    return {row: ("anpyc", {**change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
+    return {row: ("anpyc", {**PAPER_MECHANISMS, **change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
 
 
 @dataclass(frozen=True)
@@ -145,13 +157,14 @@ SUITES: dict[str, Suite] = {
     "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "ablation": _of_protocol(
-        "pmnist10", Methods(tagged=("lower-bound",)), seeds=3, aliases=ablation_aliases("pmnist10"),
+        "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3, aliases=ablation_aliases("pmnist10"),
         description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "
         "structure-awareness, Omega (replaced by |theta| and by the Fisher), element-wise updating, pruning, "
         "consolidation; each row's strength tuned on validation with the same 4-point budget",
     ),
     "ablation-domain": _of_protocol(
-        "pmnist10-domain", Methods(tagged=("lower-bound",)), seeds=3, aliases=ablation_aliases("pmnist10-domain"),
+        "pmnist10-domain", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
+        aliases=ablation_aliases("pmnist10-domain"),
         description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),

@@ -199,6 +199,7 @@ def tune_protocol(
     command = relative_command(f"tune --protocol {protocol} --method {method}" + (" --save-preset" if save else ""), out_dir)
     fp = protocol_fingerprint(protocol)
     result["protocol"] = {"name": protocol, "budget": p.budget, "description": p.description, "fingerprint": fp}
+    result["command"], result["git_commit"] = command, git_commit()
     if save:
         from anpyc.experiments.protocols import digest
 

@@ -147,7 +147,7 @@ def run(
     tensorboard: bool | str | Path = False,
     resume: bool = False,
     method: Method | None = None,
-    budget: str | None = "passes",
+    budget: str | None = None,
     report: bool = True,
 ) -> RunResult:
     """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
@@ -156,10 +156,10 @@ def run(
     the one ``cfg.method`` names. ``stream``: one built stream shared between runs, or your own
     data (:func:`anpyc.data.stream_from_datasets`; the run records ``benchmark: custom`` and the
     stream's description); it must match ``cfg.stream``, ``cfg.seed`` and the scenario's labels.
-    ``budget``: ``passes`` (the default, as ``anpyc run`` and ``compare``) gives the method
+    ``budget``: ``passes`` (as ``anpyc run`` and ``compare`` apply it) gives the method
     ``train.epochs`` training passes per task, its retraining and replay included; ``epochs``
-    gives it ``train.epochs`` epochs and lets it add its own passes; ``None``: ``cfg`` is already
-    as it runs (a saved ``config.yaml``). ``tensorboard``: True logs to ``out_dir/tb``, a path
+    gives it ``train.epochs`` epochs and lets it add its own passes (recorded); ``None`` (the
+    default): ``cfg`` is as it runs, ``train.epochs`` epochs (a saved ``config.yaml`` too). ``tensorboard``: True logs to ``out_dir/tb``, a path
     logs there. ``resume=True`` continues the run in ``out_dir`` from its newest valid
     checkpoint. ``report`` (with ``out_dir``): write ``report.md``, ``report.html`` and
     ``plots/`` at the end, as the command line does. Classifiers and generators take the same

@@ -24,7 +24,7 @@ from typing import Any
 
 from anpyc import rundir
 from anpyc.config import RunConfig, deep_update
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 from anpyc.experiments.protocols import PMNIST, PROTOCOLS
 from anpyc.io import atomic_write_text, relative_command, write_json
 from anpyc.methods import DEFAULT_METHOD, METHODS, method_names
@@ -222,7 +222,8 @@ def method_params(
     methods = [m for m in methods if m in METHODS]  # aliases carry their own parameters
     if not presets:
         return {m: dict(bench.params[m]) for m in methods if m in bench.params}, {}, {}
-    return select_presets(methods, base, budget, bench.params)
+    # a suite of its own setting (no protocol, such as quick) runs the defaults as designed: no warning
+    return select_presets(methods, base, budget, bench.params, warn=bench.protocol is not None)
 
 
 def _relative_to(path: str | None, base: Path) -> str | None:
@@ -279,7 +280,7 @@ def bench_plan(
         'reference'
     """
     if name not in SUITES:
-        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+        raise ConfigError(unknown("suite", name, SUITES))
     bench = SUITES[name]
     chosen = list(methods) if methods else [*bench.methods, *bench.aliases]
     if overrides and "method" in overrides:
@@ -315,6 +316,8 @@ def run_suite(
     budget: str | None = None,
     resume: bool = False,
     executor: Any = None,
+    stream: Any = None,
+    report: bool = True,
 ) -> dict:
     """Run suite ``name``; returns the summary written to ``out_dir/bench.json``.
 
@@ -326,6 +329,8 @@ def run_suite(
     ``resume`` continues a killed suite in ``out_dir`` (see :func:`anpyc.experiments.compare.compare`).
     ``executor``: where the runs go (:mod:`anpyc.experiments.executors`); without waiting the
     jobs are submitted and ``{"submitted": ...}`` returned (``anpyc gather`` finishes the suite).
+    ``stream``: the suite's methods and settings on your own data, as ``compare`` takes it (no
+    preset applies: your data is no protocol). ``report``: write the report at the end.
     """
     from anpyc.experiments.compare import compare
     from anpyc.experiments.protocols import matching_protocols
@@ -333,14 +338,14 @@ def run_suite(
 
     sweep = {"bench": {"name": name, "seeds": seeds, "methods": methods, "overrides": overrides, "presets": presets,
                        "params": params, "budget": budget, "tensorboard": tensorboard}}  # what `anpyc gather` reruns
-    plan = bench_plan(name, methods, overrides, presets, params, budget)
+    plan = bench_plan(name, methods, overrides, presets and stream is None, params, budget)
     bench, base, known, params = plan.bench, plan.base, plan.methods, plan.params
     start = _dt.datetime.now(_dt.UTC)
     summary = compare(
         base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
         params=params, aliases=plan.aliases,
         quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget, resume=resume,
-        executor=executor, sweep=sweep,
+        executor=executor, sweep=sweep, stream=stream, report=False,
     )
     if "submitted" in summary:  # the jobs go on; `anpyc gather` (or the same command again) ends the suite
         return summary
@@ -354,7 +359,7 @@ def run_suite(
         "date": start.isoformat(timespec="seconds"),
         "method_params": params,
         # the protocol this run is (overrides of settings in its fingerprint make it another)
-        "protocol": bench.protocol if bench.protocol in matching_protocols(base, plan.budget) else None,
+        "protocol": bench.protocol if stream is None and bench.protocol in matching_protocols(base, plan.budget) else None,
         "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
         "jobs": jobs,
         "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
@@ -370,4 +375,8 @@ def run_suite(
         f"Command: `{summary['bench']['command']}`  \nMachine: {summary['bench']['machine']}  \nDate: {summary['bench']['date']}\n"
     )
     atomic_write_text(out / "bench.md", text)
+    if report:
+        from anpyc.report.report import write_report_safely
+
+        write_report_safely(out)
     return summary

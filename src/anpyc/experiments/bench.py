@@ -104,7 +104,11 @@ ABLATION_TUNED: dict[str, dict[str, dict]] = {
         "omega-fisher": {"lam": 3.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 1.0},
         "no-consolidation": {"retrain_epochs": 0.5},
     },
-    "pmnist10-domain": {},
+    "pmnist10-domain": {
+        "anpyc-all": {"lam": 3.0}, "no-structure": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3},
+        "omega-fisher": {"lam": 10.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 3.0},
+        "no-consolidation": {"retrain_epochs": 0.25},
+    },
 }
 
 

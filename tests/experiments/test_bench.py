@@ -140,3 +140,15 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
             for k, v in {**PAPER_MECHANISMS, **ABLATION_ROWS[row]}.items():  # the row is what was tuned
                 if k not in grid:
                     assert best["params"][k] == v, (protocol, row, k)
+
+
+def test_polarisation_suite_puts_the_paper_anpyc_beside_the_importance_penalties():
+    """`anpyc bench polarisation`: ANPyC with every mechanism of the paper (the ablation's row,
+    its tuned lambda) and every method tagged importance-penalty, at their pmnist10 presets."""
+    from anpyc.experiments.bench import PAPER_MECHANISMS, bench_plan
+
+    plan = bench_plan("polarisation")
+    assert set(plan.methods) == {"ewc", "online-ewc", "si", "mas", "anpyc-all"}
+    method, params = plan.aliases["anpyc-all"]
+    assert method == "anpyc" and params == {**PAPER_MECHANISMS, "lam": 3.0}
+    assert plan.presets_applied.get("si") == "si-pmnist10"

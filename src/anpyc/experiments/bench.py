@@ -171,6 +171,13 @@ SUITES: dict[str, Suite] = {
         aliases=ablation_aliases("pmnist10-domain"),
         description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
+    "polarisation": _of_protocol(
+        "pmnist10", Methods(tagged=("importance-penalty",), with_default=False), seeds=3,
+        aliases={"anpyc-all": ablation_aliases("pmnist10")["anpyc-all"]},
+        description="sparse and polarised synapses (pmnist10): the kurtosis of the consolidated importance and the "
+        "distribution of the weights after 10 tasks, ANPyC with every mechanism of the paper (the ablation's "
+        "anpyc-all row) beside the importance-penalty methods (EWC, online EWC, SI, MAS) at their presets",
+    ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES),
     "reference": Suite(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "

@@ -152,3 +152,13 @@ def test_polarisation_suite_puts_the_paper_anpyc_beside_the_importance_penalties
     method, params = plan.aliases["anpyc-all"]
     assert method == "anpyc" and params == {**PAPER_MECHANISMS, "lam": 3.0}
     assert plan.presets_applied.get("si") == "si-pmnist10"
+
+
+def test_bench_methods_take_the_suites_own_variants(capsys):
+    """`bench reference --methods anpyc-reference` names the suite's variant: only names that
+    are neither registered nor the suite's are refused (exit 2, before any training)."""
+    from anpyc.cli import main
+
+    assert main(["bench", "reference", "--methods", "anpyc-reference,nope", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "anpyc-reference" not in err.split("known:")[0]

@@ -12,12 +12,14 @@ BENCH_ARGS ?=
 
 .PHONY: setup data browser demo test lint bench clean
 
+# pip shows its progress (a first install takes minutes); --quiet only where nothing takes long
 $(BIN)/.installed: pyproject.toml
+	@echo "setting up $(VENV): pip, then torch 2.13.0 (CPU), then anpyc and its dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on torch==2.13.0
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $@
 
 setup: $(BIN)/.installed
@@ -26,9 +28,10 @@ data: setup
 	$(BIN)/anpyc data fetch mnist --quiet
 	$(BIN)/anpyc data fetch fashion-mnist --quiet
 
+# a short comparison of its own (no protocol: the methods' defaults, so no preset is looked for)
 demo: data
 	$(BIN)/anpyc compare --methods anpyc,finetune --benchmark permuted-mnist --tasks 5 \
-	    --subsample 10000 --test-subsample 2000 --epochs 3 --seeds 1 --out demo-out --overwrite
+	    --subsample 10000 --test-subsample 2000 --epochs 3 --seeds 1 --no-presets --out demo-out --overwrite
 
 # The HTML-report test opens the page in headless Chromium. Install it where we can (root with
 # apt-get); anywhere else carry on without it and that one test skips.

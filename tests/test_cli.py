@@ -47,8 +47,23 @@ def test_compare_writes_summary(tmp_path, capsys):
 
 def test_data_list_runs(capsys, tmp_path):
     assert main(["data", "list", "--data-dir", str(tmp_path)]) == 0
-    assert "mnist: missing" in capsys.readouterr().out
-    assert main(["data", "verify", "mnist", "--data-dir", str(tmp_path)]) == 2
+    assert "mnist: not fetched" in capsys.readouterr().out
+    assert main(["data", "verify", "mnist", "--data-dir", str(tmp_path)]) == 2  # asked for by name
+
+
+def test_data_verify_checks_what_was_fetched_and_names_what_was_not(capsys, tmp_path, mnist_dir):
+    """After `make demo` (MNIST only): verify passes and lists the data sets never fetched;
+    a fetched file that is damaged fails it."""
+    import shutil
+
+    shutil.copytree(f"{mnist_dir}/mnist", tmp_path / "mnist", ignore=shutil.ignore_patterns("*.pt"))
+    assert main(["data", "verify", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mnist: ok" in out and "not fetched: fashion-mnist, cifar10, cifar100" in out
+    victim = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    victim.write_bytes(victim.read_bytes()[:-10])
+    assert main(["data", "verify", "--data-dir", str(tmp_path)]) == 2
+    assert "mnist: bad" in capsys.readouterr().out
 
 
 def test_finetune_forgets_and_joint_beats_it_on_permuted_mnist(tmp_path, mnist_dir):

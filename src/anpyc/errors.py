@@ -1,5 +1,9 @@
 """Errors a user can act on. The CLI prints them as one line and exits with code 2."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class AnpycError(Exception):
     """Base class for every error whose message tells the user what to do."""
@@ -27,3 +31,27 @@ class CheckpointError(AnpycError):
 
 class DistributedError(AnpycError):
     """A multi-process run cannot start or its processes disagree."""
+
+
+def did_you_mean(name: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``name``, else ``""``.
+
+    Example:
+        >>> did_you_mean("ewx", ["ewc", "si"])
+        " (did you mean 'ewc'?)"
+    """
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown(what: str, name: object, known: Iterable[str]) -> str:
+    """The one-line message for a name that is none of ``known``, with the closest one.
+
+    Example:
+        >>> unknown("method", "ewx", ["ewc", "si"])
+        "unknown method 'ewx' (did you mean 'ewc'?); known: ewc, si"
+    """
+    known = list(known)
+    return f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known) or 'none'}"

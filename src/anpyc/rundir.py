@@ -44,19 +44,22 @@ import errno
 import functools
 import json
 import logging
+import math
 import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import numpy as np
 import yaml
 
 from anpyc.errors import OutputError
 from anpyc.io import append_jsonl, atomic_write_text, write_csv, write_json, write_yaml
+
+if TYPE_CHECKING:
+    import numpy as np
 
 try:
     import fcntl
@@ -96,7 +99,7 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
         raise OutputError(f"output path {out} exists and is not a directory")
     acquire(out, create=True)  # before anything is checked or removed: another writer fails here
     if any((out / marker).exists() for marker in MARKERS) and not overwrite:
-        raise OutputError(f"{out} already holds a run; choose another --out or pass --overwrite")
+        raise OutputError(occupied(out))
     if overwrite:
         for stale in RESULT_FILES:
             (out / stale).unlink(missing_ok=True)
@@ -105,6 +108,18 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
         for stale in (out / SAMPLES).glob("task_*.png"):
             stale.unlink(missing_ok=True)
     return out
+
+
+def occupied(out: Path) -> str:
+    """Why ``out`` cannot take a new run, and what to do: a finished run is kept unless
+    ``--overwrite``; an unfinished one (killed, or failed) can also be continued."""
+    if (out / CONFIG).exists() and not (out / METRICS).exists():
+        return (f"{out} holds an unfinished run (no {METRICS}): continue it with `anpyc run --resume {out}`, "
+                "or start afresh with --overwrite")
+    if (out / COMPARE).exists() and not (out / SUMMARY_JSON).exists():
+        return (f"{out} holds an unfinished comparison: continue it with the same command plus --resume, "
+                "or start afresh with --overwrite")
+    return f"{out} already holds a run; choose another --out or pass --overwrite"
 
 
 def run_dir_of(compare_dir: str | Path, method: str, seed: int) -> Path:
@@ -124,7 +139,7 @@ def seed_dirs(method_dir: str | Path) -> list[tuple[int, Path]]:
 # ----------------------------------------------------------------------------- writing
 def finite(obj: Any) -> Any:
     """JSON has no NaN: ``None`` instead, in nested dicts and lists."""
-    if isinstance(obj, float) and not np.isfinite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
         return {k: finite(v) for k, v in obj.items()}
@@ -134,7 +149,7 @@ def finite(obj: Any) -> Any:
 
 
 def _matrix_rows(matrix: np.ndarray, digits: int) -> list[list[str]]:
-    return [["" if not np.isfinite(v) else f"{v:.{digits}f}" for v in row] for row in matrix]
+    return [["" if not math.isfinite(v) else f"{v:.{digits}f}" for v in row] for row in matrix]
 
 
 def write_config(out: Path, config: dict) -> Path:
@@ -222,6 +237,8 @@ def trim_log(out: Path, tasks_done: int) -> list[dict]:
 
 def matrix(rows: list) -> np.ndarray:
     """A JSON matrix (``null`` for not-yet-seen tasks) as a float array with NaN."""
+    import numpy as np  # here: the command line checks its arguments before numpy is imported
+
     return np.array([[np.nan if v is None else float(v) for v in row] for row in rows], dtype=float).reshape(len(rows), -1)
 
 

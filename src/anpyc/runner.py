@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -34,11 +35,12 @@ from anpyc.callbacks import checkpoint as ckpt
 from anpyc.callbacks.distributed import DistributedSync
 from anpyc.callbacks.progress import RunLogger, attach_run_log, detach_run_log
 from anpyc.callbacks.tracking import TaskTracker, open_tracker, tensorboard_writer_class
-from anpyc.config import RunConfig
+from anpyc.config import CUSTOM, RunConfig
 from anpyc.data.streams import Stream, make_stream
-from anpyc.errors import ConfigError, OutputError
+from anpyc.data.user import stream_from_source
+from anpyc.errors import ConfigError, OutputError, unknown
 from anpyc.loop.train import LoopConfig, LoopState, train_stream
-from anpyc.methods import for_run, typed
+from anpyc.methods import create, for_run, typed
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize, weight_distribution
 from anpyc.parallel.collectives import (
@@ -64,6 +66,7 @@ class RunResult:
     out_dir: Path | None = None
     model: Any = field(default=None, repr=False)
     method: Method | None = field(default=None, repr=False)
+    report: Any = field(default=None, repr=False)  # the report's files (anpyc.report.report.ReportFiles), if written
 
 
 def git_commit() -> str | None:
@@ -95,10 +98,38 @@ def provenance() -> dict:
     }
 
 
-def resolved_config(cfg: RunConfig) -> dict:
+def resolved_config(cfg: RunConfig, **meta: Any) -> dict:
     """The config as saved: every field (the method's defaults filled in), plus provenance
-    under ``meta``."""
-    return {**cfg.to_dict(), "meta": provenance()}
+    (and ``meta``, such as the budget a run applied) under ``meta``."""
+    return {**cfg.to_dict(), "meta": {**provenance(), **meta}}
+
+
+BUDGETS = ("passes", "epochs")
+
+
+def apply_budget(cfg: RunConfig, budget: str | None = "passes", method: Method | None = None) -> RunConfig:
+    """``cfg`` as it runs under a budget. ``passes`` (the default): ``train.epochs`` training
+    passes per task, the method's own extra passes included (a method that retrains or
+    replays trains fewer epochs; :meth:`~anpyc.methods.Method.epochs_for_budget`); joint
+    training, an upper bound, keeps its growing data. ``epochs`` (or ``None``): ``train.epochs``
+    epochs, and whatever the method adds on top. ``method``: the method object to ask
+    (default: one built from ``cfg``).
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"method": "packnet", "train": {"epochs": 2}})
+        >>> apply_budget(cfg).train.epochs  # 1.5 epochs + 0.5 of retraining (packnet's retrain_epochs)
+        1.5
+    """
+    if budget is not None and budget not in BUDGETS:
+        raise ConfigError(unknown("budget", budget, BUDGETS))
+    if budget != "passes":
+        return cfg
+    try:
+        method = method if method is not None else create(cfg.method, cfg.method_params)
+        epochs = method.epochs_for_budget(cfg.train.epochs, batch_size=cfg.train.batch_size)
+    except ValueError as exc:
+        raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
+    return cfg.replace(train=dataclasses.replace(cfg.train, epochs=float(epochs)))
 
 
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -116,34 +147,38 @@ def run(
     tensorboard: bool | str | Path = False,
     resume: bool = False,
     method: Method | None = None,
+    budget: str | None = None,
+    report: bool = True,
 ) -> RunResult:
     """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
 
-    ``method`` may be passed as an object (a method of your own, or one to inspect after
-    the run); it then replaces the one ``cfg.method`` names.
-    ``stream`` may be passed to share one built stream between runs (or to run on your own
-    data, :func:`anpyc.data.stream_from_datasets`); it must match ``cfg.stream``, ``cfg.seed``
-    and the scenario's labels. ``tensorboard``: True logs to ``out_dir/tb``, a path logs
-    there; ``acc_curve.csv`` is written always. ``resume=True`` continues the run in
-    ``out_dir`` from its newest valid checkpoint (from the start if it has none). Classifiers
-    and generators (``--model vae|gan``) take the same path; their problem kind
-    (:mod:`anpyc.problems`) brings what differs. Everything that can be checked is checked
-    before the run directory is touched.
+    ``method``: an object (a method of your own, or one to inspect after the run) instead of
+    the one ``cfg.method`` names. ``stream``: one built stream shared between runs, or your own
+    data (:func:`anpyc.data.stream_from_datasets`; the run records ``benchmark: custom`` and the
+    stream's description); it must match ``cfg.stream``, ``cfg.seed`` and the scenario's labels.
+    ``budget``: ``passes`` (as ``anpyc run`` and ``compare`` apply it) gives the method
+    ``train.epochs`` training passes per task, its retraining and replay included; ``epochs``
+    gives it ``train.epochs`` epochs and lets it add its own passes (recorded); ``None`` (the
+    default): ``cfg`` is as it runs, ``train.epochs`` epochs (a saved ``config.yaml`` too). ``tensorboard``: True logs to ``out_dir/tb``, a path
+    logs there. ``resume=True`` continues the run in ``out_dir`` from its newest valid
+    checkpoint. ``report`` (with ``out_dir``): write ``report.md``, ``report.html`` and
+    ``plots/`` at the end, as the command line does. Classifiers and generators take the same
+    path (:mod:`anpyc.problems`). Everything that can be checked is checked before the run
+    directory is touched.
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     kind = problem_for(cfg)
     cfg = _checked(cfg, kind, tensorboard)
     method = for_run(cfg, method)
-    if stream is None:  # before the output directory is touched: bad data must not cost a result
-        stream = build_stream(cfg)
+    cfg, stream, meta = _with_stream_and_budget(cfg, kind, stream, method, budget)
     problem = kind(cfg, stream)  # a generator's judge is trained (or read) here, before the run's seeds
     seed_everything(cfg.seed, cfg.train.device)
     model = problem.build_model().to(torch.device(cfg.train.device))
     evaluators = problem.callbacks(model)  # made from the untrained model
     state = _resume_state(cfg, out_dir, model, method, len(stream)) if resume else None
     state = state or LoopState.fresh(len(stream), cfg.seed)
-    out = _open_out_dir(cfg, out_dir, overwrite, resume)
+    out = _open_out_dir(cfg, out_dir, overwrite, resume, meta)
     problem.start(out, state)
     handler = attach_run_log(out) if out is not None else None
     tracker = open_tracker(out, tensorboard) if is_main_process() else None
@@ -152,24 +187,74 @@ def run(
             if tracker is not None:
                 tracker.log_task(record)
     try:
-        return _run_loop(cfg, problem, model, method, stream, out, quiet, tracker, state, evaluators)
+        result = _run_loop(cfg, problem, model, method, stream, out, quiet, tracker, state, evaluators)
     finally:
         if tracker is not None:
             tracker.close()
         detach_run_log(handler)
+    if report and out is not None:
+        from anpyc.report.report import write_report_safely
+
+        result.report = write_report_safely(out)
+    return result
+
+
+def _with_stream_and_budget(cfg: RunConfig, kind: type[Problem], stream: Stream | None, method: Method,
+                            budget: str | None) -> tuple[RunConfig, Stream, dict]:
+    """``(cfg as it runs, its stream, what config.yaml records under meta)``: the stream built
+    (before the output directory is touched: bad data must not cost a result), recorded when it
+    is your own, its labels checked against the scenario, and the budget applied."""
+    if stream is None:
+        stream = build_stream(cfg)
+    cfg = own_stream_config(cfg, stream)
+    check_labels(cfg, stream, kind)
+    meta = {"budget": {"mode": budget, "per_task": cfg.train.epochs}} if budget is not None else {}
+    return apply_budget(cfg, budget, method), stream, meta
 
 
 def build_stream(cfg: RunConfig) -> Stream:
-    """The stream ``cfg`` names, with the settings and labels its problem kind needs."""
+    """The stream ``cfg`` names, with the settings and labels its problem kind needs; a stream
+    of your own (``benchmark: custom``) is rebuilt from ``stream.source``."""
+    if cfg.stream.benchmark == CUSTOM:
+        if cfg.stream.source is None:
+            what = f" ({cfg.stream.description})" if cfg.stream.description else ""
+            raise ConfigError(f"this run's stream is your own{what}, passed from Python: pass it again "
+                              "(run(cfg, out, stream=...)) or give --stream-from MODULE:FUNCTION")
+        return stream_from_source(cfg.stream.source, cfg.seed)
     kind = problem_for(cfg)
     return make_stream(kind.resolve(cfg).stream, cfg.seed, labels=kind.labels(cfg))
+
+
+def own_stream_config(cfg: RunConfig, stream: Stream) -> RunConfig:
+    """``cfg`` as it records a stream of your own: ``benchmark: custom``, the stream's
+    description and length (a registered stream's config is returned as it is)."""
+    if not getattr(stream, "custom", False):
+        return cfg
+    description = cfg.stream.description or stream.description or stream.name
+    return cfg.replace(stream=dataclasses.replace(cfg.stream, benchmark=CUSTOM, tasks=len(stream), description=description))
+
+
+def check_labels(cfg: RunConfig, stream: Stream, kind: type[Problem] | None = None) -> None:
+    """A one-line :class:`ConfigError` when the stream's labels cannot serve the scenario: one
+    head over every class seen (``class``) needs labels that differ from task to task."""
+    needed = (kind or problem_for(cfg)).labels(cfg)
+    if needed == "global" and getattr(stream, "labels", "global") == "local":
+        shared = ", ".join(f"task {t.id}: {list(t.classes)}" for t in list(stream)[:2])
+        raise ConfigError(
+            f"scenario {cfg.scenario!r} needs each task's own class ids (one head over every class seen), but the "
+            f"tasks of this stream share labels ({shared}, ...): give task t the labels y + t * classes_per_task "
+            "in your datasets, or use --scenario task or domain")
 
 
 def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path) -> RunConfig:
     cfg = kind.resolve(typed(cfg))  # the method's parameters typed here unless they are already
     if tensorboard:
         tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
-    if torch.device(cfg.train.device).type == "cuda" and not torch.cuda.is_available():
+    try:
+        device = torch.device(cfg.train.device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"train.device: {str(exc).splitlines()[0]}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
     return cfg
 
@@ -193,14 +278,14 @@ def _resume_state(cfg: RunConfig, out_dir, model, method: Method, n_tasks: int) 
     return state
 
 
-def _open_out_dir(cfg: RunConfig, out_dir, overwrite: bool, resume: bool) -> Path | None:
+def _open_out_dir(cfg: RunConfig, out_dir, overwrite: bool, resume: bool, meta: dict | None = None) -> Path | None:
     """The run directory, on rank 0 only (every rank trains; only rank 0 writes)."""
     if out_dir is None or not is_main_process():
         return None
     if resume:
         return Path(out_dir)
     out = rundir.prepare(out_dir, overwrite)
-    rundir.write_config(out, resolved_config(cfg))
+    rundir.write_config(out, resolved_config(cfg, **(meta or {})))
     return out
 
 
@@ -280,12 +365,14 @@ def cost_metrics(model, method: Method, total: float, task_time: list[float], ev
     }
 
 
-def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False, method: Method | None = None) -> RunResult:
+def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = False, method: Method | None = None,
+               report: bool = True, stream: Stream | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its ``config.yaml`` and newest valid checkpoint
     (``method``: the method object to restore into, built from the config by default).
 
     A run that already finished (``metrics.json`` present) is not touched: its saved results
-    are returned.
+    are returned. A run on a stream passed from Python (``benchmark: custom`` without
+    ``stream.source``) needs that ``stream`` again.
 
     Example:
         >>> result = resume_run("runs/pmnist-anpyc")  # doctest: +SKIP
@@ -299,4 +386,5 @@ def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = Fal
         log.info("%s already finished; nothing to resume", run_dir)
         return RunResult(cfg, rundir.matrix(metrics["acc_matrix"]), rundir.matrix(metrics.get("val_acc_matrix", [])),
                          metrics, run_dir)
-    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard, method=method)
+    return run(cfg, run_dir, quiet=quiet, resume=True, tensorboard=tensorboard, method=method, budget=None,
+               report=report, stream=stream)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 
 if TYPE_CHECKING:
     import torch
@@ -177,7 +177,7 @@ def get_scenario(scenario: str | Scenario) -> Scenario:
     try:
         return SCENARIOS[scenario]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}") from None
+        raise ConfigError(unknown("scenario", scenario, SCENARIOS)) from None
 
 
 TASK = register_scenario(Scenario(

@@ -139,7 +139,7 @@ def test_cli_lists_and_verifies_cifar(tiny_cifar, tmp_path, capsys):
     data, _, _ = tiny_cifar
     assert main(["data", "list", "--data-dir", str(data)]) == 0
     out = capsys.readouterr().out
-    assert "cifar10: ok" in out and "cifar100: ok" in out and "mnist: missing" in out
+    assert "cifar10: ok" in out and "cifar100: ok" in out and "mnist: not fetched" in out
     assert main(["data", "verify", "cifar10", "--data-dir", str(tmp_path / "empty")]) == 2
     assert "cifar-10-python.tar.gz: missing" in capsys.readouterr().out
     assert md5(data / "cifar10" / "cifar-10-python.tar.gz") == cifar.get_cifar_spec("cifar10").md5

@@ -146,7 +146,7 @@ def test_every_stream_is_registered_once_with_a_kind_and_unknown_names_are_refus
 
     assert {"permuted-mnist", "split-mnist", "blobs", "split-cifar100", "cifar10-100"} <= set(STREAMS)
     assert all(spec.kind in STREAM_KINDS for spec in STREAMS.values())
-    with pytest.raises(ConfigError, match="unknown benchmark 'split-mnits'; known: permuted-mnist, "):
+    with pytest.raises(ConfigError, match="unknown benchmark 'split-mnits' \\(did you mean 'split-mnist'\\?\\); known: permuted-mnist, "):
         get_stream_spec("split-mnits")
 
 

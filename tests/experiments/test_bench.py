@@ -177,3 +177,25 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
             for k, v in {**PAPER_MECHANISMS, **ABLATION_ROWS[row]}.items():  # the row is what was tuned
                 if k not in grid:
                     assert best["params"][k] == v, (protocol, row, k)
+
+
+def test_polarisation_suite_puts_the_paper_anpyc_beside_the_importance_penalties():
+    """`anpyc bench polarisation`: ANPyC with every mechanism of the paper (the ablation's row,
+    its tuned lambda) and every method tagged importance-penalty, at their pmnist10 presets."""
+    from anpyc.experiments.bench import PAPER_MECHANISMS, bench_plan
+
+    plan = bench_plan("polarisation")
+    assert set(plan.methods) == {"ewc", "online-ewc", "si", "mas", "anpyc-all"}
+    method, params = plan.aliases["anpyc-all"]
+    assert method == "anpyc" and params == {**PAPER_MECHANISMS, "lam": 3.0}
+    assert plan.presets_applied.get("si") == "si-pmnist10"
+
+
+def test_bench_methods_take_the_suites_own_variants(capsys):
+    """`bench reference --methods anpyc-reference` names the suite's variant: only names that
+    are neither registered nor the suite's are refused (exit 2, before any training)."""
+    from anpyc.cli import main
+
+    assert main(["bench", "reference", "--methods", "anpyc-reference,nope", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "'nope'" in err and "anpyc-reference" not in err.split("known:")[0]

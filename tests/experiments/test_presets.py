@@ -78,7 +78,7 @@ def test_every_shipped_preset_is_the_argmax_of_its_own_recorded_grid():
 def _fake_tuned(monkeypatch, tmp_path, vals: dict[float, float]):
     """tune_protocol on ``tiny`` with made-up validation figures per lam (no training)."""
 
-    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
         lam = cfg.method_params.lam
         return RunResult(cfg, None, None, {"val_avg_acc": vals[lam], "avg_acc": 1 - vals[lam]})
 
@@ -129,7 +129,15 @@ def test_presets_apply_only_under_their_protocol(tiny, monkeypatch, tmp_path, ca
     assert params == {} and applied == {}
     assert skipped["si"] == "preset si-tiny not applied (tuned under protocol tiny): train.lr 0.1 (preset) vs 0.001 (run)"
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and "running the defaults" in warnings[0]  # one line
+    # one line for the comparison, naming the protocol that fits best and how the run differs
+    assert len(warnings) == 1 and "no preset applies to si (running their defaults)" in warnings[0]
+    assert "closest protocol they were tuned under, tiny, differs in 2 setting(s), first train.lr 0.1 vs 0.001" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="anpyc.experiments.presets"):
+        presets.select_presets(["si"], RunConfig.from_dict({**TINY, "scenario": "domain"}), "passes")
+    assert [r.getMessage() for r in caplog.records] == [
+        "no preset applies to si (running their defaults): no protocol they were tuned under runs blobs in the "
+        "domain scenario; --no-presets silences this"]
     assert presets.select_presets(["si"], cfg, "epochs")[1] == {}  # another budget is another protocol
 
 
@@ -162,7 +170,7 @@ def test_tune_protocol_cli_writes_a_checked_preset_that_compare_and_run_use(tiny
     with caplog.at_level(logging.WARNING):
         assert main(["compare", "--methods", "si", "--lr", "0.05", "--out", str(tmp_path / "e"), *base]) == 0
     assert yaml.safe_load((tmp_path / "e" / "compare.yaml").read_text())["params"] == {}
-    assert "train.lr 0.1 (preset) vs 0.05 (run)" in caplog.text
+    assert "train.lr 0.1 vs 0.05 (this run)" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING):  # explicit use: applied, with a warning on the mismatch
         assert main(["run", "--method", "si", "--preset", "si-tiny", "--lr", "0.05", "--out", str(tmp_path / "r"), *base]) == 0
@@ -175,7 +183,7 @@ def test_tune_protocol_cli_writes_a_checked_preset_that_compare_and_run_use(tiny
 def test_tune_all_tunes_every_method_of_the_protocol(tiny, tmp_path, monkeypatch):
     calls = []
 
-    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
         calls.append(cfg.method)
         return RunResult(cfg, None, None, {"val_avg_acc": 0.5, "avg_acc": 0.5})
 
@@ -193,7 +201,7 @@ def test_tune_protocol_takes_its_own_grid_without_saving_a_preset(tiny, tmp_path
     (how the ablation's rows are tuned); nothing is written to the shipped presets."""
     seen = []
 
-    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
         seen.append(dict(cfg.params_dict()))
         return RunResult(cfg, None, None, {"val_avg_acc": 0.5 + cfg.method_params.lam / 100, "avg_acc": 0.5})
 

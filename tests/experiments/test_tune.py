@@ -14,7 +14,7 @@ def test_selects_on_validation_never_test(monkeypatch, tmp_path):
     # val prefers lam=1, test prefers lam=10: the choice must follow val
     fake = {1.0: (0.9, 0.5), 10.0: (0.7, 0.99)}
 
-    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None):
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
         val, test = fake[cfg.method_params.lam]
         return RunResult(cfg, None, None, {"val_avg_acc": val, "avg_acc": test})
 

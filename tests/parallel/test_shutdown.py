@@ -139,6 +139,6 @@ def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 130
-    assert err.strip().splitlines() == ["anpyc: interrupted"]
+    assert err.strip().splitlines() == [f"anpyc: interrupted; continue with: anpyc run --resume {out}"]
     assert _live_processes_of_session(proc.pid) == []
     assert rundir.holder(out) is None and not (out / rundir.LOCK_NAME).exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,15 @@ class RunLogger:
     def __init__(self, out: Path | None, tracker: TaskTracker | None, total: int, desc: str, quiet: bool, done: int = 0) -> None:
         self.out, self.tracker, self.total = out, tracker, total
         self.bar = progress_bar(total, quiet, desc, done)
+        self._shown = 0.0  # when the bar last showed a batch (monotonic seconds)
 
     def on_step(self, loop: Any, step: int, loss: float) -> None:
         if self.tracker is not None:
             self.tracker.on_step(step, loss)
+        # progress inside a task: the batch and its loss, at most twice a second
+        if self.bar is not None and time.monotonic() - self._shown >= 0.5:
+            self.bar.set_postfix_str(f"batch {step}, loss {loss:.3f}")
+            self._shown = time.monotonic()
 
     def on_task_end(self, loop: Any, record: dict) -> None:
         line = task_line(record, self.total)

@@ -2,7 +2,13 @@
 
 from anpyc.data.streams import Stream, Task, make_stream
 from anpyc.data.taskdata import ConcatData, TaskData, iterate
-from anpyc.data.user import BatchIterable, DatasetData, as_task_data, stream_from_datasets
+from anpyc.data.user import (
+    BatchIterable,
+    DatasetData,
+    as_task_data,
+    stream_from_datasets,
+    stream_from_source,
+)
 
 __all__ = [
     "BatchIterable",
@@ -15,4 +21,5 @@ __all__ = [
     "iterate",
     "make_stream",
     "stream_from_datasets",
+    "stream_from_source",
 ]

@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -101,3 +103,34 @@ def iterate(
         order = order[:limit]
     for start in range(0, len(order), batch_size):
         yield data.get(order[start : start + batch_size])
+
+
+def epoch_batches(per_epoch: int, epochs: float) -> list[int]:
+    """How many batches each epoch of ``epochs`` (which may be fractional) takes, as the loop
+    trains them: a whole epoch all ``per_epoch`` batches, a fractional last one its share of
+    them (at least one).
+
+    Example:
+        >>> epoch_batches(10, 2.3), epoch_batches(10, 0.5), epoch_batches(3, 0.01)
+        ([10, 10, 3], [5], [1])
+    """
+    return [per_epoch if epoch + 1 <= epochs + 1e-9 else max(1, round((epochs - epoch) * per_epoch))
+            for epoch in range(math.ceil(epochs - 1e-9))]
+
+
+def iterate_epochs(
+    data, epochs: float, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None,
+) -> Iterator[Batch]:
+    """The batches of ``epochs`` passes over ``data``, a fractional last epoch included (0.5:
+    half the batches of one shuffled pass): what a method's ``retrain(n)`` asks of your own
+    loop, and exactly what the built-in loop trains (:func:`epoch_batches`).
+
+    Example:
+        >>> from anpyc.data.taskdata import TaskData
+        >>> d = TaskData(torch.zeros(10, 2), torch.zeros(10, dtype=torch.long), 0)
+        >>> [len(y) for _, y, _ in iterate_epochs(d, 1.5, batch_size=4)]
+        [4, 4, 2, 4, 4]
+    """
+    per_epoch = math.ceil(len(data) / batch_size)
+    for count in epoch_batches(per_epoch, epochs):
+        yield from itertools.islice(iterate(data, batch_size, shuffle, generator), count)

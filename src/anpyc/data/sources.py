@@ -31,7 +31,7 @@ from anpyc.data import cifar
 from anpyc.data.cifar import CIFAR_SPECS
 from anpyc.data.files import download, resolve_data_dir  # noqa: F401  (re-exported)
 from anpyc.data.idx import parse_idx, read_bytes
-from anpyc.errors import DataError
+from anpyc.errors import DataError, unknown
 from anpyc.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(f"unknown data set {name!r}; known: {', '.join(dataset_names())}") from None
+        raise DataError(unknown("data set", name, dataset_names())) from None
 
 
 def _find_file(folder: Path, name: str) -> Path | None:

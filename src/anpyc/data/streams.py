@@ -38,7 +38,7 @@ from anpyc.data import cifar, sources
 from anpyc.data.batches import SplitData
 from anpyc.data.taskdata import Permute, Rotate, TaskData
 from anpyc.data.transforms import Compose, Normalize, RandomCropFlip, channel_stats
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 from anpyc.utils import seeded_generator
 
 
@@ -73,6 +73,8 @@ class Stream:
     input_shape: tuple[int, ...]
     n_classes: int  # size of a single shared head (all classes of the stream)
     labels: str  # "local" (per-task labels, multi-head) or "global"
+    description: str = ""  # what it is, in words (recorded in config.yaml for a stream of your own)
+    custom: bool = False  # your own data (stream_from_datasets), not a registered stream
 
     def __len__(self) -> int:
         return len(self.tasks)
@@ -210,7 +212,7 @@ def get_stream_spec(name: str) -> StreamSpec:
     try:
         return STREAMS[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(STREAMS)}") from None
+        raise ConfigError(unknown("benchmark", name, STREAMS)) from None
 
 
 def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stream:

@@ -314,7 +314,8 @@ def as_task_data(obj: Any, task_id: int = 0, where: str | None = None):
     * anpyc task data (:class:`TaskData`, :class:`ConcatData`, :class:`DatasetData`,
       :class:`BatchIterable`): itself, untouched (the in-memory fast path);
     * a pair of tensors or arrays ``(x, y)``: an in-memory :class:`TaskData`;
-    * a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items: a :class:`DatasetData`;
+    * a map-style ``torch.utils.data.Dataset`` of ``(x, y)`` items, or any object with
+      ``__getitem__`` and ``__len__`` (a list or tuple excepted): a :class:`DatasetData`;
     * an ``IterableDataset`` of items: a :class:`BatchIterable` over a ``DataLoader`` of
       :data:`ITERABLE_DATASET_BATCH` items;
     * a ``DataLoader``, a list of ``(x, y)`` batches, or a function returning a fresh
@@ -339,9 +340,16 @@ def as_task_data(obj: Any, task_id: int = 0, where: str | None = None):
         return TaskData(x, y.long(), task_id)
     if isinstance(obj, IterableDataset):
         return BatchIterable(DataLoader(obj, batch_size=ITERABLE_DATASET_BATCH), task_id, where)
-    if isinstance(obj, Dataset):
+    if isinstance(obj, Dataset) or _map_style(obj):
         return DatasetData(obj, task_id, where=where)
     return BatchIterable(obj, task_id, where)
+
+
+def _map_style(obj: Any) -> bool:
+    """A duck-typed map-style dataset: ``obj[i]`` and ``len(obj)`` without subclassing
+    ``Dataset`` (a list or tuple is a list of batches, a ``DataLoader`` is a loader)."""
+    return (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
+            and not isinstance(obj, (list, tuple, str, bytes, dict, DataLoader)))
 
 
 def _split_val(data, val_fraction: float, seed: int, t: int):
@@ -401,6 +409,7 @@ def stream_from_datasets(
     n_outputs: int | None = None,
     name: str = "custom",
     classes: Sequence[Sequence[int]] | None = None,
+    description: str | None = None,
 ) -> Stream:
     """A :class:`Stream` of your own data: task ``t`` trains on ``train[t]`` and is tested
     on ``test[t]``; each entry is anything :func:`as_task_data` takes (a ``Dataset``, a
@@ -412,8 +421,11 @@ def stream_from_datasets(
     of every task; when not given, one more than the largest train label (which reads every
     train label once: pass it to skip that; required for ``DataLoader`` train sets).
     ``classes``: each task's class ids (default: the labels found, or ``range(n_outputs)``).
-    Labels are used as given. Every split's first example is read to check it is an
-    ``(x, y)`` pair of the stream's input shape.
+    Labels are used as given: tasks whose classes do not overlap give a stream with global
+    labels (any scenario), tasks that share labels (each task's own 0..k-1) a stream for the
+    ``task`` and ``domain`` scenarios only. Every split's first example is read to check it is
+    an ``(x, y)`` pair of the stream's input shape. ``name`` and ``description`` (default: one
+    made of the data's shape) are recorded with every run on it (``benchmark: custom``).
 
     Example:
         >>> from torch.utils.data import TensorDataset
@@ -448,8 +460,74 @@ def stream_from_datasets(
         Task(t, f"{name}-{t}", task_classes[t], trains[t], vals[t], tests[t], n_out, {"source": type(train[t]).__name__})
         for t in range(len(trains))
     ]
-    log.debug("stream %s: %d tasks, input shape %s, %d outputs", name, len(tasks), shape, n_out)
-    return Stream(name, tasks, shape, n_out, labels="global" if disjoint else "local")
+    labels = "global" if disjoint else "local"
+    if description is None:
+        sources = ", ".join(sorted({type(d).__name__ for d in train}))
+        description = (f"{name}: {len(tasks)} tasks of your own data ({sources}), input shape {tuple(shape)}, "
+                       f"{n_out} outputs, {labels} labels")
+    log.debug("stream %s", description)
+    return Stream(name, tasks, shape, n_out, labels=labels, description=description, custom=True)
+
+
+def stream_from_source(source: str, seed: int = 0) -> Stream:
+    """The stream a function of your own builds: ``source`` is ``MODULE:FUNCTION`` (a module
+    importable from the working directory, such as ``mydata:make``) or ``FILE.py:FUNCTION``.
+    The function returns a stream built by :func:`stream_from_datasets`; it is called with
+    ``seed=`` when it takes a ``seed`` argument (so that each seed of a comparison holds out
+    its own validation rows), else with no argument. What the command line's ``--stream-from``
+    and a config's ``stream.source`` run.
+
+    Example:
+        >>> stream_from_source("nosuchmodule:make")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        anpyc.errors.ConfigError: --stream-from nosuchmodule:make: no module named 'nosuchmodule' ...
+    """
+    import inspect
+
+    fn = load_function(source, "--stream-from")
+    try:
+        takes_seed = "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_seed = False
+    stream = fn(seed=seed) if takes_seed else fn()
+    if not isinstance(stream, Stream):
+        raise ConfigError(f"--stream-from {source}: {getattr(fn, '__name__', 'the function')} returned a "
+                          f"{type(stream).__name__}, not a stream (build it with anpyc.data.stream_from_datasets)")
+    return stream
+
+
+def load_function(source: str, flag: str) -> Any:
+    """The function ``MODULE:FUNCTION`` or ``FILE.py:FUNCTION`` names (the working directory
+    is searched for modules, as ``python -m`` does); a one-line :class:`ConfigError` otherwise."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+    from pathlib import Path
+
+    module_name, sep, attr = str(source).rpartition(":")
+    if not sep or not module_name or not attr.isidentifier():
+        raise ConfigError(f"{flag} expects MODULE:FUNCTION or FILE.py:FUNCTION, got {source!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise ConfigError(f"{flag} {source}: no file {path}")
+            spec = importlib.util.spec_from_file_location(f"anpyc_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # so that pickling (parallel jobs) finds its classes
+            spec.loader.exec_module(module)
+        else:
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{flag} {source}: no module named {exc.name!r} (run from the folder that holds it, "
+                          "or give FILE.py:FUNCTION)") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"{flag} {source}: {module_name} has no function {attr!r}")
+    return fn
 
 
 def resolve_data(data):

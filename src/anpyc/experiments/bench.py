@@ -24,11 +24,12 @@ from typing import Any
 
 from anpyc import rundir
 from anpyc.config import RunConfig, deep_update
-from anpyc.errors import ConfigError
-from anpyc.experiments.compare import INFERENCE_SCORE, INFERENCE_SUFFIX
+from anpyc.errors import ConfigError, unknown
+from anpyc.experiments.compare import INFERENCE_SCORE
 from anpyc.experiments.protocols import PMNIST, PROTOCOLS
 from anpyc.io import atomic_write_text, relative_command, write_json
 from anpyc.methods import DEFAULT_METHOD, METHODS, method_names
+from anpyc.names import INFERENCE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,11 @@ ABLATION_TUNED: dict[str, dict[str, dict]] = {
         "omega-fisher": {"lam": 3.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 1.0},
         "no-consolidation": {"retrain_epochs": 0.5},
     },
-    "pmnist10-domain": {},
+    "pmnist10-domain": {
+        "anpyc-all": {"lam": 3.0}, "no-structure": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3},
+        "omega-fisher": {"lam": 10.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 3.0},
+        "no-consolidation": {"retrain_epochs": 0.25},
+    },
 }
 
 
@@ -187,6 +192,13 @@ SUITES: dict[str, Suite] = {
         aliases=ablation_aliases("pmnist10-domain"),
         description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
+    "polarisation": _of_protocol(
+        "pmnist10", Methods(tagged=("importance-penalty",), with_default=False), seeds=3,
+        aliases={"anpyc-all": ablation_aliases("pmnist10")["anpyc-all"]},
+        description="sparse and polarised synapses (pmnist10): the kurtosis of the consolidated importance and the "
+        "distribution of the weights after 10 tasks, ANPyC with every mechanism of the paper (the ablation's "
+        "anpyc-all row) beside the importance-penalty methods (EWC, online EWC, SI, MAS) at their presets",
+    ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=3, aliases=NO_TASK_ID_ALIASES,
                                        inference=INFERENCE_SCORE),
     "reference": Suite(
@@ -243,7 +255,8 @@ def method_params(
     methods = [m for m in methods if m in METHODS]  # aliases carry their own parameters
     if not presets:
         return {m: dict(bench.params[m]) for m in methods if m in bench.params}, {}, {}
-    return select_presets(methods, base, budget, bench.params)
+    # a suite of its own setting (no protocol, such as quick) runs the defaults as designed: no warning
+    return select_presets(methods, base, budget, bench.params, warn=bench.protocol is not None)
 
 
 def _relative_to(path: str | None, base: Path) -> str | None:
@@ -300,7 +313,7 @@ def bench_plan(
         'reference'
     """
     if name not in SUITES:
-        raise ConfigError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+        raise ConfigError(unknown("suite", name, SUITES))
     bench = SUITES[name]
     variants = bench.all_aliases
     chosen = list(methods) if methods else [*bench.methods, *variants]
@@ -337,6 +350,8 @@ def run_suite(
     budget: str | None = None,
     resume: bool = False,
     executor: Any = None,
+    stream: Any = None,
+    report: bool = True,
 ) -> dict:
     """Run suite ``name``; returns the summary written to ``out_dir/bench.json``.
 
@@ -348,6 +363,8 @@ def run_suite(
     ``resume`` continues a killed suite in ``out_dir`` (see :func:`anpyc.experiments.compare.compare`).
     ``executor``: where the runs go (:mod:`anpyc.experiments.executors`); without waiting the
     jobs are submitted and ``{"submitted": ...}`` returned (``anpyc gather`` finishes the suite).
+    ``stream``: the suite's methods and settings on your own data, as ``compare`` takes it (no
+    preset applies: your data is no protocol). ``report``: write the report at the end.
     """
     from anpyc.experiments.compare import compare
     from anpyc.experiments.protocols import matching_protocols
@@ -355,14 +372,14 @@ def run_suite(
 
     sweep = {"bench": {"name": name, "seeds": seeds, "methods": methods, "overrides": overrides, "presets": presets,
                        "params": params, "budget": budget, "tensorboard": tensorboard}}  # what `anpyc gather` reruns
-    plan = bench_plan(name, methods, overrides, presets, params, budget)
+    plan = bench_plan(name, methods, overrides, presets and stream is None, params, budget)
     bench, base, known, params = plan.bench, plan.base, plan.methods, plan.params
     start = _dt.datetime.now(_dt.UTC)
     summary = compare(
         base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
         params=params, aliases=plan.aliases,
         quiet=quiet, overwrite=overwrite, jobs=jobs, tensorboard=tensorboard, budget=plan.budget, resume=resume,
-        executor=executor, sweep=sweep,
+        executor=executor, sweep=sweep, stream=stream, report=False,
     )
     if "submitted" in summary:  # the jobs go on; `anpyc gather` (or the same command again) ends the suite
         return summary
@@ -376,7 +393,7 @@ def run_suite(
         "date": start.isoformat(timespec="seconds"),
         "method_params": params,
         # the protocol this run is (overrides of settings in its fingerprint make it another)
-        "protocol": bench.protocol if bench.protocol in matching_protocols(base, plan.budget) else None,
+        "protocol": bench.protocol if stream is None and bench.protocol in matching_protocols(base, plan.budget) else None,
         "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
         "jobs": jobs,
         "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
@@ -392,4 +409,8 @@ def run_suite(
         f"Command: `{summary['bench']['command']}`  \nMachine: {summary['bench']['machine']}  \nDate: {summary['bench']['date']}\n"
     )
     atomic_write_text(out / "bench.md", text)
+    if report:
+        from anpyc.report.report import write_report_safely
+
+        write_report_safely(out)
     return summary

@@ -19,15 +19,24 @@ from typing import Any
 import yaml
 
 from anpyc import rundir
-from anpyc.config import RunConfig, load_mapping
+from anpyc.config import CUSTOM, RunConfig, load_mapping
+from anpyc.data.streams import Stream
 from anpyc.errors import AnpycError, ConfigError, OutputError
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
 from anpyc.io import write_json, write_yaml
 from anpyc.methods import create, get_method_class, typed
+from anpyc.names import INFERENCE_SUFFIX
 from anpyc.report.tables import summary_markdown
-from anpyc.runner import RunResult, build_stream, prepare_out_dir
+from anpyc.runner import (
+    RunResult,
+    apply_budget,
+    build_stream,
+    check_labels,
+    own_stream_config,
+    prepare_out_dir,
+)
 from anpyc.summary import method_summary
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,8 @@ def compare(
     resume: bool = False,
     executor: ExecutorConfig | None = None,
     sweep: dict | None = None,
+    stream: Any = None,
+    report: bool = True,
 ) -> dict:
     """Run every method for every seed and aggregate; returns the summary dict.
 
@@ -65,9 +76,18 @@ def compare(
     runs are submitted); with ``executor.wait`` off the jobs are submitted and the returned
     dict says what (``{"submitted": ...}``), ``anpyc gather`` builds the summary later.
     ``sweep``: what made the comparison (a suite's arguments), kept in ``compare.yaml``.
+
+    ``stream``: your own data instead of ``base.stream``: a stream built by
+    :func:`anpyc.data.stream_from_datasets` (every seed trains on it), a function ``seed ->
+    stream`` (each seed its own, e.g. its own validation rows), or ``"MODULE:FUNCTION"`` (as
+    ``--stream-from``; the only form parallel ``jobs`` take). Every method gets the same
+    passes, seeds, summary and report as on a registered stream; the runs record
+    ``benchmark: custom`` and the stream's description. ``report`` (with ``out_dir``): write
+    ``report.md``, ``report.html`` and ``plots/`` at the end, as the command line does.
     """
     params = params or {}
     aliases = aliases or {}
+    base, own = own_stream(base, stream, jobs)
 
     def resolve(label: str) -> tuple[str, dict[str, Any]]:
         return resolve_label(label, params, aliases)
@@ -89,7 +109,7 @@ def compare(
               **({"sweep": sweep} if sweep else {})}
     out = open_sweep(out_dir, record, resume, overwrite)
     # one process: one stream per seed shared by its jobs (built lazily, seed by seed)
-    streams = _LazyStreams(base) if jobs <= 1 else None
+    streams = _LazyStreams(base, own) if jobs <= 1 else None
     execution = execute(job_list, executor, out, jobs, overwrite=overwrite, streams=streams, quiet=quiet)
     if execution.submitted is not None:  # --no-wait: the jobs go on; anpyc gather builds the summary
         return {"submitted": execution.submitted}
@@ -104,7 +124,33 @@ def compare(
     if not done:
         first = failures[0]
         raise AnpycError(f"every job failed ({len(failures)}); first: {first.method} seed {first.seed}: {first.error}")
+    if report and out is not None:
+        from anpyc.report.report import write_report_safely
+
+        write_report_safely(out)
     return summary
+
+
+def own_stream(base: RunConfig, stream: Any, jobs: int = 1) -> tuple[RunConfig, Any]:
+    """``(base, factory)`` of a comparison on your own data (``stream``: a stream, a function
+    ``seed -> stream`` or ``"MODULE:FUNCTION"``): ``base`` records it (``benchmark: custom``, its
+    description and length, from the first seed's stream, whose labels are checked against the
+    scenario here), ``factory`` builds each seed's (``None``: the config's own stream)."""
+    if stream is None and base.stream.benchmark != CUSTOM:
+        return base, None
+    if isinstance(stream, str) or stream is None:  # MODULE:FUNCTION: rebuilt anywhere, in any process
+        base = base.replace(stream=dataclasses.replace(base.stream, benchmark=CUSTOM, source=stream or base.stream.source))
+        factory = None
+    elif jobs > 1:
+        raise ConfigError("a stream passed from Python runs with jobs=1; for parallel jobs pass "
+                          "stream='MODULE:FUNCTION' (a function that builds it), as --stream-from does")
+    else:
+        factory = stream if callable(stream) else (lambda seed: stream)
+    first = factory(base.seed) if factory is not None else build_stream(base)
+    if not isinstance(first, Stream):
+        raise ConfigError(f"stream: expected a stream built by anpyc.data.stream_from_datasets, got {type(first).__name__}")
+    check_labels(base, first)
+    return own_stream_config(base.replace(stream=dataclasses.replace(base.stream, benchmark=CUSTOM)), first), factory
 
 
 def open_sweep(out_dir: str | Path | None, record: dict, resume: bool, overwrite: bool,
@@ -154,9 +200,9 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
     return out
 
 
-#: ``<method>+inference``: the method with its task inferred from the input by this score
-#: (:mod:`anpyc.methods.task_inference`), the very model ``--method density`` classifies with
-INFERENCE_SUFFIX = "+inference"
+#: ``<method>+inference`` (:data:`anpyc.names.INFERENCE_SUFFIX`): the method with its task inferred
+#: from the input by this score (:mod:`anpyc.methods.task_inference`), the very model
+#: ``--method density`` classifies with
 INFERENCE_SCORE = "input_density"
 
 
@@ -217,37 +263,23 @@ def _jobs(configs: dict[str, RunConfig], seeds: list[int], out: Path | None, ten
             method = create(cfg.method, cfg.method_params)
             tb = out / "tb" / label / f"seed_{seed}" if tensorboard and out is not None else tensorboard
             run_dir = rundir.run_dir_of(out, label, seed) if out is not None else None
-            jobs.append(Job(label, seed, budgeted(cfg, budget, method).replace(seed=seed), run_dir, tb,
-                            resume=resume, method_object=method))
+            budgeted(cfg, budget, method)  # a budget that leaves nothing to train fails here, before any run
+            jobs.append(Job(label, seed, cfg.replace(seed=seed), run_dir, tb, resume=resume, method_object=method,
+                            budget=budget))
     return jobs
 
 
-BUDGETS = ("passes", "epochs")
-
-
 def budgeted(cfg: RunConfig, budget: str = "passes", method: Any = None) -> RunConfig:
-    """``cfg`` as it runs under a comparison's budget. ``passes`` (the default): every method
-    gets ``train.epochs`` training passes per task, its own extra passes included (a method
-    that retrains or replays trains fewer epochs; :meth:`~anpyc.methods.Method.epochs_for_budget`);
-    joint training, an upper bound, keeps its growing data. ``epochs``: every method trains
-    ``train.epochs`` epochs and adds whatever it adds. ``method``: the method object to ask
-    (default: one built from ``cfg``).
+    """``cfg`` as it runs under a comparison's budget (:func:`anpyc.runner.apply_budget`):
+    ``passes`` (the default) gives every method ``train.epochs`` training passes per task, its
+    own extra passes included; ``epochs`` gives every method ``train.epochs`` epochs.
 
     Example:
         >>> cfg = RunConfig.from_dict({"method": "packnet", "train": {"epochs": 2}})
         >>> budgeted(cfg).train.epochs  # 1.5 epochs + 0.5 of retraining (packnet's retrain_epochs)
         1.5
     """
-    if budget not in BUDGETS:
-        raise ConfigError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
-    if budget == "epochs":
-        return cfg
-    try:
-        method = method if method is not None else create(cfg.method, cfg.method_params)
-        epochs = method.epochs_for_budget(cfg.train.epochs, batch_size=cfg.train.batch_size)
-    except ValueError as exc:
-        raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
-    return cfg.replace(train=dataclasses.replace(cfg.train, epochs=float(epochs)))
+    return apply_budget(cfg, budget, method)
 
 
 def summarize_results(
@@ -282,15 +314,17 @@ def summarize_results(
 
 
 class _LazyStreams:
-    """``seed -> stream``, each built on first use and the previous one dropped (memory)."""
+    """``seed -> stream``, each built on first use and the previous one dropped (memory);
+    ``factory(seed)`` builds a stream of your own."""
 
-    def __init__(self, base: RunConfig) -> None:
-        self.base, self.seed, self.stream = base, None, None
+    def __init__(self, base: RunConfig, factory: Any = None) -> None:
+        self.base, self.factory, self.seed, self.stream = base, factory, None, None
 
     def get(self, seed: int, default=None):
         if seed != self.seed:
             self.stream = None  # free the previous seed's stream first
-            self.stream, self.seed = build_stream(self.base.replace(seed=seed)), seed
+            build = self.factory or (lambda s: build_stream(self.base.replace(seed=s)))
+            self.stream, self.seed = build(seed), seed
         return self.stream
 
 

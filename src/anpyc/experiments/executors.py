@@ -424,7 +424,17 @@ def execute(
         return Execution(done, failures)
     if out is None:
         raise ConfigError(f"--executor {executor.kind} needs an output directory: the jobs write their runs there")
-    return _Sweep(jobs, executor, Path(out), overwrite, quiet).run()
+    return _Sweep([_as_run(job) for job in jobs], executor, Path(out), overwrite, quiet).run()
+
+
+def _as_run(job: Job) -> Job:
+    """``job`` with its budget applied to its config: a submitted job carries the config as it
+    runs (and as its run directory records it), so it is checked and hashed as such."""
+    from anpyc.runner import apply_budget
+
+    if job.budget is None:
+        return job
+    return dataclasses.replace(job, config=apply_budget(job.config, job.budget, job.method_object), budget=None)
 
 
 #: jobs this process submitted that have not been gathered yet: a second look at the same

@@ -52,6 +52,7 @@ class Job:
     tensorboard: bool | str | Path = False
     resume: bool = False  # continue the run already in run_dir, if there is one
     method_object: Any = None  # the Method the run trains (built once, for this job); None: built from config
+    budget: str | None = None  # passes / epochs: the run applies it to config (None: config is as it runs)
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,14 @@ def run_job(job: Job, overwrite: bool = False, quiet: bool = True):
     return _run_one(job, overwrite, quiet=quiet)
 
 
-def check_resumable(job: Job) -> None:
-    """Refuse to continue ``job.run_dir`` if it was started with another config."""
+def check_resumable(job: Job, method=None) -> None:
+    """Refuse to continue ``job.run_dir`` if it was started with another config (``job.config``
+    under ``job.budget``, as the run applies it)."""
+    from anpyc.runner import apply_budget
+
     saved = RunConfig.from_file(job.run_dir / rundir.CONFIG).to_dict()
-    differ = sorted(k for k, v in job.config.to_dict().items() if saved.get(k) != v)
+    as_run = apply_budget(job.config, job.budget, method).to_dict()
+    differ = sorted(k for k, v in as_run.items() if saved.get(k) != v)
     if differ:
         raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")
 
@@ -111,21 +116,21 @@ def _run_one(
         torch.set_num_threads(threads)
     method, job.method_object = job.method_object, None
     if job.resume and job.run_dir is not None and (job.run_dir / rundir.CONFIG).is_file():
-        res = _resumed(job, quiet, method)
+        res = _resumed(job, quiet, method, stream)
     else:
         res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite or job.resume, stream=stream,
-                  tensorboard=job.tensorboard, method=method)
+                  tensorboard=job.tensorboard, method=method, budget=job.budget, report=False)
     res.model = res.method = None  # keep memory flat; only the figures travel back
     return res
 
 
-def _resumed(job: Job, quiet: bool, method=None):
+def _resumed(job: Job, quiet: bool, method=None, stream=None):
     """The run in ``job.run_dir`` read back (finished) or continued (killed); it must have
     been started with ``job.config``."""
     from anpyc.runner import resume_run
 
-    check_resumable(job)
-    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=method)
+    check_resumable(job, method)
+    return resume_run(job.run_dir, quiet=quiet, tensorboard=job.tensorboard, method=method, report=False, stream=stream)
 
 
 def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:

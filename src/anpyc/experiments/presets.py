@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from anpyc.config import RunConfig
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 from anpyc.experiments.protocols import PROTOCOLS, differences, fingerprint, protocol_fingerprint
 from anpyc.io import write_yaml
 
@@ -64,8 +64,7 @@ def load_preset(name: str, directory: Path | None = None) -> dict:
     """The preset mapping (``method``, ``protocol``, ``method_params``, ``tuned``...)."""
     path = (directory or PRESET_DIR) / f"{name}.yaml"
     if name == Path(GRID_FILE).stem or not path.is_file():
-        known = ", ".join(list_presets(directory)) or "none"
-        raise ConfigError(f"unknown preset {name!r}; shipped: {known}")
+        raise ConfigError(unknown("preset", name, list_presets(directory)))
     data = copy.deepcopy(_parsed(path, *_stamp(path)))
     if not isinstance(data, dict) or not isinstance(data.get("method_params", {}), dict):
         raise ConfigError(f"preset {path} must map method_params to a mapping")
@@ -230,15 +229,16 @@ def mismatch(preset: dict, cfg: RunConfig, budget: str | None) -> list[str]:
 
 def select_presets(
     methods: list[str], cfg: RunConfig, budget: str | None, params: dict[str, dict] | None = None,
-    directory: Path | None = None, named: dict[str, str] | None = None,
+    directory: Path | None = None, named: dict[str, str] | None = None, warn: bool = True,
 ) -> tuple[dict[str, dict], dict[str, str], dict[str, str]]:
     """The one way presets reach a run: hyper-parameters per method for a run of protocol
     ``cfg`` under ``budget``. A method in ``named`` gets that preset (``anpyc run --preset``;
     a warning when this run is not the protocol it was tuned under); any other its tuned preset
     whose protocol matches, else the defaults. Explicit ``params`` win over a preset. Returns
     ``(params, applied, not_applied)``: ``applied`` maps a method to its preset's name,
-    ``not_applied`` to the reason its closest preset was left out (also logged as one warning
-    line). Methods with neither preset nor params get no entry.
+    ``not_applied`` to the reason its closest preset was left out. The methods left out are
+    named in one warning (``warn``; else an info line) with the protocol that fits this run
+    best and how it differs, or that none does. Methods with neither preset nor params get no entry.
 
     Example:
         >>> select_presets(["finetune"], RunConfig(), "passes")
@@ -264,7 +264,8 @@ def select_presets(
             log.info("%s uses preset %s (tuned under protocol %s)", m, name, preset.get("protocol"))
             continue
         not_applied[m] = f"preset {name} not applied (tuned under protocol {preset.get('protocol')}): {diff[0]}"
-        log.warning("%s: %s; running the defaults", m, not_applied[m])
+    if not_applied:
+        (log.warning if warn else log.info)("%s", not_applied_line(list(not_applied), cfg, budget, directory))
     return out, applied, not_applied
 
 
@@ -273,6 +274,29 @@ def _preset_params(preset: dict) -> dict:
     option of three mask methods (on by default) when the preset was tuned. Whether a run
     infers tasks is the run's choice (a ``<method>+inference`` row), never a preset's."""
     return {k: v for k, v in preset.get("method_params", {}).items() if k != "task_inference"}
+
+
+def not_applied_line(methods: list[str], cfg: RunConfig, budget: str | None, directory: Path | None = None) -> str:
+    """One line for the methods whose presets do not apply to the run ``cfg``: the protocol
+    (among those they were tuned under) that fits it best, with its first difference, or none.
+
+    Example:
+        >>> not_applied_line(["ewc"], RunConfig.from_dict({"stream": {"benchmark": "blobs"}}), "passes")
+        'no preset applies to ewc (running their defaults): no protocol they were tuned under runs blobs in the task scenario; --no-presets silences this'
+    """
+    tuned = sorted({p.get("protocol") for m in methods for p in tuned_presets(m, directory).values()} & set(PROTOCOLS))
+    mine = fingerprint(cfg, budget)
+    same_data = [p for p in tuned if all(protocol_fingerprint(p).get(k) == mine.get(k)
+                                          for k in ("stream.benchmark", "scenario"))]
+    who = f"no preset applies to {', '.join(methods)} (running their defaults)"
+    if not same_data:
+        return (f"{who}: no protocol they were tuned under runs {cfg.stream.benchmark} in the {cfg.scenario} scenario; "
+                "--no-presets silences this")
+    best = min(same_data, key=lambda p: (len(differences(protocol_fingerprint(p), mine)), p))
+    diff = differences(protocol_fingerprint(best), mine)
+    first = diff[0].replace(" (preset)", "").replace("(run)", "(this run)")
+    return (f"{who}: the closest protocol they were tuned under, {best}, differs in {len(diff)} setting(s), first "
+            f"{first}; `anpyc compare --protocol {best}` runs it, --no-presets silences this")
 
 
 def _named_preset(name: str, method: str, cfg: RunConfig, budget: str | None, directory: Path | None) -> dict:

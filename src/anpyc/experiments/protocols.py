@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from anpyc.config import RunConfig, deep_update
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 from anpyc.scenario import get_scenario
 
 #: settings left out of a protocol's fingerprint (sequence length, evaluation, machine, seed)
 NOT_PROTOCOL = frozenset({
     "seed", "stream.tasks", "stream.test_subsample", "stream.val_subsample", "stream.data_dir",
     "train.eval_batch_size", "train.device", "train.threads", "train.checkpoint_every",
+    "stream.source", "stream.description",  # a stream of your own is benchmark "custom", no protocol
 })
 GENERATIVE_MODELS = ("vae", "gan")
 #: settings added after presets were tuned, with the value every earlier run had: left out of a
@@ -140,7 +141,7 @@ PROTOCOLS: dict[str, Protocol] = {
 
 def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+        raise ConfigError(unknown("protocol", name, PROTOCOLS))
     return PROTOCOLS[name]
 
 

@@ -12,14 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from anpyc.config import RunConfig
-from anpyc.errors import OutputError
+from anpyc.config import CUSTOM, RunConfig
+from anpyc.errors import ConfigError, OutputError
 from anpyc.rundir import matrix, read_metrics
 
 log = logging.getLogger(__name__)
@@ -65,21 +67,26 @@ def compare_matrices(a: np.ndarray, b: np.ndarray, atol: float = 0.0) -> str | N
     return f"{int(bad.sum())} cell(s) differ, largest at [{i}, {j}]: {a[i, j]:.6f} vs {b[i, j]:.6f}"
 
 
-def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0) -> ReproduceReport:
-    """Rerun ``run_dir``'s config (into ``out`` if given, else in memory) and compare."""
+def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0,
+              stream_from: str | None = None) -> ReproduceReport:
+    """Rerun ``run_dir``'s config (into ``out`` if given, else in memory) and compare. A run on
+    a stream of your own is rebuilt from its ``stream.source`` or from ``stream_from``
+    (``MODULE:FUNCTION``, as ``--stream-from``); one passed from Python with neither is refused."""
     from anpyc.config import load_mapping
     from anpyc.runner import provenance, run
 
+    if not (isinstance(atol, (int, float)) and math.isfinite(atol) and atol >= 0):
+        raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {atol}")
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise OutputError(f"{run_dir} holds no run (no config.yaml)")
     if not (run_dir / "metrics.json").is_file():
         raise OutputError(f"{run_dir} has no metrics.json: the run did not finish (anpyc run --resume {run_dir})")
     original = read_metrics(run_dir)
-    cfg = RunConfig.from_file(run_dir / "config.yaml")
+    cfg = _rebuildable(RunConfig.from_file(run_dir / "config.yaml"), run_dir, stream_from)
     if out is not None and Path(out).resolve() == run_dir.resolve():
         raise OutputError("reproduce --out must differ from the run directory")
-    result = run(cfg, out, quiet=quiet)
+    result = run(cfg, out, quiet=quiet, budget=None, report=False)  # config.yaml holds the epochs as run
     report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
     saved_meta, now = load_mapping(run_dir / "config.yaml").get("meta") or {}, provenance()
     for key in ("anpyc", "torch", "numpy", "python", "git_commit"):
@@ -92,3 +99,17 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
         report.differences[key] = compare_matrices(matrix(original[key]), mine, atol)
     log.info("%s", report.verdict())
     return report
+
+
+def _rebuildable(cfg: RunConfig, run_dir: Path, stream_from: str | None) -> RunConfig:
+    """``cfg`` with a stream it can rebuild: a registered one, a stream of your own from its
+    recorded ``stream.source`` or from ``stream_from``; else a one-line :class:`ConfigError`."""
+    if stream_from is not None:
+        if cfg.stream.benchmark != CUSTOM:
+            raise ConfigError(f"{run_dir} ran on {cfg.stream.benchmark!r}, not on a stream of your own: drop --stream-from")
+        return cfg.replace(stream=dataclasses.replace(cfg.stream, source=stream_from))
+    if cfg.stream.benchmark == CUSTOM and cfg.stream.source is None:
+        what = f" ({cfg.stream.description})" if cfg.stream.description else ""
+        raise ConfigError(f"{run_dir} ran on a stream of your own passed from Python{what}: rebuild it with "
+                          f"anpyc reproduce {run_dir} --stream-from MODULE:FUNCTION")
+    return cfg

@@ -25,7 +25,7 @@ import numpy as np
 from anpyc import rundir
 from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError, TrainingError
-from anpyc.experiments.compare import budgeted, open_sweep
+from anpyc.experiments.compare import budgeted, open_sweep, own_stream
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
@@ -54,6 +54,7 @@ def tune(
     overwrite: bool = False,
     budget: str = "passes",
     executor: ExecutorConfig | None = None,
+    stream: Any = None,
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
@@ -62,7 +63,10 @@ def tune(
     ``executor``: where the runs go (:mod:`anpyc.experiments.executors`; default: here, one
     after another); a submitit sweep into an ``out_dir`` that holds it goes on there, and
     without waiting returns ``{"submitted": ...}`` (the same call again gathers it).
+    ``stream``: your own data, as :func:`anpyc.experiments.compare.compare` takes it (a stream,
+    a function ``seed -> stream`` or ``"MODULE:FUNCTION"``).
     """
+    base, own = own_stream(base, stream, jobs=1)
     points = expand_grid(grid)
     if not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
@@ -73,7 +77,7 @@ def tune(
     check_executor(executor)
     record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
     out = open_sweep(out_dir, record, resubmits(executor, out_dir, rundir.TUNE) and not overwrite, overwrite, rundir.TUNE)
-    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own)
     if isinstance(metrics_of, dict):  # submitted without waiting
         return metrics_of
     rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
@@ -99,19 +103,21 @@ def tune(
 
 
 def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
-                    overwrite: bool, quiet: bool):
+                    overwrite: bool, quiet: bool, own: Any = None):
     """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
     (one stream per seed), or read from a submitit sweep's results once every job has ended;
-    ``{"submitted": ...}`` when the sweep was submitted without waiting."""
+    ``{"submitted": ...}`` when the sweep was submitted without waiting. ``own``: your own
+    data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`)."""
     if executor is not None and executor.uses_submitit:
         jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None)
                 for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
         execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
         return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
-    streams = {s: build_stream(base.replace(seed=s)) for s in seeds}
+    streams = {s: own(s) if own is not None else build_stream(base.replace(seed=s)) for s in seeds}
 
     def metrics_of(k: int, s: int, cfg: RunConfig, method: Any, run_dir: Path | None) -> dict:
-        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method).metrics
+        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method, budget=None,
+                   report=False).metrics
 
     return metrics_of
 

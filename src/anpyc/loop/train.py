@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from anpyc.config import TrainConfig
+from anpyc.data.batches import epoch_batches
 from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.errors import TrainingError
 from anpyc.models.heads import ContinualModel, grouped_logits
@@ -159,10 +160,9 @@ def fit(
     # every epoch has the same batches, so skipped epochs still count in steps and examples
     run.steps, examples = start_epoch * per_epoch, start_epoch * len(data)
     last = {"loss": math.nan, "aux_loss": math.nan}
-    for epoch in range(start_epoch, math.ceil(epochs - 1e-9)):
-        # a fractional last epoch takes its share of the batches (at least one)
-        limit = per_epoch if epoch + 1 <= epochs + 1e-9 else max(1, round((epochs - epoch) * per_epoch))
-        last, count = run.epoch(data, generator, epoch, limit)
+    limits = epoch_batches(per_epoch, epochs)  # a fractional last epoch takes its share of the batches
+    for epoch in range(start_epoch, len(limits)):
+        last, count = run.epoch(data, generator, epoch, limits[epoch])
         examples += count
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, {"loss": last["loss"], "steps": run.steps})

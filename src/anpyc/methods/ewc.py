@@ -108,6 +108,7 @@ class EWC(FisherPenalty):
     ``ewc_anchor__<param>`` of shape ``(tasks so far, *param.shape)``."""
 
     name = "ewc"
+    tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
     config_cls = EWCConfig
 
     def __init__(self, config=None) -> None:

@@ -46,6 +46,7 @@ class MAS(QuadraticPenalty):
     """Output-sensitivity importance, summed across tasks."""
 
     name = "mas"
+    tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
     config_cls = MASConfig
 
     def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:

@@ -43,4 +43,5 @@ class OnlineEWC(FisherPenalty):
     """Running, decayed Fisher; a single anchor (gamma 1: the Fishers summed)."""
 
     name = "online-ewc"
+    tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
     config_cls = OnlineEWCConfig

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from anpyc.config import RunConfig, from_dict, to_dict
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 
 METHODS: dict[str, type] = {}
 
@@ -42,7 +42,7 @@ def get_method_class(name: str) -> type:
     try:
         return METHODS[name]
     except KeyError:
-        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}") from None
+        raise ConfigError(unknown("method", name, sorted(METHODS))) from None
 
 
 def method_config(name: str, params: Any = None) -> Any:

@@ -50,6 +50,7 @@ class SI(QuadraticPenalty):
     """Path-integral importance accumulated online; summed across tasks."""
 
     name = "si"
+    tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
     config_cls = SIConfig
 
     def __init__(self, config=None) -> None:

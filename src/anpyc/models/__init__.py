@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from anpyc.config import ModelConfig
-from anpyc.errors import ConfigError
+from anpyc.errors import ConfigError, unknown
 from anpyc.models import cnn  # noqa: F401  (registers cnn and resnet18)
 from anpyc.models.heads import ContinualModel, grouped_logits
 from anpyc.models.registry import BODIES, register_body
@@ -23,7 +23,7 @@ from anpyc.models.registry import BODIES, register_body
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualModel:
     if cfg.name not in BODIES:
-        raise ConfigError(f"unknown model {cfg.name!r}; known: {', '.join(sorted(BODIES))}")
+        raise ConfigError(unknown("model", cfg.name, sorted(BODIES)))
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))
     init = partial(truncated_normal_init_, std=cfg.init_std, bias=cfg.init_bias) if cfg.init == "truncated_normal" else None
     if init is not None:

@@ -247,7 +247,7 @@ def _add_resume_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
-    from anpyc.experiments.executors import add_executor_flags
+    from anpyc.experiments.executor_flags import add_executor_flags
 
     add_executor_flags(parser)
 
@@ -293,7 +293,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     given = [k for k, v in vars(args).items() if ("." in k and v is not None)]
     given += [f"--{k}" for k in ("method", "out", "config", "seed", "stream_from") if getattr(args, k) is not None]
-    if given or args.param or args.overwrite or args.budget != "passes":
+    if given or args.param or args.overwrite or args.budget is not None:
         drop = ", ".join(given) or "--param/--overwrite/--budget"
         raise ConfigError(f"--resume takes everything from DIR/config.yaml; drop {drop}")
     finished = (Path(args.resume) / "metrics.json").is_file()

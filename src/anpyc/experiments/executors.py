@@ -68,6 +68,7 @@ from typing import Any
 from anpyc import rundir
 from anpyc.config import from_dict, load_mapping
 from anpyc.errors import ConfigError, OutputError
+from anpyc.experiments.executor_flags import EXECUTORS, add_executor_flags  # noqa: F401 (re-exported)
 from anpyc.experiments.jobs import (
     Job,
     JobFailure,
@@ -82,7 +83,6 @@ from anpyc.parallel import launch
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "submitit-local", "slurm")
 CLUSTER_EXTRA = "anpyc[cluster]"
 #: sbatch options an executor flag sets (``--slurm`` must not set them a second way)
 OWN_OPTIONS = {"partition": "--partition", "time": "--time", "cpus_per_task": "--cpus-per-job",
@@ -253,30 +253,6 @@ def slurm_parameters(cfg: ExecutorConfig, name: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the CLI
-def add_executor_flags(parser: argparse.ArgumentParser) -> None:
-    """The ``--executor`` flags of compare, bench, tune and tune-all."""
-    g = parser.add_argument_group("executor (where the runs go: this machine, or a Slurm cluster through submitit)")
-    g.add_argument("--executor", dest="executor_kind", default=None, choices=EXECUTORS,
-                   help="local (default: this machine, --jobs processes), slurm (a job per run, needs anpyc[cluster]), "
-                   "submitit-local (submitit's path on this machine, --jobs at a time)")
-    g.add_argument("--partition", dest="executor_partition", default=None, help="Slurm partition (sbatch --partition)")
-    g.add_argument("--time", dest="executor_time", default=None,
-                   help="wall-clock limit per job (sbatch --time): minutes or [D-]HH:MM:SS; required with slurm")
-    g.add_argument("--cpus-per-job", dest="executor_cpus_per_job", type=int, default=None,
-                   help="CPU cores per job (sbatch --cpus-per-task, divided among --nproc-per-job tasks)")
-    g.add_argument("--gpus-per-job", dest="executor_gpus_per_job", type=int, default=None, help="GPUs per job (sbatch --gpus-per-node)")
-    g.add_argument("--nproc-per-job", dest="executor_nproc_per_job", type=int, default=None,
-                   help="torch.distributed processes per job, one Slurm task per GPU (sbatch --ntasks-per-node)")
-    g.add_argument("--array-parallelism", dest="executor_array_parallelism", type=int, default=None,
-                   help="jobs of the array running at once (sbatch --array=0-N%%P)")
-    g.add_argument("--slurm", dest="executor_slurm", action="append", default=[], metavar="KEY[=VALUE]",
-                   help="any other sbatch option, repeatable: --slurm account=proj --slurm mem=16G --slurm exclusive")
-    g.add_argument("--job-setup", dest="executor_setup", action="append", default=[], metavar="COMMAND",
-                   help="shell line run before each job, repeatable (e.g. 'source .venv/bin/activate')")
-    g.add_argument("--no-wait", dest="executor_no_wait", action="store_true",
-                   help="submit and return; `anpyc gather OUT` (or the same command again) builds the summary later")
-
-
 def executor_from_args(args: argparse.Namespace) -> ExecutorConfig:
     """The executor of a command: its config file's ``executor:`` section, then the flags."""
     config = getattr(args, "config", None)

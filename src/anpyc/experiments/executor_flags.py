@@ -1,6 +1,6 @@
-"""The ``--executor`` flags of compare, bench, tune and tune-all, apart from the executors
-themselves (:mod:`anpyc.experiments.executors`): the command line builds its parser from them
-without importing torch, so a mistyped name fails at once.
+"""The ``--executor`` flags of compare, bench, tune and tune-all, apart from
+:mod:`anpyc.experiments.executors` so that building the command line imports no torch (a
+mistyped flag or name fails at once).
 
 Example:
     >>> import argparse
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-#: where a sweep's runs go
+#: where a sweep's runs go: this machine's process pool, submitit's local path, or Slurm
 EXECUTORS = ("local", "submitit-local", "slurm")
 
 

@@ -68,7 +68,7 @@ from typing import Any
 from anpyc import rundir
 from anpyc.config import from_dict, load_mapping
 from anpyc.errors import ConfigError, OutputError
-from anpyc.experiments.executor_flags import EXECUTORS, add_executor_flags  # noqa: F401  (the flags' home)
+from anpyc.experiments.executor_flags import EXECUTORS, add_executor_flags  # noqa: F401 (re-exported)
 from anpyc.experiments.jobs import (
     Job,
     JobFailure,

@@ -96,12 +96,14 @@ def test_importance_estimates_are_counted_apart_from_the_training_passes():
     runs = {name: run(RunConfig.from_dict({**stream, "method": method, "method_params": params}), quiet=True).metrics
             for name, (method, params) in {"finetune": ("finetune", {}), "ewc": ("ewc", {"fisher_samples": 100}),
                                            "anpyc-masks": ("anpyc-masks", {}), "anpyc-masks-soft": ("anpyc-masks", {"protection": "soft"}),
-                                           "anpyc": ("anpyc", {"importance_samples": 100})}.items()}
+                                           "anpyc": ("anpyc", {"importance_samples": 100}),
+                                           "anpyc-pruning": ("anpyc", {"importance_samples": 100, "prune": True})}.items()}
     n_train = 300  # --subsample: training examples per task
     assert runs["finetune"]["importance_passes"] == [0.0, 0.0, 0.0]
     assert runs["ewc"]["importance_passes"] == pytest.approx([100 / n_train] * 3)
     assert runs["ewc"]["passes"] == runs["finetune"]["passes"]  # the estimate is not a training pass
     assert runs["anpyc-masks"]["importance_passes"] == [0.0, 0.0, 0.0]  # hard protection and magnitude use no Omega
     assert all(p > 0 for p in runs["anpyc-masks-soft"]["importance_passes"])
-    # anpyc: Omega for pruning (the tasks the schedule prunes) and for consolidation, 100 each
-    assert runs["anpyc"]["importance_passes"] == pytest.approx([2 * 100 / n_train] * 3)
+    # anpyc: Omega for consolidation (100 examples); with pruning for pruning too (100 more)
+    assert runs["anpyc"]["importance_passes"] == pytest.approx([100 / n_train] * 3)
+    assert runs["anpyc-pruning"]["importance_passes"] == pytest.approx([2 * 100 / n_train] * 3)

@@ -19,7 +19,7 @@ FULL = "anpyc-all"
 #: row -> the mechanism it removes or replaces
 MECHANISM = {
     "no-structure": "structure-awareness (structure: spread)",
-    "omega-magnitude": "Omega, against |theta| (importance: omega)",
+    "omega-magnitude": "Omega, against \\|theta\\| (importance: omega)",
     "omega-fisher": "Omega, against the Fisher (importance: omega)",
     "no-elementwise": "element-wise updating (update: elementwise)",
     "no-pruning": "neural pruning (prune: true)",

@@ -131,11 +131,11 @@ def test_tune_and_bench_take_a_stream_of_your_own(user_module, tmp_path, capsys)
 
 
 def test_run_budget_counts_retraining_in_the_passes(tmp_path):
-    """`anpyc run --method anpyc --epochs 1` trains at most one pass per task (to within one
+    """`anpyc run --method anpyc --param prune=true --epochs 1` (pruning retrains) trains at most one pass per task (to within one
     batch), retraining included; `--budget epochs` lets the retraining come on top."""
     common = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "320", "--threads", "1", "--quiet", "--no-report"]
-    assert main(["run", "--method", "anpyc", "--epochs", "1", *common, "--out", str(tmp_path / "p")]) == 0
-    assert main(["run", "--method", "anpyc", "--epochs", "1", "--budget", "epochs", *common, "--out", str(tmp_path / "e")]) == 0
+    assert main(["run", "--method", "anpyc", "--param", "prune=true", "--epochs", "1", *common, "--out", str(tmp_path / "p")]) == 0
+    assert main(["run", "--method", "anpyc", "--param", "prune=true", "--epochs", "1", "--budget", "epochs", *common, "--out", str(tmp_path / "e")]) == 0
     passes = {k: json.loads((tmp_path / k / "metrics.json").read_text())["passes"] for k in ("p", "e")}
     assert all(p <= 1.0 + 128 / 288 + 1e-9 for p in passes["p"]) and all(p > 1.1 for p in passes["e"])
     saved = yaml.safe_load((tmp_path / "p" / "config.yaml").read_text())

@@ -31,13 +31,13 @@ last task, which the reference does not prune) trains on for its retraining budg
 task spends the same passes. Nothing in the defaults reads the stream's length.
 
 **Defaults.** Every mechanism above is an option; the defaults keep what earned its place in
-the ablation (``anpyc bench ablation`` and ``ablation-domain``, 3 seeds, each row tuned on
-validation with the same budget; docs/anpyc.md): the consolidation penalty, weighted by the
-entropy-Taylor ``Omega``. Pruning (``prune``) cost accuracy there; element-wise updating
-(``update='elementwise'``) and the structure-aware shaping (``structure='spread'``) changed
-nothing beyond noise; so they are off by default. ``Omega`` stays although ``|theta|``
-and the Fisher did better on pmnist10: it is what the name promises (``importance=magnitude`` is
-one option away). ``anpyc.experiments.bench.PAPER_MECHANISMS`` turns every mechanism on.
+the ablation on at least one of its two protocols (``anpyc bench ablation`` and
+``ablation-domain``, 3 seeds, each row tuned on validation with the same budget;
+docs/anpyc.md): the consolidation penalty, weighted by the entropy-Taylor ``Omega`` (it beat
+``|theta|`` without task ids, though ``|theta|`` and the Fisher did better on pmnist10).
+Pruning (``prune``) cost accuracy on both; element-wise updating (``update='elementwise'``)
+and the structure-aware shaping (``structure='spread'``) changed nothing beyond noise; so they
+are off by default. ``anpyc.experiments.bench.PAPER_MECHANISMS`` turns every mechanism on.
 ``anpyc-reference`` (the shipped preset) is the authors' code transcribed; ``anpyc-masks``
 (:mod:`anpyc.methods.anpyc_masks`) the library's earlier default (PackNet with six changes).
 

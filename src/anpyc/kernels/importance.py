@@ -64,7 +64,10 @@ def _accumulate(
     batch_size: int,
     max_samples: int | None,
     device: torch.device | str | None = None,
+    batch_mean: bool = False,
 ) -> dict[str, Tensor]:
+    """Mean over the batches of ``data`` of ``score(gradient, parameter)``, the gradient of
+    :func:`batch_objective` summed over the batch (``batch_mean``: averaged over it)."""
     params = model.shared_parameters()
     sums = {name: torch.zeros_like(p) for name, p in params}
     n_batches = 0
@@ -73,6 +76,8 @@ def _accumulate(
             if device is not None:
                 x, y, t = x.to(device), y.to(device), t.to(device)
             obj = batch_objective(model, x, y, t, signal)
+            if batch_mean:
+                obj = obj / len(y)
             grads = torch.autograd.grad(obj, [p for _, p in params], allow_unused=True)
             for (name, p), g in zip(params, grads):
                 if g is not None:
@@ -399,23 +404,7 @@ def empirical_batch_fisher(
     Example:
         >>> fisher = empirical_batch_fisher(model, task.train, batch_size=128)  # doctest: +SKIP
     """
-    params = model.shared_parameters()
-    sums = {name: torch.zeros_like(p) for name, p in params}
-    n_batches = 0
-    with eval_mode(model):
-        for x, y, t in rank_batches(data, batch_size, limit=max_samples):  # this rank's batches
-            if device is not None:
-                x, y, t = x.to(device), y.to(device), t.to(device)
-            mean_loss = batch_objective(model, x, y, t, "loss") / len(y)
-            grads = torch.autograd.grad(mean_loss, [p for _, p in params], allow_unused=True)
-            for (name, _), g in zip(params, grads):
-                if g is not None:
-                    sums[name] += g.pow(2)
-            n_batches += 1
-    (n_batches,) = sum_scalars(n_batches)
-    for v in sums.values():  # mean over every rank's batches = the one-process mean
-        all_reduce_sum_(v).div_(max(n_batches, 1))
-    return sums
+    return _accumulate(model, data, lambda g, p: g.pow(2), "loss", batch_size, max_samples, device, batch_mean=True)
 
 
 def mas_importance(

@@ -1,4 +1,4 @@
-"""``anpyc-masks``: the library's earlier ANPyC default, kept under an honest name. It is
+"""``anpyc-masks``: PackNet with six changes, the library's earlier ANPyC default. It is
 **PackNet** (:mod:`anpyc.methods.packnet`) **with these changes**, not the paper's algorithm
 (that is ``anpyc``, :mod:`anpyc.methods.anpyc`):
 

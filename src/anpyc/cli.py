@@ -465,13 +465,15 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from anpyc.experiments.bench import SUITES, run_suite
+    for m in _method_list(args.methods, check=False) if args.methods else ():
+        try:  # a registered method fails fast, before torch is imported ...
+            check_name("method", m)
+        except ConfigError:  # ... unless it is the suite's own variant (anpyc-reference, er-200, ewc+inference)
+            from anpyc.experiments.bench import SUITES
 
-    if args.methods:  # registered methods, or the suite's own variants (anpyc-reference, er-200, ewc+inference, ...)
-        aliases = SUITES[args.name].all_aliases if args.name in SUITES else {}
-        for m in _method_list(args.methods, check=False):
-            if m not in aliases:
-                check_name("method", m)
+            if m not in (SUITES[args.name].all_aliases if args.name in SUITES else {}):
+                raise
+    from anpyc.experiments.bench import SUITES, run_suite
 
     if args.name == "list":
         width = max(map(len, SUITES)) + 2

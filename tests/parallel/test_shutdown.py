@@ -117,6 +117,14 @@ def _live_processes_of_session(sid: int) -> list[int]:
     return live
 
 
+def _as_from_a_shell() -> None:
+    """The command starts as a shell starts it, Ctrl-C and Ctrl-\\ at their defaults: a child
+    inherits ignored signals, and in a long test session something in this process (not
+    found yet; seen after the slow submitit tests) leaves SIGINT and SIGQUIT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during a 2-process
     run: exit 130 with one line, no rank left running, the directory not left locked."""
@@ -126,7 +134,7 @@ def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(TESTS), SRC, os.environ.get("PYTHONPATH", "")])}
     argv = ["run", "--method", "test-gate", *TINY, "--nproc", "2", "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_shell)
     try:
         deadline = time.monotonic() + 300  # a bound on a hang, not a timing assertion
         while len(list_checkpoints(out)) < 1 and proc.poll() is None and time.monotonic() < deadline:

@@ -492,7 +492,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                             jobs=_jobs(args), presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
                             budget=args.budget, resume=_resume_flag(args), executor=_executor(args),
-                            stream=args.stream_from, report=False)
+                            stream=args.stream_from, report=False, allow_dirty=args.allow_dirty)
     if "submitted" in summary:
         return _print_submitted(summary["submitted"], out)
     print((Path(out) / "bench.md").read_text())
@@ -806,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--methods", default=None, help="Comma-separated subset of the suite's methods. (default: all)")
     p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes. (default: 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="Run the methods' defaults instead of their tuned presets.")
+    p_bench.add_argument("--allow-dirty", action="store_true",
+                         help="Run from a source tree with uncommitted changes (refused otherwise: a bench records the "
+                         "commit of its code); recorded in bench.json.")
     p_bench.add_argument("--stream-from", default=None, metavar="MODULE:FUNCTION",
                          help="Run the suite's methods and settings on your own data (a function returning a stream "
                          "built by anpyc.data.stream_from_datasets).")

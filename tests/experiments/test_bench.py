@@ -26,7 +26,7 @@ def test_every_suite_config_is_valid():
 def test_quick_bench_writes_json_and_markdown(tmp_path, mnist_dir, capsys):
     out = tmp_path / "b"
     assert main(["bench", "quick", "--tasks", "2", "--subsample", "300", "--methods", "anpyc,finetune",
-                 "--out", str(out), "--quiet"]) == 0
+                 "--out", str(out), "--quiet", "--allow-dirty"]) == 0
     data = json.loads((out / "bench.json").read_text())
     assert set(data["methods"]) == {"anpyc", "finetune"} and data["bench"]["machine"]["cores"] >= 1
     assert "| anpyc |" in (out / "bench.md").read_text() and "| anpyc |" in capsys.readouterr().out
@@ -65,7 +65,7 @@ def test_reference_bench_runs_exactly_the_shipped_preset():
 def test_reference_alias_runs_next_to_default(tmp_path, mnist_dir):
     summary = run_suite("reference", tmp_path / "r", methods=["anpyc", "anpyc-reference"], quiet=True,
                             overrides={"stream": {"tasks": 2, "subsample": 300, "test_subsample": 200}, "train": {"epochs": 1}},
-                            params={"anpyc-reference": {"retrain_epochs": 0.1}})
+                            params={"anpyc-reference": {"retrain_epochs": 0.1}}, allow_dirty=True)
     ref = summary["methods"]["anpyc-reference"]
     assert ref["method"] == "anpyc" and ref["params"]["keep_schedule"] == "reference"
     assert summary["methods"]["anpyc"]["params"] == {}
@@ -141,7 +141,7 @@ def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
     out = tmp_path / "b"
     summary = run_suite("split-mnist-class", out, seeds=1, methods=["anpyc", "finetune", "finetune+inference", "density"],
                         quiet=True, overrides={"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 120},
-                                               "model": {"hidden": [8]}, "train": {"epochs": 1}})
+                                               "model": {"hidden": [8]}, "train": {"epochs": 1}}, allow_dirty=True)
     assert summary["methods"]["finetune+inference"]["task_inference"] == "input_density"
     text = (out / "bench.md").read_text()
     rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| ") and "ACC" not in line]
@@ -199,3 +199,26 @@ def test_bench_methods_take_the_suites_own_variants(capsys):
     assert main(["bench", "reference", "--methods", "anpyc-reference,nope", "--out", "unused"]) == 2
     err = capsys.readouterr().err
     assert "'nope'" in err and "anpyc-reference" not in err.split("known:")[0]
+
+
+def test_a_bench_refuses_a_dirty_tree_and_records_its_commit(tmp_path, monkeypatch, capsys):
+    """A published figure names its code: uncommitted changes stop the bench with one line
+    (exit 2) unless --allow-dirty, which bench.json then records beside the commit."""
+    import anpyc.runner
+
+    monkeypatch.setattr(anpyc.runner, "git_commit", lambda: "abc123-dirty")
+    (tmp_path / "blobs.yaml").write_text("stream: {benchmark: blobs}\n")
+    argv = ["bench", "quick", "--methods", "finetune", "--seeds", "1", "--config", str(tmp_path / "blobs.yaml"),
+            "--tasks", "2", "--subsample", "60", "--hidden", "8", "--quiet", "--no-report", "--out", str(tmp_path / "b")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "uncommitted changes (abc123-dirty)" in err[0] and "--allow-dirty" in err[0]
+    assert not (tmp_path / "b").exists()  # refused before anything is written
+    assert main([*argv, "--allow-dirty"]) == 0
+    bench = json.loads((tmp_path / "b" / "bench.json").read_text())["bench"]
+    assert (bench["git_commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", False, True)
+    assert bench["run_commits"] == ["abc123-dirty"]  # what each run's config.yaml recorded
+    monkeypatch.setattr(anpyc.runner, "git_commit", lambda: "abc123")
+    assert main([*argv, "--overwrite"]) == 0
+    bench = json.loads((tmp_path / "b" / "bench.json").read_text())["bench"]
+    assert (bench["git_commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", True, False)

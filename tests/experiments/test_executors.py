@@ -231,7 +231,7 @@ def test_a_slurm_bench_submitted_without_waiting_is_finished_by_gather(tmp_path,
     out, cfg = tmp_path / "bench", tmp_path / "blobs.yaml"
     cfg.write_text("stream: {benchmark: blobs}\nexecutor: {kind: slurm, time: 10}\n")  # the sweep's, not the runs'
     argv = ["bench", "quick", "--methods", "finetune", "--seeds", "1", "--config", str(cfg), *RUN[2:], "--out", str(out),
-            "--no-wait"]
+            "--no-wait", "--allow-dirty"]
     assert main(argv) == 0
     assert "submitted 1 job(s) to slurm (4242)" in capsys.readouterr().out
     assert not (out / "bench.json").exists()

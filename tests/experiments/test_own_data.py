@@ -125,7 +125,7 @@ def test_tune_and_bench_take_a_stream_of_your_own(user_module, tmp_path, capsys)
                  "--out", str(tmp_path / "t"), *TINY]) == 0
     assert json.loads((tmp_path / "t" / "tune.json").read_text())["benchmark"] == "custom"
     assert main(["bench", "quick", "--methods", "finetune", "--stream-from", f"{user_module}:make",
-                 "--out", str(tmp_path / "b"), *TINY]) == 0
+                 "--out", str(tmp_path / "b"), "--allow-dirty", *TINY]) == 0
     bench = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert bench["benchmark"] == "custom" and bench["bench"]["protocol"] is None
 

@@ -259,6 +259,38 @@ def method_params(
     return select_presets(methods, base, budget, bench.params, warn=bench.protocol is not None)
 
 
+def source_commit(allow_dirty: bool = False) -> dict:
+    """The commit anpyc runs from and whether its tree is clean; raises :class:`ConfigError`
+    on uncommitted changes unless ``allow_dirty`` (then recorded). Outside a git checkout (an
+    installed package) the commit is ``None`` and nothing is refused.
+
+    Example:
+        >>> sorted(source_commit(allow_dirty=True))
+        ['allow_dirty', 'clean_tree', 'git_commit']
+    """
+    from anpyc.runner import git_commit
+
+    commit = git_commit()
+    dirty = bool(commit and commit.endswith("-dirty"))
+    if dirty and not allow_dirty:
+        raise ConfigError(f"the source tree has uncommitted changes ({commit}): commit them so the bench names its "
+                          "code, or pass --allow-dirty (recorded in bench.json)")
+    return {"git_commit": commit.removesuffix("-dirty") if commit else None,
+            "clean_tree": None if commit is None else not dirty, "allow_dirty": allow_dirty}
+
+
+def run_commits(out: Path, summary: dict) -> list[str]:
+    """The distinct commits the suite's runs recorded in their ``config.yaml`` (a resumed
+    bench may hold runs made at several commits); ``-dirty`` kept where a run had it."""
+    found = set()
+    for entry in summary["methods"].values():
+        for run_dir in entry.get("runs", []):
+            cfg = out / run_dir / rundir.CONFIG if run_dir else None
+            if cfg is not None and cfg.is_file():
+                found.add(((rundir.read_yaml(cfg).get("meta") or {}).get("git_commit")) or "unknown")
+    return sorted(found)
+
+
 def _relative_to(path: str | None, base: Path) -> str | None:
     """``path`` relative to ``base`` where it lies inside it, else as given."""
     if path is None:
@@ -352,6 +384,7 @@ def run_suite(
     executor: Any = None,
     stream: Any = None,
     report: bool = True,
+    allow_dirty: bool = False,
 ) -> dict:
     """Run suite ``name``; returns the summary written to ``out_dir/bench.json``.
 
@@ -365,15 +398,20 @@ def run_suite(
     jobs are submitted and ``{"submitted": ...}`` returned (``anpyc gather`` finishes the suite).
     ``stream``: the suite's methods and settings on your own data, as ``compare`` takes it (no
     preset applies: your data is no protocol). ``report``: write the report at the end.
+    A source tree with uncommitted changes is refused (:class:`ConfigError`) unless
+    ``allow_dirty``: a published figure must name the code that made it. ``bench.json`` records
+    the commit, whether the tree was clean, ``allow_dirty`` and the commits its runs recorded.
     """
     from anpyc.experiments.compare import compare
     from anpyc.experiments.protocols import matching_protocols
     from anpyc.report.tables import summary_markdown
 
     sweep = {"bench": {"name": name, "seeds": seeds, "methods": methods, "overrides": overrides, "presets": presets,
-                       "params": params, "budget": budget, "tensorboard": tensorboard}}  # what `anpyc gather` reruns
+                       "params": params, "budget": budget, "tensorboard": tensorboard,
+                       "allow_dirty": allow_dirty}}  # what `anpyc gather` reruns
     plan = bench_plan(name, methods, overrides, presets and stream is None, params, budget)
     bench, base, known, params = plan.bench, plan.base, plan.methods, plan.params
+    commit = source_commit(allow_dirty)
     start = _dt.datetime.now(_dt.UTC)
     summary = compare(
         base, known, list(range(base.seed, base.seed + (seeds or bench.seeds))), out_dir,
@@ -397,10 +435,12 @@ def run_suite(
         "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
         "jobs": jobs,
         "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
+        **commit,
     }
     out = Path(out_dir)
     for entry in summary["methods"].values():  # run dirs relative to OUT: no machine path in bench.json
         entry["runs"] = [_relative_to(r, out) for r in entry.get("runs", [])]
+    summary["bench"]["run_commits"] = run_commits(out, summary)
     write_json(out / "bench.json", summary)
     text = (
         f"{summary_markdown(summary)}\n{bench.description}.\n\n"

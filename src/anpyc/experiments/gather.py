@@ -41,7 +41,7 @@ def gather(out_dir: str | Path, wait: bool = False, quiet: bool = False) -> dict
         return run_suite(bench["name"], out, bench.get("seeds"), bench.get("methods"), bench.get("overrides"),
                          quiet=quiet, presets=bench.get("presets", True), params=bench.get("params"),
                          tensorboard=bench.get("tensorboard", False), budget=bench.get("budget"), resume=True,
-                         executor=executor)
+                         executor=executor, allow_dirty=bench.get("allow_dirty", False))
     aliases = {label: (m, dict(p)) for label, (m, p) in (spec.get("aliases") or {}).items()}
     return compare(RunConfig.from_dict(spec["base"]), list(spec["methods"]), list(spec["seeds"]), out,
                    params=spec.get("params") or {}, quiet=quiet, aliases=aliases, budget=spec.get("budget", "passes"),

@@ -107,3 +107,23 @@ def test_importance_estimates_are_counted_apart_from_the_training_passes():
     # anpyc: Omega for consolidation (100 examples); with pruning for pruning too (100 more)
     assert runs["anpyc"]["importance_passes"] == pytest.approx([100 / n_train] * 3)
     assert runs["anpyc-pruning"]["importance_passes"] == pytest.approx([2 * 100 / n_train] * 3)
+
+
+def test_forward_passes_spent_on_decisions_are_counted_apart_from_the_training_passes():
+    """decision_passes: the guard's validation evaluations, the logits DER++ stores, a task
+    inference's calibration; in the same unit as ``passes`` (training-set equivalents)."""
+    stream = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300, "val_subsample": 60},
+              "model": {"hidden": [16]}}
+    cases = {"finetune": ("finetune", {}), "guarded": ("packnet", {"guard": True}),
+             "derpp": ("derpp", {"buffer": 50, "buffer_update": "task_end"}),
+             "entropy": ("finetune", {"task_inference": "entropy"})}
+    runs = {name: run(RunConfig.from_dict({**stream, "method": m, "method_params": p,
+                                           **({"scenario": "domain"} if name == "entropy" else {})}), quiet=True).metrics
+            for name, (m, p) in cases.items()}
+    n_train, n_val = 300, 60
+    assert runs["finetune"]["decision_passes"] == [0.0, 0.0, 0.0]
+    guard = runs["guarded"]  # each evaluation is one pass over the task's validation data
+    evaluations = [round(p * n_train / n_val) for p in guard["decision_passes"]]
+    assert all(e >= 1 for e in evaluations[:-1]) and guard["decision_passes"] == pytest.approx([e * n_val / n_train for e in evaluations])
+    assert runs["derpp"]["decision_passes"] == pytest.approx([1.0] * 3)  # every example offered at the task's end
+    assert runs["entropy"]["decision_passes"] == pytest.approx([n_val / n_train] * 3)  # the entropy's calibration

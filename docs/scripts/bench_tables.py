@@ -3,7 +3,8 @@
     python docs/scripts/bench_tables.py docs/benchmarks/pmnist10 [DIR ...]
 
 Per benchmark: every label sorted by ACC (mean ± std over its seeds), BWT, learning accuracy
-(accuracy right after learning each task), passes per task, task-inference accuracy where the
+(accuracy right after learning each task), passes per task (training) and decision passes per
+task (forward passes spent on choices and stored targets, where recorded), task-inference accuracy where the
 scenario hides the task id, time relative to fine-tune, and how the label compares with ANPyC
 under the project's rule (a claim needs a difference larger than both standard deviations).
 Without task ids the rows are in three groups, compared only within their group: one head and
@@ -64,7 +65,9 @@ def table(bench_dir: Path) -> str:
     # ANPyC in each group is the group's reference (anpyc, anpyc+inference)
     refs = {groups[label]: e for label, e in methods.items() if e.get("method", label) == REFERENCE}
     inference = any("task_inference_acc" in e for e in methods.values())
+    decisions = any("decision_passes_per_task" in e for e in methods.values())  # benches from before it was recorded: none
     head = (["group"] if grouped else []) + ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]
+    head += ["decision passes / task"] if decisions else []
     head += ["task inference %"] if inference else []
     head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "")]
     seeds = len(data["seeds"])
@@ -77,6 +80,7 @@ def table(bench_dir: Path) -> str:
         row = ([groups[label]] if grouped else []) + [
             name, _pm(e["avg_acc"], seeds), _pm(e.get("bwt"), seeds), _pm(e.get("learning_acc"), seeds),
             f"{e['passes_per_task']['mean']:.2f}" if e.get("passes_per_task") else "-"]
+        row += [f"{e['decision_passes_per_task']['mean']:.2f}" if e.get("decision_passes_per_task") else "-"] if decisions else []
         row += [_pm(e.get("task_inference_acc"), seeds)] if inference else []
         ratio = e.get("time_ratio_finetune") or {}
         row += [f"{ratio['mean']:.2f}" if ratio.get("mean") is not None else "-",

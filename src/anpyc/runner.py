@@ -329,6 +329,8 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
         "passes": list(p["passes"]),
         # importance estimates (Fisher, MAS, Omega) in passes over the task's training data, apart
         "importance_passes": [method.importance_examples(t) / max(len(stream[t].train), 1) for t in range(len(stream))],
+        # forward passes spent on choices and stored targets (guard, calibration, stored logits), same unit
+        "decision_passes": [method.decision_examples(t) / max(len(stream[t].train), 1) for t in range(len(stream))],
         "input_standardization": stream[0].info.get("standardize") if len(stream) else None,
         **cost_metrics(model, method, total, p["task_time"], p["eval_time"]),
         "world_size": world_size(),

@@ -141,6 +141,9 @@ def method_summary(runs: Sequence[dict], reference: Sequence[dict] | None = None
     importance = [r["importance_passes"] for r in runs if r.get("importance_passes")]
     if importance:
         out["importance_passes_per_task"] = stat(float(np.mean(p)) for p in importance)
+    decisions = [r["decision_passes"] for r in runs if r.get("decision_passes")]
+    if decisions:
+        out["decision_passes_per_task"] = stat(float(np.mean(p)) for p in decisions)
     out["avg_acc_curve"] = curves.mean(0).tolist()
     out["task1_acc_curve"] = np.array([[row[0] for row in r["acc_matrix"]] for r in runs], dtype=float).mean(0).tolist()
     first = runs[0]

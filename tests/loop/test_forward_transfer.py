@@ -63,3 +63,24 @@ def test_random_init_baseline_does_not_depend_on_training(scenario):
         return run(cfg, quiet=True).metrics["acc_random_init"]
 
     assert acc_random(0.1, 1) == acc_random(0.5, 3)
+
+
+def test_with_a_head_per_task_b_i_goes_through_the_models_own_untrained_head():
+    """A frozen body: nothing the model learnt can reach a new task, so FWT is exactly 0. The
+    "before" accuracy and b_i go through the same freshly drawn head (two heads drawn apart
+    would differ by chance)."""
+    g = torch.Generator().manual_seed(3)
+    tasks = []
+    for _ in range(3):
+        x, test_x = torch.randn(200, 4, generator=g), torch.randn(400, 4, generator=g)
+        tasks.append(((x, (x[:, 0] > 0).long()), (test_x, (test_x[:, 0] + test_x[:, 1] > 0).long())))
+    stream = stream_from_datasets([t[0] for t in tasks], [t[1] for t in tasks], n_outputs=2, seed=0)
+    body = nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU())
+    body.requires_grad_(False)
+    model = ContinualModel(body, feature_dim=16, head="multi")
+    baseline = RandomInitBaseline(model, seed=0)
+    cfg = LoopConfig(TrainConfig(epochs=2, lr=0.5, batch_size=16), seed=0, scenario="task")
+    p = train_stream(model, create("finetune"), stream, cfg, callbacks=[baseline]).progress
+    assert p["acc_before"] == p["acc_random"]
+    assert summarize(p["R"], p["acc_before"], p["acc_random"])["fwt"] == 0.0
+    assert p["R"][2, 2] > max(p["acc_before"][2], 0.6)  # the heads did learn

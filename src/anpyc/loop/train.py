@@ -621,9 +621,13 @@ def _task_optimizer(params: list, optimizer: torch.optim.Optimizer | None, cfg: 
 
 class RandomInitBaseline:
     """Forward transfer's reference (Lopez-Paz & Ranzato 2017): the accuracy ``b_i`` of the
-    randomly initialised model on each task, body and heads as at the start of the run (each
-    head drawn from its own seeded generator, so the run's random streams are untouched).
-    A callback: pass it to :func:`train_stream`; its figures are in ``state.progress``."""
+    randomly initialised model on each task, its body as at the start of the run. With a head
+    per task, task ``i``'s head is the model's own, as drawn for it just before training it:
+    the "before" accuracy goes through that same untrained head, so FWT compares the bodies
+    alone (two independently drawn random heads would differ by chance, by points). A shared
+    head is the one at the start of the run (each head drawn from its own seeded generator,
+    so the run's random streams are untouched). A callback: pass it to :func:`train_stream`;
+    its figures are in ``state.progress``."""
 
     def __init__(self, model: ContinualModel, seed: int) -> None:
         import copy
@@ -638,6 +642,8 @@ class RandomInitBaseline:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seeded_generator(self.seed, 0xB1, k).initial_seed()))
                 add_task_head(self.model, loop.stream[k], loop.stream[: k + 1], loop.cfg.context(k, ctx.n_tasks))
+        if self.model.head_mode == "multi":  # the head the "before" accuracy goes through, untrained yet
+            self.model.heads[ctx.task].load_state_dict(loop.model.heads[ctx.task].state_dict())
         visible = ctx.task if ctx.task_id_at_test else None
         start = time.perf_counter()
         with eval_mode(self.model):

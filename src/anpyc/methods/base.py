@@ -149,6 +149,24 @@ class Method(nn.Module):
         """Record an estimate on ``data``, at most ``max_samples`` of it, after task ``task``."""
         self._add_count("importance_examples", task, len(data) if max_samples is None else min(len(data), int(max_samples)))
 
+    def decision_examples(self, task: int) -> int:
+        """Examples run forward (no training) during task ``task`` to decide or store
+        something: the pruning guard's validation evaluations, logits stored with replayed
+        examples, a task inference's calibration. Recorded as ``decision_passes``, apart from
+        the training passes."""
+        return self._count("decision_examples", task)
+
+    def count_decision_examples(self, task: int, n: int) -> None:
+        self._add_count("decision_examples", task, n)
+
+    def counted_validation(self, validate: Callable[[], float], task: int, n_val: int) -> Callable[[], float]:
+        """``validate`` (one pass over a task's ``n_val`` validation examples), each call
+        counted in :meth:`decision_examples`: a choice made on labelled validation data."""
+        def counted() -> float:
+            self.count_decision_examples(task, n_val)
+            return validate()
+        return counted
+
     def _count(self, key: str, task: int) -> int:
         """A per-task counter kept in ``history`` (extra state: it survives a resume)."""
         return int(self.history.get(key, {}).get(str(task), 0))

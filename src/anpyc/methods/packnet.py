@@ -145,6 +145,7 @@ class PackNet(Method):
             if values is not None:
                 values.update(snapshot(model))
 
+        validate = self.counted_validation(validate, ctx.task, len(task.val))
         keep, pruned, record = guarded_prune(guard, model, keep, prune_from, validate, len(task.val),
                                              1.0 / max(len(task.classes), 1), train_on if c.retrain_epochs > 0 else None)
         self.history.setdefault("prune_guard", []).append({"task": ctx.task, **record})

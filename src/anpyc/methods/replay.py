@@ -492,6 +492,7 @@ class DERPP(ER):
         none yet, :meth:`after_task` records them)."""
         if task_end or self.config.logits_at == "insert":
             logits, width = logits_now(model, x, t, self.config.logits)
+            self.count_decision_examples(int(self.current_task), len(x))  # a forward pass to store targets
         else:
             logits = x.new_zeros((len(x), max(model.head_sizes)))
             width = torch.zeros(len(x), dtype=torch.long, device=x.device)
@@ -504,6 +505,7 @@ class DERPP(ER):
             rows = (self.memory.t[: len(self.memory)] == ctx.task).nonzero(as_tuple=True)[0]
             for chunk in rows.split(256):
                 logits, width = logits_now(model, self.memory.x[chunk], self.memory.t[chunk], self.config.logits)
+                self.count_decision_examples(ctx.task, len(chunk))
                 if logits.shape[1] > self.memory.logits.shape[1]:
                     self.memory._grow_logits(logits.shape[1])
                 self.memory.logits[chunk] = 0.0

@@ -168,6 +168,11 @@ class TaskInferred(Method):
     def importance_examples(self, task: int) -> int:
         return self.inner.importance_examples(task)
 
+    def decision_examples(self, task: int) -> int:
+        """The method's own, and the inference's (calibration, the ``combined`` weight) after ``task``."""
+        spent = self.inference.history["decision_passes"]
+        return self.inner.decision_examples(task) + (int(spent[task]) if task < len(spent) else 0)
+
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         return self.inner.epochs_for_budget(passes, batch_size)
 

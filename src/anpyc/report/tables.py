@@ -48,11 +48,13 @@ def summary_markdown(summary: dict) -> str:
     if budget:
         lines += [f"Budget: {budget['per_task']:g} {budget['unit']} per task.", ""]
     inference = any("task_inference_acc" in m for m in summary["methods"].values())
+    decisions = any("decision_passes_per_task" in m for m in summary["methods"].values())
     groups = grouped(summary)
     lines += [
         "| " + ("group | " if len(groups) > 1 else "") + "method | ACC % | BWT % | forgetting % | learning acc % | val ACC % | "
-        "passes / task | time s | time / fine-tune |" + (" task inference % |" if inference else ""),
-        "|" + "---|" * (9 + (len(groups) > 1) + inference),
+        "passes / task |" + (" decision passes / task |" if decisions else "") + " time s | time / fine-tune |"
+        + (" task inference % |" if inference else ""),
+        "|" + "---|" * (9 + (len(groups) > 1) + inference + decisions),
     ]
     for group, names in groups.items():
         for name in names:
@@ -62,7 +64,8 @@ def summary_markdown(summary: dict) -> str:
                 "| " + (f"{group} | " if len(groups) > 1 else "")
                 + f"{label} | {_pct(m['avg_acc'])} | {_pct(m['bwt'])} | {_pct(m['forgetting'])} | "
                 f"{_pct(m.get('learning_acc'))} | {_pct(m['val_avg_acc'])} | {_pct(m.get('passes_per_task'), 1.0, 2)} | "
-                f"{_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
+                + (f"{_pct(m.get('decision_passes_per_task'), 1.0, 2)} | " if decisions else "")
+                + f"{_pct(m['time_s'], 1.0)} | {_pct(m.get('time_ratio_finetune'), 1.0, 2)} |"
                 + (f" {_pct(m.get('task_inference_acc'))} |" if inference else "")
             )
     lines += [""]

@@ -106,9 +106,12 @@ window.addEventListener('error', e => window.__errors.push(String(e.message || (
 window.addEventListener('load', () => {
   const out = document.createElement('pre');
   out.id = 'anpyc-check';
+  const right = Math.max(...Array.from(document.querySelectorAll('table, figure, img, pre, h1'))
+    .map(e => e.getBoundingClientRect().right));
   out.textContent = JSON.stringify({
     images: Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]),
-    errors: window.__errors});
+    errors: window.__errors, viewport: window.innerWidth,
+    scroll: document.documentElement.scrollWidth, right: right});
   document.body.appendChild(out);
 });
 </script>"""
@@ -124,7 +127,7 @@ def test_html_opens_in_headless_chromium(compare_report, tmp_path):
     cmd = [
         "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
-        "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(),
+        "--window-size=1280,900", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri(),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     found = re.search(r'<pre id="anpyc-check">(.*?)</pre>', proc.stdout, re.S)
@@ -134,3 +137,6 @@ def test_html_opens_in_headless_chromium(compare_report, tmp_path):
     assert len(check["images"]) == len(files.plots) == 10
     for complete, width, height in check["images"]:
         assert complete and width > 300 and height > 200
+    # a 1280 px window: nothing scrolls sideways and every table and figure ends inside it
+    assert check["viewport"] == 1280, check
+    assert check["scroll"] <= check["viewport"] and check["right"] <= check["viewport"], check

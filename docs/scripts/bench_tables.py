@@ -71,8 +71,10 @@ def table(bench_dir: Path) -> str:
     head += ["task inference %"] if inference else []
     head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "")]
     seeds = len(data["seeds"])
+    commit = data["bench"].get("git_commit")  # recorded since the bench refuses a dirty tree
+    at = f", commit {commit[:7]}" + ("" if data["bench"].get("clean_tree") else " with uncommitted changes") if commit else ""
     lines = [f"`{data['bench']['command']}` ({data['scenario']} scenario, {data['n_tasks']} tasks, "
-             f"seeds {data['seeds']}, {data['bench']['date'][:10]})", "",
+             f"seeds {data['seeds']}, {data['bench']['date'][:10]}{at})", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = {g: i for i, g in enumerate(("", *GROUPS))}
     for label, e in sorted(methods.items(), key=lambda kv: (order[groups[kv[0]]], -kv[1]["avg_acc"]["mean"])):

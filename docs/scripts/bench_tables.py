@@ -88,6 +88,12 @@ def table(bench_dir: Path) -> str:
         row += [f"{ratio['mean']:.2f}" if ratio.get("mean") is not None else "-",
                 "" if e.get("upper_bound") else _versus(e, refs.get(groups[label]))]
         lines.append("| " + " | ".join(row) + " |")
+    failed: dict[str, list] = {}
+    for f in data.get("failed") or []:  # a run that stopped has no row; say so under the table
+        failed.setdefault(f["method"], []).append(f)
+    for label, runs in failed.items():
+        seeds_failed = ", ".join(str(f["seed"]) for f in runs)
+        lines += ["", f"No row for {label}: seed(s) {seeds_failed} stopped ({runs[0]['error'].split(':')[0]})."]
     return "\n".join(lines) + "\n"
 
 

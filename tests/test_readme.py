@@ -5,6 +5,8 @@ the README's own shorthand and are left out)."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import subprocess
@@ -80,3 +82,72 @@ def test_own_data_example_runs_as_shown(tmp_path, monkeypatch):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "WARNING" not in proc.stderr
     assert (tmp_path / "runs/own-ewc/report.html").is_file() and (tmp_path / "runs/own-cmp/report.html").is_file()
+
+
+BENCH_MARK = re.compile(r"<!-- bench_tables: (docs/benchmarks/[\w.-]+) -->\n")
+
+
+def test_every_results_table_of_the_readme_is_bench_tables_output_on_its_committed_bench():
+    """Each results table (a header with an ACC column) follows a marker naming its committed
+    bench directory and is, line for line, ``python docs/scripts/bench_tables.py DIR``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "docs" / "scripts" / "bench_tables.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    marks = list(BENCH_MARK.finditer(README))
+    assert len(marks) >= 3
+    for mark in marks:
+        expected = script.table(ROOT / mark.group(1))
+        assert README[mark.end():].startswith(expected), f"README's table for {mark.group(1)} is not bench_tables.py's"
+        bench = json.loads((ROOT / mark.group(1) / "bench.json").read_text(encoding="utf-8"))["bench"]
+        assert bench.get("git_commit") and bench.get("clean_tree"), f"{mark.group(1)}: no clean tree at a recorded commit"
+    covered = [m.end() for m in marks]
+    for header in re.finditer(r"^\| (?:group \| )?method \| ACC % \|", README, flags=re.M):
+        assert any(0 <= header.start() - c < 400 for c in covered), \
+            f"a results table at offset {header.start()} has no bench_tables marker"
+
+
+#: README commands that cannot run on this machine or in CI, and why; every other one runs below
+NOT_RUN_HERE = {
+    "data fetch cifar100": "downloads CIFAR-100 (no internet here; its reader is tested on generated archives)",
+    "--device cuda": "needs a GPU",
+    "--executor slurm": "needs a Slurm cluster (tests/experiments/test_executors.py fakes one)",
+}
+#: the one documented way to shrink a training command: the stream's own flags, and ``--epochs 1``
+#: where the command sets no epochs of its own
+SHRINK = ["--tasks", "2", "--subsample", "120", "--test-subsample", "60", "--val-subsample", "30"]
+
+
+def _runnable() -> list[list[str]]:
+    runnable = []
+    for command in _commands():
+        argv = shlex.split(command.replace(" [--out NEW]", ""))[1:]
+        if any("..." in a for a in argv) or any(marker in command for marker in NOT_RUN_HERE):
+            continue
+        trains = argv[0] in ("run", "compare", "bench") and "--resume" not in argv and "--help" not in argv
+        shrink = [] if "--stream-from" in argv else SHRINK  # your own data: its function sets tasks and sizes
+        shrink = shrink + ([] if "--epochs" in argv else ["--epochs", "1"])  # its own epochs may carry retraining
+        # a shrunk run is no protocol, so a tuned preset would not apply (and would say so)
+        runnable.append(argv + (shrink if trains else []) + (["--no-presets"] if argv[0] in ("compare", "bench") else [])
+                        + (["--allow-dirty"] if argv[0] == "bench" else []))  # a smoke run publishes nothing
+    return runnable
+
+
+@pytest.mark.slow
+def test_every_readme_command_runs_shrunk_without_error_or_warning(tmp_path):
+    """Every ``anpyc`` command of the README, in order (a later one may read an earlier one's
+    output, as ``--resume runs/ft``), shrunk by :data:`SHRINK` where it trains: exit code 0 and
+    no warning. Those it cannot run here are listed in :data:`NOT_RUN_HERE` with the reason."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "ANPYC_DATA": os.environ.get("ANPYC_DATA", str(Path.home() / ".cache" / "anpyc")),
+           "PYTHONPATH": str(ROOT / "src")}
+    commands = _runnable()
+    assert len(commands) >= 18
+    for argv in commands:
+        proc = subprocess.run([sys.executable, "-m", "anpyc", *argv], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=900, env=env)
+        shown = " ".join(argv)
+        assert proc.returncode == 0, f"anpyc {shown}: exit {proc.returncode}: {proc.stderr[-1500:]}"
+        assert "WARNING" not in proc.stderr, f"anpyc {shown} warned: {proc.stderr[-1500:]}"

@@ -337,22 +337,29 @@ def split_tasks(
 AUGMENT_SALT = 7
 
 
-def synthetic_blobs(seed: int = 0, n_per_class: int = 500, n_classes: int = 4, side: int = 8) -> dict:
+def synthetic_blobs(seed: int = 0, n_per_class: int = 500, n_classes: int = 4, side: int = 8,
+                    separation: float = 4.0) -> dict:
     """Synthetic data shaped like tiny 1 x side x side images (offline tests and demos).
 
-    Inputs are standard Gaussian; the label is the arg-max of a fixed random two-layer
-    "teacher" network, so the classes are not linearly separable and learning one task takes
-    real capacity. Permuting pixels then makes tasks interfere in an MLP exactly as permuted
-    MNIST does.
+    Each class is a Gaussian blob: unit-variance noise around a random centre at distance
+    ``separation`` from the origin, so one epoch of a small MLP learns a task to about 90 % (4 classes)
+    (the earlier teacher-network labels left one epoch near chance: 32 % with 4 classes).
+    Permuting pixels then moves every centre, so tasks interfere in an MLP as permuted
+    MNIST's do.
+
+    Example:
+        >>> d = synthetic_blobs(0, n_per_class=10)
+        >>> d["train_x"].shape, sorted(set(d["train_y"].tolist()))
+        ((40, 1, 8, 8), [0, 1, 2, 3])
     """
     g = torch.Generator().manual_seed(10_000 + seed)
     d = side * side
-    w1 = torch.randn(d, 32, generator=g) / d**0.5
-    w2 = torch.randn(32, n_classes, generator=g) / 32**0.5
+    centres = torch.randn(n_classes, d, generator=g)
+    centres = separation * centres / centres.norm(dim=1, keepdim=True)
 
     def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.randn(n * n_classes, d, generator=g)
-        y = (torch.tanh(2.0 * x @ w1) @ w2).argmax(1)
+        y = torch.arange(n_classes).repeat_interleave(n)[torch.randperm(n * n_classes, generator=g)]
+        x = centres[y] + torch.randn(n * n_classes, d, generator=g)
         return x.reshape(-1, 1, side, side).numpy(), y.numpy()
 
     tx, ty = sample(n_per_class)

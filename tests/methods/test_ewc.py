@@ -66,8 +66,9 @@ def test_penalty_is_one_term_per_task_around_its_own_anchor(one_task, batch_of):
 def test_one_task_equals_online_ewc_and_two_tasks_differ(one_task, batch_of):
     """After one task EWC and online EWC hold the same Fisher and anchor; after two, online EWC
     (gamma 1: the Fishers summed around the latest anchor) and EWC (one anchor per task) part."""
-    m1, ewc, stream = one_task("ewc", {"fisher_samples": 50})
-    m2, online, _ = one_task("online-ewc", {"fisher_samples": 50, "gamma": 1.0})
+    same = {"fisher_samples": 50, "lam": 100.0, "fisher": "sampled"}  # their defaults differ
+    m1, ewc, stream = one_task("ewc", same)
+    m2, online, _ = one_task("online-ewc", {**same, "gamma": 1.0})
     x, y, t = batch_of(stream)
     for m in (m1, m2):
         with torch.no_grad():

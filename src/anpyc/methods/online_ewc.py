@@ -27,8 +27,12 @@ from anpyc.methods.registry import register
 @dataclasses.dataclass(frozen=True)
 class OnlineEWCConfig(EWCConfig):
     """EWC's options plus ``gamma`` (decay of the running Fisher, in (0, 1]); ``merge`` is
-    fixed to ``decay``."""
+    fixed to ``decay``. ``lam`` and ``fisher`` keep EWC's earlier defaults (100, ``sampled``):
+    their validation choice for online EWC (stage 2 of docs/benchmarks/baselines-defaults) is
+    not run yet."""
 
+    lam: float = 100.0
+    fisher: Literal["sampled", "true", "empirical", "empirical_batch"] = "sampled"
     merge: Literal["decay"] = "decay"
     gamma: float = 1.0
 

@@ -99,7 +99,7 @@ def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):
     assert f"**{', '.join(f'{k} {v}' for k, v in points[1].items())}**" in table and "90.00 *" in table
 
 
-@pytest.mark.parametrize("method", ["er", "derpp", "hat", "ewc-lam"])
+@pytest.mark.parametrize("method", ["er", "derpp", "hat", "ewc-lam", "online-ewc"])
 def test_shipped_defaults_are_the_committed_validation_choice(method):
     """The committed tune.json copies give the committed choice, and the method ships it."""
     from anpyc.methods import create

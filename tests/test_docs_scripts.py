@@ -3,7 +3,6 @@ their rows are valid configs, and they run (on a tiny synthetic stream)."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import re
@@ -11,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from script_loader import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = ROOT / "docs" / "scripts" / "anpyc_variants.py"
-
-
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_script_docs_cite_is_committed():
@@ -33,14 +27,14 @@ def test_every_script_docs_cite_is_committed():
 
 @pytest.mark.parametrize("table", ["defaults", "criterion", "protection", "exhaustion"])
 def test_variant_rows_are_valid_configs(table):
-    script = _load(VARIANTS)
+    script = load_script(VARIANTS)
     configs = script.row_configs(table)
     assert configs and all(c.stream.benchmark == "permuted-mnist" for c in configs.values())
     assert all(c.train.lr == 0.1 and c.model.hidden == (256, 256) for c in configs.values())  # pmnist10's training
 
 
 def test_variant_script_runs(tmp_path):
-    script = _load(VARIANTS)
+    script = load_script(VARIANTS)
     assert script.main(["defaults", "--smoke", "--rows", "k15x095-random,finetune", "--threads", "1", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "defaults.json").read_text())
     assert set(data["rows"]) == {"k15x095-random", "finetune"} and all("val_avg_acc" in r for r in data["rows"].values())
@@ -48,7 +42,7 @@ def test_variant_script_runs(tmp_path):
 
 
 def test_per_task_table_reads_run_directories(tmp_path):
-    table = _load(ROOT / "docs" / "scripts" / "per_task_table.py")
+    table = load_script(ROOT / "docs" / "scripts" / "per_task_table.py")
     run = tmp_path / "r"
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps({
@@ -60,7 +54,7 @@ def test_per_task_table_reads_run_directories(tmp_path):
 
 
 def test_tuning_table_marks_a_one_knob_choice_at_the_grids_end():
-    script = _load(ROOT / "docs" / "scripts" / "tuning_table.py")
+    script = load_script(ROOT / "docs" / "scripts" / "tuning_table.py")
     preset = {"method": "ewc", "tuned": {"grid": {"lam": [1.0, 10.0]}, "points": [
         {"params": {"lam": 1.0}, "val_avg_acc": 0.9}, {"params": {"lam": 10.0}, "val_avg_acc": 0.8}]}}
     assert script.row(preset) == "| ewc | lam 1, 10 | lam 1 | 90.00 | 90.00 / 80.00 | lowest |"
@@ -73,7 +67,7 @@ def test_bench_tables_reads_a_bench_and_applies_the_claim_rule(tmp_path):
     out = tmp_path / "b"
     run_suite("quick", out, seeds=2, methods=["anpyc", "finetune", "joint"], quiet=True,
                   overrides={"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 200}, "model": {"hidden": [16]}}, allow_dirty=True)
-    text = _load(ROOT / "docs" / "scripts" / "bench_tables.py").table(out)
+    text = load_script(ROOT / "docs" / "scripts" / "bench_tables.py").table(out)
     rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert {r.split(" | ")[0].lstrip("| ") for r in rows} == {"anpyc", "finetune", "joint (upper bound)"}
     assert "seeds [0, 1]" in text and "anpyc bench quick" in text
@@ -82,7 +76,7 @@ def test_bench_tables_reads_a_bench_and_applies_the_claim_rule(tmp_path):
 
 
 def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):
-    script = _load(ROOT / "docs" / "benchmarks" / "baselines-defaults" / "defaults.py")
+    script = load_script(ROOT / "docs" / "benchmarks" / "baselines-defaults" / "defaults.py")
     _, names, parts = script.GRIDS["er"]
     points = [dict(zip(parts[0], combo)) for combo in itertools.product(*parts[0].values())]
     for s, setting in enumerate(names):  # point 1 is best on average, point 0 on the first setting alone
@@ -105,7 +99,7 @@ def test_shipped_defaults_are_the_committed_validation_choice(method):
     from anpyc.methods import create
 
     where = ROOT / "docs" / "benchmarks" / "baselines-defaults"
-    script = _load(where / "defaults.py")
+    script = load_script(where / "defaults.py")
     recomputed = script.choose(where / "runs", method)
     committed = json.loads((where / "choices.json").read_text())[method]
     assert recomputed is not None and recomputed["params"] == committed["params"]

@@ -1,5 +1,6 @@
-import importlib.util
 from pathlib import Path
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,9 +13,7 @@ def _forgetting(module, method_name):
 
 
 def test_own_loop_example_runs_and_protects_old_tasks():
-    spec = importlib.util.spec_from_file_location("own_loop", ROOT / "examples" / "own_loop.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "examples" / "own_loop.py")
     assert _forgetting(module, "anpyc") < _forgetting(module, "finetune")  # consolidation protects old tasks
     assert _forgetting(module, "anpyc-masks") == 0.0  # hard protection and per-task masks: nothing forgotten
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from anpyc import cli
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -90,11 +91,7 @@ BENCH_MARK = re.compile(r"<!-- bench_tables: (docs/benchmarks/[\w.-]+) -->\n")
 def test_every_results_table_of_the_readme_is_bench_tables_output_on_its_committed_bench():
     """Each results table (a header with an ACC column) follows a marker naming its committed
     bench directory and is, line for line, ``python docs/scripts/bench_tables.py DIR``."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_tables", ROOT / "docs" / "scripts" / "bench_tables.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(ROOT / "docs" / "scripts" / "bench_tables.py")
     marks = list(BENCH_MARK.finditer(README))
     assert len(marks) >= 3
     for mark in marks:

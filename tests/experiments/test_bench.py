@@ -6,6 +6,7 @@ import pytest
 from anpyc.cli import main
 from anpyc.errors import ConfigError
 from anpyc.experiments.bench import SUITES, run_suite
+from script_loader import load_script
 
 
 def test_unknown_suite_is_a_clear_error(tmp_path):
@@ -136,7 +137,6 @@ def test_no_task_id_suites_give_the_density_model_to_every_method(name):
 
 
 def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
-    import importlib.util
 
     out = tmp_path / "b"
     summary = run_suite("split-mnist-class", out, seeds=1, methods=["anpyc", "finetune", "finetune+inference", "density"],
@@ -147,10 +147,7 @@ def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
     rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| ") and "ACC" not in line]
     assert rows == [["| one head, no task inference", "anpyc"], ["| one head, no task inference", "finetune"],
                     ["| task inferred, a head per task", "finetune+inference"], ["| the inputs' model alone", "density"]]
-    script = Path(__file__).resolve().parents[2] / "docs" / "scripts" / "bench_tables.py"
-    spec = importlib.util.spec_from_file_location("bench_tables", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(Path(__file__).resolve().parents[2] / "docs" / "scripts" / "bench_tables.py")
     table = module.table(out)
     assert "| task inferred | finetune+inference |" in table and "| inputs alone | density |" in table
 

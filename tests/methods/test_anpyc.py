@@ -187,15 +187,13 @@ def test_defaults_keep_the_mechanisms_that_earned_their_place_in_the_committed_a
     """docs/benchmarks/ablation (pmnist10 and pmnist10-domain, 3 seeds): a mechanism is on by
     default exactly when removing or replacing it costs more than both std on at least one
     protocol (docs/scripts/ablation_table.py gives the verdicts)."""
-    import importlib.util
     from pathlib import Path
 
     from anpyc.methods.anpyc import ANPyCConfig
+    from script_loader import load_script
 
     root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("ablation_table", root / "docs" / "scripts" / "ablation_table.py")
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = load_script(root / "docs" / "scripts" / "ablation_table.py")
     found = [table.verdicts(root / "docs" / "benchmarks" / "ablation" / p) for p in ("pmnist10", "pmnist10-domain")]
     assert all(len(f) == 6 and all(v[2] != "no claim (1 seed)" for v in f.values()) for f in found)
     earns = {row for f in found for row, v in f.items() if v[2] == "earns its place"}

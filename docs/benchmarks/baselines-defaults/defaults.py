@@ -110,11 +110,13 @@ def _lams(fisher: str) -> list[float]:
 
 def grid_of(key: str, out: Path) -> tuple[str, list[str], list[dict]]:
     if key in LATER:
-        # a run directory holds choices.json; the committed copy holds it beside runs/
-        path = next((p for p in (out / "choices.json", out.parent / "choices.json") if p.is_file()), out / "choices.json")
-        if not path.is_file() or "ewc" not in json.loads(path.read_text()):
+        path = out / "choices.json"
+        if not path.is_file():  # the committed copy holds it beside runs/, not in it
+            path = out.parent / "choices.json"
+        chosen = json.loads(path.read_text()) if path.is_file() else {}
+        if "ewc" not in chosen:
             raise SystemExit(f"{key}'s grid uses the Fisher EWC's stage 1 chose: run `choose` after EWC's runs")
-        return LATER[key](json.loads(path.read_text())["ewc"]["params"]["fisher"])
+        return LATER[key](chosen["ewc"]["params"]["fisher"])
     return GRIDS[key]
 
 

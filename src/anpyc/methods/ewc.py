@@ -39,7 +39,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -49,7 +49,8 @@ from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
 
-FISHERS = ("sampled", "true", "empirical", "empirical_batch")
+Fisher = Literal["sampled", "true", "empirical", "empirical_batch"]
+FISHERS: tuple[str, ...] = get_args(Fisher)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +67,7 @@ class EWCConfig:
     (it penalises every parameter); a task-aware model's heads are never penalised."""
 
     lam: float = 3.0
-    fisher: Literal["sampled", "true", "empirical", "empirical_batch"] = "empirical"
+    fisher: Fisher = "empirical"
     fisher_samples: int | None = None
     batch_size: int | None = None
     consolidate_head: bool = False

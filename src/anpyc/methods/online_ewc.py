@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from anpyc.methods.ewc import EWCConfig, FisherPenalty
+from anpyc.methods.ewc import EWCConfig, Fisher, FisherPenalty
 from anpyc.methods.registry import register
 
 
@@ -32,7 +32,7 @@ class OnlineEWCConfig(EWCConfig):
     full-length streams, with the Fisher EWC's stage 1 chose; 32 validation runs)."""
 
     lam: float = 30.0
-    fisher: Literal["sampled", "true", "empirical", "empirical_batch"] = "empirical"
+    fisher: Fisher = "empirical"
     merge: Literal["decay"] = "decay"
     gamma: float = 0.9
 

@@ -71,7 +71,8 @@ def table(bench_dir: Path) -> str:
     head += ["task inference %"] if inference else []
     head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "")]
     seeds = len(data["seeds"])
-    commit = data["bench"].get("git_commit")  # recorded since the bench refuses a dirty tree
+    # recorded since the bench refuses a dirty tree: "commit", "git_commit" in benches before 2026-12-03
+    commit = data["bench"].get("commit") or data["bench"].get("git_commit")
     at = f", commit {commit[:7]}" + ("" if data["bench"].get("clean_tree") else " with uncommitted changes") if commit else ""
     lines = [f"`{data['bench']['command']}` ({data['scenario']} scenario, {data['n_tasks']} tasks, "
              f"seeds {data['seeds']}, {data['bench']['date'][:10]}{at})", "",

@@ -213,9 +213,9 @@ def test_a_bench_refuses_a_dirty_tree_and_records_its_commit(tmp_path, monkeypat
     assert not (tmp_path / "b").exists()  # refused before anything is written
     assert main([*argv, "--allow-dirty"]) == 0
     bench = json.loads((tmp_path / "b" / "bench.json").read_text())["bench"]
-    assert (bench["git_commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", False, True)
+    assert (bench["commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", False, True)
     assert bench["run_commits"] == ["abc123-dirty"]  # what each run's config.yaml recorded
     monkeypatch.setattr(anpyc.runner, "git_commit", lambda: "abc123")
     assert main([*argv, "--overwrite"]) == 0
     bench = json.loads((tmp_path / "b" / "bench.json").read_text())["bench"]
-    assert (bench["git_commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", True, False)
+    assert (bench["commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", True, False)

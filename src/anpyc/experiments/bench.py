@@ -266,7 +266,7 @@ def source_commit(allow_dirty: bool = False) -> dict:
 
     Example:
         >>> sorted(source_commit(allow_dirty=True))
-        ['allow_dirty', 'clean_tree', 'git_commit']
+        ['allow_dirty', 'clean_tree', 'commit']
     """
     from anpyc.runner import git_commit
 
@@ -275,7 +275,8 @@ def source_commit(allow_dirty: bool = False) -> dict:
     if dirty and not allow_dirty:
         raise ConfigError(f"the source tree has uncommitted changes ({commit}): commit them so the bench names its "
                           "code, or pass --allow-dirty (recorded in bench.json)")
-    return {"git_commit": commit.removesuffix("-dirty") if commit else None,
+    # "commit" (benches recorded before 2026-12-03 named it "git_commit"; readers accept both)
+    return {"commit": commit.removesuffix("-dirty") if commit else None,
             "clean_tree": None if commit is None else not dirty, "allow_dirty": allow_dirty}
 
 

@@ -55,9 +55,9 @@ def test_per_task_table_reads_run_directories(tmp_path):
 
 def test_tuning_table_marks_a_one_knob_choice_at_the_grids_end():
     script = load_script(ROOT / "docs" / "scripts" / "tuning_table.py")
-    preset = {"method": "ewc", "tuned": {"grid": {"lam": [1.0, 10.0]}, "points": [
+    preset = {"method": "ewc", "tuned": {"date": "2026-12-03T01:00:00+00:00", "git_commit": "6373d82a44", "grid": {"lam": [1.0, 10.0]}, "points": [
         {"params": {"lam": 1.0}, "val_avg_acc": 0.9}, {"params": {"lam": 10.0}, "val_avg_acc": 0.8}]}}
-    assert script.row(preset) == "| ewc | lam 1, 10 | lam 1 | 90.00 | 90.00 / 80.00 | lowest |"
+    assert script.row(preset) == "| ewc | lam 1, 10 | lam 1 | 90.00 | 90.00 / 80.00 | lowest | 2026-12-03 6373d82 |"
     assert "Protocol `pmnist10`" in script.table("pmnist10")
 
 

@@ -32,15 +32,16 @@ def row(preset: dict) -> str:
         (k, values), = grid.items()
         edge = "lowest" if chosen[k] == min(values) else "highest" if chosen[k] == max(values) else ""
     chosen_text = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in chosen.items())
-    return f"| {preset['method']} | {_grid_text(grid)} | {chosen_text} | {100 * best['val_avg_acc']:.2f} | {vals} | {edge} |"
+    when = f"{str(tuned.get('date', ''))[:10]} {str(tuned.get('git_commit') or '')[:7]}".strip()  # presets differ in age
+    return f"| {preset['method']} | {_grid_text(grid)} | {chosen_text} | {100 * best['val_avg_acc']:.2f} | {vals} | {edge} | {when} |"
 
 
 def table(protocol: str) -> str:
     presets = [yaml.safe_load(p.read_text()) for p in sorted(PRESETS.glob(f"*-{protocol}.yaml"))]
     presets = [p for p in presets if p.get("protocol") == protocol]
     lines = [f"Protocol `{protocol}`:", "",
-             "| method | grid | chosen | val ACC % | every point's val ACC % | chosen at the grid's end |",
-             "|---|---|---|---|---|---|"]
+             "| method | grid | chosen | val ACC % | every point's val ACC % | chosen at the grid's end | tuned (date, commit) |",
+             "|---|---|---|---|---|---|---|"]
     return "\n".join(lines + [row(p) for p in presets])
 
 

@@ -36,6 +36,21 @@ def test_config_file_then_flags_override(tmp_path):
     assert metrics["n_tasks"] == 2
 
 
+def test_run_takes_the_method_from_its_config_file(tmp_path, capsys):
+    """A config file that names its method (a saved config.yaml) runs without --method; one
+    that does not is refused with one line."""
+    (tmp_path / "c.yaml").write_text("method: ewc\nmethod_params: {lam: 2.0}\nstream: {benchmark: blobs, tasks: 2, subsample: 200}\n"
+                                     "model: {hidden: [16]}\n")
+    assert main(["run", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r"), "--quiet", "--no-report"]) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["method"] == "ewc" and metrics["n_tasks"] == 2
+    (tmp_path / "n.yaml").write_text("stream: {benchmark: blobs}\n")
+    capsys.readouterr()
+    assert main(["run", "--config", str(tmp_path / "n.yaml"), "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run needs --method" in err[0] and not (tmp_path / "s").exists()
+
+
 def test_compare_writes_summary(tmp_path, capsys):
     assert main(["compare", "--methods", "finetune,joint", *QUICK, "--out", str(tmp_path / "c")]) == 0
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())

@@ -261,8 +261,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return _cmd_resume(args)
     preset = _run_preset(args)
+    if not args.method and args.config:  # a config naming its method (a saved config.yaml) runs it
+        method = load_mapping(args.config).get("method")
+        args.method = method if isinstance(method, str) else None
     if not args.method or not args.out:
-        raise ConfigError("run needs --method (or --preset) and --out (or --resume DIR)")
+        raise ConfigError("run needs --method (or --preset, or a --config that names its method) and --out (or --resume DIR)")
     check_name("method", args.method)  # before the config, and before torch is imported
     cfg = _config_from_args(args, args.method, preset=preset)
     params = parse_params(args.param)

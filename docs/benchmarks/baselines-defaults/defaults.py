@@ -18,7 +18,12 @@ Usage (from the repository root, a clean tree; ``anpyc`` installed)::
     python docs/benchmarks/baselines-defaults/defaults.py choose --out runs/defaults \\
         --write docs/benchmarks/baselines-defaults
 
-(the second stage's grids use the Fisher estimate the first stage chose for EWC).
+(the second stage's grids use the Fisher estimate the first stage chose for EWC). Stage 3 (whether
+a single shared head is consolidated too, at stage 2's choices; 2 runs per method)::
+
+    python docs/benchmarks/baselines-defaults/defaults.py run --methods ewc-head,online-ewc-head --out runs/defaults --jobs 1
+    python docs/benchmarks/baselines-defaults/defaults.py choose --out runs/defaults \\
+        --write docs/benchmarks/baselines-defaults
 """
 
 from __future__ import annotations
@@ -97,11 +102,27 @@ GRIDS: dict[str, tuple[str, list[str], list[dict]]] = {
     ]),
 }
 #: stage 2, with the Fisher stage 1 chose: lambda (EWC), lambda and gamma (online EWC) on the
-#: full-length streams
+#: full-length streams; stage 3, at what stage 2 chose: whether a single shared head is
+#: consolidated too (Avalanche's EWC penalises every parameter), on the one full-length
+#: setting with a shared head (with a head per task it changes nothing)
 LATER = {
-    "ewc-lam": lambda fisher: ("ewc", FULL_LENGTH, [{"fisher": [fisher], "lam": _lams(fisher)}]),
-    "online-ewc": lambda fisher: ("online-ewc", FULL_LENGTH, [{"fisher": [fisher], "lam": _lams(fisher), "gamma": [0.9, 1.0]}]),
+    "ewc-lam": lambda c: ("ewc", FULL_LENGTH, [{"fisher": [_fisher(c)], "lam": _lams(_fisher(c))}]),
+    "online-ewc": lambda c: ("online-ewc", FULL_LENGTH, [{"fisher": [_fisher(c)], "lam": _lams(_fisher(c)), "gamma": [0.9, 1.0]}]),
+    "ewc-head": lambda c: ("ewc", ["pmnist10-domain-all-tasks"], [{**_single(c["ewc-lam"]), "consolidate_head": [False, True]}]),
+    "online-ewc-head": lambda c: ("online-ewc", ["pmnist10-domain-all-tasks"],
+                                  [{**_single(c["online-ewc"]), "consolidate_head": [False, True]}]),
 }
+#: what each stage needs chosen before it
+NEEDS = {"ewc-lam": "ewc", "online-ewc": "ewc", "ewc-head": "ewc-lam", "online-ewc-head": "online-ewc"}
+
+
+def _fisher(chosen: dict) -> str:
+    return chosen["ewc"]["params"]["fisher"]
+
+
+def _single(choice: dict) -> dict:
+    """A stage's choice as a one-point grid."""
+    return {k: [v] for k, v in choice["params"].items()}
 
 
 def _lams(fisher: str) -> list[float]:
@@ -114,9 +135,9 @@ def grid_of(key: str, out: Path) -> tuple[str, list[str], list[dict]]:
         if not path.is_file():  # the committed copy holds it beside runs/, not in it
             path = out.parent / "choices.json"
         chosen = json.loads(path.read_text()) if path.is_file() else {}
-        if "ewc" not in chosen:
-            raise SystemExit(f"{key}'s grid uses the Fisher EWC's stage 1 chose: run `choose` after EWC's runs")
-        return LATER[key](chosen["ewc"]["params"]["fisher"])
+        if NEEDS[key] not in chosen:
+            raise SystemExit(f"{key}'s grid uses what {NEEDS[key]} chose: run `choose` after {NEEDS[key]}'s runs")
+        return LATER[key](chosen)
     return GRIDS[key]
 
 

@@ -93,7 +93,7 @@ def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):
     assert f"**{', '.join(f'{k} {v}' for k, v in points[1].items())}**" in table and "90.00 *" in table
 
 
-@pytest.mark.parametrize("method", ["er", "derpp", "hat", "ewc-lam", "online-ewc"])
+@pytest.mark.parametrize("method", ["er", "derpp", "hat", "ewc-lam", "online-ewc", "ewc-head", "online-ewc-head"])
 def test_shipped_defaults_are_the_committed_validation_choice(method):
     """The committed tune.json copies give the committed choice, and the method ships it."""
     from anpyc.methods import create
@@ -103,5 +103,5 @@ def test_shipped_defaults_are_the_committed_validation_choice(method):
     recomputed = script.choose(where / "runs", method)
     committed = json.loads((where / "choices.json").read_text())[method]
     assert recomputed is not None and recomputed["params"] == committed["params"]
-    config = create(method.removesuffix("-lam")).config  # ewc-lam: EWC's second stage (lambda)
+    config = create(method.removesuffix("-lam").removesuffix("-head")).config  # ewc-lam, -head: EWC's later stages
     assert {k: getattr(config, k) for k in committed["params"]} == committed["params"]

@@ -64,13 +64,15 @@ class EWCConfig:
     ``batch_size``: examples per estimation batch (``None``: the run's training batch size;
     for the per-sample kinds only a chunk size); ``consolidate_head``: with one shared head
     (domain and class scenarios) the penalty holds the head too, as Avalanche's EWC does
-    (it penalises every parameter); a task-aware model's heads are never penalised."""
+    (it penalises every parameter); a task-aware model's heads are never penalised. On by
+    default: stage 3 of docs/benchmarks/baselines-defaults (on the full-length domain stream,
+    validation ACC 85.89 against 84.69 without it)."""
 
     lam: float = 3.0
     fisher: Fisher = "empirical"
     fisher_samples: int | None = None
     batch_size: int | None = None
-    consolidate_head: bool = False
+    consolidate_head: bool = True
 
     def __post_init__(self) -> None:
         if self.fisher not in FISHERS:

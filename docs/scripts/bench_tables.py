@@ -57,6 +57,12 @@ def _group(entry: dict, scenario: str) -> str:
     return GROUPS[1] if entry.get("task_inference", "none") != "none" else GROUPS[0]
 
 
+def recorded_commit(bench: dict) -> str | None:
+    """The commit a bench ran at (``bench.json``'s ``bench`` section): ``commit``, or
+    ``git_commit`` in benches recorded before 2026-12-03."""
+    return bench.get("commit") or bench.get("git_commit")
+
+
 def table(bench_dir: Path) -> str:
     data = json.loads((bench_dir / "bench.json").read_text())
     methods = data["methods"]
@@ -71,8 +77,7 @@ def table(bench_dir: Path) -> str:
     head += ["task inference %"] if inference else []
     head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "")]
     seeds = len(data["seeds"])
-    # recorded since the bench refuses a dirty tree: "commit", "git_commit" in benches before 2026-12-03
-    commit = data["bench"].get("commit") or data["bench"].get("git_commit")
+    commit = recorded_commit(data["bench"])  # recorded since the bench refuses a dirty tree
     at = f", commit {commit[:7]}" + ("" if data["bench"].get("clean_tree") else " with uncommitted changes") if commit else ""
     lines = [f"`{data['bench']['command']}` ({data['scenario']} scenario, {data['n_tasks']} tasks, "
              f"seeds {data['seeds']}, {data['bench']['date'][:10]}{at})", "",

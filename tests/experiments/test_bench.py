@@ -219,3 +219,11 @@ def test_a_bench_refuses_a_dirty_tree_and_records_its_commit(tmp_path, monkeypat
     assert main([*argv, "--overwrite"]) == 0
     bench = json.loads((tmp_path / "b" / "bench.json").read_text())["bench"]
     assert (bench["commit"], bench["clean_tree"], bench["allow_dirty"]) == ("abc123", True, False)
+
+
+def test_the_headline_suites_run_five_seeds_and_the_long_one_three() -> None:
+    # issue #27: 5 seeds behind the README's pmnist10, domain and class claims, 3 for 50 tasks
+    from anpyc.experiments.bench import SUITES
+
+    assert [SUITES[n].seeds for n in ("pmnist10", "pmnist10-domain", "split-mnist-class", "split-fmnist-class")] == [5] * 4
+    assert SUITES["long"].seeds == 3 and SUITES["pmnist10-common"].seeds == 3

@@ -72,7 +72,31 @@ def test_bench_tables_reads_a_bench_and_applies_the_claim_rule(tmp_path):
     assert {r.split(" | ")[0].lstrip("| ") for r in rows} == {"anpyc", "finetune", "joint (upper bound)"}
     assert "seeds [0, 1]" in text and "anpyc bench quick" in text
     finetune = next(r for r in rows if r.startswith("| finetune"))
-    assert finetune.rstrip(" |").endswith(("ahead of ANPyC", "behind ANPyC", "within std"))
+    assert re.search(r"\| (ahead of ANPyC|behind ANPyC|within std) \(p [<0-9. ]+(, Welch disagrees)?\) \|$", finetune)
+    assert "Best **" in text and "not separable from it" in text
+
+
+def _entry(mean: float, std: float, n: int = 5, **extra) -> dict:
+    return {"avg_acc": {"mean": mean, "std": std}, "n_seeds": n, **extra}
+
+
+def test_bench_tables_puts_welch_beside_the_both_std_rule_and_says_where_they_disagree(tmp_path):
+    bt = load_script(ROOT / "docs" / "scripts" / "bench_tables.py")
+    ref = _entry(0.913, 0.004)
+    assert bt._versus(_entry(0.925, 0.003), ref).startswith("ahead of ANPyC (p < 0.001)")
+    # beyond both std but only 2 seeds each: Welch cannot call it, and the cell says so
+    assert bt._versus(_entry(0.920, 0.004, n=2), _entry(0.913, 0.004, n=2)).endswith("Welch disagrees)")
+    # within both std, yet Welch calls it from 10 seeds: said too
+    cell = bt._versus(_entry(0.9174, 0.0045, n=10), _entry(0.913, 0.0045, n=10))
+    assert cell.startswith("within std (p 0.0") and cell.endswith(", Welch disagrees)")
+    assert bt._versus(_entry(0.92, 0.0, n=1), ref) == "no claim (1 seed)"
+    rows = [("a", _entry(0.93, 0.002)), ("b", _entry(0.91, 0.002)), ("c", _entry(0.929, 0.002)),
+            ("up", _entry(0.99, 0.001, upper_bound=True))]
+    standing = bt._standing(rows, "one head")
+    assert standing.startswith("one head: best **a**; ahead (both std and Welch p < 0.05) of 1 of 2")
+    assert "not separable from it: c (p 0.452)." in standing
+    (tmp_path / "bench.json").write_text(json.dumps({"methods": {"a": rows[0][1], "b": rows[1][1]}}))
+    assert bt.versus("a", "b", tmp_path).endswith("+2.00 points; both-std rule: ahead; Welch t 15.81, df 8.0, p < 0.001")
 
 
 def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):

@@ -1,12 +1,15 @@
 """The compact tables of the README and docs/benchmarks/README.md, from committed bench.json files.
 
     python docs/scripts/bench_tables.py docs/benchmarks/pmnist10 [DIR ...]
+    python docs/scripts/bench_tables.py --versus hat finetune docs/benchmarks/pmnist10
 
 Per benchmark: every label sorted by ACC (mean ± std over its seeds), BWT, learning accuracy
 (accuracy right after learning each task), passes per task (training) and decision passes per
 task (forward passes spent on choices and stored targets, where recorded), task-inference accuracy where the
 scenario hides the task id, time relative to fine-tune, and how the label compares with ANPyC
-under the project's rule (a claim needs a difference larger than both standard deviations).
+under the project's rule (a claim needs a difference larger than both standard deviations), with
+Welch's t-test beside it (two-sided p over the seeds; :mod:`anpyc.report.stats`). Under each table,
+per group, which rows the best one is ahead of by both rules.
 Without task ids the rows are in three groups, compared only within their group: one head and
 no task inference, the task inferred with a head per task (``<method>+inference``), and the
 model of the inputs alone (``density``, ``slda``).
@@ -17,6 +20,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+from anpyc.report.stats import welch_t_test
 
 REFERENCE = "anpyc"
 
@@ -29,20 +34,51 @@ def _pm(stat: dict | None, seeds: int, scale: float = 100.0) -> str:
     return f"{scale * stat['mean']:.1f} ± {scale * (stat.get('std') or 0.0):.1f}"
 
 
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
+
+
+def compare(entry: dict, other: dict) -> tuple[str, float | None]:
+    """``entry`` against ``other`` by the both-std rule ("ahead", "behind", "within std", or
+    "no claim" from one seed) and Welch's two-sided p (``None`` from one seed)."""
+    a, b = entry["avg_acc"], other["avg_acc"]
+    welch = welch_t_test(a, b, entry.get("n_seeds", 1), other.get("n_seeds", 1))
+    if welch is None:
+        return "no claim (1 seed)", None
+    margin = max(a.get("std") or 0.0, b.get("std") or 0.0)
+    verdict = ("ahead" if a["mean"] - b["mean"] > margin else "behind" if b["mean"] - a["mean"] > margin
+               else "within std")
+    return verdict, welch.p
+
+
 def _versus(entry: dict, ref: dict | None) -> str:
-    """``entry`` against ANPyC: ahead, behind, or within both standard deviations (no claim
-    from fewer than two seeds)."""
+    """``entry`` against ANPyC: ahead, behind, or within both standard deviations, and Welch's
+    p; where the two disagree the cell says so."""
     if ref is None or entry is ref:
         return ""
-    if min(entry.get("n_seeds", 1), ref.get("n_seeds", 1)) < 2:
-        return "no claim (1 seed)"
-    a, b = entry["avg_acc"], ref["avg_acc"]
-    margin = max(a.get("std") or 0.0, b.get("std") or 0.0)
-    if a["mean"] - b["mean"] > margin:
-        return "ahead of ANPyC"
-    if b["mean"] - a["mean"] > margin:
-        return "behind ANPyC"
-    return "within std"
+    verdict, p = compare(entry, ref)
+    if p is None:
+        return verdict
+    disagree = (verdict == "within std") == (p < 0.05)
+    verdict = {"ahead": "ahead of ANPyC", "behind": "behind ANPyC"}.get(verdict, verdict)
+    return f"{verdict} ({_p(p)}{', Welch disagrees' if disagree else ''})"
+
+
+def _standing(rows: list[tuple[str, dict]], group: str) -> str | None:
+    """The best row of a group and which rows it is ahead of by both the both-std rule and
+    Welch's p < 0.05; the rest are not claimed to be behind it."""
+    fair = [(label, e) for label, e in rows if not e.get("upper_bound")]
+    if len(fair) < 2 or min(e.get("n_seeds", 1) for _, e in fair) < 2:
+        return None
+    best_label, best = max(fair, key=lambda kv: kv[1]["avg_acc"]["mean"])
+    ahead, level = [], []
+    for label, e in fair:
+        if e is not best:
+            verdict, p = compare(best, e)
+            (ahead if verdict == "ahead" and p < 0.05 else level).append(f"{label} ({_p(p)})")
+    where = f"{group}: best" if group else "Best"
+    return (f"{where} **{best_label}**; ahead (both std and Welch p < 0.05) of {len(ahead)} of {len(fair) - 1}; "
+            f"not separable from it: {', '.join(level) or 'none'}.")
 
 
 #: without a task id, what answers a test input; rows compare like with like within a group
@@ -75,7 +111,7 @@ def table(bench_dir: Path) -> str:
     head = (["group"] if grouped else []) + ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]
     head += ["decision passes / task"] if decisions else []
     head += ["task inference %"] if inference else []
-    head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "")]
+    head += ["time / fine-tune", "vs ANPyC" + (" (same group)" if grouped else "") + ": both std, Welch p"]
     seeds = len(data["seeds"])
     commit = recorded_commit(data["bench"])  # recorded since the bench refuses a dirty tree
     at = f", commit {commit[:7]}" + ("" if data["bench"].get("clean_tree") else " with uncommitted changes") if commit else ""
@@ -94,6 +130,11 @@ def table(bench_dir: Path) -> str:
         row += [f"{ratio['mean']:.2f}" if ratio.get("mean") is not None else "-",
                 "" if e.get("upper_bound") else _versus(e, refs.get(groups[label]))]
         lines.append("| " + " | ".join(row) + " |")
+    by_group: dict[str, list] = {}
+    for label, e in methods.items():
+        by_group.setdefault(groups[label], []).append((label, e))
+    standings = [_standing(by_group[g], g) for g in sorted(by_group, key=order.__getitem__)]
+    lines += [""] + [s for s in standings if s] if any(standings) else []
     failed: dict[str, list] = {}
     for f in data.get("failed") or []:  # a run that stopped has no row; say so under the table
         failed.setdefault(f["method"], []).append(f)
@@ -103,7 +144,23 @@ def table(bench_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def versus(a: str, b: str, bench_dir: Path) -> str:
+    """One claim of the README checked: row ``a`` against row ``b`` of one bench."""
+    methods = json.loads((bench_dir / "bench.json").read_text())["methods"]
+    ea, eb = methods[a], methods[b]
+    welch = welch_t_test(ea["avg_acc"], eb["avg_acc"], ea["n_seeds"], eb["n_seeds"])
+    verdict, p = compare(ea, eb)
+    diff = 100 * (ea["avg_acc"]["mean"] - eb["avg_acc"]["mean"])
+    test = f"Welch t {welch.t:.2f}, df {welch.df:.1f}, {_p(p)}" if welch else "no test (1 seed)"
+    return (f"{a} {_pm(ea['avg_acc'], ea['n_seeds'])} vs {b} {_pm(eb['avg_acc'], eb['n_seeds'])}: "
+            f"{diff:+.2f} points; both-std rule: {verdict}; {test}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit("usage: python docs/scripts/bench_tables.py BENCH_DIR [BENCH_DIR ...]")
-    print("\n".join(table(Path(d)) for d in sys.argv[1:]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--versus":
+        print(versus(sys.argv[2], sys.argv[3], Path(sys.argv[4])))
+    elif len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python docs/scripts/bench_tables.py BENCH_DIR [BENCH_DIR ...]\n"
+                 "       python docs/scripts/bench_tables.py --versus LABEL_A LABEL_B BENCH_DIR")
+    else:
+        print("\n".join(table(Path(d)) for d in sys.argv[1:]))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from anpyc.report.load import Results, RunData
+from anpyc.report.stats import welch_t_test
 from anpyc.summary import (
     clearly_ahead,
     finite,
@@ -107,15 +108,21 @@ def grouped(summary: dict) -> dict[str, list[str]]:
 
 def _standing(summary: dict) -> str:
     """Which methods the best ACC (upper bounds aside) is clearly ahead of: by more than both
-    standard deviations over seeds; the others are not claimed to be behind it."""
-    fair = {n: m["avg_acc"] for n, m in summary["methods"].items() if not m.get("upper_bound") and m["avg_acc"].get("mean") is not None}
+    standard deviations over seeds; the others are not claimed to be behind it. Welch's p
+    (:mod:`anpyc.report.stats`) beside each of those."""
+    fair = {n: m for n, m in summary["methods"].items() if not m.get("upper_bound") and m["avg_acc"].get("mean") is not None}
     if len(fair) < 2:
         return ""
-    best = max(fair, key=lambda n: fair[n]["mean"])
-    if len(summary.get("seeds", [])) < 2:  # no spread to judge a difference by
+    best = max(fair, key=lambda n: fair[n]["avg_acc"]["mean"])
+    n_seeds = len(summary.get("seeds", []))
+    if n_seeds < 2:  # no spread to judge a difference by
         return (f"Highest ACC: {best}, from one seed: no method is claimed ahead of another "
                 "(a claim needs a difference larger than both standard deviations over seeds).")
-    tied = [n for n in fair if n != best and not clearly_ahead(fair[best], fair[n])]
+    tied = []
+    for n in fair:
+        if n != best and not clearly_ahead(fair[best]["avg_acc"], fair[n]["avg_acc"]):
+            welch = welch_t_test(fair[best]["avg_acc"], fair[n]["avg_acc"], n_seeds, n_seeds)
+            tied.append(f"{n} (Welch p {welch.p:.3f})" if welch else n)
     return (f"Best ACC: {best}. Within both standard deviations of it (not claimed to be behind): "
             f"{', '.join(tied) or 'none'}.")
 

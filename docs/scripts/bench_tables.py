@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from anpyc.report.stats import welch_t_test
+from anpyc.report.stats import Welch, format_p, welch_t_test
+from anpyc.summary import clearly_ahead
 
 REFERENCE = "anpyc"
 
@@ -34,21 +35,15 @@ def _pm(stat: dict | None, seeds: int, scale: float = 100.0) -> str:
     return f"{scale * stat['mean']:.1f} ± {scale * (stat.get('std') or 0.0):.1f}"
 
 
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
-
-
-def compare(entry: dict, other: dict) -> tuple[str, float | None]:
-    """``entry`` against ``other`` by the both-std rule ("ahead", "behind", "within std", or
-    "no claim" from one seed) and Welch's two-sided p (``None`` from one seed)."""
+def compare(entry: dict, other: dict) -> tuple[str, Welch | None]:
+    """``entry`` against ``other`` by the project's both-std rule (:func:`anpyc.summary.clearly_ahead`:
+    "ahead", "behind", "within std", or "no claim" from one seed) and Welch's t-test (``None``
+    from one seed)."""
     a, b = entry["avg_acc"], other["avg_acc"]
     welch = welch_t_test(a, b, entry.get("n_seeds", 1), other.get("n_seeds", 1))
     if welch is None:
         return "no claim (1 seed)", None
-    margin = max(a.get("std") or 0.0, b.get("std") or 0.0)
-    verdict = ("ahead" if a["mean"] - b["mean"] > margin else "behind" if b["mean"] - a["mean"] > margin
-               else "within std")
-    return verdict, welch.p
+    return ("ahead" if clearly_ahead(a, b) else "behind" if clearly_ahead(b, a) else "within std"), welch
 
 
 def _versus(entry: dict, ref: dict | None) -> str:
@@ -56,12 +51,12 @@ def _versus(entry: dict, ref: dict | None) -> str:
     p; where the two disagree the cell says so."""
     if ref is None or entry is ref:
         return ""
-    verdict, p = compare(entry, ref)
-    if p is None:
+    verdict, welch = compare(entry, ref)
+    if welch is None:
         return verdict
-    disagree = (verdict == "within std") == (p < 0.05)
+    disagree = (verdict == "within std") == welch.significant()
     verdict = {"ahead": "ahead of ANPyC", "behind": "behind ANPyC"}.get(verdict, verdict)
-    return f"{verdict} ({_p(p)}{', Welch disagrees' if disagree else ''})"
+    return f"{verdict} ({format_p(welch.p)}{', Welch disagrees' if disagree else ''})"
 
 
 def _standing(rows: list[tuple[str, dict]], group: str) -> str | None:
@@ -74,8 +69,8 @@ def _standing(rows: list[tuple[str, dict]], group: str) -> str | None:
     ahead, level = [], []
     for label, e in fair:
         if e is not best:
-            verdict, p = compare(best, e)
-            (ahead if verdict == "ahead" and p < 0.05 else level).append(f"{label} ({_p(p)})")
+            verdict, welch = compare(best, e)
+            (ahead if verdict == "ahead" and welch.significant() else level).append(f"{label} ({format_p(welch.p)})")
     where = f"{group}: best" if group else "Best"
     return (f"{where} **{best_label}**; ahead (both std and Welch p < 0.05) of {len(ahead)} of {len(fair) - 1}; "
             f"not separable from it: {', '.join(level) or 'none'}.")
@@ -148,10 +143,9 @@ def versus(a: str, b: str, bench_dir: Path) -> str:
     """One claim of the README checked: row ``a`` against row ``b`` of one bench."""
     methods = json.loads((bench_dir / "bench.json").read_text())["methods"]
     ea, eb = methods[a], methods[b]
-    welch = welch_t_test(ea["avg_acc"], eb["avg_acc"], ea["n_seeds"], eb["n_seeds"])
-    verdict, p = compare(ea, eb)
+    verdict, welch = compare(ea, eb)
     diff = 100 * (ea["avg_acc"]["mean"] - eb["avg_acc"]["mean"])
-    test = f"Welch t {welch.t:.2f}, df {welch.df:.1f}, {_p(p)}" if welch else "no test (1 seed)"
+    test = f"Welch t {welch.t:.2f}, df {welch.df:.1f}, {format_p(welch.p)}" if welch else "no test (1 seed)"
     return (f"{a} {_pm(ea['avg_acc'], ea['n_seeds'])} vs {b} {_pm(eb['avg_acc'], eb['n_seeds'])}: "
             f"{diff:+.2f} points; both-std rule: {verdict}; {test}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Welch", "student_t_two_sided_p", "welch_t_test"]
+__all__ = ["Welch", "format_p", "student_t_two_sided_p", "welch_t_test"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,16 @@ def welch_t_test(a: dict, b: dict, n_a: int, n_b: int) -> Welch | None:
     t = diff / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
     return Welch(t, df, student_t_two_sided_p(t, df))
+
+
+def format_p(p: float) -> str:
+    """How tables print a p-value.
+
+    Example:
+        >>> format_p(0.0123), format_p(2e-5)
+        ('p 0.012', 'p < 0.001')
+    """
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
 
 
 def student_t_two_sided_p(t: float, df: float) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from anpyc.report.load import Results, RunData
-from anpyc.report.stats import welch_t_test
+from anpyc.report.stats import format_p, welch_t_test
 from anpyc.summary import (
     clearly_ahead,
     finite,
@@ -122,7 +122,7 @@ def _standing(summary: dict) -> str:
     for n in fair:
         if n != best and not clearly_ahead(fair[best]["avg_acc"], fair[n]["avg_acc"]):
             welch = welch_t_test(fair[best]["avg_acc"], fair[n]["avg_acc"], n_seeds, n_seeds)
-            tied.append(f"{n} (Welch p {welch.p:.3f})" if welch else n)
+            tied.append(f"{n} (Welch {format_p(welch.p)})" if welch else n)
     return (f"Best ACC: {best}. Within both standard deviations of it (not claimed to be behind): "
             f"{', '.join(tied) or 'none'}.")
 

@@ -129,3 +129,22 @@ def test_shipped_defaults_are_the_committed_validation_choice(method):
     assert recomputed is not None and recomputed["params"] == committed["params"]
     config = create(method.removesuffix("-lam").removesuffix("-head")).config  # ewc-lam, -head: EWC's later stages
     assert {k: getattr(config, k) for k in committed["params"]} == committed["params"]
+
+
+def test_bench_tables_says_a_row_with_a_stopped_seed_is_the_other_seeds(tmp_path):
+    """A seed that stopped leaves the row over the others (said so); a label every seed of
+    which stopped has no row (said so too)."""
+    bt = load_script(ROOT / "docs" / "scripts" / "bench_tables.py")
+    nan = "non-finite loss (nan) in task 2, epoch 0: lower the learning rate"
+    bench = {
+        "scenario": "class", "n_tasks": 5, "seeds": [0, 1, 2],
+        "bench": {"command": "anpyc bench x", "date": "2026-12-03T00:00:00", "commit": "a" * 40, "clean_tree": True},
+        "methods": {"anpyc": _entry(0.2, 0.001, n=3, method="anpyc"), "packnet": _entry(0.2, 0.001, n=2)},
+        "failed": [{"method": "packnet", "seed": 1, "error": nan},
+                   {"method": "derpp", "seed": 0, "error": nan}, {"method": "derpp", "seed": 2, "error": nan}],
+    }
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    text = bt.table(tmp_path)
+    assert "packnet: seed(s) 1 stopped (non-finite loss (nan) in task 2, epoch 0); its row is the other 2 seeds." in text
+    assert "No row for derpp: seed(s) 0, 2 stopped (non-finite loss (nan) in task 2, epoch 0)." in text
+    assert "No row for packnet" not in text and "| packnet |" in text

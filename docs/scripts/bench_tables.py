@@ -135,7 +135,10 @@ def table(bench_dir: Path) -> str:
         failed.setdefault(f["method"], []).append(f)
     for label, runs in failed.items():
         seeds_failed = ", ".join(str(f["seed"]) for f in runs)
-        lines += ["", f"No row for {label}: seed(s) {seeds_failed} stopped ({runs[0]['error'].split(':')[0]})."]
+        why = runs[0]["error"].split(":")[0]
+        kept = methods.get(label, {}).get("n_seeds")
+        lines += ["", f"{label}: seed(s) {seeds_failed} stopped ({why}); its row is the other {kept} seeds." if kept
+                  else f"No row for {label}: seed(s) {seeds_failed} stopped ({why})."]
     return "\n".join(lines) + "\n"
 
 

@@ -148,3 +148,20 @@ def test_bench_tables_says_a_row_with_a_stopped_seed_is_the_other_seeds(tmp_path
     assert "packnet: seed(s) 1 stopped (non-finite loss (nan) in task 2, epoch 0); its row is the other 2 seeds." in text
     assert "No row for derpp: seed(s) 0, 2 stopped (non-finite loss (nan) in task 2, epoch 0)." in text
     assert "No row for packnet" not in text and "| packnet |" in text
+
+
+def test_bench_tables_compares_with_the_anpyc_row_not_whichever_anpyc_variant_comes_last():
+    """The ablation's rows are all ``method: anpyc``: the reference is ``anpyc-all``; a bench
+    with ``anpyc`` compares with it (and ``anpyc+inference`` in its group); two unnamed
+    variants and nothing else give no reference rather than an arbitrary one."""
+    bt = load_script(ROOT / "docs" / "scripts" / "bench_tables.py")
+    ablation = {"no-pruning": {"method": "anpyc"}, "anpyc-all": {"method": "anpyc"}, "no-consolidation": {"method": "anpyc"},
+                "finetune": {"method": "finetune"}}
+    assert bt.references(ablation, dict.fromkeys(ablation, ""))[""] is ablation["anpyc-all"]
+    bench = {"anpyc-masks": {"method": "anpyc-masks"}, "anpyc": {"method": "anpyc"},
+             "anpyc+inference": {"method": "anpyc", "task_inference": "input_density"}, "x": {"method": "anpyc"}}
+    groups = {"anpyc-masks": "one head", "anpyc": "one head", "x": "one head", "anpyc+inference": "task inferred"}
+    refs = bt.references(bench, groups)
+    assert refs["one head"] is bench["anpyc"] and refs["task inferred"] is bench["anpyc+inference"]
+    two = {"no-pruning": {"method": "anpyc"}, "no-structure": {"method": "anpyc"}}
+    assert bt.references(two, dict.fromkeys(two, "")) == {}

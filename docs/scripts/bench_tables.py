@@ -94,13 +94,37 @@ def recorded_commit(bench: dict) -> str | None:
     return bench.get("commit") or bench.get("git_commit")
 
 
+def references(methods: dict[str, dict], groups: dict[str, str]) -> dict[str, dict]:
+    """Each group's ANPyC row, the one every other row is compared with: the row labelled
+    ``anpyc`` (``anpyc+inference`` with the inference), else ``anpyc-all`` (the ablation's full
+    method); a group whose only ANPyC rows are other variants (the ablation's removals) has
+    none, rather than one picked by the order of the rows.
+
+    Example:
+        >>> rows = {"no-pruning": {"method": "anpyc"}, "anpyc-all": {"method": "anpyc"}}
+        >>> references(rows, dict.fromkeys(rows, ""))[""] is rows["anpyc-all"]
+        True
+    """
+    ranked: dict[str, list[tuple[int, dict]]] = {}
+    for label, e in methods.items():
+        if e.get("method", label) == REFERENCE:
+            rank = 0 if label in (REFERENCE, f"{REFERENCE}+inference") else 1 if label == f"{REFERENCE}-all" else 2
+            ranked.setdefault(groups[label], []).append((rank, e))
+    refs = {}
+    for group, rows in ranked.items():
+        best = min(rank for rank, _ in rows)
+        top = [e for rank, e in rows if rank == best]
+        if best < 2 or len(top) == 1:
+            refs[group] = top[0]
+    return refs
+
+
 def table(bench_dir: Path) -> str:
     data = json.loads((bench_dir / "bench.json").read_text())
     methods = data["methods"]
     groups = {label: _group(e, data.get("scenario", "task")) for label, e in methods.items()}
     grouped = len(set(groups.values())) > 1
-    # ANPyC in each group is the group's reference (anpyc, anpyc+inference)
-    refs = {groups[label]: e for label, e in methods.items() if e.get("method", label) == REFERENCE}
+    refs = references(methods, groups)
     inference = any("task_inference_acc" in e for e in methods.values())
     decisions = any("decision_passes_per_task" in e for e in methods.values())  # benches from before it was recorded: none
     head = (["group"] if grouped else []) + ["method", "ACC %", "BWT %", "learning acc %", "passes / task"]

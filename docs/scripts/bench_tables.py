@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from anpyc.report.stats import Welch, format_p, welch_t_test
+from anpyc.report.stats import Welch, format_p, standing, welch_t_test
 from anpyc.summary import clearly_ahead
 
 REFERENCE = "anpyc"
@@ -61,18 +61,14 @@ def _versus(entry: dict, ref: dict | None) -> str:
 
 def _standing(rows: list[tuple[str, dict]], group: str) -> str | None:
     """The best row of a group and which rows it is ahead of by both the both-std rule and
-    Welch's p < 0.05; the rest are not claimed to be behind it."""
+    Welch's p < 0.05 (:func:`anpyc.report.stats.standing`); the rest are not claimed to be behind it."""
     fair = [(label, e) for label, e in rows if not e.get("upper_bound")]
     if len(fair) < 2 or min(e.get("n_seeds", 1) for _, e in fair) < 2:
         return None
-    best_label, best = max(fair, key=lambda kv: kv[1]["avg_acc"]["mean"])
-    ahead, level = [], []
-    for label, e in fair:
-        if e is not best:
-            verdict, welch = compare(best, e)
-            (ahead if verdict == "ahead" and welch.significant() else level).append(f"{label} ({format_p(welch.p)})")
+    found = standing([(label, e["avg_acc"], e.get("n_seeds", 1)) for label, e in fair])
+    level = [f"{label} ({format_p(welch.p)})" for label, welch in found.level]
     where = f"{group}: best" if group else "Best"
-    return (f"{where} **{best_label}**; ahead (both std and Welch p < 0.05) of {len(ahead)} of {len(fair) - 1}; "
+    return (f"{where} **{found.best}**; ahead (both std and Welch p < 0.05) of {len(found.ahead)} of {len(fair) - 1}; "
             f"not separable from it: {', '.join(level) or 'none'}.")
 
 

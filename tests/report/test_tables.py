@@ -114,10 +114,13 @@ def test_a_summary_claims_a_lead_only_beyond_both_standard_deviations():
         return {"benchmark": "blobs", "n_tasks": 2, "seeds": seeds, "methods": {"x": entry(a), "y": entry(b)}}
 
     wide = summary([0, 1, 2], {"mean": 0.90, "std": 0.02}, {"mean": 0.89, "std": 0.01})
-    assert re.search(r"Best ACC: x\. Within both standard deviations of it \(not claimed to be behind\): "
-                     r"y \(Welch p 0\.[0-9]{3}\)\.", summary_markdown(wide))
+    assert re.search(r"Best ACC: x\. Ahead, by both standard deviations and Welch's p < 0\.05, of: none\. "
+                     r"Not separable from it \(not claimed to be behind\): y \(p 0\.[0-9]{3}\)\.", summary_markdown(wide))
     clear = summary([0, 1, 2], {"mean": 0.90, "std": 0.002}, {"mean": 0.89, "std": 0.001})
-    assert "(not claimed to be behind): none." in summary_markdown(clear)
+    assert "of: y (p 0.0" in summary_markdown(clear) and "(not claimed to be behind): none." in summary_markdown(clear)
+    # beyond both std but not by Welch (3 seeds, a wide spread on one side): not claimed
+    std_only = summary([0, 1, 2], {"mean": 0.90, "std": 0.001}, {"mean": 0.85, "std": 0.045})
+    assert "of: none." in summary_markdown(std_only) and "(not claimed to be behind): y (p 0." in summary_markdown(std_only)
     one = summary([0], {"mean": 0.90, "std": None}, {"mean": 0.80, "std": None})
     assert "from one seed: no method is claimed ahead" in summary_markdown(one)
 

@@ -9,9 +9,12 @@ the committed ``bench.json`` files hold them; no SciPy needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Welch", "format_p", "student_t_two_sided_p", "welch_t_test"]
+from anpyc.summary import clearly_ahead
+
+__all__ = ["Standing", "Welch", "format_p", "standing", "student_t_two_sided_p", "welch_t_test"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,43 @@ def welch_t_test(a: dict, b: dict, n_a: int, n_b: int) -> Welch | None:
     t = diff / math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
     return Welch(t, df, student_t_two_sided_p(t, df))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The best row and the others, split by the project's claim rule: ``ahead`` holds the rows
+    it beats by both rules (a difference beyond both standard deviations and Welch's p < 0.05),
+    ``level`` the rest (not claimed to be behind), each with its Welch test."""
+
+    best: str
+    ahead: tuple[tuple[str, Welch], ...]
+    level: tuple[tuple[str, Welch | None], ...]
+
+
+def standing(rows: Sequence[tuple[str, dict, int]]) -> Standing | None:
+    """Which of ``rows`` (label, ACC summary ``{"mean", "std"}``, seeds) the best one is ahead of
+    by both rules; ``None`` with fewer than two rows. A row with one seed is never beaten.
+
+    Example:
+        >>> s = standing([("a", {"mean": 0.92, "std": 0.003}, 5), ("b", {"mean": 0.91, "std": 0.004}, 5),
+        ...               ("c", {"mean": 0.915, "std": 0.01}, 5)])
+        >>> s.best, [label for label, _ in s.ahead], [label for label, _ in s.level]
+        ('a', ['b'], ['c'])
+    """
+    if len(rows) < 2:
+        return None
+    best, best_stat, best_n = max(rows, key=lambda row: row[1]["mean"])
+    ahead: list[tuple[str, Welch]] = []
+    level: list[tuple[str, Welch | None]] = []
+    for label, stat, n in rows:
+        if label == best:
+            continue
+        welch = welch_t_test(best_stat, stat, best_n, n)
+        if welch is not None and welch.significant() and clearly_ahead(best_stat, stat):
+            ahead.append((label, welch))
+        else:
+            level.append((label, welch))
+    return Standing(best, tuple(ahead), tuple(level))
 
 
 def format_p(p: float) -> str:

@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from anpyc.report.load import Results, RunData
-from anpyc.report.stats import format_p, welch_t_test
+from anpyc.report.stats import format_p, standing
 from anpyc.summary import (
-    clearly_ahead,
     finite,
     last_free_total,
     last_importance,
@@ -107,24 +106,21 @@ def grouped(summary: dict) -> dict[str, list[str]]:
 
 
 def _standing(summary: dict) -> str:
-    """Which methods the best ACC (upper bounds aside) is clearly ahead of: by more than both
-    standard deviations over seeds; the others are not claimed to be behind it. Welch's p
-    (:mod:`anpyc.report.stats`) beside each of those."""
+    """Which methods the best ACC (upper bounds aside) is ahead of by both rules: a difference
+    beyond both standard deviations over seeds and Welch's p < 0.05
+    (:func:`anpyc.report.stats.standing`); the others are not claimed to be behind it."""
     fair = {n: m for n, m in summary["methods"].items() if not m.get("upper_bound") and m["avg_acc"].get("mean") is not None}
-    if len(fair) < 2:
-        return ""
-    best = max(fair, key=lambda n: fair[n]["avg_acc"]["mean"])
     n_seeds = len(summary.get("seeds", []))
+    found = standing([(n, m["avg_acc"], n_seeds) for n, m in fair.items()])
+    if found is None:
+        return ""
     if n_seeds < 2:  # no spread to judge a difference by
-        return (f"Highest ACC: {best}, from one seed: no method is claimed ahead of another "
-                "(a claim needs a difference larger than both standard deviations over seeds).")
-    tied = []
-    for n in fair:
-        if n != best and not clearly_ahead(fair[best]["avg_acc"], fair[n]["avg_acc"]):
-            welch = welch_t_test(fair[best]["avg_acc"], fair[n]["avg_acc"], n_seeds, n_seeds)
-            tied.append(f"{n} (Welch {format_p(welch.p)})" if welch else n)
-    return (f"Best ACC: {best}. Within both standard deviations of it (not claimed to be behind): "
-            f"{', '.join(tied) or 'none'}.")
+        return (f"Highest ACC: {found.best}, from one seed: no method is claimed ahead of another "
+                "(a claim needs a difference beyond both standard deviations over seeds and Welch's p < 0.05).")
+    ahead = ", ".join(f"{n} ({format_p(w.p)})" for n, w in found.ahead) or "none"
+    level = ", ".join(f"{n} ({format_p(w.p)})" for n, w in found.level) or "none"
+    return (f"Best ACC: {found.best}. Ahead, by both standard deviations and Welch's p < 0.05, of: {ahead}. "
+            f"Not separable from it (not claimed to be behind): {level}.")
 
 
 def fmt_stat(values: Iterable[Any], scale: float = 1.0, digits: int = 1) -> str:

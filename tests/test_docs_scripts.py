@@ -47,10 +47,11 @@ def test_per_task_table_reads_run_directories(tmp_path):
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps({
         "acc_matrix": [[0.9, None], [0.9, 0.8]], "avg_acc": 0.85, "forgetting": 0.0,
+        "passes": [1.0, 1.02], "decision_passes": [0.4, 0.3],
         "prune_guard": [{"task": 0, "val_before": 0.95, "val_pruned": 0.9, "val_retrained": 0.94,
                          "planned_keep": 0.15, "keep": 0.3}]}))
     out = table.main([f"anpyc={run}"])
-    assert "| anpyc | 90.0 | 80.0 | 85.0 | 0.00 |" in out and "| anpyc | 0 | 95.0 | 90.0 | 94.0 | 0.15 | 0.3 |" in out
+    assert "| anpyc | 90.0 | 80.0 | 85.0 | 0.00 | 1.01 | 0.35 |" in out and "| anpyc | 0 | 95.0 | 90.0 | 94.0 | 0.15 | 0.3 |" in out
 
 
 def test_tuning_table_marks_a_one_knob_choice_at_the_grids_end():

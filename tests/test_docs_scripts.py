@@ -166,3 +166,20 @@ def test_bench_tables_compares_with_the_anpyc_row_not_whichever_anpyc_variant_co
     assert refs["one head"] is bench["anpyc"] and refs["task inferred"] is bench["anpyc+inference"]
     two = {"no-pruning": {"method": "anpyc"}, "no-structure": {"method": "anpyc"}}
     assert bt.references(two, dict.fromkeys(two, "")) == {}
+
+
+def test_guard_record_tables_are_the_scripts_output_on_its_committed_runs():
+    """Every table of docs/benchmarks/guard/README.md marked ``<!-- per_task_table KIND: NAME=DIR ... -->``
+    is what docs/scripts/per_task_table.py prints for those runs (``runs``: the per-task table,
+    ``guard``: the guard's table)."""
+    import shlex
+
+    script = load_script(ROOT / "docs" / "scripts" / "per_task_table.py")
+    page_dir = ROOT / "docs" / "benchmarks" / "guard"
+    page = (page_dir / "README.md").read_text()
+    marked = re.findall(r"<!-- per_task_table (runs|guard): (.+?) -->\n((?:\|.*\n)+)", page)
+    assert len(marked) == 3
+    for kind, args, table in marked:
+        runs = [f"{name}={page_dir / path}" for name, path in (a.split("=", 1) for a in shlex.split(args))]
+        runs_part, _, guard_part = script.main(runs).partition("\n\n")
+        assert table.strip() == (runs_part if kind == "runs" else guard_part).strip()

@@ -105,6 +105,21 @@ def test_every_results_table_of_the_readme_is_bench_tables_output_on_its_committ
             f"a results table at offset {header.start()} has no bench_tables marker"
 
 
+def test_every_committed_bench_records_its_commit_and_every_committed_run_its_decision_passes():
+    """Issue #27: each ``docs/benchmarks/*/bench.json`` names the commit it ran at, on a clean
+    tree, and every committed ``metrics.json`` counts the forward passes spent on decisions."""
+    script = load_script(ROOT / "docs" / "scripts" / "bench_tables.py")
+    benches = sorted((ROOT / "docs" / "benchmarks").rglob("bench.json"))
+    assert benches
+    for path in benches:
+        bench = json.loads(path.read_text(encoding="utf-8"))["bench"]
+        assert script.recorded_commit(bench) and bench.get("clean_tree"), f"{path.parent.name}: no clean tree at a commit"
+    runs = sorted((ROOT / "docs").rglob("metrics.json"))
+    assert len(runs) > 100
+    missing = [str(p.relative_to(ROOT)) for p in runs if "decision_passes" not in json.loads(p.read_text(encoding="utf-8"))]
+    assert not missing, f"runs without decision_passes: {missing[:5]}"
+
+
 #: README commands that cannot run on this machine or in CI, and why; every other one runs below
 NOT_RUN_HERE = {
     "data fetch cifar100": "downloads CIFAR-100 (no internet here; its reader is tested on generated archives)",

@@ -51,6 +51,20 @@ def test_run_takes_the_method_from_its_config_file(tmp_path, capsys):
     assert len(err) == 1 and "run needs --method" in err[0] and not (tmp_path / "s").exists()
 
 
+def test_tune_takes_the_method_from_its_config_file(tmp_path, capsys):
+    """As ``run``: a config that names its method is tuned without --method; one that does not is
+    refused with one line, nothing written."""
+    (tmp_path / "c.yaml").write_text("method: ewc\nstream: {benchmark: blobs, tasks: 2, subsample: 200}\nmodel: {hidden: [16]}\n")
+    assert main(["tune", "--config", str(tmp_path / "c.yaml"), "--param", "lam=1,10", "--out", str(tmp_path / "t"),
+                 "--quiet", "--no-report"]) == 0
+    assert json.loads((tmp_path / "t" / "tune.json").read_text())["method"] == "ewc"
+    (tmp_path / "n.yaml").write_text("stream: {benchmark: blobs}\n")
+    capsys.readouterr()
+    assert main(["tune", "--config", str(tmp_path / "n.yaml"), "--param", "lam=1,10", "--out", str(tmp_path / "s"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tune needs --method" in err[0] and not (tmp_path / "s").exists()
+
+
 def test_compare_writes_summary(tmp_path, capsys):
     assert main(["compare", "--methods", "finetune,joint", *QUICK, "--out", str(tmp_path / "c")]) == 0
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())

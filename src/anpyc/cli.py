@@ -521,6 +521,11 @@ def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, An
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    if not args.method and args.config and not args.protocol:  # a config naming its method tunes it, as `run` does
+        method = load_mapping(args.config).get("method")
+        args.method = method if isinstance(method, str) else None
+    if not args.method:
+        raise ConfigError("tune needs --method (or a --config that names its method)")
     check_name("method", args.method)
     if args.protocol:
         from anpyc.experiments.protocols import get_protocol
@@ -692,11 +697,12 @@ _LISTS = {"methods": _list_methods, "presets": _list_presets, "protocols": _list
           "streams": _list_streams, "suites": _list_suites, "scenarios": _list_scenarios}
 
 
-def _method_help(required: bool = True, many: bool = False) -> str:
+def _method_help(required: bool = True, many: bool = False, unless: str = "") -> str:
     from anpyc.names import known_names
 
     what = "Comma-separated method ids" if many else "The method"
-    return f"{what}: {', '.join(known_names('method'))} (`anpyc list methods`)." + (" Required." if required else "")
+    needed = f" Required unless {unless}." if unless else " Required." if required else ""
+    return f"{what}: {', '.join(known_names('method'))} (`anpyc list methods`)." + needed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -713,7 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p_run = sub.add_parser("run", help="train one method on a task stream", description="Train one method on a task stream.")
-    p_run.add_argument("--method", default=None, help=_method_help())
+    p_run.add_argument("--method", default=None, help=_method_help(unless="--preset or --config names it"))
     _add_stream_flags(p_run)
     p_run.add_argument("--out", default=None, metavar="DIR", help="The run directory to write. Required.")
     p_run.add_argument("--resume", default=None, metavar="DIR", help="Continue the killed run in DIR from its newest checkpoint.")
@@ -758,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split",
                             description="Grid-search a method's hyper-parameters, chosen on the validation split.")
-    p_tune.add_argument("--method", required=True, help=_method_help())
+    p_tune.add_argument("--method", default=None, help=_method_help(unless="--config names it"))
     p_tune.add_argument("--protocol", default=None, metavar="NAME",
                         help="A named protocol (`anpyc list protocols`): its settings, its grid from "
                         "presets/grids.yaml and its budget; only machine settings (--threads, --device, --data-dir) may be added.")

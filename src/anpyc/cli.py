@@ -257,13 +257,18 @@ def _add_budget_flag(parser: argparse.ArgumentParser, default: str | None = "pas
     parser.add_argument("--budget", default=default, choices=("passes", "epochs"), help=_BUDGET_HELP + shown)
 
 
+def _method_from_config(args: argparse.Namespace) -> None:
+    """Without --method, the method a --config file names (a saved config.yaml): run and tune take it."""
+    if not args.method and args.config:
+        method = load_mapping(args.config).get("method")
+        args.method = method if isinstance(method, str) else None
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return _cmd_resume(args)
     preset = _run_preset(args)
-    if not args.method and args.config:  # a config naming its method (a saved config.yaml) runs it
-        method = load_mapping(args.config).get("method")
-        args.method = method if isinstance(method, str) else None
+    _method_from_config(args)
     if not args.method or not args.out:
         raise ConfigError("run needs --method (or --preset, or a --config that names its method) and --out (or --resume DIR)")
     check_name("method", args.method)  # before the config, and before torch is imported
@@ -521,9 +526,8 @@ def _protocol_args(args: argparse.Namespace, command: str) -> tuple[dict[str, An
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    if not args.method and args.config and not args.protocol:  # a config naming its method tunes it, as `run` does
-        method = load_mapping(args.config).get("method")
-        args.method = method if isinstance(method, str) else None
+    if not args.protocol:  # a protocol fixes every setting; --config does not combine with it
+        _method_from_config(args)
     if not args.method:
         raise ConfigError("tune needs --method (or a --config that names its method)")
     check_name("method", args.method)

@@ -1,6 +1,6 @@
 import torch
 
-from anpyc.kernels.masking import gate_grad_, lowest_fraction_mask, restore_frozen_
+from anpyc.kernels.masking import FrozenEntries, Ownership, hide, lowest_fraction_mask
 
 
 def test_lowest_fraction_only_among_candidates():
@@ -17,34 +17,123 @@ def test_unit_pruning_removes_whole_rows():
     assert mask.all(1).tolist() == [False, True, False, True] and (mask.any(1) == mask.all(1)).all()
 
 
-def test_frozen_entries_stay_bit_identical_with_momentum_and_weight_decay():
+class _Body(torch.nn.Module):
+    """A model with shared parameters only, as the kernels see one."""
+
+    def __init__(self, *shapes) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterList([torch.nn.Parameter(torch.randn(s)) for s in shapes])
+
+    def shared_parameters(self):
+        return [(f"p{i}", p) for i, p in enumerate(self.params)]
+
+
+def _train_masked(opt_cls, steps: int = 20, **opt_kw):
     torch.manual_seed(0)
-    p = torch.nn.Parameter(torch.randn(50))
-    frozen_values = p.detach().clone()
-    trainable = torch.rand(50) > 0.5
-    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.1)
-    for _ in range(20):
-        loss = (p * torch.randn(50)).sum() + p.pow(2).sum()
+    body = _Body((50,), (6, 7))
+    start = {n: p.detach().clone() for n, p in body.shared_parameters()}
+    trainable = {n: torch.rand(p.shape) > 0.5 for n, p in body.shared_parameters()}
+    opt = opt_cls(body.parameters(), **opt_kw)
+    frozen = None
+    for _ in range(steps):
+        loss = sum((p * torch.randn(p.shape)).sum() + p.pow(2).sum() for p in body.parameters())
         opt.zero_grad()
         loss.backward()
-        gate_grad_(p, trainable)
+        frozen = frozen or FrozenEntries(body, trainable)
+        frozen.gate_grads_(body)
         opt.step()
-        restore_frozen_(p, trainable, frozen_values, opt)
-    assert torch.equal(p.detach()[~trainable], frozen_values[~trainable])
-    assert not torch.equal(p.detach()[trainable], frozen_values[trainable])
+        frozen.restore_(body, opt)
+    return body, start, trainable, opt
+
+
+def test_frozen_entries_stay_bit_identical_with_momentum_and_weight_decay():
+    body, start, trainable, _ = _train_masked(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=0.1)
+    for name, p in body.shared_parameters():
+        assert torch.equal(p.detach()[~trainable[name]], start[name][~trainable[name]])
+        assert not torch.equal(p.detach()[trainable[name]], start[name][trainable[name]])
 
 
 def test_adam_state_cleared_for_frozen_entries():
-    p = torch.nn.Parameter(torch.ones(4))
-    trainable = torch.tensor([True, False, True, False])
-    opt = torch.optim.Adam([p], lr=0.1, weight_decay=0.1)
-    for _ in range(5):
-        opt.zero_grad()
-        (p.sum() * 2).backward()
-        opt.step()
-        restore_frozen_(p, trainable, torch.ones(4), opt)
-    assert p.detach()[~trainable].tolist() == [1.0, 1.0]
-    assert opt.state[p]["exp_avg"][~trainable].abs().sum() == 0
+    body, _, trainable, opt = _train_masked(torch.optim.Adam, steps=5, lr=0.1, weight_decay=0.1)
+    for name, p in body.shared_parameters():
+        assert opt.state[p]["exp_avg"][~trainable[name]].abs().sum() == 0
+        assert opt.state[p]["exp_avg"][trainable[name]].abs().sum() > 0
+
+
+def test_frozen_entries_write_what_a_boolean_select_would_also_for_a_non_contiguous_parameter():
+    torch.manual_seed(1)
+    body = _Body((5, 4))
+    body.params[0] = torch.nn.Parameter(torch.randn(4, 5).t())  # a transposed view
+    trainable = {"p0": torch.rand(5, 4) > 0.5}
+    frozen = FrozenEntries(body, trainable)
+    before = body.params[0].detach().clone()
+    with torch.no_grad():
+        body.params[0].add_(1.0)
+    expected = torch.where(trainable["p0"], body.params[0].detach(), before)
+    frozen.restore_(body)
+    assert torch.equal(body.params[0].detach(), expected)
+
+
+def test_frozen_entries_take_a_mask_that_broadcasts_per_unit():
+    torch.manual_seed(4)
+    body = _Body((4, 3))
+    trainable = {"p0": torch.tensor([[True], [False], [True], [False]])}  # per output unit, as HAT's
+    frozen = FrozenEntries(body, trainable)
+    before = body.params[0].detach().clone()
+    with torch.no_grad():
+        body.params[0].add_(1.0)
+    expected = torch.where(trainable["p0"], body.params[0].detach(), before)
+    frozen.restore_(body)
+    assert torch.equal(body.params[0].detach(), expected)
+
+
+def test_hide_zeroes_what_a_fill_would_and_restores_every_entry():
+    torch.manual_seed(2)
+    body = _Body((30,), (3, 4))
+    body.params[0].data[0] = -0.0
+    hidden = {n: torch.rand(p.shape) > 0.4 for n, p in body.shared_parameters()}
+    before = {n: p.detach().clone() for n, p in body.shared_parameters()}
+    with hide(body, hidden):
+        for name, p in body.shared_parameters():
+            filled = before[name].masked_fill(hidden[name], 0.0)
+            assert torch.equal(p, filled)
+            assert torch.equal(torch.signbit(p[hidden[name]]), torch.zeros(int(hidden[name].sum()), dtype=torch.bool))
+    for name, p in body.shared_parameters():
+        assert torch.equal(p.detach(), before[name]) and torch.equal(torch.signbit(p), torch.signbit(before[name]))
+
+
+def test_hide_fills_a_parameter_with_a_non_finite_entry():
+    body = _Body((4,))
+    body.params[0].data.copy_(torch.tensor([float("inf"), 1.0, float("nan"), 2.0]))
+    with hide(body, {"p0": torch.tensor([True, False, True, False])}):
+        assert body.params[0].tolist() == [0.0, 1.0, 0.0, 2.0]
+    assert body.params[0][0] == float("inf") and body.params[0][2].isnan()
+
+
+def test_ownership_view_follows_claims_after_it_was_cached():
+    torch.manual_seed(3)
+    body = _Body((10,))
+    own = Ownership()
+    own.ensure(body)
+    first = torch.zeros(10, dtype=torch.bool)
+    first[:3] = True
+    own.claim("p0", first, 0)
+    own.finish_task(body, 0)
+    values = body.params[0].detach().clone()
+    with own.view(body, 0):
+        assert torch.equal(body.params[0].detach() != 0, first)
+    second = torch.zeros(10, dtype=torch.bool)
+    second[3:6] = True
+    own.claim("p0", second, 1)
+    own.finish_task(body, 1)
+    with own.view(body, 0):  # task 1's entries now hidden from task 0, the free ones still
+        assert torch.equal(body.params[0].detach() != 0, first)
+    with own.view(body, 1):
+        assert torch.equal(body.params[0].detach() != 0, first | second)
+    own.release("p0", first)
+    with own.view(body, 1):
+        assert torch.equal(body.params[0].detach() != 0, second)
+    assert torch.equal(body.params[0].detach(), values)
 
 
 # ------------------------------------------------------------------ the pruning guard

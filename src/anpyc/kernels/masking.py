@@ -2,7 +2,7 @@
 
 Masking the gradient is not enough: SGD's weight decay and momentum, and Adam's moments, move
 an entry whose gradient is zero. So the update is masked: after ``optimizer.step()`` frozen
-entries are written back and their optimizer-state slots zeroed (:func:`restore_frozen_`).
+entries are written back and their optimizer-state slots zeroed (:class:`FrozenEntries`).
 """
 
 from __future__ import annotations
@@ -24,29 +24,10 @@ FREE = -1  # owner id of a parameter no task holds
 Masks = dict[str, Tensor]
 
 
-def gate_grad_(param: torch.nn.Parameter, trainable: Tensor) -> None:
-    """Zero the gradient of entries that must not learn (``trainable`` is bool or 0/1)."""
-    if param.grad is not None:
-        param.grad.mul_(trainable.to(param.grad.dtype))
-
-
 def scale_grad_(param: torch.nn.Parameter, scale: Tensor) -> None:
     """Multiply each gradient entry by ``scale`` (soft element-wise updating)."""
     if param.grad is not None:
         param.grad.mul_(scale)
-
-
-@torch.no_grad()
-def restore_frozen_(param: torch.nn.Parameter, trainable: Tensor, frozen_values: Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Write ``frozen_values`` back into non-trainable entries and clear their optimizer state."""
-    param.data.copy_(torch.where(trainable, param.data, frozen_values))
-    if optimizer is not None:
-        state = optimizer.state.get(param)
-        if state:
-            for key in _STATE_KEYS:
-                buf = state.get(key)
-                if isinstance(buf, Tensor) and buf.shape == param.shape:
-                    buf.masked_fill_(~trainable, 0.0)
 
 
 def lowest_fraction_mask(scores: Tensor, candidates: Tensor, fraction: float, unit_dim: int | None = None) -> Tensor:
@@ -150,23 +131,39 @@ def grow_pruned_(model, scores: Masks, free: Masks, pruned: Masks, goal: float, 
         p.masked_fill_(pruned[name], 0.0)
 
 
+def hidden_from(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_done: int) -> Masks:
+    """The shared entries task ``task_id`` did not see when it was trained: owned by a later
+    task, or free once it is finished (the free pool is seen only by the task in training).
+    Parameters without an owner map, or hiding nothing, are left out."""
+    out = {}
+    for name, _ in model.shared_parameters():
+        owner = owner_of(name)
+        if owner is None:
+            continue
+        hidden = owner > task_id
+        if tasks_done > task_id:  # a finished task never saw the free pool
+            hidden |= owner == FREE
+        if bool(hidden.any()):
+            out[name] = hidden
+    return out
+
+
 @contextlib.contextmanager
-def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_done: int) -> Iterator[None]:
-    """Show task ``task_id`` only the shared weights it could see when it was trained (owned by
-    it or an earlier task; the free pool too while it is the task in training), zeroing the
-    rest for the duration and restoring them afterwards (PackNet, ANPyC)."""
+def hide(model, hidden: Masks, visible: Masks | None = None) -> Iterator[None]:
+    """Zero the ``hidden`` entries of the shared parameters for the duration and restore them
+    afterwards. The zeroing multiplies by ``visible`` (``~hidden`` as 0/1 in the parameter's
+    dtype; pass it to reuse it) and adds ``+0.0``: for every finite weight that writes what a
+    boolean fill would, at a fraction of its cost; a parameter with a non-finite entry is filled."""
     saved = []
     with torch.no_grad():
-        for name, p in model.shared_parameters():
-            owner = owner_of(name)
-            if owner is None:
-                continue
-            hidden = owner > task_id
-            if tasks_done > task_id:  # a finished task never saw the free pool
-                hidden |= owner == FREE
-            if bool(hidden.any()):
-                saved.append((p, p.detach().clone()))
-                p.masked_fill_(hidden, 0.0)
+        params = dict(model.shared_parameters())
+        for name, mask in hidden.items():
+            p = params[name]
+            saved.append((p, p.detach().clone()))
+            if bool(torch.isfinite(p.sum())):  # every entry finite (an overflowing sum only falls back to the fill)
+                p.mul_(visible[name] if visible is not None else (~mask).to(p.dtype)).add_(0.0)
+            else:
+                p.masked_fill_(mask, 0.0)
     try:
         yield
     finally:
@@ -175,18 +172,64 @@ def task_view(model, owner_of: Callable[[str], Tensor | None], task_id: int, tas
                 p.copy_(value)
 
 
-def gate_grads_(model, trainable: dict[str, Tensor]) -> None:
-    """:func:`gate_grad_` for every shared parameter that has a mask."""
-    for name, p in model.shared_parameters():
-        if name in trainable:
-            gate_grad_(p, trainable[name])
+class FrozenEntries:
+    """The entries of the shared parameters that must not move during one training phase (masks
+    of the parameters' shapes, or broadcasting to them), and the values they keep: what :func:`gate_grads_` and :func:`restore_all_frozen_` do at every
+    step, with the masks turned once per phase into a float gate and flat indices, so a step
+    costs a multiplication and two indexed writes rather than boolean selections over every
+    entry (same values, bit for bit).
+
+    Example:
+        >>> from anpyc.models import build_model
+        >>> from anpyc.config import ModelConfig
+        >>> model = build_model(ModelConfig(hidden=(4,)), (1, 2, 2))
+        >>> frozen = FrozenEntries(model, {"body.1.weight": torch.zeros(4, 4, dtype=torch.bool)})
+        >>> before = model.body[1].weight.detach().clone()
+        >>> with torch.no_grad():
+        ...     _ = model.body[1].weight.add_(1.0)
+        >>> frozen.restore_(model)
+        >>> torch.equal(model.body[1].weight, before)
+        True
+    """
+
+    def __init__(self, model, trainable: dict[str, Tensor]) -> None:
+        params = dict(model.shared_parameters())
+        self.gate = {n: m.to(params[n].dtype) for n, m in trainable.items()}
+        self.index = {n: (~m.bool()).expand_as(params[n]).flatten().nonzero().squeeze(1)  # a mask may broadcast (per unit)
+                      for n, m in trainable.items()}
+        self.values = {n: params[n].detach().flatten()[i].clone() for n, i in self.index.items()}
+
+    def gate_grads_(self, model) -> None:
+        """Zero the gradients of the frozen entries (before the optimizer step)."""
+        for name, p in model.shared_parameters():
+            if name in self.gate and p.grad is not None:
+                p.grad.mul_(self.gate[name])
+
+    @torch.no_grad()
+    def restore_(self, model, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Write the frozen entries back and clear their optimizer-state slots (after the step)."""
+        for name, p in model.shared_parameters():
+            index = self.index.get(name)
+            if index is None or index.numel() == 0:
+                continue
+            _write_at_(p.data, index, self.values[name])
+            state = optimizer.state.get(p) if optimizer is not None else None
+            for key in _STATE_KEYS if state else ():
+                buf = state.get(key)
+                if isinstance(buf, Tensor) and buf.shape == p.shape:
+                    _write_at_(buf, index, None)
 
 
-def restore_all_frozen_(model, trainable: dict[str, Tensor], frozen_values: dict[str, Tensor], optimizer=None) -> None:
-    """:func:`restore_frozen_` for every shared parameter that has a mask."""
-    for name, p in model.shared_parameters():
-        if name in trainable:
-            restore_frozen_(p, trainable[name], frozen_values[name], optimizer)
+def _write_at_(t: Tensor, index: Tensor, values: Tensor | None) -> None:
+    """Write ``values`` (``None``: zeros) at the flat, row-major ``index`` of ``t``: in place
+    through a view when ``t`` is contiguous, as parameters and optimizer buffers are."""
+    flat = t.view(-1) if t.is_contiguous() else t.flatten()
+    if values is None:
+        flat.index_fill_(0, index, 0.0)
+    else:
+        flat.index_copy_(0, index, values)
+    if not t.is_contiguous():
+        t.copy_(flat.view(t.shape))
 
 
 class Ownership(nn.Module):
@@ -215,13 +258,15 @@ class Ownership(nn.Module):
         self.register_buffer("tasks_done", torch.zeros((), dtype=torch.long))
         self.history: dict = {"free_fraction": {}, "free_fraction_total": []}
         self._trainable: Masks | None = None
-        self._frozen: Masks | None = None
+        self._frozen: FrozenEntries | None = None
+        self._hidden: dict[tuple[int, int], tuple[Masks, Masks]] = {}  # per (task, tasks done): what it does not see
 
     def get_extra_state(self) -> dict:
         return copy.deepcopy(self.history)
 
     def set_extra_state(self, state: dict) -> None:
         self.history = copy.deepcopy(state)
+        self._hidden = {}  # the owners are loaded too
 
     # ------------------------------------------------------------------ owners
     def ensure(self, model) -> None:
@@ -229,6 +274,7 @@ class Ownership(nn.Module):
         for name, p in model.shared_parameters():
             if self.owner(name) is None:
                 self.register_buffer(buffer_key("owner", name), torch.full(p.shape, FREE, dtype=torch.int16, device=p.device))
+                self._hidden = {}
 
     def owner(self, name: str) -> Tensor | None:
         return getattr(self, buffer_key("owner", name), None)
@@ -245,9 +291,11 @@ class Ownership(nn.Module):
 
     def claim(self, name: str, mask: Tensor, task: int) -> None:
         self.owner(name)[mask] = task
+        self._hidden = {}
 
     def release(self, name: str, mask: Tensor) -> None:
         self.owner(name)[mask] = FREE
+        self._hidden = {}
 
     # ------------------------------------------------------------------ phases
     def set_phase(self, trainable: Masks | None) -> None:
@@ -262,13 +310,13 @@ class Ownership(nn.Module):
         if self._trainable is None:
             return
         if self._frozen is None:
-            self._frozen = {name: p.detach().clone() for name, p in model.shared_parameters() if name in self._trainable}
-        gate_grads_(model, self._trainable)
+            self._frozen = FrozenEntries(model, self._trainable)
+        self._frozen.gate_grads_(model)
 
     def restore_frozen_(self, model, optimizer) -> None:
         """Write frozen entries back and clear their optimizer state (after the step)."""
         if self._trainable is not None and self._frozen is not None:
-            restore_all_frozen_(model, self._trainable, self._frozen, optimizer)
+            self._frozen.restore_(model, optimizer)
 
     # ------------------------------------------------------------------ tasks
     def view(self, model, task_id: int | None):
@@ -276,7 +324,12 @@ class Ownership(nn.Module):
         without a task id every weight is in use)."""
         if task_id is None:
             return contextlib.nullcontext()
-        return task_view(model, self.owner, task_id, int(self.tasks_done))
+        key = (task_id, int(self.tasks_done))
+        if key not in self._hidden:  # the owners change only at claims and releases
+            hidden = hidden_from(model, self.owner, task_id, int(self.tasks_done))
+            params = dict(model.shared_parameters())
+            self._hidden[key] = (hidden, {n: (~m).to(params[n].dtype) for n, m in hidden.items()})
+        return hide(model, *self._hidden[key])
 
     def finish_task(self, model, task: int) -> None:
         """Task ``task`` is over: count it, record the free share per layer, end the phase."""
@@ -333,7 +386,7 @@ def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Genera
         >>> model = build_model(ModelConfig(hidden=(4,)), (1, 2, 2))
         >>> own = Ownership(); own.ensure(model)
         >>> reinit_free_(model, own, "zero", torch.Generator())
-        >>> float(sum(p.abs().sum() for _, p in model.shared_parameters()))
+        >>> float(sum(p.detach().abs().sum() for _, p in model.shared_parameters()))
         0.0
     """
     if mode not in REINIT:

@@ -29,7 +29,7 @@ output is gated by the attention ``a_t^l = sigmoid(s * e_t^l)``:
   (layer ``l``) is frozen when ``min(a_<t,i^l, a_<t,j^(l-1)) = 1`` (the first layer's inputs
   are not gated: ``a_<t,i`` alone; a conv layer per output/input channel; a Linear layer
   after convs per channel of its flattened input). Biases and batch-norm scale and shift
-  follow their unit. The *update* is masked too (:func:`anpyc.kernels.masking.restore_frozen_`) so
+  follow their unit. The *update* is masked too (:class:`anpyc.kernels.masking.FrozenEntries`) so
   momentum and weight decay cannot move frozen weights: old tasks' outputs stay
   bit-identical. Embedding gradients are compensated as in the paper and its code:
   ``g *= s_max / s * (cosh(clamp(s e, -thres_cosh, thres_cosh)) + 1) / (cosh(e) + 1)``; after
@@ -67,7 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from anpyc.errors import ConfigError
-from anpyc.kernels.masking import gate_grads_, restore_all_frozen_
+from anpyc.kernels.masking import FrozenEntries
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.cnn import ConvNet
@@ -247,8 +247,7 @@ class HAT(Method):
         self._attached_to: list = []  # the model the gates are on (a plain list: not a submodule)
         self._handles: list = []
         self._view: int | None = None  # the task whose binary mask the gates apply (eval)
-        self._trainable: dict[str, Tensor] | None = None  # derived per task, never saved
-        self._frozen_values: dict[str, Tensor] | None = None
+        self._frozen: FrozenEntries | None = None  # derived per task, never saved
 
     # -------------------------------------------------------------- the gates
     def attach(self, model) -> None:
@@ -326,7 +325,7 @@ class HAT(Method):
         self.task.fill_(ctx.task)
         self.batch.zero_()
         self.batches.fill_(math.ceil(len(task.train) / ctx.batch_size))
-        self._trainable = self._frozen_values = None
+        self._frozen = None
 
     def penalty(self, model, x, y, t) -> Tensor | None:
         """``c * sum a_t (1 - a_<t) / sum (1 - a_<t)`` over every unit of the body."""
@@ -340,15 +339,13 @@ class HAT(Method):
             den = den + free.sum()
         return self.config.c * num / torch.clamp(torch.as_tensor(den), min=1.0)
 
-    def _phase(self, model) -> dict[str, Tensor]:
-        """Trainable entries of the body this task (derived from the cumulative masks at the
-        task's first step, and after a resume) and the values frozen entries keep."""
-        if self._trainable is None:
+    def _phase(self, model) -> FrozenEntries:
+        """The entries of the body frozen this task and the values they keep (derived from the
+        cumulative masks at the task's first step, and after a resume)."""
+        if self._frozen is None:
             frozen = frozen_masks(self._layers, [self.used(i) for i in range(len(self._layers))])
-            params = dict(model.shared_parameters())
-            self._trainable = {n: ~m for n, m in frozen.items() if bool(m.any())}
-            self._frozen_values = {n: params[n].detach().clone() for n in self._trainable}
-        return self._trainable
+            self._frozen = FrozenEntries(model, {n: ~m for n, m in frozen.items() if bool(m.any())})
+        return self._frozen
 
     @torch.no_grad()
     def before_step(self, model) -> None:
@@ -356,7 +353,7 @@ class HAT(Method):
         if int(self.task) < 0:
             return
         self.attach(model)
-        gate_grads_(model, self._phase(model))
+        self._phase(model).gate_grads_(model)
         s, s_max, thres = self.s(), self.config.s_max, self.config.thres_cosh
         for i in range(len(self._layers)):
             e = self.embedding(int(self.task), i)
@@ -371,8 +368,7 @@ class HAT(Method):
         if int(self.task) < 0:
             return
         self.attach(model)
-        trainable = self._phase(model)  # sets _frozen_values on the task's first step
-        restore_all_frozen_(model, trainable, self._frozen_values, optimizer)
+        self._phase(model).restore_(model, optimizer)  # the phase is set on the task's first step
         for i in range(len(self._layers)):
             self.embedding(int(self.task), i).clamp_(-self.config.thres_emb, self.config.thres_emb)
         self.batch.add_(1)
@@ -392,7 +388,7 @@ class HAT(Method):
             e.requires_grad_(False)
         self.tasks_done.fill_(t + 1)
         self.batch.zero_()
-        self._trainable = self._frozen_values = None
+        self._frozen = None
         self._record_capacity(model)
         log.debug("hat: after task %d the layers use %s of their units", t,
                   {k: round(v[-1], 3) for k, v in self.history["units_used"].items()})
@@ -437,5 +433,5 @@ class HAT(Method):
                 name = key.split(".", 1)[1]
                 task = int(name[1:].split("_")[0])
                 self.embeddings[name] = nn.Parameter(torch.empty_like(value), requires_grad=task >= done)
-        self._trainable = self._frozen_values = None
+        self._frozen = None
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

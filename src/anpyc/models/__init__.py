@@ -40,7 +40,7 @@ def truncated_normal_init_(module: nn.Module, std: float = 0.1, bias: float = 0.
     Example:
         >>> layer = nn.Linear(100, 50)
         >>> truncated_normal_init_(layer)
-        >>> bool(layer.weight.abs().max() <= 0.2), round(float(layer.bias[0]), 6)
+        >>> bool(layer.weight.abs().max() <= 0.2), round(float(layer.bias.detach()[0]), 6)
         (True, 0.1)
     """
     if isinstance(module, (nn.Linear, nn.Conv2d)):

@@ -125,6 +125,21 @@ def test_a_summary_claims_a_lead_only_beyond_both_standard_deviations():
     assert "from one seed: no method is claimed ahead" in summary_markdown(one)
 
 
+def test_a_summary_judges_each_row_by_its_own_seeds():
+    """A row one of whose seeds stopped is compared with the seeds it has, not the planned ones."""
+    from anpyc.report.stats import format_p, welch_t_test
+    from anpyc.report.tables import summary_markdown
+
+    zero = {"mean": 0.0, "std": 0.0}
+    a, b = {"mean": 0.90, "std": 0.002}, {"mean": 0.89, "std": 0.003}
+    rows = {"x": {"avg_acc": a, "n_seeds": 5}, "y": {"avg_acc": b, "n_seeds": 2}}
+    for row in rows.values():
+        row.update(bwt=zero, forgetting=zero, val_avg_acc=row["avg_acc"], time_s=zero)
+    text = summary_markdown({"benchmark": "blobs", "n_tasks": 2, "seeds": [0, 1, 2, 3, 4], "methods": rows})
+    assert welch_t_test(a, b, 5, 2).p != welch_t_test(a, b, 5, 5).p
+    assert f"y ({format_p(welch_t_test(a, b, 5, 2).p)})" in text
+
+
 def test_polarisation_table_lists_methods_with_a_weight_distribution(compare_dir):
     header, rows = polarisation_table(load_results(compare_dir))
     assert header[0] == "method" and [r[0] for r in rows] == ["anpyc", "ewc"]  # finetune, packnet: none recorded

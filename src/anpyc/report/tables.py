@@ -110,11 +110,12 @@ def _standing(summary: dict) -> str:
     beyond both standard deviations over seeds and Welch's p < 0.05
     (:func:`anpyc.report.stats.standing`); the others are not claimed to be behind it."""
     fair = {n: m for n, m in summary["methods"].items() if not m.get("upper_bound") and m["avg_acc"].get("mean") is not None}
-    n_seeds = len(summary.get("seeds", []))
-    found = standing([(n, m["avg_acc"], n_seeds) for n, m in fair.items()])
+    planned = len(summary.get("seeds", []))
+    seeds = {n: m.get("n_seeds", planned) for n, m in fair.items()}  # a row whose seed stopped has fewer
+    found = standing([(n, m["avg_acc"], seeds[n]) for n, m in fair.items()])
     if found is None:
         return ""
-    if n_seeds < 2:  # no spread to judge a difference by
+    if max(seeds.values()) < 2:  # no spread to judge a difference by (a single one-seed row is never beaten)
         return (f"Highest ACC: {found.best}, from one seed: no method is claimed ahead of another "
                 "(a claim needs a difference beyond both standard deviations over seeds and Welch's p < 0.05).")
     ahead = ", ".join(f"{n} ({format_p(w.p)})" for n, w in found.ahead) or "none"

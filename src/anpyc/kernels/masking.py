@@ -173,11 +173,13 @@ def hide(model, hidden: Masks, visible: Masks | None = None) -> Iterator[None]:
 
 
 class FrozenEntries:
-    """The entries of the shared parameters that must not move during one training phase (masks
-    of the parameters' shapes, or broadcasting to them), and the values they keep: what :func:`gate_grads_` and :func:`restore_all_frozen_` do at every
-    step, with the masks turned once per phase into a float gate and flat indices, so a step
-    costs a multiplication and two indexed writes rather than boolean selections over every
-    entry (same values, bit for bit).
+    """The entries of the shared parameters that must not move during one training phase
+    (``trainable`` masks of the parameters' shapes, or broadcasting to them) and the values they
+    keep: before each optimizer step their gradients are zeroed (:meth:`gate_grads_`), after it
+    they are written back and their optimizer-state slots cleared (:meth:`restore_`). The masks
+    are turned once per phase into a float gate and flat indices, so a step costs a
+    multiplication and two indexed writes rather than boolean selections over every entry
+    (the same values, bit for bit).
 
     Example:
         >>> from anpyc.models import build_model

@@ -60,31 +60,27 @@ def test_adam_state_cleared_for_frozen_entries():
         assert opt.state[p]["exp_avg"][trainable[name]].abs().sum() > 0
 
 
+def _assert_restore_is_a_boolean_select(body, trainable) -> None:
+    """After a step moved every entry, ``restore_`` leaves what ``torch.where`` over the mask would."""
+    frozen = FrozenEntries(body, trainable)
+    before = body.params[0].detach().clone()
+    with torch.no_grad():
+        body.params[0].add_(1.0)
+    expected = torch.where(trainable["p0"], body.params[0].detach(), before)
+    frozen.restore_(body)
+    assert torch.equal(body.params[0].detach(), expected)
+
+
 def test_frozen_entries_write_what_a_boolean_select_would_also_for_a_non_contiguous_parameter():
     torch.manual_seed(1)
     body = _Body((5, 4))
     body.params[0] = torch.nn.Parameter(torch.randn(4, 5).t())  # a transposed view
-    trainable = {"p0": torch.rand(5, 4) > 0.5}
-    frozen = FrozenEntries(body, trainable)
-    before = body.params[0].detach().clone()
-    with torch.no_grad():
-        body.params[0].add_(1.0)
-    expected = torch.where(trainable["p0"], body.params[0].detach(), before)
-    frozen.restore_(body)
-    assert torch.equal(body.params[0].detach(), expected)
+    _assert_restore_is_a_boolean_select(body, {"p0": torch.rand(5, 4) > 0.5})
 
 
 def test_frozen_entries_take_a_mask_that_broadcasts_per_unit():
     torch.manual_seed(4)
-    body = _Body((4, 3))
-    trainable = {"p0": torch.tensor([[True], [False], [True], [False]])}  # per output unit, as HAT's
-    frozen = FrozenEntries(body, trainable)
-    before = body.params[0].detach().clone()
-    with torch.no_grad():
-        body.params[0].add_(1.0)
-    expected = torch.where(trainable["p0"], body.params[0].detach(), before)
-    frozen.restore_(body)
-    assert torch.equal(body.params[0].detach(), expected)
+    _assert_restore_is_a_boolean_select(_Body((4, 3)), {"p0": torch.tensor([[True], [False], [True], [False]])})  # as HAT's
 
 
 def test_hide_zeroes_what_a_fill_would_and_restores_every_entry():

@@ -317,7 +317,7 @@ class Ownership(nn.Module):
 
     def restore_frozen_(self, model, optimizer) -> None:
         """Write frozen entries back and clear their optimizer state (after the step)."""
-        if self._trainable is not None and self._frozen is not None:
+        if self._frozen is not None:  # built from _trainable at the phase's first step
             self._frozen.restore_(model, optimizer)
 
     # ------------------------------------------------------------------ tasks

@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from anpyc.kernels import masking
 from anpyc.kernels.masking import FrozenEntries, Ownership, hide, lowest_fraction_mask
 
 
@@ -58,6 +60,71 @@ def test_adam_state_cleared_for_frozen_entries():
     for name, p in body.shared_parameters():
         assert opt.state[p]["exp_avg"][~trainable[name]].abs().sum() == 0
         assert opt.state[p]["exp_avg"][trainable[name]].abs().sum() > 0
+
+
+def _two_phases(opt_cls, settle: bool, nan_step: int | None = None, **opt_kw):
+    """Five steps training every entry (the optimizer's slots fill everywhere), then fifteen
+    with about half the entries frozen. ``settle=False`` forces the full write-back at every
+    step (as before restores were skipped); ``nan_step``: that step's gradient is NaN at one
+    frozen entry."""
+    torch.manual_seed(0)
+    body = _Body((50,), (6, 7))
+    opt = opt_cls(body.parameters(), **opt_kw)
+
+    def step(frozen=None, nan=False):
+        loss = sum((p * torch.randn(p.shape)).sum() + p.pow(2).sum() for p in body.parameters())
+        opt.zero_grad()
+        loss.backward()
+        if nan:
+            body.params[0].grad[int((~trainable["p0"]).nonzero()[0])] = float("nan")
+        if frozen is not None:
+            frozen.gate_grads_(body)
+        opt.step()
+        if frozen is not None:
+            frozen._settled = frozen._settled if settle else None
+            frozen.restore_(body, opt)
+
+    for _ in range(5):
+        step()
+    trainable = {n: torch.rand(p.shape) > 0.5 for n, p in body.shared_parameters()}
+    start = {n: p.detach().clone() for n, p in body.shared_parameters()}
+    frozen = FrozenEntries(body, trainable)
+    for i in range(15):
+        step(frozen, nan=i == nan_step)
+    state = {n: {k: v.clone() for k, v in opt.state[p].items() if isinstance(v, torch.Tensor) and v.shape == p.shape}
+             for n, p in body.shared_parameters()}
+    return {n: p.detach().clone() for n, p in body.shared_parameters()}, state, start, trainable
+
+
+@pytest.mark.parametrize("opt_cls, kw", [(torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+                                         (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+                                         (torch.optim.Adam, {"lr": 0.1}),
+                                         (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1})])
+def test_restores_skipped_once_settled_leave_the_same_bits(opt_cls, kw, monkeypatch):
+    """After the first step of a phase cleared the frozen entries' slots, SGD and Adam without
+    weight decay cannot move them: the write-back is skipped, and parameters and optimizer
+    state are what writing back at every step gives, bit for bit."""
+    skipped, state_skipped, start, trainable = _two_phases(opt_cls, True, **kw)
+    written, state_written, _, _ = _two_phases(opt_cls, False, **kw)
+    for name in written:
+        assert torch.equal(skipped[name], written[name]) and torch.equal(skipped[name].signbit(), written[name].signbit())
+        assert torch.equal(skipped[name][~trainable[name]], start[name][~trainable[name]])
+        assert not torch.equal(skipped[name][trainable[name]], start[name][trainable[name]])
+        for key, value in state_written[name].items():
+            assert torch.equal(state_skipped[name][key], value), key
+    writes = []
+    monkeypatch.setattr(masking, "_write_at_", lambda *a: writes.append(a))
+    _two_phases(opt_cls, True, **kw)
+    per_step = 2 * (2 + (opt_cls is torch.optim.Adam))  # two parameters: each its values and its slots
+    assert len(writes) == (per_step * 15 if kw.get("weight_decay") else per_step)  # settled: the first step only
+
+
+def test_a_non_finite_gradient_at_a_frozen_entry_is_still_written_back():
+    skipped, _, start, trainable = _two_phases(torch.optim.SGD, True, nan_step=6, lr=0.1, momentum=0.9)
+    written, _, _, _ = _two_phases(torch.optim.SGD, False, nan_step=6, lr=0.1, momentum=0.9)
+    for name in written:
+        assert torch.equal(skipped[name][~trainable[name]], start[name][~trainable[name]])
+        assert torch.equal(skipped[name], written[name])
 
 
 def _assert_restore_is_a_boolean_select(body, trainable) -> None:

@@ -30,6 +30,10 @@ PACKAGE = Path(__file__).resolve().parent
 #: a label ``<method>+inference`` in a comparison: the method with its task inferred from the input
 #: (:mod:`anpyc.methods.task_inference`; :func:`anpyc.experiments.compare.inference_aliases`)
 INFERENCE_SUFFIX = "+inference"
+#: the score a ``<method>+inference`` row infers the task by, unless its protocol names another
+#: (:attr:`anpyc.experiments.protocols.Protocol.inference`): the very model ``--method density``
+#: classifies with
+INFERENCE_SCORE = "input_density"
 
 
 def _literal(node: ast.AST) -> str | None:

@@ -6,6 +6,7 @@ import pytest
 from anpyc.cli import main
 from anpyc.errors import ConfigError
 from anpyc.experiments.bench import SUITES, run_suite
+from anpyc.experiments.protocols import PROTOCOLS
 from script_loader import load_script
 
 
@@ -130,10 +131,34 @@ def test_no_task_id_suites_give_the_density_model_to_every_method(name):
     assert "density" in suite.methods and set(network) >= {"anpyc", "packnet", "hat", "ewc", "er", "finetune"}
     configs = bench_plan(name).configs()
     for m in network:
-        assert configs[f"{m}+inference"].task_inference == "input_density" and configs[f"{m}+inference"].method == m
+        # every method is given the same inference: the score its protocol names
+        assert configs[f"{m}+inference"].task_inference == PROTOCOLS[name].inference and configs[f"{m}+inference"].method == m
         # the plain row has one head and no inference, whatever a preset tuned before this option recorded
         assert configs[m].task_inference == "none" and configs[m].model.head == "single"
     assert "density+inference" not in configs
+
+
+def test_the_domain_protocol_infers_the_task_by_one_ppca_per_task_and_compare_follows_it(tmp_path, monkeypatch):
+    """pmnist10-domain's tasks differ in the whole input: its rows use ``pooled_density`` (chosen on
+    validation, a tenth of the cost); the class-incremental protocols keep the per-class mixture, and
+    ``anpyc compare --protocol`` gives a ``+inference`` label its protocol's score."""
+    from anpyc.experiments import compare as compare_module
+
+    assert PROTOCOLS["pmnist10-domain"].inference == "pooled_density"
+    assert PROTOCOLS["split-mnist-class"].inference == PROTOCOLS["split-fmnist-class"].inference == "input_density"
+    seen = {}
+
+    class _Planned(Exception):
+        pass
+
+    def planned(base, methods, seeds, out, params, **kw):
+        seen.update(kw)
+        raise _Planned  # what it would run is all this test needs
+
+    monkeypatch.setattr(compare_module, "compare", planned)
+    with pytest.raises(_Planned):
+        main(["compare", "--protocol", "pmnist10-domain", "--methods", "packnet+inference", "--out", str(tmp_path / "c"), "--quiet"])
+    assert seen["aliases"]["packnet+inference"][1]["task_inference"] == "pooled_density"
 
 
 def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):

@@ -32,3 +32,19 @@ def test_bad_parameter_fails_before_training(tmp_path):
     with pytest.raises(ConfigError):
         tune_mod.tune(base, {"lambda": [1.0]}, seeds=[0], out_dir=tmp_path / "t")
     assert not (tmp_path / "t").exists()
+
+
+def test_a_grid_over_the_task_inference_score_is_recorded_per_point(monkeypatch, tmp_path):
+    """``task_inference`` is a run option given among the method's parameters: each point's row
+    (and tune.md) names its score, as it ran."""
+
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
+        return RunResult(cfg, None, None, {"val_avg_acc": 0.8, "avg_acc": 0.8, "score": cfg.task_inference})
+
+    monkeypatch.setattr(tune_mod, "run", fake_run)
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    base = RunConfig.from_dict({"method": "packnet", "stream": {"benchmark": "blobs", "tasks": 2}, "scenario": "domain"})
+    result = tune_mod.tune(base, {"task_inference": ["input_density", "pooled_density"]}, seeds=[0], out_dir=tmp_path / "t")
+    assert [r["params"]["task_inference"] for r in result["points"]] == ["input_density", "pooled_density"]
+    md = (tmp_path / "t" / "tune.md").read_text()
+    assert "| input_density | 80.00 | 80.00 | **yes** |" in md and "| pooled_density | 80.00 | 80.00 |  |" in md

@@ -78,6 +78,34 @@ def test_input_density_runs_each_input_through_its_view_once_and_answers_as_all_
     assert inf.cost()["forward_passes_per_input"] == 1 and inf.cost()["memory_mb"] > 0
 
 
+def test_pooled_density_fits_one_ppca_per_task_and_picks_the_tasks_input_density_picks(mnist_dir):
+    """``pooled_density``: one PPCA of a task's inputs, its classes pooled, a tenth of the
+    per-class mixture's memory and scoring on a 10-class task; on permutations of MNIST (tasks
+    that differ in the whole input) it picks the task the per-class mixture picks."""
+    stream = build_stream(RunConfig.from_dict({
+        "stream": {"benchmark": "permuted-mnist", "tasks": 3, "subsample": 600, "test_subsample": 300},
+        "scenario": "domain",
+    }))
+    views = _LinearViews(784, [10, 10, 10])
+    scores = {score: TaskInference(score) for score in ("input_density", "pooled_density")}
+    for inf in scores.values():
+        for k in range(3):
+            inf.record(k, stream[k].train, stream[k].val, list(range(10)), views, torch.device("cpu"))
+    pooled, mixture = scores["pooled_density"], scores["input_density"]
+    assert [len(getattr(pooled, f"in_mean__{k}")) for k in range(3)] == [1, 1, 1]
+    assert pooled.cost()["memory_mb"] < mixture.cost()["memory_mb"] / 5
+    x = torch.cat([stream[j].test.get(torch.arange(300))[0] for j in range(3)])
+    picked = {}
+    for score, inf in scores.items():
+        views.calls.clear()
+        out = inf.predict(x, views)
+        picked[score] = (inf.last_views.clone(), out)
+        assert sum(views.calls) == len(x) and inf.cost()["forward_passes_per_input"] == 1
+    assert torch.equal(picked["pooled_density"][0], torch.arange(3).repeat_interleave(300))
+    assert torch.equal(picked["pooled_density"][0], picked["input_density"][0])
+    assert torch.equal(picked["pooled_density"][1], picked["input_density"][1])
+
+
 def _data(x, y, k):
     from anpyc.data.taskdata import TaskData
 

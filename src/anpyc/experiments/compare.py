@@ -27,7 +27,7 @@ from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
 from anpyc.io import write_json, write_yaml
 from anpyc.methods import create, get_method_class, typed
-from anpyc.names import INFERENCE_SUFFIX
+from anpyc.names import INFERENCE_SCORE, INFERENCE_SUFFIX
 from anpyc.report.tables import summary_markdown
 from anpyc.runner import (
     RunResult,
@@ -200,20 +200,16 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
     return out
 
 
-#: ``<method>+inference`` (:data:`anpyc.names.INFERENCE_SUFFIX`): the method with its task inferred
-#: from the input by this score (:mod:`anpyc.methods.task_inference`), the very model
-#: ``--method density`` classifies with
-INFERENCE_SCORE = "input_density"
-
-
-def inference_aliases(labels: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """The ``<method>+inference`` labels among ``labels``, each as an alias of its method.
+def inference_aliases(labels: list[str], score: str = INFERENCE_SCORE) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The ``<method>+inference`` labels among ``labels``, each as an alias of its method, its
+    task inferred by ``score`` (:mod:`anpyc.methods.task_inference`; a protocol names its own:
+    :attr:`anpyc.experiments.protocols.Protocol.inference`).
 
     Example:
         >>> inference_aliases(["ewc", "ewc+inference"])
         {'ewc+inference': ('ewc', {'task_inference': 'input_density'})}
     """
-    return {label: (label[: -len(INFERENCE_SUFFIX)], {"task_inference": INFERENCE_SCORE})
+    return {label: (label[: -len(INFERENCE_SUFFIX)], {"task_inference": score})
             for label in labels if label.endswith(INFERENCE_SUFFIX) and len(label) > len(INFERENCE_SUFFIX)}
 
 

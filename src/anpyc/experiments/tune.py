@@ -135,7 +135,10 @@ def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list,
             break
         val.append(m["val_avg_acc"])
         test.append(m["avg_acc"])
-    row = {"point": k, "params": point_cfg.params_dict(), "failed": failed,
+    params = point_cfg.params_dict()
+    if point_cfg.task_inference != "none":  # a run option given among the method's (--param task_inference=...)
+        params["task_inference"] = point_cfg.task_inference
+    row = {"point": k, "params": params, "failed": failed,
            "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
            "test_avg_acc": _mean(test) if not failed else None}
     log.info("tune %s %s: val %s", point_cfg.method, row["params"], row["val_avg_acc"])

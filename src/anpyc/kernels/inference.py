@@ -214,8 +214,9 @@ class TaskInference(nn.Module):
 
     # ------------------------------------------------------------------ answering
     def _stack(self) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        """Every view's PPCA fits stacked (one row per (task, output)), with each row's task and
-        its output index in the task's head; rebuilt when a view is added."""
+        """Every view's PPCA fits stacked (one row per (task, class), or per task when pooled),
+        with each row's task and its index within the task (for a class: its output in the
+        task's head); rebuilt when a view is added."""
         if self._stacked is None or self._stacked[0] != self.n_views:
             fits = prepare_ppca({name: torch.cat([getattr(self, f"in_{name}__{k}") for k in range(self.n_views)])
                                  for name in PPCA_PARTS})
@@ -288,7 +289,8 @@ def fit_class_ppca(data, samples: int, rank: int, floor: float, device: torch.de
     """One probabilistic PCA (:func:`_ppca`) per class of ``data`` (a task's split, labels as
     the scenario gives them), fitted on its first ``samples`` inputs, flattened: the classes,
     sorted, and the fits stacked in that order (``mean`` C x D, ``basis`` C x D x rank,
-    ``eig`` C x rank, ``noise`` C). The input-density task inference and ``--method density``
+    ``eig`` C x rank, ``noise`` C). ``pooled``: one fit of all the inputs, as if of one class
+    ``0`` (the ``pooled_density`` score). The input-density task inference and ``--method density``
     share it.
 
     Example:

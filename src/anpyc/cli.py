@@ -403,9 +403,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     budget = args.budget or (protocol.budget if protocol else "passes")
     params = parse_params(args.param, per_method=True)
     from anpyc.experiments.compare import compare, inference_aliases
+    from anpyc.names import INFERENCE_SCORE
 
     # <method>+inference: the method with the task inferred (by the protocol's score, if it names one)
-    aliases = inference_aliases(methods, *([protocol.inference] if protocol else []))
+    aliases = inference_aliases(methods, protocol.inference if protocol else INFERENCE_SCORE)
     if not args.no_presets and not args.stream_from:  # a tuned preset, when this run is the protocol it was tuned under
         from anpyc.experiments.presets import select_presets
 

@@ -160,13 +160,13 @@ class Suite:
         return {**self.aliases, **inferred}
 
 
-def _of_protocol(name: str, methods: Methods = ALL_METHODS, **changes: Any) -> Suite:
-    """The suite that runs protocol ``name`` (``changes``: settings outside its fingerprint)."""
+def _of_protocol(name: str, methods: Methods = ALL_METHODS, with_inference: bool = False, **changes: Any) -> Suite:
+    """The suite that runs protocol ``name`` (``changes``: settings outside its fingerprint;
+    ``with_inference``: `<method>+inference` rows, the task inferred by the protocol's score)."""
     p = PROTOCOLS[name]
     base = deep_update(p.base, changes.pop("base", {}))
-    if changes.pop("inference", False):  # `<method>+inference` rows, the task inferred by the protocol's score
-        changes["inference"] = p.inference
-    return Suite(changes.pop("description", p.description), base, methods, budget=p.budget, protocol=name, **changes)
+    return Suite(changes.pop("description", p.description), base, methods, budget=p.budget, protocol=name,
+                 inference=p.inference if with_inference else None, **changes)
 
 
 SUITES: dict[str, Suite] = {
@@ -181,9 +181,9 @@ SUITES: dict[str, Suite] = {
     "pmnist10-common": _of_protocol("pmnist10-common", seeds=3),
     "split-mnist": _of_protocol("split-mnist", seeds=3),
     "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
-                                    inference=True),
+                                    with_inference=True),
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
-                                      inference=True),
+                                      with_inference=True),
     "ablation": _of_protocol(
         "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3, aliases=ablation_aliases("pmnist10"),
         description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "
@@ -203,7 +203,7 @@ SUITES: dict[str, Suite] = {
         "anpyc-all row) beside the importance-penalty methods (EWC, online EWC, SI, MAS) at their presets",
     ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
-                                       inference=True),
+                                       with_inference=True),
     "reference": Suite(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
         "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "

@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -146,20 +147,51 @@ def _runnable() -> list[list[str]]:
     return runnable
 
 
+def _lanes(commands: list[list[str]], n: int) -> list[list[list[str]]]:
+    """The commands dealt in turn to ``n`` lanes that run side by side, each lane in README
+    order; a command naming an earlier command's ``--out`` directory (``--resume runs/ft``,
+    ``reproduce runs/ft``) goes to that command's lane, after it."""
+    lanes: list[list[list[str]]] = [[] for _ in range(n)]
+    lane_of_out: dict[str, int] = {}
+    for i, argv in enumerate(commands):
+        read = [lane_of_out[a] for a in argv if a in lane_of_out]
+        lane = read[0] if read else i % n
+        lanes[lane].append(argv)
+        if "--out" in argv:
+            lane_of_out[argv[argv.index("--out") + 1]] = lane
+    return lanes
+
+
+def test_lanes_keep_a_reader_after_the_run_it_reads():
+    commands = [["data", "fetch", "mnist"], ["run", "--out", "runs/ft"], ["compare", "--out", "c"],
+                ["run", "--resume", "runs/ft"], ["list"], ["reproduce", "runs/ft"]]
+    lanes = _lanes(commands, 2)
+    assert lanes == [[commands[0], commands[2], commands[4]], [commands[1], commands[3], commands[5]]]
+    assert sorted(map(str, sum(lanes, []))) == sorted(map(str, commands))
+
+
 @pytest.mark.slow
 def test_every_readme_command_runs_shrunk_without_error_or_warning(tmp_path):
-    """Every ``anpyc`` command of the README, in order (a later one may read an earlier one's
-    output, as ``--resume runs/ft``), shrunk by :data:`SHRINK` where it trains: exit code 0 and
-    no warning. Those it cannot run here are listed in :data:`NOT_RUN_HERE` with the reason."""
+    """Every ``anpyc`` command of the README, shrunk by :data:`SHRINK` where it trains: exit code
+    0 and no warning. ``data`` commands run first; the others in two lanes side by side (one
+    torch thread each), a command reading another's output (``--resume runs/ft``) after it in
+    its lane. Those it cannot run here are listed in :data:`NOT_RUN_HERE` with the reason."""
     (tmp_path / "examples").symlink_to(ROOT / "examples")
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "OMP_NUM_THREADS": "1",
            "ANPYC_DATA": os.environ.get("ANPYC_DATA", str(Path.home() / ".cache" / "anpyc")),
            "PYTHONPATH": str(ROOT / "src")}
     commands = _runnable()
     assert len(commands) >= 18
-    for argv in commands:
-        proc = subprocess.run([sys.executable, "-m", "anpyc", *argv], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=900, env=env)
+
+    def run_lane(lane: list[list[str]]) -> list[tuple[list[str], subprocess.CompletedProcess]]:
+        return [(argv, subprocess.run([sys.executable, "-m", "anpyc", *argv], cwd=tmp_path, capture_output=True,
+                                      text=True, timeout=900, env=env)) for argv in lane]
+
+    data = [argv for argv in commands if argv[0] == "data"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = run_lane(data) + sum(pool.map(run_lane, _lanes([a for a in commands if a[0] != "data"], 2)), [])
+    assert len(done) == len(commands)
+    for argv, proc in done:
         shown = " ".join(argv)
         assert proc.returncode == 0, f"anpyc {shown}: exit {proc.returncode}: {proc.stderr[-1500:]}"
         assert "WARNING" not in proc.stderr, f"anpyc {shown} warned: {proc.stderr[-1500:]}"

@@ -155,9 +155,10 @@ class Suite:
         """
         if self.inference is None:
             return dict(self.aliases)
-        inferred = {f"{m}{INFERENCE_SUFFIX}": (m, {"task_inference": self.inference})
-                    for m in self.methods if METHODS[m].trains_network}
-        return {**self.aliases, **inferred}
+        from anpyc.experiments.compare import inference_aliases
+
+        labels = [f"{m}{INFERENCE_SUFFIX}" for m in self.methods if METHODS[m].trains_network]
+        return {**self.aliases, **inference_aliases(labels, self.inference)}
 
 
 def _of_protocol(name: str, methods: Methods = ALL_METHODS, with_inference: bool = False, **changes: Any) -> Suite:

@@ -8,7 +8,16 @@ import torch
 from torch import nn
 
 from anpyc.config import RunConfig
-from anpyc.kernels.inference import TaskInference
+from anpyc.data.taskdata import TaskData
+from anpyc.kernels.inference import (
+    MIXTURE,
+    PPCA_PARTS,
+    TaskInference,
+    fit_class_mixtures,
+    fit_class_ppca,
+    ppca_log_likelihoods,
+    sqrt_inputs,
+)
 from anpyc.runner import build_stream
 
 
@@ -143,3 +152,61 @@ def test_the_ppca_of_fewer_rows_than_pixels_is_the_covariances_own():
     a, b = (inference.ppca_log_likelihoods(probe, s) for s in stack)
     assert torch.allclose(a, b, rtol=1e-4) and torch.allclose(fast[2], slow[2], rtol=1e-4)
     assert torch.allclose(fast[1].T @ fast[1], torch.eye(5), atol=1e-4)  # orthonormal directions
+
+
+# ---------------------------------------------------------------------- mixtures of PPCA
+def _two_clusters(n: int = 300, dim: int = 6, seed: int = 0) -> torch.Tensor:
+    """One class whose rows sit around two far-apart centres, each spread along its own axis."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, dim, generator=g) * 0.3
+    a[:, 0] *= 10
+    b = torch.randn(n, dim, generator=g) * 0.3
+    b[:, 1] *= 10
+    b[:, 2] += 20
+    return torch.cat([a, b])
+
+
+def test_one_mixture_component_is_the_class_ppca_bit_for_bit():
+    x = torch.randn(200, 7)
+    y = torch.arange(200) % 3
+    classes, fits = fit_class_ppca(TaskData(x, y, 0), 2000, rank=2, floor=1e-2, device=torch.device("cpu"))
+    labels, mixed = fit_class_mixtures(x, y, rank=2, floor=1e-2, components=1)
+    assert labels == classes
+    for name in PPCA_PARTS:
+        assert torch.equal(mixed[name], fits[name])
+    assert torch.equal(mixed["log_weight"], torch.zeros(3))
+
+
+def test_a_mixture_finds_two_clusters_and_explains_them_better_than_one_model():
+    x = _two_clusters()
+    y = torch.zeros(len(x), dtype=torch.long)
+    _, one = fit_class_mixtures(x, y, rank=1, floor=1e-3, components=1)
+    labels, two = fit_class_mixtures(x, y, rank=1, floor=1e-3, components=2, generator=torch.Generator().manual_seed(0))
+    assert labels == [0, 0]
+    assert torch.allclose(two["log_weight"].exp(), torch.full((2,), 0.5), atol=0.02)  # half the rows each
+    mixture = torch.logsumexp(ppca_log_likelihoods(x, two) + two["log_weight"], 1)
+    assert mixture.mean() > ppca_log_likelihoods(x, one)[:, 0].mean() + 5
+
+
+def test_a_class_with_too_few_rows_gets_fewer_components_and_the_draw_follows_the_generator():
+    x, y = _two_clusters(n=20), torch.zeros(40, dtype=torch.long)
+    labels, _ = fit_class_mixtures(x, y, rank=4, floor=1e-2, components=8)
+    assert 1 <= len(labels) <= 40 // 6
+    draws = [fit_class_mixtures(_two_clusters(), torch.zeros(600, dtype=torch.long), rank=1, floor=1e-2, components=4,
+                                generator=torch.Generator().manual_seed(s))[1]["mean"] for s in (3, 3)]
+    assert torch.equal(*draws)
+
+
+def test_sqrt_inputs_take_the_root_above_the_black_level_and_clamp_below_it():
+    x = torch.tensor([[-1.0, 0.0, 3.0], [-2.0, 8.0, -1.0]])
+    assert torch.equal(sqrt_inputs(x, -1.0), torch.tensor([[0.0, 1.0, 2.0], [0.0, 3.0, 0.0]]))
+
+
+def test_the_mixture_score_is_the_form_the_density_preset_chose():
+    """``mixture_density`` models a class as split-fmnist-class's ``density`` preset does."""
+    from anpyc.experiments import presets
+
+    chosen = presets.load_preset(presets.preset_name("density", "split-fmnist-class"))["method_params"]
+    assert {key: chosen[key] for key in MIXTURE} == MIXTURE
+    assert chosen["rank"] == TaskInference("mixture_density").rank
+    assert chosen["samples"] == TaskInference("mixture_density").samples

@@ -11,6 +11,7 @@ import torch
 
 from anpyc.config import ModelConfig, RunConfig
 from anpyc.data.user import stream_from_datasets
+from anpyc.errors import ConfigError
 from anpyc.methods import create, typed
 from anpyc.models import build_model
 from anpyc.runner import run
@@ -194,3 +195,31 @@ def test_class_incremental_split_mnist_without_a_network(mnist_dir, name, least)
                                "model": {"hidden": [8]}, "method": name, "scenario": "class"})
     m = run(cfg, quiet=True).metrics
     assert m["avg_acc"] >= least and m["task_inference_acc"] >= least
+
+
+MIXTURE = {"components": 3, "transform": "sqrt"}
+
+
+def test_a_mixture_on_square_roots_keeps_every_scenario_right_and_its_state_round_trips():
+    stream = _separated("class")
+    model, method = _fitted("density", stream, "class", MIXTURE)
+    assert method.n_components > 4 and method.input_shift.numel() == 1  # more than one component per class
+    x, y = _test_rows(stream, 1)
+    assert (method.predict(model, x, None).argmax(1) == y).float().mean() >= 0.95
+    fresh = create("density", MIXTURE)
+    fresh.load_state_dict(method.state_dict())
+    assert torch.equal(fresh.predict(model, x, None), method.predict(model, x, None))
+
+
+def test_one_component_without_a_transform_is_the_plain_density_bit_for_bit():
+    stream = _separated("domain")
+    model, plain = _fitted("density", stream, "domain")
+    _, explicit = _fitted("density", stream, "domain", {"components": 1, "transform": "none"})
+    x, _ = _test_rows(stream, 1)
+    assert torch.equal(plain.predict(model, x, None), explicit.predict(model, x, None))
+
+
+@pytest.mark.parametrize("params", [{"components": 0}, {"transform": "log"}])
+def test_bad_mixture_settings_are_refused(params):
+    with pytest.raises(ConfigError, match="components|transform"):
+        create("density", params)

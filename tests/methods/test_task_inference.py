@@ -79,7 +79,7 @@ def test_every_method_trains_a_head_per_task_and_records_the_inference(method):
     assert len(m["task_inference_matrix"]) == 3 and np.isfinite(result.acc_matrix[-1]).all()
 
 
-@pytest.mark.parametrize("score", ["entropy", "feature_density", "combined", "pooled_density"])
+@pytest.mark.parametrize("score", ["entropy", "feature_density", "combined", "pooled_density", "mixture_density"])
 def test_every_score_runs_in_both_scenarios(score):
     for scenario in ("domain", "class"):
         m = run(_cfg("packnet", scenario, score), quiet=True).metrics
@@ -131,11 +131,12 @@ def test_a_killed_run_resumes_to_the_same_figures(tmp_path, monkeypatch, method)
     assert same[0] == same[1]
 
 
-def test_the_state_dict_holds_the_whole_inference():
-    cfg = _cfg("hat")
+@pytest.mark.parametrize("score", ["input_density", "mixture_density"])
+def test_the_state_dict_holds_the_whole_inference(score):
+    cfg = _cfg("hat", score=score)
     stream = build_stream(cfg)
     result = run(cfg, quiet=True, stream=stream)
-    fresh = TaskInferred(create("hat", cfg.method_params), "input_density")
+    fresh = TaskInferred(create("hat", cfg.method_params), score)
     fresh.load_state_dict(result.method.state_dict())
     assert fresh.inference.history == result.method.inference.history and fresh.inference.n_views == 3
     x = torch.cat([task.test.get(torch.arange(10))[0] for task in stream])

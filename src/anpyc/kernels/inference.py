@@ -19,6 +19,11 @@ behind them is not known here). Scores:
   rather than in their classes, at a fraction of the cost (on a 10-class task a tenth of the
   memory and of the scoring's matrix product). The per-class mixture is the one a generative
   classifier needs (``combined``, ``--method density``).
+* ``mixture_density``: ``input_density`` with each class a mixture of ``MIXTURE["components"]``
+  PPCA models of the square root of the inputs' intensities (:func:`fit_class_mixtures`,
+  :func:`sqrt_inputs`): the form ``--method density`` chose on split-fmnist-class's validation
+  split (``presets/density-split-fmnist-class.yaml``; a test keeps the two equal), the score
+  of that protocol's ``+inference`` rows. One forward pass per input, as ``input_density``.
 * ``combined``: a (task, class) pair is scored by the input's log-likelihood under that class's
   PPCA plus ``w`` times the log-softmax the task's head gives that class: the density's
   evidence and the network's. ``w`` (a fixed grid, 0 included) is chosen on validation data:
@@ -53,9 +58,11 @@ from torch.nn import functional as F
 
 from anpyc.data.batches import iterate
 
-SCORES = ("input_density", "pooled_density", "combined", "entropy", "feature_density")
+SCORES = ("input_density", "pooled_density", "mixture_density", "combined", "entropy", "feature_density")
 #: scores that pick the task from the input alone, before any forward pass
-INPUT_SCORES = ("input_density", "pooled_density")
+INPUT_SCORES = ("input_density", "pooled_density", "mixture_density")
+#: the class model of ``mixture_density``: PPCA models per class and what they model
+MIXTURE = {"components": 8, "transform": "sqrt"}
 #: weights of the head's log-softmax against the input log-likelihood (``combined``): the input
 #: log-likelihoods of images differ by hundreds of nats, so the grid spans several decades
 COMBINED_WEIGHTS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
@@ -155,10 +162,11 @@ class TaskInference(nn.Module):
 
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
-    def record(self, k: int, train, val, labels: Sequence[int], views: Views, device: torch.device) -> None:
+    def record(self, k: int, train, val, labels: Sequence[int], views: Views, device: torch.device,
+               generator: torch.Generator | None = None) -> None:
         """Task ``k`` is finished: keep what its score needs, from its ``train`` and ``val``
         splits (labelled ``0..n-1`` as its head's outputs); ``labels``: the stream's label of
-        each output."""
+        each output; ``generator``: the random draws of ``mixture_density``'s fits."""
         if k != self.n_views:
             raise ValueError(f"task inference: views are recorded in order; expected task {self.n_views}, got {k}")
         self.history["labels"].append([int(c) for c in labels])
@@ -170,6 +178,8 @@ class TaskInference(nn.Module):
                 self._put(f"in_{name}__{k}", value)
             fitted = min(len(train), self.samples)
             self._stacked = None
+        if self.score == "mixture_density":
+            fitted = self._fit_mixtures(train, k, device, generator)
         if self.score == "feature_density":
             self._fit_features(train, k, views, device)
             fitted = min(len(train), self.samples)
@@ -184,6 +194,20 @@ class TaskInference(nn.Module):
         if self.score == "combined":
             passes = self._choose_weight(val, k, views, device)
         self.history["decision_passes"].append(passes)
+
+    def _fit_mixtures(self, train, k: int, device: torch.device, generator: torch.Generator | None) -> int:
+        """``mixture_density``'s fits of task ``k`` (the black level from the first task's
+        inputs); returns the training inputs read."""
+        x, y = read_inputs(train, self.samples, device)
+        if k == 0:
+            self._put("in_shift", x.min())
+        outputs, fits = fit_class_mixtures(sqrt_inputs(x, self.in_shift), y, self.rank, self.var_floor,
+                                           MIXTURE["components"], generator)
+        for name, value in fits.items():
+            self._put(f"in_{name}__{k}", value)
+        self._put(f"in_output__{k}", torch.tensor(outputs, dtype=torch.long, device=device))
+        self._stacked = None
+        return len(x)
 
     def _fit_features(self, train, k: int, views: Views, device: torch.device) -> None:
         feats, labels = [], []
@@ -214,16 +238,18 @@ class TaskInference(nn.Module):
 
     # ------------------------------------------------------------------ answering
     def _stack(self) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        """Every view's PPCA fits stacked (one row per (task, class), or per task when pooled),
-        with each row's task and its index within the task (for a class: its output in the
-        task's head); rebuilt when a view is added."""
+        """Every view's PPCA fits stacked (one row per (task, class), per task when pooled, per
+        mixture component for ``mixture_density``), with each row's task and its index within
+        the task (for a class: its output in the task's head); rebuilt when a view is added."""
         if self._stacked is None or self._stacked[0] != self.n_views:
+            parts = (*PPCA_PARTS, "log_weight", "output") if self.score == "mixture_density" else PPCA_PARTS
             fits = prepare_ppca({name: torch.cat([getattr(self, f"in_{name}__{k}") for k in range(self.n_views)])
-                                 for name in PPCA_PARTS})
+                                 for name in parts})
             sizes = [len(getattr(self, f"in_mean__{k}")) for k in range(self.n_views)]  # fits per task
             device = fits["mean"].device
             task = torch.cat([torch.full((n,), k, dtype=torch.long, device=device) for k, n in enumerate(sizes)])
-            output = torch.cat([torch.arange(n, device=device) for n in sizes])
+            output = fits.pop("output", None)
+            output = torch.cat([torch.arange(n, device=device) for n in sizes]) if output is None else output
             self._stacked = (self.n_views, fits, task, output)
         return self._stacked[1:]
 
@@ -247,10 +273,7 @@ class TaskInference(nn.Module):
         if self.score == "combined":
             return self._predict_pairs(x, views)
         if self.score in INPUT_SCORES:
-            fits, task, _ = self._stack()
-            per_output = ppca_log_likelihoods(x, fits)  # rows x (task, output)
-            scores = torch.stack([torch.logsumexp(per_output[:, task == k], 1) - math.log(int((task == k).sum()))
-                                  for k in range(self.n_views)], 1)
+            scores = self._input_scores(x)
             best = scores.argmax(1)
             chosen = {k: views.logits(k, x[best == k]) for k in best.unique().tolist()}
         else:
@@ -264,6 +287,18 @@ class TaskInference(nn.Module):
             cols = torch.as_tensor(self.history["labels"][k], device=x.device)
             out[rows.unsqueeze(1), cols.unsqueeze(0)] = z.to(out.dtype)
         return out
+
+    def _input_scores(self, x: Tensor) -> Tensor:
+        """``log p(x | task)`` of every row of ``x`` and every task: its fits' likelihoods (a
+        component's weighted by its share of its class) summed over the task's classes, equal
+        weights (rows x tasks)."""
+        fits, task, output = self._stack()
+        if self.score == "mixture_density":
+            per_row = ppca_log_likelihoods(sqrt_inputs(x, self.in_shift), fits) + fits["log_weight"]
+        else:
+            per_row = ppca_log_likelihoods(x, fits)  # rows x (task, output)
+        return torch.stack([torch.logsumexp(per_row[:, task == k], 1) - math.log(len(output[task == k].unique()))
+                            for k in range(self.n_views)], 1)
 
     def _predict_pairs(self, x: Tensor, views: Views) -> Tensor:
         density, head, task, label = self._pair_parts(x, views)
@@ -300,12 +335,82 @@ def fit_class_ppca(data, samples: int, rank: int, floor: float, device: torch.de
         >>> classes, fits["basis"].shape
         ([0, 1], torch.Size([2, 5, 2]))
     """
-    xs, ys = zip(*[(x.flatten(1), y) for x, y, _ in iterate(data, 500, limit=samples)], strict=True)
-    x, y = torch.cat(xs).float().to(device), torch.cat(ys).to(device)
+    x, y = read_inputs(data, samples, device)
     y = torch.zeros_like(y) if pooled else y
     classes = sorted(set(y.tolist()))
     fits = [_ppca(x[y == c], rank, floor) for c in classes]
     return classes, {name: torch.stack([f[i] for f in fits]).float() for i, name in enumerate(PPCA_PARTS)}
+
+
+def read_inputs(data, samples: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The first ``samples`` inputs of ``data`` (a task's split), flattened, in float32, and
+    their labels."""
+    xs, ys = zip(*[(x.flatten(1), y) for x, y, _ in iterate(data, 500, limit=samples)], strict=True)
+    return torch.cat(xs).float().to(device), torch.cat(ys).to(device)
+
+
+def sqrt_inputs(x: Tensor, shift: Tensor | float) -> Tensor:
+    """``sqrt(x - shift)`` (clamped at 0), flattened: the square root of pixel intensities
+    (``shift`` the value of a black pixel, for standardised inputs), which spreads the dark
+    values a Gaussian fits badly and squeezes the bright ones (a variance-stabilising
+    transform of counts, Anscombe 1948)."""
+    return (x.flatten(1) - shift).clamp_min(0).sqrt()
+
+
+def fit_class_mixtures(x: Tensor, y: Tensor, rank: int, floor: float, components: int,
+                       generator: torch.Generator | None = None) -> tuple[list[int], dict[str, Tensor]]:
+    """Per class of ``y`` (sorted), a mixture of ``components`` probabilistic PCA models of its
+    rows of ``x`` (Tipping & Bishop 1999, "Mixtures of probabilistic principal component
+    analyzers"), each rank ``rank``: the class's rows split by k-means (centres drawn with
+    ``generator``), then hard EM (each row to the component that explains it best, the
+    components refitted) while no component falls under ``rank + 2`` rows. A class with too
+    few rows for that gets fewer components (one, at least). Returns the class of every fitted
+    component and their stack (``PPCA_PARTS`` as :func:`fit_class_ppca`'s, plus
+    ``log_weight``: the log of the component's share of its class's rows).
+
+    Example:
+        >>> x, y = torch.randn(400, 6), torch.arange(400) % 2
+        >>> labels, fits = fit_class_mixtures(x, y, rank=2, floor=1e-2, components=3)
+        >>> labels, fits["log_weight"].shape
+        ([0, 0, 0, 1, 1, 1], torch.Size([6]))
+    """
+    labels, fits, weights = [], [], []
+    for c in sorted(set(y.tolist())):
+        rows = x[y == c]
+        parts = _mixture_parts(rows, min(components, max(len(rows) // (rank + 2), 1)), rank, floor, generator)
+        for part in parts:
+            labels.append(c)
+            fits.append(_ppca(rows[part], rank, floor))
+            weights.append(math.log(len(part) / len(rows)))
+    stack = {name: torch.stack([f[i] for f in fits]).float() for i, name in enumerate(PPCA_PARTS)}
+    return labels, {**stack, "log_weight": torch.tensor(weights, device=x.device)}
+
+
+def _mixture_parts(x: Tensor, k: int, rank: int, floor: float, generator: torch.Generator | None,
+                   iterations: int = 10) -> list[Tensor]:
+    """The row indices of each of (at most) ``k`` components of ``x``: k-means from ``k`` rows
+    drawn at random (a cluster of fewer than ``rank + 2`` rows is dropped, its rows given to
+    the nearest other centre), then hard EM under rank-``rank`` PPCA models while assignments
+    change and every component keeps ``rank + 2`` rows or more."""
+    if k == 1:
+        return [torch.arange(len(x), device=x.device)]
+    centres = x[torch.randperm(len(x), generator=generator)[:k].to(x.device)]
+    for _ in range(iterations):
+        assign = torch.cdist(x, centres).argmin(1)
+        centres = torch.stack([x[assign == j].mean(0) if bool((assign == j).any()) else centres[j] for j in range(k)])
+    centres = centres[torch.bincount(torch.cdist(x, centres).argmin(1), minlength=k) >= rank + 2]
+    if len(centres) <= 1:
+        return [torch.arange(len(x), device=x.device)]
+    assign = torch.cdist(x, centres).argmin(1)
+    for _ in range(iterations):
+        counts = torch.bincount(assign, minlength=len(centres))
+        fits = [_ppca(x[assign == j], rank, floor) for j in range(len(centres))]
+        stack = {name: torch.stack([f[i] for f in fits]) for i, name in enumerate(PPCA_PARTS)}
+        new = (ppca_log_likelihoods(x, stack) + (counts.float() / len(x)).log()).argmax(1)
+        if bool((new == assign).all()) or int(torch.bincount(new, minlength=len(centres)).min()) < rank + 2:
+            break
+        assign = new
+    return [(assign == j).nonzero(as_tuple=True)[0] for j in range(len(centres))]
 
 
 def ppca_log_likelihoods(x: Tensor, fits: dict[str, Tensor]) -> Tensor:

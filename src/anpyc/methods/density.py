@@ -11,8 +11,14 @@ inputs, and a memory of the inputs (class means, principal directions, a covaria
 
 * ``density``: the per-class probabilistic-PCA generative classifier (Tipping & Bishop 1999):
   one PPCA model per component (rank ``rank``, the rest of the variance isotropic), fitted on
-  the task's first ``samples`` training inputs, the same model and code as the
-  ``input_density`` task inference (:func:`anpyc.kernels.inference.fit_class_ppca`).
+  the task's first ``samples`` training inputs, by default the same model and code as the
+  ``input_density`` task inference (:func:`anpyc.kernels.inference.fit_class_mixtures`).
+  Options: ``components`` > 1 makes each class a mixture of that many PPCA models (Tipping &
+  Bishop's mixtures of PPCA, fitted by k-means and hard EM from the run's seed), and
+  ``transform: sqrt`` models the square root of the pixel intensities
+  (:func:`anpyc.kernels.inference.sqrt_inputs`; the black level is the first task's smallest
+  input). Both default to off; split-fmnist-class's preset sets them, chosen on validation
+  (``presets/grids.yaml``), and its task inference (``mixture_density``) uses the same form.
 * ``slda``: streaming linear discriminant analysis (Hayes & Kanan 2020, "Lifelong Machine
   Learning with Deep Streaming Linear Discriminant Analysis"): one mean per component and one
   covariance shared by all, updated batch by batch in one pass over each task's training
@@ -33,8 +39,10 @@ permutation, say). With a task id (task scenario) only that task's components an
 priors, not the training frequencies: the benchmarks' classes are balanced to a few per cent
 (log-prior differences of a few hundredths of a nat, against log-likelihood gaps of tens of
 nats on images), and the task inference this mirrors uses equal weights too. Neither method
-has a tuning grid: ``rank``, ``samples`` and ``shrinkage`` are fixed at the task inference's
-and the paper's values, chosen before any run, like fine-tune and joint.
+has a tuning grid by default: ``rank``, ``samples`` and ``shrinkage`` are fixed at the task
+inference's and the paper's values, chosen before any run, like fine-tune and joint; where a
+protocol gives ``density`` a grid (``components`` x ``transform``), its preset is chosen on
+validation like every other method's.
 
 Without a task id, the task of the best component is the inferred task
 (:meth:`inferred_tasks`; the loop records ``task_inference_acc``).
@@ -54,7 +62,13 @@ import torch
 from torch import Tensor
 
 from anpyc.data.batches import iterate
-from anpyc.kernels.inference import PPCA_PARTS, fit_class_ppca, ppca_log_likelihoods
+from anpyc.kernels.inference import (
+    PPCA_PARTS,
+    fit_class_mixtures,
+    ppca_log_likelihoods,
+    read_inputs,
+    sqrt_inputs,
+)
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 
@@ -129,20 +143,31 @@ class InputClassifier(Method):
         return next(model.parameters()).device
 
 
+#: what the density model sees of an input: the input itself, or the square root of its intensities
+TRANSFORMS = ("none", "sqrt")
+
+
 @dataclasses.dataclass(frozen=True)
 class DensityConfig:
     """``rank``: principal directions per class (the rest of the variance is isotropic);
     ``samples``: training inputs per task the fits read (the first ones of its shuffled
     training split); ``var_floor``: smallest noise variance (a constant pixel must not give
-    an infinite density). The defaults are those of the ``input_density`` task inference."""
+    an infinite density); ``components``: PPCA models per class (a mixture, equal to one
+    model at 1); ``transform``: ``none`` (the inputs) or ``sqrt`` (the square root of their
+    intensities above the black level). The defaults are those of the ``input_density`` task
+    inference."""
 
     rank: int = 20
     samples: int = 2000
     var_floor: float = 1e-2
+    components: int = 1
+    transform: str = "none"
 
     def __post_init__(self) -> None:
-        if self.rank < 0 or self.samples < 1 or self.var_floor <= 0:
-            raise ValueError("need rank >= 0, samples >= 1, var_floor > 0")
+        if self.rank < 0 or self.samples < 1 or self.var_floor <= 0 or self.components < 1:
+            raise ValueError("need rank >= 0, samples >= 1, var_floor > 0, components >= 1")
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, got {self.transform!r}")
 
 
 @register
@@ -150,22 +175,34 @@ class Density(InputClassifier):
     """The per-class probabilistic-PCA generative classifier of the inputs, no network.
 
     State (buffers, one row per component): ``ppca_mean``, ``ppca_basis`` (principal
-    directions), ``ppca_eig`` (their variances), ``ppca_noise`` (the isotropic variance)."""
+    directions), ``ppca_eig`` (their variances), ``ppca_noise`` (the isotropic variance),
+    ``ppca_log_weight`` (the component's share of its class, log); with ``transform: sqrt``
+    also ``input_shift`` (the black level)."""
 
     name = "density"
     config_cls = DensityConfig
 
     def after_task(self, model, task, ctx, retrain=None) -> None:
         cfg = self.config
-        classes, fits = fit_class_ppca(task.train, cfg.samples, cfg.rank, cfg.var_floor, self._device(model))
-        for part in PPCA_PARTS:
+        x, y = read_inputs(task.train, cfg.samples, self._device(model))
+        if cfg.transform == "sqrt" and getattr(self, "input_shift", None) is None:
+            self.register_buffer("input_shift", x.min())  # a black pixel, as the first task's inputs show it
+        labels, fits = fit_class_mixtures(self._transformed(x), y, cfg.rank, cfg.var_floor, cfg.components,
+                                          ctx.generator(0))
+        for part in (*PPCA_PARTS, "log_weight"):
             self._append(f"ppca_{part}", fits[part])
-        self._add_components(ctx.task, classes, self.ppca_mean.device)
+        self._add_components(ctx.task, labels, self.ppca_mean.device)
         # the inputs the fits read: the task's "passes" (no example is trained on)
         self.count_extra_examples(ctx.task, min(len(task.train), cfg.samples))
 
+    def _transformed(self, x: Tensor) -> Tensor:
+        return sqrt_inputs(x, self.input_shift) if self.config.transform == "sqrt" else x
+
     def component_scores(self, x: Tensor) -> Tensor:
-        return ppca_log_likelihoods(x, {part: getattr(self, f"ppca_{part}") for part in PPCA_PARTS})
+        fits = {part: getattr(self, f"ppca_{part}") for part in PPCA_PARTS}
+        scores = ppca_log_likelihoods(self._transformed(x), fits)
+        weight = getattr(self, "ppca_log_weight", None)  # absent from states saved before mixtures
+        return scores if weight is None else scores + weight
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,8 @@ from anpyc.methods.base import Method
 from anpyc.scenario import TASK, HookContext
 from anpyc.utils import eval_mode
 
+_INFERENCE_SALT = 7919  # the task inference's random draws: a stream of their own, apart from the method's
+
 
 class MethodViews:
     """A method's per-task views of a model, as :class:`anpyc.kernels.inference.Views`:
@@ -126,7 +128,8 @@ class TaskInferred(Method):
         self.inner.after_task(model, local, self._ctx(ctx), retrain)
         with eval_mode(model):
             self.inference.record(ctx.task, local.train, local.val, self._labels(task, ctx),
-                                  MethodViews(self.inner, model), next(model.parameters()).device)
+                                  MethodViews(self.inner, model), next(model.parameters()).device,
+                                  generator=ctx.generator(_INFERENCE_SALT))
 
     def eval_context(self, model, task_id):
         """Task ``task_id``'s view (``None``: :meth:`predict` enters the view of each input's task)."""

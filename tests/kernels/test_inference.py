@@ -4,6 +4,7 @@ its cost is reported, and only where a task is inferred."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -202,11 +203,16 @@ def test_sqrt_inputs_take_the_root_above_the_black_level_and_clamp_below_it():
     assert torch.equal(sqrt_inputs(x, -1.0), torch.tensor([[0.0, 1.0, 2.0], [0.0, 3.0, 0.0]]))
 
 
-def test_the_mixture_score_is_the_form_the_density_preset_chose():
-    """``mixture_density`` models a class as split-fmnist-class's ``density`` preset does."""
+@pytest.mark.parametrize("protocol", ["split-mnist-class", "split-fmnist-class"])
+def test_the_mixture_score_is_the_form_the_density_preset_chose(protocol):
+    """A protocol whose ``+inference`` rows infer the task by ``mixture_density`` models a
+    class as its ``density`` preset does: the network rows get the very model of the inputs
+    the density row is."""
     from anpyc.experiments import presets
+    from anpyc.experiments.protocols import PROTOCOLS
 
-    chosen = presets.load_preset(presets.preset_name("density", "split-fmnist-class"))["method_params"]
+    assert PROTOCOLS[protocol].inference == "mixture_density"
+    chosen = presets.load_preset(presets.preset_name("density", protocol))["method_params"]
     assert {key: chosen[key] for key in MIXTURE} == MIXTURE
     assert chosen["rank"] == TaskInference("mixture_density").rank
     assert chosen["samples"] == TaskInference("mixture_density").samples

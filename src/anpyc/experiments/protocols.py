@@ -139,16 +139,18 @@ PROTOCOLS: dict[str, Protocol] = {
         "5-task class-incremental split MNIST (DER++'s sequential MNIST): one head over every class seen, no "
         "task id at test time, 784-100-100, SGD lr 0.03, batch 10, 1 epoch per task",
         SPLIT_CLASS,
+        # a class's inputs are many-shaped (a 7 with a bar or without, a shirt, a coat): a class
+        # modelled by a mixture of PPCA models of the intensities' square roots, the form `anpyc
+        # tune --protocol P --method density` chose on both class protocols; on validation
+        # (`anpyc tune --protocol P --method packnet --param
+        # task_inference=input_density,mixture_density`) it finds the task for more inputs
+        # (docs/benchmarks/<P>/choices)
+        inference="mixture_density",
     ),
     "split-fmnist-class": Protocol(
         "5-task class-incremental split Fashion-MNIST, as split-mnist-class",
         {**SPLIT_CLASS, "stream": {"benchmark": "split-fashion-mnist"}},
-        # its classes' inputs are many-shaped (a shirt, a coat): a class modelled by a mixture of
-        # PPCA models of the intensities' square roots, the form `anpyc tune --protocol
-        # split-fmnist-class --method density` chose; on validation (`anpyc tune --protocol
-        # split-fmnist-class --method packnet --param task_inference=input_density,mixture_density`)
-        # it finds the task for more inputs (docs/benchmarks/split-fmnist-class/choices)
-        inference="mixture_density",
+        inference="mixture_density",  # chosen as split-mnist-class's
     ),
 }
 

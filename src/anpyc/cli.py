@@ -564,7 +564,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"{args.method} on {where}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
           f"test ACC {100 * best['test_avg_acc']:.2f}%) -> {args.out}/tune.md")
     if result.get("preset"):
-        print(f"preset written: {result['preset']}")
+        print(f"preset written: anpyc/presets/{result['preset']}")
     return 0
 
 

@@ -271,7 +271,8 @@ def tune_protocol(
             "git_commit": git_commit(),
             "config": typed(protocol_config(protocol).with_params(method)).to_dict(),
         }
-        result["preset"] = str(save_preset(method, protocol, result["best"]["params"], tuned, preset_dir))
+        # the file's name in the presets folder: tune.json is committed beside results, with no machine path
+        result["preset"] = save_preset(method, protocol, result["best"]["params"], tuned, preset_dir).name
     if out_dir is not None:
         write_json(Path(out_dir) / "tune.json", result)
     return result

@@ -21,9 +21,10 @@ behind them is not known here). Scores:
   classifier needs (``combined``, ``--method density``).
 * ``mixture_density``: ``input_density`` with each class a mixture of ``MIXTURE["components"]``
   PPCA models of the square root of the inputs' intensities (:func:`fit_class_mixtures`,
-  :func:`sqrt_inputs`): the form ``--method density`` chose on split-fmnist-class's validation
-  split (``presets/density-split-fmnist-class.yaml``; a test keeps the two equal), the score
-  of that protocol's ``+inference`` rows. One forward pass per input, as ``input_density``.
+  :func:`sqrt_inputs`): the form ``--method density`` chose on the class-incremental
+  protocols' validation splits (``presets/density-split-*-class.yaml``; a test keeps them
+  equal), the score of those protocols' ``+inference`` rows. One forward pass per input, as
+  ``input_density``.
 * ``combined``: a (task, class) pair is scored by the input's log-likelihood under that class's
   PPCA plus ``w`` times the log-softmax the task's head gives that class: the density's
   evidence and the network's. ``w`` (a fixed grid, 0 included) is chosen on validation data:

@@ -216,3 +216,27 @@ def test_the_mixture_score_is_the_form_the_density_preset_chose(protocol):
     assert {key: chosen[key] for key in MIXTURE} == MIXTURE
     assert chosen["rank"] == TaskInference("mixture_density").rank
     assert chosen["samples"] == TaskInference("mixture_density").samples
+
+
+def test_mixture_combined_scores_each_class_by_its_components_summed_and_with_weight_0_is_the_density():
+    """``mixture_combined``: a (task, class) pair's input log-likelihood is its components'
+    likelihoods, each weighted by its share, summed (the ``density`` method's class score);
+    at weight 0 every input gets the class the mixture alone gives it."""
+    gen = torch.Generator().manual_seed(2)
+    views = _LinearViews(6, [2, 2])
+    inf = TaskInference("mixture_combined", rank=1)
+    for k in range(2):
+        x = _two_clusters(n=60, seed=k) + 3 * k
+        data = _data(x, (torch.arange(120) >= 60).long(), k)
+        inf.record(k, data, data, [2 * k, 2 * k + 1], views, torch.device("cpu"), generator=gen)
+    x = torch.cat([_two_clusters(n=20, seed=5) + 3 * k for k in range(2)])
+    fits, task, output = inf._stack()
+    per_row = ppca_log_likelihoods(sqrt_inputs(x, inf.in_shift), fits) + fits["log_weight"]
+    expected = torch.stack([torch.logsumexp(per_row[:, (task == k) & (output == c)], 1)
+                            for k in range(2) for c in range(2)], 1)
+    assert torch.allclose(inf._pair_density(x), expected)
+    inf.history["weight_hits"] = [1] + [0] * (len(inf.history["weight_hits"]) - 1)  # weight 0 chosen
+    assert inf.weight == 0.0
+    assert torch.equal(inf.predict(x, views).argmax(1), expected.argmax(1))  # labels 0..3 in pair order
+    cost = inf.cost()
+    assert cost["score"] == "mixture_combined" and cost["forward_passes_per_input"] == 2 and "weight_hits" in cost

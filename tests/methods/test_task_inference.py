@@ -79,7 +79,8 @@ def test_every_method_trains_a_head_per_task_and_records_the_inference(method):
     assert len(m["task_inference_matrix"]) == 3 and np.isfinite(result.acc_matrix[-1]).all()
 
 
-@pytest.mark.parametrize("score", ["entropy", "feature_density", "combined", "pooled_density", "mixture_density"])
+@pytest.mark.parametrize("score", ["entropy", "feature_density", "combined", "pooled_density", "mixture_density",
+                                   "mixture_combined"])
 def test_every_score_runs_in_both_scenarios(score):
     for scenario in ("domain", "class"):
         m = run(_cfg("packnet", scenario, score), quiet=True).metrics

@@ -32,6 +32,8 @@ behind them is not known here). Scores:
   the weight with the most right answers summed over the tasks so far is used. Every view
   answers every input (one forward pass per view and input; one in all when the views share
   the body).
+* ``mixture_combined``: ``combined`` with ``mixture_density``'s model of a class (its
+  components' likelihoods summed), its weight chosen on validation data as ``combined``'s.
 * ``entropy``: minus the predictive entropy of the task's head, standardised by its entropy on
   the task's validation split (so that a view that is always unsure is not always beaten);
   every view answers every input.
@@ -59,9 +61,14 @@ from torch.nn import functional as F
 
 from anpyc.data.batches import iterate
 
-SCORES = ("input_density", "pooled_density", "mixture_density", "combined", "entropy", "feature_density")
+SCORES = ("input_density", "pooled_density", "mixture_density", "combined", "mixture_combined", "entropy",
+          "feature_density")
 #: scores that pick the task from the input alone, before any forward pass
 INPUT_SCORES = ("input_density", "pooled_density", "mixture_density")
+#: scores that weigh every (task, class) pair's input log-likelihood against its head's log-softmax
+COMBINED_SCORES = ("combined", "mixture_combined")
+#: scores whose classes are mixtures of PPCA models of the inputs' square roots
+MIXTURE_SCORES = ("mixture_density", "mixture_combined")
 #: the class model of ``mixture_density``: PPCA models per class and what they model
 MIXTURE = {"components": 8, "transform": "sqrt"}
 #: weights of the head's log-softmax against the input log-likelihood (``combined``): the input
@@ -159,7 +166,7 @@ class TaskInference(nn.Module):
                 "decision_forward_passes": list(self.history["decision_passes"]),
                 "fit_examples": list(self.history["fit_examples"]),
                 **({"weight": self.weight, "weight_hits": dict(zip(map(str, COMBINED_WEIGHTS), self.history["weight_hits"],
-                                                                    strict=True))} if self.score == "combined" else {})}
+                                                                    strict=True))} if self.score in COMBINED_SCORES else {})}
 
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
@@ -179,7 +186,7 @@ class TaskInference(nn.Module):
                 self._put(f"in_{name}__{k}", value)
             fitted = min(len(train), self.samples)
             self._stacked = None
-        if self.score == "mixture_density":
+        if self.score in MIXTURE_SCORES:
             fitted = self._fit_mixtures(train, k, device, generator)
         if self.score == "feature_density":
             self._fit_features(train, k, views, device)
@@ -192,7 +199,7 @@ class TaskInference(nn.Module):
             calibration = [float(h.mean()), max(float(h.std(unbiased=False)), 1e-4)]
             passes = min(len(val), self.samples)
         self.history["calibration"].append(calibration)
-        if self.score == "combined":
+        if self.score in COMBINED_SCORES:
             passes = self._choose_weight(val, k, views, device)
         self.history["decision_passes"].append(passes)
 
@@ -243,7 +250,7 @@ class TaskInference(nn.Module):
         mixture component for ``mixture_density``), with each row's task and its index within
         the task (for a class: its output in the task's head); rebuilt when a view is added."""
         if self._stacked is None or self._stacked[0] != self.n_views:
-            parts = (*PPCA_PARTS, "log_weight", "output") if self.score == "mixture_density" else PPCA_PARTS
+            parts = (*PPCA_PARTS, "log_weight", "output") if self.score in MIXTURE_SCORES else PPCA_PARTS
             fits = prepare_ppca({name: torch.cat([getattr(self, f"in_{name}__{k}") for k in range(self.n_views)])
                                  for name in parts})
             sizes = [len(getattr(self, f"in_mean__{k}")) for k in range(self.n_views)]  # fits per task
@@ -257,11 +264,23 @@ class TaskInference(nn.Module):
     def _pair_parts(self, x: Tensor, views: Views) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``combined``'s parts for every (task, output) pair: the input log-likelihood, the
         head's log-softmax (rows x pairs each), and each pair's task and stream label."""
-        fits, task, output = self._stack()
-        density = ppca_log_likelihoods(x, fits)
         head = torch.cat([F.log_softmax(z, 1) for z in all_logits(views, range(self.n_views), x)], 1)
         label = torch.cat([torch.as_tensor(ls, device=x.device) for ls in self.history["labels"]])
-        return density, head, task.to(x.device), label
+        task = torch.cat([torch.full((len(ls),), k, dtype=torch.long, device=x.device)
+                          for k, ls in enumerate(self.history["labels"])])
+        return self._pair_density(x), head, task, label
+
+    def _pair_density(self, x: Tensor) -> Tensor:
+        """``log p(x | class)`` of every (task, output) pair, in the order of the views' labels
+        (a mixture's components' likelihoods, each weighted by its share, summed)."""
+        fits, task, output = self._stack()
+        if self.score not in MIXTURE_SCORES:
+            return ppca_log_likelihoods(x, fits)
+        per_row = ppca_log_likelihoods(sqrt_inputs(x, self.in_shift), fits) + fits["log_weight"]
+        sizes = [len(ls) for ls in self.history["labels"]]
+        offsets = torch.tensor([0, *sizes[:-1]], device=output.device).cumsum(0)
+        pair = offsets[task] + output
+        return torch.stack([torch.logsumexp(per_row[:, pair == i], 1) for i in range(sum(sizes))], 1)
 
     def width(self) -> int:
         """Logits over the stream's labels: one more than the largest label of any view."""
@@ -271,7 +290,7 @@ class TaskInference(nn.Module):
     def predict(self, x: Tensor, views: Views) -> Tensor:
         """Logits over the stream's labels for every row of ``x`` (``-inf`` for labels of the
         tasks not picked; ``combined``: every label's best pair score)."""
-        if self.score == "combined":
+        if self.score in COMBINED_SCORES:
             return self._predict_pairs(x, views)
         if self.score in INPUT_SCORES:
             scores = self._input_scores(x)
@@ -294,7 +313,7 @@ class TaskInference(nn.Module):
         component's weighted by its share of its class) summed over the task's classes, equal
         weights (rows x tasks)."""
         fits, task, output = self._stack()
-        if self.score == "mixture_density":
+        if self.score in MIXTURE_SCORES:
             per_row = ppca_log_likelihoods(sqrt_inputs(x, self.in_shift), fits) + fits["log_weight"]
         else:
             per_row = ppca_log_likelihoods(x, fits)  # rows x (task, output)

@@ -141,12 +141,14 @@ def test_no_task_id_suites_give_the_density_model_to_every_method(name):
 def test_the_domain_protocol_infers_the_task_by_one_ppca_per_task_and_compare_follows_it(tmp_path, monkeypatch):
     """pmnist10-domain's tasks differ in the whole input: its rows use ``pooled_density`` (chosen on
     validation, a tenth of the cost); the class-incremental protocols a per-class mixture of PPCA
-    models (``mixture_density``, also chosen on validation), and ``anpyc compare --protocol``
-    gives a ``+inference`` label its protocol's score."""
+    models (``mixture_density``; on split MNIST with the heads' evidence, ``mixture_combined``;
+    each chosen on validation), and ``anpyc compare --protocol`` gives a ``+inference`` label its
+    protocol's score."""
     from anpyc.experiments import compare as compare_module
 
     assert PROTOCOLS["pmnist10-domain"].inference == "pooled_density"
-    assert PROTOCOLS["split-mnist-class"].inference == PROTOCOLS["split-fmnist-class"].inference == "mixture_density"
+    assert PROTOCOLS["split-mnist-class"].inference == "mixture_combined"
+    assert PROTOCOLS["split-fmnist-class"].inference == "mixture_density"
     seen = {}
 
     class _Planned(Exception):
@@ -168,7 +170,7 @@ def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
     summary = run_suite("split-mnist-class", out, seeds=1, methods=["anpyc", "finetune", "finetune+inference", "density"],
                         quiet=True, overrides={"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 120},
                                                "model": {"hidden": [8]}, "train": {"epochs": 1}}, allow_dirty=True)
-    assert summary["methods"]["finetune+inference"]["task_inference"] == "mixture_density"
+    assert summary["methods"]["finetune+inference"]["task_inference"] == "mixture_combined"
     text = (out / "bench.md").read_text()
     rows = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| ") and "ACC" not in line]
     assert rows == [["| one head, no task inference", "anpyc"], ["| one head, no task inference", "finetune"],

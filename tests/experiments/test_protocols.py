@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from anpyc.config import RunConfig
@@ -81,3 +84,20 @@ def test_every_tuning_proxy_keeps_its_protocol_and_machine_settings_only():
         protocol_tune_config("pmnist10", "ewc", {"train": {"lr": 0.05}})
     with pytest.raises(ConfigError, match="unknown protocol"):
         protocol_tune_config("nope", "ewc")
+
+
+@pytest.mark.parametrize("protocol", ["split-mnist-class", "split-fmnist-class"])
+def test_a_class_protocols_inference_is_the_validation_choice_of_its_committed_records(protocol):
+    """The score of a class protocol's ``+inference`` rows is the best on validation of every
+    score its committed records compared (``docs/benchmarks/<P>/choices/packnet-*/tune.json``,
+    ``anpyc tune --protocol P --method packnet --param task_inference=...``)."""
+    choices = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / protocol / "choices"
+    val: dict[str, float] = {}
+    for record in sorted(choices.glob("packnet-*/tune.json")):
+        tune = json.loads(record.read_text())
+        assert tune["protocol"]["name"] == protocol and tune["method"] == "packnet"
+        for point in tune["points"]:
+            score = point["params"]["task_inference"]
+            val[score] = max(val.get(score, 0.0), point["val_avg_acc"])
+    assert len(val) >= 3
+    assert PROTOCOLS[protocol].inference == max(val, key=val.get)

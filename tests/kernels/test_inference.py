@@ -12,6 +12,7 @@ from anpyc.config import RunConfig
 from anpyc.data.taskdata import TaskData
 from anpyc.kernels.inference import (
     MIXTURE,
+    MIXTURE_SCORES,
     PPCA_PARTS,
     TaskInference,
     fit_class_mixtures,
@@ -205,13 +206,13 @@ def test_sqrt_inputs_take_the_root_above_the_black_level_and_clamp_below_it():
 
 @pytest.mark.parametrize("protocol", ["split-mnist-class", "split-fmnist-class"])
 def test_the_mixture_score_is_the_form_the_density_preset_chose(protocol):
-    """A protocol whose ``+inference`` rows infer the task by ``mixture_density`` models a
-    class as its ``density`` preset does: the network rows get the very model of the inputs
-    the density row is."""
+    """A protocol whose ``+inference`` rows infer the task by a mixture score
+    (``mixture_density``, ``mixture_combined``) models a class as its ``density`` preset does:
+    the network rows get the very model of the inputs the density row is."""
     from anpyc.experiments import presets
     from anpyc.experiments.protocols import PROTOCOLS
 
-    assert PROTOCOLS[protocol].inference == "mixture_density"
+    assert PROTOCOLS[protocol].inference in MIXTURE_SCORES
     chosen = presets.load_preset(presets.preset_name("density", protocol))["method_params"]
     assert {key: chosen[key] for key in MIXTURE} == MIXTURE
     assert chosen["rank"] == TaskInference("mixture_density").rank

@@ -151,7 +151,7 @@ class Suite:
 
         Example:
             >>> SUITES["split-mnist-class"].all_aliases["ewc+inference"]
-            ('ewc', {'task_inference': 'mixture_density'})
+            ('ewc', {'task_inference': 'mixture_combined'})
         """
         if self.inference is None:
             return dict(self.aliases)

@@ -18,8 +18,8 @@ inputs, and a memory of the inputs (class means, principal directions, a covaria
   ``transform: sqrt`` models the square root of the pixel intensities
   (:func:`anpyc.kernels.inference.sqrt_inputs`; the black level is the first task's smallest
   input). Both default to off; the class-incremental protocols' presets set them, chosen on
-  validation (``presets/grids.yaml``), and their task inference (``mixture_density``) uses the
-  same form.
+  validation (``presets/grids.yaml``), and their task inference (``mixture_density``; on split
+  MNIST ``mixture_combined``, the heads' evidence added) uses the same form.
 * ``slda``: streaming linear discriminant analysis (Hayes & Kanan 2020, "Lifelong Machine
   Learning with Deep Streaming Linear Discriminant Analysis"): one mean per component and one
   covariance shared by all, updated batch by batch in one pass over each task's training

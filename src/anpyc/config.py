@@ -404,7 +404,7 @@ class RunConfig:
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
     scenario: str = "task"  # a name of anpyc.scenario.SCENARIOS
     task_inference: Literal["none", "input_density", "pooled_density", "mixture_density", "combined",
-                            "mixture_combined", "entropy", "feature_density"] = "none"
+                            "mixture_combined", "mixture_evidence", "entropy", "feature_density"] = "none"
 
     def __post_init__(self) -> None:
         if self.method_params is None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from anpyc.config import RunConfig
 from anpyc.data.taskdata import TaskData
+from anpyc.kernels import inference
 from anpyc.kernels.inference import (
     MIXTURE,
     MIXTURE_SCORES,
@@ -41,6 +42,9 @@ class _LinearViews:
 
     def features(self, k, x):
         return x.flatten(1)
+
+    def features_and_logits(self, k, x):
+        return self.features(k, x), self.logits(k, x)
 
     def head_logits(self, k, features):
         return self.maps[k](features)
@@ -139,7 +143,6 @@ def test_task_inference_reports_its_cost_and_only_when_used():
 def test_the_ppca_of_fewer_rows_than_pixels_is_the_covariances_own():
     """The fit from the rows' Gram matrix (fewer rows than dimensions) gives the model the
     covariance's eigendecomposition gives, to float precision."""
-    from anpyc.kernels import inference
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(60, 8, generator=gen) @ torch.randn(8, 100, generator=gen) + 0.1 * torch.randn(60, 100, generator=gen)
@@ -241,3 +244,36 @@ def test_mixture_combined_scores_each_class_by_its_components_summed_and_with_we
     assert torch.equal(inf.predict(x, views).argmax(1), expected.argmax(1))  # labels 0..3 in pair order
     cost = inf.cost()
     assert cost["score"] == "mixture_combined" and cost["forward_passes_per_input"] == 2 and "weight_hits" in cost
+
+
+def test_mixture_evidence_adds_the_views_features_and_chooses_both_weights_on_validation():
+    """``mixture_evidence``: the pairs of ``mixture_combined`` plus the log-likelihood of the
+    view's features under a PPCA model of the pair's class; with the features' weight 0 it
+    answers as ``mixture_combined`` does; both weights are chosen from validation hits."""
+    views = _LinearViews(6, [2, 2])
+    scores = {name: TaskInference(name, rank=1) for name in ("mixture_combined", "mixture_evidence")}
+    for k in range(2):
+        x = _two_clusters(n=60, seed=k) + 3 * k
+        data = _data(x, (torch.arange(120) >= 60).long(), k)
+        for inf in scores.values():
+            inf.record(k, data, data, [2 * k, 2 * k + 1], views, torch.device("cpu"),
+                       generator=torch.Generator().manual_seed(k))
+    evidence, combined = scores["mixture_evidence"], scores["mixture_combined"]
+    assert len(evidence.history["weight_hits"]) == len(inference.COMBINED_WEIGHTS) * len(inference.FEATURE_WEIGHTS)
+    assert len(combined.history["weight_hits"]) == len(inference.COMBINED_WEIGHTS)
+    x = torch.cat([_two_clusters(n=20, seed=5) + 3 * k for k in range(2)])
+    (density, head, feats), task, label = evidence._pair_parts(x, views)
+    (density_c, head_c), _, _ = combined._pair_parts(x, views)
+    assert torch.equal(density, density_c) and torch.equal(head, head_c)
+    expected = torch.cat([ppca_log_likelihoods(x, evidence._feature_fits(k)) for k in range(2)], 1)
+    assert torch.allclose(feats, expected)
+    grid = evidence.weight_grid
+    evidence.history["weight_hits"] = [int(w == 3.0 and v == 0.0) for w, v in grid]
+    combined.history["weight_hits"] = [int(w == 3.0) for w in inference.COMBINED_WEIGHTS]
+    assert evidence.weights == (3.0, 0.0)
+    assert torch.equal(evidence.predict(x, views), combined.predict(x, views))
+    evidence.history["weight_hits"] = [int(w == 0.0 and v == 1.0) for w, v in grid]
+    assert torch.equal(evidence.predict(x, views).argmax(1), label[(density + feats).argmax(1)])
+    cost = evidence.cost()
+    assert cost["weight"] == 0.0 and cost["feature_weight"] == 1.0 and cost["weight_hits"]["0,1"] == 1
+    assert all(p >= 120 for p in cost["decision_forward_passes"])  # the features' fit and the choice

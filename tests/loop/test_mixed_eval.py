@@ -49,7 +49,8 @@ def test_every_method_predicts_each_row_alike_whatever_its_batch(name, scenario)
 
 
 INFERRED = [(m, "input_density") for m in method_names(without={"no-network"})] + [
-    ("hat", score) for score in ("entropy", "feature_density", "combined", "mixture_combined")]
+    ("hat", score) for score in ("entropy", "feature_density", "combined", "mixture_combined",
+                                             "mixture_evidence")]
 
 
 @pytest.mark.parametrize("scenario", ["domain", "class"])

@@ -80,7 +80,7 @@ def test_every_method_trains_a_head_per_task_and_records_the_inference(method):
 
 
 @pytest.mark.parametrize("score", ["entropy", "feature_density", "combined", "pooled_density", "mixture_density",
-                                   "mixture_combined"])
+                                   "mixture_combined", "mixture_evidence"])
 def test_every_score_runs_in_both_scenarios(score):
     for scenario in ("domain", "class"):
         m = run(_cfg("packnet", scenario, score), quiet=True).metrics

@@ -34,6 +34,11 @@ behind them is not known here). Scores:
   the body).
 * ``mixture_combined``: ``combined`` with ``mixture_density``'s model of a class (its
   components' likelihoods summed), its weight chosen on validation data as ``combined``'s.
+* ``mixture_evidence``: ``mixture_combined`` plus ``v`` times the log-likelihood of the view's
+  penultimate features under a PPCA model (rank ``FEATURE_RANK``) of the pair's class, fitted
+  on the task's training inputs under its view when the task ends: what the network makes of
+  the input, as evidence beside its head's. ``w`` and ``v`` (``FEATURE_WEIGHTS``) are chosen
+  together on validation data, as ``combined``'s ``w``.
 * ``entropy``: minus the predictive entropy of the task's head, standardised by its entropy on
   the task's validation split (so that a view that is always unsure is not always beaten);
   every view answers every input.
@@ -61,19 +66,23 @@ from torch.nn import functional as F
 
 from anpyc.data.batches import iterate
 
-SCORES = ("input_density", "pooled_density", "mixture_density", "combined", "mixture_combined", "entropy",
-          "feature_density")
+SCORES = ("input_density", "pooled_density", "mixture_density", "combined", "mixture_combined", "mixture_evidence",
+          "entropy", "feature_density")
 #: scores that pick the task from the input alone, before any forward pass
 INPUT_SCORES = ("input_density", "pooled_density", "mixture_density")
 #: scores that weigh every (task, class) pair's input log-likelihood against its head's log-softmax
-COMBINED_SCORES = ("combined", "mixture_combined")
+COMBINED_SCORES = ("combined", "mixture_combined", "mixture_evidence")
 #: scores whose classes are mixtures of PPCA models of the inputs' square roots
-MIXTURE_SCORES = ("mixture_density", "mixture_combined")
+MIXTURE_SCORES = ("mixture_density", "mixture_combined", "mixture_evidence")
 #: the class model of ``mixture_density``: PPCA models per class and what they model
 MIXTURE = {"components": 8, "transform": "sqrt"}
 #: weights of the head's log-softmax against the input log-likelihood (``combined``): the input
 #: log-likelihoods of images differ by hundreds of nats, so the grid spans several decades
 COMBINED_WEIGHTS = (0.0, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+#: weights of the view's feature log-likelihood (``mixture_evidence``), chosen with the head's
+FEATURE_WEIGHTS = (0.0, 0.3, 1.0, 3.0)
+#: rank of ``mixture_evidence``'s PPCA model of a class's penultimate features under its view
+FEATURE_RANK = 10
 
 
 class Views(Protocol):
@@ -88,6 +97,8 @@ class Views(Protocol):
 
     def features(self, k: int, x: Tensor) -> Tensor: ...
 
+    def features_and_logits(self, k: int, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
     def head_logits(self, k: int, features: Tensor) -> Tensor: ...
 
 
@@ -100,6 +111,16 @@ def entropy(logits: Tensor) -> Tensor:
 def _gaussian_loglik(x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
     """Log-density per row of a diagonal Gaussian (constant terms kept: comparable across tasks)."""
     return -0.5 * (((x - mean) ** 2) / var + var.log() + math.log(2 * math.pi)).sum(1)
+
+
+def all_evidence(views: Views, ks: Sequence[int], x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    """Every task ``k`` in ``ks``'s penultimate features and logits of ``x`` under its view
+    (the body run once when the views share it)."""
+    if views.shared_body:
+        feats = views.features(ks[0], x) if ks else None
+        return [feats] * len(ks), [views.head_logits(k, feats) for k in ks]
+    pairs = [views.features_and_logits(k, x) for k in ks]
+    return [f for f, _ in pairs], [z for _, z in pairs]
 
 
 def all_logits(views: Views, ks: Sequence[int], x: Tensor) -> list[Tensor]:
@@ -127,7 +148,7 @@ class TaskInference(nn.Module):
         if score not in SCORES:
             raise ValueError(f"unknown task-inference score {score!r}; known: {', '.join(SCORES)}")
         self.score, self.samples, self.rank, self.var_floor = score, samples, rank, var_floor
-        self.history: dict = {"labels": [], "calibration": [], "weight_hits": [0] * len(COMBINED_WEIGHTS),
+        self.history: dict = {"labels": [], "calibration": [], "weight_hits": [0] * len(self.weight_grid),
                               "decision_passes": [], "fit_examples": []}
         self.last_views: Tensor | None = None
         self._stacked: tuple[int, dict[str, Tensor], Tensor, Tensor] | None = None  # derived, never saved
@@ -144,10 +165,22 @@ class TaskInference(nn.Module):
         return len(self.history["labels"])
 
     @property
+    def weight_grid(self) -> list[tuple[float, float]]:
+        """The (head, features) weights a combined score chooses from."""
+        features = FEATURE_WEIGHTS if self.score == "mixture_evidence" else (0.0,)
+        return [(w, v) for w in COMBINED_WEIGHTS for v in features]
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        """The head's and the features' weights of a combined score (the first of the most
+        validation hits)."""
+        hits = self.history["weight_hits"]
+        return self.weight_grid[max(range(len(hits)), key=lambda i: (hits[i], -i))]
+
+    @property
     def weight(self) -> float:
         """The head's weight in ``combined`` (the first of the most validation hits)."""
-        hits = self.history["weight_hits"]
-        return COMBINED_WEIGHTS[max(range(len(hits)), key=lambda i: (hits[i], -i))]
+        return self.weights[0]
 
     def _put(self, name: str, value: Tensor) -> None:
         if hasattr(self, name):
@@ -165,8 +198,15 @@ class TaskInference(nn.Module):
         return {"score": self.score, "memory_mb": memory / 2**20, "forward_passes_per_input": per_input,
                 "decision_forward_passes": list(self.history["decision_passes"]),
                 "fit_examples": list(self.history["fit_examples"]),
-                **({"weight": self.weight, "weight_hits": dict(zip(map(str, COMBINED_WEIGHTS), self.history["weight_hits"],
-                                                                    strict=True))} if self.score in COMBINED_SCORES else {})}
+                **(self._weight_record() if self.score in COMBINED_SCORES else {})}
+
+    def _weight_record(self) -> dict:
+        if self.score != "mixture_evidence":
+            return {"weight": self.weight, "weight_hits": dict(zip(map(str, COMBINED_WEIGHTS), self.history["weight_hits"],
+                                                                strict=True))}
+        keys = [f"{w:g},{v:g}" for w, v in self.weight_grid]
+        return {"weight": self.weights[0], "feature_weight": self.weights[1],
+                "weight_hits": dict(zip(keys, self.history["weight_hits"], strict=True))}
 
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
@@ -188,11 +228,13 @@ class TaskInference(nn.Module):
             self._stacked = None
         if self.score in MIXTURE_SCORES:
             fitted = self._fit_mixtures(train, k, device, generator)
+        passes, calibration = 0, None
         if self.score == "feature_density":
             self._fit_features(train, k, views, device)
             fitted = min(len(train), self.samples)
+        if self.score == "mixture_evidence":
+            passes += self._fit_feature_ppca(train, k, views, device)
         self.history["fit_examples"].append(fitted)
-        passes, calibration = 0, None
         if self.score == "entropy":
             h = torch.cat([entropy(views.logits(k, x.to(device))) for x, _, _ in iterate(val, 500, limit=self.samples)]
                           or [torch.zeros(1)])
@@ -200,7 +242,7 @@ class TaskInference(nn.Module):
             passes = min(len(val), self.samples)
         self.history["calibration"].append(calibration)
         if self.score in COMBINED_SCORES:
-            passes = self._choose_weight(val, k, views, device)
+            passes += self._choose_weight(val, k, views, device)
         self.history["decision_passes"].append(passes)
 
     def _fit_mixtures(self, train, k: int, device: torch.device, generator: torch.Generator | None) -> int:
@@ -229,6 +271,18 @@ class TaskInference(nn.Module):
         self._put(f"feat_mean__{k}", means)
         self._put(f"feat_var__{k}", var.mean(0).clamp_min(self.var_floor))
 
+    def _fit_feature_ppca(self, train, k: int, views: Views, device: torch.device) -> int:
+        """``mixture_evidence``'s model of task ``k``'s classes in its view's features; returns
+        the forward passes spent (through the view)."""
+        feats, labels = [], []
+        for x, y, _ in iterate(train, 500, limit=self.samples):
+            feats.append(views.features(k, x.to(device)).flatten(1).float())
+            labels.append(y.to(feats[-1].device))
+        _, fits = class_ppca(torch.cat(feats), torch.cat(labels), FEATURE_RANK, self.var_floor)
+        for name, value in fits.items():
+            self._put(f"ft_{name}__{k}", value)
+        return sum(len(f) for f in feats)
+
     def _choose_weight(self, val, k: int, views: Views, device: torch.device) -> int:
         """Add, for every weight of the grid, how many of task ``k``'s validation inputs the
         ``combined`` pairs of tasks ``0..k`` give their own task and class; returns the forward
@@ -236,11 +290,11 @@ class TaskInference(nn.Module):
         hits, passes = self.history["weight_hits"], 0
         for x, y, _ in iterate(val, 500, limit=self.samples):
             x, y = x.to(device), y.to(device)
-            density, head, task, label = self._pair_parts(x, views)
+            parts, task, label = self._pair_parts(x, views)
             passes += len(x) * (1 if views.shared_body else self.n_views)
             own = (task == k) & (label == torch.as_tensor(self.history["labels"][k], device=device)[y].unsqueeze(1))
-            for i, w in enumerate(COMBINED_WEIGHTS):
-                best = (density + w * head).argmax(1)
+            for i, weights in enumerate(self.weight_grid):
+                best = _pair_scores(parts, weights).argmax(1)
                 hits[i] += int(own.gather(1, best.unsqueeze(1)).sum())
         return passes
 
@@ -261,14 +315,24 @@ class TaskInference(nn.Module):
             self._stacked = (self.n_views, fits, task, output)
         return self._stacked[1:]
 
-    def _pair_parts(self, x: Tensor, views: Views) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``combined``'s parts for every (task, output) pair: the input log-likelihood, the
-        head's log-softmax (rows x pairs each), and each pair's task and stream label."""
-        head = torch.cat([F.log_softmax(z, 1) for z in all_logits(views, range(self.n_views), x)], 1)
+    def _pair_parts(self, x: Tensor, views: Views) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
+        """A combined score's parts for every (task, output) pair (rows x pairs each): the
+        input log-likelihood, the head's log-softmax and (``mixture_evidence``) the view's
+        features' log-likelihood; and each pair's task and stream label."""
+        if self.score == "mixture_evidence":
+            feats, logits = all_evidence(views, range(self.n_views), x)
+            evidence = torch.cat([ppca_log_likelihoods(f.flatten(1).float(), self._feature_fits(k))
+                                  for k, f in enumerate(feats)], 1)
+        else:
+            logits, evidence = all_logits(views, range(self.n_views), x), None
+        head = torch.cat([F.log_softmax(z, 1) for z in logits], 1)
         label = torch.cat([torch.as_tensor(ls, device=x.device) for ls in self.history["labels"]])
         task = torch.cat([torch.full((len(ls),), k, dtype=torch.long, device=x.device)
                           for k, ls in enumerate(self.history["labels"])])
-        return self._pair_density(x), head, task, label
+        return (self._pair_density(x), head, *([] if evidence is None else [evidence])), task, label
+
+    def _feature_fits(self, k: int) -> dict[str, Tensor]:
+        return {name: getattr(self, f"ft_{name}__{k}") for name in PPCA_PARTS}
 
     def _pair_density(self, x: Tensor) -> Tensor:
         """``log p(x | class)`` of every (task, output) pair, in the order of the views' labels
@@ -321,8 +385,8 @@ class TaskInference(nn.Module):
                             for k in range(self.n_views)], 1)
 
     def _predict_pairs(self, x: Tensor, views: Views) -> Tensor:
-        density, head, task, label = self._pair_parts(x, views)
-        pairs = density + self.weight * head
+        parts, task, label = self._pair_parts(x, views)
+        pairs = _pair_scores(parts, self.weights)
         self.last_views = task[pairs.argmax(1)].cpu()
         out = torch.full((len(x), self.width()), -math.inf, device=x.device)
         return out.scatter_reduce(1, label.unsqueeze(0).expand_as(pairs), pairs, reduce="amax")
@@ -334,6 +398,14 @@ class TaskInference(nn.Module):
             return torch.stack([_gaussian_loglik(f, m, var) for m in means], 1).max(1).values
         mu, sd = self.history["calibration"][k]
         return -(entropy(logits) - mu) / sd
+
+
+def _pair_scores(parts: tuple[Tensor, ...], weights: tuple[float, float]) -> Tensor:
+    """The pairs' scores: the input log-likelihood, plus the head's log-softmax and the features'
+    log-likelihood (when there are features and their weight is not 0) weighted."""
+    density, head, *evidence = parts
+    scores = density + weights[0] * head
+    return scores + weights[1] * evidence[0] if evidence and weights[1] else scores
 
 
 PPCA_PARTS = ("mean", "basis", "eig", "noise")  # of a stack of PPCA fits, one per class
@@ -356,7 +428,13 @@ def fit_class_ppca(data, samples: int, rank: int, floor: float, device: torch.de
         ([0, 1], torch.Size([2, 5, 2]))
     """
     x, y = read_inputs(data, samples, device)
-    y = torch.zeros_like(y) if pooled else y
+    return class_ppca(x, torch.zeros_like(y) if pooled else y, rank, floor)
+
+
+def class_ppca(x: Tensor, y: Tensor, rank: int, floor: float) -> tuple[list[int], dict[str, Tensor]]:
+    """One probabilistic PCA per class of ``y`` of its rows of ``x`` (flattened): the classes,
+    sorted, and the fits stacked in that order (as :func:`fit_class_ppca`'s)."""
+    x = x.flatten(1)
     classes = sorted(set(y.tolist()))
     fits = [_ppca(x[y == c], rank, floor) for c in classes]
     return classes, {name: torch.stack([f[i] for f in fits]).float() for i, name in enumerate(PPCA_PARTS)}

@@ -53,7 +53,8 @@ class MethodViews:
     def __init__(self, method: Method, model) -> None:
         self.method, self.model = method, model
         kind = type(method)
-        self.shared_body = kind.eval_context is Method.eval_context and kind.predict is Method.predict
+        self.plain_predict = kind.predict is Method.predict  # the head on the body's features
+        self.shared_body = kind.eval_context is Method.eval_context and self.plain_predict
 
     def logits(self, k: int, x: Tensor) -> Tensor:
         with self.method.eval_context(self.model, k):
@@ -62,6 +63,14 @@ class MethodViews:
     def features(self, k: int, x: Tensor) -> Tensor:
         with self.method.eval_context(self.model, k):
             return self.model.features(x)
+
+    def features_and_logits(self, k: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Both at once: one pass of the body where the method's answer is its head on them."""
+        with self.method.eval_context(self.model, k):
+            feats = self.model.features(x)
+            if self.plain_predict:
+                return feats, self.model.head_forward(feats, k)
+            return feats, self.method.predict(self.model, x, k)
 
     def head_logits(self, k: int, features: Tensor) -> Tensor:
         return self.model.head_forward(features, k)

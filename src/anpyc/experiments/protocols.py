@@ -144,14 +144,15 @@ PROTOCOLS: dict[str, Protocol] = {
         # tune --protocol P --method density` chose on both class protocols; on validation
         # (`anpyc tune --protocol P --method packnet --param
         # task_inference=input_density,mixture_density`) it finds the task for more inputs, and
-        # (`... --param task_inference=mixture_density,mixture_combined`) here the heads' evidence
-        # added to it gives more right answers (docs/benchmarks/<P>/choices)
+        # (`... --param task_inference=mixture_density,mixture_combined,mixture_evidence`) here
+        # the heads' evidence added to it gives more right answers; the features' gets weight 0
+        # (the same answers: the simpler score) (docs/benchmarks/<P>/choices)
         inference="mixture_combined",
     ),
     "split-fmnist-class": Protocol(
         "5-task class-incremental split Fashion-MNIST, as split-mnist-class",
         {**SPLIT_CLASS, "stream": {"benchmark": "split-fashion-mnist"}},
-        inference="mixture_density",  # chosen on validation as split-mnist-class's (the heads' evidence: fewer)
+        inference="mixture_density",  # chosen on validation as split-mnist-class's (with the heads' evidence: fewer)
     ),
 }
 

@@ -277,3 +277,11 @@ def test_mixture_evidence_adds_the_views_features_and_chooses_both_weights_on_va
     cost = evidence.cost()
     assert cost["weight"] == 0.0 and cost["feature_weight"] == 1.0 and cost["weight_hits"]["0,1"] == 1
     assert all(p >= 120 for p in cost["decision_forward_passes"])  # the features' fit and the choice
+
+
+def test_the_run_config_accepts_every_score_and_nothing_else():
+    from typing import get_args
+
+    from anpyc.config import RunConfig, _field_type
+
+    assert get_args(_field_type(RunConfig, "task_inference")) == ("none", *inference.SCORES)

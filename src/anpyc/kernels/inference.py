@@ -259,12 +259,17 @@ class TaskInference(nn.Module):
         self._stacked = None
         return len(x)
 
-    def _fit_features(self, train, k: int, views: Views, device: torch.device) -> None:
+    def _view_features(self, train, k: int, views: Views, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The penultimate features under task ``k``'s view of the first ``samples`` inputs of
+        ``train``, flattened, and their labels."""
         feats, labels = [], []
         for x, y, _ in iterate(train, 500, limit=self.samples):
             feats.append(views.features(k, x.to(device)).flatten(1))
             labels.append(y.to(feats[-1].device))
-        f, y = torch.cat(feats), torch.cat(labels)
+        return torch.cat(feats), torch.cat(labels)
+
+    def _fit_features(self, train, k: int, views: Views, device: torch.device) -> None:
+        f, y = self._view_features(train, k, views, device)
         classes = range(len(self.history["labels"][k]))
         means = torch.stack([f[y == c].mean(0) if bool((y == c).any()) else f.mean(0) for c in classes])
         var = torch.stack([f[y == c].var(0, unbiased=False) for c in classes if int((y == c).sum()) > 1] or [f.var(0)])
@@ -274,14 +279,11 @@ class TaskInference(nn.Module):
     def _fit_feature_ppca(self, train, k: int, views: Views, device: torch.device) -> int:
         """``mixture_evidence``'s model of task ``k``'s classes in its view's features; returns
         the forward passes spent (through the view)."""
-        feats, labels = [], []
-        for x, y, _ in iterate(train, 500, limit=self.samples):
-            feats.append(views.features(k, x.to(device)).flatten(1).float())
-            labels.append(y.to(feats[-1].device))
-        _, fits = class_ppca(torch.cat(feats), torch.cat(labels), FEATURE_RANK, self.var_floor)
+        f, y = self._view_features(train, k, views, device)
+        _, fits = class_ppca(f.float(), y, FEATURE_RANK, self.var_floor)
         for name, value in fits.items():
             self._put(f"ft_{name}__{k}", value)
-        return sum(len(f) for f in feats)
+        return len(f)
 
     def _choose_weight(self, val, k: int, views: Views, device: torch.device) -> int:
         """Add, for every weight of the grid, how many of task ``k``'s validation inputs the

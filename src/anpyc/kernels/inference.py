@@ -340,9 +340,9 @@ class TaskInference(nn.Module):
         """``log p(x | class)`` of every (task, output) pair, in the order of the views' labels
         (a mixture's components' likelihoods, each weighted by its share, summed)."""
         fits, task, output = self._stack()
+        per_row = self._fit_log_likelihoods(x, fits)
         if self.score not in MIXTURE_SCORES:
-            return ppca_log_likelihoods(x, fits)
-        per_row = ppca_log_likelihoods(sqrt_inputs(x, self.in_shift), fits) + fits["log_weight"]
+            return per_row
         sizes = [len(ls) for ls in self.history["labels"]]
         offsets = torch.tensor([0, *sizes[:-1]], device=output.device).cumsum(0)
         pair = offsets[task] + output
@@ -379,12 +379,16 @@ class TaskInference(nn.Module):
         component's weighted by its share of its class) summed over the task's classes, equal
         weights (rows x tasks)."""
         fits, task, output = self._stack()
-        if self.score in MIXTURE_SCORES:
-            per_row = ppca_log_likelihoods(sqrt_inputs(x, self.in_shift), fits) + fits["log_weight"]
-        else:
-            per_row = ppca_log_likelihoods(x, fits)  # rows x (task, output)
+        per_row = self._fit_log_likelihoods(x, fits)
         return torch.stack([torch.logsumexp(per_row[:, task == k], 1) - math.log(len(output[task == k].unique()))
                             for k in range(self.n_views)], 1)
+
+    def _fit_log_likelihoods(self, x: Tensor, fits: dict[str, Tensor]) -> Tensor:
+        """``x``'s log-likelihood under every stacked fit (rows x fits): per (task, class), or
+        for a mixture score per component, on the square roots, weighted by its class share."""
+        if self.score in MIXTURE_SCORES:
+            return ppca_log_likelihoods(sqrt_inputs(x, self.in_shift), fits) + fits["log_weight"]
+        return ppca_log_likelihoods(x, fits)
 
     def _predict_pairs(self, x: Tensor, views: Views) -> Tensor:
         parts, task, label = self._pair_parts(x, views)

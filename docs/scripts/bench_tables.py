@@ -73,15 +73,17 @@ def _standing(rows: list[tuple[str, dict]], group: str) -> str | None:
 
 
 #: without a task id, what answers a test input; rows compare like with like within a group
-GROUPS = ("one head", "task inferred", "inputs alone")
+GROUPS = ("one head", "one head, density replay", "task inferred", "inputs alone")
 
 
 def _group(entry: dict, scenario: str) -> str:
     if scenario == "task":
         return ""
     if entry.get("trains_network") is False:
-        return GROUPS[2]
-    return GROUPS[1] if entry.get("task_inference", "none") != "none" else GROUPS[0]
+        return GROUPS[3]
+    if entry.get("density_replay"):
+        return GROUPS[1]
+    return GROUPS[2] if entry.get("task_inference", "none") != "none" else GROUPS[0]
 
 
 def recorded_commit(bench: dict) -> str | None:

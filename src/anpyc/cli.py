@@ -32,7 +32,7 @@ from anpyc.config import (
     load_mapping,
 )
 from anpyc.errors import AnpycError, ConfigError
-from anpyc.names import INFERENCE_SUFFIX, check_name
+from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
 
 log = logging.getLogger("anpyc")
@@ -390,8 +390,9 @@ def _method_list(text: str, flag: str = "--methods", check: bool = True) -> list
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     methods = _method_list(args.methods, check=False)
-    for m in methods:  # <method>+inference: the method with the task inferred
-        check_name("method", m.removesuffix(INFERENCE_SUFFIX) if m != INFERENCE_SUFFIX else m)
+    for m in methods:  # <method>+inference: the method with the task inferred; +density-replay: with that replay
+        base = m.removesuffix(INFERENCE_SUFFIX).removesuffix(DENSITY_REPLAY_SUFFIX)
+        check_name("method", base or m)
     protocol = None
     if args.protocol:
         from anpyc.experiments.protocols import get_protocol
@@ -402,11 +403,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     base = _config_from_args(args, None, protocol.base if protocol else None)
     budget = args.budget or (protocol.budget if protocol else "passes")
     params = parse_params(args.param, per_method=True)
-    from anpyc.experiments.compare import compare, inference_aliases
-    from anpyc.names import INFERENCE_SCORE
+    from anpyc.experiments.compare import compare, variant_aliases
 
-    # <method>+inference: the method with the task inferred (by the protocol's score, if it names one)
-    aliases = inference_aliases(methods, protocol.inference if protocol else INFERENCE_SCORE)
+    # <method>+inference, <method>+density-replay: the method with the task inferred, or with replay
+    # drawn from the density model (by the protocol's choices, if it names them)
+    aliases = variant_aliases(methods, protocol)
     if not args.no_presets and not args.stream_from:  # a tuned preset, when this run is the protocol it was tuned under
         from anpyc.experiments.presets import select_presets
 

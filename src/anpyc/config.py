@@ -371,6 +371,11 @@ class GenerativeConfig:
         _check(self.grid_columns >= 1, "generative.grid_columns must be >= 1")
 
 
+#: run options every method accepts among its parameters (``--param KEY=VALUE``), moved from
+#: ``method_params`` to the run config's own fields
+RUN_OPTIONS = frozenset({"task_inference", "density_replay", "density_weight"})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; saved as ``config.yaml`` beside its results.
@@ -385,8 +390,12 @@ class RunConfig:
 
     ``task_inference`` (``none`` by default) trains any method task-aware, one head per task,
     and infers each test input's task with that score (:mod:`anpyc.methods.task_inference`);
-    only where the scenario hides the task id. Every method accepts it among its parameters
-    (``--param task_inference=input_density``): it is moved here from ``method_params``.
+    only where the scenario hides the task id. ``density_replay`` (``0``, off, by default)
+    trains any method on that many inputs per step drawn from a class density model of the
+    earlier tasks, and answers with the model's and the network's evidence, the network's
+    weighted by ``density_weight`` (:mod:`anpyc.methods.density_replay`). Every method accepts
+    these among its parameters (``--param task_inference=input_density``, ``--param
+    density_replay=10``): they are moved here from ``method_params`` (:data:`RUN_OPTIONS`).
 
     Example:
         >>> cfg = RunConfig.from_dict({"method": "ewc", "method_params": {"task_inference": "input_density"},
@@ -405,17 +414,25 @@ class RunConfig:
     scenario: str = "task"  # a name of anpyc.scenario.SCENARIOS
     task_inference: Literal["none", "input_density", "pooled_density", "mixture_density", "combined",
                             "mixture_combined", "mixture_evidence", "entropy", "feature_density"] = "none"
+    density_replay: int = 0
+    density_weight: float = 100.0
 
     def __post_init__(self) -> None:
         if self.method_params is None:
             object.__setattr__(self, "method_params", {})
         if not isinstance(self.method_params, dict) and not dataclasses.is_dataclass(self.method_params):
             raise ConfigError(f"method_params: expected a mapping, got {self.method_params!r}")
-        if isinstance(self.method_params, dict) and "task_inference" in self.method_params:
-            params = dict(self.method_params)  # every method accepts it: it is the run's, not the method's
-            value = coerce(params.pop("task_inference"), _field_type(RunConfig, "task_inference"), "method_params.task_inference")
+        if isinstance(self.method_params, dict) and RUN_OPTIONS & set(self.method_params):
+            params = dict(self.method_params)  # every method accepts them: they are the run's, not the method's
+            for key in sorted(RUN_OPTIONS & set(params)):
+                object.__setattr__(self, key, coerce(params.pop(key), _field_type(RunConfig, key), f"method_params.{key}"))
             object.__setattr__(self, "method_params", params)
-            object.__setattr__(self, "task_inference", value)
+        if self.density_replay < 0 or self.density_weight < 0:
+            raise ConfigError(f"density_replay and density_weight must be >= 0, got {self.density_replay} and "
+                              f"{self.density_weight}")
+        if self.density_replay and self.task_inference != "none":
+            raise ConfigError("density_replay and task_inference: one of the two per run (the density model "
+                              "answers with the network in one, picks a head in the other)")
         scenario = get_scenario(self.scenario)
         if self.task_inference != "none" and scenario.task_id_at_test:
             raise ConfigError(f"task_inference {self.task_inference!r}: scenario {self.scenario!r} gives the task id at test "

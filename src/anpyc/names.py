@@ -34,6 +34,13 @@ INFERENCE_SUFFIX = "+inference"
 #: (:attr:`anpyc.experiments.protocols.Protocol.inference`): the very model ``--method density``
 #: classifies with
 INFERENCE_SCORE = "input_density"
+#: a label ``<method>+density-replay`` in a comparison: the method trained on inputs drawn from the
+#: class density model too, answering with it (:mod:`anpyc.methods.density_replay`)
+DENSITY_REPLAY_SUFFIX = "+density-replay"
+#: the run options of a ``<method>+density-replay`` row, unless its protocol names its own
+#: (:attr:`anpyc.experiments.protocols.Protocol.density_replay`): inputs drawn per step (the
+#: training batch's size on the class protocols) and the weight of the network's evidence
+DENSITY_REPLAY = {"density_replay": 10, "density_weight": 100.0}
 
 
 def _literal(node: ast.AST) -> str | None:

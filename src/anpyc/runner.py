@@ -40,7 +40,7 @@ from anpyc.data.streams import Stream, make_stream
 from anpyc.data.user import stream_from_source
 from anpyc.errors import ConfigError, OutputError, unknown
 from anpyc.loop.train import LoopConfig, LoopState, train_stream
-from anpyc.methods import create, for_run, typed
+from anpyc.methods import for_run, typed
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize, weight_distribution
 from anpyc.parallel.collectives import (
@@ -125,7 +125,7 @@ def apply_budget(cfg: RunConfig, budget: str | None = "passes", method: Method |
     if budget != "passes":
         return cfg
     try:
-        method = method if method is not None else create(cfg.method, cfg.method_params)
+        method = for_run(cfg, method)  # a run option's wrapper (replay from the density model) spends passes too
         epochs = method.epochs_for_budget(cfg.train.epochs, batch_size=cfg.train.batch_size)
     except ValueError as exc:
         raise ConfigError(f"budget of {cfg.train.epochs:g} passes per task: {exc}") from None
@@ -324,6 +324,7 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
     metrics.update({
         "method": cfg.method, "benchmark": stream.name, "scenario": cfg.scenario, "n_tasks": len(stream),
         "task_inference": cfg.task_inference,
+        **({"density_replay": cfg.density_replay, "density_weight": cfg.density_weight} if cfg.density_replay else {}),
         "seed": cfg.seed, "acc_matrix": p["R"].tolist(), "val_acc_matrix": p["V"].tolist(),
         "val_avg_acc": val["avg_acc"], "val_bwt": val["bwt"],
         "passes": list(p["passes"]),

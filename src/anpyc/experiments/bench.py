@@ -28,7 +28,7 @@ from anpyc.errors import ConfigError, unknown
 from anpyc.experiments.protocols import PMNIST, PROTOCOLS
 from anpyc.io import atomic_write_text, relative_command, write_json
 from anpyc.methods import DEFAULT_METHOD, METHODS, method_names
-from anpyc.names import INFERENCE_SUFFIX
+from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,7 @@ class Suite:
     budget: str = "passes"  # equal training passes per task; "epochs" only to reproduce a paper's protocol
     protocol: str | None = None
     inference: str | None = None  # a task-inference score: a `<method>+inference` row for every method that trains a network
+    density_replay: dict | None = None  # run options: a `<method>+density-replay` row for every such method but joint
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -153,21 +154,28 @@ class Suite:
             >>> SUITES["split-mnist-class"].all_aliases["ewc+inference"]
             ('ewc', {'task_inference': 'mixture_combined'})
         """
-        if self.inference is None:
-            return dict(self.aliases)
-        from anpyc.experiments.compare import inference_aliases
+        from anpyc.experiments.compare import density_replay_aliases, inference_aliases
 
-        labels = [f"{m}{INFERENCE_SUFFIX}" for m in self.methods if METHODS[m].trains_network]
-        return {**self.aliases, **inference_aliases(labels, self.inference)}
+        out = dict(self.aliases)
+        networks = [m for m in self.methods if METHODS[m].trains_network]
+        if self.inference is not None:
+            out.update(inference_aliases([f"{m}{INFERENCE_SUFFIX}" for m in networks], self.inference))
+        if self.density_replay is not None:  # not for joint training: it sees every task's data already
+            labels = [f"{m}{DENSITY_REPLAY_SUFFIX}" for m in networks if "upper-bound" not in METHODS[m].tags]
+            out.update(density_replay_aliases(labels, self.density_replay))
+        return out
 
 
-def _of_protocol(name: str, methods: Methods = ALL_METHODS, with_inference: bool = False, **changes: Any) -> Suite:
+def _of_protocol(name: str, methods: Methods = ALL_METHODS, with_inference: bool = False,
+                 with_density_replay: bool = False, **changes: Any) -> Suite:
     """The suite that runs protocol ``name`` (``changes``: settings outside its fingerprint;
-    ``with_inference``: `<method>+inference` rows, the task inferred by the protocol's score)."""
+    ``with_inference``: `<method>+inference` rows, the task inferred by the protocol's score;
+    ``with_density_replay``: `<method>+density-replay` rows, with the protocol's options)."""
     p = PROTOCOLS[name]
     base = deep_update(p.base, changes.pop("base", {}))
     return Suite(changes.pop("description", p.description), base, methods, budget=p.budget, protocol=name,
-                 inference=p.inference if with_inference else None, **changes)
+                 inference=p.inference if with_inference else None,
+                 density_replay=dict(p.density_replay) if with_density_replay else None, **changes)
 
 
 SUITES: dict[str, Suite] = {
@@ -204,7 +212,7 @@ SUITES: dict[str, Suite] = {
         "anpyc-all row) beside the importance-penalty methods (EWC, online EWC, SI, MAS) at their presets",
     ),
     "split-fmnist-class": _of_protocol("split-fmnist-class", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
-                                       with_inference=True),
+                                       with_inference=True, with_density_replay=True),
     "reference": Suite(
         "the paper's setting, exactly the shipped anpyc-reference preset: 10-task permuted MNIST, "
         "784-64-32 MLP, SGD lr 0.02, batch 256, 30 epochs per task, ANPyC as the reference code "

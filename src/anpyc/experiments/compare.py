@@ -27,7 +27,7 @@ from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
 from anpyc.io import write_json, write_yaml
 from anpyc.methods import create, get_method_class, typed
-from anpyc.names import INFERENCE_SCORE, INFERENCE_SUFFIX
+from anpyc.names import DENSITY_REPLAY, DENSITY_REPLAY_SUFFIX, INFERENCE_SCORE, INFERENCE_SUFFIX
 from anpyc.report.tables import summary_markdown
 from anpyc.runner import (
     RunResult,
@@ -213,11 +213,35 @@ def inference_aliases(labels: list[str], score: str = INFERENCE_SCORE) -> dict[s
             for label in labels if label.endswith(INFERENCE_SUFFIX) and len(label) > len(INFERENCE_SUFFIX)}
 
 
+def density_replay_aliases(labels: list[str], options: dict[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The ``<method>+density-replay`` labels among ``labels``, each as an alias of its method
+    with the run options ``options`` (:mod:`anpyc.methods.density_replay`; a protocol names its
+    own: :attr:`anpyc.experiments.protocols.Protocol.density_replay`).
+
+    Example:
+        >>> density_replay_aliases(["ewc", "ewc+density-replay"])
+        {'ewc+density-replay': ('ewc', {'density_replay': 10, 'density_weight': 100.0})}
+    """
+    options = dict(DENSITY_REPLAY if options is None else options)
+    n = len(DENSITY_REPLAY_SUFFIX)
+    return {label: (label[:-n], dict(options)) for label in labels if label.endswith(DENSITY_REPLAY_SUFFIX) and len(label) > n}
+
+
+def variant_aliases(labels: list[str], protocol: Any = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The ``<method>+inference`` and ``<method>+density-replay`` labels among ``labels`` as
+    aliases, with ``protocol``'s choices (a :class:`anpyc.experiments.protocols.Protocol`) or the
+    defaults."""
+    score = protocol.inference if protocol is not None else INFERENCE_SCORE
+    options = protocol.density_replay if protocol is not None else DENSITY_REPLAY
+    return {**inference_aliases(labels, score), **density_replay_aliases(labels, options)}
+
+
 def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
     """``(method, hyper-parameters)`` of a label of a comparison: a method, an alias (a
-    variant of a method) with its own parameters, or ``<method>+inference``; explicit
+    variant of a method) with its own parameters, ``<method>+inference`` or
+    ``<method>+density-replay``; explicit
     ``params`` win."""
-    method, preset = aliases.get(label) or inference_aliases([label]).get(label, (label, {}))
+    method, preset = aliases.get(label) or variant_aliases([label]).get(label, (label, {}))
     return method, {**preset, **params.get(label, {})}
 
 
@@ -295,6 +319,7 @@ def summarize_results(
             "upper_bound": "upper-bound" in get_method_class(cfg.method).tags,
             # what answers without a task id: one head, a head per task with the task inferred, or the inputs' model alone
             "task_inference": cfg.task_inference,
+            "density_replay": cfg.density_replay,
             "trains_network": get_method_class(cfg.method).trains_network,
             **method_summary([r.metrics for r in runs], reference),
             "runs": [str(r.out_dir) if r.out_dir else None for r in runs],

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from anpyc.config import RunConfig
+from anpyc.config import RUN_OPTIONS, RunConfig
 from anpyc.errors import ConfigError, unknown
 from anpyc.experiments.protocols import PROTOCOLS, differences, fingerprint, protocol_fingerprint
 from anpyc.io import write_yaml
@@ -273,7 +273,7 @@ def _preset_params(preset: dict) -> dict:
     """A preset's method parameters as a run applies them: without ``task_inference``, an
     option of three mask methods (on by default) when the preset was tuned. Whether a run
     infers tasks is the run's choice (a ``<method>+inference`` row), never a preset's."""
-    return {k: v for k, v in preset.get("method_params", {}).items() if k != "task_inference"}
+    return {k: v for k, v in preset.get("method_params", {}).items() if k not in RUN_OPTIONS}
 
 
 def not_applied_line(methods: list[str], cfg: RunConfig, budget: str | None, directory: Path | None = None) -> str:

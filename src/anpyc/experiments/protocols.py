@@ -35,7 +35,7 @@ from typing import Any
 
 from anpyc.config import RunConfig, deep_update
 from anpyc.errors import ConfigError, unknown
-from anpyc.names import INFERENCE_SCORE
+from anpyc.names import DENSITY_REPLAY, INFERENCE_SCORE
 from anpyc.scenario import get_scenario
 
 #: settings left out of a protocol's fingerprint (sequence length, evaluation, machine, seed)
@@ -57,7 +57,8 @@ class Protocol:
     ``budget``: ``passes`` (equal training passes per task) or ``epochs``; ``tune``: the
     tuning proxy's changes to ``base`` (only settings outside the fingerprint);
     ``tune_seeds``: seeds per grid point; ``inference``: the task-inference score of its
-    ``<method>+inference`` rows (where the scenario hides the task id)."""
+    ``<method>+inference`` rows (where the scenario hides the task id); ``density_replay``: the
+    run options of its ``<method>+density-replay`` rows (:mod:`anpyc.methods.density_replay`)."""
 
     description: str
     base: dict
@@ -65,6 +66,7 @@ class Protocol:
     tune: dict = field(default_factory=dict)
     tune_seeds: int = 1
     inference: str = INFERENCE_SCORE
+    density_replay: dict = field(default_factory=lambda: dict(DENSITY_REPLAY))
 
 
 #: The shared protocol of ANPyC's measurements (docs/anpyc.md): permuted MNIST, task 1
@@ -197,6 +199,8 @@ def fingerprint(cfg: RunConfig, budget: str | None) -> dict[str, Any]:
     data.pop("method_params", None)
     if data.pop("task_inference", "none") != "none":  # a method's option: its protocol is the scenario's
         data["model"]["head"] = get_scenario(cfg.scenario).head
+    data.pop("density_replay", None)  # a method's option too (anpyc.methods.density_replay)
+    data.pop("density_weight", None)
     if cfg.model.name not in GENERATIVE_MODELS:
         data.pop("generative", None)
     flat = {k: v for k, v in _flatten(data).items()

@@ -517,6 +517,25 @@ def _mixture_parts(x: Tensor, k: int, rank: int, floor: float, generator: torch.
     return [(assign == j).nonzero(as_tuple=True)[0] for j in range(len(centres))]
 
 
+def sample_ppca(fits: dict[str, Tensor], rows: Tensor, generator: torch.Generator) -> Tensor:
+    """One draw from each fit ``rows[i]`` of a stack (:func:`fit_class_ppca`): ``m + U (z *
+    sqrt(eig - noise))``, ``z`` standard normal drawn with ``generator`` (on the CPU, so a
+    draw does not depend on the device). Tipping & Bishop's generative model without its
+    isotropic noise: the principal directions' variation only (the noise would add
+    ``noise`` per pixel of static, not an input's shape).
+
+    Example:
+        >>> fits = {"mean": torch.zeros(2, 4), "basis": torch.eye(4)[:, :1].expand(2, 4, 1),
+        ...         "eig": torch.ones(2, 1), "noise": torch.zeros(2)}
+        >>> sample_ppca(fits, torch.tensor([0, 1, 1]), torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 4])
+    """
+    mean, basis, eig, noise = (fits[name] for name in PPCA_PARTS)
+    z = torch.randn(len(rows), eig.shape[1], generator=generator).to(mean.device)
+    scale = (eig[rows] - noise[rows].unsqueeze(1)).clamp_min(0).sqrt()
+    return mean[rows] + torch.einsum("ndr,nr->nd", basis[rows], z * scale)
+
+
 def ppca_log_likelihoods(x: Tensor, fits: dict[str, Tensor]) -> Tensor:
     """``log p(x | class)`` of every row of ``x`` (flattened) under every fit of a stack
     (:func:`fit_class_ppca`; covariance ``U diag(eig) U^T + noise (I - U U^T)``): rows x

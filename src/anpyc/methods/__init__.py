@@ -10,6 +10,7 @@ from anpyc.methods import (  # noqa: F401  (registers the classes)
     anpyc,
     anpyc_masks,
     density,
+    density_replay,
     ewc,
     finetune,
     hat,
@@ -27,7 +28,6 @@ from anpyc.methods.registry import (
     DEFAULT_METHOD,
     METHODS,
     create,
-    for_run,
     get_method_class,
     has_params,
     method_config,
@@ -36,6 +36,7 @@ from anpyc.methods.registry import (
     resolved_params,
     typed,
 )
+from anpyc.methods.wrappers import for_run
 
 __all__ = [
     "DEFAULT_METHOD",

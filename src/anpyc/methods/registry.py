@@ -63,6 +63,9 @@ def typed(cfg: RunConfig) -> RunConfig:
     if cfg.task_inference != "none" and not get_method_class(cfg.method).trains_network:
         raise ConfigError(f"task_inference: {cfg.method} trains no network (it is a model of the inputs already); "
                           "task inference is for methods that train one")
+    if cfg.density_replay and not get_method_class(cfg.method).trains_network:
+        raise ConfigError(f"density_replay: {cfg.method} trains no network (it is a model of the inputs already); "
+                          "replay from the density model is for methods that train one")
     return cfg if config is cfg.method_params else dataclasses.replace(cfg, method_params=config)
 
 
@@ -74,23 +77,6 @@ def create(name: str, params: Any = None):
         'finetune'
     """
     return get_method_class(name)(method_config(name, params))
-
-
-def for_run(cfg: RunConfig, method: Any = None):
-    """The method object a run trains: ``method`` (default: built from ``cfg``), wrapped for
-    task inference when ``cfg.task_inference`` asks (:class:`anpyc.methods.task_inference.TaskInferred`).
-
-    Example:
-        >>> cfg = RunConfig.from_dict({"method": "ewc", "scenario": "class", "method_params": {"task_inference": "combined"}})
-        >>> type(for_run(cfg)).__name__, for_run(cfg).inner.name
-        ('TaskInferred', 'ewc')
-    """
-    from anpyc.methods.task_inference import TaskInferred
-
-    method = method if method is not None else create(cfg.method, cfg.method_params)
-    if cfg.task_inference == "none" or isinstance(method, TaskInferred):
-        return method
-    return TaskInferred(method, cfg.task_inference)
 
 
 def resolved_params(name: str, params: Any = None) -> dict[str, Any]:

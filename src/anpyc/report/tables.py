@@ -78,7 +78,8 @@ def summary_markdown(summary: dict) -> str:
 
 
 #: without a task id, what answers a test input, in the order the tables show the groups
-GROUPS = ("one head, no task inference", "task inferred, a head per task", "the inputs' model alone")
+GROUPS = ("one head, no task inference", "one head, replay drawn from the inputs' model", "task inferred, a head per task",
+          "the inputs' model alone")
 
 
 def comparison_group(entry: dict, scenario: str | None) -> str:
@@ -92,8 +93,10 @@ def comparison_group(entry: dict, scenario: str | None) -> str:
     if scenario in (None, "task"):
         return ""
     if entry.get("trains_network") is False:
-        return GROUPS[2]
-    return GROUPS[1] if entry.get("task_inference", "none") != "none" else GROUPS[0]
+        return GROUPS[3]
+    if entry.get("density_replay"):
+        return GROUPS[1]
+    return GROUPS[2] if entry.get("task_inference", "none") != "none" else GROUPS[0]
 
 
 def grouped(summary: dict) -> dict[str, list[str]]:

@@ -101,3 +101,15 @@ def test_a_class_protocols_inference_is_the_validation_choice_of_its_committed_r
             val[score] = max(val.get(score, 0.0), point["val_avg_acc"])
     assert len(val) >= 3
     assert PROTOCOLS[protocol].inference == max(val, key=val.get)
+
+
+def test_split_fmnist_class_density_replay_is_the_validation_choice_of_its_committed_record():
+    """The options of the protocol's ``+density-replay`` rows are the best on validation of its
+    committed 4-point grid (``choices/finetune-density-replay/tune.json``)."""
+    record = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "split-fmnist-class" / "choices"
+              / "finetune-density-replay" / "tune.json")
+    tune = json.loads(record.read_text())
+    assert tune["protocol"]["name"] == "split-fmnist-class" and len(tune["points"]) == 4
+    best = max(tune["points"], key=lambda p: p["val_avg_acc"])["params"]
+    chosen = PROTOCOLS["split-fmnist-class"].density_replay
+    assert chosen == {k: best[k] for k in ("density_replay", "density_weight")}

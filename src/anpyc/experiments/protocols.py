@@ -157,6 +157,9 @@ PROTOCOLS: dict[str, Protocol] = {
         # chosen on validation as split-mnist-class's; here the heads' evidence added to the
         # mixture gives fewer right answers (docs/benchmarks/<P>/choices)
         inference="mixture_density",
+        # `anpyc tune --protocol split-fmnist-class --method finetune --param density_replay=10,30
+        # --param density_weight=30,100` (docs/benchmarks/<P>/choices/finetune-density-replay)
+        density_replay={"density_replay": 10, "density_weight": 30.0},
     ),
 }
 

@@ -101,8 +101,10 @@ def test_the_draws_are_of_earlier_classes_and_counted():
         assert 0 < method.extra_examples(t) <= 10 * steps[t]
     assert m["passes"][1] == pytest.approx(1.0, abs=0.05) and m["passes"][0] == pytest.approx(0.8, abs=0.05)
     method.current_task.fill_(2)
-    _, y, t = method.draw(500)
+    x, y, t = method.draw(500)
     assert set(t.tolist()) == {0, 1} and set(y.tolist()) <= set(stream[0].classes) | set(stream[1].classes)
+    seen = torch.cat([task.train.get(torch.arange(len(task.train)))[0] for task in stream])
+    assert seen.min() <= x.min() and x.max() <= seen.max()  # clipped to the inputs' range
     assert m["density_replay"] == 10 and m["density_replay_model"]["components"] >= 6
 
 

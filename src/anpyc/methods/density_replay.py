@@ -11,8 +11,9 @@ class-incremental protocols). It does two things with it, and stores no example:
 * **Training.** From the second task on, every training step also trains the network on ``K``
   inputs drawn from the models of the classes seen in earlier tasks: a (task, label) drawn
   uniformly, one of its components by its weight, then ``m + U (z * sqrt(eig - noise))``
-  mapped back from the square roots (:func:`anpyc.kernels.inference.sample_ppca`), each
-  labelled with its class and task and trained on under its own head (cross-entropy, added
+  mapped back from the square roots (:func:`anpyc.kernels.inference.sample_ppca`) and clipped
+  to the range of the inputs the fits read (a Gaussian's tails would give pixels several times
+  brighter than white), each labelled with its class and task and trained on under its own head (cross-entropy, added
   to the method's own penalty). So a one-head network sees the old classes beside the new
   ones, which its own evidence needs to tell them apart (a head trained on one task never
   sees another's classes). The drawn inputs count as training passes, as a replay buffer's
@@ -39,12 +40,14 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from anpyc.errors import ConfigError
-from anpyc.kernels.inference import PPCA_PARTS, sample_ppca
+from anpyc.kernels.inference import PPCA_PARTS, read_inputs, sample_ppca
 from anpyc.methods.base import Method
 from anpyc.methods.density import Density, DensityConfig
 from anpyc.methods.replay import replay_ce
@@ -60,7 +63,7 @@ class DensityReplayed(Method):
     density model, answering with the model's and the network's evidence together.
 
     State: ``inner.*``, ``density.*`` (the fits), ``rng`` (the draws' generator: a run
-    resumed mid-task draws the same inputs) and ``current_task``."""
+    resumed mid-task draws the same inputs), ``input_range`` and ``current_task``."""
 
     def __init__(self, inner: Method, samples_per_step: int, weight: float) -> None:
         if not inner.trains_network:
@@ -76,6 +79,8 @@ class DensityReplayed(Method):
         self.name, self.tags = inner.name, inner.tags
         self.register_buffer("rng", torch.Generator().manual_seed(0).get_state())
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
+        # the smallest and largest input value the fits read: a drawn input is clipped to them
+        self.register_buffer("input_range", torch.tensor([math.inf, -math.inf]))
 
     # ------------------------------------------------------------------ hooks
     def attach(self, model) -> None:
@@ -112,6 +117,9 @@ class DensityReplayed(Method):
         self.inner.after_task(model, task, ctx, retrain)
         self.density.after_task(model, task, ctx)
         self.count_decision_examples(ctx.task, self.density.extra_examples(ctx.task))  # inputs read, not trained on
+        x, _ = read_inputs(task.train, self.density.config.samples, self.input_range.device)  # the same inputs
+        self.input_range.copy_(torch.stack([torch.minimum(self.input_range[0], x.min()),
+                                            torch.maximum(self.input_range[1], x.max())]))
 
     def eval_context(self, model, task_id):
         return self.inner.eval_context(model, task_id)
@@ -158,6 +166,8 @@ class DensityReplayed(Method):
         self.rng.copy_(g.get_state())
         if d.config.transform == "sqrt":  # back from the square roots of the intensities
             xs = xs.clamp_min(0).square() + d.input_shift
+        # a Gaussian's tails go past what an input can be (pixels 5 times brighter than white): clipped
+        xs = xs.clamp(self.input_range[0].item(), self.input_range[1].item())
         return xs, d.component_label[chosen], d.component_task[chosen]
 
     # ------------------------------------------------------------------ budget and state

@@ -159,7 +159,7 @@ PROTOCOLS: dict[str, Protocol] = {
         inference="mixture_density",
         # `anpyc tune --protocol split-fmnist-class --method finetune --param density_replay=10,30
         # --param density_weight=30,100` (docs/benchmarks/<P>/choices/finetune-density-replay)
-        density_replay={"density_replay": 10, "density_weight": 30.0},
+        density_replay={"density_replay": 10, "density_weight": 100.0},
     ),
 }
 

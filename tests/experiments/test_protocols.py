@@ -103,13 +103,14 @@ def test_a_class_protocols_inference_is_the_validation_choice_of_its_committed_r
     assert PROTOCOLS[protocol].inference == max(val, key=val.get)
 
 
-def test_split_fmnist_class_density_replay_is_the_validation_choice_of_its_committed_record():
+@pytest.mark.parametrize("protocol", ["split-mnist-class", "split-fmnist-class"])
+def test_a_class_protocols_density_replay_is_the_validation_choice_of_its_committed_record(protocol):
     """The options of the protocol's ``+density-replay`` rows are the best on validation of its
     committed 4-point grid (``choices/finetune-density-replay/tune.json``)."""
-    record = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "split-fmnist-class" / "choices"
+    record = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / protocol / "choices"
               / "finetune-density-replay" / "tune.json")
     tune = json.loads(record.read_text())
-    assert tune["protocol"]["name"] == "split-fmnist-class" and len(tune["points"]) == 4
+    assert tune["protocol"]["name"] == protocol and len(tune["points"]) == 4
     best = max(tune["points"], key=lambda p: p["val_avg_acc"])["params"]
-    chosen = PROTOCOLS["split-fmnist-class"].density_replay
+    chosen = PROTOCOLS[protocol].density_replay
     assert chosen == {k: best[k] for k in ("density_replay", "density_weight")}

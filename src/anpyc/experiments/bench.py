@@ -192,7 +192,7 @@ SUITES: dict[str, Suite] = {
     "pmnist10-domain": _of_protocol("pmnist10-domain", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
                                     with_inference=True),
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
-                                      with_inference=True),
+                                      with_inference=True, with_density_replay=True),
     "ablation": _of_protocol(
         "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3, aliases=ablation_aliases("pmnist10"),
         description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "

@@ -150,6 +150,9 @@ PROTOCOLS: dict[str, Protocol] = {
         # the heads' evidence added to it gives more right answers; the features' gets weight 0
         # (the same answers: the simpler score) (docs/benchmarks/<P>/choices)
         inference="mixture_combined",
+        # `anpyc tune --protocol split-mnist-class --method finetune --param density_replay=10,30
+        # --param density_weight=30,100` (docs/benchmarks/<P>/choices/finetune-density-replay)
+        density_replay={"density_replay": 10, "density_weight": 30.0},
     ),
     "split-fmnist-class": Protocol(
         "5-task class-incremental split Fashion-MNIST, as split-mnist-class",

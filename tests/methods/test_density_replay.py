@@ -68,6 +68,15 @@ def test_the_budget_counts_the_drawn_inputs():
     assert method.epochs_for_budget(1.0, batch_size=10) == pytest.approx(0.25)  # ER's half, then the draws' half
     with pytest.raises(ValueError, match="batch size"):
         method.epochs_for_budget(1.0)
+    # a retraining method: its retraining steps draw too, so it gets half the budget for both phases
+    packnet = DensityReplayed(create("packnet", {"retrain_epochs": 0.25}), 10, 1.0)
+    assert packnet.epochs_for_budget(1.0, batch_size=10) == pytest.approx(0.25)  # 0.5 - 0.25 of retraining
+
+
+def test_a_retraining_method_keeps_to_the_budget():
+    cfg = _cfg("packnet", stream={**BLOBS["stream"], "subsample": 1000})
+    passes = run(cfg, quiet=True, budget="passes").metrics["passes"]
+    assert passes[1] == pytest.approx(1.0, abs=0.06) and passes[2] == pytest.approx(1.0, abs=0.06)
 
 
 def test_rows_and_groups_of_a_comparison():

@@ -17,9 +17,9 @@ class-incremental protocols). It does two things with it, and stores no example:
   to the method's own penalty). So a one-head network sees the old classes beside the new
   ones, which its own evidence needs to tell them apart (a head trained on one task never
   sees another's classes). The drawn inputs count as training passes, as a replay buffer's
-  do: the main phase runs ``passes / (1 + K / batch_size)`` epochs (the first task, with
-  nothing to replay, spends that share of its budget only, as ER with ``buffer_update:
-  task_end``).
+  do: the method gets ``passes / (1 + K / batch_size)`` of the budget for its own epochs
+  (its retraining included: a retraining step draws too; the first task, with nothing to
+  replay, spends that share of its budget only, as ER with ``buffer_update: task_end``).
 * **Answering.** ``argmax_c log p(x | c) + density_weight * log p_net(c | x)``: the density
   model's label log-likelihood (:meth:`Density.predict`, the components of a label summed)
   plus the network's log-probabilities, weighted. ``density_weight`` is chosen on validation
@@ -181,11 +181,13 @@ class DensityReplayed(Method):
         return self.inner.decision_examples(task) + self._count("decision_examples", task)
 
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
-        """The method's own main-phase epochs, shrunk so that the drawn inputs fit in the
-        budget too: ``/ (1 + samples_per_step / batch_size)``."""
+        """The method's own main-phase epochs for ``passes / (1 + samples_per_step /
+        batch_size)``: every step it takes, a retraining one too, also trains on the drawn
+        inputs. Exact for a method whose steps train on the batch alone; one that replays
+        examples of its own (ER, DER++) spends less than the budget (the two shares multiply)."""
         if batch_size is None:
             raise ValueError(f"{self.name}: density_replay needs the training batch size")
-        return self.inner.epochs_for_budget(passes, batch_size) / (1.0 + self.samples_per_step / batch_size)
+        return self.inner.epochs_for_budget(passes / (1.0 + self.samples_per_step / batch_size), batch_size)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """The method's own state first (through its own ``load_state_dict``), then everything."""

@@ -100,9 +100,9 @@ def test_every_results_table_of_the_readme_is_bench_tables_output_on_its_committ
         assert README[mark.end():].startswith(expected), f"README's table for {mark.group(1)} is not bench_tables.py's"
         bench = json.loads((ROOT / mark.group(1) / "bench.json").read_text(encoding="utf-8"))["bench"]
         assert script.recorded_commit(bench) and bench.get("clean_tree"), f"{mark.group(1)}: no clean tree at a recorded commit"
-    covered = [m.end() for m in marks]
+    covered = [m.end() for m in marks]  # a table follows its command line (a --methods list can be long)
     for header in re.finditer(r"^\| (?:group \| )?method \| ACC % \|", README, flags=re.M):
-        assert any(0 <= header.start() - c < 400 for c in covered), \
+        assert any(0 <= header.start() - c < 1200 for c in covered), \
             f"a results table at offset {header.start()} has no bench_tables marker"
 
 

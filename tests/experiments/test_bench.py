@@ -136,6 +136,14 @@ def test_no_task_id_suites_give_the_density_model_to_every_method(name):
         # the plain row has one head and no inference, whatever a preset tuned before this option recorded
         assert configs[m].task_inference == "none" and configs[m].model.head == "single"
     assert "density+inference" not in configs
+    # the class streams: the same replay drawn from the density model for every method whose budget allows it
+    replayed = [label for label in configs if label.endswith("+density-replay")]
+    if name == "pmnist10-domain":
+        assert not replayed
+    else:
+        assert len(replayed) >= 9 and "finetune+density-replay" in replayed and "anpyc+density-replay" in replayed
+        for label in replayed:
+            assert configs[label].density_replay == PROTOCOLS[name].density_replay["density_replay"]
 
 
 def test_the_domain_protocol_infers_the_task_by_one_ppca_per_task_and_compare_follows_it(tmp_path, monkeypatch):

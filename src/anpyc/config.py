@@ -374,6 +374,8 @@ class GenerativeConfig:
 #: run options every method accepts among its parameters (``--param KEY=VALUE``), moved from
 #: ``method_params`` to the run config's own fields
 RUN_OPTIONS = frozenset({"task_inference", "density_replay", "density_weight"})
+#: the default weight of the network's evidence beside the density model's (density replay)
+DENSITY_WEIGHT = 100.0
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,7 @@ class RunConfig:
     task_inference: Literal["none", "input_density", "pooled_density", "mixture_density", "combined",
                             "mixture_combined", "mixture_evidence", "entropy", "feature_density"] = "none"
     density_replay: int = 0
-    density_weight: float = 100.0
+    density_weight: float = DENSITY_WEIGHT
 
     def __post_init__(self) -> None:
         if self.method_params is None:
@@ -430,6 +432,9 @@ class RunConfig:
         if self.density_replay < 0 or self.density_weight < 0:
             raise ConfigError(f"density_replay and density_weight must be >= 0, got {self.density_replay} and "
                               f"{self.density_weight}")
+        if not self.density_replay and self.density_weight != DENSITY_WEIGHT:
+            raise ConfigError("density_weight weighs the network's evidence against the density model's: it needs "
+                              "density_replay > 0")
         if self.density_replay and self.task_inference != "none":
             raise ConfigError("density_replay and task_inference: one of the two per run (the density model "
                               "answers with the network in one, picks a head in the other)")

@@ -51,6 +51,7 @@ def test_the_parameters_are_the_runs_and_wrap_the_method_once():
     ({"density_replay": -1}, "must be >= 0"),
     ({"density_replay": 5, "density_weight": -1}, "must be >= 0"),
     ({"density_replay": 5, "task_inference": "input_density"}, "one of the two"),
+    ({"density_weight": 30}, "needs density_replay"),
 ])
 def test_bad_requests_are_config_errors(params, words):
     with pytest.raises(ConfigError, match=words):

@@ -747,7 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Several methods on the same stream, network, training passes and seeds.")
     p_cmp.add_argument("--methods", required=True,
                        help=_method_help(many=True) + " <method>+inference: the method with its task inferred from the "
-                       "input where the scenario hides it (--param task_inference=input_density).")
+                       "input where the scenario hides it (--param task_inference=input_density); "
+                       "<method>+density-replay: trained on inputs drawn from a class density model too, "
+                       "answering with it (--param density_replay=10).")
     _add_stream_flags(p_cmp, protocol=True)
     p_cmp.add_argument("--protocol", default=None, metavar="NAME",
                        help="Run a named protocol's settings (`anpyc list protocols`; its tuned presets apply); "

@@ -184,8 +184,15 @@ class Density(InputClassifier):
     config_cls = DensityConfig
 
     def after_task(self, model, task, ctx, retrain=None) -> None:
+        x, y = read_inputs(task.train, self.config.samples, self._device(model))
+        self.fit(x, y, ctx)
+        # the inputs the fits read: the task's "passes" (no example is trained on)
+        self.count_extra_examples(ctx.task, len(x))
+
+    def fit(self, x: Tensor, y: Tensor, ctx) -> None:
+        """Add the components of task ``ctx.task``'s classes, fitted on its inputs ``x``
+        (flattened, as :func:`anpyc.kernels.inference.read_inputs` gives them) labelled ``y``."""
         cfg = self.config
-        x, y = read_inputs(task.train, cfg.samples, self._device(model))
         if cfg.transform == "sqrt" and getattr(self, "input_shift", None) is None:
             self.register_buffer("input_shift", x.min())  # a black pixel, as the first task's inputs show it
         labels, fits = fit_class_mixtures(self._transformed(x), y, cfg.rank, cfg.var_floor, cfg.components,
@@ -193,8 +200,6 @@ class Density(InputClassifier):
         for part in (*PPCA_PARTS, "log_weight"):
             self._append(f"ppca_{part}", fits[part])
         self._add_components(ctx.task, labels, self.ppca_mean.device)
-        # the inputs the fits read: the task's "passes" (no example is trained on)
-        self.count_extra_examples(ctx.task, min(len(task.train), cfg.samples))
 
     def _transformed(self, x: Tensor) -> Tensor:
         return sqrt_inputs(x, self.input_shift) if self.config.transform == "sqrt" else x

@@ -115,11 +115,11 @@ class DensityReplayed(Method):
     def after_task(self, model, task, ctx, retrain=None) -> None:
         """The method's own end of task, then the task's classes are modelled."""
         self.inner.after_task(model, task, ctx, retrain)
-        self.density.after_task(model, task, ctx)
-        self.count_decision_examples(ctx.task, self.density.extra_examples(ctx.task))  # inputs read, not trained on
-        x, _ = read_inputs(task.train, self.density.config.samples, self.input_range.device)  # the same inputs
+        x, y = read_inputs(task.train, self.density.config.samples, next(model.parameters()).device)
+        self.density.fit(x, y, ctx)
+        self.count_decision_examples(ctx.task, len(x))  # inputs read, not trained on
         self.input_range.copy_(torch.stack([torch.minimum(self.input_range[0], x.min()),
-                                            torch.maximum(self.input_range[1], x.max())]))
+                                            torch.maximum(self.input_range[1], x.max())]).to(self.input_range))
 
     def eval_context(self, model, task_id):
         return self.inner.eval_context(model, task_id)

@@ -199,6 +199,75 @@ class Method(nn.Module):
         return repr(self.config)
 
 
+class MethodWrapper(Method):
+    """A run option every method accepts, as a method around another (``inner``): task
+    inference, replay drawn from the density model (:mod:`anpyc.methods.wrappers`). It carries
+    the inner method's name, tags and config; every hook, count and budget is the inner
+    method's unless a subclass changes it, and the counts add the wrapper's own (kept in its
+    ``history``). State: ``inner.*`` plus the wrapper's own.
+
+    Example:
+        >>> from anpyc.methods import create
+        >>> wrapped = MethodWrapper(create("ewc"))
+        >>> wrapped.name, wrapped.epochs_for_budget(1.0)
+        ('ewc', 1.0)
+    """
+
+    def __init__(self, inner: Method) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.name, self.tags = inner.name, inner.tags
+
+    def attach(self, model: ContinualModel) -> None:
+        self.inner.attach(model)
+
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
+        self.inner.before_task(model, task, ctx)
+
+    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> TaskData | ConcatData:
+        return self.inner.training_data(task, seen, ctx)
+
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+        return self.inner.penalty(model, x, y, t)
+
+    def before_step(self, model: ContinualModel) -> None:
+        self.inner.before_step(model)
+
+    def after_step(self, model: ContinualModel, optimizer: torch.optim.Optimizer) -> None:
+        self.inner.after_step(model, optimizer)
+
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext, retrain: Retrain | None = None) -> None:
+        self.inner.after_task(model, task, ctx, retrain)
+
+    def eval_context(self, model: ContinualModel, task_id: int | None):
+        return self.inner.eval_context(model, task_id)
+
+    def predict(self, model: ContinualModel, x: Tensor, task_id: int | None) -> Tensor:
+        return self.inner.predict(model, x, task_id)
+
+    def summary(self) -> dict:
+        return self.inner.summary()
+
+    def extra_examples(self, task: int) -> int:
+        return self.inner.extra_examples(task) + super().extra_examples(task)
+
+    def importance_examples(self, task: int) -> int:
+        return self.inner.importance_examples(task)
+
+    def decision_examples(self, task: int) -> int:
+        return self.inner.decision_examples(task) + super().decision_examples(task)
+
+    def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
+        return self.inner.epochs_for_budget(passes, batch_size)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """The inner method's state first (through its own ``load_state_dict``: it may create
+        parameters, as HAT's embeddings), then everything."""
+        self.inner.load_state_dict({k[len("inner."):]: v for k, v in state_dict.items() if k.startswith("inner.")},
+                                   strict=strict, assign=assign)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
 def create_missing_buffers(module: nn.Module, state_dict: dict) -> None:
     """Register an empty buffer for every tensor of ``state_dict`` that ``module`` (or the
     submodule its key names) does not have yet, so ``load_state_dict`` can fill it."""

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 
 from anpyc.errors import ConfigError
 from anpyc.kernels.inference import PPCA_PARTS, read_inputs, sample_ppca
-from anpyc.methods.base import Method
+from anpyc.methods.base import Method, MethodWrapper
 from anpyc.methods.density import Density, DensityConfig
 from anpyc.methods.replay import replay_ce
 from anpyc.scenario import HookContext
@@ -58,7 +58,7 @@ _REPLAY_SALT = 0xD5  # the drawn inputs: a stream of random draws of their own, 
 REPLAY_DENSITY = DensityConfig(components=8, transform="sqrt")
 
 
-class DensityReplayed(Method):
+class DensityReplayed(MethodWrapper):
     """``inner`` trained with ``samples_per_step`` inputs per step drawn from the class
     density model, answering with the model's and the network's evidence together.
 
@@ -72,27 +72,19 @@ class DensityReplayed(Method):
         if samples_per_step < 1 or weight < 0:
             raise ConfigError(f"density_replay must be >= 1 and density_weight >= 0, got {samples_per_step} "
                               f"and {weight}")
-        super().__init__(inner.config)
-        self.inner = inner
+        super().__init__(inner)
         self.density = Density(REPLAY_DENSITY)
         self.samples_per_step, self.weight = int(samples_per_step), float(weight)
-        self.name, self.tags = inner.name, inner.tags
         self.register_buffer("rng", torch.Generator().manual_seed(0).get_state())
         self.register_buffer("current_task", torch.zeros((), dtype=torch.long))
         # the smallest and largest input value the fits read: a drawn input is clipped to them
         self.register_buffer("input_range", torch.tensor([math.inf, -math.inf]))
 
     # ------------------------------------------------------------------ hooks
-    def attach(self, model) -> None:
-        self.inner.attach(model)
-
     def before_task(self, model, task, ctx: HookContext) -> None:
         self.rng.copy_(ctx.generator(_REPLAY_SALT).get_state())
         self.current_task.fill_(ctx.task)
         self.inner.before_task(model, task, ctx)
-
-    def training_data(self, task, seen, ctx):
-        return self.inner.training_data(task, seen, ctx)
 
     def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         """The method's own penalty plus the cross-entropy of inputs drawn from the density
@@ -106,12 +98,6 @@ class DensityReplayed(Method):
         loss = replay_ce(model, xs.view(len(xs), *x.shape[1:]).to(x.dtype), ys, ts)
         return loss if own is None else own + loss
 
-    def before_step(self, model) -> None:
-        self.inner.before_step(model)
-
-    def after_step(self, model, optimizer) -> None:
-        self.inner.after_step(model, optimizer)
-
     def after_task(self, model, task, ctx, retrain=None) -> None:
         """The method's own end of task, then the task's classes are modelled."""
         self.inner.after_task(model, task, ctx, retrain)
@@ -120,9 +106,6 @@ class DensityReplayed(Method):
         self.count_decision_examples(ctx.task, len(x))  # inputs read, not trained on
         self.input_range.copy_(torch.stack([torch.minimum(self.input_range[0], x.min()),
                                             torch.maximum(self.input_range[1], x.max())]).to(self.input_range))
-
-    def eval_context(self, model, task_id):
-        return self.inner.eval_context(model, task_id)
 
     def predict(self, model, x: Tensor, task_id: int | None) -> Tensor:
         """``log p(x | label) + weight * log p_net(label | x)`` over the labels the density
@@ -170,16 +153,7 @@ class DensityReplayed(Method):
         xs = xs.clamp(self.input_range[0].item(), self.input_range[1].item())
         return xs, d.component_label[chosen], d.component_task[chosen]
 
-    # ------------------------------------------------------------------ budget and state
-    def extra_examples(self, task: int) -> int:
-        return self.inner.extra_examples(task) + self._count("extra_examples", task)
-
-    def importance_examples(self, task: int) -> int:
-        return self.inner.importance_examples(task)
-
-    def decision_examples(self, task: int) -> int:
-        return self.inner.decision_examples(task) + self._count("decision_examples", task)
-
+    # ------------------------------------------------------------------ budget
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         """The method's own main-phase epochs for ``passes / (1 + samples_per_step /
         batch_size)``: every step it takes, a retraining one too, also trains on the drawn
@@ -188,12 +162,6 @@ class DensityReplayed(Method):
         if batch_size is None:
             raise ValueError(f"{self.name}: density_replay needs the training batch size")
         return self.inner.epochs_for_budget(passes / (1.0 + self.samples_per_step / batch_size), batch_size)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """The method's own state first (through its own ``load_state_dict``), then everything."""
-        self.inner.load_state_dict({k[len("inner."):]: v for k, v in state_dict.items() if k.startswith("inner.")},
-                                   strict=strict, assign=assign)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
         return f"density_replay={self.samples_per_step}, density_weight={self.weight}"

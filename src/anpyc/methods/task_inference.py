@@ -37,7 +37,7 @@ from anpyc.data.streams import Task
 from anpyc.data.taskdata import relabel
 from anpyc.errors import ConfigError
 from anpyc.kernels.inference import TaskInference
-from anpyc.methods.base import Method
+from anpyc.methods.base import Method, MethodWrapper
 from anpyc.scenario import TASK, HookContext
 from anpyc.utils import eval_mode
 
@@ -76,18 +76,15 @@ class MethodViews:
         return self.model.head_forward(features, k)
 
 
-class TaskInferred(Method):
+class TaskInferred(MethodWrapper):
     """``inner`` trained task-aware, its task inferred at test time by ``score``."""
 
     def __init__(self, inner: Method, score: str) -> None:
         if not inner.trains_network:
             raise ConfigError(f"task_inference: {inner.name} trains no network (it is a model of the inputs "
                               "already); task inference is for methods that train one")
-        super().__init__(inner.config)
-        self.inner = inner
+        super().__init__(inner)
         self.inference = TaskInference(score)
-        self.name = inner.name
-        self.tags = inner.tags
         self.history = {"labels": {}}  # per task: the stream's label of each output of its head
         self._local: dict[int, Task] = {}  # each task with its own labels (derived, never saved)
 
@@ -113,23 +110,11 @@ class TaskInferred(Method):
         return dataclasses.replace(ctx, scenario=TASK)
 
     # ------------------------------------------------------------------ hooks
-    def attach(self, model) -> None:
-        self.inner.attach(model)
-
     def before_task(self, model, task, ctx) -> None:
         self.inner.before_task(model, self._task(task, ctx), self._ctx(ctx))
 
     def training_data(self, task, seen: Sequence, ctx):
         return self.inner.training_data(self._task(task, ctx), [self._task(s, ctx) for s in seen], self._ctx(ctx))
-
-    def penalty(self, model, x, y, t):
-        return self.inner.penalty(model, x, y, t)
-
-    def before_step(self, model) -> None:
-        self.inner.before_step(model)
-
-    def after_step(self, model, optimizer) -> None:
-        self.inner.after_step(model, optimizer)
 
     def after_task(self, model, task, ctx, retrain=None) -> None:
         """The method's own end of task, then the task's view is recorded for inference."""
@@ -174,26 +159,10 @@ class TaskInferred(Method):
         return {**self.inner.summary(), **cost}
 
     # ------------------------------------------------------------------ budget and state
-    def extra_examples(self, task: int) -> int:
-        return self.inner.extra_examples(task)
-
-    def importance_examples(self, task: int) -> int:
-        return self.inner.importance_examples(task)
-
     def decision_examples(self, task: int) -> int:
         """The method's own, and the inference's (calibration, the ``combined`` weight) after ``task``."""
         spent = self.inference.history["decision_passes"]
-        return self.inner.decision_examples(task) + (int(spent[task]) if task < len(spent) else 0)
-
-    def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
-        return self.inner.epochs_for_budget(passes, batch_size)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """The method's own state first (through its own ``load_state_dict``: it may create
-        parameters, as HAT's embeddings), then everything."""
-        self.inner.load_state_dict({k[len("inner."):]: v for k, v in state_dict.items() if k.startswith("inner.")},
-                                   strict=strict, assign=assign)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return super().decision_examples(task) + (int(spent[task]) if task < len(spent) else 0)
 
     def extra_repr(self) -> str:
         return f"task_inference={self.inference.score!r}"

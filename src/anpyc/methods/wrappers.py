@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from anpyc.config import RunConfig
+from anpyc.methods.base import MethodWrapper
 from anpyc.methods.density_replay import DensityReplayed
 from anpyc.methods.registry import create
 from anpyc.methods.task_inference import TaskInferred
@@ -27,7 +28,7 @@ def for_run(cfg: RunConfig, method: Any = None):
         ('TaskInferred', 'ewc')
     """
     method = method if method is not None else create(cfg.method, cfg.method_params)
-    if isinstance(method, TaskInferred | DensityReplayed):
+    if isinstance(method, MethodWrapper):
         return method
     if cfg.density_replay:
         return DensityReplayed(method, cfg.density_replay, cfg.density_weight)

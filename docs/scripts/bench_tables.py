@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 
 from anpyc.report.stats import Welch, format_p, standing, welch_t_test
+from anpyc.report.tables import GROUPS as LIBRARY_GROUPS
+from anpyc.report.tables import comparison_group
 from anpyc.summary import clearly_ahead
 
 REFERENCE = "anpyc"
@@ -72,18 +74,14 @@ def _standing(rows: list[tuple[str, dict]], group: str) -> str | None:
             f"not separable from it: {', '.join(level) or 'none'}.")
 
 
-#: without a task id, what answers a test input; rows compare like with like within a group
+#: the library's groups (what answers a test input without a task id), in short, in its order
 GROUPS = ("one head", "one head, density replay", "task inferred", "inputs alone")
 
 
 def _group(entry: dict, scenario: str) -> str:
-    if scenario == "task":
-        return ""
-    if entry.get("trains_network") is False:
-        return GROUPS[3]
-    if entry.get("density_replay"):
-        return GROUPS[1]
-    return GROUPS[2] if entry.get("task_inference", "none") != "none" else GROUPS[0]
+    """The row's group, as the library's tables decide it (:func:`comparison_group`), in short."""
+    group = comparison_group(entry, scenario)
+    return GROUPS[LIBRARY_GROUPS.index(group)] if group else ""
 
 
 def recorded_commit(bench: dict) -> str | None:

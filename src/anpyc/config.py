@@ -450,6 +450,18 @@ class RunConfig:
             )
         object.__setattr__(self, "model", dataclasses.replace(self.model, head=head))
 
+    def run_options(self) -> dict[str, Any]:
+        """The run options (:data:`RUN_OPTIONS`) this run asks for, as given among a method's
+        parameters: task inference when on, density replay and its weight when on.
+
+        Example:
+            >>> RunConfig.from_dict({"method_params": {"density_replay": 10}, "scenario": "class"}).run_options()
+            {'density_replay': 10, 'density_weight': 100.0}
+        """
+        return {**({"task_inference": self.task_inference} if self.task_inference != "none" else {}),
+                **({"density_replay": self.density_replay, "density_weight": self.density_weight}
+                   if self.density_replay else {})}
+
     @property
     def trained_scenario(self) -> Scenario:
         """The scenario the loop trains in: the run's, or with task inference its task-aware

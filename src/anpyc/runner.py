@@ -324,7 +324,7 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
     metrics.update({
         "method": cfg.method, "benchmark": stream.name, "scenario": cfg.scenario, "n_tasks": len(stream),
         "task_inference": cfg.task_inference,
-        **({"density_replay": cfg.density_replay, "density_weight": cfg.density_weight} if cfg.density_replay else {}),
+        **cfg.run_options(),
         "seed": cfg.seed, "acc_matrix": p["R"].tolist(), "val_acc_matrix": p["V"].tolist(),
         "val_avg_acc": val["avg_acc"], "val_bwt": val["bwt"],
         "passes": list(p["passes"]),

@@ -124,8 +124,7 @@ def fingerprint(cfg: RunConfig) -> dict:
         "train": train,
         "seed": cfg.seed,
         # only when asked for: a checkpoint written before task inference was a run option still fits
-        **({"task_inference": cfg.task_inference} if cfg.task_inference != "none" else {}),
-        **({"density_replay": cfg.density_replay, "density_weight": cfg.density_weight} if cfg.density_replay else {}),
+        **cfg.run_options(),
     }
 
 

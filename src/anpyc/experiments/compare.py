@@ -209,8 +209,13 @@ def inference_aliases(labels: list[str], score: str = INFERENCE_SCORE) -> dict[s
         >>> inference_aliases(["ewc", "ewc+inference"])
         {'ewc+inference': ('ewc', {'task_inference': 'input_density'})}
     """
-    return {label: (label[: -len(INFERENCE_SUFFIX)], {"task_inference": score})
-            for label in labels if label.endswith(INFERENCE_SUFFIX) and len(label) > len(INFERENCE_SUFFIX)}
+    return _suffix_aliases(labels, INFERENCE_SUFFIX, {"task_inference": score})
+
+
+def _suffix_aliases(labels: list[str], suffix: str, params: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The labels ``<method><suffix>`` among ``labels``, each as ``(method, params)``."""
+    n = len(suffix)
+    return {label: (label[:-n], dict(params)) for label in labels if label.endswith(suffix) and len(label) > n}
 
 
 def density_replay_aliases(labels: list[str], options: dict[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -222,9 +227,7 @@ def density_replay_aliases(labels: list[str], options: dict[str, Any] | None = N
         >>> density_replay_aliases(["ewc", "ewc+density-replay"])
         {'ewc+density-replay': ('ewc', {'density_replay': 10, 'density_weight': 100.0})}
     """
-    options = dict(DENSITY_REPLAY if options is None else options)
-    n = len(DENSITY_REPLAY_SUFFIX)
-    return {label: (label[:-n], dict(options)) for label in labels if label.endswith(DENSITY_REPLAY_SUFFIX) and len(label) > n}
+    return _suffix_aliases(labels, DENSITY_REPLAY_SUFFIX, DENSITY_REPLAY if options is None else options)
 
 
 def variant_aliases(labels: list[str], protocol: Any = None) -> dict[str, tuple[str, dict[str, Any]]]:

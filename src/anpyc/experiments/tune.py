@@ -135,11 +135,7 @@ def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list,
             break
         val.append(m["val_avg_acc"])
         test.append(m["avg_acc"])
-    params = point_cfg.params_dict()
-    if point_cfg.task_inference != "none":  # a run option given among the method's (--param task_inference=...)
-        params["task_inference"] = point_cfg.task_inference
-    if point_cfg.density_replay:  # the same (--param density_replay=...)
-        params.update(density_replay=point_cfg.density_replay, density_weight=point_cfg.density_weight)
+    params = {**point_cfg.params_dict(), **point_cfg.run_options()}  # run options given among the method's (--param)
     row = {"point": k, "params": params, "failed": failed,
            "val_avg_acc": _mean(val) if not failed else None, "val_std": _std(val) if not failed else None,
            "test_avg_acc": _mean(test) if not failed else None}

@@ -85,6 +85,13 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_capability() -> str:
+    """The vector instructions torch's CPU kernels use here (``"AVX2"``, ``"AVX512"``...): two
+    machines that differ in it may compute a few predictions differently, bit for bit, from the
+    same code and seed."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def provenance() -> dict:
     return {
         "anpyc": __version__,
@@ -93,6 +100,7 @@ def provenance() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_capability": cpu_capability(),
         "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -31,6 +31,7 @@ def test_quick_bench_writes_json_and_markdown(tmp_path, mnist_dir, capsys):
                  "--out", str(out), "--quiet", "--allow-dirty"]) == 0
     data = json.loads((out / "bench.json").read_text())
     assert set(data["methods"]) == {"anpyc", "finetune"} and data["bench"]["machine"]["cores"] >= 1
+    assert data["bench"]["machine"]["cpu_capability"]  # what explains a few flipped predictions elsewhere
     assert "| anpyc |" in (out / "bench.md").read_text() and "| anpyc |" in capsys.readouterr().out
     command = data["bench"]["command"]  # no machine path: --out relative to the working directory
     assert command.startswith("anpyc bench quick") and not command.split("--out ")[1].startswith("/")

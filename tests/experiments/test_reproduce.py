@@ -59,3 +59,25 @@ def test_reproduce_refuses_unfinished_runs_and_its_own_directory(finished, tmp_p
     assert main(["reproduce", str(unfinished)]) == 2
     assert "did not finish" in capsys.readouterr().err
     assert main(["reproduce", str(finished), "--out", str(finished)]) == 2
+
+
+def test_a_different_machine_is_named_beside_a_difference(finished, tmp_path, capsys):
+    """A run made where torch's kernels used other vector instructions may differ by a few
+    predictions: the verdict says the capability changed, as it does for the library versions."""
+    import yaml
+
+    from anpyc.runner import cpu_capability, provenance
+
+    assert provenance()["cpu_capability"] == cpu_capability() != ""
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    config = yaml.safe_load((finished / "config.yaml").read_text())
+    assert config["meta"]["cpu_capability"] == cpu_capability()
+    config["meta"]["cpu_capability"] = "ELSEWHERE"
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    metrics = json.loads((finished / "metrics.json").read_text())
+    metrics["acc_matrix"][0][0] -= 0.0625
+    (moved / "metrics.json").write_text(json.dumps(metrics))
+    assert main(["reproduce", str(moved), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"cpu_capability ELSEWHERE -> {cpu_capability()}" in out and "NOT reproduced" in out

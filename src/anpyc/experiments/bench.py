@@ -246,9 +246,12 @@ def machine() -> dict:
         pass
     import torch
 
+    from anpyc.runner import cpu_capability
+
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "cpu_capability": cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

@@ -2,7 +2,9 @@
 compare the results with the ones it saved.
 
 On CPU the accuracy matrices must be equal bit for bit (float64 accuracies of the same
-predictions); a difference means the code, the data or the library versions changed.
+predictions); a difference means the code, the data, the library versions or the machine's
+vector instructions (``cpu_capability``: AVX2 and AVX-512 kernels round differently, and a few
+predictions can flip) changed. The verdict names whichever of these the run recorded differently.
 
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP
@@ -89,7 +91,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     result = run(cfg, out, quiet=quiet, budget=None, report=False)  # config.yaml holds the epochs as run
     report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
     saved_meta, now = load_mapping(run_dir / "config.yaml").get("meta") or {}, provenance()
-    for key in ("anpyc", "torch", "numpy", "python", "git_commit"):
+    for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "git_commit"):
         if key in saved_meta and saved_meta[key] != now.get(key):
             report.changed[key] = (saved_meta[key], now.get(key))
     for key in COMPARED:

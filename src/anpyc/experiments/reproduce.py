@@ -3,8 +3,8 @@ compare the results with the ones it saved.
 
 On CPU the accuracy matrices must be equal bit for bit (float64 accuracies of the same
 predictions); a difference means the code, the data, the library versions or the machine's
-vector instructions (``cpu_capability``: AVX2 and AVX-512 kernels round differently, and a few
-predictions can flip) changed. The verdict names whichever of these the run recorded differently.
+vector instructions (``cpu_capability``: kernels for AVX2 and AVX-512 may round differently,
+and a few predictions can flip) changed. The verdict names whichever of these the run recorded differently.
 
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP

@@ -89,3 +89,24 @@ def test_closed_form_declines_bodies_it_cannot_handle():
     assert importance._linear_per_sample(twice, torch.randn(5, 4), 0, importance._log_lik, y, "sq") is None
     grads = importance._per_sample_grads(twice, torch.randn(5, 4), 0, importance._log_lik, y)
     assert set(grads) == {n for n, _ in twice.shared_parameters()}
+
+
+
+def test_estimates_send_the_batches_to_the_models_device_when_none_is_named(monkeypatch):
+    """The data sets live on the CPU; a model on a GPU must get its batches there. ANPyC called
+    the estimate without a device and failed on CUDA (docs/devices.md). Here torch's
+    shape-only ``meta`` device stands in for the GPU: the batches must arrive on it."""
+    model, data = _model_and_data()
+    seen = set()
+
+    def objective(x, y, t, signal):
+        seen.add(x.device.type)
+        return sum(p.sum() for p in model.parameters())  # on the CPU, so the gradient runs
+
+    assert importance._model_device(model) == torch.device("cpu")
+    monkeypatch.setattr(importance, "_model_device", lambda m: torch.device("meta"))
+    monkeypatch.setattr(model, "importance_objective", objective, raising=False)
+    for fn in (importance.entropy_taylor, importance.taylor_abs, importance.empirical_batch_fisher):
+        seen.clear()
+        fn(model, data, max_samples=100)
+        assert seen == {"meta"}, fn.__name__

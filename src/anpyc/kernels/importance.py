@@ -56,6 +56,12 @@ def batch_objective(model, x: Tensor, y: Tensor, t: Tensor, signal: str = "entro
     return total
 
 
+def _model_device(model) -> torch.device:
+    """Where the batches go when the caller names no device: where the model's weights are
+    (the data sets live on the CPU; a model on the GPU would otherwise get CPU batches)."""
+    return next(model.parameters()).device
+
+
 def _accumulate(
     model,
     data: TaskData | ConcatData,
@@ -70,11 +76,11 @@ def _accumulate(
     :func:`batch_objective` summed over the batch (``batch_mean``: averaged over it)."""
     params = model.shared_parameters()
     sums = {name: torch.zeros_like(p) for name, p in params}
+    device = _model_device(model) if device is None else device
     n_batches = 0
     with eval_mode(model):
         for x, y, t in rank_batches(data, batch_size, limit=max_samples):  # this rank's batches
-            if device is not None:
-                x, y, t = x.to(device), y.to(device), t.to(device)
+            x, y, t = x.to(device), y.to(device), t.to(device)
             obj = batch_objective(model, x, y, t, signal)
             if batch_mean:
                 obj = obj / len(y)
@@ -310,11 +316,11 @@ def _per_sample_grads(
 def _per_sample_loop(model, data, batch_size: int, max_samples: int | None, device, body) -> dict[str, Tensor]:
     """Shared driver: eval mode, batches grouped by task id, mean over examples, rank mean."""
     sums = {name: torch.zeros_like(p) for name, p in model.shared_parameters()}
+    device = _model_device(model) if device is None else device
     n = 0
     with eval_mode(model):
         for x, y, t in iterate(resolve_data(data), batch_size, limit=max_samples):
-            if device is not None:
-                x, y, t = x.to(device), y.to(device), t.to(device)
+            x, y, t = x.to(device), y.to(device), t.to(device)
             for task in t.unique().tolist():
                 rows = (t == task).nonzero(as_tuple=True)[0]
                 for name, v in body(x[rows], y[rows], int(task)).items():

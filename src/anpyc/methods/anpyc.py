@@ -327,7 +327,8 @@ class ANPyC(QuadraticPenalty):
                                           batch_size=c.importance_batch, device=device)
                 else:
                     raw = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form,
-                                             batch_size=c.importance_batch, max_samples=c.importance_samples)
+                                             batch_size=c.importance_batch, max_samples=c.importance_samples,
+                                             device=device)
         pruned = getattr(self, "_pruned", None) or {}
         raw = {n: v * ~pruned[n] if n in pruned else v for n, v in raw.items()}  # released: importance 0
         return imp.normalize_per_layer(raw, c.structure, c.beta, c.spread)

@@ -3,7 +3,7 @@
 On a GPU machine ``ANPYC_TEST_DEVICE=cuda python -m pytest tests/test_device.py`` checks the
 CUDA path the rest of the suite cannot: every method trains with its model and state on the
 GPU and gives about what the CPU gives, a run killed mid-task resumes to identical figures,
-a one-process ``nccl`` group runs, and the CNN and generative models train there
+a one-process ``nccl`` group runs, a comparison's parallel jobs train there, and the CNN and generative models train there
 (docs/devices.md records what a run on an H200 found).
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from anpyc.cli import main
 from anpyc.config import RunConfig
 from anpyc.methods import METHODS, method_names
 from anpyc.parallel.launch import _spawned_run, default_backend, spawn_group
@@ -87,6 +88,20 @@ def test_a_one_process_group_on_the_device_gives_the_plain_run(tmp_path):
     spawned = spawn_group(_spawned_run, 1, (cfg, tmp_path / "group", True, False, {}),
                           device=DEVICE, backend=default_backend(DEVICE))
     np.testing.assert_array_equal(spawned.acc_matrix, plain.acc_matrix)
+
+
+@pytest.mark.slow
+def test_a_comparison_runs_its_jobs_on_the_device_in_parallel(tmp_path):
+    """Two spawned job processes at once, each training on the device (on one GPU, both)."""
+    out = tmp_path / "cmp"
+    code = main(["compare", "--methods", "finetune,anpyc", "--benchmark", "blobs", "--tasks", "2",
+                 "--subsample", "200", "--hidden", "32", "--epochs", "1", "--seeds", "2", "--jobs", "2",
+                 "--device", DEVICE, "--threads", "1", "--no-presets", "--quiet", "--out", str(out)])
+    assert code == 0
+    runs = sorted(out.glob("*/seed_*/metrics.json"))
+    assert len(runs) == 4, runs
+    for metrics in runs:
+        assert f"device: {DEVICE}" in (metrics.parent / "config.yaml").read_text()
 
 
 @pytest.mark.slow

@@ -2,9 +2,10 @@
 
 On a GPU machine ``ANPYC_TEST_DEVICE=cuda python -m pytest tests/test_device.py`` checks the
 CUDA path the rest of the suite cannot: every method trains with its model and state on the
-GPU and gives about what the CPU gives, a run killed mid-task resumes to identical figures,
-a one-process ``nccl`` group runs, a comparison's parallel jobs train there, and the CNN and generative models train there
-(docs/devices.md records what a run on an H200 found).
+GPU and gives about what the CPU gives (ANPyC with the paper's mechanisms and its other options
+too), a run killed mid-task resumes to identical figures, a one-process ``nccl`` group runs, a
+comparison's parallel jobs train there, the CNN and generative models and the authors' preset
+train there (docs/devices.md records what runs on an H200 found).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from anpyc.cli import main
 from anpyc.config import RunConfig
+from anpyc.experiments.bench import PAPER_MECHANISMS
 from anpyc.methods import METHODS, method_names
 from anpyc.parallel.launch import _spawned_run, default_backend, spawn_group
 from anpyc.runner import resume_run, run
@@ -33,6 +35,18 @@ SCENARIOS = {
     "packnet+inference": ("packnet", "domain", {"task_inference": "input_density"}),
     "finetune+density-replay": ("finetune", "class", {"density_replay": 8}),
     "anpyc-class": ("anpyc", "class", {}),
+    # ANPyC's options that its defaults leave off: the paper's mechanisms (pruning by Omega and
+    # retraining, element-wise updating, the structure-aware shaping), the other importances,
+    # and the authors' code's settings (their sign, whole-set Omega, zero-importance pruning)
+    "anpyc-paper-mechanisms": ("anpyc", "task", PAPER_MECHANISMS),
+    "anpyc-fisher-per-example": ("anpyc", "task", {"importance": "fisher", "importance_batch": 1}),
+    "anpyc-magnitude-pruned": ("anpyc", "domain", {"importance": "magnitude", "prune": True, "retrain_epochs": 0.5}),
+    "anpyc-reference-options": ("anpyc", "task", {"taylor_form": "reference", "importance_samples": None,
+                                                  "prune": True, "prune_zero_importance": True,
+                                                  "retrain_epochs": 1, "retrain_lr_decay": 0.9}),
+    # the task inferences that read the network rather than the inputs
+    "packnet+entropy-inference": ("packnet", "domain", {"task_inference": "entropy"}),
+    "ewc+feature-inference": ("ewc", "class", {"task_inference": "feature_density"}),
 }
 
 
@@ -120,3 +134,18 @@ def test_image_and_generative_models_train_on_the_device(private_mnist_dir, tmp_
     res = run(cfg, tmp_path / model, quiet=True)
     assert _devices(res.model.state_dict().values()) == {torch.device(DEVICE).type}
     assert np.isfinite(res.acc_matrix[np.tril_indices(2)]).all()
+
+
+@pytest.mark.slow
+def test_the_authors_setting_runs_on_the_device(private_mnist_dir, tmp_path):
+    """``--preset anpyc-reference``: its dropout, truncated-normal initialisation, learning-rate
+    decay and pruning with retraining, on the device (few epochs; the preset's 30 would take long)."""
+    out = tmp_path / "ref"
+    code = main(["run", "--preset", "anpyc-reference", "--tasks", "2", "--subsample", "500",
+                 "--test-subsample", "200", "--epochs", "1", "--param", "retrain_epochs=1",
+                 "--data-dir", private_mnist_dir, "--device", DEVICE, "--threads", "1", "--quiet",
+                 "--out", str(out)])
+    assert code == 0
+    config = (out / "config.yaml").read_text()
+    assert f"device: {DEVICE}" in config and "dropout: 0.5" in config and "init: truncated_normal" in config
+    assert (out / "metrics.json").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+
+from anpyc.report.stats import welch_t_test
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = "pmnist10"
@@ -43,17 +46,18 @@ def compare(out: Path, method: str, params: dict, seed: int, seeds: int) -> Path
                "--overwrite", "--out", str(out)]
         for key, value in params.items():
             cmd += ["--param", f"{method}.{key}={value}"]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        # a diverging point fails (exit 2) and is recorded as such, as `anpyc tune` does
+        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
     return out
 
 
 def figures(out: Path, method: str) -> list[tuple[int, float, float]]:
-    """(seed, val ACC, test ACC) of every run under ``out``."""
+    """(seed, val ACC, test ACC) of every run under ``out``; a failed point: one row of NaNs."""
     rows = []
     for metrics in sorted((out / method).glob("seed_*/metrics.json")):
         m = json.loads(metrics.read_text())
         rows.append((int(metrics.parent.name.split("_")[1]), 100 * m["val_avg_acc"], 100 * m["avg_acc"]))
-    return rows
+    return rows or [(-1, float("nan"), float("nan"))]
 
 
 def main() -> None:
@@ -70,7 +74,7 @@ def main() -> None:
     best, later = {}, {}
     for m in methods:
         scored = [(figures(f.result(), m)[0], p) for f, p in zip(first[m], grid_points(m))]
-        (_, val, test), params = max(scored, key=lambda s: s[0][1])
+        (_, val, test), params = max(scored, key=lambda s: -math.inf if math.isnan(s[0][1]) else s[0][1])
         best[m] = {"params": params, "val_seed0": val, "test_seed0": test,
                    "points": [{"params": p, "val": v, "test": t} for (_, v, t), p in scored]}
         later[m] = pool.submit(compare, args.out / "seeds" / m, m, params, 1, 2)
@@ -80,13 +84,23 @@ def main() -> None:
     write(args.out, rows)
 
 
+def _welch_p(a: list[float], b: list[float]) -> str:
+    if a is b:
+        return ""
+    w = welch_t_test({"mean": statistics.mean(a), "std": statistics.stdev(a)},
+                     {"mean": statistics.mean(b), "std": statistics.stdev(b)}, len(a), len(b))
+    return f"{w.p:.3f}"
+
+
 def write(out: Path, rows: dict) -> None:
-    lines = ["| method | point chosen on 10 tasks (validation, seed 0) | test ACC %, seeds 0-2 |", "|---|---|---|"]
+    lines = ["| method | point chosen on 10 tasks (validation, seed 0) | test ACC %, seeds 0-2 "
+             "| Welch's p against anpyc | against finetune |", "|---|---|---|---|---|"]
     order = sorted(rows, key=lambda m: -statistics.mean(rows[m]["test"]))
     for m in order:
         t = rows[m]["test"]
         point = ", ".join(f"{k} {v}" for k, v in rows[m].get("params", {}).items()) or "(no grid)"
-        lines.append(f"| {m} | {point} | {statistics.mean(t):.1f} ± {statistics.stdev(t):.1f} |")
+        lines.append(f"| {m} | {point} | {statistics.mean(t):.1f} ± {statistics.stdev(t):.1f} "
+                     f"| {_welch_p(t, rows['anpyc']['test'])} | {_welch_p(t, rows['finetune']['test'])} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "table.json").write_text(json.dumps(rows, indent=1) + "\n")
     print("\n".join(lines))

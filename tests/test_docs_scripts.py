@@ -183,3 +183,19 @@ def test_guard_record_tables_are_the_scripts_output_on_its_committed_runs():
         runs = [f"{name}={page_dir / path}" for name, path in (a.split("=", 1) for a in shlex.split(args))]
         runs_part, _, guard_part = script.main(runs).partition("\n\n")
         assert table.strip() == (runs_part if kind == "runs" else guard_part).strip()
+
+
+def test_full_length_tuning_reads_the_grids_and_tabulates(tmp_path):
+    """docs/scripts/full_length_tuning.py: every pmnist10 grid has the protocol's 4 points, and
+    the table ranks by mean test ACC with Welch's p against anpyc and fine-tune."""
+    script = load_script(ROOT / "docs" / "scripts" / "full_length_tuning.py")
+    assert script.grid_points("hat") == [{"c": c, "s_max": s} for c in (0.25, 0.75) for s in (100, 400)]
+    assert all(len(script.grid_points(m)) == 4 for m in ("anpyc", "si", "online-ewc", "derpp"))
+    rows = {"finetune": {"test": [91.0, 91.2, 90.8]},
+            "anpyc": {"params": {"lam": 1}, "test": [91.5, 91.7, 91.6]},
+            "si": {"params": {"lam": 1}, "test": [92.5, 92.6, 92.4]}}
+    script.write(tmp_path, rows)
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| si", "| anpyc", "| finetune"]
+    assert lines[2].startswith("| si | lam 1 | 92.5 ± 0.1 | 0.00") and lines[4].endswith("|  |")
+    assert json.loads((tmp_path / "table.json").read_text())["si"]["params"] == {"lam": 1}

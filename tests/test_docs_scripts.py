@@ -191,6 +191,7 @@ def test_full_length_tuning_reads_the_grids_and_tabulates(tmp_path):
     script = load_script(ROOT / "docs" / "scripts" / "full_length_tuning.py")
     assert script.grid_points("hat") == [{"c": c, "s_max": s} for c in (0.25, 0.75) for s in (100, 400)]
     assert all(len(script.grid_points(m)) == 4 for m in ("anpyc", "si", "online-ewc", "derpp"))
+    assert script.grid_points("anpyc", "pmnist10-domain") == [{"lam": v} for v in (0.3, 1, 3, 10)]
     rows = {"finetune": {"test": [91.0, 91.2, 90.8]},
             "anpyc": {"params": {"lam": 1}, "test": [91.5, 91.7, 91.6]},
             "si": {"params": {"lam": 1}, "test": [92.5, 92.6, 92.4]}}

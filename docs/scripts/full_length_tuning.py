@@ -1,14 +1,14 @@
-"""Would the pmnist10 table change if every preset were chosen on all 10 tasks?
+"""Would a permuted-MNIST table change if every preset were chosen on all 10 tasks?
 
 The shipped presets are chosen on the protocol's 5-task proxy (presets/grids.yaml), where five
-tasks forget too little to reward consolidation. This check runs every method's pmnist10 grid
-(the same points, the same budget for every method) on the full 10-task stream, picks each
+tasks forget too little to reward consolidation. This check runs every method's grid of the
+protocol (the same points, the same budget for every method) on the full 10-task stream, picks each
 method's point by validation ACC (seed 0), runs that point on seeds 1 and 2, and tabulates the
 test ACC over the three seeds beside fine-tune's. It changes no preset.
 
-    python docs/scripts/full_length_tuning.py OUT [--jobs 2] [--methods anpyc,si,...]
+    python docs/scripts/full_length_tuning.py OUT [--protocol pmnist10] [--jobs 2] [--methods anpyc,si,...]
 
-Every run is ``anpyc compare --protocol pmnist10 --methods M --param M.K=V ... --threads 1``;
+Every run is ``anpyc compare --protocol P --methods M --param M.K=V ... --threads 1``;
 a run whose summary exists is not run again (the script resumes). Writes OUT/table.md and
 OUT/table.json.
 """
@@ -30,18 +30,18 @@ import yaml
 from anpyc.report.stats import welch_t_test
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTOCOL = "pmnist10"
+METHODS = "anpyc,si,online-ewc,ewc,mas,lwf,hat,packnet,anpyc-masks,er,derpp"
 
 
-def grid_points(method: str) -> list[dict]:
-    grid = yaml.safe_load((ROOT / "src/anpyc/presets/grids.yaml").read_text())[PROTOCOL].get(method, {})
+def grid_points(method: str, protocol: str = "pmnist10") -> list[dict]:
+    grid = yaml.safe_load((ROOT / "src/anpyc/presets/grids.yaml").read_text())[protocol].get(method, {})
     keys = list(grid)
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def compare(out: Path, method: str, params: dict, seed: int, seeds: int) -> Path:
+def compare(out: Path, protocol: str, method: str, params: dict, seed: int, seeds: int) -> Path:
     if not (out / "summary.json").exists():
-        cmd = [sys.executable, "-m", "anpyc", "compare", "--protocol", PROTOCOL, "--methods", method,
+        cmd = [sys.executable, "-m", "anpyc", "compare", "--protocol", protocol, "--methods", method,
                "--seed", str(seed), "--seeds", str(seeds), "--threads", "1", "--quiet", "--no-report",
                "--overwrite", "--out", str(out)]
         for key, value in params.items():
@@ -63,21 +63,23 @@ def figures(out: Path, method: str) -> list[tuple[int, float, float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
+    ap.add_argument("--protocol", default="pmnist10")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--methods", default="anpyc,si,online-ewc,ewc,mas,lwf,hat,packnet,anpyc-masks,er,derpp")
+    ap.add_argument("--methods", default=METHODS)
     args = ap.parse_args()
-    methods = args.methods.split(",")
+    methods, proto = args.methods.split(","), args.protocol
+    grids = {m: grid_points(m, proto) for m in methods}
     pool = ThreadPoolExecutor(args.jobs)
-    first = {m: [pool.submit(compare, args.out / "points" / m / f"p{i}", m, p, 0, 1) for i, p in enumerate(grid_points(m))]
+    first = {m: [pool.submit(compare, args.out / "points" / m / f"p{i}", proto, m, p, 0, 1) for i, p in enumerate(grids[m])]
              for m in methods}
-    finetune = pool.submit(compare, args.out / "finetune", "finetune", {}, 0, 3)
+    finetune = pool.submit(compare, args.out / "finetune", proto, "finetune", {}, 0, 3)
     best, later = {}, {}
     for m in methods:
-        scored = [(figures(f.result(), m)[0], p) for f, p in zip(first[m], grid_points(m))]
+        scored = [(figures(f.result(), m)[0], p) for f, p in zip(first[m], grids[m])]
         (_, val, test), params = max(scored, key=lambda s: -math.inf if math.isnan(s[0][1]) else s[0][1])
         best[m] = {"params": params, "val_seed0": val, "test_seed0": test,
                    "points": [{"params": p, "val": v, "test": t} for (_, v, t), p in scored]}
-        later[m] = pool.submit(compare, args.out / "seeds" / m, m, params, 1, 2)
+        later[m] = pool.submit(compare, args.out / "seeds" / m, proto, m, params, 1, 2)
     rows = {"finetune": {"test": [t for _, _, t in figures(finetune.result(), "finetune")]}}
     for m in methods:
         rows[m] = {**best[m], "test": [best[m]["test_seed0"], *(t for _, _, t in figures(later[m].result(), m))]}

@@ -91,7 +91,6 @@ def test_closed_form_declines_bodies_it_cannot_handle():
     assert set(grads) == {n for n, _ in twice.shared_parameters()}
 
 
-
 def test_estimates_send_the_batches_to_the_models_device_when_none_is_named(monkeypatch):
     """The data sets live on the CPU; a model on a GPU must get its batches there. ANPyC called
     the estimate without a device and failed on CUDA (docs/devices.md). Here torch's
@@ -110,3 +109,16 @@ def test_estimates_send_the_batches_to_the_models_device_when_none_is_named(monk
         seen.clear()
         fn(model, data, max_samples=100)
         assert seen == {"meta"}, fn.__name__
+
+
+def test_per_sample_estimates_take_the_models_device_when_none_is_named(monkeypatch):
+    """The per-sample driver (the Fisher's, MAS's) derives the batches' device from the model as
+    the batch-sum one does, so the methods (ANPyC, EWC, MAS) need not pass it."""
+    model, data = _model_and_data()
+    asked = []
+    monkeypatch.setattr(importance, "_model_device", lambda m: asked.append(m) or torch.device("cpu"))
+    importance.fisher_diag(model, data, kind="true", max_samples=20)
+    importance.mas_importance(model, data, max_samples=20)
+    assert asked == [model, model]
+    importance.fisher_diag(model, data, kind="true", max_samples=20, device="cpu")  # named: not asked
+    assert asked == [model, model]

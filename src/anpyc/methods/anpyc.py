@@ -320,15 +320,13 @@ class ANPyC(QuadraticPenalty):
                 raw = imp.weight_magnitude(model)
         else:
             self.count_importance_examples(ctx.task, task.train, c.importance_samples)
-            device = next(model.parameters()).device
             with imp.scoring_head(model, with_head):
                 if c.importance == "fisher":
                     raw = imp.fisher_diag(model, task.train, kind="true", max_samples=c.importance_samples,
-                                          batch_size=c.importance_batch, device=device)
+                                          batch_size=c.importance_batch)
                 else:
                     raw = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form,
-                                             batch_size=c.importance_batch, max_samples=c.importance_samples,
-                                             device=device)
+                                             batch_size=c.importance_batch, max_samples=c.importance_samples)
         pruned = getattr(self, "_pruned", None) or {}
         raw = {n: v * ~pruned[n] if n in pruned else v for n, v in raw.items()}  # released: importance 0
         return imp.normalize_per_layer(raw, c.structure, c.beta, c.spread)

@@ -96,11 +96,10 @@ class FisherPenalty(QuadraticPenalty):
 
     def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         cfg = self.config
-        device = next(model.parameters()).device
         self.count_importance_examples(ctx.task, task.train, cfg.fisher_samples)
         with scoring_head(model, cfg.consolidate_head):
             return fisher_diag(model, task.train, kind=cfg.fisher, max_samples=cfg.fisher_samples,
-                               batch_size=cfg.batch_size or ctx.batch_size, generator=ctx.generator(1), device=device)
+                               batch_size=cfg.batch_size or ctx.batch_size, generator=ctx.generator(1))
 
 
 @register

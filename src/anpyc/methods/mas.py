@@ -51,12 +51,11 @@ class MAS(QuadraticPenalty):
 
     def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         cfg = self.config
-        device = next(model.parameters()).device
         self.count_importance_examples(ctx.task, task.train, cfg.samples)
         if cfg.per_sample:
-            omega = mas_importance(model, task.train, max_samples=cfg.samples, batch_size=cfg.batch_size, device=device)
+            omega = mas_importance(model, task.train, max_samples=cfg.samples, batch_size=cfg.batch_size)
         else:
             omega = gradient_magnitude(model, task.train, signal="output_norm", batch_size=cfg.batch_size,
-                                       max_samples=cfg.samples, device=device)
+                                       max_samples=cfg.samples)
             omega = {k: v / cfg.batch_size for k, v in omega.items()}  # per-example scale
         return omega

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # How each row of `anpyc bench ablation` / `ablation-domain` got its strength: a 4-point grid per
-# row on the protocol's validation split (its tuning proxy: 5 tasks), the same budget for every
-# row. The chosen values are in anpyc.bench.ABLATION_TUNED (a test checks them against the
-# tune.json files committed beside this script). Grids: lambda in half-decade steps around the
+# row on the protocol's validation split (its tuning proxy: all 10 tasks of pmnist10, the first 5
+# of pmnist10-domain), the same budget for every row. The chosen values are in
+# anpyc.bench.ABLATION_TUNED (a test checks them against the tune.json files committed beside
+# this script). Grids: lambda in half-decade steps around the
 # scale of each importance (mean Omega ~1.6e-3, Fisher ~6e-4, |theta| ~2e-2 after one task of
 # permuted MNIST), the same on both protocols; the row without consolidation tunes its retraining
 # share instead.
-# Usage: bash docs/benchmarks/ablation/tune.sh OUT [JOBS]   (OUT e.g. bench-out/ablation-tune)
+# Usage: bash docs/benchmarks/ablation/tune.sh OUT [JOBS] [PROTOCOLS]   (OUT e.g. bench-out/ablation-tune;
+# PROTOCOLS by default "pmnist10 pmnist10-domain")
 set -euo pipefail
-out=${1:?usage: tune.sh OUT [JOBS]}
+out=${1:?usage: tune.sh OUT [JOBS] [PROTOCOLS]}
 jobs=${2:-1}
+protocols=${3:-pmnist10 pmnist10-domain}
 t() {  # protocol row grid-params...
   local proto=$1 row=$2; shift 2
   local params=()
@@ -17,7 +20,7 @@ t() {  # protocol row grid-params...
   echo "anpyc tune --protocol $proto --method anpyc ${params[*]} --threads 1 --quiet --out $out/$proto/$row"
 }
 {
-  for proto in pmnist10 pmnist10-domain; do
+  for proto in $protocols; do
     # the same grids on both protocols (a first domain search a decade higher, 3-100, put six of
     # its seven rows' optimum at its lowest point: docs/benchmarks/ablation/README.md)
     o="0.3,1,3,10"; f="1,3,10,30"; m="0.03,0.1,0.3,1"

@@ -199,6 +199,9 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
         PROTOCOLS_OF_ABLATION,
     )
 
+    script = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune.sh").read_text()
+    pinned = next(line for line in script.splitlines() if line.startswith("paper="))
+    assert dict(kv.split("=") for kv in pinned[7:-1].split()) == {k: str(v).lower() for k, v in PAPER_MECHANISMS.items()}
     root = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune"
     for protocol in PROTOCOLS_OF_ABLATION:
         for row, tuned in ABLATION_TUNED[protocol].items():

@@ -13,10 +13,16 @@ set -euo pipefail
 out=${1:?usage: tune.sh OUT [JOBS] [PROTOCOLS]}
 jobs=${2:-1}
 protocols=${3:-pmnist10 pmnist10-domain}
-t() {  # protocol row grid-params...
+# the paper's mechanisms, pinned as anpyc.experiments.bench.PAPER_MECHANISMS pins them (the
+# method's defaults keep only what earned its place); a row's own settings override them
+paper="importance=omega structure=spread update=elementwise prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25"
+t() {  # protocol row settings-and-grid...
   local proto=$1 row=$2; shift 2
-  local params=()
-  for p in "$@"; do params+=(--param "$p"); done
+  local -A value=(); local keys=() params=() p k
+  for p in $paper "$@"; do
+    k=${p%%=*}; [[ -v "value[$k]" ]] || keys+=("$k"); value[$k]=${p#*=}
+  done
+  for k in "${keys[@]}"; do params+=(--param "$k=${value[$k]}"); done
   echo "anpyc tune --protocol $proto --method anpyc ${params[*]} --threads 1 --quiet --out $out/$proto/$row"
 }
 {

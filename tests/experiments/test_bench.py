@@ -198,6 +198,7 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
         PAPER_MECHANISMS,
         PROTOCOLS_OF_ABLATION,
     )
+    from anpyc.experiments.tune import protocol_tune_config
 
     script = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune.sh").read_text()
     pinned = next(line for line in script.splitlines() if line.startswith("paper="))
@@ -206,6 +207,9 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
     for protocol in PROTOCOLS_OF_ABLATION:
         for row, tuned in ABLATION_TUNED[protocol].items():
             result = json.loads((root / protocol / row / "tune.json").read_text())
+            proxy = protocol_tune_config(protocol, "anpyc").stream  # tuned on today's proxy
+            assert (result["config"]["stream"]["tasks"], result["config"]["stream"]["test_subsample"]) == (
+                proxy.tasks, proxy.test_subsample), (protocol, row)
             grid = {k: v for k, v in result["grid"].items() if len(v) > 1}
             assert set(grid) == set(tuned), (protocol, row)
             valid = [p for p in result["points"] if not p["failed"]]

@@ -110,6 +110,7 @@ def test_check_preset_passes_the_right_preset_and_catches_wrong_ones(tiny, monke
     assert any("recorded points" in m for m in broken(lambda p: p["tuned"]["points"].pop(0)))
     assert any("changed since tuning" in m for m in broken(lambda p: p["tuned"]["protocol"]["fingerprint"].update({"train.lr": 0.5})))
     assert any("provenance lacks 'command'" in m for m in broken(lambda p: p["tuned"].pop("command")))
+    assert any("tuned on the proxy" in m for m in broken(lambda p: p["tuned"].update(proxy={"stream": {"tasks": 2}})))
     assert presets.check_preset({"method": "si", "method_params": {}}) != []
     monkeypatch.setitem(PROTOCOLS, "tiny", Protocol("tiny, changed", {**TINY, "train": {"epochs": 2}}))
     assert any("changed since tuning" in m for m in presets.check_preset(right))

@@ -102,7 +102,7 @@ ABLATION_ROWS: dict[str, dict] = {
 ABLATION_TUNED: dict[str, dict[str, dict]] = {
     "pmnist10": {
         "anpyc-all": {"lam": 3.0}, "no-structure": {"lam": 10.0}, "omega-magnitude": {"lam": 0.1},
-        "omega-fisher": {"lam": 3.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 1.0},
+        "omega-fisher": {"lam": 3.0}, "no-elementwise": {"lam": 1.0}, "no-pruning": {"lam": 1.0},
         "no-consolidation": {"retrain_epochs": 0.5},
     },
     "pmnist10-domain": {

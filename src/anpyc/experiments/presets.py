@@ -192,6 +192,8 @@ def check_preset(preset: dict, grids: dict | None = None) -> list[str]:
         diff = differences(recorded, protocol_fingerprint(protocol))
         if diff:
             problems.append(f"protocol {protocol} changed since tuning: {diff[0]}")
+    if tuned.get("proxy") != PROTOCOLS[protocol].tune:  # chosen on another stream than today's proxy
+        problems.append(f"tuned on the proxy {tuned.get('proxy')}, not protocol {protocol}'s {PROTOCOLS[protocol].tune}")
     try:
         expected_grid = grid_for(protocol, method, grids)
     except ConfigError as exc:

@@ -237,13 +237,17 @@ def test_save_then_load(tmp_path):
         presets.load_preset("nope", tmp_path)
 
 
-def test_a_presets_task_inference_is_not_applied():
-    """Three mask methods' presets were tuned when task inference was their own option (on by
-    default); whether a run infers tasks is now the run's (a ``<method>+inference`` row)."""
-    assert "task_inference" in presets.load_preset("packnet-pmnist10-domain")["method_params"]
+def test_a_presets_task_inference_is_not_applied(tmp_path):
+    """Mask methods' presets tuned when task inference was their own option (on by default)
+    hold ``task_inference``; whether a run infers tasks is now the run's (a
+    ``<method>+inference`` row), so a preset's is dropped when it applies."""
+    preset = presets.load_preset("packnet-pmnist10-domain")
+    preset["method_params"]["task_inference"] = "input_density"
+    (tmp_path / "packnet-pmnist10-domain.yaml").write_text(yaml.safe_dump(preset))
     base = RunConfig.from_dict(PROTOCOLS["pmnist10-domain"].base)
-    params, applied, _ = presets.select_presets(["packnet"], base, "passes")
+    params, applied, _ = presets.select_presets(["packnet"], base, "passes", directory=tmp_path)
     assert applied == {"packnet": "packnet-pmnist10-domain"} and "task_inference" not in params["packnet"]
+    assert params["packnet"]["prune_fraction"] == preset["method_params"]["prune_fraction"]  # the rest applies
     assert presets.load_preset("packnet-pmnist10-domain") is not presets.load_preset("packnet-pmnist10-domain")  # copies
 
 

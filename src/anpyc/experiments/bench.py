@@ -108,7 +108,7 @@ ABLATION_TUNED: dict[str, dict[str, dict]] = {
     "pmnist10-domain": {
         "anpyc-all": {"lam": 3.0}, "no-structure": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3},
         "omega-fisher": {"lam": 10.0}, "no-elementwise": {"lam": 3.0}, "no-pruning": {"lam": 3.0},
-        "no-consolidation": {"retrain_epochs": 0.25},
+        "no-consolidation": {"retrain_epochs": 0.05},
     },
 }
 

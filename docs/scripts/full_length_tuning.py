@@ -1,8 +1,8 @@
 """Would a permuted-MNIST table change if every preset were chosen on all 10 tasks?
 
-The pmnist10-domain and pmnist10-common presets are chosen on their protocol's 5-task proxy
-(pmnist10's were too, until this check moved its proxy to the full stream), where five tasks
-forget too little to reward consolidation. This check runs every method's grid of the
+The permuted-MNIST presets were first chosen on a 5-task proxy, where five tasks forget too
+little to reward consolidation; this check moved the three protocols' proxies to the full stream
+(pmnist10's, then pmnist10-domain's and pmnist10-common's, 2026-12-04). It runs every method's grid of the
 protocol (the same points, the same budget for every method) on the full 10-task stream, picks each
 method's point by validation ACC (seed 0), runs that point on seeds 1 and 2, and tabulates the
 test ACC over the three seeds beside fine-tune's. It changes no preset.

@@ -9,12 +9,15 @@ fix print one line and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
+import threading
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,7 @@ from anpyc.config import (
     deep_update,
     load_mapping,
 )
-from anpyc.errors import AnpycError, ConfigError
+from anpyc.errors import AnpycError, ConfigError, Terminated
 from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
 
@@ -875,14 +878,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("anpyc").setLevel(level)
     try:
-        with rundir.session():  # run directories stay locked until the command (and its report) ends
+        with rundir.session(), _sigterm_interrupts():  # run directories stay locked until the command (and its report) ends
             return int(args.func(args) or 0)
     except AnpycError as exc:
         print(f"anpyc: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"anpyc: interrupted{_resume_hint(args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"anpyc: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}{_resume_hint(args)}",
+              file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated`, so it ends as Ctrl-C does:
+    workers stopped, locks released, a resume hint (only the main thread can set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

@@ -33,6 +33,11 @@ class DistributedError(AnpycError):
     """A multi-process run cannot start or its processes disagree."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler) while a command runs: handled as Ctrl-C is, so parallel
+    workers are stopped and locks released (exit code 143, where Ctrl-C gives 130)."""
+
+
 def did_you_mean(name: object, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``name``, else ``""``.
 

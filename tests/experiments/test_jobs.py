@@ -60,3 +60,58 @@ def test_error_line_and_bad_jobs_flag(tmp_path):
     assert error_line(ConfigError("bad value\nmore")) == "bad value"
     assert error_line(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
     assert main(["compare", "--methods", "finetune", "--benchmark", "blobs", "--jobs", "0", "--out", str(tmp_path / "x")]) == 2
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_stops_the_parallel_workers_with_the_command(tmp_path):
+    """`kill` (SIGTERM) of a parallel comparison ends it as Ctrl-C does (exit 143, a resume
+    hint) and takes its worker processes with it: a worker left running finished its job into
+    a directory nobody watched, beside the next command's workers."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "cmp"
+    argv = [sys.executable, "-m", "anpyc", "compare", "--methods", "finetune,joint", "--benchmark", "blobs",
+            "--tasks", "2", "--epochs", "100000", "--threads", "1", "--quiet", "--no-report", "--jobs", "2",
+            "--out", str(out)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/seed_0"))) < 2:  # both workers are training
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow start"
+            time.sleep(0.2)
+        workers = {p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()}
+        assert len(workers) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 143
+        assert "anpyc: terminated; continue with the same command plus --resume" in proc.stderr.read()
+        time.sleep(1)
+        assert not [p for p in workers if _alive(p)]
+    finally:  # never leave a 100000-epoch job behind, whatever failed
+        for pid in [proc.pid, *workers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -145,6 +145,13 @@ def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) ->
                   "".join(traceback.format_exception(exc)).rstrip())
 
 
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the pool's worker processes now: ``shutdown`` alone waits for their running
+    jobs (Python before 3.14 has no public call for this)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+
+
 def run_jobs(
     jobs: list[Job],
     workers: int = 1,
@@ -175,7 +182,8 @@ def run_jobs(
     modules = tuple(method_modules(sorted({j.config.method for j in jobs})))
     ctx = multiprocessing.get_context(start_method or default_start_method())
     threads = default_threads(workers)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    try:
         futures = {pool.submit(_run_one, job, overwrite, None, modules, threads): job for job in jobs}
         for fut in as_completed(futures):
             job = futures[fut]
@@ -186,6 +194,11 @@ def run_jobs(
                 _record_failure(job, BrokenProcessPool("its worker process died (killed, or out of memory)"), failures)
             except Exception as exc:
                 _record_failure(job, exc, failures)
+    except BaseException:  # Ctrl-C, SIGTERM: a worker left alone would finish its job unseen
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     order = {(j.method, j.seed): i for i, j in enumerate(jobs)}
     failures.sort(key=lambda f: order[(f.method, f.seed)])
     return done, failures

@@ -2,6 +2,11 @@
 reported without costing the others' results."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ from anpyc.config import RunConfig
 from anpyc.errors import AnpycError, ConfigError
 from anpyc.experiments.compare import compare
 from anpyc.experiments.jobs import error_line
+from processes import live_processes_of_session
 
 KEYS = ("avg_acc", "bwt", "forgetting", "fwt", "val_avg_acc")
 
@@ -62,56 +68,27 @@ def test_error_line_and_bad_jobs_flag(tmp_path):
     assert main(["compare", "--methods", "finetune", "--benchmark", "blobs", "--jobs", "0", "--out", str(tmp_path / "x")]) == 2
 
 
-def _children(pid: int) -> set[int]:
-    """The live processes whose parent is ``pid`` (Linux /proc)."""
-    out = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended while we looked
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.add(int(stat.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_sigterm_stops_the_parallel_workers_with_the_command(tmp_path):
     """`kill` (SIGTERM) of a parallel comparison ends it as Ctrl-C does (exit 143, a resume
     hint) and takes its worker processes with it: a worker left running finished its job into
     a directory nobody watched, beside the next command's workers."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     out = tmp_path / "cmp"
     argv = [sys.executable, "-m", "anpyc", "compare", "--methods", "finetune,joint", "--benchmark", "blobs",
             "--tasks", "2", "--epochs", "100000", "--threads", "1", "--quiet", "--no-report", "--jobs", "2",
             "--out", str(out)]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    workers: set[int] = set()
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while len(list(out.glob("*/seed_0"))) < 2:  # both workers are training
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow start"
-            time.sleep(0.2)
-        workers = {p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()}
-        assert len(workers) == 2
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 143
-        assert "anpyc: terminated; continue with the same command plus --resume" in proc.stderr.read()
+        deadline = time.monotonic() + 120  # a bound on a slow start, not a timing assertion
+        while len(list(out.glob("*/seed_0"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # until both workers are training
+        assert proc.poll() is None and len(live_processes_of_session(proc.pid)) >= 3, "the workers did not start"
+        proc.send_signal(signal.SIGTERM)  # the command alone, as `kill PID` sends it
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143
+        assert "anpyc: terminated; continue with the same command plus --resume" in err
         time.sleep(1)
-        assert not [p for p in workers if _alive(p)]
+        assert live_processes_of_session(proc.pid) == []
     finally:  # never leave a 100000-epoch job behind, whatever failed
-        for pid in [proc.pid, *workers]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        if live_processes_of_session(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -18,6 +18,7 @@ import dist_methods  # noqa: F401  (registers test-kill-rank1 here and in the ra
 from anpyc import rundir
 from anpyc.callbacks.checkpoint import list_checkpoints
 from anpyc.cli import main
+from processes import live_processes_of_session
 
 pytestmark = pytest.mark.slow  # spawns process groups and kills them: minutes on a busy 2-core machine
 
@@ -104,19 +105,6 @@ def test_killed_worker_fails_in_one_line_and_keeps_the_checkpoint(tmp_path, capf
     assert [json.loads(line)["task"] for line in (out / "log.jsonl").read_text().splitlines()] == [0, 1]
 
 
-def _live_processes_of_session(sid: int) -> list[int]:
-    """Processes of session ``sid`` that are not zombies (Linux /proc)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            live.append(int(stat.parent.name))
-    return live
-
-
 def _as_from_a_shell() -> None:
     """The command starts as a shell starts it, Ctrl-C and Ctrl-\\ at their defaults: a child
     inherits ignored signals, and in a long test session something in this process (not
@@ -148,5 +136,5 @@ def test_ctrl_c_stops_every_rank_and_releases_the_run_directory(tmp_path):
             proc.wait()
     assert proc.returncode == 130
     assert err.strip().splitlines() == [f"anpyc: interrupted; continue with: anpyc run --resume {out}"]
-    assert _live_processes_of_session(proc.pid) == []
+    assert live_processes_of_session(proc.pid) == []
     assert rundir.holder(out) is None and not (out / rundir.LOCK_NAME).exists()

@@ -426,7 +426,6 @@ def run_suite(
     """
     from anpyc.experiments.compare import compare
     from anpyc.experiments.protocols import matching_protocols
-    from anpyc.report.tables import summary_markdown
 
     sweep = {"bench": {"name": name, "seeds": seeds, "methods": methods, "overrides": overrides, "presets": presets,
                        "params": params, "budget": budget, "tensorboard": tensorboard,
@@ -443,36 +442,48 @@ def run_suite(
     )
     if "submitted" in summary:  # the jobs go on; `anpyc gather` (or the same command again) ends the suite
         return summary
-    host = machine()
+    protocol = bench.protocol if stream is None and bench.protocol in matching_protocols(base, plan.budget) else None
     summary["bench"] = {
-        "name": name,
-        "description": bench.description,
-        "command": bench_command(name, out_dir),
-        # the runs' torch threads (train.threads), not this parent process's
-        "machine": {**host, "torch_threads": base.train.threads or host["torch_threads"]},
-        "date": start.isoformat(timespec="seconds"),
-        "method_params": params,
-        # the protocol this run is (overrides of settings in its fingerprint make it another)
-        "protocol": bench.protocol if stream is None and bench.protocol in matching_protocols(base, plan.budget) else None,
-        "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
-        "jobs": jobs,
-        "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
-        **commit,
+        "name": name, "description": bench.description, "command": bench_command(name, out_dir),
+        **_bench_record(plan, base, protocol, start, jobs, resume), **commit,
     }
-    out = Path(out_dir)
-    for entry in summary["methods"].values():  # run dirs relative to OUT: no machine path in bench.json
-        entry["runs"] = [_relative_to(r, out) for r in entry.get("runs", [])]
-    summary["bench"]["run_commits"] = run_commits(out, summary)
-    write_json(out / "bench.json", summary)
-    text = (
-        f"{summary_markdown(summary)}\n{bench.description}.\n\n"
-        f"Protocol: {summary['bench']['protocol'] or 'none of anpyc.experiments.protocols'}; presets applied: "
-        f"{', '.join(f'{m} ({n})' for m, n in plan.presets_applied.items()) or 'none'}  \n"
-        f"Command: `{summary['bench']['command']}`  \nMachine: {summary['bench']['machine']}  \nDate: {summary['bench']['date']}\n"
-    )
-    atomic_write_text(out / "bench.md", text)
+    _write_bench(Path(out_dir), summary, plan)
     if report:
         from anpyc.report.report import write_report_safely
 
-        write_report_safely(out)
+        write_report_safely(Path(out_dir))
     return summary
+
+
+def _bench_record(plan: BenchPlan, base: RunConfig, protocol: str | None, start: _dt.datetime, jobs: int,
+                  resume: bool) -> dict:
+    """What ``bench.json`` says of where and how the suite ran, beside its name and command."""
+    host = machine()
+    return {
+        # the runs' torch threads (train.threads), not this parent process's
+        "machine": {**host, "torch_threads": base.train.threads or host["torch_threads"]},
+        "date": start.isoformat(timespec="seconds"),
+        "method_params": plan.params,
+        "protocol": protocol,  # the protocol this run is (overrides of settings in its fingerprint make it another)
+        "presets": {"applied": plan.presets_applied, "not_applied": plan.presets_not_applied},
+        "jobs": jobs,
+        "resumed": resume,  # finished runs read back, killed ones continued from their checkpoints
+    }
+
+
+def _write_bench(out: Path, summary: dict, plan: BenchPlan) -> None:
+    """``bench.json`` (run directories relative to ``out``: no machine path) and ``bench.md``."""
+    from anpyc.report.tables import summary_markdown
+
+    for entry in summary["methods"].values():
+        entry["runs"] = [_relative_to(r, out) for r in entry.get("runs", [])]
+    summary["bench"]["run_commits"] = run_commits(out, summary)
+    write_json(out / "bench.json", summary)
+    record = summary["bench"]
+    text = (
+        f"{summary_markdown(summary)}\n{record['description']}.\n\n"
+        f"Protocol: {record['protocol'] or 'none of anpyc.experiments.protocols'}; presets applied: "
+        f"{', '.join(f'{m} ({n})' for m, n in plan.presets_applied.items()) or 'none'}  \n"
+        f"Command: `{record['command']}`  \nMachine: {record['machine']}  \nDate: {record['date']}\n"
+    )
+    atomic_write_text(out / "bench.md", text)

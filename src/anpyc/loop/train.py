@@ -313,9 +313,7 @@ class Training:
         add_task_head(model, task, seen, ctx)
 
     def task_optimizer(self, model, method, kept: torch.optim.Optimizer | None, cfg: TrainConfig) -> torch.optim.Optimizer:
-        optimizer = _task_optimizer(trainable(model, method), kept, cfg)
-        carry_copied_heads_(model, optimizer)
-        return optimizer
+        return _task_optimizer(trainable(model, method), kept, cfg)
 
     def aux_optimizer(self, model, cfg: TrainConfig) -> torch.optim.Optimizer | None:
         return None
@@ -593,18 +591,6 @@ def _timed_mixed_eval(loop: Loop, t: int) -> list[tuple[float, float]]:
         matrix = loop.state.progress.setdefault("task_inference", np.full((T, T), np.nan))
         matrix[t, : t + 1] = np.where(sums[1] > 0, sums[0] / np.maximum(sums[1], 1), np.nan)
     return scores
-
-
-def carry_copied_heads_(model, optimizer: torch.optim.Optimizer) -> None:
-    """A head that started as a copy of another (a new task's head where the tasks share their
-    labels) starts with that head's optimizer state too (momentum, Adam's moments), as one
-    shared head kept across tasks would (``reset_optimizer: false``)."""
-    copied = getattr(model, "copied_from", {})
-    for new, old in copied.items():
-        for p_new, p_old in zip(model.heads[new].parameters(), model.heads[old].parameters(), strict=True):
-            if p_old in optimizer.state and not optimizer.state.get(p_new):
-                optimizer.state[p_new] = {k: v.clone() if isinstance(v, Tensor) else v for k, v in optimizer.state[p_old].items()}
-    copied.clear()
 
 
 def _task_optimizer(params: list, optimizer: torch.optim.Optimizer | None, cfg: TrainConfig) -> torch.optim.Optimizer:

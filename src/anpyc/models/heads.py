@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -39,15 +38,13 @@ class ContinualModel(nn.Module):
         # class-incremental: the shared head's outputs in use (0: all); grows with the classes seen
         self.register_buffer("active_outputs", torch.zeros((), dtype=torch.long))
         self._active = 0  # host copy: no device sync in every forward
-        self.copied_from: dict[int, int] = {}  # new head -> the head it started as a copy of (not state)
 
     @property
     def head_sizes(self) -> list[int]:
         return [h.out_features for h in self.heads]
 
-    def add_head(self, n_outputs: int, copy_of: int | None = None) -> int:
-        """Add the head for a new task (multi) or create the shared head once (single);
-        ``copy_of``: the new head starts as a copy of that head (no random draw).
+    def add_head(self, n_outputs: int) -> int:
+        """Add the head for a new task (multi) or create the shared head once (single).
 
         Called once per task; from the second task on it also freezes the body's batch-norm
         running statistics (see :mod:`anpyc.models.norm`).
@@ -58,12 +55,7 @@ class ContinualModel(nn.Module):
             if self.heads[0].out_features != n_outputs:
                 raise ValueError("single-head model: every task must use the same output size")
             return 0
-        if copy_of is not None and self.heads[copy_of].out_features == n_outputs:
-            head = copy.deepcopy(self.heads[copy_of])
-            self.copied_from[len(self.heads)] = copy_of
-        else:
-            head = self._new_head(n_outputs).to(next(self.body.parameters()).device)
-        self.heads.append(head)
+        self.heads.append(self._new_head(n_outputs).to(next(self.body.parameters()).device))
         return len(self.heads) - 1
 
     def set_active_outputs(self, n: int) -> None:

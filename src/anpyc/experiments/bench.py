@@ -445,9 +445,9 @@ def run_suite(
     protocol = bench.protocol if stream is None and bench.protocol in matching_protocols(base, plan.budget) else None
     summary["bench"] = {
         "name": name, "description": bench.description, "command": bench_command(name, out_dir),
-        **_bench_record(plan, base, protocol, start, jobs, resume), **commit,
+        **_bench_record(plan, protocol, start, jobs, resume), **commit,
     }
-    _write_bench(Path(out_dir), summary, plan)
+    _write_bench(Path(out_dir), summary)
     if report:
         from anpyc.report.report import write_report_safely
 
@@ -455,13 +455,12 @@ def run_suite(
     return summary
 
 
-def _bench_record(plan: BenchPlan, base: RunConfig, protocol: str | None, start: _dt.datetime, jobs: int,
-                  resume: bool) -> dict:
+def _bench_record(plan: BenchPlan, protocol: str | None, start: _dt.datetime, jobs: int, resume: bool) -> dict:
     """What ``bench.json`` says of where and how the suite ran, beside its name and command."""
     host = machine()
     return {
         # the runs' torch threads (train.threads), not this parent process's
-        "machine": {**host, "torch_threads": base.train.threads or host["torch_threads"]},
+        "machine": {**host, "torch_threads": plan.base.train.threads or host["torch_threads"]},
         "date": start.isoformat(timespec="seconds"),
         "method_params": plan.params,
         "protocol": protocol,  # the protocol this run is (overrides of settings in its fingerprint make it another)
@@ -471,7 +470,7 @@ def _bench_record(plan: BenchPlan, base: RunConfig, protocol: str | None, start:
     }
 
 
-def _write_bench(out: Path, summary: dict, plan: BenchPlan) -> None:
+def _write_bench(out: Path, summary: dict) -> None:
     """``bench.json`` (run directories relative to ``out``: no machine path) and ``bench.md``."""
     from anpyc.report.tables import summary_markdown
 
@@ -483,7 +482,7 @@ def _write_bench(out: Path, summary: dict, plan: BenchPlan) -> None:
     text = (
         f"{summary_markdown(summary)}\n{record['description']}.\n\n"
         f"Protocol: {record['protocol'] or 'none of anpyc.experiments.protocols'}; presets applied: "
-        f"{', '.join(f'{m} ({n})' for m, n in plan.presets_applied.items()) or 'none'}  \n"
+        f"{', '.join(f'{m} ({n})' for m, n in record['presets']['applied'].items()) or 'none'}  \n"
         f"Command: `{record['command']}`  \nMachine: {record['machine']}  \nDate: {record['date']}\n"
     )
     atomic_write_text(out / "bench.md", text)

@@ -55,7 +55,7 @@ class ContinualModel(nn.Module):
             if self.heads[0].out_features != n_outputs:
                 raise ValueError("single-head model: every task must use the same output size")
             return 0
-        self.heads.append(self._new_head(n_outputs).to(next(self.body.parameters()).device))
+        self.heads.append(self._new_head(n_outputs))
         return len(self.heads) - 1
 
     def set_active_outputs(self, n: int) -> None:
@@ -71,13 +71,14 @@ class ContinualModel(nn.Module):
     def ensure_heads(self, sizes: list[int]) -> None:
         """Create heads so that a saved ``state_dict`` with these head sizes can be loaded."""
         for n in sizes[len(self.heads):]:
-            self.heads.append(self._new_head(n).to(next(self.body.parameters()).device))
+            self.heads.append(self._new_head(n))
 
     def _new_head(self, n_outputs: int) -> nn.Linear:
+        """A new head, initialised (drawn on the CPU, as every head was) and on the body's device."""
         head = nn.Linear(self.feature_dim, n_outputs)
         if self._init is not None:
             self._init(head)
-        return head
+        return head.to(next(self.body.parameters()).device)
 
     def head_index(self, task: int) -> int:
         return 0 if self.head_mode == "single" else int(task)

@@ -98,10 +98,20 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
         f"{methods[0]} on {results.benchmark}" if results.kind == "run"
         else f"{', '.join(methods)} on {results.benchmark}"
     )
-    blocks: list = [Heading(f"anpyc report: {title}", 1), Text(_describe(results))]
+    blocks: list = [Heading(f"anpyc report: {title}", 1), Text(_describe(results)), *_table_blocks(results)]
+    figures, drawn, skipped = _draw_plots(results, plot_dir)
+    if figures:
+        blocks += [Heading("Plots", 2), *figures]
+    blocks += _files_blocks(results)
+    stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    blocks.append(Text(f"Report written {stamp} by `anpyc report {results.root}`."))
+    return blocks, drawn, skipped
 
+
+def _table_blocks(results: Results) -> list:
+    """The summary table, then each table whose data the runs have (a run: its accuracy matrix)."""
     header, rows = summary_table(results)
-    blocks += [
+    blocks: list = [
         Heading("Summary", 2),
         Text(
             ("Mean ± std over seeds. " if results.kind == "compare" else "")
@@ -133,14 +143,18 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
                         "and after retraining; the keep share the schedule planned and the one the guard chose."),
                    Table(*guard)]
     if results.kind == "run":
-        matrix = mean_matrix(results.runs[methods[0]])
+        matrix = mean_matrix(results.runs[results.methods[0]])
         if matrix is not None:
             blocks += [
                 Heading("Accuracy matrix (%)", 2),
                 Text("Row i: after training task i; column j: test accuracy on task j."),
                 Table(*matrix_table(matrix)),
             ]
+    return blocks
 
+
+def _draw_plots(results: Results, plot_dir: Path) -> tuple[list, list[Path], list[str]]:
+    """``(figures, drawn, skipped)``: every plot drawn into ``plot_dir``, or why it was not."""
     drawn: list[Path] = []
     skipped: list[str] = []
     figures: list = []
@@ -162,7 +176,7 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
          "Average accuracy on the tasks learned so far, against the number of tasks learned.")
     draw("task_acc.png", lambda p: plots.plot_task_accuracy(results, p),
          "Accuracy of each task across the sequence: how much of it survives later tasks.")
-    for m in methods:
+    for m in results.methods:
         draw(f"acc_matrix_{_slug(m)}.png", lambda p, m=m: plots.plot_acc_heatmap(results, m, p),
              f"Accuracy matrix of {m} (row: after task i; column: task j).")
     draw("importance.png", lambda p: plots.plot_importance(results, p),
@@ -173,9 +187,11 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
          "Fraction of each layer's weights still free for later tasks.")
     draw("cost.png", lambda p: plots.plot_cost(results, p),
          "Wall time and memory per method (mean over seeds, ±1 std).")
-    if figures:
-        blocks += [Heading("Plots", 2), *figures]
+    return figures, drawn, skipped
 
+
+def _files_blocks(results: Results) -> list:
+    """A "Files" section naming what the directory holds (none when it holds none of them)."""
     files = [("config.yaml", "resolved config"), ("metrics.json", "all metrics"), ("acc_matrix.csv", "accuracy matrix"),
              ("acc_curve.csv", "per-task log"), ("summary.json", "comparison summary"), ("compare.yaml", "comparison spec")]
     present = [f"`{f}` ({what})" for f, what in files if (results.root / f).exists()]
@@ -183,11 +199,9 @@ def build_report(results: Results, plot_dir: Path) -> tuple[list, list[Path], li
         present.append("`<method>/seed_<s>/` (one run directory each)")
     if (results.root / "tb").is_dir():
         present.append(f"`tb/` (TensorBoard: `tensorboard --logdir {results.root / 'tb'}`)")
-    if present:
-        blocks += [Heading("Files", 2), Text("In this directory: " + "; ".join(present) + ".")]
-    stamp = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    blocks.append(Text(f"Report written {stamp} by `anpyc report {results.root}`."))
-    return blocks, drawn, skipped
+    if not present:
+        return []
+    return [Heading("Files", 2), Text("In this directory: " + "; ".join(present) + ".")]
 
 
 @rundir.releases_locks

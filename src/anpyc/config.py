@@ -49,7 +49,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
-    scalar = _SCALARS.get(tp)
+    scalar = _SCALARS.get(tp) if isinstance(tp, type) else None
     if scalar is not None:
         return scalar(value, where)
     if dataclasses.is_dataclass(tp):

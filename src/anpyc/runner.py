@@ -157,6 +157,7 @@ def run(
     method: Method | None = None,
     budget: str | None = None,
     report: bool = True,
+    recorded_budget: dict | None = None,  # with budget None: the budget cfg was resolved under
 ) -> RunResult:
     """Train ``cfg.method`` on every task of the stream; evaluate all seen tasks after each.
 
@@ -166,20 +167,20 @@ def run(
     stream's description); it must match ``cfg.stream``, ``cfg.seed`` and the scenario's labels.
     ``budget``: ``passes`` (as ``anpyc run`` and ``compare`` apply it) gives the method
     ``train.epochs`` training passes per task, its retraining and replay included; ``epochs``
-    gives it ``train.epochs`` epochs and lets it add its own passes (recorded); ``None`` (the
-    default): ``cfg`` is as it runs, ``train.epochs`` epochs (a saved ``config.yaml`` too). ``tensorboard``: True logs to ``out_dir/tb``, a path
-    logs there. ``resume=True`` continues the run in ``out_dir`` from its newest valid
-    checkpoint. ``report`` (with ``out_dir``): write ``report.md``, ``report.html`` and
-    ``plots/`` at the end, as the command line does. Classifiers and generators take the same
-    path (:mod:`anpyc.problems`). Everything that can be checked is checked before the run
-    directory is touched.
+    gives it ``train.epochs`` epochs and lets it add its own passes (recorded); ``None``: ``cfg``
+    is as it runs, and ``recorded_budget`` (a saved ``meta.budget``) is recorded, not applied. ``tensorboard``: True
+    logs to ``out_dir/tb``, a path there. ``resume=True`` continues the run in ``out_dir`` from
+    its newest valid checkpoint. ``report`` (with ``out_dir``): write ``report.md``,
+    ``report.html`` and ``plots/`` at the end, as the command line does. Classifiers and
+    generators take the same path (:mod:`anpyc.problems`). Everything that can be checked is
+    checked before the run directory is touched.
     """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     kind = problem_for(cfg)
     cfg = _checked(cfg, kind, tensorboard)
     method = for_run(cfg, method)
-    cfg, stream, meta = _with_stream_and_budget(cfg, kind, stream, method, budget)
+    cfg, stream, meta = _with_stream_and_budget(cfg, kind, stream, method, budget, recorded_budget)
     problem = kind(cfg, stream)  # a generator's judge is trained (or read) here, before the run's seeds
     seed_everything(cfg.seed, cfg.train.device)
     model = problem.build_model().to(torch.device(cfg.train.device))
@@ -208,15 +209,18 @@ def run(
 
 
 def _with_stream_and_budget(cfg: RunConfig, kind: type[Problem], stream: Stream | None, method: Method,
-                            budget: str | None) -> tuple[RunConfig, Stream, dict]:
+                            budget: str | None, recorded: dict | None = None) -> tuple[RunConfig, Stream, dict]:
     """``(cfg as it runs, its stream, what config.yaml records under meta)``: the stream built
     (before the output directory is touched: bad data must not cost a result), recorded when it
-    is your own, its labels checked against the scenario, and the budget applied."""
+    is your own, its labels checked against the scenario, and the budget applied (or, for a cfg
+    already resolved, the ``recorded`` one kept)."""
     if stream is None:
         stream = build_stream(cfg)
     cfg = own_stream_config(cfg, stream)
     check_labels(cfg, stream, kind)
-    meta = {"budget": {"mode": budget, "per_task": cfg.train.epochs}} if budget is not None else {}
+    if budget is not None:
+        recorded = {"mode": budget, "per_task": cfg.train.epochs}
+    meta = {"budget": dict(recorded)} if recorded else {}
     return apply_budget(cfg, budget, method), stream, meta
 
 

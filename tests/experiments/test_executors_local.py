@@ -51,11 +51,20 @@ def test_submitit_local_gives_the_accuracy_matrices_of_the_local_pool(tmp_path):
                 assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), (method, seed, name)
             a, b = (json.loads((r / "metrics.json").read_text()) for r in runs)
             assert a["acc_matrix"] == b["acc_matrix"] and a["passes"] == b["passes"]
+            # both record the pass budget their epochs came from: `anpyc run --config` reruns either
+            assert saved_budget(runs[0]) == saved_budget(runs[1]) == {"mode": "passes", "per_task": 1.0}
     local, sub = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("local", "sub"))
     assert learning(local) == learning(sub)
     ledger = json.loads((tmp_path / "sub" / "jobs.json").read_text())["jobs"]
     assert sorted(ledger) == ["ewc/seed_0", "ewc/seed_1", "finetune/seed_0", "finetune/seed_1"]
     assert all(e["executor"] == "submitit-local" for e in ledger.values())
+
+
+def saved_budget(run_dir: Path) -> dict | None:
+    """The pass budget a run directory's config.yaml records under ``meta``."""
+    import yaml
+
+    return (yaml.safe_load((run_dir / rundir.CONFIG).read_text()).get("meta") or {}).get("budget")
 
 
 def _wait_for(condition, what: str, timeout: float = 300.0, proc=None):
@@ -141,6 +150,7 @@ def test_a_job_of_two_tasks_is_one_distributed_run(tmp_path):
     metrics = json.loads((out / "finetune" / "seed_0" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["distributed"]["world_size"] == 2
     assert len(set(metrics["distributed"]["rank_state_sha256"])) == 1  # the ranks agree
+    assert saved_budget(out / "finetune" / "seed_0") == {"mode": "passes", "per_task": 1.0}
 
 
 def test_tune_takes_the_same_path_and_the_same_command_again_gathers_it(tmp_path, capsys):
@@ -153,4 +163,5 @@ def test_tune_takes_the_same_path_and_the_same_command_again_gathers_it(tmp_path
     local, got = (json.loads((tmp_path / d / "tune.json").read_text()) for d in ("local", "sub"))
     assert [p["val_avg_acc"] for p in got["points"]] == [p["val_avg_acc"] for p in local["points"]]
     assert got["best"]["params"] == local["best"]["params"]
+    assert saved_budget(tmp_path / "sub" / "point_1" / "seed_0") == saved_budget(tmp_path / "local" / "point_1" / "seed_0")
     assert len(list((tmp_path / "sub" / "submitit").glob("*_submitted.pkl"))) == 2

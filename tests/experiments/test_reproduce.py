@@ -81,3 +81,22 @@ def test_a_different_machine_is_named_beside_a_difference(finished, tmp_path, ca
     assert main(["reproduce", str(moved), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert f"cpu_capability ELSEWHERE -> {cpu_capability()}" in out and "NOT reproduced" in out
+
+
+def test_a_reproduced_directory_records_the_budget_its_original_ran_under(tmp_path):
+    """A run's config.yaml holds its epochs as run and, under meta, the pass budget they came
+    from; the directory ``reproduce --out`` writes must record that budget too, or ``anpyc run
+    --config`` of it would take the epochs as run for passes and train less."""
+    import yaml
+
+    common = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "150", "--hidden", "16", "--threads", "1",
+              "--quiet", "--no-report"]
+    assert main(["run", "--method", "packnet", "--epochs", "2", *common, "--out", str(tmp_path / "orig")]) == 0
+    assert main(["reproduce", str(tmp_path / "orig"), "--quiet", "--out", str(tmp_path / "again")]) == 0
+    orig, again = (yaml.safe_load((tmp_path / d / "config.yaml").read_text()) for d in ("orig", "again"))
+    assert orig["meta"]["budget"] == again["meta"]["budget"] == {"mode": "passes", "per_task": 2.0}
+    assert orig["train"]["epochs"] == again["train"]["epochs"] < 2.0
+    assert main(["run", "--method", "packnet", "--config", str(tmp_path / "again" / "config.yaml"), "--quiet",
+                 "--no-report", "--out", str(tmp_path / "from-again")]) == 0
+    rerun = json.loads((tmp_path / "from-again" / "metrics.json").read_text())
+    assert rerun["acc_matrix"] == json.loads((tmp_path / "orig" / "metrics.json").read_text())["acc_matrix"]

@@ -48,3 +48,15 @@ def test_a_grid_over_the_task_inference_score_is_recorded_per_point(monkeypatch,
     assert [r["params"]["task_inference"] for r in result["points"]] == ["input_density", "pooled_density"]
     md = (tmp_path / "t" / "tune.md").read_text()
     assert "| input_density | 80.00 | 80.00 | **yes** |" in md and "| pooled_density | 80.00 | 80.00 |  |" in md
+
+
+def test_a_grid_point_run_records_its_pass_budget(tmp_path):
+    """Each (point, seed) run writes the epochs it ran and the pass budget they came from, as a
+    comparison's runs do: ``anpyc run --config`` of it trains the same passes again."""
+    import yaml
+
+    base = RunConfig.from_dict({"method": "packnet", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 150},
+                                "model": {"hidden": [16]}, "train": {"epochs": 2, "threads": 1}})
+    tune_mod.tune(base, {"prune_fraction": [0.5]}, seeds=[0], out_dir=tmp_path / "t", quiet=True)
+    saved = yaml.safe_load((tmp_path / "t" / "point_0" / "seed_0" / "config.yaml").read_text())
+    assert saved["meta"]["budget"] == {"mode": "passes", "per_task": 2.0} and saved["train"]["epochs"] < 2.0

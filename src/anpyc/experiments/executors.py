@@ -311,6 +311,7 @@ class SweepJob:
     threads: int | None = None
     overwrite: bool = False
     nproc: int = 1
+    recorded_budget: dict | None = None  # the budget config was resolved under: written to config.yaml
 
     def __call__(self) -> JobOutcome:
         _job_logging()
@@ -329,7 +330,8 @@ class SweepJob:
         return JobOutcome(self.method, self.seed)
 
     def _job(self) -> Job:
-        return Job(self.method, self.seed, self.config, Path(self.run_dir), self.tensorboard, resume=not self.overwrite)
+        return Job(self.method, self.seed, self.config, Path(self.run_dir), self.tensorboard, resume=not self.overwrite,
+                   recorded_budget=self.recorded_budget)
 
     def _single(self) -> None:
         import torch
@@ -353,7 +355,7 @@ class SweepJob:
             if resume:
                 check_resumable(job)
             launch.run_torchrun(self.config, job.run_dir, quiet=True, overwrite=self.overwrite, resume=resume,
-                                tensorboard=self.tensorboard)
+                                tensorboard=self.tensorboard, recorded_budget=self.recorded_budget)
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         """submitit's checkpointing protocol: called on the pre-emption (or time-limit) signal;
@@ -410,7 +412,9 @@ def _as_run(job: Job) -> Job:
 
     if job.budget is None:
         return job
-    return dataclasses.replace(job, config=apply_budget(job.config, job.budget, job.method_object), budget=None)
+    recorded = {"mode": job.budget, "per_task": job.config.train.epochs}  # config.yaml records it, as a local run's
+    return dataclasses.replace(job, config=apply_budget(job.config, job.budget, job.method_object), budget=None,
+                               recorded_budget=recorded)
 
 
 #: jobs this process submitted that have not been gathered yet: a second look at the same
@@ -523,7 +527,7 @@ class _Sweep:
                    else launch.default_threads(self.cfg.parallel) if self.cfg.kind == "submitit-local" else None)
         return SweepJob(job.method, job.seed, job.config, str(Path(job.run_dir).resolve()),
                         tuple(launch.method_modules([job.config.method])), job.tensorboard, threads,
-                        self.overwrite, self.cfg.nproc_per_job)
+                        self.overwrite, self.cfg.nproc_per_job, job.recorded_budget)
 
     def _submitit_executor(self):
         if self._executor is not None:

@@ -53,6 +53,7 @@ class Job:
     resume: bool = False  # continue the run already in run_dir, if there is one
     method_object: Any = None  # the Method the run trains (built once, for this job); None: built from config
     budget: str | None = None  # passes / epochs: the run applies it to config (None: config is as it runs)
+    recorded_budget: dict | None = None  # with budget None: the budget config was resolved under (recorded, not applied)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def _run_one(
         res = _resumed(job, quiet, method, stream)
     else:
         res = run(job.config, job.run_dir, quiet=quiet, overwrite=overwrite or job.resume, stream=stream,
-                  tensorboard=job.tensorboard, method=method, budget=job.budget, report=False)
+                  tensorboard=job.tensorboard, method=method, budget=job.budget, report=False,
+                  recorded_budget=job.recorded_budget)
     res.model = res.method = None  # keep memory flat; only the figures travel back
     return res
 

@@ -88,9 +88,12 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     cfg = _rebuildable(RunConfig.from_file(run_dir / "config.yaml"), run_dir, stream_from)
     if out is not None and Path(out).resolve() == run_dir.resolve():
         raise OutputError("reproduce --out must differ from the run directory")
-    result = run(cfg, out, quiet=quiet, budget=None, report=False)  # config.yaml holds the epochs as run
+    saved_meta = load_mapping(run_dir / "config.yaml").get("meta") or {}
+    recorded = saved_meta.get("budget") if isinstance(saved_meta.get("budget"), dict) else None
+    # config.yaml holds the epochs as run; the budget they came from is recorded again, not applied
+    result = run(cfg, out, quiet=quiet, budget=None, report=False, recorded_budget=recorded)
     report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
-    saved_meta, now = load_mapping(run_dir / "config.yaml").get("meta") or {}, provenance()
+    now = provenance()
     for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "git_commit"):
         if key in saved_meta and saved_meta[key] != now.get(key):
             report.changed[key] = (saved_meta[key], now.get(key))

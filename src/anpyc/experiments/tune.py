@@ -77,7 +77,7 @@ def tune(
     check_executor(executor)
     record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
     out = open_sweep(out_dir, record, resubmits(executor, out_dir, rundir.TUNE) and not overwrite, overwrite, rundir.TUNE)
-    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget)
     if isinstance(metrics_of, dict):  # submitted without waiting
         return metrics_of
     rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
@@ -103,20 +103,20 @@ def tune(
 
 
 def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
-                    overwrite: bool, quiet: bool, own: Any = None):
+                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes"):
     """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
     (one stream per seed), or read from a submitit sweep's results once every job has ended;
     ``{"submitted": ...}`` when the sweep was submitted without waiting. ``own``: your own
     data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`)."""
     if executor is not None and executor.uses_submitit:
-        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None)
+        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None, budget=budget)
                 for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
         execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
         return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
     streams = {s: own(s) if own is not None else build_stream(base.replace(seed=s)) for s in seeds}
 
     def metrics_of(k: int, s: int, cfg: RunConfig, method: Any, run_dir: Path | None) -> dict:
-        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method, budget=None,
+        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method, budget=budget,
                    report=False).metrics
 
     return metrics_of
@@ -161,10 +161,12 @@ def _executed(execution):
 
 
 def _budgeted_run(cfg: RunConfig, budget: str, seed: int) -> tuple[RunConfig, Any]:
-    """``(config, method)`` of one run of a grid point: the method built once, asked for its
-    epochs under the budget, then trained by the run."""
+    """``(config, method)`` of one run of a grid point: the method built once and asked for its
+    epochs under the budget (a budget that leaves nothing to train fails here, before any run);
+    the run applies the budget again to that very object and records it, as compare's do."""
     method = create(cfg.method, cfg.method_params)
-    return budgeted(cfg, budget, method).replace(seed=seed), method
+    budgeted(cfg, budget, method)
+    return cfg.replace(seed=seed), method
 
 
 def tune_markdown(result: dict) -> str:

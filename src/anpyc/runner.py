@@ -208,6 +208,17 @@ def run(
     return result
 
 
+def budget_record(cfg: RunConfig, budget: str) -> dict:
+    """What ``config.yaml`` records under ``meta.budget`` for ``cfg`` (as given, before the
+    budget is applied) run under ``budget``.
+
+    Example:
+        >>> budget_record(RunConfig.from_dict({"train": {"epochs": 2}}), "passes")
+        {'mode': 'passes', 'per_task': 2.0}
+    """
+    return {"mode": budget, "per_task": cfg.train.epochs}
+
+
 def _with_stream_and_budget(cfg: RunConfig, kind: type[Problem], stream: Stream | None, method: Method,
                             budget: str | None, recorded: dict | None = None) -> tuple[RunConfig, Stream, dict]:
     """``(cfg as it runs, its stream, what config.yaml records under meta)``: the stream built
@@ -219,7 +230,7 @@ def _with_stream_and_budget(cfg: RunConfig, kind: type[Problem], stream: Stream 
     cfg = own_stream_config(cfg, stream)
     check_labels(cfg, stream, kind)
     if budget is not None:
-        recorded = {"mode": budget, "per_task": cfg.train.epochs}
+        recorded = budget_record(cfg, budget)
     meta = {"budget": dict(recorded)} if recorded else {}
     return apply_budget(cfg, budget, method), stream, meta
 

@@ -408,13 +408,12 @@ def execute(
 def _as_run(job: Job) -> Job:
     """``job`` with its budget applied to its config: a submitted job carries the config as it
     runs (and as its run directory records it), so it is checked and hashed as such."""
-    from anpyc.runner import apply_budget
+    from anpyc.runner import apply_budget, budget_record
 
     if job.budget is None:
         return job
-    recorded = {"mode": job.budget, "per_task": job.config.train.epochs}  # config.yaml records it, as a local run's
     return dataclasses.replace(job, config=apply_budget(job.config, job.budget, job.method_object), budget=None,
-                               recorded_budget=recorded)
+                               recorded_budget=budget_record(job.config, job.budget))  # config.yaml records it
 
 
 #: jobs this process submitted that have not been gathered yet: a second look at the same

@@ -204,6 +204,36 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     bad_input_count["config"] = bad_input_count.get("config", 0) + 3
 
 
+@pytest.mark.parametrize("argv", [
+    ["compare", "--methods", "finetune", "--seeds", "0"],  # once ran nothing and raised IndexError
+    ["compare", "--methods", "finetune", "--seeds", "-2"],
+    ["compare", "--methods", "finetune", "--jobs", "0"],
+    ["bench", "quick", "--seeds", "0"],  # once ran the suite's default seeds
+    ["tune", "--method", "ewc", "--param", "lam=1,3", "--seeds", "x"],
+    ["run", "--method", "finetune", "--nproc", "0"],  # once ran one process
+    ["compare", "--methods", "finetune", "--benchmark", "blobs", "--seed", "-1"],
+    ["run", "--method", "finetune", "--scenario", "xyz"],  # argparse's own errors are one line too
+    ["compare", "--methods", "finetune", "--no-such-flag"],
+])
+def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, result_dir, bad_input_count):
+    line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)
+    assert "usage:" not in line
+    bad_input_count["config"] = bad_input_count.get("config", 0) + 1
+
+
+def test_python_api_refuses_an_empty_seed_list(tmp_path):
+    from anpyc.errors import ConfigError
+    from anpyc.experiments.compare import compare
+    from anpyc.experiments.tune import tune
+
+    base = RunConfig.from_dict(BASE)
+    with pytest.raises(ConfigError, match="one seed"):
+        compare(base, ["finetune"], seeds=[], out_dir=tmp_path / "c", quiet=True)
+    with pytest.raises(ConfigError, match="one seed"):
+        tune(base.with_params("ewc"), {"lam": [1.0, 3.0]}, seeds=[], out_dir=tmp_path / "t", quiet=True)
+    assert not list(tmp_path.iterdir())
+
+
 # ----------------------------------------------------------------------------- data files
 TINY = {"train_x": (120, 4, 4), "train_y": (120,), "test_x": (40, 4, 4), "test_y": (40,)}
 NAMES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",

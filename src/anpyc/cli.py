@@ -420,7 +420,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             print(f"{m}: preset {name}")
         aliases = {a: (m, {**params.get(m, {}), **p}) for a, (m, p) in aliases.items()}
         params = {m: v for m, v in params.items() if m in methods}
-    jobs = _jobs(args)
+    jobs = args.jobs
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
                       tensorboard=args.tensorboard, jobs=jobs, budget=budget, resume=_resume_flag(args),
@@ -471,13 +471,6 @@ def _resume_flag(args: argparse.Namespace) -> bool:
     return bool(args.resume)
 
 
-def _jobs(args: argparse.Namespace) -> int:
-    """``--jobs`` of compare and bench, checked."""
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
-    return args.jobs
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     for m in _method_list(args.methods, check=False) if args.methods else ():
         try:  # a registered method fails fast, before torch is imported ...
@@ -503,7 +496,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     out = args.out or f"bench-out/{args.name}"
     summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
-                            jobs=_jobs(args), presets=not args.no_presets,
+                            jobs=args.jobs, presets=not args.no_presets,
                             params=parse_params(args.param, per_method=True), tensorboard=args.tensorboard,
                             budget=args.budget, resume=_resume_flag(args), executor=_executor(args),
                             stream=args.stream_from, report=False, allow_dirty=args.allow_dirty)
@@ -715,10 +708,29 @@ def _method_help(required: bool = True, many: bool = False, unless: str = "") ->
     return f"{what}: {', '.join(known_names('method'))} (`anpyc list methods`)." + needed
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose errors are one line (``anpyc: error: ...``, exit code 2) like
+    every other bad input: it names the ``--help`` to read instead of printing the usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def _count(text: str) -> int:
+    """argparse type of ``--seeds``, ``--jobs`` and ``--nproc``: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from anpyc.version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="anpyc",
         description="Continual learning without forgetting: ANPyC and the baselines it is judged against.",
     )
@@ -750,7 +762,7 @@ def _add_run_command(sub: argparse._SubParsersAction) -> None:
                        help="Shipped hyper-parameters, e.g. ewc-split-mnist (`anpyc list presets`); --param wins.")
     _add_budget_flag(p_run, default=None, unset="passes, or a whole-run preset's")
     p_run.add_argument(
-        "--nproc", type=int, default=1,
+        "--nproc", type=_count, default=1,
         help="Data-parallel processes on this machine; --batch-size is the global batch. Several machines: "
         "torchrun --nproc-per-node N -m anpyc run ... (default: 1)",
     )
@@ -772,7 +784,7 @@ def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p_cmp.add_argument("--protocol", default=None, metavar="NAME",
                        help="Run a named protocol's settings (`anpyc list protocols`; its tuned presets apply); "
                        "flags may change them (then presets apply only where the run is still the protocol).")
-    p_cmp.add_argument("--seeds", type=int, default=1, help="Number of seeds, from --seed on. (default: 1)")
+    p_cmp.add_argument("--seeds", type=_count, default=1, help="Number of seeds, from --seed on. (default: 1)")
     p_cmp.add_argument("--out", required=True, metavar="DIR", help="The comparison directory to write. Required.")
     p_cmp.add_argument("--no-presets", action="store_true",
                        help="Run the methods' defaults. Otherwise a method runs with its tuned preset when this run "
@@ -780,7 +792,7 @@ def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p_cmp.add_argument("--presets", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for old scripts
     _add_resume_flag(p_cmp)
     p_cmp.add_argument(
-        "--jobs", type=int, default=1,
+        "--jobs", type=_count, default=1,
         help="(method, seed) runs in parallel processes; a failed run is listed and the others are kept "
         "(exit code 1). (default: 1)",
     )
@@ -798,7 +810,7 @@ def _add_tune_command(sub: argparse._SubParsersAction) -> None:
                         help="A named protocol (`anpyc list protocols`): its settings, its grid from "
                         "presets/grids.yaml and its budget; only machine settings (--threads, --device, --data-dir) may be added.")
     _add_stream_flags(p_tune)
-    p_tune.add_argument("--seeds", type=int, default=None,
+    p_tune.add_argument("--seeds", type=_count, default=None,
                         help="Seeds per grid point, from --seed on. (default: 1, or the protocol's)")
     p_tune.add_argument("--out", required=True, metavar="DIR", help="Directory for tune.json, tune.md and the runs. Required.")
     p_tune.add_argument("--save-preset", action="store_true",
@@ -815,7 +827,7 @@ def _add_tune_all_command(sub: argparse._SubParsersAction) -> None:
     p_tall.add_argument("--protocol", required=True, metavar="NAME", help="A named protocol (`anpyc list protocols`). Required.")
     p_tall.add_argument("--methods", default=None,
                         help="Comma-separated subset of the methods to tune. (default: every registered method with a grid on the protocol)")
-    p_tall.add_argument("--seeds", type=int, default=None, help="Seeds per grid point. (default: the protocol's)")
+    p_tall.add_argument("--seeds", type=_count, default=None, help="Seeds per grid point. (default: the protocol's)")
     p_tall.add_argument("--out", required=True, metavar="DIR", help="Directory with one tune directory per method. Required.")
     p_tall.add_argument("--save-preset", action="store_true", help="Write each chosen point as the shipped preset.")
     _add_config_flags(p_tall)  # machine settings only (--threads, --device, --data-dir)
@@ -848,9 +860,9 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
                              description="Run a named suite of methods on a protocol (`anpyc bench list`).")
     p_bench.add_argument("name", help="The suite (`anpyc bench list`), or list.")
     p_bench.add_argument("--out", default=None, metavar="DIR", help="The comparison directory. (default: bench-out/NAME)")
-    p_bench.add_argument("--seeds", type=int, default=None, help="Number of seeds. (default: the suite's)")
+    p_bench.add_argument("--seeds", type=_count, default=None, help="Number of seeds. (default: the suite's)")
     p_bench.add_argument("--methods", default=None, help="Comma-separated subset of the suite's methods. (default: all)")
-    p_bench.add_argument("--jobs", type=int, default=1, help="(method, seed) runs in parallel processes. (default: 1)")
+    p_bench.add_argument("--jobs", type=_count, default=1, help="(method, seed) runs in parallel processes. (default: 1)")
     p_bench.add_argument("--no-presets", action="store_true", help="Run the methods' defaults instead of their tuned presets.")
     p_bench.add_argument("--allow-dirty", action="store_true",
                          help="Run from a source tree with uncommitted changes (refused otherwise: a bench records the "
@@ -901,8 +913,11 @@ def _add_data_command(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 user error)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except ConfigError as exc:  # raised by _Parser.error
+        print(f"anpyc: error: {exc}", file=sys.stderr)
+        return 2
     level = args.log_level or ("WARNING" if getattr(args, "quiet", False) else "INFO")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -161,7 +161,8 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
     if strange:
         hint = did_you_mean(strange[0], sorted(names)) if len(strange) == 1 else ""
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, strange))}{hint}; known: {', '.join(sorted(names))}"
+            f"{where}: unknown key(s) {', '.join(map(repr, strange))}{hint}; "
+            + (f"known: {', '.join(sorted(names))}" if names else "it takes none")
         )
     kwargs = {k.replace("-", "_"): coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
@@ -459,6 +460,8 @@ class RunConfig:
             for key in sorted(RUN_OPTIONS & set(params)):
                 object.__setattr__(self, key, coerce(params.pop(key), _field_type(RunConfig, key), f"method_params.{key}"))
             object.__setattr__(self, "method_params", params)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
         if self.density_replay < 0 or self.density_weight < 0:
             raise ConfigError(f"density_replay and density_weight must be >= 0, got {self.density_replay} and "
                               f"{self.density_weight}")

@@ -87,6 +87,8 @@ def compare(
     """
     params = params or {}
     aliases = aliases or {}
+    if not methods or not seeds:
+        raise ConfigError(f"compare needs at least one method and one seed, got methods {methods} and seeds {seeds}")
     base, own = own_stream(base, stream, jobs)
 
     def resolve(label: str) -> tuple[str, dict[str, Any]]:

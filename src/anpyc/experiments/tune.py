@@ -70,6 +70,8 @@ def tune(
     points = expand_grid(grid)
     if not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
+    if not seeds:
+        raise ConfigError("tune needs at least one seed")
     # every (point, seed) run, its method built once, under the comparison's budget: a bad name,
     # value or budget fails here, before any training
     configs = [typed(base.with_params(**p)) for p in points]

@@ -11,6 +11,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import re
 import shutil
 import types
 import typing
@@ -221,16 +222,26 @@ def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, result_dir, bad_inp
     bad_input_count["config"] = bad_input_count.get("config", 0) + 1
 
 
-def test_python_api_refuses_an_empty_seed_list(tmp_path):
+def test_python_api_refuses_empty_or_mistyped_arguments_with_one_line(tmp_path):
     from anpyc.errors import ConfigError
     from anpyc.experiments.compare import compare
     from anpyc.experiments.tune import tune
+    from anpyc.methods import create
 
     base = RunConfig.from_dict(BASE)
-    with pytest.raises(ConfigError, match="one seed"):
-        compare(base, ["finetune"], seeds=[], out_dir=tmp_path / "c", quiet=True)
-    with pytest.raises(ConfigError, match="one seed"):
-        tune(base.with_params("ewc"), {"lam": [1.0, 3.0]}, seeds=[], out_dir=tmp_path / "t", quiet=True)
+    calls = {
+        "one seed": lambda: compare(base, ["finetune"], seeds=[], out_dir=tmp_path / "c", quiet=True),  # IndexError once
+        "a list of seeds": lambda: compare(base, ["finetune"], seeds=2, out_dir=tmp_path / "c", quiet=True),
+        "a list of method ids": lambda: compare(base, "finetune", seeds=[0], out_dir=tmp_path / "c", quiet=True),
+        "tune needs at least one seed": lambda: tune(base.with_params("ewc"), {"lam": [1.0, 3.0]}, seeds=[],
+                                                     out_dir=tmp_path / "t", quiet=True),
+        "method_params (ewc): expected a mapping, got int": lambda: create("ewc", 5),  # TypeError once
+        "config: expected a mapping, got list": lambda: RunConfig.from_dict([1, 2]),  # TypeError once
+    }
+    for message, call in calls.items():
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            call()
+        assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())
 
 

@@ -13,7 +13,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Union
@@ -541,6 +541,8 @@ def as_input(data: dict | None) -> dict:
         >>> as_input({"stream": {"benchmark": "split-mnist"}, "meta": {"git_commit": "abc"}})
         {'stream': {'benchmark': 'split-mnist', 'standardize': False}}
     """
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping, got {type(data).__name__}")
     data = dict(data or {})
     saved = data.pop("meta", None) is not None
     stream = data.get("stream")

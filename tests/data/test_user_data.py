@@ -321,6 +321,24 @@ def test_bad_user_data_is_one_line_naming_the_task(bad, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def _pair(n: int, labels: int, dtype=torch.long):
+    return torch.zeros(n, 2), (torch.arange(n) % labels).to(dtype)
+
+
+@pytest.mark.parametrize("train, test, val, message", [
+    ([_pair(0, 2)], [_pair(4, 2)], None, "task 0 train is empty"),  # was an IndexError
+    ([_pair(8, 2, torch.float32)], [_pair(4, 2)], None, "task 0 train: labels must be integers, got torch.float32"),
+    ([_pair(8, 2)], [_pair(4, 3)], None, "task 0 test labels span 0..2, outside the head's outputs 0..1"),  # ran, scoring it wrong
+    ([_pair(8, 2)], [_Items([(torch.zeros(2), 2)] * 3)], None, "task 0 test labels span 2..2"),
+    ([_pair(8, 2)], [_pair(4, 2)], [_pair(4, 4)], "task 0 val labels span 0..3"),
+    (5, 6, None, "train, test (and val) must be lists with one data set per task"),  # was a TypeError
+])
+def test_labels_outside_the_head_and_malformed_lists_are_refused(train, test, val, message):
+    with pytest.raises(ConfigError) as err:
+        stream_from_datasets(train, test, val=val)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_loader_train_sets_need_n_outputs_and_val():
     loader = DataLoader(_ok(), batch_size=2)
     with pytest.raises(ConfigError, match="task 0: pass n_outputs="):

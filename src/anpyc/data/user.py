@@ -335,6 +335,8 @@ def as_task_data(obj: Any, task_id: int = 0, where: str | None = None):
         return obj
     if isinstance(obj, tuple) and len(obj) == 2 and all(isinstance(v, (Tensor, np.ndarray)) for v in obj):
         x, y = (torch.as_tensor(v) for v in obj)
+        if y.is_floating_point() or y.is_complex():
+            raise ConfigError(f"{where}: labels must be integers, got {y.dtype} (cast them with y.long())")
         if x.shape[:1] != y.shape[:1] or y.dim() != 1:
             raise ConfigError(f"{where}: (x, y) tensors need 1-D labels, one per input; got {tuple(x.shape)} and {tuple(y.shape)}")
         return TaskData(x, y.long(), task_id)
@@ -376,6 +378,19 @@ def _input_shape(data, where: str) -> tuple[int, ...]:
     return tuple(data.input_shape)
 
 
+def _check_labels_fit(splits: dict[str, list], n_out: int) -> None:
+    """Every label of these splits is a head output: a test label beyond the head sized from
+    the train labels would count as an error no prediction can mend, and nothing would say so."""
+    for split, datas in splits.items():
+        for t, data in enumerate(datas):
+            if data.random_access and len(data):
+                y = data.labels()
+                low, high = int(y.min()), int(y.max())
+                if low < 0 or high >= n_out:
+                    raise ConfigError(f"task {t} {split} labels span {low}..{high}, outside the head's outputs 0..{n_out - 1} "
+                                      "(one more than the largest train label): fix the labels or pass n_outputs=")
+
+
 def _classes_and_outputs(
     train: list, n_outputs: int | None, classes: Sequence[Sequence[int]] | None
 ) -> tuple[list[tuple[int, ...]], int]:
@@ -385,6 +400,8 @@ def _classes_and_outputs(
             if not d.random_access:
                 raise ConfigError(f"task {t}: pass n_outputs= when a train set is a DataLoader or an iterable of batches")
         found = [tuple(sorted(set(d.labels().tolist()))) for d in train]
+        if empty := [t for t, c in enumerate(found) if not c]:
+            raise ConfigError(f"task {empty[0]} train is empty")
         lowest = min(c[0] for c in found)
         if lowest < 0:
             raise ConfigError(f"labels must be >= 0, found {lowest}")
@@ -419,7 +436,8 @@ def stream_from_datasets(
     is held out with a generator seeded from ``(seed, task)`` (as the built-in streams do;
     a ``DataLoader`` train set cannot be split, pass ``val``). ``n_outputs``: the head size
     of every task; when not given, one more than the largest train label (which reads every
-    train label once: pass it to skip that; required for ``DataLoader`` train sets).
+    train label once, and every test and given validation label to check that it fits that
+    head: pass it to skip both; required for ``DataLoader`` train sets).
     ``classes``: each task's class ids (default: the labels found, or ``range(n_outputs)``).
     Labels are used as given: tasks whose classes do not overlap give a stream with global
     labels (any scenario), tasks that share labels (each task's own 0..k-1) a stream for the
@@ -435,6 +453,8 @@ def stream_from_datasets(
         >>> len(stream), stream.input_shape, stream[1].classes, stream[1].n_outputs, len(stream[1].val)
         (2, (1, 4, 4), (2, 3), 4, 4)
     """
+    if not all(hasattr(v, "__len__") and hasattr(v, "__getitem__") for v in (train, test, val) if v is not None):
+        raise ConfigError("train, test (and val) must be lists with one data set per task")
     if len(train) == 0 or len(test) != len(train) or (val is not None and len(val) != len(train)):
         raise ConfigError(
             f"need one train and one test set per task (and one val set, if given): got {len(train)} train, "
@@ -449,6 +469,8 @@ def stream_from_datasets(
         trains, vals = map(list, zip(*(_split_val(d, val_fraction, seed, t) for t, d in enumerate(trains))))
     else:
         vals = [as_task_data(d, t, f"task {t} val") for t, d in enumerate(val)]
+    if n_outputs is None:  # the head was sized from the train labels: the other splits must fit it
+        _check_labels_fit({"test": tests, **({"val": vals} if val is not None else {})}, n_out)
     shape = _input_shape(trains[0], "task 0 train")
     for t in range(len(trains)):
         for split, data in (("train", trains[t]), ("val", vals[t]), ("test", tests[t])):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,7 @@ def compare(
     """
     params = params or {}
     aliases = aliases or {}
-    if not methods or not seeds:
-        raise ConfigError(f"compare needs at least one method and one seed, got methods {methods} and seeds {seeds}")
+    seeds = _checked_seeds(methods, seeds)
     base, own = own_stream(base, stream, jobs)
 
     def resolve(label: str) -> tuple[str, dict[str, Any]]:
@@ -131,6 +131,18 @@ def compare(
 
         write_report_safely(out)
     return summary
+
+
+def _checked_seeds(methods: list[str], seeds: list[int]) -> list[int]:
+    """``seeds`` as plain ints, once ``methods`` and ``seeds`` are non-empty lists (a string of
+    method ids would be read letter by letter, an empty seed list would run nothing)."""
+    if (isinstance(methods, str) or not isinstance(seeds, (list, tuple, range))
+            or not all(isinstance(s, numbers.Integral) for s in seeds)):
+        raise ConfigError(f"compare takes a list of method ids and a list of seeds, e.g. ['finetune', 'ewc'] and [0, 1, 2]; "
+                          f"got {methods!r} and {seeds!r}")
+    if not methods or not seeds:
+        raise ConfigError(f"compare needs at least one method and one seed, got methods {methods} and seeds {seeds}")
+    return [int(s) for s in seeds]  # numpy integers too, recorded as plain ones
 
 
 def own_stream(base: RunConfig, stream: Any, jobs: int = 1) -> tuple[RunConfig, Any]:

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from anpyc.config import RunConfig, from_dict, to_dict
@@ -51,8 +51,11 @@ def method_config(name: str, params: Any = None) -> Any:
     cls = get_method_class(name)
     if isinstance(params, cls.config_cls):
         return params
-    params = to_dict(params) if dataclasses.is_dataclass(params) else dict(params or {})
-    return from_dict(cls.config_cls, params, f"method_params ({name})")
+    if dataclasses.is_dataclass(params):
+        params = to_dict(params)
+    elif isinstance(params, Mapping):
+        params = dict(params)
+    return from_dict(cls.config_cls, params, f"method_params ({name})")  # anything else: a ConfigError
 
 
 def typed(cfg: RunConfig) -> RunConfig:

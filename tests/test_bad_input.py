@@ -215,6 +215,7 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     ["compare", "--methods", "finetune", "--benchmark", "blobs", "--seed", "-1"],
     ["run", "--method", "finetune", "--scenario", "xyz"],  # argparse's own errors are one line too
     ["compare", "--methods", "finetune", "--no-such-flag"],
+    ["run", "--method", "finetune", "--hidden", ""],  # once a StopIteration (a body with nothing to share)
 ])
 def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, result_dir, bad_input_count):
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)

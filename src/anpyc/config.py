@@ -290,7 +290,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(self.width is None or self.width >= 1, f"model.width must be >= 1, got {self.width}")
-        _check(all(h >= 1 for h in self.hidden), f"model.hidden must be positive widths, got {self.hidden}")
+        _check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+               f"model.hidden must be one or more positive widths (the body the tasks share), got {self.hidden}")
         _check(0.0 <= self.dropout < 1.0, f"model.dropout must be in [0, 1), got {self.dropout}")
         _check(self.init_std > 0, f"model.init_std must be > 0, got {self.init_std}")
 

@@ -132,3 +132,12 @@ def test_a_used_directory_says_how_to_go_on(tmp_path, capsys):
     (out / "metrics.json").write_text("{}")
     assert main(argv) == 2
     assert "already holds a run; choose another --out or pass --overwrite" in capsys.readouterr().err
+
+
+def test_argparse_errors_are_one_line_naming_the_command_help(capsys):
+    for argv, words in ((["bench", "list", "extra"], "unrecognized arguments: extra (see `anpyc bench --help`)"),
+                        (["compare", "--methods", "ewc"], "required: --out (see `anpyc compare --help`)"),
+                        (["run", "--scenario", "nope"], "invalid choice: 'nope'")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("anpyc: error: ") and words in err, err

@@ -715,6 +715,14 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        """As argparse's, but a flag the command does not take names that command's help."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            raise ConfigError(f"unrecognized arguments: {' '.join(extras)} (see `{self.prog}{f' {command}' if command else ''} --help`)")
+        return parsed
+
 
 def _count(text: str) -> int:
     """argparse type of ``--seeds``, ``--jobs`` and ``--nproc``: a whole number >= 1."""

@@ -205,21 +205,21 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     bad_input_count["config"] = bad_input_count.get("config", 0) + 3
 
 
-@pytest.mark.parametrize("argv", [
-    ["compare", "--methods", "finetune", "--seeds", "0"],  # once ran nothing and raised IndexError
-    ["compare", "--methods", "finetune", "--seeds", "-2"],
-    ["compare", "--methods", "finetune", "--jobs", "0"],
-    ["bench", "quick", "--seeds", "0"],  # once ran the suite's default seeds
-    ["tune", "--method", "ewc", "--param", "lam=1,3", "--seeds", "x"],
-    ["run", "--method", "finetune", "--nproc", "0"],  # once ran one process
-    ["compare", "--methods", "finetune", "--benchmark", "blobs", "--seed", "-1"],
-    ["run", "--method", "finetune", "--scenario", "xyz"],  # argparse's own errors are one line too
-    ["compare", "--methods", "finetune", "--no-such-flag"],
-    ["run", "--method", "finetune", "--hidden", ""],  # once a StopIteration (a body with nothing to share)
+@pytest.mark.parametrize("argv, words", [
+    (["compare", "--methods", "finetune", "--seeds", "0"], "--seeds: expected a whole number >= 1"),  # was an IndexError
+    (["compare", "--methods", "finetune", "--seeds", "-2"], "--seeds: expected a whole number >= 1"),
+    (["compare", "--methods", "finetune", "--jobs", "0"], "--jobs"),
+    (["bench", "quick", "--seeds", "0"], "--seeds: expected a whole number >= 1"),  # ran the suite's default seeds
+    (["tune", "--method", "ewc", "--param", "lam=1,3", "--seeds", "x"], "--seeds: expected a whole number >= 1, got 'x'"),
+    (["run", "--method", "finetune", "--nproc", "0"], "--nproc: expected a whole number >= 1"),  # ran one process
+    (["compare", "--methods", "finetune", "--benchmark", "blobs", "--seed", "-1"], "seed must be >= 0"),
+    (["run", "--method", "finetune", "--scenario", "xyz"], "invalid choice: 'xyz'"),  # argparse's errors: one line too
+    (["compare", "--methods", "finetune", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["run", "--method", "finetune", "--hidden", ""], "model.hidden must be one or more"),  # was a StopIteration
 ])
-def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, result_dir, bad_input_count):
+def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, words, result_dir, bad_input_count):
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)
-    assert "usage:" not in line
+    assert words in line and "usage:" not in line, line
     bad_input_count["config"] = bad_input_count.get("config", 0) + 1
 
 

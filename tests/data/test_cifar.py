@@ -99,6 +99,9 @@ def test_fetch_from_a_folder(tiny_cifar, tmp_path):
         cifar.fetch("cifar10", tmp_path / "e", source=str(tmp_path / "empty"))
     with pytest.raises(DataError, match="source 'npm' does not provide"):
         sources.fetch("cifar10", tmp_path / "e", source="npm")
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DataError, match="cannot create the data folder"):  # was a NotADirectoryError
+        cifar.fetch("cifar10", tmp_path / "a-file", source=str(www))
 
 
 class _Evil:

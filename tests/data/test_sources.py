@@ -80,6 +80,13 @@ def test_fetch_from_folder_and_verify_detects_corruption(served, tmp_path):
     assert status["t10k-labels-idx1-ubyte"] != "ok" and status["train-images-idx3-ubyte"] == "ok"
 
 
+def test_a_data_dir_that_cannot_be_created_is_a_clear_error(served, tmp_path):
+    root, _, _ = served
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(DataError, match="cannot create the data folder .*a-file/tiny"):  # was a NotADirectoryError
+        sources.fetch("tiny", tmp_path / "a-file", source=str(root))
+
+
 def test_missing_data_error_says_what_to_do(tmp_path, served):
     with pytest.raises(DataError, match="anpyc data fetch tiny"):
         sources.load("tiny", tmp_path / "empty")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anpyc.data.files import download, resolve_data_dir
+from anpyc.data.files import download, make_data_folder, resolve_data_dir
 from anpyc.errors import DataError
 from anpyc.io import atomic_write_bytes
 
@@ -255,7 +255,7 @@ def _install(spec: CifarSpec, blob_path: Path, target: Path, origin: str) -> Non
     if got != spec.md5:
         raise DataError(f"{origin}: checksum mismatch (md5 {got}, expected {spec.md5})")
     parse_archive(blob_path, spec)  # structure check before it replaces anything
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_data_folder(target.parent)
     atomic_write_bytes(target, blob_path.read_bytes())
 
 
@@ -291,11 +291,13 @@ def fetch(
             blob = download(link, timeout=600.0)
         except DataError as exc:
             raise DataError(f"could not fetch {spec.name}: {exc}; offline, {_where_to_put(spec, target)}") from exc
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_data_folder(target.parent)
         tmp = target.parent / f".{spec.archive}.download"
         try:
             tmp.write_bytes(blob)
             _install(spec, tmp, target, link)
+        except OSError as exc:  # disk full: nothing in place is replaced
+            raise DataError(f"cannot write {tmp}: {exc.strerror or exc}") from None
         finally:
             tmp.unlink(missing_ok=True)
     _load_cached.cache_clear()

@@ -26,6 +26,16 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "anpyc"
 
 
+def make_data_folder(folder: Path) -> Path:
+    """``folder`` created, parents too; a :class:`DataError` naming it when it cannot be (a
+    path through a file, no permission, a read-only disk)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the data folder {folder}: {exc.strerror or exc}") from None
+    return folder
+
+
 def download(url: str, timeout: float = 60.0) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

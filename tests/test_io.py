@@ -89,3 +89,27 @@ def test_disk_full_mid_run_keeps_earlier_results_and_the_run_resumes(tmp_path, m
     assert main(["run", "--resume", str(out), "--quiet", "--no-report"]) == 0
     full = run(RunConfig.from_file(out / "config.yaml"), tmp_path / "full", quiet=True)
     np.testing.assert_array_equal(rundir.matrix(rundir.read_metrics(out)["acc_matrix"]), full.acc_matrix)
+
+
+def test_json_writes_tensors_arrays_paths_and_sets_as_plain_values(tmp_path):
+    import json
+
+    import torch
+
+    obj = {"t": torch.tensor([1.5, 2.0]), "a": np.arange(3), "f": np.float32(0.25), "i": np.int64(7),
+           "p": tmp_path.parent / "x", "s": {3}, "tu": (1, 2)}
+    got = json.loads(write_json(tmp_path / "m.json", obj).read_text())
+    assert got == {"t": [1.5, 2.0], "a": [0, 1, 2], "f": 0.25, "i": 7, "p": str(tmp_path.parent / "x"), "s": [3], "tu": [1, 2]}
+
+
+def test_an_unserialisable_value_leaves_the_previous_file_and_no_temp_file(tmp_path):
+    path = write_json(tmp_path / "m.json", {"x": 1})
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        write_json(path, {"x": object()})
+    assert path.read_text() == '{\n  "x": 1\n}\n' and [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_a_folder_that_cannot_be_made_is_one_output_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match=r"cannot write .*file/sub/m\.json: Not a directory"):
+        write_json(tmp_path / "file" / "sub" / "m.json", {"x": 1})

@@ -360,3 +360,51 @@ def test_stream_from_datasets_infers_outputs_classes_and_splits_val_by_seed():
     assert not set(a[1].val.index.tolist()) & set(a[1].train.index.tolist())
     with pytest.raises(ConfigError, match="one train and one test set per task"):
         stream_from_datasets(parts, parts[:1])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train": [_pair(8, 2)], "test": [_pair(4, 2)], "val_fraction": 1.0}, "val_fraction must be in (0, 1), got 1.0"),
+    ({"train": [_pair(1, 1)], "test": [_pair(4, 1)]}, "task 0: val_fraction 0.1 of 1 training examples leaves no train or no val example"),
+    ({"train": [(torch.zeros(4, 2), torch.tensor([0, -1, 1, 0]))], "test": [_pair(4, 2)]}, "labels must be >= 0, found -1"),
+    ({"train": [_pair(8, 2)], "test": [_pair(4, 2)], "n_outputs": 0}, "n_outputs must be a positive integer, got 0"),
+    ({"train": [_pair(8, 2)], "test": [_pair(4, 2)], "n_outputs": 2.0}, "n_outputs must be a positive integer, got 2.0"),
+    ({"train": [_pair(8, 2)] * 2, "test": [_pair(4, 2)] * 2, "classes": [(0, 1)]}, "classes has 1 entries for 2 tasks"),
+    ({"train": [(torch.zeros(4, 2), torch.zeros(4, 1, dtype=torch.long))], "test": [_pair(4, 2)]},
+     "task 0 train: (x, y) tensors need 1-D labels, one per input; got (4, 2) and (4, 1)"),
+    ({"train": [_pair(8, 2)], "test": [[(torch.zeros(3, 2), torch.zeros(2, dtype=torch.long))]], "n_outputs": 2},
+     "task 0 test, batch 0: 3 inputs but 2 labels"),
+    ({"train": [_pair(8, 2)], "test": [[]], "n_outputs": 2}, "task 0 test is empty (the source gave no example)"),
+])
+def test_settings_and_shapes_your_data_cannot_have_are_one_line(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        stream_from_datasets(**kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("make", "--stream-from expects MODULE:FUNCTION or FILE.py:FUNCTION, got 'make'"),
+    ("mod:not-a-name", "expects MODULE:FUNCTION or FILE.py:FUNCTION"),
+    ("missing.py:make", "--stream-from missing.py:make: no file missing.py"),
+    ("streams.py:nothing", "--stream-from streams.py:nothing: streams.py has no function 'nothing'"),
+    ("streams.py:not_a_stream", "--stream-from streams.py:not_a_stream: not_a_stream returned a list, not a stream"),
+])
+def test_a_stream_function_that_cannot_be_found_or_used_is_one_line(tmp_path, monkeypatch, source, message):
+    from anpyc.data.user import stream_from_source
+
+    (tmp_path / "streams.py").write_text("def not_a_stream():\n    return [1, 2]\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        stream_from_source(source)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_stream_function_from_a_file_gets_the_seed_when_it_takes_one(tmp_path, monkeypatch):
+    from anpyc.data.user import stream_from_source
+
+    (tmp_path / "mine.py").write_text(
+        "import torch\nfrom anpyc.data import stream_from_datasets\n\n"
+        "def make(seed):\n"
+        "    part = (torch.zeros(20, 2), torch.arange(20) % 2)\n"
+        "    return stream_from_datasets([part], [part], seed=seed, name=f'seed{seed}')\n")
+    monkeypatch.chdir(tmp_path)
+    assert stream_from_source("mine.py:make", seed=3).name == "seed3"

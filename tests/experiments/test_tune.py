@@ -60,3 +60,41 @@ def test_a_grid_point_run_records_its_pass_budget(tmp_path):
     tune_mod.tune(base, {"prune_fraction": [0.5]}, seeds=[0], out_dir=tmp_path / "t", quiet=True)
     saved = yaml.safe_load((tmp_path / "t" / "point_0" / "seed_0" / "config.yaml").read_text())
     assert saved["meta"]["budget"] == {"mode": "passes", "per_task": 2.0} and saved["train"]["epochs"] < 2.0
+
+
+def _diverging_run(diverges, calls=None):
+    from anpyc.errors import TrainingError
+
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
+        if calls is not None:
+            calls.append(cfg.method_params.lam)
+        if cfg.method_params.lam in diverges:
+            raise TrainingError(f"task 1: the loss is not finite (lam {cfg.method_params.lam:g})")
+        return RunResult(cfg, None, None, {"val_avg_acc": 0.5, "avg_acc": 0.5})
+
+    return fake_run
+
+
+def test_a_diverged_point_is_recorded_as_failed_and_never_chosen(monkeypatch, tmp_path):
+    """The largest strength diverges on its first seed: it is recorded with its error, its
+    other seeds are not run, and the search goes on."""
+    calls = []
+    monkeypatch.setattr(tune_mod, "run", _diverging_run({100.0}, calls))
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
+    result = tune_mod.tune(base, {"lam": [1.0, 100.0]}, seeds=[0, 1], out_dir=tmp_path / "t")
+    failed = result["points"][1]
+    assert failed["failed"] == "task 1: the loss is not finite (lam 100)" and failed["val_avg_acc"] is None
+    assert result["best"]["params"]["lam"] == 1.0 and calls == [1.0, 1.0, 100.0]
+    assert "| 100.0 | diverged | - | |" in (tmp_path / "t" / "tune.md").read_text()
+
+
+def test_a_grid_where_every_point_diverges_says_so(monkeypatch, tmp_path):
+    from anpyc.errors import TrainingError
+
+    monkeypatch.setattr(tune_mod, "run", _diverging_run({1.0, 100.0}))
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
+    with pytest.raises(TrainingError, match="every grid point diverged"):
+        tune_mod.tune(base, {"lam": [1.0, 100.0]}, seeds=[0], out_dir=tmp_path / "t")
+    assert not (tmp_path / "t" / "tune.json").exists()  # no choice recorded

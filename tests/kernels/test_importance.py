@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -122,3 +123,32 @@ def test_per_sample_estimates_take_the_models_device_when_none_is_named(monkeypa
     assert asked == [model, model]
     importance.fisher_diag(model, data, kind="true", max_samples=20, device="cpu")  # named: not asked
     assert asked == [model, model]
+
+
+def test_neuron_shaping_weights_each_row_by_its_units_share_of_the_layer():
+    w = torch.tensor([[4.0, 0.0], [1.0, 1.0]])  # mean 1.5; unit means 2 and 1, i.e. 4/3 and 2/3 of the layer's
+    out = importance.normalize_per_layer({"w": w}, "neuron")["w"]
+    assert torch.allclose(out, torch.tensor([[4 / 1.5 * 4 / 3, 0.0], [1 / 1.5 * 2 / 3, 1 / 1.5 * 2 / 3]]))
+
+
+@pytest.mark.parametrize("mode", ["spread", "layer_mean", "layer_softmax", "neuron"])
+def test_a_tensor_without_importance_stays_zero_in_every_shaping(mode):
+    """A layer the task never used (or every entry released) has Omega 0: dividing by its mean
+    or its max would turn it into NaN and poison the penalty."""
+    omega = {"dead": torch.zeros(3, 4), "bias": torch.zeros(3), "empty": torch.zeros(0), "live": torch.rand(3, 4) + 0.1}
+    out = importance.normalize_per_layer(omega, mode)
+    assert all(torch.equal(out[k], omega[k]) for k in ("dead", "bias", "empty"))
+    assert bool(torch.isfinite(out["live"]).all()) and float(out["live"].min()) > 0
+
+
+def test_unknown_shaping_is_refused():
+    with pytest.raises(ValueError, match="unknown normalisation 'rows'"):
+        importance.normalize_per_layer({"w": torch.ones(2)}, "rows")
+
+
+def test_stats_of_no_importance_and_of_a_constant_one():
+    none = importance.importance_stats({"w": torch.zeros(5)})
+    assert none["kurtosis"] is None and none["zero_share"] == 1.0 and none["hist_counts"] == []
+    flat = importance.importance_stats({"w": torch.full((10,), 2.0)}, bins=4)
+    assert sum(flat["hist_counts"]) == 10 and len(flat["hist_edges"]) == 5  # one value: a unit-wide histogram
+    assert flat["zero_share"] == 0.0 and flat["top90_share"] == 0.9

@@ -201,3 +201,39 @@ def test_defaults_keep_the_mechanisms_that_earned_their_place_in_the_committed_a
     on = {"no-structure": d.structure != "none", "no-elementwise": d.update == "elementwise", "no-pruning": d.prune,
           "no-consolidation": d.lam > 0, "omega-magnitude": d.importance == "omega"}
     assert on == {row: row in earns for row in on}
+
+
+@pytest.mark.parametrize("prune", [False, True], ids=["nothing", "pruning-only"])
+def test_without_consolidation_no_importance_is_kept_and_none_estimated_unless_pruning_needs_it(prune):
+    """lam 0 with the plain update: the ablation's "pruning only" row (and, without pruning,
+    fine-tuning): no penalty, no Omega kept; Omega is estimated only to choose what to prune."""
+    cfg = RunConfig.from_dict({"method": "anpyc", "method_params": {**FAST, "lam": 0, "prune": prune},
+                               "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 300}})
+    result = run(cfg, quiet=True)
+    assert (min(result.metrics["importance_passes"]) > 0) is prune
+    method = result.method
+    assert method.penalty(result.model, None, None, None) is None
+    assert all(method.omega(n) is None for n, _ in result.model.shared_parameters())
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"lam": -1}, "lam, update_strength and spread must be >= 0"),
+    ({"keep_first": 0}, "0 < keep_first <= 1"),
+    ({"prune_steps": 0}, "prune_steps must be >= 1 or null"),
+    ({"retrain_epochs": -0.5}, "retrain_epochs must be >= 0"),
+    ({"importance_samples": 0}, "importance_samples must be >= 1 or null"),
+    ({"importance_batch": 0}, "importance_batch must be >= 1"),
+    ({"retrain_lr_decay": 1.5}, r"retrain_lr_decay must be in \(0, 1\] or null"),
+])
+def test_out_of_range_settings_are_refused_in_one_line(params, words):
+    from anpyc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        create("anpyc", params)
+
+
+def test_retraining_that_leaves_no_training_pass_is_refused():
+    method = create("anpyc", {"prune": True, "retrain_epochs": 0.5, "prune_steps": 2})
+    assert method.epochs_for_budget(1.5) == 0.5
+    with pytest.raises(ValueError, match="retraining 1 epochs per task .* leaves no epoch of a 1-pass budget"):
+        method.epochs_for_budget(1.0)

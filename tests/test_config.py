@@ -20,6 +20,10 @@ def test_defaults_and_nested():
         ({"stream": {"val_fraction": 0.9}}, "val_fraction"),
         ({"train": {"batch_size": True}}, "integer"),
         ({"stream": "permuted"}, "mapping"),
+        ({"train": {"lr": float("inf")}}, "config.train.lr: expected a finite number, got inf"),  # inf passes "> 0"
+        ({"train": {"lr": "nan"}}, "config.train.lr: expected a finite number, got 'nan'"),  # nan passes no range check
+        ({"train": {"batch_size": 3.5}}, "config.train.batch_size: expected an integer, got 3.5"),
+        ({"model": {"hidden": {"a": 1}}}, "config.model.hidden: expected a list, got {'a': 1}"),
     ],
 )
 def test_bad_configs_name_the_problem(data, words):

@@ -127,3 +127,16 @@ def test_forward_passes_spent_on_decisions_are_counted_apart_from_the_training_p
     assert all(e >= 1 for e in evaluations[:-1]) and guard["decision_passes"] == pytest.approx([e * n_val / n_train for e in evaluations])
     assert runs["derpp"]["decision_passes"] == pytest.approx([1.0] * 3)  # every example offered at the task's end
     assert runs["entropy"]["decision_passes"] == pytest.approx([n_val / n_train] * 3)  # the entropy's calibration
+
+
+def test_resume_needs_a_run_directory_that_holds_a_run(tmp_path):
+    cfg = RunConfig.from_dict({"method": "finetune", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 60}})
+    with pytest.raises(OutputError, match="resume needs the run directory"):
+        run(cfg, resume=True, quiet=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OutputError, match=r"empty holds no run to resume \(no config.yaml\)"):
+        run(cfg, tmp_path / "empty", resume=True, quiet=True)
+    assert list((tmp_path / "empty").iterdir()) == []  # nothing written, no lock left
+    with pytest.raises(ConfigError, match="unknown budget 'steps'; known: passes, epochs"):
+        run(cfg, tmp_path / "b", budget="steps", quiet=True)
+    assert not (tmp_path / "b").exists()

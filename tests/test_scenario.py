@@ -7,7 +7,7 @@ import torch
 from anpyc.config import RunConfig
 from anpyc.methods import get_method_class, method_names, typed
 from anpyc.runner import run
-from anpyc.scenario import SCENARIOS, HookContext
+from anpyc.scenario import SCENARIOS, HookContext, Scenario, register_scenario
 
 
 def _spy(name: str):
@@ -99,3 +99,18 @@ def test_no_method_compares_scenario_names():
             ) and any(isinstance(side, ast.Constant) and isinstance(side.value, str) for side in (node.left, *node.comparators)):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"head": "shared"}, "scenario 'mine': head must be one of multi, single, got 'shared'"),
+    ({"labels": "per-task"}, "scenario 'mine': labels must be one of local, global, got 'per-task'"),
+])
+def test_a_scenario_with_an_unknown_head_or_labels_is_refused(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        Scenario("mine", **{"head": "single", "labels": "local", "task_id_at_test": False, **kwargs})
+
+
+def test_a_second_scenario_under_a_registered_name_is_refused():
+    with pytest.raises(ValueError, match="scenario name 'domain' registered twice"):
+        register_scenario(Scenario("domain", head="single", labels="local", task_id_at_test=False))
+    assert SCENARIOS["domain"].head == "single" and register_scenario(SCENARIOS["domain"]) is SCENARIOS["domain"]

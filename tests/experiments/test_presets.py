@@ -267,3 +267,20 @@ def test_run_preset_applies_every_section_of_a_whole_run_preset(tmp_path):
     assert metrics["free_fraction_total_curve"][0] == pytest.approx(0.5, abs=0.01)
     assert metrics["kept_share"] == [0.5, 0.6, 1.0]  # 50 %, then 40 % of the free pool; the last task not pruned
     assert main(["run", "--preset", "anpyc-reference", "--method", "ewc", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_preset_named_for_another_method_is_refused_from_python_too():
+    """The CLI says "drop --method" before it gets here; the Python API checks the same."""
+    with pytest.raises(ConfigError, match="preset 'si-pmnist10' is for method 'si', not 'ewc'"):
+        presets.select_presets(["ewc"], RunConfig(), "passes", named={"ewc": "si-pmnist10"})
+
+
+@pytest.mark.parametrize("text, words", [
+    ("- pmnist10\n", "must map protocols to methods to grids"),
+    ("pmnist10: [si]\n", "pmnist10 must map methods to grids"),
+    ("pmnist10:\n  si: {lam: []}\n", "pmnist10.si must map each parameter to a non-empty list"),
+])
+def test_a_malformed_grid_file_is_one_line(tmp_path, text, words):
+    (tmp_path / presets.GRID_FILE).write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        presets.load_grids(tmp_path / presets.GRID_FILE)

@@ -222,3 +222,27 @@ def test_sigkill_mid_task_then_resume_equals_uninterrupted_run(tmp_path, method)
     assert (out / "acc_matrix.csv").read_bytes() == (tmp_path / "full" / "acc_matrix.csv").read_bytes()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
     assert _metrics_without_clock(out) == _metrics_without_clock(tmp_path / "full")
+
+
+class _NotATensor:
+    pass
+
+
+@pytest.mark.parametrize("payload, words", [
+    ({"position": 1, "model": {}, "method": {}, "rng": _NotATensor()}, r"ckpt: unreadable payload \(UnpicklingError\)"),
+    ({"model": {}, "method": {}}, "ckpt: payload lacks the checkpoint fields"),
+    ([1, 2], "ckpt: payload lacks the checkpoint fields"),
+])
+def test_a_payload_with_a_valid_checksum_that_is_not_a_checkpoint_is_refused(payload, words):
+    """The checksum says the bytes are as written, not that a checkpoint was written: a payload
+    that only a full unpickle could read (code, not tensors) or that lacks the fields is refused."""
+    with pytest.raises(CheckpointError, match=words):
+        decode(encode(payload), "ckpt")
+
+
+def test_a_temp_file_left_by_a_kill_during_a_write_is_removed_by_the_next_save(tmp_path):
+    folder = tmp_path / ck.DIRNAME
+    folder.mkdir()
+    (folder / ".ckpt-000001.pt.abc.tmp").write_bytes(b"half a checkpoint")
+    path = ck.save(tmp_path, {"position": 1, "model": {}, "method": {}, "rng": {}})
+    assert sorted(p.name for p in folder.iterdir()) == [path.name] == ["ckpt-000001.pt"]

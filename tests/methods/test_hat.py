@@ -191,3 +191,26 @@ def test_resnet_is_refused():
     model.add_head(stream[0].n_outputs)
     with pytest.raises(ConfigError, match="chains of Linear/Conv2d"):
         create("hat").before_task(model, stream[0], HookContext(0, 1))
+
+
+@pytest.mark.parametrize("body, words", [
+    (lambda: torch.nn.Sequential(torch.nn.Flatten()), "hat: the body has no Linear or Conv2d layer to gate"),
+    (lambda: torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, groups=2), torch.nn.Flatten()),
+     "hat: grouped convolution 0 is not supported"),
+])
+def test_bodies_hat_cannot_gate_are_refused_before_training(body, words):
+    from anpyc.models import ContinualModel
+
+    with pytest.raises(ConfigError, match=words):
+        create("hat").attach(ContinualModel(body(), 8))
+
+
+def test_a_linear_whose_inputs_do_not_split_over_the_units_before_it_is_refused():
+    """A Linear after a conv must see each channel's positions in a row (a flattened conv);
+    10 inputs after 3 channels cannot be told apart by channel."""
+    from anpyc.methods.hat import frozen_masks, gated_layers
+    from anpyc.models import ContinualModel
+
+    model = ContinualModel(torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), torch.nn.Flatten(), torch.nn.Linear(10, 4)), 4)
+    with pytest.raises(ConfigError, match="hat: body.2 has 10 inputs, not a multiple of the 3 units before it"):
+        frozen_masks(gated_layers(model), [torch.ones(3), torch.ones(4)])

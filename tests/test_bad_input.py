@@ -216,6 +216,10 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     (["run", "--method", "finetune", "--scenario", "xyz"], "invalid choice: 'xyz'"),  # argparse's errors: one line too
     (["compare", "--methods", "finetune", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["run", "--method", "finetune", "--hidden", ""], "model.hidden must be one or more"),  # was a StopIteration
+    (["compare", "--protocol", "pmnist10", "--methods", "ewc", "--budget", "epochs"],
+     "protocol pmnist10 has budget 'passes'; drop --budget"),
+    (["tune", "--protocol", "pmnist10", "--method", "ewc", "--stream-from", "examples/own_data.py:make"],
+     "tune --protocol runs the protocol's stream; drop --stream-from (or --protocol)"),
 ])
 def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, words, result_dir, bad_input_count):
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)

@@ -294,3 +294,18 @@ def test_class_incremental_same_seed_same_run_other_seed_other_buffer(class_stre
     np.testing.assert_array_equal(a["acc_matrix"], b["acc_matrix"])
     assert a["replay"] == b["replay"]
     assert a["replay"]["per_class"] != c["replay"]["per_class"]
+
+
+def test_stored_logits_grow_with_a_wider_later_head_and_old_rows_keep_their_own():
+    """Tasks with more outputs than the first (a head per task, sizes 2 then 4): the stored
+    logits are padded with zeros to the widest head and each row's ``width`` still says how
+    many of its columns are targets, so an old row is matched on its own outputs only."""
+    buf = ReplayBuffer(4, logits=True)
+    buf.reseed(torch.Generator().manual_seed(0))
+    first = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    buf.add(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, dtype=torch.long), first, torch.full((2,), 2))
+    wider = torch.arange(8.0).view(2, 4)
+    buf.add(torch.ones(2, 3), torch.tensor([2, 3]), torch.ones(2, dtype=torch.long), wider, torch.full((2,), 4))
+    assert buf.logits.shape == (4, 4) and len(buf) == 4
+    assert torch.equal(buf.logits[:2], torch.tensor([[1.0, 2.0, 0.0, 0.0], [3.0, 4.0, 0.0, 0.0]]))
+    assert torch.equal(buf.logits[2:], wider) and buf.width.tolist() == [2, 2, 4, 4]

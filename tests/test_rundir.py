@@ -175,3 +175,31 @@ def test_compare_locks_its_per_run_directories(tmp_path):
     assert failed["method"] == "joint" and f"pid {pid}" in failed["error"]
     assert not (busy / "config.yaml").exists()
     assert rundir.holder(tmp_path / "cmp") is None and rundir.holder(tmp_path / "cmp" / "finetune" / "seed_0") is None
+
+
+def test_an_output_path_that_is_a_file_is_refused_and_kept(tmp_path):
+    out = tmp_path / "results"
+    out.write_text("my notes")
+    with pytest.raises(OutputError, match=r"output path .*results exists and is not a directory"):
+        rundir.prepare(out)
+    assert out.read_text() == "my notes"
+
+
+def test_an_unfinished_comparison_says_how_to_continue_it(tmp_path):
+    (tmp_path / rundir.COMPARE).write_text("methods: [ewc]\n")
+    with pytest.raises(OutputError, match="holds an unfinished comparison: continue it with the same command plus --resume"):
+        rundir.prepare(tmp_path)
+    (tmp_path / rundir.SUMMARY_JSON).write_text("{}")
+    with pytest.raises(OutputError, match="already holds a run; choose another --out or pass --overwrite"):
+        rundir.prepare(tmp_path)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[1, 2]", r"metrics.json does not hold a JSON object"),
+    ('{"avg_acc": 0.5}', r"metrics.json is not a run's metrics.json \(no acc_matrix\)"),
+    ('{"acc_matrix": [[0.5]', r"cannot read .*metrics.json: Expecting"),
+])
+def test_a_metrics_file_that_is_not_a_runs_is_one_line(tmp_path, text, words):
+    (tmp_path / rundir.METRICS).write_text(text)
+    with pytest.raises(OutputError, match=words):
+        rundir.read_metrics(tmp_path)

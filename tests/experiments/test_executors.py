@@ -261,3 +261,23 @@ def test_a_second_copy_of_a_job_fails_at_once_and_touches_nothing(tmp_path):
         holder.wait()
     assert outcome.exit_code == 2 and f"pid {holder.pid}" in outcome.error and "another anpyc process" in outcome.error
     assert sorted(p.name for p in run_dir.iterdir()) == [".anpyc.lock"]
+
+
+@pytest.mark.parametrize("printed, code", [("0:9", 137), ("2:0", 2), ("0:0", 0), ("", None), ("x:y", None)])
+def test_a_slurm_jobs_exit_code_is_read_from_sacct_a_signal_as_a_shell_shows_it(tmp_path, monkeypatch, printed, code):
+    """``sacct`` prints ``ExitCode`` as ``code:signal``: killed by signal 9 reads 137, as a shell
+    says; nothing printed or unreadable: unknown (None)."""
+    from anpyc.experiments.executors import _slurm_exit_code
+
+    sacct = tmp_path / "sacct"
+    sacct.write_text(f"#!/bin/sh\necho '{printed}'\n")
+    sacct.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert _slurm_exit_code("42") == code
+
+
+def test_without_sacct_a_slurm_jobs_exit_code_is_unknown(tmp_path, monkeypatch):
+    from anpyc.experiments.executors import _slurm_exit_code
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sacct anywhere
+    assert _slurm_exit_code("42") is None

@@ -115,6 +115,19 @@ def test_gpus_need_cuda_for_each_task():
         ExecutorConfig.from_dict({"kind": "slurm", "time": 5, "gpu": 1})
 
 
+def test_slurm_from_a_machine_without_srun_writes_nothing(tmp_path, capsys, monkeypatch):
+    """Was: the output folder created and its compare.yaml written before submitit found no
+    srun, so the same command again asked for --resume or --overwrite."""
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # no srun (nor anything else) on PATH
+    for command in (["compare", "--methods", "finetune"], ["tune", "--method", "ewc", "--param", "lam=1,3"]):
+        out = tmp_path / command[0]
+        flags = [f for f in RUN if f != "--no-presets"]  # tune applies no preset anyway
+        assert main([*command, *flags, "--out", str(out), "--executor", "slurm", "--time", "10"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["anpyc: error: --executor slurm: no srun on this machine (submit from a machine of the Slurm cluster)"]
+        assert not out.exists()
+
+
 # ----------------------------------------------------------------------------- a Slurm sweep, faked
 @pytest.fixture
 def fake_slurm(tmp_path, monkeypatch):

@@ -219,9 +219,12 @@ def require_submitit(kind: str):
 
 
 def check(executor: ExecutorConfig | None) -> None:
-    """Everything about the executor that can fail, before anything is written."""
+    """Everything about the executor that can fail, before anything is written (a submission
+    that cannot start would otherwise leave an output folder holding a sweep that never ran)."""
     if executor is not None and executor.uses_submitit and executor.submit:
-        require_submitit(executor.kind)
+        submitit = require_submitit(executor.kind)
+        if executor.kind == "slurm" and submitit.SlurmExecutor.affinity() <= 0:  # submitit's own test: srun on PATH
+            raise ConfigError("--executor slurm: no srun on this machine (submit from a machine of the Slurm cluster)")
 
 
 def resubmits(executor: ExecutorConfig | None, out_dir: str | Path | None, marker: str) -> bool:

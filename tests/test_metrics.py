@@ -54,3 +54,17 @@ def test_bad_matrices_rejected(bad):
 def test_kurtosis_gaussian_near_three():
     rng = np.random.default_rng(0)
     assert metrics.kurtosis(rng.normal(size=200_000)) == pytest.approx(3.0, abs=0.05)
+
+
+def test_a_matrix_with_no_evaluated_task_and_mismatched_transfer_inputs_are_refused():
+    with pytest.raises(ValueError, match="accuracy matrix has no evaluated task"):
+        metrics.average_accuracy(np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match="acc_before and baseline must have the same length"):
+        metrics.fwt([0.1, 0.2], [0.1])
+
+
+def test_too_few_values_give_nan_not_a_number_that_looks_measured():
+    assert math.isnan(metrics.kurtosis([1.0])) and math.isnan(metrics.kurtosis([2.0, 2.0]))  # one value; no spread
+    empty = metrics.weight_distribution([])
+    assert all(math.isnan(empty[k]) for k in ("zero_share", "near_zero_share", "bimodality", "kurtosis"))
+    assert empty["hist_counts"] == [] and math.isnan(metrics.fwt([0.5], [0.1]))

@@ -534,7 +534,8 @@ def load_function(source: str, flag: str) -> Any:
         if module_name.endswith(".py"):
             path = Path(module_name)
             if not path.is_file():
-                raise ConfigError(f"{flag} {source}: no file {path}")
+                raise ConfigError(f"{flag} {source}: no file {path} in {Path.cwd()} (a relative path is read from "
+                                  "the working directory; run from the folder that holds it)")
             spec = importlib.util.spec_from_file_location(f"anpyc_user_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module  # so that pickling (parallel jobs) finds its classes

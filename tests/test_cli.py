@@ -51,6 +51,19 @@ def test_run_takes_the_method_from_its_config_file(tmp_path, capsys):
     assert len(err) == 1 and "run needs --method" in err[0] and not (tmp_path / "s").exists()
 
 
+def test_another_method_than_the_config_files_runs_with_its_own_params_and_says_so(tmp_path, caplog):
+    """A saved ewc config run with ``--method si``: ewc's ``lam`` (which si also has) is not
+    carried over silently; the warning says so and how to set si's."""
+    (tmp_path / "c.yaml").write_text("method: ewc\nmethod_params: {lam: 7.0}\nstream: {benchmark: blobs, tasks: 2, subsample: 200}\n"
+                                     "model: {hidden: [16]}\n")
+    assert main(["run", "--config", str(tmp_path / "c.yaml"), "--method", "si", "--out", str(tmp_path / "r"), "--quiet",
+                 "--no-report"]) == 0
+    saved = (tmp_path / "r" / "config.yaml").read_text()
+    assert "method: si" in saved and "lam: 1.0" in saved  # si's default, not ewc's 7
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"the method_params of {tmp_path / 'c.yaml'} (for ewc) are left out: --method si runs with its own (set them with --param)"]
+
+
 def test_tune_takes_the_method_from_its_config_file(tmp_path, capsys):
     """As ``run``: a config that names its method is tuned without --method; one that does not is
     refused with one line, nothing written."""

@@ -201,7 +201,10 @@ def _config_from_args(args: argparse.Namespace, method: str | None, base: dict |
         data = deep_update(data, {"stream": {"benchmark": "custom", "source": args.stream_from}})
     if method is not None:
         if data.get("method") not in (None, method):
-            data["method_params"] = {}  # a config file's params belong to its own method
+            if data.get("method_params"):  # a config file's params belong to its own method
+                log.warning("the method_params of %s (for %s) are left out: --method %s runs with its own "
+                            "(set them with --param)", args.config or "the config", data["method"], method)
+            data["method_params"] = {}
         data["method"] = method
     cfg = RunConfig.from_dict(data)
     if cfg.stream.benchmark != "custom":

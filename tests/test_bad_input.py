@@ -216,6 +216,7 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     (["run", "--method", "finetune", "--scenario", "xyz"], "invalid choice: 'xyz'"),  # argparse's errors: one line too
     (["compare", "--methods", "finetune", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["run", "--method", "finetune", "--hidden", ""], "model.hidden must be one or more"),  # was a StopIteration
+    (["compare", "--methods", "ewc,si,ewc"], "--methods lists method ewc more than once"),  # ran it once, silently
     (["compare", "--protocol", "pmnist10", "--methods", "ewc", "--budget", "epochs"],
      "protocol pmnist10 has budget 'passes'; drop --budget"),
     (["tune", "--protocol", "pmnist10", "--method", "ewc", "--stream-from", "examples/own_data.py:make"],
@@ -240,6 +241,12 @@ def test_python_api_refuses_empty_or_mistyped_arguments_with_one_line(tmp_path):
         "a list of method ids": lambda: compare(base, "finetune", seeds=[0], out_dir=tmp_path / "c", quiet=True),
         "tune needs at least one seed": lambda: tune(base.with_params("ewc"), {"lam": [1.0, 3.0]}, seeds=[],
                                                      out_dir=tmp_path / "t", quiet=True),
+        "compare lists seed 0 more than once": lambda: compare(base, ["finetune"], seeds=[0, 1, 0], out_dir=tmp_path / "c",
+                                                               quiet=True),  # counted 3 seeds, seed 0 twice in the std
+        "compare lists method ewc more than once": lambda: compare(base, ["ewc", "finetune", "ewc"], seeds=[0],
+                                                                   out_dir=tmp_path / "c", quiet=True),
+        "tune lists seed 2 more than once": lambda: tune(base.with_params("ewc"), {"lam": [1.0, 3.0]}, seeds=[2, 2],
+                                                         out_dir=tmp_path / "t", quiet=True),
         "method_params (ewc): expected a mapping, got int": lambda: create("ewc", 5),  # TypeError once
         "config: expected a mapping, got list": lambda: RunConfig.from_dict([1, 2]),  # TypeError once
     }

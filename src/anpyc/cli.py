@@ -34,7 +34,7 @@ from anpyc.config import (
     deep_update,
     load_mapping,
 )
-from anpyc.errors import AnpycError, ConfigError, Terminated
+from anpyc.errors import AnpycError, ConfigError, Terminated, refuse_repeats
 from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
 
@@ -389,6 +389,7 @@ def _method_list(text: str, flag: str = "--methods", check: bool = True) -> list
     methods = [m.strip() for m in text.split(",") if m.strip()]
     if not methods:
         raise ConfigError(f"{flag} needs at least one method id")
+    refuse_repeats(flag, "method", methods)
     for m in methods if check else ():
         check_name("method", m)
     return methods
@@ -495,7 +496,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides = deep_update(from_file, overrides)
     if args.stream_from:
         _check_stream_from(overrides)
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    methods = refuse_repeats("--methods", "method", [m.strip() for m in args.methods.split(",")]) if args.methods else None
     out = args.out or f"bench-out/{args.name}"
     summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=args.jobs, presets=not args.no_presets,

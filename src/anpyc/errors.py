@@ -60,3 +60,19 @@ def unknown(what: str, name: object, known: Iterable[str]) -> str:
     """
     known = list(known)
     return f"unknown {what} {name!r}{did_you_mean(name, known)}; known: {', '.join(known) or 'none'}"
+
+
+def refuse_repeats(caller: str, what: str, items: list) -> list:
+    """``items`` unchanged, or a one-line :class:`ConfigError` naming those listed twice (a seed
+    run twice would count twice in a mean, its std and the number of seeds a claim rests on).
+
+    Example:
+        >>> refuse_repeats("compare", "seed", [0, 1, 0])  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        anpyc.errors.ConfigError: compare lists seed 0 more than once; ...
+    """
+    twice = [str(v) for v in dict.fromkeys(items) if items.count(v) > 1]
+    if twice:
+        why = " (it would count twice in the mean, the std and the number of seeds)" if what == "seed" else ""
+        raise ConfigError(f"{caller} lists {what} {', '.join(twice)} more than once; each runs once{why}")
+    return items

@@ -22,7 +22,7 @@ import yaml
 from anpyc import rundir
 from anpyc.config import CUSTOM, RunConfig, load_mapping
 from anpyc.data.streams import Stream
-from anpyc.errors import AnpycError, ConfigError, OutputError
+from anpyc.errors import AnpycError, ConfigError, OutputError, refuse_repeats
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
@@ -142,7 +142,9 @@ def _checked_seeds(methods: list[str], seeds: list[int]) -> list[int]:
                           f"got {methods!r} and {seeds!r}")
     if not methods or not seeds:
         raise ConfigError(f"compare needs at least one method and one seed, got methods {methods} and seeds {seeds}")
-    return [int(s) for s in seeds]  # numpy integers too, recorded as plain ones
+    refuse_repeats("compare", "method", methods)
+    return refuse_repeats("compare", "seed", [int(s) for s in seeds])  # numpy integers too, recorded as plain ones
+
 
 
 def own_stream(base: RunConfig, stream: Any, jobs: int = 1) -> tuple[RunConfig, Any]:

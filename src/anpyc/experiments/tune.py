@@ -24,7 +24,7 @@ import numpy as np
 
 from anpyc import rundir
 from anpyc.config import RunConfig
-from anpyc.errors import AnpycError, ConfigError, TrainingError
+from anpyc.errors import AnpycError, ConfigError, TrainingError, refuse_repeats
 from anpyc.experiments.compare import budgeted, open_sweep, own_stream
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
@@ -72,6 +72,7 @@ def tune(
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
     if not seeds:
         raise ConfigError("tune needs at least one seed")
+    refuse_repeats("tune", "seed", list(seeds))
     # every (point, seed) run, its method built once, under the comparison's budget: a bad name,
     # value or budget fails here, before any training
     configs = [typed(base.with_params(**p)) for p in points]

@@ -300,6 +300,9 @@ class Ownership(nn.Module):
 
     def free(self, model) -> Masks:
         """Free entries of every shared parameter."""
+        missing = [name for name, _ in model.shared_parameters() if self.owner(name) is None]
+        if missing:  # your own loop skipped before_task (the one hook that creates them)
+            raise RuntimeError(f"no owner map for {missing[0]}: call the method's before_task() before training the task")
         return {name: self.owner(name) == FREE for name, _ in model.shared_parameters()}
 
     def free_share(self, model) -> float:

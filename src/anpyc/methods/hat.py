@@ -380,6 +380,8 @@ class HAT(Method):
         """Keep the task's binary masks, add them to the cumulative ones, record capacity."""
         self.attach(model)
         t = ctx.task
+        if self.embedding(t, 0) is None:  # your own loop skipped before_task
+            raise RuntimeError(f"hat: after_task() before before_task(): task {t} has no embeddings")
         for i in range(len(self._layers)):
             e = self.embedding(t, i)
             mask = (e.detach() > 0).to(e.dtype)

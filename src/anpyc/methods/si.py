@@ -100,6 +100,8 @@ class SI(QuadraticPenalty):
     def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
         out = {}
         for name, p in model.shared_parameters():
+            if self._buf("si_start", name) is None:  # your own loop skipped before_task
+                raise RuntimeError(f"si: after_task() before before_task(): no path integral was started for {name}")
             delta = p.detach() - self._buf("si_start", name)
             out[name] = (self._buf("si_w", name) / (delta.pow(2) + self.config.xi)).clamp_min(0)
         return out

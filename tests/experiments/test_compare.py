@@ -1,6 +1,9 @@
 """Budgets: by default every method gets the same training passes per task, its retraining
 (and replay) included; ``budget='epochs'`` keeps the same epochs instead."""
 
+import dataclasses
+import re
+
 import pytest
 
 from anpyc.config import RunConfig
@@ -80,7 +83,10 @@ def test_resume_refuses_other_settings_or_a_directory_without_a_comparison(tmp_p
 
     base = RunConfig.from_dict(BASE)
     compare(base, ["finetune"], [0], tmp_path / "c", quiet=True)
-    with pytest.raises(ConfigError, match="other settings \\(methods differ\\)"):
+    with pytest.raises(ConfigError, match=re.escape("other settings (methods: ['finetune'] then, ['finetune', 'si'] now)")):
         compare(base, ["finetune", "si"], [0], tmp_path / "c", quiet=True, resume=True)
+    longer = base.replace(train=dataclasses.replace(base.train, epochs=3.0))
+    with pytest.raises(ConfigError, match=re.escape("other settings (base.train.epochs: 2.0 then, 3.0 now)")):
+        compare(longer, ["finetune"], [0], tmp_path / "c", quiet=True, resume=True)
     with pytest.raises(OutputError, match="no comparison to resume"):
         compare(base, ["finetune"], [0], tmp_path / "empty", quiet=True, resume=True)

@@ -208,12 +208,28 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
         raise OutputError(f"{out} holds no {what} to resume (no {marker})")
     rundir.acquire(out)
     saved = load_mapping(out / marker)
-    differ = sorted(k for k in record if yaml.safe_load(yaml.safe_dump(record[k])) != saved.get(k)  # as saved
+    now = {k: yaml.safe_load(yaml.safe_dump(v)) for k, v in record.items()}  # as it would be saved
+    differ = sorted(k for k in now if now[k] != saved.get(k)
                     and (k != "sweep" or k in saved))  # a directory from before sweeps were recorded
     if differ:
-        raise ConfigError(f"{out} was started with other settings ({', '.join(differ)} differ); "
+        where = "; ".join(first_difference(saved.get(k), now[k], k) for k in differ)
+        raise ConfigError(f"{out} was started with other settings ({where}); "
                           "resume with the same command, or choose another --out")
     return out
+
+
+def first_difference(then: Any, now: Any, key: str) -> str:
+    """Where two recorded settings first differ, down to the leaf.
+
+    Example:
+        >>> first_difference({"train": {"epochs": 1.0, "lr": 0.1}}, {"train": {"epochs": 2.0, "lr": 0.1}}, "base")
+        'base.train.epochs: 1.0 then, 2.0 now'
+    """
+    if isinstance(then, dict) and isinstance(now, dict):
+        for k in sorted(set(then) | set(now), key=str):
+            if then.get(k) != now.get(k):
+                return first_difference(then.get(k), now.get(k), f"{key}.{k}")
+    return f"{key}: {then!r} then, {now!r} now"
 
 
 def inference_aliases(labels: list[str], score: str = INFERENCE_SCORE) -> dict[str, tuple[str, dict[str, Any]]]:

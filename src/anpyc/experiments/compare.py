@@ -146,7 +146,6 @@ def _checked_seeds(methods: list[str], seeds: list[int]) -> list[int]:
     return refuse_repeats("compare", "seed", [int(s) for s in seeds])  # numpy integers too, recorded as plain ones
 
 
-
 def own_stream(base: RunConfig, stream: Any, jobs: int = 1) -> tuple[RunConfig, Any]:
     """``(base, factory)`` of a comparison on your own data (``stream``: a stream, a function
     ``seed -> stream`` or ``"MODULE:FUNCTION"``): ``base`` records it (``benchmark: custom``, its

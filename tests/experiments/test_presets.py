@@ -131,13 +131,13 @@ def test_presets_apply_only_under_their_protocol(tiny, monkeypatch, tmp_path, ca
     assert skipped["si"] == "preset si-tiny not applied (tuned under protocol tiny): train.lr 0.1 (preset) vs 0.001 (run)"
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     # one line for the comparison, naming the protocol that fits best and how the run differs
-    assert len(warnings) == 1 and "no preset applies to si (running their defaults)" in warnings[0]
-    assert "closest protocol they were tuned under, tiny, differs in 2 setting(s), first train.lr 0.1 vs 0.001" in warnings[0]
+    assert len(warnings) == 1 and "no preset applies to si (it runs its defaults)" in warnings[0]
+    assert "closest protocol its presets were tuned under, tiny, differs in 2 setting(s), first train.lr 0.1 vs 0.001" in warnings[0]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="anpyc.experiments.presets"):
         presets.select_presets(["si"], RunConfig.from_dict({**TINY, "scenario": "domain"}), "passes")
     assert [r.getMessage() for r in caplog.records] == [
-        "no preset applies to si (running their defaults): no protocol they were tuned under runs blobs in the "
+        "no preset applies to si (it runs its defaults): no protocol its presets were tuned under runs blobs in the "
         "domain scenario; --no-presets silences this"]
     assert presets.select_presets(["si"], cfg, "epochs")[1] == {}  # another budget is another protocol
 

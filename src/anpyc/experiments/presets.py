@@ -284,20 +284,21 @@ def not_applied_line(methods: list[str], cfg: RunConfig, budget: str | None, dir
 
     Example:
         >>> not_applied_line(["ewc"], RunConfig.from_dict({"stream": {"benchmark": "blobs"}}), "passes")
-        'no preset applies to ewc (running their defaults): no protocol they were tuned under runs blobs in the task scenario; --no-presets silences this'
+        'no preset applies to ewc (it runs its defaults): no protocol its presets were tuned under runs blobs in the task scenario; --no-presets silences this'
     """
     tuned = sorted({p.get("protocol") for m in methods for p in tuned_presets(m, directory).values()} & set(PROTOCOLS))
     mine = fingerprint(cfg, budget)
     same_data = [p for p in tuned if all(protocol_fingerprint(p).get(k) == mine.get(k)
                                           for k in ("stream.benchmark", "scenario"))]
-    who = f"no preset applies to {', '.join(methods)} (running their defaults)"
+    its, runs = ("its", "it runs") if len(methods) == 1 else ("their", "they run")
+    who = f"no preset applies to {', '.join(methods)} ({runs} {its} defaults)"
     if not same_data:
-        return (f"{who}: no protocol they were tuned under runs {cfg.stream.benchmark} in the {cfg.scenario} scenario; "
-                "--no-presets silences this")
+        return (f"{who}: no protocol {its} presets were tuned under runs {cfg.stream.benchmark} in the {cfg.scenario} "
+                "scenario; --no-presets silences this")
     best = min(same_data, key=lambda p: (len(differences(protocol_fingerprint(p), mine)), p))
     diff = differences(protocol_fingerprint(best), mine)
     first = diff[0].replace(" (preset)", "").replace("(run)", "(this run)")
-    return (f"{who}: the closest protocol they were tuned under, {best}, differs in {len(diff)} setting(s), first "
+    return (f"{who}: the closest protocol {its} presets were tuned under, {best}, differs in {len(diff)} setting(s), first "
             f"{first}; `anpyc compare --protocol {best}` runs it, --no-presets silences this")
 
 

@@ -40,7 +40,7 @@ from anpyc.data.streams import Stream, make_stream
 from anpyc.data.user import stream_from_source
 from anpyc.errors import ConfigError, OutputError, unknown
 from anpyc.loop.train import LoopConfig, LoopState, train_stream
-from anpyc.methods import for_run, typed
+from anpyc.methods import for_run, method_names, typed
 from anpyc.methods.base import Method
 from anpyc.metrics import summarize, weight_distribution
 from anpyc.parallel.collectives import (
@@ -180,6 +180,7 @@ def run(
     kind = problem_for(cfg)
     cfg = _checked(cfg, kind, tensorboard)
     method = for_run(cfg, method)
+    check_method_fits(cfg, method)
     cfg, stream, meta = _with_stream_and_budget(cfg, kind, stream, method, budget, recorded_budget)
     problem = kind(cfg, stream)  # a generator's judge is trained (or read) here, before the run's seeds
     seed_everything(cfg.seed, cfg.train.device)
@@ -267,6 +268,24 @@ def check_labels(cfg: RunConfig, stream: Stream, kind: type[Problem] | None = No
             f"scenario {cfg.scenario!r} needs each task's own class ids (one head over every class seen), but the "
             f"tasks of this stream share labels ({shared}, ...): give task t the labels y + t * classes_per_task "
             "in your datasets, or use --scenario task or domain")
+
+
+def check_method_fits(cfg: RunConfig, method: Method) -> None:
+    """A method the run's kind of problem cannot train (a classifier's replay for a generator)
+    is one line (:class:`ConfigError`), before anything is written.
+
+    Example:
+        >>> from anpyc.methods import create
+        >>> check_method_fits(RunConfig.from_dict({"model": {"name": "vae"}}), create("er"))  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        anpyc.errors.ConfigError: er (classifier-only) cannot train a generation model (--model vae); ...
+    """
+    kind = problem_for(cfg)
+    refused = kind.refused_tags & method.tags
+    if refused:
+        fits = method_names(without=kind.refused_tags)
+        raise ConfigError(f"{method.name} ({', '.join(sorted(refused))}) cannot train a {kind.name} model "
+                          f"(--model {cfg.model.name}); methods that can: {', '.join(fits)}")
 
 
 def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path) -> RunConfig:

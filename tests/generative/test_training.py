@@ -270,3 +270,26 @@ def test_a_generative_run_checkpoints_resumes_and_logs_to_tensorboard_from_the_c
     assert main(["run", "--resume", str(out), "--tensorboard", "--quiet", "--no-report"]) == 0
     _same_generative_results(tmp_path / "full", out)
     assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_methods_that_need_a_classifier_are_refused_for_a_generator_before_anything_is_written(tmp_path, capsys):
+    """Replay, distillation, HAT's gates and MAS's importance read a classifier's heads, logits
+    or layers; density and SLDA train no network: with ``--model vae|gan`` each was a traceback
+    from inside the first step (or, for the latter, an untrained generator scored as a result)."""
+    from anpyc.methods import method_names
+
+    refused = [m for m in method_names() if m not in method_names(without={"classifier-only", "no-network"})]
+    assert set(refused) == {"er", "derpp", "lwf", "mas", "hat", "density", "slda"}
+    for model in ("vae", "gan"):
+        for m in refused:
+            out = tmp_path / f"{model}-{m}"
+            argv = ["run", "--method", m, "--model", model, "--benchmark", "split-mnist", "--tasks", "2", "--out", str(out)]
+            assert main([*argv, "--quiet"]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"{m} (" in err[0] and f"cannot train a generation model (--model {model})" in err[0]
+            assert "methods that can: anpyc, anpyc-masks, ewc, finetune, joint, online-ewc, packnet, si" in err[0]
+            assert not out.exists()
+    out = tmp_path / "cmp"  # a comparison refuses before its first run, not as a failed job after the others
+    assert main(["compare", "--methods", "ewc,er", "--model", "vae", "--benchmark", "split-mnist", "--tasks", "2",
+                 "--out", str(out), "--quiet", "--no-presets"]) == 2
+    assert "er (classifier-only) cannot train" in capsys.readouterr().err and not out.exists()

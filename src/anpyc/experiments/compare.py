@@ -35,6 +35,7 @@ from anpyc.runner import (
     apply_budget,
     build_stream,
     check_labels,
+    check_method_fits,
     own_stream_config,
     prepare_out_dir,
 )
@@ -317,6 +318,7 @@ def _jobs(configs: dict[str, RunConfig], seeds: list[int], out: Path | None, ten
             method = create(cfg.method, cfg.method_params)
             tb = out / "tb" / label / f"seed_{seed}" if tensorboard and out is not None else tensorboard
             run_dir = rundir.run_dir_of(out, label, seed) if out is not None else None
+            check_method_fits(cfg, method)  # as a method the model cannot take (a generator's replay)
             budgeted(cfg, budget, method)  # a budget that leaves nothing to train fails here, before any run
             jobs.append(Job(label, seed, cfg.replace(seed=seed), run_dir, tb, resume=resume, method_object=method,
                             budget=budget))

@@ -67,8 +67,9 @@ class Method(nn.Module):
     #: selects by them): ``upper-bound`` (needs the whole history, as joint training: excluded
     #: from fair "same budget" claims), ``lower-bound`` (nothing against forgetting, the
     #: reference row), ``needs-task-id`` (only for scenarios that give the task id at test
-    #: time), ``no-network`` (a classifier of the inputs alone), ``internal`` (a test helper,
-    #: never listed)
+    #: time), ``no-network`` (a classifier of the inputs alone), ``classifier-only`` (needs a
+    #: classifier's heads, logits or layers: not for a generator, ``--model vae|gan``),
+    #: ``internal`` (a test helper, never listed)
     tags: ClassVar[frozenset[str]] = frozenset()
     #: the method's tuning grid (``{param: [values]}``) for protocols whose grid file
     #: (``presets/grids.yaml``) has none for it; ``None``: only the grid file's

@@ -235,6 +235,7 @@ class HAT(Method):
     """
 
     name = "hat"
+    tags = frozenset({"classifier-only"})  # gates the units of a chain of Linear / Conv2d layers
     config_cls = HATConfig
 
     def __init__(self, config=None) -> None:

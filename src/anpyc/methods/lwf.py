@@ -54,6 +54,7 @@ class LwF(Method):
 
     name = "lwf"
     config_cls = LwFConfig
+    tags = frozenset({"classifier-only"})  # distils the old heads' outputs
 
     def __init__(self, config=None) -> None:
         super().__init__(config)

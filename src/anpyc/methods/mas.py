@@ -46,7 +46,7 @@ class MAS(QuadraticPenalty):
     """Output-sensitivity importance, summed across tasks."""
 
     name = "mas"
-    tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
+    tags = frozenset({"importance-penalty", "classifier-only"})  # the importance: the heads' output norm
     config_cls = MASConfig
 
     def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:

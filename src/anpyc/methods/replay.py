@@ -381,6 +381,7 @@ class ER(Method):
 
     name = "er"
     config_cls = ERConfig
+    tags = frozenset({"classifier-only"})  # replays labelled examples (and DER++ logits) through the heads
     stores_logits = False
 
     def __init__(self, config: Any = None) -> None:

@@ -34,6 +34,8 @@ class Problem:
     models: ClassVar[tuple[str, ...]] = ()
     #: measure each task's accuracy before it is trained (forward transfer)
     forward_transfer: ClassVar[bool] = True
+    #: method tags (:attr:`anpyc.methods.base.Method.tags`) this kind cannot train
+    refused_tags: ClassVar[frozenset[str]] = frozenset()
 
     # ----------------------------------------------------------------- configs
     @classmethod

@@ -34,6 +34,7 @@ class Generation(Problem):
     name = "generation"
     models = GENERATIVE_MODELS
     forward_transfer = False
+    refused_tags = frozenset({"classifier-only", "no-network"})  # replay, distillation, gates, MAS; no network
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> RunConfig:

@@ -180,7 +180,6 @@ def run(
     kind = problem_for(cfg)
     cfg = _checked(cfg, kind, tensorboard)
     method = for_run(cfg, method)
-    check_method_fits(cfg, method)
     cfg, stream, meta = _with_stream_and_budget(cfg, kind, stream, method, budget, recorded_budget)
     problem = kind(cfg, stream)  # a generator's judge is trained (or read) here, before the run's seeds
     seed_everything(cfg.seed, cfg.train.device)
@@ -222,10 +221,11 @@ def budget_record(cfg: RunConfig, budget: str) -> dict:
 
 def _with_stream_and_budget(cfg: RunConfig, kind: type[Problem], stream: Stream | None, method: Method,
                             budget: str | None, recorded: dict | None = None) -> tuple[RunConfig, Stream, dict]:
-    """``(cfg as it runs, its stream, what config.yaml records under meta)``: the stream built
-    (before the output directory is touched: bad data must not cost a result), recorded when it
-    is your own, its labels checked against the scenario, and the budget applied (or, for a cfg
-    already resolved, the ``recorded`` one kept)."""
+    """``(cfg as it runs, its stream, what config.yaml records under meta)``: the method checked
+    against the kind of problem, then the stream built (before the output directory is touched:
+    bad data must not cost a result), recorded when it is your own, its labels checked against
+    the scenario, and the budget applied (or, for a cfg already resolved, the ``recorded`` one kept)."""
+    check_method_fits(cfg, method)
     if stream is None:
         stream = build_stream(cfg)
     cfg = own_stream_config(cfg, stream)

@@ -162,3 +162,21 @@ def test_compare_gives_a_method_the_task_inference_by_its_label(tmp_path, capsys
     assert rows["finetune+inference"]["method"] == "finetune" and rows["finetune+inference"]["task_inference"] == "input_density"
     assert rows["finetune"]["task_inference"] == "none" and "task_inference_acc" in rows["finetune+inference"]
     assert "task inferred, a head per task" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("what", ["presets", "methods"])
+def test_a_reader_that_leaves_early_ends_the_listing_quietly(what):
+    """``anpyc list presets | head``: the pipe closes before the listing is written; the command
+    ends with 141 (128 + SIGPIPE, as a shell reports it) and no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        proc = subprocess.run([sys.executable, "-m", "anpyc", "list", what], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141 and proc.stderr == ""

@@ -973,4 +973,8 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `anpyc list presets | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not raise again
+        sys.exit(128 + signal.SIGPIPE)

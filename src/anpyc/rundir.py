@@ -110,12 +110,19 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
+def unfinished_run(out: Path) -> str | None:
+    """How to continue the run in ``out`` when it was killed or failed before its metrics were
+    written (``None``: no such run)."""
+    if (out / CONFIG).exists() and not (out / METRICS).exists():
+        return f"{out} holds an unfinished run (no {METRICS}): continue it with `anpyc run --resume {out}`"
+    return None
+
+
 def occupied(out: Path) -> str:
     """Why ``out`` cannot take a new run, and what to do: a finished run is kept unless
     ``--overwrite``; an unfinished one (killed, or failed) can also be continued."""
-    if (out / CONFIG).exists() and not (out / METRICS).exists():
-        return (f"{out} holds an unfinished run (no {METRICS}): continue it with `anpyc run --resume {out}`, "
-                "or start afresh with --overwrite")
+    if hint := unfinished_run(out):
+        return f"{hint}, or start afresh with --overwrite"
     if (out / COMPARE).exists() and not (out / SUMMARY_JSON).exists():
         return (f"{out} holds an unfinished comparison: continue it with the same command plus --resume, "
                 "or start afresh with --overwrite")

@@ -49,6 +49,6 @@ def test_an_unfinished_run_says_how_to_finish_it(run_dir, tmp_path):
     killed = tmp_path / "killed"
     shutil.copytree(run_dir, killed)
     (killed / "metrics.json").unlink()  # killed before its metrics were written
-    with pytest.raises(OutputError, match=r"killed holds an unfinished run \(no metrics.json\): finish it with "
+    with pytest.raises(OutputError, match=r"killed holds an unfinished run \(no metrics.json\): continue it with "
                                           r"`anpyc run --resume .*killed`, then report it"):
         load_results(killed)

@@ -97,9 +97,8 @@ def load_results(path: str | Path) -> Results:
     if is_run_dir(root):
         run = load_run(root)
         return Results(root, "run", {run.method: [run]})
-    if (root / rundir.CONFIG).is_file():  # killed or failed before its metrics were written
-        raise OutputError(f"{root} holds an unfinished run (no {rundir.METRICS}): finish it with "
-                          f"`anpyc run --resume {root}`, then report it")
+    if hint := rundir.unfinished_run(root):
+        raise OutputError(f"{hint}, then report it")
     raise OutputError(
         f"{root} is neither a run directory (metrics.json) nor a comparison directory "
         "(summary.json or compare.yaml)"

@@ -496,7 +496,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides = deep_update(from_file, overrides)
     if args.stream_from:
         _check_stream_from(overrides)
-    methods = refuse_repeats("--methods", "method", [m.strip() for m in args.methods.split(",")]) if args.methods else None
+    methods = _method_list(args.methods, check=False) if args.methods else None  # names checked by the suite
     out = args.out or f"bench-out/{args.name}"
     summary = run_suite(args.name, out, args.seeds, methods, overrides, quiet=args.quiet, overwrite=args.overwrite,
                             jobs=args.jobs, presets=not args.no_presets,

@@ -225,7 +225,7 @@ def _with_stream_and_budget(cfg: RunConfig, kind: type[Problem], stream: Stream 
     against the kind of problem, then the stream built (before the output directory is touched:
     bad data must not cost a result), recorded when it is your own, its labels checked against
     the scenario, and the budget applied (or, for a cfg already resolved, the ``recorded`` one kept)."""
-    check_method_fits(cfg, method)
+    check_method_fits(cfg, method, kind)
     if stream is None:
         stream = build_stream(cfg)
     cfg = own_stream_config(cfg, stream)
@@ -270,7 +270,7 @@ def check_labels(cfg: RunConfig, stream: Stream, kind: type[Problem] | None = No
             "in your datasets, or use --scenario task or domain")
 
 
-def check_method_fits(cfg: RunConfig, method: Method) -> None:
+def check_method_fits(cfg: RunConfig, method: Method, kind: type[Problem] | None = None) -> None:
     """A method the run's kind of problem cannot train (a classifier's replay for a generator)
     is one line (:class:`ConfigError`), before anything is written.
 
@@ -280,7 +280,7 @@ def check_method_fits(cfg: RunConfig, method: Method) -> None:
         Traceback (most recent call last):
         anpyc.errors.ConfigError: er (classifier-only) cannot train a generation model (--model vae); ...
     """
-    kind = problem_for(cfg)
+    kind = kind or problem_for(cfg)
     refused = kind.refused_tags & method.tags
     if refused:
         fits = method_names(without=kind.refused_tags)

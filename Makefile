@@ -28,10 +28,11 @@ data: setup
 	$(BIN)/anpyc data fetch mnist --quiet
 	$(BIN)/anpyc data fetch fashion-mnist --quiet
 
-# a short comparison of its own (no protocol: the methods' defaults, so no preset is looked for)
+# a short comparison where forgetting shows: the first 5 tasks of the pmnist10-domain protocol
+# (one head, no task label at test time), each method at its protocol preset, 3 seeds
 demo: data
-	$(BIN)/anpyc compare --methods anpyc,finetune --benchmark permuted-mnist --tasks 5 \
-	    --subsample 10000 --test-subsample 2000 --epochs 3 --seeds 1 --no-presets --out demo-out --overwrite
+	$(BIN)/anpyc compare --protocol pmnist10-domain --tasks 5 --methods anpyc,ewc,finetune \
+	    --seeds 3 --jobs 2 --out demo-out --overwrite
 
 # The HTML-report test opens the page in headless Chromium. Install it where we can (root with
 # apt-get); anywhere else carry on without it and that one test skips.

@@ -200,3 +200,24 @@ def test_full_length_tuning_reads_the_grids_and_tabulates(tmp_path):
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| si", "| anpyc", "| finetune"]
     assert lines[2].startswith("| si | lam 1 | 92.5 ± 0.1 | 0.00") and lines[4].endswith("|  |")
     assert json.loads((tmp_path / "table.json").read_text())["si"]["params"] == {"lam": 1}
+
+
+def test_omega_floor_raises_every_zero_importance_in_a_run_and_restores_the_method(tmp_path):
+    """docs/scripts/omega_floor.py (the generation record's ε-floor exploration): the floor is
+    max(Ω, eps · mean positive Ω) per tensor, a run under it records no zero importance, and the
+    library's ANPyC is itself again afterwards."""
+    import torch
+
+    from anpyc.methods.anpyc import ANPyC
+
+    script = load_script(ROOT / "docs" / "scripts" / "omega_floor.py")
+    floored = script.floor({"w": torch.tensor([0.0, 2.0, 4.0]), "z": torch.zeros(2)}, 0.5)
+    assert floored["w"].tolist() == [1.5, 2.0, 4.0] and floored["z"].tolist() == [0.0, 0.0]
+    original = ANPyC.estimate_importance
+    out = tmp_path / "run"
+    argv = ["0.01", "run", "--method", "anpyc", "--benchmark", "blobs", "--tasks", "2", "--epochs", "1",
+            "--param", "importance_samples=64", "--quiet", "--out", str(out)]
+    assert script.main(argv) == 0
+    assert ANPyC.estimate_importance is original
+    stats = json.loads((out / "metrics.json").read_text())["importance_stats"]
+    assert len(stats) == 2 and all(s["zero_share"] == 0.0 for s in stats)

@@ -221,3 +221,11 @@ def test_omega_floor_raises_every_zero_importance_in_a_run_and_restores_the_meth
     assert ANPyC.estimate_importance is original
     stats = json.loads((out / "metrics.json").read_text())["importance_stats"]
     assert len(stats) == 2 and all(s["zero_share"] == 0.0 for s in stats)
+
+
+def test_omega_floor_record_tables_are_the_scripts_output_on_its_committed_runs():
+    """The ε-floor tables of docs/benchmarks/generation/README.md are what
+    ``omega_floor.py --table`` prints for the committed runs."""
+    script = load_script(ROOT / "docs" / "scripts" / "omega_floor.py")
+    record = ROOT / "docs" / "benchmarks" / "generation"
+    assert script.table(record / "omega-floor").strip() in (record / "README.md").read_text(encoding="utf-8")

@@ -229,3 +229,30 @@ def test_omega_floor_record_tables_are_the_scripts_output_on_its_committed_runs(
     script = load_script(ROOT / "docs" / "scripts" / "omega_floor.py")
     record = ROOT / "docs" / "benchmarks" / "generation"
     assert script.table(record / "omega-floor").strip() in (record / "README.md").read_text(encoding="utf-8")
+
+
+def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(tmp_path):
+    """docs/scripts/penalty_step.py (the proximal-step exploration of docs/anpyc.md): the step
+    solves ``(θ - θ')² / (2 lr) + λ Ω (θ - θ*)²`` per weight, a run under both changes finishes,
+    and the library's ANPyC is itself again afterwards."""
+    import torch
+
+    from anpyc.methods.anpyc import ANPyC, ANPyCConfig
+
+    script = load_script(ROOT / "docs" / "scripts" / "penalty_step.py")
+    method, weight = ANPyC(ANPyCConfig(lam=2.0)), torch.nn.Parameter(torch.tensor([1.0, 3.0]))
+
+    class Body:
+        def shared_parameters(self):
+            return [("w", weight)]
+
+    method._set("omega", "w", torch.tensor([0.0, 0.5]))
+    method._set("theta_star", "w", torch.tensor([0.0, 1.0]))
+    script.proximal_(method, Body(), lr=0.5)  # c = 2 * 0.5 * 2 * Ω = (0, 1)
+    assert weight.tolist() == [1.0, 2.0]
+    saved = (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance)
+    argv = ["--proximal", "--head-scale", "0.5", "--", "run", "--method", "anpyc", "--benchmark", "blobs",
+            "--tasks", "2", "--epochs", "1", "--scenario", "domain", "--param", "importance_samples=64",
+            "--param", "lam=100", "--quiet", "--out", str(tmp_path / "run")]
+    assert script.main(argv) == 0
+    assert (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance) == saved

@@ -1,0 +1,77 @@
+"""ANPyC's penalty taken as a proximal step, or its shared head weighted apart: explored outside
+the library (docs/anpyc.md, "Leads explored"; neither is the paper's mechanism nor an option).
+
+On pmnist10-domain λ above the preset's 10 diverges (SGD with momentum overshoots on the most
+important weights). ``--proximal`` drops the penalty from the loss and, after every optimizer
+step, solves it exactly for each weight, ``θ ← (θ + c θ*) / (1 + c)`` with ``c = 2 lr λ Ω``: the
+same objective, stable at any λ (the penalty no longer enters the momentum, so λ means less).
+``--head-scale K`` multiplies the shared head's Ω by K (the body's is left as it is):
+
+    python docs/scripts/penalty_step.py --proximal -- compare --protocol pmnist10-domain \\
+        --methods anpyc --param anpyc.lam=100 --seeds 1 --threads 1 --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+
+from anpyc import cli
+from anpyc.methods.anpyc import ANPyC
+
+
+def proximal_(method: ANPyC, model, lr: float) -> None:
+    """Move every penalised weight to the minimiser of ``(θ - θ')² / (2 lr) + λ Ω (θ - θ*)²``."""
+    lam = method.scale * method.config.lam
+    with torch.no_grad():
+        for name, p in method.penalized(model):
+            omega, star = method.omega(name), method.theta_star(name)
+            if omega is not None and star is not None:
+                c = 2 * lr * lam * omega
+                p.copy_((p + c * star) / (1 + c))
+
+
+@contextmanager
+def patched(proximal: bool, head_scale: float) -> Iterator[None]:
+    """ANPyC with the chosen changes while the block runs, itself again afterwards."""
+    saved = {k: getattr(ANPyC, k) for k in ("penalty", "after_step", "estimate_importance")}
+
+    def after_step(self, model, optimizer):
+        saved["after_step"](self, model, optimizer)
+        proximal_(self, model, optimizer.param_groups[0]["lr"])
+        self.ownership.restore_frozen_(model, optimizer)  # what pruning froze stays as it was
+
+    def estimate(self, model, task, ctx):
+        new = saved["estimate_importance"](self, model, task, ctx)
+        return {n: v * head_scale if n.startswith("heads.0.") else v for n, v in new.items()}
+
+    if proximal:
+        ANPyC.penalty = lambda self, model, x, y, t: None
+        ANPyC.after_step = after_step
+    if head_scale != 1:
+        ANPyC.estimate_importance = estimate
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(ANPyC, k, v)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``penalty_step.py [--proximal] [--head-scale K] -- ANPYC ARGS...``."""
+    argv = list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(prog="penalty_step.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--proximal", action="store_true", help="the penalty as a proximal step")
+    parser.add_argument("--head-scale", type=float, default=1.0, help="the shared head's Ω times K")
+    args = parser.parse_args(argv[:cut])
+    with patched(args.proximal, args.head_scale):
+        return cli.main(argv[cut + 1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -219,6 +219,8 @@ def test_omega_floor_raises_every_zero_importance_in_a_run_and_restores_the_meth
             "--param", "importance_samples=64", "--quiet", "--out", str(out)]
     assert script.main(argv) == 0
     assert ANPyC.estimate_importance is original
+    assert script.main(["0.01", "compare", "--jobs", "2", "--out", str(tmp_path / "jobs")]) == 2  # workers: unfloored
+    assert not (tmp_path / "jobs").exists()
     stats = json.loads((out / "metrics.json").read_text())["importance_stats"]
     assert len(stats) == 2 and all(s["zero_share"] == 0.0 for s in stats)
 
@@ -256,3 +258,6 @@ def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(t
             "--param", "lam=100", "--quiet", "--out", str(tmp_path / "run")]
     assert script.main(argv) == 0
     assert (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance) == saved
+    with pytest.raises(SystemExit) as refused:  # worker processes would load the library unchanged
+        script.main(["--proximal", "--", "compare", "--jobs=2", "--out", str(tmp_path / "jobs")])
+    assert refused.value.code == 2 and not (tmp_path / "jobs").exists()

@@ -8,7 +8,9 @@ free under the penalty, and otherwise exactly as the library runs:
     python docs/scripts/omega_floor.py 0.01 run --config docs/benchmarks/generation/vae.yaml \\
         --method anpyc --tasks 2 --param lam=1000 --seed 0 --out DIR
 
-The first argument is ``eps``; the rest are ``anpyc``'s command line. ``--table DIR`` prints the
+The first argument is ``eps``; the rest are ``anpyc``'s command line, run in this process
+(``--jobs`` above 1, ``--nproc`` and ``--executor`` are refused: workers would load ``anpyc``
+without the floor). ``--table DIR`` prints the
 record's tables from its run directories (``DIR/MODEL-TASKS/eps_E-lam_L/metrics.json``).
 """
 
@@ -92,6 +94,13 @@ def table(root: Path) -> str:
     return "\n".join(out)
 
 
+def other_processes(argv: Sequence[str]) -> str | None:
+    """The change lives in this process: worker processes would run the library unchanged."""
+    pairs = [(a.partition("=")[0], a.partition("=")[2] or next(iter(argv[i + 1:]), "")) for i, a in enumerate(argv)]
+    bad = sorted({f for f, v in pairs if f in ("--nproc", "--executor") or (f == "--jobs" and v != "1")})
+    return f"{', '.join(bad)}: the change is made in this process only; run without" if bad else None
+
+
 def main(argv: Sequence[str]) -> int:
     """``omega_floor.py EPS ARGS...``: ``anpyc ARGS...`` with Ω floored at ``EPS``."""
     if not argv:
@@ -100,6 +109,9 @@ def main(argv: Sequence[str]) -> int:
     if argv[0] == "--table":
         print(table(Path(argv[1])))
         return 0
+    if error := other_processes(argv[1:]):
+        print(f"omega_floor.py: error: {error}", file=sys.stderr)
+        return 2
     with floored_importance(float(argv[0])):
         return cli.main(list(argv[1:]))
 

@@ -9,6 +9,9 @@ same objective, stable at any λ (the penalty no longer enters the momentum, so 
 
     python docs/scripts/penalty_step.py --proximal -- compare --protocol pmnist10-domain \\
         --methods anpyc --param anpyc.lam=100 --seeds 1 --threads 1 --out DIR
+
+What follows ``--`` runs in this process (``--jobs`` above 1, ``--nproc`` and ``--executor`` are
+refused: workers would load ``anpyc`` unchanged).
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ def patched(proximal: bool, head_scale: float) -> Iterator[None]:
             setattr(ANPyC, k, v)
 
 
+def other_processes(argv: Sequence[str]) -> str | None:
+    """The change lives in this process: worker processes would run the library unchanged."""
+    pairs = [(a.partition("=")[0], a.partition("=")[2] or next(iter(argv[i + 1:]), "")) for i, a in enumerate(argv)]
+    bad = sorted({f for f, v in pairs if f in ("--nproc", "--executor") or (f == "--jobs" and v != "1")})
+    return f"{', '.join(bad)}: the change is made in this process only; run without" if bad else None
+
+
 def main(argv: Sequence[str]) -> int:
     """``penalty_step.py [--proximal] [--head-scale K] -- ANPYC ARGS...``."""
     argv = list(argv)
@@ -69,6 +79,8 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--proximal", action="store_true", help="the penalty as a proximal step")
     parser.add_argument("--head-scale", type=float, default=1.0, help="the shared head's Ω times K")
     args = parser.parse_args(argv[:cut])
+    if error := other_processes(argv[cut + 1:]):
+        parser.error(error)
     with patched(args.proximal, args.head_scale):
         return cli.main(argv[cut + 1:])
 

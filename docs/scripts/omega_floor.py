@@ -10,8 +10,8 @@ free under the penalty, and otherwise exactly as the library runs:
 
 The first argument is ``eps``; the rest are ``anpyc``'s command line, run in this process
 (``--jobs`` above 1, ``--nproc`` and ``--executor`` are refused: workers would load ``anpyc``
-without the floor). ``--table DIR`` prints the
-record's tables from its run directories (``DIR/MODEL-TASKS/eps_E-lam_L/metrics.json``).
+without the floor). ``--table DIR`` prints the record's tables from its run directories
+(``DIR/MODEL-TASKS/eps_E-lam_L/metrics.json``).
 """
 
 from __future__ import annotations

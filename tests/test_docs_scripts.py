@@ -221,6 +221,7 @@ def test_omega_floor_raises_every_zero_importance_in_a_run_and_restores_the_meth
     assert ANPyC.estimate_importance is original
     assert script.main(["0.01", "compare", "--jobs", "2", "--out", str(tmp_path / "jobs")]) == 2  # workers: unfloored
     assert not (tmp_path / "jobs").exists()
+    assert script.main(["run", "--method", "anpyc"]) == 2  # eps first
     stats = json.loads((out / "metrics.json").read_text())["importance_stats"]
     assert len(stats) == 2 and all(s["zero_share"] == 0.0 for s in stats)
 

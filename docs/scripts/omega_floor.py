@@ -109,10 +109,16 @@ def main(argv: Sequence[str]) -> int:
     if argv[0] == "--table":
         print(table(Path(argv[1])))
         return 0
-    if error := other_processes(argv[1:]):
+    try:
+        eps = float(argv[0])
+    except ValueError:
+        eps, error = None, f"the first argument is eps, a number, not {argv[0]!r}"
+    else:
+        error = other_processes(argv[1:])
+    if error:
         print(f"omega_floor.py: error: {error}", file=sys.stderr)
         return 2
-    with floored_importance(float(argv[0])):
+    with floored_importance(eps):
         return cli.main(list(argv[1:]))
 
 

@@ -44,9 +44,8 @@ def patched(proximal: bool, head_scale: float) -> Iterator[None]:
     saved = {k: getattr(ANPyC, k) for k in ("penalty", "after_step", "estimate_importance")}
 
     def after_step(self, model, optimizer):
-        saved["after_step"](self, model, optimizer)
         proximal_(self, model, optimizer.param_groups[0]["lr"])
-        self.ownership.restore_frozen_(model, optimizer)  # what pruning froze stays as it was
+        saved["after_step"](self, model, optimizer)  # then what pruning froze is written back
 
     def estimate(self, model, task, ctx):
         new = saved["estimate_importance"](self, model, task, ctx)

@@ -141,3 +141,17 @@ def test_argparse_errors_are_one_line_naming_the_command_help(capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("anpyc: error: ") and words in err, err
+
+
+def test_method_list_cuts_descriptions_between_words_and_reads_roles_as_names(capsys):
+    from anpyc.cli import _shortened
+
+    title = "ANPyC: Adversarial Neural Pruning and synaptic Consolidation (Peng et al., IEEE TNNLS 2021, arXiv 1912.09091)"
+    assert _shortened(title, 90) == "ANPyC: Adversarial Neural Pruning and synaptic Consolidation ..."
+    assert _shortened("one two three four", 9) == "one two ..."
+    assert main(["list", "methods"]) == 0
+    rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    descriptions = [row.split("; --param")[0] for row in rows.values()]
+    assert not any("`" in d or ":class:" in d for d in descriptions)
+    assert rows["anpyc"].startswith("ANPyC: Adversarial Neural Pruning and synaptic Consolidation ...;")
+    assert "from a ReplayBuffer" in rows["er"]

@@ -661,8 +661,18 @@ def _first_sentence(cls: type) -> str:
     doc = " ".join((cls.__doc__ or "").split())
     if not doc or "module docstring" in doc:
         doc = " ".join((sys.modules[cls.__module__].__doc__ or "").split())
-    first = re.split(r"(?<=\.)\s(?=[A-Z])", doc.replace("``", ""), maxsplit=1)[0].rstrip(".")
-    return first if len(first) <= 110 else first[:107] + "..."
+    doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc.replace("``", ""))  # Sphinx roles read as their names
+    first = re.split(r"(?<=\.)\s(?=[A-Z])", doc, maxsplit=1)[0].rstrip(".")
+    return first if len(first) <= 110 else _shortened(first, 106)
+
+
+def _shortened(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters and ``" ..."``, at a space and before any
+    parenthesis left open, so no word, number or reference is cut in two."""
+    cut = text[: width + 1].rsplit(" ", 1)[0]
+    if cut.count("(") > cut.count(")"):
+        cut = cut[: cut.rfind("(")]
+    return cut.rstrip(" ,;:") + " ..."
 
 
 def _list_presets() -> list[tuple[str, str]]:

@@ -12,11 +12,16 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from anpyc.utils import buffer_key
+
+if TYPE_CHECKING:
+    from anpyc.models.generative import GenerativeModel
+    from anpyc.models.heads import ContinualModel
 
 _STATE_KEYS = ("momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
@@ -64,7 +69,7 @@ def lowest_fraction_mask(scores: Tensor, candidates: Tensor, fraction: float, un
     return out.reshape(candidates.shape)
 
 
-def norm_parameters(model) -> set[str]:
+def norm_parameters(model: ContinualModel | GenerativeModel) -> set[str]:
     """Names of normalisation-layer scales and shifts. They are not pruned element-wise: zeroing
     a batch-norm scale silences its whole channel, so the task that first trains them keeps
     them (like the running statistics, frozen after the first task); unit pruning still
@@ -94,7 +99,8 @@ def unit_followers(params: dict[str, Tensor]) -> dict[str, list[str]]:
 
 
 @torch.no_grad()
-def grow_pruned_(model, scores: Masks, free: Masks, pruned: Masks, goal: float, by_unit: bool = False) -> None:
+def grow_pruned_(model: ContinualModel | GenerativeModel, scores: Masks, free: Masks, pruned: Masks,
+                 goal: float, by_unit: bool = False) -> None:
     """Grow ``pruned`` (in place) so that ``goal`` of each prunable layer's free pool is pruned,
     lowest ``scores`` first, and zero the pruned entries of the model. Normalisation scales and
     shifts are never pruned element-wise (:func:`norm_parameters`); with ``by_unit`` whole output
@@ -131,7 +137,8 @@ def grow_pruned_(model, scores: Masks, free: Masks, pruned: Masks, goal: float, 
         p.masked_fill_(pruned[name], 0.0)
 
 
-def hidden_from(model, owner_of: Callable[[str], Tensor | None], task_id: int, tasks_done: int) -> Masks:
+def hidden_from(model: ContinualModel | GenerativeModel, owner_of: Callable[[str], Tensor | None],
+                task_id: int, tasks_done: int) -> Masks:
     """The shared entries task ``task_id`` did not see when it was trained: owned by a later
     task, or free once it is finished (the free pool is seen only by the task in training).
     Parameters without an owner map, or hiding nothing, are left out."""
@@ -149,7 +156,8 @@ def hidden_from(model, owner_of: Callable[[str], Tensor | None], task_id: int, t
 
 
 @contextlib.contextmanager
-def hide(model, hidden: Masks, visible: Masks | None = None) -> Iterator[None]:
+def hide(model: ContinualModel | GenerativeModel, hidden: Masks,
+         visible: Masks | None = None) -> Iterator[None]:
     """Zero the ``hidden`` entries of the shared parameters for the duration and restore them
     afterwards. The zeroing multiplies by ``visible`` (``~hidden`` as 0/1 in the parameter's
     dtype; pass it to reuse it) and adds ``+0.0``: for every finite weight that writes what a
@@ -194,7 +202,8 @@ class FrozenEntries:
         True
     """
 
-    def __init__(self, model, trainable: dict[str, Tensor]) -> None:
+    def __init__(self, model: ContinualModel | GenerativeModel,
+                 trainable: dict[str, Tensor]) -> None:
         params = dict(model.shared_parameters())
         self.gate = {n: m.to(params[n].dtype) for n, m in trainable.items()}
         self.index = {n: (~m.bool()).expand_as(params[n]).flatten().nonzero().squeeze(1)  # a mask may broadcast (per unit)
@@ -202,14 +211,15 @@ class FrozenEntries:
         self.values = {n: params[n].detach().flatten()[i].clone() for n, i in self.index.items()}
         self._settled: torch.optim.Optimizer | None = None  # the optimizer whose slots were cleared
 
-    def gate_grads_(self, model) -> None:
+    def gate_grads_(self, model: ContinualModel | GenerativeModel) -> None:
         """Zero the gradients of the frozen entries (before the optimizer step)."""
         for name, p in model.shared_parameters():
             if name in self.gate and p.grad is not None:
                 p.grad.mul_(self.gate[name])
 
     @torch.no_grad()
-    def restore_(self, model, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def restore_(self, model: ContinualModel | GenerativeModel,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
         """Write the frozen entries back and clear their optimizer-state slots (after the step).
 
         Once that was done after a step of ``optimizer``, and while the optimizer is one whose
@@ -288,7 +298,7 @@ class Ownership(nn.Module):
         self._hidden = {}  # the owners are loaded too
 
     # ------------------------------------------------------------------ owners
-    def ensure(self, model) -> None:
+    def ensure(self, model: ContinualModel | GenerativeModel) -> None:
         """Create a free owner map for every shared parameter that has none yet."""
         for name, p in model.shared_parameters():
             if self.owner(name) is None:
@@ -298,14 +308,14 @@ class Ownership(nn.Module):
     def owner(self, name: str) -> Tensor | None:
         return getattr(self, buffer_key("owner", name), None)
 
-    def free(self, model) -> Masks:
+    def free(self, model: ContinualModel | GenerativeModel) -> Masks:
         """Free entries of every shared parameter."""
         missing = [name for name, _ in model.shared_parameters() if self.owner(name) is None]
         if missing:  # your own loop skipped before_task (the one hook that creates them)
             raise RuntimeError(f"no owner map for {missing[0]}: call the method's before_task() before training the task")
         return {name: self.owner(name) == FREE for name, _ in model.shared_parameters()}
 
-    def free_share(self, model) -> float:
+    def free_share(self, model: ContinualModel | GenerativeModel) -> float:
         """Share of the whole body that is free."""
         sizes = [(name, p.numel()) for name, p in model.shared_parameters()]
         total = sum(n for _, n in sizes)
@@ -325,7 +335,8 @@ class Ownership(nn.Module):
         at the next step); the frozen values are snapshot before the phase's first step."""
         self._trainable, self._frozen = trainable, None
 
-    def gate_grads_(self, model, rule: Callable[[], Masks | None]) -> None:
+    def gate_grads_(self, model: ContinualModel | GenerativeModel,
+                    rule: Callable[[], Masks | None]) -> None:
         """Zero the gradients of entries that must not move (before the optimizer step)."""
         if self._trainable is None:
             self._trainable = rule()
@@ -335,13 +346,15 @@ class Ownership(nn.Module):
             self._frozen = FrozenEntries(model, self._trainable)
         self._frozen.gate_grads_(model)
 
-    def restore_frozen_(self, model, optimizer) -> None:
+    def restore_frozen_(self, model: ContinualModel | GenerativeModel,
+                        optimizer: torch.optim.Optimizer) -> None:
         """Write frozen entries back and clear their optimizer state (after the step)."""
         if self._frozen is not None:  # built from _trainable at the phase's first step
             self._frozen.restore_(model, optimizer)
 
     # ------------------------------------------------------------------ tasks
-    def view(self, model, task_id: int | None):
+    def view(self, model: ContinualModel | GenerativeModel,
+             task_id: int | None) -> contextlib.AbstractContextManager[None]:
         """The weights task ``task_id`` could see when it was trained (a no-op for ``None``:
         without a task id every weight is in use)."""
         if task_id is None:
@@ -353,7 +366,7 @@ class Ownership(nn.Module):
             self._hidden[key] = (hidden, {n: (~m).to(params[n].dtype) for n, m in hidden.items()})
         return hide(model, *self._hidden[key])
 
-    def finish_task(self, model, task: int) -> None:
+    def finish_task(self, model: ContinualModel | GenerativeModel, task: int) -> None:
         """Task ``task`` is over: count it, record the free share per layer, end the phase."""
         self.tasks_done.fill_(task + 1)
         for name, _ in model.shared_parameters():
@@ -394,7 +407,8 @@ REINIT = ("zero", "random", "keep")
 
 
 @torch.no_grad()
-def reinit_free_(model, ownership: Ownership, mode: str, generator: torch.Generator, scale: float = 0.5,
+def reinit_free_(model: ContinualModel | GenerativeModel, ownership: Ownership, mode: str,
+                 generator: torch.Generator, scale: float = 0.5,
                  kept: dict[str, Tensor] | None = None) -> None:
     """Give every free entry its starting value for the next task: small random values
     (``mode='random'``: normal, std ``scale / sqrt(fan_in)``, from ``generator``), zero, or
@@ -448,7 +462,8 @@ PruneFrom = Callable[[float, bool], Masks]  # (keep share, retrain?) -> pruned m
 
 
 def guarded_prune(
-    guard: PruneGuard, model, planned: float, prune_from: PruneFrom, validate: Callable[[], float],
+    guard: PruneGuard, model: nn.Module, planned: float, prune_from: PruneFrom,
+    validate: Callable[[], float],
     n_val: int, chance: float, train_on: Callable[[], None] | None = None,
 ) -> tuple[float, Masks | None, dict]:
     """Prune with the guard: returns the keep share used, the pruned masks (``None``: nothing
@@ -524,12 +539,12 @@ def keep_candidates(keep: float, growth: float = 2.0) -> list[float]:
     return out
 
 
-def snapshot(model) -> dict[str, Tensor]:
+def snapshot(model: nn.Module) -> dict[str, Tensor]:
     """Every parameter and buffer of ``model``, copied (to undo a pruning exactly)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @torch.no_grad()
-def restore(model, saved: dict[str, Tensor]) -> None:
+def restore(model: nn.Module, saved: dict[str, Tensor]) -> None:
     for k, v in model.state_dict().items():
         v.copy_(saved[k])

@@ -58,7 +58,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -67,6 +67,15 @@ from anpyc.kernels import importance as imp
 from anpyc.kernels.masking import FREE, Masks, Ownership, grow_pruned_, scale_grad_
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 log = logging.getLogger(__name__)
 
@@ -217,15 +226,15 @@ class ANPyC(QuadraticPenalty):
         return epochs
 
     # ------------------------------------------------------------------ training hooks
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.ownership.ensure(model)
         self.ownership.set_phase(None)
         self._scale = None
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         return super().penalty(model, x, y, t) if self.config.lam > 0 else None
 
-    def before_step(self, model) -> None:
+    def before_step(self, model: ContinualModel) -> None:
         self.ownership.gate_grads_(model, lambda: None)  # pruned entries during retraining
         if self.config.update != "elementwise":
             return
@@ -233,10 +242,10 @@ class ANPyC(QuadraticPenalty):
         for name, scale in self._scales(model).items():
             scale_grad_(params[name], scale)
 
-    def after_step(self, model, optimizer) -> None:
+    def after_step(self, model: ContinualModel, optimizer: torch.optim.Optimizer) -> None:
         self.ownership.restore_frozen_(model, optimizer)
 
-    def _scales(self, model) -> dict[str, Tensor]:
+    def _scales(self, model: ContinualModel) -> dict[str, Tensor]:
         """Element-wise updating: ``1 / (1 + update_strength * Omega / mean(Omega))`` per tensor."""
         if self._scale is None:
             self._scale = {}
@@ -246,7 +255,7 @@ class ANPyC(QuadraticPenalty):
                     self._scale[name] = 1.0 / (1.0 + self.config.update_strength * omega / omega.mean())
         return self._scale
 
-    def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
+    def penalized(self, model: ContinualModel) -> list[tuple[str, torch.nn.Parameter]]:
         """The body, and a single shared head when ``consolidate_head`` (domain and class
         scenarios: every task answers through it)."""
         out = list(model.shared_parameters())
@@ -255,7 +264,8 @@ class ANPyC(QuadraticPenalty):
         return out
 
     # ------------------------------------------------------------------ after the task
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """Prune the task's free pool (with retraining), then consolidate what it holds."""
         own = self.ownership
         own.ensure(model)
@@ -273,7 +283,8 @@ class ANPyC(QuadraticPenalty):
         log.debug("anpyc: task %d released %.1f%% of its free pool; %.1f%% of the body is free",
                   ctx.task, 100 * share, 100 * own.free_share(model))
 
-    def _prune(self, model, task, ctx, free: Masks, share: float, retrain) -> Masks:
+    def _prune(self, model: ContinualModel, task: Task, ctx: HookContext, free: Masks,
+               share: float, retrain: Retrain | None) -> Masks:
         """Release ``share`` of each layer's free pool in :meth:`steps` steps, lowest by the
         task's importance first, retraining after each; a task that releases nothing trains on
         for its retraining budget instead."""
@@ -296,7 +307,7 @@ class ANPyC(QuadraticPenalty):
             self._retrain(retrain, left)
         return pruned
 
-    def _retrain(self, retrain, epochs: float) -> None:
+    def _retrain(self, retrain: Callable[..., Any], epochs: float) -> None:
         """``retrain(epochs)``, with the retraining's own learning-rate decay when it has one."""
         decay = self.config.retrain_lr_decay
         if decay is None:
@@ -304,7 +315,7 @@ class ANPyC(QuadraticPenalty):
         else:
             retrain(epochs, lr_decay=decay)
 
-    def _scores(self, model, task, ctx) -> dict[str, Tensor]:
+    def _scores(self, model: ContinualModel, task: Task, ctx: HookContext) -> dict[str, Tensor]:
         """The task's importance of every shared parameter (pruning ranks by it), ties broken
         by magnitude: the clipped Taylor score is exactly 0 for many weights (half of a small
         CNN's, where the first-order term's sign decides), and pruning those in index order
@@ -313,7 +324,8 @@ class ANPyC(QuadraticPenalty):
         params = dict(model.shared_parameters())
         return {n: _break_ties(s, params[n].detach().abs()) for n, s in scores.items()}
 
-    def _importance(self, model, task, ctx, with_head: bool) -> dict[str, Tensor]:
+    def _importance(self, model: ContinualModel, task: Task, ctx: HookContext,
+                    with_head: bool) -> dict[str, Tensor]:
         c = self.config
         if c.importance == "magnitude":
             with imp.scoring_head(model, with_head):
@@ -331,7 +343,8 @@ class ANPyC(QuadraticPenalty):
         raw = {n: v * ~pruned[n] if n in pruned else v for n, v in raw.items()}  # released: importance 0
         return imp.normalize_per_layer(raw, c.structure, c.beta, c.spread)
 
-    def estimate_importance(self, model, task, ctx) -> dict[str, Tensor]:
+    def estimate_importance(self, model: ContinualModel, task: Task,
+                            ctx: HookContext) -> dict[str, Tensor]:
         """What the task holds, by its importance (consolidation); nothing without ``lam`` or
         element-wise updating to use it."""
         c = self.config
@@ -345,7 +358,7 @@ class ANPyC(QuadraticPenalty):
         super().record_importance(task, {name: self.omega(name) for name in new})
 
     # ------------------------------------------------------------------ figures
-    def free_fraction(self, model) -> dict[str, float]:
+    def free_fraction(self, model: ContinualModel) -> dict[str, float]:
         """Share of each shared tensor no task holds."""
         return {name: float((self.ownership.owner(name) == FREE).float().mean()) for name, _ in model.shared_parameters()}
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -66,6 +66,15 @@ from anpyc.kernels.masking import (
 )
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +200,7 @@ class ANPyCMasks(QuadraticPenalty):
     def owner(self, name: str) -> Tensor | None:
         return self.ownership.owner(name)
 
-    def free_fraction(self, model) -> dict[str, float]:
+    def free_fraction(self, model: ContinualModel) -> dict[str, float]:
         """Share of each shared tensor still free for future tasks."""
         return {name: float((self.owner(name) == FREE).float().mean()) for name, _ in model.shared_parameters()}
 
@@ -203,7 +212,7 @@ class ANPyCMasks(QuadraticPenalty):
         modes = self.history["modes"]
         return modes[-1] if modes else ("hard" if self.config.protection == "hard" else "soft")
 
-    def _main_phase(self, model):
+    def _main_phase(self, model: ContinualModel) -> Callable[[], Masks | None]:
         """Trainable entries of the main training phase, derived from the state."""
         mode = self._mode()
         if mode in ("soft", "consolidate"):
@@ -213,7 +222,7 @@ class ANPyCMasks(QuadraticPenalty):
         return lambda: self.ownership.free(model)
 
     # ------------------------------------------------------------------ hooks
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.ownership.ensure(model)
         c, t = self.config, ctx.task
         free_share = self.ownership.free_share(model)
@@ -236,21 +245,21 @@ class ANPyCMasks(QuadraticPenalty):
         self.ownership.set_phase(None)
         self._grad_scale = None
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         # hard gating: protected body entries cannot move; only a consolidated head is penalised
         return super().penalty(model, x, y, t) if self.penalized(model) else None
 
-    def before_step(self, model) -> None:
+    def before_step(self, model: ContinualModel) -> None:
         self.ownership.gate_grads_(model, self._main_phase(model))
         for name, p in model.shared_parameters():
             scale = self._scales(model).get(name)
             if scale is not None:
                 scale_grad_(p, scale)
 
-    def after_step(self, model, optimizer) -> None:
+    def after_step(self, model: ContinualModel, optimizer: torch.optim.Optimizer) -> None:
         self.ownership.restore_frozen_(model, optimizer)
 
-    def _scales(self, model) -> dict[str, Tensor]:
+    def _scales(self, model: ContinualModel) -> dict[str, Tensor]:
         """``protection='scaled'``: each update divided by ``1 + lam * Omega / mean(Omega)``."""
         if self._grad_scale is None:
             self._grad_scale = {}
@@ -261,7 +270,8 @@ class ANPyCMasks(QuadraticPenalty):
                         self._grad_scale[name] = 1.0 / (1.0 + self.config.lam * omega / omega.mean())
         return self._grad_scale
 
-    def eval_context(self, model, task_id: int | None):
+    def eval_context(self, model: ContinualModel,
+                     task_id: int | None) -> AbstractContextManager[None]:
         """Evaluate task ``task_id`` with only the weights it could see when it was trained
         (every weight when the scenario gives no task id)."""
         if not self.config.task_masks:
@@ -290,7 +300,7 @@ class ANPyCMasks(QuadraticPenalty):
             raise ValueError(f"anpyc-masks: {steps} x retrain_epochs {c.retrain_epochs:g} leaves no epoch of a {passes:g}-pass budget")
         return epochs
 
-    def _scores(self, model, task, ctx) -> dict[str, Tensor]:
+    def _scores(self, model: ContinualModel, task: Task, ctx: HookContext) -> dict[str, Tensor]:
         c = self.config
         kw = {"batch_size": c.importance_batch, "max_samples": c.importance_samples}
         if c.prune_criterion == "random":
@@ -305,7 +315,8 @@ class ANPyCMasks(QuadraticPenalty):
             scores = imp.taylor_abs(model, task.train, signal="loss", **kw)
         return imp.normalize_per_layer(scores, c.structure, c.beta)
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """Prune (with retraining, guarded by the task's validation accuracy) the free pool the
         task used, give the task what it kept, consolidate it (importance, anchors),
         re-initialise the released weights."""
@@ -332,7 +343,8 @@ class ANPyCMasks(QuadraticPenalty):
             100 * own.free_share(model),
         )
 
-    def _guarded_prune(self, model, task, ctx, free: Masks, keep: float, retrain,
+    def _guarded_prune(self, model: ContinualModel, task: Task, ctx: HookContext, free: Masks,
+                       keep: float, retrain: Retrain | None,
                        trained: Masks | None = None) -> tuple[Masks, float, bool]:
         """:meth:`_prune` to ``keep``, under the guard of the task's validation accuracy when
         the loop gives one (:func:`anpyc.kernels.masking.guarded_prune`); returns what was pruned, the
@@ -362,7 +374,8 @@ class ANPyCMasks(QuadraticPenalty):
         self.history["prune_guard"].append({"task": ctx.task, **record})
         return (pruned if pruned is not None else nothing), keep, record["budget_spent"]
 
-    def _prune(self, model, task, ctx, free: Masks, target: float, retrain) -> Masks:
+    def _prune(self, model: ContinualModel, task: Task, ctx: HookContext, free: Masks,
+               target: float, retrain: Retrain | None) -> Masks:
         """Prune ``target`` of each layer's free pool in steps of ``prune_step``, each step
         followed by ``retrain_epochs`` of retraining the kept free weights."""
         c = self.config
@@ -378,11 +391,12 @@ class ANPyCMasks(QuadraticPenalty):
                 retrain(c.retrain_epochs)
         return pruned
 
-    def _prune_step(self, model, scores: Masks, free: Masks, pruned: Masks, goal: float) -> None:
+    def _prune_step(self, model: ContinualModel, scores: Masks, free: Masks, pruned: Masks,
+                    goal: float) -> None:
         """Grow ``pruned`` so that ``goal`` of each prunable layer's free pool is pruned."""
         grow_pruned_(model, scores, free, pruned, goal, by_unit=self.config.prune_unit == "unit")
 
-    def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
+    def penalized(self, model: ContinualModel) -> list[tuple[str, torch.nn.Parameter]]:
         """What the penalty holds: the body under soft protection (or an exhausted pool), and
         a single shared head when ``consolidate_head`` and every weight answers at test time."""
         out = list(model.shared_parameters()) if self._mode() in ("soft", "consolidate") else []
@@ -391,7 +405,8 @@ class ANPyCMasks(QuadraticPenalty):
             out += [(f"heads.0.{n}", p) for n, p in model.heads[0].named_parameters()]
         return out
 
-    def estimate_importance(self, model, task, ctx) -> dict[str, Tensor]:
+    def estimate_importance(self, model: ContinualModel, task: Task,
+                            ctx: HookContext) -> dict[str, Tensor]:
         """The importance of what the task holds (released entries get 0), for what is
         penalised or reclaimed by importance; nothing when nothing uses it."""
         c = self.config
@@ -419,7 +434,7 @@ class ANPyCMasks(QuadraticPenalty):
         """Statistics of the consolidated Omega (every task so far), not of one task's."""
         super().record_importance(task, {name: self.omega(name) for name in new})
 
-    def _reclaim(self, model, ctx) -> float:
+    def _reclaim(self, model: ContinualModel, ctx: HookContext) -> float:
         """Release ``reclaim_share`` of each prunable layer's owned weights, those ranked lowest
         by ``reclaim_by`` (|theta|, or the consolidated Omega summed over every task that used
         them); returns the share of the body released."""

@@ -62,6 +62,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -71,6 +72,17 @@ from anpyc.kernels.masking import FrozenEntries
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.cnn import ConvNet
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from torch.nn.modules.module import _IncompatibleKeys
+
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +143,7 @@ class GatedLayer:
     unit_params: tuple[str, ...]
 
 
-def gated_layers(model) -> list[GatedLayer]:
+def gated_layers(model: nn.Module) -> list[GatedLayer]:
     """The body's Linear / Conv2d layers in forward order; raises :class:`ConfigError` for a
     body that is not a chain of them (residual connections, generative models).
 
@@ -201,7 +213,8 @@ class _Gate:
     def __init__(self, method: HAT, layer: int) -> None:
         self.method, self.layer = method, layer
 
-    def __call__(self, module: nn.Module, inputs, output: Tensor) -> Tensor | None:
+    def __call__(self, module: nn.Module, inputs: tuple[Tensor, ...],
+                 output: Tensor) -> Tensor | None:
         mask = self.method.unit_mask(self.layer, module.training)
         if mask is None:
             return None
@@ -238,7 +251,7 @@ class HAT(Method):
     tags = frozenset({"classifier-only"})  # gates the units of a chain of Linear / Conv2d layers
     config_cls = HATConfig
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: HATConfig | None = None) -> None:
         super().__init__(config)
         self.embeddings = nn.ParameterDict()
         for name in ("task", "tasks_done", "batch", "batches"):
@@ -251,7 +264,7 @@ class HAT(Method):
         self._frozen: FrozenEntries | None = None  # derived per task, never saved
 
     # -------------------------------------------------------------- the gates
-    def attach(self, model) -> None:
+    def attach(self, model: ContinualModel) -> None:
         """Install the gates (forward hooks) on ``model``'s body; idempotent."""
         if self._attached_to and self._attached_to[0] is model:
             return
@@ -300,7 +313,7 @@ class HAT(Method):
         return self.task_mask(t, layer)
 
     @contextlib.contextmanager
-    def view(self, model, task: int) -> Iterator[None]:
+    def view(self, model: ContinualModel, task: int) -> Iterator[None]:
         """The model as task ``task`` sees it (its binary masks), for the duration."""
         self.attach(model)
         previous, self._view = self._view, int(task)
@@ -314,7 +327,7 @@ class HAT(Method):
         return getattr(self, f"used__l{layer}")
 
     # -------------------------------------------------------------- hooks
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.attach(model)
         device = next(model.parameters()).device
         gen = ctx.generator(0xE)
@@ -328,7 +341,7 @@ class HAT(Method):
         self.batches.fill_(math.ceil(len(task.train) / ctx.batch_size))
         self._frozen = None
 
-    def penalty(self, model, x, y, t) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         """``c * sum a_t (1 - a_<t) / sum (1 - a_<t)`` over every unit of the body."""
         if self.config.c == 0 or int(self.task) < 0:
             return None
@@ -340,7 +353,7 @@ class HAT(Method):
             den = den + free.sum()
         return self.config.c * num / torch.clamp(torch.as_tensor(den), min=1.0)
 
-    def _phase(self, model) -> FrozenEntries:
+    def _phase(self, model: ContinualModel) -> FrozenEntries:
         """The entries of the body frozen this task and the values they keep (derived from the
         cumulative masks at the task's first step, and after a resume)."""
         if self._frozen is None:
@@ -349,7 +362,7 @@ class HAT(Method):
         return self._frozen
 
     @torch.no_grad()
-    def before_step(self, model) -> None:
+    def before_step(self, model: ContinualModel) -> None:
         """Freeze what earlier tasks use; compensate the embeddings' gradients."""
         if int(self.task) < 0:
             return
@@ -363,7 +376,7 @@ class HAT(Method):
                 e.grad.mul_(s_max / s * num / (torch.cosh(e) + 1))
 
     @torch.no_grad()
-    def after_step(self, model, optimizer) -> None:
+    def after_step(self, model: ContinualModel, optimizer: torch.optim.Optimizer) -> None:
         """Undo any update of frozen entries (momentum, weight decay), clamp the embeddings,
         count the batch."""
         if int(self.task) < 0:
@@ -377,7 +390,8 @@ class HAT(Method):
             self.batch.zero_()
 
     @torch.no_grad()
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """Keep the task's binary masks, add them to the cumulative ones, record capacity."""
         self.attach(model)
         t = ctx.task
@@ -396,7 +410,7 @@ class HAT(Method):
         log.debug("hat: after task %d the layers use %s of their units", t,
                   {k: round(v[-1], 3) for k, v in self.history["units_used"].items()})
 
-    def _record_capacity(self, model) -> None:
+    def _record_capacity(self, model: ContinualModel) -> None:
         used = [self.used(i) for i in range(len(self._layers))]
         frozen = frozen_masks(self._layers, used)
         total = free = 0
@@ -409,7 +423,8 @@ class HAT(Method):
             self.history["units_used"].setdefault(layer.name, []).append(float(u.mean()))
 
     # -------------------------------------------------------------- evaluation
-    def eval_context(self, model, task_id):
+    def eval_context(self, model: ContinualModel,
+                     task_id: int | None) -> contextlib.AbstractContextManager[None]:
         """Gate with task ``task_id``'s binary masks (``None``: the current task's)."""
         self.attach(model)
         return contextlib.nullcontext() if task_id is None else self.view(model, task_id)
@@ -428,7 +443,8 @@ class HAT(Method):
         }
 
     # -------------------------------------------------------------- state
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
         """Create the embeddings the state holds (finished tasks' ones frozen), then load."""
         done = int(state_dict.get("tasks_done", torch.zeros(())))
         for key, value in state_dict.items():

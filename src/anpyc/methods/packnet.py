@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -39,6 +39,15 @@ from anpyc.kernels.masking import (
 )
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +82,11 @@ class PackNet(Method):
     name = "packnet"
     config_cls = PackNetConfig
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: PackNetConfig | None = None) -> None:
         super().__init__(config)
         self.ownership = Ownership()
 
-    def _free_rule(self, model):
+    def _free_rule(self, model: ContinualModel) -> Callable[[], Masks]:
         return lambda: self.ownership.free(model)
 
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
@@ -88,18 +97,19 @@ class PackNet(Method):
         return epochs
 
     # -------------------------------------------------------------- hooks
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.ownership.ensure(model)
         self.ownership.set_phase(None)  # the free pool trains (derived at the first step)
 
-    def before_step(self, model) -> None:
+    def before_step(self, model: ContinualModel) -> None:
         self.ownership.gate_grads_(model, self._free_rule(model))
 
-    def after_step(self, model, optimizer) -> None:
+    def after_step(self, model: ContinualModel, optimizer: torch.optim.Optimizer) -> None:
         self.ownership.restore_frozen_(model, optimizer)
 
     @torch.no_grad()
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         t, own = ctx.task, self.ownership
         own.ensure(model)
         trained = own.free(model)
@@ -111,7 +121,8 @@ class PackNet(Method):
         own.finish_task(model, t)
         self.history.setdefault("kept_share", []).append(keep)
 
-    def _prune_retrain(self, model, trained: Masks, scores: Masks, keep: float, retrain) -> Masks:
+    def _prune_retrain(self, model: ContinualModel, trained: Masks, scores: Masks, keep: float,
+                       retrain: Retrain | None) -> Masks:
         """Release the lowest-magnitude ``1 - keep`` of the weights the task trained (zeroed),
         then retrain what it keeps."""
         params = dict(model.shared_parameters())
@@ -126,7 +137,8 @@ class PackNet(Method):
                 retrain(self.config.retrain_epochs)
         return pruned
 
-    def _guarded_prune(self, model, task, ctx, trained: Masks, retrain, values: Masks | None = None) -> tuple[float, Masks]:
+    def _guarded_prune(self, model: ContinualModel, task: Task, ctx: HookContext, trained: Masks,
+                       retrain: Retrain | None, values: Masks | None = None) -> tuple[float, Masks]:
         """Prune (and retrain) under the guard when on; ``values``: the weights before pruning
         (``reinit='keep'``), updated if the task trains on first."""
         c, keep = self.config, 1.0 - self.config.prune_fraction
@@ -151,7 +163,8 @@ class PackNet(Method):
         self.history.setdefault("prune_guard", []).append({"task": ctx.task, **record})
         return keep, pruned if pruned is not None else {n: torch.zeros_like(m) for n, m in trained.items()}
 
-    def eval_context(self, model, task_id):
+    def eval_context(self, model: ContinualModel,
+                     task_id: int | None) -> AbstractContextManager[None]:
         """Zero the weights task ``task_id`` did not see (free, or owned by later tasks)."""
         return self.ownership.view(model, task_id)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _matrix(R) -> np.ndarray:
+def _matrix(R: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     A = np.array(R, dtype=float)  # a copy: callers' objects are never written to
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"accuracy matrix must be square, got shape {A.shape}")
@@ -35,21 +35,21 @@ def _last_row(A: np.ndarray) -> int:
     return done[-1]
 
 
-def average_accuracy(R) -> float:
+def average_accuracy(R: Sequence[Sequence[float]] | np.ndarray) -> float:
     """ACC = (1/T) sum_j R[T-1, j], over the tasks trained so far (Lopez-Paz & Ranzato 2017)."""
     A = _matrix(R)
     k = _last_row(A)
     return float(np.mean(A[k, : k + 1]))
 
 
-def average_accuracy_curve(R) -> list[float]:
+def average_accuracy_curve(R: Sequence[Sequence[float]] | np.ndarray) -> list[float]:
     """ACC after each task: ``[mean(R[i, :i+1]) for i]`` (how accuracy decays with length)."""
     A = _matrix(R)
     k = _last_row(A)
     return [float(np.mean(A[i, : i + 1])) for i in range(k + 1)]
 
 
-def bwt(R) -> float:
+def bwt(R: Sequence[Sequence[float]] | np.ndarray) -> float:
     """Backward transfer, (1/(T-1)) sum_{j<T-1} (R[T-1, j] - R[j, j]) (GEM, Lopez-Paz &
     Ranzato 2017). Negative means forgetting; 0.0 for a single task."""
     A = _matrix(R)
@@ -59,7 +59,7 @@ def bwt(R) -> float:
     return float(np.mean([A[k, j] - A[j, j] for j in range(k)]))
 
 
-def forgetting(R) -> float:
+def forgetting(R: Sequence[Sequence[float]] | np.ndarray) -> float:
     """Average forgetting (Chaudhry et al. 2018): for each old task, best accuracy it ever had
     before the last task minus its final accuracy, averaged. 0.0 for a single task."""
     A = _matrix(R)
@@ -81,14 +81,15 @@ def fwt(acc_before: Sequence[float], baseline: Sequence[float]) -> float:
     return float(np.mean(before[1:] - base[1:]))
 
 
-def final_accuracies(R) -> list[float]:
+def final_accuracies(R: Sequence[Sequence[float]] | np.ndarray) -> list[float]:
     """Accuracy on each task after the last task trained."""
     A = _matrix(R)
     k = _last_row(A)
     return [float(v) for v in A[k, : k + 1]]
 
 
-def summarize(R, acc_before: Sequence[float] | None = None, baseline: Sequence[float] | None = None) -> dict:
+def summarize(R: Sequence[Sequence[float]] | np.ndarray, acc_before: Sequence[float] | None = None,
+              baseline: Sequence[float] | None = None) -> dict:
     """All scalar metrics of a run in one dict (what ``metrics.json`` carries)."""
     out = {
         "avg_acc": average_accuracy(R),
@@ -102,7 +103,7 @@ def summarize(R, acc_before: Sequence[float] | None = None, baseline: Sequence[f
     return out
 
 
-def kurtosis(values) -> float:
+def kurtosis(values: Sequence[float] | np.ndarray) -> float:
     """Excess-free (Pearson) kurtosis E[(x-mu)^4] / sigma^4; 3 for a Gaussian."""
     x = np.asarray(values, dtype=float).ravel()
     if x.size < 2:
@@ -114,7 +115,8 @@ def kurtosis(values) -> float:
     return float(np.mean(d**4) / var**2)
 
 
-def weight_distribution(values, near: float = 0.05, bins: int = 40) -> dict:
+def weight_distribution(values: Sequence[float] | np.ndarray, near: float = 0.05,
+                        bins: int = 40) -> dict:
     """How "sparse and polarised" a set of weights is (ANPyC's claim for its synapses):
 
     * ``zero_share``: share exactly zero (pruned and never reused);

@@ -25,7 +25,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,10 @@ from anpyc.parallel.collectives import (
 from anpyc.problems import Problem, problem_for
 from anpyc.utils import peak_rss_mb, seed_everything
 from anpyc.version import __version__
+
+if TYPE_CHECKING:
+    from anpyc.models.generative import GenerativeModel
+    from anpyc.models.heads import ContinualModel
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +305,9 @@ def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path
     return cfg
 
 
-def _resume_state(cfg: RunConfig, out_dir, model, method: Method, n_tasks: int) -> LoopState | None:
+def _resume_state(cfg: RunConfig, out_dir: str | Path | None,
+                  model: ContinualModel | GenerativeModel, method: Method,
+                  n_tasks: int) -> LoopState | None:
     """The loop state of the newest valid checkpoint (``None``: none yet, start afresh);
     read on every rank, before anything is written."""
     if out_dir is None:
@@ -320,7 +326,8 @@ def _resume_state(cfg: RunConfig, out_dir, model, method: Method, n_tasks: int) 
     return state
 
 
-def _open_out_dir(cfg: RunConfig, out_dir, overwrite: bool, resume: bool, meta: dict | None = None) -> Path | None:
+def _open_out_dir(cfg: RunConfig, out_dir: str | Path | None, overwrite: bool, resume: bool,
+                  meta: dict | None = None) -> Path | None:
     """The run directory, on rank 0 only (every rank trains; only rank 0 writes)."""
     if out_dir is None or not is_main_process():
         return None
@@ -332,7 +339,8 @@ def _open_out_dir(cfg: RunConfig, out_dir, overwrite: bool, resume: bool, meta: 
 
 
 def _run_loop(
-    cfg: RunConfig, problem: Problem, model, method: Method, stream: Stream, out: Path | None, quiet: bool,
+    cfg: RunConfig, problem: Problem, model: ContinualModel | GenerativeModel, method: Method,
+    stream: Stream, out: Path | None, quiet: bool,
     tracker: TaskTracker | None, state: LoopState, evaluators: list[Any],
 ) -> RunResult:
     """The loop with a run's callbacks: process sync, the problem kind's (a baseline, a judge),
@@ -357,7 +365,8 @@ def _run_loop(
     return RunResult(cfg, R, V, metrics, out, model, method)
 
 
-def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: LoopState, total: float) -> dict:
+def run_metrics(cfg: RunConfig, stream: Stream, model: ContinualModel | GenerativeModel,
+                method: Method, state: LoopState, total: float) -> dict:
     """Everything ``metrics.json`` holds about a finished stream."""
     p = state.progress
     fwt = p.get("acc_random") is not None and len(p["acc_before"]) == len(stream)
@@ -389,13 +398,14 @@ def run_metrics(cfg: RunConfig, stream: Stream, model, method: Method, state: Lo
     return metrics
 
 
-def body_weight_distribution(model) -> dict:
+def body_weight_distribution(model: ContinualModel | GenerativeModel) -> dict:
     """:func:`anpyc.metrics.weight_distribution` of every shared (body) weight of ``model``."""
     shared = [p.detach().flatten().cpu() for _, p in model.shared_parameters()]
     return weight_distribution(torch.cat(shared).double().numpy() if shared else [])
 
 
-def cost_metrics(model, method: Method, total: float, task_time: list[float], eval_time: list[float]) -> dict:
+def cost_metrics(model: ContinualModel | GenerativeModel, method: Method, total: float,
+                 task_time: list[float], eval_time: list[float]) -> dict:
     """Time, memory and size figures every run directory's metrics.json carries."""
     return {
         "time_s": total,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,11 @@ from anpyc.data import sources
 from anpyc.errors import DataError
 from anpyc.io import write_with
 from anpyc.utils import eval_mode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anpyc.data.taskdata import ConcatData, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +222,8 @@ def dataset_of(benchmark: str) -> str:
     raise DataError(f"generative models need a split benchmark ({', '.join(learnable)}), got {benchmark!r}")
 
 
-def real_features(clf: EvalClassifier, data, classes, limit: int | None = None) -> dict[int, np.ndarray]:
+def real_features(clf: EvalClassifier, data: TaskData | ConcatData, classes: Iterable[int],
+                  limit: int | None = None) -> dict[int, np.ndarray]:
     """Penultimate features of real images per class, from a TaskData/ConcatData-like ``data``."""
     labels = data.labels()
     out = {}

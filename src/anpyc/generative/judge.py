@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,10 @@ from anpyc.generative.images import save_grid
 from anpyc.models.generative import GenerativeModel
 from anpyc.rundir import SAMPLES
 from anpyc.utils import eval_mode, seeded_generator
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.loop.train import Loop, Predict
 
 
 @torch.no_grad()
@@ -95,7 +100,8 @@ class GenerativeJudge:
         fid = frechet_distance(real[cls], feats.numpy()) if len(real.get(cls, ())) >= 2 else math.nan
         return share, fid
 
-    def __call__(self, model: GenerativeModel, _predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
+    def __call__(self, model: GenerativeModel, _predict: Predict, task: Task, after_task: int,
+                 cfg: TrainConfig) -> tuple[float, float]:
         i, j = after_task, task.id
         shares, vshares, fids, vfids = [], [], [], []
         for c in task.classes:
@@ -107,7 +113,7 @@ class GenerativeJudge:
         self.fid[i, j], self.val_fid[i, j] = float(np.mean(fids)), float(np.mean(vfids))
         return float(np.mean(shares)), float(np.mean(vshares))
 
-    def on_task_end(self, loop, record: dict) -> None:
+    def on_task_end(self, loop: Loop, record: dict) -> None:
         t = record["task"]
         record["classes"] = list(loop.stream[t].classes)
         record["fid"] = self.fid[t, : t + 1].tolist()

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,6 +37,14 @@ from anpyc.config import RunConfig, TrainConfig
 from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.loop.train import Training, fit
 from anpyc.models.generative import GenerativeModel
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from anpyc.data.streams import Task
+    from anpyc.loop.train import Predict
+    from anpyc.methods.base import Method
+    from anpyc.scenario import HookContext
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,8 @@ def resolve_train_defaults(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def make_generative_optimizer(params, cfg: TrainConfig, betas: tuple[float, float]) -> torch.optim.Optimizer:
+def make_generative_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig,
+                              betas: tuple[float, float]) -> torch.optim.Optimizer:
     """Adam with the model family's betas, or SGD when asked for."""
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
@@ -63,8 +73,9 @@ def make_generative_optimizer(params, cfg: TrainConfig, betas: tuple[float, floa
 
 
 def fit_generative(
-    model: GenerativeModel, method, data: TaskData | ConcatData, cfg: TrainConfig, epochs: int,
-    generator: torch.Generator, optimizer=None, aux_optimizer=None, **kwargs,
+    model: GenerativeModel, method: Method, data: TaskData | ConcatData, cfg: TrainConfig,
+    epochs: float, generator: torch.Generator, optimizer: torch.optim.Optimizer | None = None,
+    aux_optimizer: torch.optim.Optimizer | None = None, **kwargs,
 ) -> dict:
     """:func:`anpyc.loop.train.fit` for a generator: ``model.loss`` as the task loss, Adam (the
     model family's betas; fresh unless ``optimizer`` is given), and the auxiliary network (the
@@ -100,21 +111,28 @@ class GenerativeTraining(Training):
 
     mixes_tasks = False  # the judge samples each task's classes: there are no test rows to mix
 
-    def __init__(self, judge) -> None:
+    def __init__(self, judge: Callable[[GenerativeModel, Predict, Task, int, TrainConfig],
+                                       tuple[float, float]]) -> None:
         self.judge = judge
 
-    def begin_task(self, model, task, seen, ctx) -> None:
+    def begin_task(self, model: GenerativeModel, task: Task, seen: Sequence[Task],
+                   ctx: HookContext) -> None:
         """A conditional generator needs no per-task head: a task only brings new class codes."""
 
-    def task_optimizer(self, model, method, kept, cfg: TrainConfig) -> torch.optim.Optimizer:
+    def task_optimizer(self, model: GenerativeModel, method: Method,
+                       kept: torch.optim.Optimizer | None,
+                       cfg: TrainConfig) -> torch.optim.Optimizer:
         return make_generative_optimizer(model.training_parameters(), cfg, model.adam_betas)
 
-    def aux_optimizer(self, model, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+    def aux_optimizer(self, model: GenerativeModel,
+                      cfg: TrainConfig) -> torch.optim.Optimizer | None:
         params = model.auxiliary_parameters()
         return make_generative_optimizer(params, cfg, model.adam_betas) if params else None
 
-    def fit(self, model, method, data, cfg: TrainConfig, epochs: float, generator: torch.Generator, **kwargs) -> dict:
+    def fit(self, model: GenerativeModel, method: Method, data: TaskData | ConcatData,
+            cfg: TrainConfig, epochs: float, generator: torch.Generator, **kwargs) -> dict:
         return fit_generative(model, method, data, cfg, epochs, generator, **kwargs)
 
-    def evaluate(self, model, predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
+    def evaluate(self, model: GenerativeModel, predict: Predict, task: Task, after_task: int,
+                 cfg: TrainConfig) -> tuple[float, float]:
         return self.judge(model, predict, task, after_task, cfg)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -34,10 +35,15 @@ from anpyc.models.heads import grouped_logits
 from anpyc.parallel.collectives import all_reduce_mean_, all_reduce_sum_, rank_batches, sum_scalars  # noqa: F401
 from anpyc.utils import eval_mode
 
+if TYPE_CHECKING:
+    from anpyc.models.generative import GenerativeModel
+    from anpyc.models.heads import ContinualModel
+
 SIGNALS = ("entropy", "loss", "output_norm")
 
 
-def batch_objective(model, x: Tensor, y: Tensor, t: Tensor, signal: str = "entropy") -> Tensor:
+def batch_objective(model: ContinualModel | GenerativeModel, x: Tensor, y: Tensor, t: Tensor,
+                    signal: str = "entropy") -> Tensor:
     """The scalar whose gradient the estimators use, summed over the batch."""
     custom = getattr(model, "importance_objective", None)
     if custom is not None:
@@ -56,14 +62,14 @@ def batch_objective(model, x: Tensor, y: Tensor, t: Tensor, signal: str = "entro
     return total
 
 
-def _model_device(model) -> torch.device:
+def _model_device(model: ContinualModel | GenerativeModel) -> torch.device:
     """Where the batches go when the caller names no device: where the model's weights are
     (the data sets live on the CPU; a model on the GPU would otherwise get CPU batches)."""
     return next(model.parameters()).device
 
 
 def _accumulate(
-    model,
+    model: ContinualModel | GenerativeModel,
     data: TaskData | ConcatData,
     score: Callable[[Tensor, Tensor], Tensor],
     signal: str,
@@ -99,7 +105,8 @@ TAYLOR_FORMS = ("reference", "removal")
 
 
 def entropy_taylor(
-    model, data, signal: str = "entropy", batch_size: int = 100, max_samples: int | None = None, device=None,
+    model: ContinualModel | GenerativeModel, data: TaskData | ConcatData, signal: str = "entropy",
+    batch_size: int = 100, max_samples: int | None = None, device: torch.device | str | None = None,
     form: str = "reference",
 ) -> dict[str, Tensor]:
     """ANPyC's importance, a first+second-order Taylor score with ``g = dH/dtheta`` (``H``:
@@ -124,18 +131,23 @@ def entropy_taylor(
     )
 
 
-def taylor_abs(model, data, signal: str = "loss", batch_size: int = 100, max_samples: int | None = None, device=None) -> dict[str, Tensor]:
+def taylor_abs(model: ContinualModel | GenerativeModel, data: TaskData | ConcatData,
+               signal: str = "loss", batch_size: int = 100, max_samples: int | None = None,
+               device: torch.device | str | None = None) -> dict[str, Tensor]:
     """``|g * theta|`` averaged over batches (first-order Taylor saliency, Molchanov et al. 2017)."""
     return _accumulate(model, data, lambda g, p: (g * p).abs(), signal, batch_size, max_samples, device)
 
 
-def gradient_magnitude(model, data, signal: str = "output_norm", batch_size: int = 100, max_samples: int | None = None, device=None) -> dict[str, Tensor]:
+def gradient_magnitude(model: ContinualModel | GenerativeModel, data: TaskData | ConcatData,
+                       signal: str = "output_norm", batch_size: int = 100,
+                       max_samples: int | None = None,
+                       device: torch.device | str | None = None) -> dict[str, Tensor]:
     """Mean ``|g|`` over batches (MAS with ``signal='output_norm'``, Aljundi et al. 2018)."""
     return _accumulate(model, data, lambda g, p: g.abs(), signal, batch_size, max_samples, device)
 
 
 @contextlib.contextmanager
-def scoring_head(model, with_head: bool = True) -> Iterator[None]:
+def scoring_head(model: ContinualModel | GenerativeModel, with_head: bool = True) -> Iterator[None]:
     """Within the block, the estimators also score the shared head (a single-head model's
     ``heads.0.*``), as if it were part of the body: methods that consolidate the head too."""
     if not with_head or getattr(model, "head_mode", "multi") != "single" or not len(model.heads):
@@ -149,7 +161,7 @@ def scoring_head(model, with_head: bool = True) -> Iterator[None]:
         del model.shared_parameters  # the class's method again
 
 
-def weight_magnitude(model) -> dict[str, Tensor]:
+def weight_magnitude(model: ContinualModel | GenerativeModel) -> dict[str, Tensor]:
     """``|theta|``: the magnitude criterion (PackNet, Han et al. 2015)."""
     return {name: p.detach().abs() for name, p in model.shared_parameters()}
 
@@ -231,7 +243,7 @@ def importance_stats(omega: dict[str, Tensor], bins: int = 40) -> dict:
 FISHER_KINDS = ("true", "sampled", "empirical", "empirical_batch")
 
 
-def _shared_linears(model) -> dict[nn.Linear, dict[str, str]] | None:
+def _shared_linears(model: ContinualModel) -> dict[nn.Linear, dict[str, str]] | None:
     """``{module: {"weight": name, "bias": name}}`` when every shared parameter is the weight
     or bias of an ``nn.Linear`` (an MLP body), else None."""
     shared = {id(p): name for name, p in model.shared_parameters()}
@@ -249,7 +261,8 @@ def _shared_linears(model) -> dict[nn.Linear, dict[str, str]] | None:
 
 
 def _linear_per_sample(
-    model, x: Tensor, task: int, per_example: Callable[[Tensor, Tensor], Tensor], y: Tensor, reduce: str
+    model: ContinualModel, x: Tensor, task: int, per_example: Callable[[Tensor, Tensor], Tensor],
+    y: Tensor, reduce: str,
 ) -> dict[str, Tensor] | None:
     """Closed form for MLP bodies: a Linear layer's per-sample weight gradient is the outer
     product ``delta_i a_i^T`` of its output gradient and its input, so ``sum_i (delta_i a_i^T)^2
@@ -263,7 +276,7 @@ def _linear_per_sample(
     outputs: dict[nn.Linear, Tensor] = {}
     calls: dict[nn.Linear, int] = dict.fromkeys(layers, 0)
 
-    def remember(module, args, out):
+    def remember(module: nn.Linear, args: tuple[Tensor, ...], out: Tensor) -> None:
         calls[module] += 1
         inputs[module], outputs[module] = args[0].detach(), out
 
@@ -290,7 +303,8 @@ def _linear_per_sample(
 
 
 def _per_sample_grads(
-    model, x: Tensor, task: int, per_example: Callable[[Tensor, Tensor], Tensor], y: Tensor, reduce: str = "sq"
+    model: ContinualModel, x: Tensor, task: int, per_example: Callable[[Tensor, Tensor], Tensor],
+    y: Tensor, reduce: str = "sq",
 ) -> dict[str, Tensor]:
     """Sum over the rows of ``x`` of the squared (``reduce="sq"``) or absolute (``"abs"``)
     per-sample gradient of ``per_example(logits, y)[i]`` (one value per row) with respect to
@@ -313,7 +327,9 @@ def _per_sample_grads(
     return {name: (g.pow(2) if reduce == "sq" else g.abs()).sum(0) for name, g in grads.items()}
 
 
-def _per_sample_loop(model, data, batch_size: int, max_samples: int | None, device, body) -> dict[str, Tensor]:
+def _per_sample_loop(model: ContinualModel, data: TaskData | ConcatData, batch_size: int,
+                     max_samples: int | None, device: torch.device | str | None,
+                     body: Callable[[Tensor, Tensor, int], dict[str, Tensor]]) -> dict[str, Tensor]:
     """Shared driver: eval mode, batches grouped by task id, mean over examples, rank mean."""
     sums = {name: torch.zeros_like(p) for name, p in model.shared_parameters()}
     device = _model_device(model) if device is None else device
@@ -338,13 +354,13 @@ def _log_lik(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def fisher_diag(
-    model,
+    model: ContinualModel | GenerativeModel,
     data: TaskData | ConcatData,
     kind: str = "true",
     max_samples: int | None = 1000,
     batch_size: int = 64,
     generator: torch.Generator | None = None,
-    device=None,
+    device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """Diagonal Fisher information of the shared parameters from per-sample gradients.
 
@@ -397,7 +413,8 @@ def fisher_diag(
 
 
 def empirical_batch_fisher(
-    model, data: TaskData | ConcatData, max_samples: int | None = None, batch_size: int = 128, device=None
+    model: ContinualModel | GenerativeModel, data: TaskData | ConcatData,
+    max_samples: int | None = None, batch_size: int = 128, device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """The mini-batch "empirical Fisher": ``F_i = 1/K sum_k (d mean_{b in batch k} CE_b / d theta_i)^2``
     over the ``K`` consecutive (unshuffled) batches of ``batch_size`` examples of ``data`` (the
@@ -414,7 +431,8 @@ def empirical_batch_fisher(
 
 
 def mas_importance(
-    model, data: TaskData | ConcatData, max_samples: int | None = None, batch_size: int = 64, device=None
+    model: ContinualModel, data: TaskData | ConcatData, max_samples: int | None = None,
+    batch_size: int = 64, device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """MAS importance (Aljundi et al. 2018, eq. 4): ``Omega_i = 1/N sum_k |d ||F(x_k)||_2^2 / d theta_i|``,
     the mean over examples of the absolute per-sample gradient of the squared L2 norm of the

@@ -58,13 +58,16 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from anpyc.data.batches import iterate
+
+if TYPE_CHECKING:
+    from anpyc.data.batches import SplitData
 
 SCORES = ("input_density", "pooled_density", "mixture_density", "combined", "mixture_combined", "mixture_evidence",
           "entropy", "feature_density")
@@ -210,8 +213,8 @@ class TaskInference(nn.Module):
 
     # ------------------------------------------------------------------ learning
     @torch.no_grad()
-    def record(self, k: int, train, val, labels: Sequence[int], views: Views, device: torch.device,
-               generator: torch.Generator | None = None) -> None:
+    def record(self, k: int, train: SplitData, val: SplitData, labels: Sequence[int], views: Views,
+               device: torch.device, generator: torch.Generator | None = None) -> None:
         """Task ``k`` is finished: keep what its score needs, from its ``train`` and ``val``
         splits (labelled ``0..n-1`` as its head's outputs); ``labels``: the stream's label of
         each output; ``generator``: the random draws of ``mixture_density``'s fits."""
@@ -245,7 +248,8 @@ class TaskInference(nn.Module):
             passes += self._choose_weight(val, k, views, device)
         self.history["decision_passes"].append(passes)
 
-    def _fit_mixtures(self, train, k: int, device: torch.device, generator: torch.Generator | None) -> int:
+    def _fit_mixtures(self, train: SplitData, k: int, device: torch.device,
+                      generator: torch.Generator | None) -> int:
         """``mixture_density``'s fits of task ``k`` (the black level from the first task's
         inputs); returns the training inputs read."""
         x, y = read_inputs(train, self.samples, device)
@@ -259,7 +263,8 @@ class TaskInference(nn.Module):
         self._stacked = None
         return len(x)
 
-    def _view_features(self, train, k: int, views: Views, device: torch.device) -> tuple[Tensor, Tensor]:
+    def _view_features(self, train: SplitData, k: int, views: Views,
+                       device: torch.device) -> tuple[Tensor, Tensor]:
         """The penultimate features under task ``k``'s view of the first ``samples`` inputs of
         ``train``, flattened, and their labels."""
         feats, labels = [], []
@@ -268,7 +273,7 @@ class TaskInference(nn.Module):
             labels.append(y.to(feats[-1].device))
         return torch.cat(feats), torch.cat(labels)
 
-    def _fit_features(self, train, k: int, views: Views, device: torch.device) -> None:
+    def _fit_features(self, train: SplitData, k: int, views: Views, device: torch.device) -> None:
         f, y = self._view_features(train, k, views, device)
         classes = range(len(self.history["labels"][k]))
         means = torch.stack([f[y == c].mean(0) if bool((y == c).any()) else f.mean(0) for c in classes])
@@ -276,7 +281,8 @@ class TaskInference(nn.Module):
         self._put(f"feat_mean__{k}", means)
         self._put(f"feat_var__{k}", var.mean(0).clamp_min(self.var_floor))
 
-    def _fit_feature_ppca(self, train, k: int, views: Views, device: torch.device) -> int:
+    def _fit_feature_ppca(self, train: SplitData, k: int, views: Views,
+                          device: torch.device) -> int:
         """``mixture_evidence``'s model of task ``k``'s classes in its view's features; returns
         the forward passes spent (through the view)."""
         f, y = self._view_features(train, k, views, device)
@@ -285,7 +291,7 @@ class TaskInference(nn.Module):
             self._put(f"ft_{name}__{k}", value)
         return len(f)
 
-    def _choose_weight(self, val, k: int, views: Views, device: torch.device) -> int:
+    def _choose_weight(self, val: SplitData, k: int, views: Views, device: torch.device) -> int:
         """Add, for every weight of the grid, how many of task ``k``'s validation inputs the
         ``combined`` pairs of tasks ``0..k`` give their own task and class; returns the forward
         passes spent (through views)."""
@@ -417,7 +423,7 @@ def _pair_scores(parts: tuple[Tensor, ...], weights: tuple[float, float]) -> Ten
 PPCA_PARTS = ("mean", "basis", "eig", "noise")  # of a stack of PPCA fits, one per class
 
 
-def fit_class_ppca(data, samples: int, rank: int, floor: float, device: torch.device,
+def fit_class_ppca(data: SplitData, samples: int, rank: int, floor: float, device: torch.device,
                    pooled: bool = False) -> tuple[list[int], dict[str, Tensor]]:
     """One probabilistic PCA (:func:`_ppca`) per class of ``data`` (a task's split, labels as
     the scenario gives them), fitted on its first ``samples`` inputs, flattened: the classes,
@@ -446,7 +452,7 @@ def class_ppca(x: Tensor, y: Tensor, rank: int, floor: float) -> tuple[list[int]
     return classes, {name: torch.stack([f[i] for f in fits]).float() for i, name in enumerate(PPCA_PARTS)}
 
 
-def read_inputs(data, samples: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def read_inputs(data: SplitData, samples: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """The first ``samples`` inputs of ``data`` (a task's split), flattened, in float32, and
     their labels."""
     xs, ys = zip(*[(x.flatten(1), y) for x, y, _ in iterate(data, 500, limit=samples)], strict=True)

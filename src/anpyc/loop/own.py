@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from anpyc.config import ModelConfig, StreamConfig, TrainConfig
 from anpyc.data import make_stream
 from anpyc.data.batches import iterate_epochs
@@ -27,6 +29,11 @@ from anpyc.loop.train import task_loss, trainable
 from anpyc.methods import create
 from anpyc.models import build_model
 from anpyc.scenario import HookContext
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Method
+    from anpyc.models.heads import ContinualModel
 
 __all__ = [
     "HookContext",
@@ -42,7 +49,8 @@ __all__ = [
 ]
 
 
-def evaluate(model, method, task, task_id_known: bool = True, split: str = "test", device: str = "cpu") -> float:
+def evaluate(model: ContinualModel, method: Method, task: Task, task_id_known: bool = True,
+             split: str = "test", device: str = "cpu") -> float:
     """Accuracy of ``model`` on ``task``'s ``split`` as anpyc measures it: in eval mode, inside
     the method's evaluation context, through ``method.predict`` (mask methods show each task
     the weights it was trained with). ``task_id_known=False``: the task id is not given (the

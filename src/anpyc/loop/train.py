@@ -33,7 +33,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -55,16 +55,24 @@ from anpyc.parallel.collectives import (
 from anpyc.scenario import TASK, HookContext, Scenario, get_scenario
 from anpyc.utils import eval_mode, seeded_generator
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from anpyc.data.batches import Batch
+    from anpyc.data.streams import Stream, Task
+    from anpyc.methods.base import Method
+    from anpyc.models.generative import GenerativeModel
+
 Predict = Callable[[Tensor], Tensor]
 
 
-def trainable(model, method) -> list[torch.nn.Parameter]:
+def trainable(model: ContinualModel | GenerativeModel, method: Method) -> list[torch.nn.Parameter]:
     """What the optimizer trains: the model's parameters, then the method's own (HAT's task
     embeddings, say; most methods have none)."""
     return [*model.parameters(), *method.parameters()]
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD (with optional momentum) or Adam, with the run's learning rate and weight decay."""
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
@@ -84,7 +92,9 @@ def task_loss(model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
 LossFn = Callable[[Any, Tensor, Tensor, Tensor], Tensor]
 
 
-def _step(model, method, optimizer, loss_fn: LossFn, batch, cfg: TrainConfig, params, where: str) -> tuple[float, int]:
+def _step(model: ContinualModel | GenerativeModel, method: Method, optimizer: torch.optim.Optimizer,
+          loss_fn: LossFn, batch: Batch, cfg: TrainConfig, params: list[torch.nn.Parameter],
+          where: str) -> tuple[float, int]:
     """One optimizer step of the protected network with the method's hooks around it;
     returns the global batch's (loss sum, example count)."""
     x, y, t = batch
@@ -115,8 +125,8 @@ def _step(model, method, optimizer, loss_fn: LossFn, batch, cfg: TrainConfig, pa
 
 
 def fit(
-    model,
-    method,
+    model: ContinualModel | GenerativeModel,
+    method: Method,
     data: TaskData | ConcatData,
     cfg: TrainConfig,
     epochs: float,
@@ -195,7 +205,8 @@ class _Epochs:
     schedule: Callable[[int], float] | None = None  # the learning rate of each step (None: as is)
     steps: int = 0
 
-    def epoch(self, data, generator: torch.Generator, epoch: int, limit: int) -> tuple[dict, int]:
+    def epoch(self, data: TaskData | ConcatData, generator: torch.Generator, epoch: int,
+              limit: int) -> tuple[dict, int]:
         """The first ``limit`` batches of this rank's share of one shuffled pass; returns the
         epoch's mean losses and its example count (over every rank)."""
         device = torch.device(self.cfg.device)
@@ -264,20 +275,23 @@ def mixed_accuracy(predict: Callable[[Tensor, Tensor], Tensor], splits: Sequence
     return [c / k if k else math.nan for c, k in zip(sums[:n], sums[n:], strict=True)]
 
 
-def evaluate(model: ContinualModel, method, data: TaskData | ConcatData, cfg: TrainConfig, task_id: int | None) -> float:
+def evaluate(model: ContinualModel, method: Method, data: TaskData | ConcatData, cfg: TrainConfig,
+             task_id: int | None) -> float:
     """Accuracy of ``model`` on ``data`` in eval mode, inside the method's evaluation context
     for ``task_id`` (``None``: the task is not revealed)."""
     with eval_mode(model), method.eval_context(model, task_id):
         return accuracy(lambda x: method.predict(model, x, task_id), data, cfg)
 
 
-def evaluate_task(model, predict: Predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
+def evaluate_task(model: ContinualModel, predict: Predict, task: Task, after_task: int,
+                  cfg: TrainConfig) -> tuple[float, float]:
     """The default evaluation of one task: accuracy on its test and validation splits."""
     return accuracy(predict, task.test, cfg), accuracy(predict, task.val, cfg)
 
 
-def evaluate_mixed(model, predict: Callable[[Tensor, Tensor], Tensor], tasks: Sequence, after_task: int,
-                   cfg: TrainConfig, generator: torch.Generator) -> list[tuple[float, float]]:
+def evaluate_mixed(model: ContinualModel, predict: Callable[[Tensor, Tensor], Tensor],
+                   tasks: Sequence[Task], after_task: int, cfg: TrainConfig,
+                   generator: torch.Generator) -> list[tuple[float, float]]:
     """The evaluation of every seen task where the scenario hides the task id: their test rows
     shuffled together (:func:`mixed_accuracy`), then their validation rows; ``(test, val)``
     accuracy per task."""
@@ -286,7 +300,8 @@ def evaluate_mixed(model, predict: Callable[[Tensor, Tensor], Tensor], tasks: Se
     return list(zip(tests, vals, strict=True))
 
 
-def add_task_head(model: ContinualModel, task, seen: Sequence, ctx: HookContext) -> None:
+def add_task_head(model: ContinualModel, task: Task, seen: Sequence[Task],
+                  ctx: HookContext) -> None:
     """The model side of a new task, as the scenario says (:meth:`Scenario.begin_task`): its
     head, or the shared head grown to every class seen so far."""
     ctx.scenario.begin_task(model, task, seen)
@@ -309,24 +324,31 @@ class Training:
 
     mixes_tasks: bool = True
 
-    def begin_task(self, model, task, seen: Sequence, ctx: HookContext) -> None:
+    def begin_task(self, model: ContinualModel, task: Task, seen: Sequence[Task],
+                   ctx: HookContext) -> None:
         add_task_head(model, task, seen, ctx)
 
-    def task_optimizer(self, model, method, kept: torch.optim.Optimizer | None, cfg: TrainConfig) -> torch.optim.Optimizer:
+    def task_optimizer(self, model: ContinualModel, method: Method,
+                       kept: torch.optim.Optimizer | None,
+                       cfg: TrainConfig) -> torch.optim.Optimizer:
         return _task_optimizer(trainable(model, method), kept, cfg)
 
-    def aux_optimizer(self, model, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+    def aux_optimizer(self, model: ContinualModel,
+                      cfg: TrainConfig) -> torch.optim.Optimizer | None:
         return None
 
-    def fit(self, model, method, data, cfg: TrainConfig, epochs: float, generator: torch.Generator,
+    def fit(self, model: ContinualModel, method: Method, data: TaskData | ConcatData,
+            cfg: TrainConfig, epochs: float, generator: torch.Generator,
             aux_optimizer: torch.optim.Optimizer | None = None, **kwargs: Any) -> dict:
         return fit(model, method, data, cfg, epochs, generator, **kwargs)
 
-    def evaluate(self, model, predict: Predict, task, after_task: int, cfg: TrainConfig) -> tuple[float, float]:
+    def evaluate(self, model: ContinualModel, predict: Predict, task: Task, after_task: int,
+                 cfg: TrainConfig) -> tuple[float, float]:
         return evaluate_task(model, predict, task, after_task, cfg)
 
-    def evaluate_mixed(self, model, predict: Callable[[Tensor, Tensor], Tensor], tasks: Sequence, after_task: int,
-                       cfg: TrainConfig, generator: torch.Generator) -> list[tuple[float, float]]:
+    def evaluate_mixed(self, model: ContinualModel, predict: Callable[[Tensor, Tensor], Tensor],
+                       tasks: Sequence[Task], after_task: int, cfg: TrainConfig,
+                       generator: torch.Generator) -> list[tuple[float, float]]:
         return evaluate_mixed(model, predict, tasks, after_task, cfg, generator)
 
 
@@ -424,9 +446,9 @@ class Loop:
 
 
 def train_stream(
-    model,
-    method,
-    stream,
+    model: ContinualModel | GenerativeModel,
+    method: Method,
+    stream: Stream,
     cfg: LoopConfig,
     *,
     training: Training | None = None,
@@ -492,7 +514,8 @@ class Retrainer:
     is the task's validation accuracy as the model stands, measured with the task's id (the
     task in training is known at training time, whatever the scenario hides at test time)."""
 
-    def __init__(self, loop: Loop, t: int, data, examples: int, steps: int = 0) -> None:
+    def __init__(self, loop: Loop, t: int, data: TaskData | ConcatData, examples: int,
+                 steps: int = 0) -> None:
         self.loop, self.t, self.data, self.examples, self.steps = loop, t, data, examples, steps
         # a classifier's validation accuracy; none for models scored otherwise (generators)
         self.validate: Callable[[], float] | None = self._validate if loop.cfg.forward_transfer else None
@@ -539,7 +562,8 @@ def _finish_task(loop: Loop, t: int, stats: dict) -> None:
     loop.emit("on_task_end", record)
 
 
-def _timed_eval(loop: Loop, j: int, task, after_task: int | None = None) -> tuple[float, float]:
+def _timed_eval(loop: Loop, j: int, task: Task,
+                after_task: int | None = None) -> tuple[float, float]:
     """Evaluate task ``j`` inside the method's context, revealing ``j`` only if the scenario
     allows; the seconds count as the current task's evaluation time."""
     model, method = loop.model, loop.method

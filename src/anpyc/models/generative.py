@@ -25,11 +25,14 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from anpyc.data.taskdata import ConcatData, TaskData
 
 SIGNALS = ("entropy", "loss", "output_norm")
 
@@ -250,7 +253,8 @@ class ConditionalGAN(GenerativeModel):
         raise ValueError(f"unknown importance signal {signal!r}; known: {', '.join(SIGNALS)}")
 
 
-def objective_fisher(model: GenerativeModel, data, max_samples: int | None = 1000, signal: str = "loss") -> dict[str, Tensor]:
+def objective_fisher(model: GenerativeModel, data: TaskData | ConcatData,
+                     max_samples: int | None = 1000, signal: str = "loss") -> dict[str, Tensor]:
     """Diagonal empirical Fisher of a generative model's shared parameters: the mean over
     examples of the squared *per-example* gradient of ``importance_objective`` (VAE: the
     negative ELBO, a bound on ``-log p(x | y)``; GAN: ``-log D(G(z, y), y)``), in eval mode.

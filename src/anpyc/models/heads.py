@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from anpyc.models.norm import freeze_bn_stats
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ContinualModel(nn.Module):
@@ -64,7 +68,8 @@ class ContinualModel(nn.Module):
         self.active_outputs.fill_(int(n))
         self._active = int(n)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args,
+                              **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._active = int(self.active_outputs)
 

@@ -31,9 +31,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class TaskBatchNorm2d(nn.BatchNorm2d):
@@ -48,7 +53,8 @@ class TaskBatchNorm2d(nn.BatchNorm2d):
         self.stats_frozen.fill_(bool(frozen))
         self._frozen = bool(frozen)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args,
+                              **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._frozen = bool(self.stats_frozen)
 

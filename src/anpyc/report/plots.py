@@ -20,6 +20,7 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,11 @@ from anpyc.io import atomic_write_bytes
 from anpyc.report.load import Results, RunData
 from anpyc.report.tables import mean_matrix
 from anpyc.summary import finite
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from matplotlib.figure import Figure
 
 # Fixed colours for the methods anpyc ships; ANPyC stands out in red, the bounds in grey/black.
 METHOD_COLORS = {
@@ -55,7 +61,7 @@ def method_color(name: str) -> str:
     return _EXTRA[zlib.crc32(key.encode("utf-8")) % len(_EXTRA)]
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,7 +70,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
     plt = _pyplot()
     try:
         fig.tight_layout()

@@ -40,6 +40,11 @@ from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.scenario import HookContext
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from torch.nn.modules.module import _IncompatibleKeys
+
+    from anpyc.data.batches import SplitData
     from anpyc.data.streams import Task
     from anpyc.models.heads import ContinualModel
 
@@ -146,7 +151,8 @@ class Method(nn.Module):
         backward pass each) after task ``task``: a cost apart from the training passes."""
         return self._count("importance_examples", task)
 
-    def count_importance_examples(self, task: int, data, max_samples: int | None) -> None:
+    def count_importance_examples(self, task: int, data: SplitData,
+                                  max_samples: int | None) -> None:
         """Record an estimate on ``data``, at most ``max_samples`` of it, after task ``task``."""
         self._add_count("importance_examples", task, len(data) if max_samples is None else min(len(data), int(max_samples)))
 
@@ -190,7 +196,8 @@ class Method(nn.Module):
     def set_extra_state(self, state: dict) -> None:
         self.history = copy.deepcopy(state)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
         """Load state, first creating buffers that appear only after a task (importance...),
         in this module or any submodule."""
         create_missing_buffers(self, state_dict)
@@ -240,7 +247,8 @@ class MethodWrapper(Method):
     def after_task(self, model: ContinualModel, task: Task, ctx: HookContext, retrain: Retrain | None = None) -> None:
         self.inner.after_task(model, task, ctx, retrain)
 
-    def eval_context(self, model: ContinualModel, task_id: int | None):
+    def eval_context(self, model: ContinualModel,
+                     task_id: int | None) -> contextlib.AbstractContextManager[None]:
         return self.inner.eval_context(model, task_id)
 
     def predict(self, model: ContinualModel, x: Tensor, task_id: int | None) -> Tensor:
@@ -261,7 +269,8 @@ class MethodWrapper(Method):
     def epochs_for_budget(self, passes: float, batch_size: int | None = None) -> float:
         return self.inner.epochs_for_budget(passes, batch_size)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False) -> _IncompatibleKeys:
         """The inner method's state first (through its own ``load_state_dict``: it may create
         parameters, as HAT's embeddings), then everything."""
         self.inner.load_state_dict({k[len("inner."):]: v for k, v in state_dict.items() if k.startswith("inner.")},

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -73,6 +74,12 @@ from anpyc.kernels.inference import (
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
+
 
 class InputClassifier(Method):
     """Base of ``density`` and ``slda``: components (task, label) scored on the inputs,
@@ -85,7 +92,7 @@ class InputClassifier(Method):
     trains_network = False
     tags = frozenset({"no-network"})
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.last_tasks: Tensor | None = None  # of the last predict without a task id (not state)
 
@@ -111,7 +118,7 @@ class InputClassifier(Method):
         self._append("component_label", torch.tensor(labels, dtype=torch.long, device=device))
 
     @torch.no_grad()
-    def predict(self, model, x: Tensor, task_id: int | None) -> Tensor:
+    def predict(self, model: ContinualModel, x: Tensor, task_id: int | None) -> Tensor:
         """Label logits (every label seen; ``-inf`` for labels with no eligible component):
         the log of the summed likelihoods of the label's components, of task ``task_id``'s
         only when given. The model is not used."""
@@ -140,7 +147,7 @@ class InputClassifier(Method):
         # (they are statistics, in method_state_mb), so its sizes are not reported as the method's
         return {"trains_network": False, "components": self.n_components, "n_params": 0, "n_shared_params": 0}
 
-    def _device(self, model) -> torch.device:
+    def _device(self, model: ContinualModel) -> torch.device:
         return next(model.parameters()).device
 
 
@@ -183,13 +190,14 @@ class Density(InputClassifier):
     name = "density"
     config_cls = DensityConfig
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         x, y = read_inputs(task.train, self.config.samples, self._device(model))
         self.fit(x, y, ctx)
         # the inputs the fits read: the task's "passes" (no example is trained on)
         self.count_extra_examples(ctx.task, len(x))
 
-    def fit(self, x: Tensor, y: Tensor, ctx) -> None:
+    def fit(self, x: Tensor, y: Tensor, ctx: HookContext) -> None:
         """Add the components of task ``ctx.task``'s classes, fitted on its inputs ``x``
         (flattened, as :func:`anpyc.kernels.inference.read_inputs` gives them) labelled ``y``."""
         cfg = self.config
@@ -238,7 +246,8 @@ class SLDA(InputClassifier):
     config_cls = SLDAConfig
 
     @torch.no_grad()
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         device = self._device(model)
         sums: dict[int, Tensor] = {}
         counts: dict[int, int] = {}

@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -52,6 +53,11 @@ from anpyc.methods.base import Method, MethodWrapper
 from anpyc.methods.density import Density, DensityConfig
 from anpyc.methods.replay import replay_ce
 from anpyc.scenario import HookContext
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
 
 _REPLAY_SALT = 0xD5  # the drawn inputs: a stream of random draws of their own, apart from the method's
 #: the density model replayed from and answering with (see the module's docstring)
@@ -81,12 +87,12 @@ class DensityReplayed(MethodWrapper):
         self.register_buffer("input_range", torch.tensor([math.inf, -math.inf]))
 
     # ------------------------------------------------------------------ hooks
-    def before_task(self, model, task, ctx: HookContext) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.rng.copy_(ctx.generator(_REPLAY_SALT).get_state())
         self.current_task.fill_(ctx.task)
         self.inner.before_task(model, task, ctx)
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         """The method's own penalty plus the cross-entropy of inputs drawn from the density
         model of the earlier tasks' classes (none during the first task)."""
         own = self.inner.penalty(model, x, y, t)
@@ -98,7 +104,8 @@ class DensityReplayed(MethodWrapper):
         loss = replay_ce(model, xs.view(len(xs), *x.shape[1:]).to(x.dtype), ys, ts)
         return loss if own is None else own + loss
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """The method's own end of task, then the task's classes are modelled."""
         self.inner.after_task(model, task, ctx, retrain)
         x, y = read_inputs(task.train, self.density.config.samples, next(model.parameters()).device)
@@ -107,7 +114,7 @@ class DensityReplayed(MethodWrapper):
         self.input_range.copy_(torch.stack([torch.minimum(self.input_range[0], x.min()),
                                             torch.maximum(self.input_range[1], x.max())]).to(self.input_range))
 
-    def predict(self, model, x: Tensor, task_id: int | None) -> Tensor:
+    def predict(self, model: ContinualModel, x: Tensor, task_id: int | None) -> Tensor:
         """``log p(x | label) + weight * log p_net(label | x)`` over the labels the density
         model has; the network's logits alone where it has none of the head's labels yet."""
         logits = self.inner.predict(model, x, task_id)

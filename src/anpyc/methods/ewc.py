@@ -39,7 +39,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -48,6 +48,12 @@ from anpyc.kernels.importance import fisher_diag, scoring_head
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 Fisher = Literal["sampled", "true", "empirical", "empirical_batch"]
 FISHERS: tuple[str, ...] = get_args(Fisher)
@@ -87,14 +93,15 @@ class FisherPenalty(QuadraticPenalty):
 
     scale = 0.5
 
-    def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
+    def penalized(self, model: ContinualModel) -> list[tuple[str, torch.nn.Parameter]]:
         """The shared body, plus a single shared head when ``consolidate_head``."""
         out = list(model.shared_parameters())
         if self.config.consolidate_head and getattr(model, "head_mode", "multi") == "single" and len(model.heads):
             out += [(f"heads.0.{n}", p) for n, p in model.heads[0].named_parameters()]
         return out
 
-    def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
+    def estimate_importance(self, model: ContinualModel, task: Task,
+                            ctx: HookContext) -> dict[str, torch.Tensor]:
         cfg = self.config
         self.count_importance_examples(ctx.task, task.train, cfg.fisher_samples)
         with scoring_head(model, cfg.consolidate_head):
@@ -113,7 +120,7 @@ class EWC(FisherPenalty):
     tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
     config_cls = EWCConfig
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: EWCConfig | None = None) -> None:
         super().__init__(config)
         self._merged_cache: dict[str, tuple] = {}  # derived from the buffers, never saved
 
@@ -167,7 +174,7 @@ class EWC(FisherPenalty):
             self._merged_cache[name] = cached
         return cached[1]
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         if self.config.lam == 0:
             return None
         terms = []
@@ -180,7 +187,8 @@ class EWC(FisherPenalty):
             return None
         return self.scale * self.config.lam * torch.stack(terms).sum()
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """Estimate the task's Fisher and keep it, with the current parameters as its anchor."""
         new = self.estimate_importance(model, task, ctx)
         params = dict(self.penalized(model))

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from anpyc.data.taskdata import ConcatData
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.scenario import HookContext
 
 
 @register
@@ -17,5 +22,5 @@ class Joint(Method):
     name = "joint"
     tags = frozenset({"upper-bound"})
 
-    def training_data(self, task, seen: Sequence, ctx) -> ConcatData:
+    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> ConcatData:
         return ConcatData([s.train for s in seen])

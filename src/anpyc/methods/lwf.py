@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -34,6 +35,12 @@ from torch.nn import functional as F
 from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key, eval_mode
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +63,11 @@ class LwF(Method):
     config_cls = LwFConfig
     tags = frozenset({"classifier-only"})  # distils the old heads' outputs
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: LwFConfig | None = None) -> None:
         super().__init__(config)
         self.register_buffer("teacher_heads", torch.zeros((), dtype=torch.long))
 
-    def _teacher_params(self, model) -> dict[str, Tensor]:
+    def _teacher_params(self, model: ContinualModel) -> dict[str, Tensor]:
         out = {}
         for name, _ in model.named_parameters():
             buf = getattr(self, buffer_key("teacher", name), None)
@@ -68,7 +75,7 @@ class LwF(Method):
                 out[name] = buf
         return out
 
-    def teacher_logits(self, model, x: Tensor) -> list[Tensor]:
+    def teacher_logits(self, model: ContinualModel, x: Tensor) -> list[Tensor]:
         """The frozen teacher's logits of every old head on ``x``."""
         params = self._teacher_params(model)
         n_heads = int(self.teacher_heads)
@@ -79,7 +86,7 @@ class LwF(Method):
                 for h in range(n_heads)
             ]
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         n_heads = int(self.teacher_heads)
         if n_heads == 0 or self.config.lam == 0:
             return None
@@ -93,7 +100,8 @@ class LwF(Method):
                                      reduction="batchmean", log_target=True)
         return self.config.lam * total
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         for name, p in model.named_parameters():
             key = buffer_key("teacher", name)
             if hasattr(self, key) and getattr(self, key).shape == p.shape:

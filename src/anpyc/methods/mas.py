@@ -18,12 +18,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
 from anpyc.kernels.importance import gradient_magnitude, mas_importance
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +55,8 @@ class MAS(QuadraticPenalty):
     tags = frozenset({"importance-penalty", "classifier-only"})  # the importance: the heads' output norm
     config_cls = MASConfig
 
-    def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
+    def estimate_importance(self, model: ContinualModel, task: Task,
+                            ctx: HookContext) -> dict[str, torch.Tensor]:
         cfg = self.config
         self.count_importance_examples(ctx.task, task.train, cfg.samples)
         if cfg.per_sample:

@@ -7,7 +7,7 @@ MAS and ANPyC's consolidation differ only in how ``omega`` is estimated and merg
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -15,6 +15,12 @@ from torch import Tensor
 from anpyc.kernels.importance import importance_stats
 from anpyc.methods.base import Method
 from anpyc.utils import buffer_key
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 MERGES = ("sum", "max", "replace", "decay")
 
@@ -30,7 +36,8 @@ class QuadraticPenalty(Method):
 
     scale: ClassVar[float] = 1.0
 
-    def estimate_importance(self, model, task, ctx) -> dict[str, Tensor]:  # pragma: no cover - abstract
+    def estimate_importance(self, model: ContinualModel, task: Task,
+                            ctx: HookContext) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- buffers ---------------------------------------------------------------------
@@ -64,17 +71,17 @@ class QuadraticPenalty(Method):
                 raise ValueError(f"unknown merge {merge!r}; known: {', '.join(MERGES)}")
             self._set("omega", name, merged)
 
-    def penalized(self, model) -> list[tuple[str, torch.nn.Parameter]]:
+    def penalized(self, model: ContinualModel) -> list[tuple[str, torch.nn.Parameter]]:
         """The parameters the penalty holds (the shared body by default)."""
         return model.shared_parameters()
 
-    def anchor(self, model) -> None:
+    def anchor(self, model: ContinualModel) -> None:
         """Remember the penalised parameters' current values as ``theta_star``."""
         for name, p in self.penalized(model):
             self._set("theta_star", name, p.detach())
 
     # -- hooks -----------------------------------------------------------------------
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         terms = []
         for name, p in self.penalized(model):
             omega, star = self.omega(name), self.theta_star(name)
@@ -84,7 +91,8 @@ class QuadraticPenalty(Method):
             return None
         return self.scale * self.config.lam * torch.stack(terms).sum()
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """Estimate the task's importance, merge it, anchor at the current parameters."""
         new = self.estimate_importance(model, task, ctx)
         self.merge_importance(new)

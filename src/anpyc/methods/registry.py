@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anpyc.config import RunConfig, from_dict, to_dict
 from anpyc.errors import ConfigError, unknown
+
+if TYPE_CHECKING:
+    from anpyc.methods.base import Method
 
 METHODS: dict[str, type] = {}
 
@@ -72,7 +75,7 @@ def typed(cfg: RunConfig) -> RunConfig:
     return cfg if config is cfg.method_params else dataclasses.replace(cfg, method_params=config)
 
 
-def create(name: str, params: Any = None):
+def create(name: str, params: Any = None) -> Method:
     """Build method ``name`` with hyper-parameters ``params``.
 
     Example:

@@ -63,7 +63,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +74,12 @@ from anpyc.methods.base import Method
 from anpyc.methods.registry import register
 from anpyc.models.heads import grouped_logits
 from anpyc.utils import eval_mode
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +256,8 @@ class ReplayBuffer(nn.Module):
         """Examples in the buffer per label."""
         return {str(k): v for k, v in sorted(Counter(self.y[: len(self)].tolist()).items())} if len(self) else {}
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str,
+                              *args, **kwargs) -> None:
         # the lazily shaped tensors take the saved shapes (created, or grown since)
         for name in self._LAZY:
             saved = state_dict.get(prefix + name)
@@ -260,7 +267,7 @@ class ReplayBuffer(nn.Module):
 
 
 # ----------------------------------------------------------------------------- losses
-def replay_ce(model, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
+def replay_ce(model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
     """Mean cross-entropy of each example under its own task's head (``anpyc.loop.train.task_loss``,
     which a method may not import)."""
     parts = grouped_logits(model, x, t)
@@ -268,7 +275,8 @@ def replay_ce(model, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
     return total / len(y)
 
 
-def head_logits(model, x: Tensor, t: Tensor, outputs: str = "all") -> list[tuple[Tensor, Tensor]]:
+def head_logits(model: ContinualModel, x: Tensor, t: Tensor,
+                outputs: str = "all") -> list[tuple[Tensor, Tensor]]:
     """``[(rows, logits), ...]``: each row's logits under its own task's head, the body run
     once. ``outputs='all'``: every output of the head, classes not seen yet included (a
     class-incremental head computes them even while they are inactive); ``'seen'``: the
@@ -285,7 +293,8 @@ def head_logits(model, x: Tensor, t: Tensor, outputs: str = "all") -> list[tuple
     return out
 
 
-def logit_mse(model, x: Tensor, t: Tensor, stored: Tensor, width: Tensor, outputs: str = "all") -> Tensor:
+def logit_mse(model: ContinualModel, x: Tensor, t: Tensor, stored: Tensor, width: Tensor,
+              outputs: str = "all") -> Tensor:
     """Mean squared error between the model's logits on ``x`` (each under its own head) and
     ``stored``, over the first ``width[i]`` outputs of each row (those stored)."""
     total, count = x.new_zeros(()), 0
@@ -299,7 +308,8 @@ def logit_mse(model, x: Tensor, t: Tensor, stored: Tensor, width: Tensor, output
 
 
 @torch.no_grad()
-def logits_now(model, x: Tensor, t: Tensor, outputs: str = "all") -> tuple[Tensor, Tensor]:
+def logits_now(model: ContinualModel, x: Tensor, t: Tensor,
+               outputs: str = "all") -> tuple[Tensor, Tensor]:
     """The model's logits on ``x`` in eval mode (see :func:`head_logits`), padded to the
     widest head, with each row's number of stored outputs."""
     wide = max(model.head_sizes)
@@ -403,7 +413,7 @@ class ER(Method):
         per_example = 1.0 if replay is None else replay / batch_size
         return passes / (1.0 + self.replay_batches() * per_example)
 
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.memory.reseed(ctx.generator(0xE5))
         self.replay_size.fill_(self.config.replay_batch or ctx.batch_size)
         self.current_task.fill_(ctx.task)
@@ -418,26 +428,27 @@ class ER(Method):
         self.count_extra_examples(int(self.current_task), len(batch["y"]))
         return batch
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         replay = self._draw()
         loss = None if replay is None else replay_ce(model, replay["x"], replay["y"], replay["t"])
         if self.config.buffer_update == "online":
             self.offer(model, x, y, t, task_end=False)
         return loss
 
-    def offer(self, model, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
+    def offer(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
         """Offer examples to the buffer (``task_end``: by :meth:`after_task`)."""
         self.memory.add(x, y, t)
 
     @torch.no_grad()
-    def offer_task(self, model, task, ctx) -> None:
+    def offer_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         """``buffer_update='task_end'``: offer the task's training data, in an order drawn
         from the run seed, in chunks of the training batch size."""
         device = next(model.parameters()).device
         for x, y, t in iterate(task.train, ctx.batch_size, shuffle=True, generator=ctx.generator(0xE6)):
             self.offer(model, x.to(device), y.to(device), t.to(device), task_end=True)
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         if self.config.buffer_update == "task_end":
             self.offer_task(model, task, ctx)
         per_task = self.history.setdefault("buffer_per_task", {})
@@ -474,7 +485,7 @@ class DERPP(ER):
         terms = int(self.config.alpha > 0) + int(self.config.beta > 0)
         return min(terms, self.config.replay_batches)
 
-    def penalty(self, model, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
+    def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:
         c, loss = self.config, None
         first = self._draw() if c.alpha > 0 else None
         if first is not None:
@@ -488,7 +499,7 @@ class DERPP(ER):
             self.offer(model, x, y, t, task_end=False)
         return loss
 
-    def offer(self, model, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
+    def offer(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor, task_end: bool) -> None:
         """Offer examples with their logits now (``logits_at='task_end'`` during the task:
         none yet, :meth:`after_task` records them)."""
         if task_end or self.config.logits_at == "insert":
@@ -500,7 +511,8 @@ class DERPP(ER):
         self.memory.add(x, y, t, logits, width)
 
     @torch.no_grad()
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """With ``logits_at='task_end'``: record the logits of the task's stored examples."""
         if self.config.logits_at == "task_end" and self.config.buffer_update == "online" and len(self.memory):
             rows = (self.memory.t[: len(self.memory)] == ctx.task).nonzero(as_tuple=True)[0]

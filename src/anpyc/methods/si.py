@@ -25,12 +25,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import torch
 
 from anpyc.methods.quadratic import QuadraticPenalty
 from anpyc.methods.registry import register
 from anpyc.utils import buffer_key
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Task
+    from anpyc.models.heads import ContinualModel
+    from anpyc.scenario import HookContext
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +59,7 @@ class SI(QuadraticPenalty):
     tags = frozenset({"importance-penalty"})  # a per-parameter importance and a penalty
     config_cls = SIConfig
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: SIConfig | None = None) -> None:
         super().__init__(config)
         self._grad: dict[str, torch.Tensor] = {}
 
@@ -67,13 +73,13 @@ class SI(QuadraticPenalty):
         else:
             self.register_buffer(key, value.detach().clone())
 
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         for name, p in model.shared_parameters():
             self._put("si_w", name, torch.zeros_like(p))
             self._put("si_start", name, p.detach().clone())
             self._put("si_prev", name, p.detach().clone())
 
-    def before_step(self, model) -> None:
+    def before_step(self, model: ContinualModel) -> None:
         lam = self.config.lam
         self._grad = {}
         for name, p in model.shared_parameters():
@@ -86,7 +92,7 @@ class SI(QuadraticPenalty):
             self._grad[name] = g
 
     @torch.no_grad()
-    def after_step(self, model, optimizer) -> None:
+    def after_step(self, model: ContinualModel, optimizer: torch.optim.Optimizer) -> None:
         for name, p in model.shared_parameters():
             prev = self._buf("si_prev", name)
             if prev is None:
@@ -97,7 +103,8 @@ class SI(QuadraticPenalty):
             prev.copy_(p)
         self._grad = {}
 
-    def estimate_importance(self, model, task, ctx) -> dict[str, torch.Tensor]:
+    def estimate_importance(self, model: ContinualModel, task: Task,
+                            ctx: HookContext) -> dict[str, torch.Tensor]:
         out = {}
         for name, p in model.shared_parameters():
             if self._buf("si_start", name) is None:  # your own loop skipped before_task

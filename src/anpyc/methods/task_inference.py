@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -41,6 +42,11 @@ from anpyc.methods.base import Method, MethodWrapper
 from anpyc.scenario import TASK, HookContext
 from anpyc.utils import eval_mode
 
+if TYPE_CHECKING:
+    from anpyc.data.taskdata import ConcatData, TaskData
+    from anpyc.methods.base import Retrain
+    from anpyc.models.heads import ContinualModel
+
 _INFERENCE_SALT = 7919  # the task inference's random draws: a stream of their own, apart from the method's
 
 
@@ -50,7 +56,7 @@ class MethodViews:
     The views share the body when the method keeps the base class's ``eval_context`` and
     ``predict`` (no masks, no gates of its own)."""
 
-    def __init__(self, method: Method, model) -> None:
+    def __init__(self, method: Method, model: ContinualModel) -> None:
         self.method, self.model = method, model
         kind = type(method)
         self.plain_predict = kind.predict is Method.predict  # the head on the body's features
@@ -110,13 +116,15 @@ class TaskInferred(MethodWrapper):
         return dataclasses.replace(ctx, scenario=TASK)
 
     # ------------------------------------------------------------------ hooks
-    def before_task(self, model, task, ctx) -> None:
+    def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.inner.before_task(model, self._task(task, ctx), self._ctx(ctx))
 
-    def training_data(self, task, seen: Sequence, ctx):
+    def training_data(self, task: Task, seen: Sequence[Task],
+                      ctx: HookContext) -> TaskData | ConcatData:
         return self.inner.training_data(self._task(task, ctx), [self._task(s, ctx) for s in seen], self._ctx(ctx))
 
-    def after_task(self, model, task, ctx, retrain=None) -> None:
+    def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,
+                   retrain: Retrain | None = None) -> None:
         """The method's own end of task, then the task's view is recorded for inference."""
         local = self._task(task, ctx)
         self.inner.after_task(model, local, self._ctx(ctx), retrain)
@@ -125,13 +133,14 @@ class TaskInferred(MethodWrapper):
                                   MethodViews(self.inner, model), next(model.parameters()).device,
                                   generator=ctx.generator(_INFERENCE_SALT))
 
-    def eval_context(self, model, task_id):
+    def eval_context(self, model: ContinualModel,
+                     task_id: int | None) -> contextlib.AbstractContextManager[None]:
         """Task ``task_id``'s view (``None``: :meth:`predict` enters the view of each input's task)."""
         if task_id is None:
             return contextlib.nullcontext()
         return self.inner.eval_context(model, task_id)
 
-    def predict(self, model, x: Tensor, task_id: int | None) -> Tensor:
+    def predict(self, model: ContinualModel, x: Tensor, task_id: int | None) -> Tensor:
         """Logits over the stream's labels: those of the inferred task's view for each input
         (``task_id=None``), else of task ``task_id``'s."""
         if task_id is None and self.inference.n_views:

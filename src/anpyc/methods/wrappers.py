@@ -7,7 +7,7 @@ method accepts (:data:`anpyc.config.RUN_OPTIONS`): task inference
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anpyc.config import RunConfig
 from anpyc.methods.base import MethodWrapper
@@ -15,8 +15,11 @@ from anpyc.methods.density_replay import DensityReplayed
 from anpyc.methods.registry import create
 from anpyc.methods.task_inference import TaskInferred
 
+if TYPE_CHECKING:
+    from anpyc.methods.base import Method
 
-def for_run(cfg: RunConfig, method: Any = None):
+
+def for_run(cfg: RunConfig, method: Any = None) -> Method:
     """The method object a run trains: ``method`` (default: built from ``cfg``), wrapped for
     task inference when ``cfg.task_inference`` asks (:class:`anpyc.methods.task_inference.TaskInferred`),
     for replay from the density model when ``cfg.density_replay`` does

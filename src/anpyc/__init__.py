@@ -10,9 +10,16 @@ Example:
     >>> result = run(cfg, quiet=True)  # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.errors import AnpycError
 from anpyc.version import __version__
+
+if TYPE_CHECKING:
+    from anpyc.runner import RunResult
 
 __all__ = [
     "AnpycError",
@@ -26,14 +33,14 @@ __all__ = [
 ]
 
 
-def run(*args, **kwargs):  # noqa: D401 - thin lazy wrapper keeps `import anpyc` light
+def run(*args, **kwargs) -> RunResult:  # noqa: D401 - thin lazy wrapper keeps `import anpyc` light
     """Run one configuration end to end; see :func:`anpyc.runner.run`."""
     from anpyc.runner import run as _run
 
     return _run(*args, **kwargs)
 
 
-def compare(*args, **kwargs):  # noqa: D401 - thin lazy wrapper
+def compare(*args, **kwargs) -> dict:  # noqa: D401 - thin lazy wrapper
     """Several methods on one stream, same passes and seeds; see :func:`anpyc.experiments.compare.compare`."""
     from anpyc.experiments.compare import compare as _compare
 

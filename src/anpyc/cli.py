@@ -19,7 +19,7 @@ import threading
 import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -37,6 +37,10 @@ from anpyc.config import (
 from anpyc.errors import AnpycError, ConfigError, Terminated, refuse_repeats
 from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
+
+if TYPE_CHECKING:
+    from anpyc.experiments.executors import ExecutorConfig
+    from anpyc.runner import RunResult
 
 log = logging.getLogger("anpyc")
 
@@ -324,7 +328,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_run(result, out) -> None:
+def _print_run(result: RunResult, out: str | None) -> None:
     from anpyc.problems import problem_for
 
     print(problem_for(result.config).summary_line(result, out))
@@ -358,7 +362,7 @@ def _torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def _run_processes(args: argparse.Namespace, cfg, **run_kwargs):
+def _run_processes(args: argparse.Namespace, cfg: RunConfig, **run_kwargs) -> RunResult | None:
     """``--nproc N`` (spawned here) or a torchrun-started process; None on torchrun ranks > 0."""
     from anpyc.parallel import launch
 
@@ -449,7 +453,7 @@ def _print_summary(args: argparse.Namespace, summary: dict) -> int:
     return 0
 
 
-def _executor(args: argparse.Namespace):
+def _executor(args: argparse.Namespace) -> ExecutorConfig:
     """``--executor`` and its flags (or the config file's ``executor:`` section), checked."""
     from anpyc.experiments.executors import executor_from_args
 
@@ -728,7 +732,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+    def parse_args(self, args: Sequence[str] | None = None,
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
         """As argparse's, but a flag the command does not take names that command's help."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:

@@ -28,6 +28,7 @@ import logging
 import traceback
 import weakref
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch.distributed as dist
 from torch import nn
@@ -40,6 +41,10 @@ from anpyc.parallel.collectives import (
     is_distributed,
     state_checksum,
 )
+
+if TYPE_CHECKING:
+    from anpyc.loop.train import Loop
+    from anpyc.scenario import HookContext
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +168,8 @@ class DistributedSync:
     ``after_task`` (masks, ownership and random draws are rank 0's). A no-op in one process.
     """
 
-    def on_task_start(self, loop, ctx) -> None:
+    def on_task_start(self, loop: Loop, ctx: HookContext) -> None:
         sync_task_state_(loop.model, loop.method, where=f"task {ctx.task} start")
 
-    def on_task_trained(self, loop, ctx) -> None:
+    def on_task_trained(self, loop: Loop, ctx: HookContext) -> None:
         sync_task_state_(loop.model, loop.method, where=f"task {ctx.task} end")

@@ -15,10 +15,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anpyc import rundir
 from anpyc.callbacks.tracking import TaskTracker
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("anpyc.runner")
 runlog = logging.getLogger("anpyc.runlog")  # per-task lines for run.log only
@@ -26,7 +29,7 @@ runlog.propagate = False
 runlog.setLevel(logging.INFO)
 
 
-def progress_bar(total: int, quiet: bool, desc: str, done: int = 0):
+def progress_bar(total: int, quiet: bool, desc: str, done: int = 0) -> tqdm | None:
     """A tqdm bar over tasks, or ``None`` when quiet or under CI."""
     if quiet or os.environ.get("CI"):
         return None

@@ -21,11 +21,14 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anpyc.errors import ConfigError
 from anpyc.io import write_csv
 from anpyc.rundir import CURVE_CSV
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ TB_DIR = "tb"
 _INSTALL_HINT = "--tensorboard needs the tensorboard package: pip install 'anpyc[tensorboard]' (or: pip install tensorboard)"
 
 
-def tensorboard_writer_class():
+def tensorboard_writer_class() -> type[SummaryWriter]:
     """``torch.utils.tensorboard.SummaryWriter``, or a one-line :class:`ConfigError` saying
     how to install TensorBoard when it is not importable."""
     try:

@@ -75,7 +75,7 @@ def _cat(parts: list[Batch]) -> Batch:
 
 
 def iterate(
-    data,
+    data: SplitData,
     batch_size: int,
     shuffle: bool = False,
     generator: torch.Generator | None = None,
@@ -119,7 +119,8 @@ def epoch_batches(per_epoch: int, epochs: float) -> list[int]:
 
 
 def iterate_epochs(
-    data, epochs: float, batch_size: int, shuffle: bool = True, generator: torch.Generator | None = None,
+    data: SplitData, epochs: float, batch_size: int, shuffle: bool = True,
+    generator: torch.Generator | None = None,
 ) -> Iterator[Batch]:
     """The batches of ``epochs`` passes over ``data``, a fractional last epoch included (0.5:
     half the batches of one shuffled pass): what a method's ``retrain(n)`` asks of your own

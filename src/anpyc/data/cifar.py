@@ -29,6 +29,7 @@ import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -128,7 +129,7 @@ _ALLOWED_GLOBALS = {
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR file")
         if module == "numpy.core.multiarray":
@@ -147,7 +148,7 @@ def safe_unpickle(raw: bytes, where: str) -> dict:
     return obj
 
 
-def _field(d: dict, key: bytes, where: str):
+def _field(d: dict, key: bytes, where: str) -> Any:
     if key not in d:
         raise DataError(f"{where}: field {key.decode()!r} missing")
     return d[key]

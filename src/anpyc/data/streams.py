@@ -79,7 +79,7 @@ class Stream:
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int | slice):
         return self.tasks[i]
 
     def __iter__(self) -> Iterator[Task]:
@@ -115,7 +115,8 @@ def _standardizer(cfg: StreamConfig, train_x: Tensor, train_rows: Tensor) -> tup
     return Normalize(mean, std), {"mean": [round(float(v), 6) for v in mean], "std": [round(float(v), 6) for v in std]}
 
 
-def _then(first, second):
+def _then(first: Callable[[Tensor], Tensor] | None,
+          second: Callable[[Tensor], Tensor] | None) -> Callable[[Tensor], Tensor] | None:
     """``second`` after ``first`` (either may be None)."""
     if first is None or second is None:
         return first if second is None else second
@@ -173,7 +174,7 @@ def register_kind(name: str) -> Callable[[Kind], Kind]:
 def register_stream(
     name: str, *, kind: str, loader: Loader | None = None, default_tasks: int | None = None,
     dataset: str | None = None, standardize: bool = True, augment: bool = False, description: str = "",
-):
+) -> StreamSpec | Callable[[Loader], Loader]:
     """Register stream ``name``: with ``loader=`` it is registered at once (and its
     :class:`StreamSpec` returned); without, this is a decorator of the loader.
 

@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from anpyc.data.batches import Batch, iterate, rebatch  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anpyc.data.batches import SplitData
 
 
 class Permute:
@@ -82,7 +88,7 @@ class TaskData:
         y: Tensor,
         task_id: int,
         index: Tensor | None = None,
-        transform=None,
+        transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"inputs ({x.shape[0]}) and labels ({y.shape[0]}) differ in length")
@@ -189,7 +195,7 @@ class Relabelled:
         ([0, 1, 0], [0, 1, 0], 3)
     """
 
-    def __init__(self, data, lookup: Tensor) -> None:
+    def __init__(self, data: SplitData, lookup: Tensor) -> None:
         self.data, self.lookup = data, lookup
 
     @property
@@ -220,7 +226,7 @@ class Relabelled:
             yield x, self.lookup[y], t
 
 
-def relabel(data, classes: Sequence[int]):
+def relabel(data: SplitData, classes: Sequence[int]) -> TaskData | Relabelled:
     """``data`` (one task's split) with labels ``classes[i]`` read as ``i``: the task's own
     labels ``0..k-1``. In-memory data stays :class:`TaskData` (the inputs are shared, not
     copied); other kinds are wrapped in :class:`Relabelled`.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from anpyc.data.streams import Stream, Task
 from anpyc.data.taskdata import Batch, ConcatData, TaskData
 from anpyc.errors import ConfigError
 from anpyc.utils import seeded_generator
+
+if TYPE_CHECKING:
+    from anpyc.data.batches import SplitData
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +311,8 @@ def _batch_labels(y: Any, where: str) -> Tensor:
     return y.long()
 
 
-def as_task_data(obj: Any, task_id: int = 0, where: str | None = None):
+def as_task_data(obj: Any, task_id: int = 0,
+                 where: str | None = None) -> TaskData | ConcatData | DatasetData | BatchIterable:
     """The task data for ``obj``:
 
     * anpyc task data (:class:`TaskData`, :class:`ConcatData`, :class:`DatasetData`,
@@ -354,7 +358,8 @@ def _map_style(obj: Any) -> bool:
             and not isinstance(obj, (list, tuple, str, bytes, dict, DataLoader)))
 
 
-def _split_val(data, val_fraction: float, seed: int, t: int):
+def _split_val(data: SplitData, val_fraction: float, seed: int,
+               t: int) -> tuple[DatasetData, DatasetData] | tuple[TaskData, TaskData]:
     """(train, val) rows of one task's train set: ``val_fraction`` held out with a generator
     seeded from ``(seed, t)`` (nothing is read)."""
     if not isinstance(data, (DatasetData, TaskData)):
@@ -372,7 +377,7 @@ def _split_val(data, val_fraction: float, seed: int, t: int):
     return data.subset(order[n_val:]), data.subset(order[:n_val])
 
 
-def _input_shape(data, where: str) -> tuple[int, ...]:
+def _input_shape(data: SplitData, where: str) -> tuple[int, ...]:
     if data.random_access and len(data) == 0:
         raise ConfigError(f"{where} is empty")
     return tuple(data.input_shape)
@@ -553,7 +558,7 @@ def load_function(source: str, flag: str) -> Any:
     return fn
 
 
-def resolve_data(data):
+def resolve_data(data: Any) -> SplitData:
     """``data`` if it is anpyc task data; else wrapped by :func:`as_task_data` (a
     ``Dataset``, ``DataLoader`` or iterable of batches, task id 0)."""
     return data if hasattr(data, "random_access") else as_task_data(data)

@@ -377,7 +377,7 @@ class _LazyStreams:
     def __init__(self, base: RunConfig, factory: Any = None) -> None:
         self.base, self.factory, self.seed, self.stream = base, factory, None, None
 
-    def get(self, seed: int, default=None):
+    def get(self, seed: int, default: Stream | None = None) -> Stream:
         if seed != self.seed:
             self.stream = None  # free the previous seed's stream first
             build = self.factory or (lambda s: build_stream(self.base.replace(seed=s)))

@@ -63,7 +63,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anpyc import rundir
 from anpyc.config import from_dict, load_mapping
@@ -80,6 +80,12 @@ from anpyc.experiments.jobs import (
 )
 from anpyc.io import write_json
 from anpyc.parallel import launch
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from submitit import LocalExecutor, LocalJob, SlurmExecutor, SlurmJob
+    from submitit.helpers import DelayedSubmission
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +215,7 @@ def _option(key: str) -> str:
     return str(key).strip().lstrip("-").replace("-", "_")
 
 
-def require_submitit(kind: str):
+def require_submitit(kind: str) -> ModuleType:
     """The submitit module, or the one-line error that names the extra to install."""
     try:
         import submitit
@@ -360,7 +366,7 @@ class SweepJob:
             launch.run_torchrun(self.config, job.run_dir, quiet=True, overwrite=self.overwrite, resume=resume,
                                 tensorboard=self.tensorboard, recorded_budget=self.recorded_budget)
 
-    def checkpoint(self, *args: Any, **kwargs: Any):
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         """submitit's checkpointing protocol: called on the pre-emption (or time-limit) signal;
         the returned submission is requeued and continues from the newest checkpoint."""
         from submitit.helpers import DelayedSubmission
@@ -474,7 +480,7 @@ class _Sweep:
                         cfg.gpus_per_job, self.jobs[0].config.train.device if self.jobs else "cpu")
 
     # -------------------------------------------------------------- what a job is now
-    def _existing(self, job: Job):
+    def _existing(self, job: Job) -> str | _SubmititHandle | _LockHandle | None:
         """``"finished"``, a handle to wait on (running or queued), or None (to submit)."""
         if not self.overwrite and (job.run_dir / rundir.METRICS).is_file():
             return "finished"
@@ -531,7 +537,7 @@ class _Sweep:
                         tuple(launch.method_modules([job.config.method])), job.tensorboard, threads,
                         self.overwrite, self.cfg.nproc_per_job, job.recorded_budget)
 
-    def _submitit_executor(self):
+    def _submitit_executor(self) -> SlurmExecutor | LocalExecutor:
         if self._executor is not None:
             return self._executor
         cfg = self.cfg
@@ -684,7 +690,8 @@ class _LockHandle:
                           "run the command again to continue it", str(self.job.run_dir), None, "JobDied")
 
 
-def _attach(submitit: Any, folder: Path, entry: dict):
+def _attach(submitit: Any, folder: Path,
+            entry: dict) -> SlurmJob[JobOutcome] | LocalJob[JobOutcome] | None:
     """The submitit job of a job-list entry (submitted by an earlier command)."""
     cls = submitit.SlurmJob if entry.get("executor") == "slurm" else submitit.LocalJob
     try:
@@ -730,7 +737,7 @@ def trace_line(text: str) -> str:
     return body[-1].strip() if body else (lines[0] if lines else "the job failed")
 
 
-def _maybe_submitit():
+def _maybe_submitit() -> ModuleType | None:
     try:
         import submitit
     except ImportError:

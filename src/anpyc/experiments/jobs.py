@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +36,11 @@ from anpyc.parallel.launch import (
     import_modules,
     method_modules,
 )
+
+if TYPE_CHECKING:
+    from anpyc.data.streams import Stream
+    from anpyc.methods.base import Method
+    from anpyc.runner import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +93,14 @@ def exit_code_of(exc: BaseException) -> int:
     return 2 if isinstance(exc, AnpycError) else 1
 
 
-def run_job(job: Job, overwrite: bool = False, quiet: bool = True):
+def run_job(job: Job, overwrite: bool = False, quiet: bool = True) -> RunResult:
     """Run ``job`` in this process: a finished run is read back, a killed one (``job.resume``)
     continues from its newest checkpoint, any other starts (``overwrite``: afresh, whatever
     ``job.run_dir`` holds); returns its RunResult without the trained objects."""
     return _run_one(job, overwrite, quiet=quiet)
 
 
-def check_resumable(job: Job, method=None) -> None:
+def check_resumable(job: Job, method: Method | None = None) -> None:
     """Refuse to continue ``job.run_dir`` if it was started with another config (``job.config``
     under ``job.budget``, as the run applies it)."""
     from anpyc.runner import apply_budget
@@ -108,8 +113,9 @@ def check_resumable(job: Job, method=None) -> None:
 
 
 def _run_one(
-    job: Job, overwrite: bool, stream=None, modules: tuple[str, ...] = (), threads: int | None = None, quiet: bool = True
-):
+    job: Job, overwrite: bool, stream: Stream | None = None, modules: tuple[str, ...] = (),
+    threads: int | None = None, quiet: bool = True
+) -> RunResult:
     from anpyc.runner import run
 
     import_modules(list(modules))
@@ -126,7 +132,8 @@ def _run_one(
     return res
 
 
-def _resumed(job: Job, quiet: bool, method=None, stream=None):
+def _resumed(job: Job, quiet: bool, method: Method | None = None,
+             stream: Stream | None = None) -> RunResult:
     """The run in ``job.run_dir`` read back (finished) or continued (killed); it must have
     been started with ``job.config``."""
     from anpyc.runner import resume_run

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,12 @@ from anpyc.experiments.protocols import (
 from anpyc.io import relative_command, write_json
 from anpyc.methods import create, typed
 from anpyc.runner import build_stream, git_commit, run
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from anpyc.experiments.executors import Execution
+    from anpyc.methods.base import Method
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +112,8 @@ def tune(
 
 
 def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
-                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes"):
+                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes"
+                    ) -> dict | Callable[[int, int, RunConfig, Method, Path | None], dict]:
     """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
     (one stream per seed), or read from a submitit sweep's results once every job has ended;
     ``{"submitted": ...}`` when the sweep was submitted without waiting. ``own``: your own
@@ -125,7 +132,8 @@ def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | N
     return metrics_of
 
 
-def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list, out: Path | None, metrics_of) -> dict:
+def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list, out: Path | None,
+               metrics_of: Callable[[int, int, RunConfig, Method, Path | None], dict]) -> dict:
     """Grid point ``k``'s row: its mean validation and test accuracy over the seeds, or the
     error of the first seed whose training diverged (the others are not run)."""
     val, test, failed = [], [], None
@@ -146,7 +154,7 @@ def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list,
     return row
 
 
-def _executed(execution):
+def _executed(execution: Execution) -> Callable[[int, int, RunConfig, Method, Path | None], dict]:
     """``metrics_of(k, seed, ...)`` over an executor's results: a run's metrics; a diverged
     run's TrainingError; any other failure ends the search with its one-line error."""
     done = {key: r.metrics for key, r in execution.done.items()}

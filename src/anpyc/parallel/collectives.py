@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -45,6 +46,9 @@ from torch import Tensor, nn
 from anpyc.data.taskdata import Batch, ConcatData, TaskData, rebatch
 from anpyc.data.user import resolve_data
 from anpyc.errors import DistributedError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ def _comm_view(tensor: Tensor) -> Tensor:
     return out.contiguous()
 
 
-def _collective(tensor: Tensor, fn) -> Tensor:
+def _collective(tensor: Tensor, fn: Callable[[Tensor], object]) -> Tensor:
     buf = _comm_view(tensor)
     fn(buf)
     if buf is not tensor:
@@ -122,7 +126,7 @@ def sum_scalars(*values: float) -> list[float]:
     return all_reduce_sum_(torch.tensor(values, dtype=torch.float64)).tolist()
 
 
-def all_gather_object(obj) -> list:
+def all_gather_object(obj: object) -> list:
     """Every rank's ``obj``, in rank order (``[obj]`` in one process)."""
     if not is_distributed():
         return [obj]
@@ -161,7 +165,8 @@ def shard_batches(data: TaskData | ConcatData, batch_size: int, generator: torch
             yield data.get(local)
 
 
-def rank_shuffled_batches(data, batch_size: int, generator: torch.Generator) -> Iterator[tuple[Batch, Tensor | None]]:
+def rank_shuffled_batches(data: TaskData | ConcatData, batch_size: int,
+                          generator: torch.Generator) -> Iterator[tuple[Batch, Tensor | None]]:
     """Whole batches ``rank, rank + world_size, ...`` of one shuffled order of ``data`` (the
     same on every rank: seed ``generator`` alike), each with the positions of its rows in
     ``data`` (``None`` for data without random access, read in its own shuffled order): a

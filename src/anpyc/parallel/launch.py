@@ -45,7 +45,7 @@ import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -58,6 +58,13 @@ from anpyc.io import write_json
 from anpyc.methods import get_method_class, typed
 from anpyc.parallel import collectives as ddist
 from anpyc.rundir import METRICS, finite
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from torch.multiprocessing import ProcessContext
+
+    from anpyc.runner import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +138,8 @@ def default_threads(nproc: int) -> int:
 
 # ------------------------------------------------------------------------ one rank
 @rundir.releases_locks  # rank 0 writes metrics.json after run() returns: still under its lock
-def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: str, run_kwargs: dict):
+def _rank_run(cfg: RunConfig, out_dir: str | Path | None, quiet: bool, overwrite: bool,
+              backend: str, run_kwargs: dict) -> RunResult:
     """Inside an initialised process group: run, then check every rank holds the same state."""
     from anpyc.runner import run
 
@@ -155,8 +163,8 @@ def _rank_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, backend: st
 
 
 def _worker(
-    rank: int, world: int, fn, fn_args: tuple, backend: str, device: str, tmp: str,
-    modules: list[str], log_level: int, held: list[str],
+    rank: int, world: int, fn: Callable[..., Any], fn_args: tuple, backend: str, device: str,
+    tmp: str, modules: list[str], log_level: int, held: list[str],
 ) -> None:
     """Entry point of a spawned process (``torch.multiprocessing`` passes ``rank`` first).
 
@@ -182,9 +190,9 @@ def _worker(
 
 
 def spawn_group(
-    fn, nproc: int, args: tuple = (), device: str = "cpu", backend: str | None = None,
-    modules: list[str] | None = None, start_method: str | None = None,
-):
+    fn: Callable[..., Any], nproc: int, args: tuple = (), device: str = "cpu",
+    backend: str | None = None, modules: list[str] | None = None, start_method: str | None = None,
+) -> Any:
     """Call ``fn(*args)`` in ``nproc`` spawned processes joined in one torch.distributed
     group; returns rank 0's return value (it must pickle).
 
@@ -229,7 +237,7 @@ def spawn_group(
 GRACE_S = 10.0
 
 
-def _join(context) -> None:
+def _join(context: ProcessContext) -> None:
     """Wait for every process; on a failure give the others :data:`GRACE_S` to end, then stop
     them (torch raises the first failure). On KeyboardInterrupt the processes are interrupted
     too and joined before it propagates, so no rank outlives the command."""
@@ -260,7 +268,8 @@ def _stop(processes: list) -> None:
             p.join(max(0.0, deadline - time.monotonic()))
 
 
-def _spawned_run(cfg: RunConfig, out_dir, quiet: bool, overwrite: bool, run_kwargs: dict):
+def _spawned_run(cfg: RunConfig, out_dir: str | Path | None, quiet: bool, overwrite: bool,
+                 run_kwargs: dict) -> RunResult:
     result = _rank_run(cfg, out_dir, quiet, overwrite, dist.get_backend(), run_kwargs)
     result.model = result.method = None  # only the figures travel back
     return result
@@ -275,7 +284,7 @@ def run_distributed(
     overwrite: bool = False,
     backend: str | None = None,
     **run_kwargs: Any,
-):
+) -> RunResult:
     """:func:`anpyc.runner.run` over ``nproc`` local processes; returns rank 0's RunResult
     (without the model and method objects). ``nproc=1`` is a plain run.
 
@@ -348,7 +357,7 @@ def run_torchrun(
     overwrite: bool = False,
     backend: str | None = None,
     **run_kwargs: Any,
-):
+) -> RunResult:
     """Run in a process that torchrun started: join the group from the environment, run,
     leave. Every rank returns the (identical) RunResult; only rank 0 wrote files."""
     backend = check_setup(cfg.train.device, int(os.environ["WORLD_SIZE"]), backend)

@@ -262,3 +262,29 @@ def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(t
     with pytest.raises(SystemExit) as refused:  # worker processes would load the library unchanged
         script.main(["--proximal", "--", "compare", "--jobs=2", "--out", str(tmp_path / "jobs")])
     assert refused.value.code == 2 and not (tmp_path / "jobs").exists()
+
+
+def test_same_code_tells_annotations_from_code(tmp_path):
+    import subprocess
+
+    script = load_script(ROOT / "docs" / "scripts" / "same_code.py")
+    bare = "def f(x, n=2):\n    return x * n\n"
+    typed = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+             "    from torch import Tensor\n\ndef f(x: Tensor, n: int = 2) -> Tensor:\n    return x * n\n")
+    assert script.without_annotations(bare) == script.without_annotations(typed)
+    assert script.without_annotations(bare) != script.without_annotations(bare.replace("n=2", "n=3"))
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text(bare)
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "a")
+    (tmp_path / "src" / "a.py").write_text(typed)
+    assert script.differing_files(tmp_path, "HEAD") == (["src/a.py"], [])
+    (tmp_path / "src" / "a.py").write_text(typed.replace("x * n", "x + n"))
+    assert script.differing_files(tmp_path, "HEAD") == (["src/a.py"], ["src/a.py"])
+    assert script.main(["no-such-commit-x"]) == 2 and script.main([]) == 2

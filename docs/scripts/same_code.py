@@ -1,0 +1,91 @@
+"""Does the package compute what it computed at an earlier commit, type hints aside?
+
+The bench records say which commit's source they ran (docs/benchmarks/README.md). A commit that
+only adds or changes type hints cannot change a result; this script shows that a range of
+commits is of that kind: it compares each changed ``src/`` file's syntax tree at ``BASE`` and
+in the working tree with every annotation of a function's arguments and return, every ``if
+TYPE_CHECKING:`` block and every import from ``typing`` or ``__future__`` removed. Docstrings,
+class-level annotations (dataclass fields) and all other code still count.
+
+    python docs/scripts/same_code.py f615b54
+
+prints the files that differ beyond annotations and exits 1 if there are any, 0 if none.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+
+class _DropAnnotations(ast.NodeTransformer):
+    def visit_arg(self, node: ast.arg) -> ast.arg:
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_If(self, node: ast.If) -> ast.If | None:
+        if isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            return None
+        self.generic_visit(node)
+        return node
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.ImportFrom | None:
+        return None if node.module in ("typing", "__future__") else node
+
+
+def without_annotations(source: str) -> str:
+    """The syntax tree of ``source`` with function annotations and typing-only imports removed."""
+    return ast.dump(_DropAnnotations().visit(ast.parse(source)))
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+
+def differing_files(repo: Path, base: str) -> tuple[list[str], list[str]]:
+    """(changed ``src/`` Python files, those among them that differ beyond annotations)."""
+    changed = [f for f in _git(repo, "diff", "--name-only", base, "--", "src").split() if f.endswith(".py")]
+    differ = []
+    for name in changed:
+        path = repo / name
+        if not path.is_file():  # removed since base
+            differ.append(name)
+            continue
+        try:
+            old = _git(repo, "show", f"{base}:{name}")
+        except subprocess.CalledProcessError:  # added since base
+            differ.append(name)
+            continue
+        if without_annotations(old) != without_annotations(path.read_text(encoding="utf-8")):
+            differ.append(name)
+    return changed, differ
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python docs/scripts/same_code.py BASE", file=sys.stderr)
+        return 2
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        changed, differ = differing_files(repo, argv[0])
+    except subprocess.CalledProcessError as exc:
+        print(f"same_code.py: git failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr else exc}", file=sys.stderr)
+        return 2
+    for name in differ:
+        print(f"differs beyond annotations: {name}")
+    print(f"{len(changed)} src files changed since {argv[0]}, {len(differ)} beyond annotations")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

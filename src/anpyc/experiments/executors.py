@@ -690,7 +690,7 @@ class _LockHandle:
                           "run the command again to continue it", str(self.job.run_dir), None, "JobDied")
 
 
-def _attach(submitit: Any, folder: Path,
+def _attach(submitit: ModuleType, folder: Path,
             entry: dict) -> SlurmJob[JobOutcome] | LocalJob[JobOutcome] | None:
     """The submitit job of a job-list entry (submitted by an earlier command)."""
     cls = submitit.SlurmJob if entry.get("executor") == "slurm" else submitit.LocalJob

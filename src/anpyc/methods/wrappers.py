@@ -7,7 +7,7 @@ method accepts (:data:`anpyc.config.RUN_OPTIONS`): task inference
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from anpyc.config import RunConfig
 from anpyc.methods.base import MethodWrapper
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from anpyc.methods.base import Method
 
 
-def for_run(cfg: RunConfig, method: Any = None) -> Method:
+def for_run(cfg: RunConfig, method: Method | None = None) -> Method:
     """The method object a run trains: ``method`` (default: built from ``cfg``), wrapped for
     task inference when ``cfg.task_inference`` asks (:class:`anpyc.methods.task_inference.TaskInferred`),
     for replay from the density model when ``cfg.density_replay`` does

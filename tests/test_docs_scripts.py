@@ -273,6 +273,9 @@ def test_same_code_tells_annotations_from_code(tmp_path):
              "    from torch import Tensor\n\ndef f(x: Tensor, n: int = 2) -> Tensor:\n    return x * n\n")
     assert script.without_annotations(bare) == script.without_annotations(typed)
     assert script.without_annotations(bare) != script.without_annotations(bare.replace("n=2", "n=3"))
+    documented = '"""A module."""\nclass C:\n    """A class."""\n\ndef f(x, n=2):\n    """Twice."""\n    return x * n\n'
+    assert script.without_annotations(documented) == script.without_annotations('class C:\n    pass\n' + bare)
+    assert script.without_annotations(bare) != script.without_annotations(bare.replace("x * n", "'x * n'"))
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],

@@ -1,15 +1,18 @@
-"""Does the package compute what it computed at an earlier commit, type hints aside?
+"""Does the package compute what it computed at an earlier commit, type hints and docstrings aside?
 
 The bench records say which commit's source they ran (docs/benchmarks/README.md). A commit that
-only adds or changes type hints cannot change a result; this script shows that a range of
-commits is of that kind: it compares each changed ``src/`` file's syntax tree at ``BASE`` and
-in the working tree with every annotation of a function's arguments and return, every ``if
-TYPE_CHECKING:`` block and every import from ``typing`` or ``__future__`` removed. Docstrings,
-class-level annotations (dataclass fields) and all other code still count.
+only adds or changes type hints or docstrings cannot change a result; this script shows that a
+range of commits is of that kind: it compares each changed ``src/`` file's syntax tree at
+``BASE`` and in the working tree with every annotation of a function's arguments and return,
+every ``if TYPE_CHECKING:`` block, every import from ``typing`` or ``__future__`` and every
+docstring (of a module, class or function) removed. Class-level annotations (dataclass fields)
+and all other code still count. (``anpyc list methods`` prints the first sentence of a method's
+docstring; no run reads one.)
 
     python docs/scripts/same_code.py f615b54
 
-prints the files that differ beyond annotations and exits 1 if there are any, 0 if none.
+prints the files that differ beyond annotations and docstrings and exits 1 if there are any, 0
+if none.
 """
 
 from __future__ import annotations
@@ -27,6 +30,19 @@ class _DropAnnotations(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
         node.returns = None
+        return self._without_docstring(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
+        return self._without_docstring(node)
+
+    def visit_Module(self, node: ast.Module) -> ast.Module:
+        return self._without_docstring(node)
+
+    def _without_docstring(self, node: ast.AST) -> ast.AST:
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
         self.generic_visit(node)
         return node
 
@@ -43,7 +59,8 @@ class _DropAnnotations(ast.NodeTransformer):
 
 
 def without_annotations(source: str) -> str:
-    """The syntax tree of ``source`` with function annotations and typing-only imports removed."""
+    """The syntax tree of ``source`` with function annotations, typing-only imports and
+    docstrings removed."""
     return ast.dump(_DropAnnotations().visit(ast.parse(source)))
 
 
@@ -52,7 +69,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def differing_files(repo: Path, base: str) -> tuple[list[str], list[str]]:
-    """(changed ``src/`` Python files, those among them that differ beyond annotations)."""
+    """(changed ``src/`` Python files, those among them that differ beyond annotations and docstrings)."""
     changed = [f for f in _git(repo, "diff", "--name-only", base, "--", "src").split() if f.endswith(".py")]
     differ = []
     for name in changed:
@@ -82,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"same_code.py: git failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr else exc}", file=sys.stderr)
         return 2
     for name in differ:
-        print(f"differs beyond annotations: {name}")
-    print(f"{len(changed)} src files changed since {argv[0]}, {len(differ)} beyond annotations")
+        print(f"differs beyond annotations and docstrings: {name}")
+    print(f"{len(changed)} src files changed since {argv[0]}, {len(differ)} beyond annotations and docstrings")
     return 1 if differ else 0
 
 

@@ -34,14 +34,30 @@ __all__ = [
 
 
 def run(*args, **kwargs) -> RunResult:  # noqa: D401 - thin lazy wrapper keeps `import anpyc` light
-    """Run one configuration end to end; see :func:`anpyc.runner.run`."""
+    """Run one configuration end to end; see :func:`anpyc.runner.run`.
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"method": "ewc", "model": {"hidden": [8]},
+        ...                            "stream": {"benchmark": "blobs", "tasks": 2}})
+        >>> result = run(cfg, quiet=True)  # no out_dir: nothing is written
+        >>> result.acc_matrix.shape, 0.0 <= result.metrics["avg_acc"] <= 1.0
+        ((2, 2), True)
+    """
     from anpyc.runner import run as _run
 
     return _run(*args, **kwargs)
 
 
 def compare(*args, **kwargs) -> dict:  # noqa: D401 - thin lazy wrapper
-    """Several methods on one stream, same passes and seeds; see :func:`anpyc.experiments.compare.compare`."""
+    """Several methods on one stream, same passes and seeds; see :func:`anpyc.experiments.compare.compare`.
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"model": {"hidden": [8]},
+        ...                            "stream": {"benchmark": "blobs", "tasks": 2}})
+        >>> summary = compare(cfg, ["finetune", "ewc"], seeds=[0], quiet=True)
+        >>> list(summary["methods"]), sorted(summary["methods"]["ewc"]["avg_acc"])
+        (['finetune', 'ewc'], ['mean', 'std'])
+    """
     from anpyc.experiments.compare import compare as _compare
 
     return _compare(*args, **kwargs)

@@ -208,6 +208,12 @@ class StreamConfig:
     (validation and test rows never shape them), after any rotation or permutation; the
     statistics are in each task's ``info`` and in ``metrics.json``. ``false`` keeps pixels
     in [0, 1]. Generative models always see [0, 1] pixels (their likelihood needs them).
+
+    Example:
+        >>> cfg = StreamConfig(benchmark="blobs", tasks=2)  # synthetic: nothing to download
+        >>> from anpyc.data import make_stream
+        >>> len(make_stream(cfg, seed=0)), cfg.val_fraction
+        (2, 0.1)
     """
 
     benchmark: str = "permuted-mnist"
@@ -263,7 +269,14 @@ class ModelConfig:
     ``None``: the model's default, see :mod:`anpyc.models.cnn`). ``init``: ``default`` (PyTorch's)
     or ``truncated_normal`` (every linear and convolutional weight of the body and heads from a
     normal of std ``init_std`` cut at two std, biases ``init_bias``: TensorFlow's
-    ``truncated_normal`` / ``constant`` as in the ANPyC authors' code)."""
+    ``truncated_normal`` / ``constant`` as in the ANPyC authors' code).
+
+    Example:
+        >>> cfg = ModelConfig(hidden=(8,))  # an MLP with one hidden layer of 8 units
+        >>> from anpyc.models import build_model
+        >>> build_model(cfg, input_shape=(1, 8, 8)).add_head(4)  # the first task's head
+        0
+    """
 
     name: str = "mlp"
     hidden: tuple[int, ...] = (256, 256)
@@ -313,6 +326,13 @@ class TrainConfig:
     reset) is built for every task unless ``reset_optimizer`` is false. ``lr_decay``: the learning
     rate is multiplied by it every ``lr_decay_epochs`` epochs of a task (a staircase that
     restarts with every task and goes on through a method's retraining; 1: constant).
+
+    Example:
+        >>> cfg = TrainConfig(epochs=0.5, lr=0.01, optimizer="adam")
+        >>> cfg.epochs, cfg.batch_size, cfg.device
+        (0.5, 128, 'cpu')
+        >>> RunConfig.from_dict({"train": {"epochs": 2, "lr": 0.01}}).train.lr
+        0.01
     """
 
     epochs: float = 1.0

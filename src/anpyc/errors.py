@@ -6,7 +6,16 @@ from collections.abc import Iterable
 
 
 class AnpycError(Exception):
-    """Base class for every error whose message tells the user what to do."""
+    """Base class for every error whose message tells the user what to do.
+
+    Example:
+        >>> from anpyc.config import TrainConfig
+        >>> try:
+        ...     TrainConfig(lr=-1)
+        ... except AnpycError as err:  # a ConfigError here: every subclass is caught
+        ...     print(err)
+        train.lr must be > 0, got -1
+    """
 
 
 class ConfigError(AnpycError):

@@ -47,7 +47,16 @@ class Task:
     """One task: its splits, the classes it contains and how many outputs its head needs.
 
     The splits are in-memory :class:`TaskData` in the built-in streams; your own data
-    (:func:`anpyc.data.user.stream_from_datasets`) may be lazy or a loader."""
+    (:func:`anpyc.data.user.stream_from_datasets`) may be lazy or a loader.
+
+    Example:
+        >>> task = make_stream(StreamConfig(benchmark="blobs", tasks=2), seed=0)[1]
+        >>> task.id, task.name, task.n_outputs, len(task.train), len(task.split("val"))
+        (1, 'blobs-1', 4, 1800, 200)
+        >>> x, y, t = task.train.get(torch.arange(2))  # inputs, labels, task ids
+        >>> tuple(x.shape), t.tolist()
+        ((2, 1, 8, 8), [1, 1])
+    """
 
     id: int
     name: str
@@ -66,7 +75,13 @@ class Task:
 
 @dataclass
 class Stream:
-    """An ordered sequence of tasks sharing one input shape."""
+    """An ordered sequence of tasks sharing one input shape.
+
+    Example:
+        >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=2), seed=0)
+        >>> len(stream), stream.input_shape, [task.name for task in stream]
+        (2, (1, 8, 8), ['blobs-0', 'blobs-1'])
+    """
 
     name: str
     tasks: list[Task]
@@ -221,6 +236,13 @@ def make_stream(cfg: StreamConfig, seed: int = 0, labels: str = "local") -> Stre
 
     ``labels='local'`` gives per-task labels for one head per task (task-aware);
     ``'global'`` gives the stream's class ids for one shared head (class-incremental).
+
+    Example:
+        >>> cfg = StreamConfig(benchmark="blobs", tasks=2)
+        >>> make_stream(cfg, seed=0)[1].test.labels().unique().tolist()
+        [0, 1, 2, 3]
+        >>> make_stream(cfg, seed=0, labels="global")[1].test.labels().unique().tolist()
+        [4, 5, 6, 7]
     """
     spec = get_stream_spec(cfg.benchmark)
     if cfg.augment and not spec.augment:

@@ -54,6 +54,15 @@ def evaluate(model: ContinualModel, method: Method, task: Task, task_id_known: b
     """Accuracy of ``model`` on ``task``'s ``split`` as anpyc measures it: in eval mode, inside
     the method's evaluation context, through ``method.predict`` (mask methods show each task
     the weights it was trained with). ``task_id_known=False``: the task id is not given (the
-    domain and class scenarios), as a method without task labels at test time meets it."""
+    domain and class scenarios), as a method without task labels at test time meets it.
+
+    Example:
+        >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=2), seed=0)
+        >>> model = build_model(ModelConfig(hidden=(8,)), stream.input_shape)
+        >>> model.add_head(stream[0].n_outputs)
+        0
+        >>> 0.0 <= evaluate(model, create("finetune"), stream[0], split="val") <= 1.0
+        True
+    """
     cfg = TrainConfig(device=device)
     return evaluate_split(model, method, task.split(split), cfg, task.id if task_id_known else None)

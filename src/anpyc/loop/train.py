@@ -68,7 +68,15 @@ Predict = Callable[[Tensor], Tensor]
 
 def trainable(model: ContinualModel | GenerativeModel, method: Method) -> list[torch.nn.Parameter]:
     """What the optimizer trains: the model's parameters, then the method's own (HAT's task
-    embeddings, say; most methods have none)."""
+    embeddings, say; most methods have none).
+
+    Example:
+        >>> from anpyc.loop.own import ModelConfig, build_model, create
+        >>> model = build_model(ModelConfig(hidden=(8,)), input_shape=(1, 8, 8))
+        >>> optimizer = torch.optim.SGD(trainable(model, create("ewc")), lr=0.1)
+        >>> len(optimizer.param_groups[0]["params"])  # the body's weight and bias
+        2
+    """
     return [*model.parameters(), *method.parameters()]
 
 
@@ -81,7 +89,17 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> to
 
 
 def task_loss(model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor:
-    """Mean cross-entropy of each example under its own task's head."""
+    """Mean cross-entropy of each example under its own task's head.
+
+    Example:
+        >>> from anpyc.loop.own import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(hidden=(8,)), input_shape=(1, 8, 8))
+        >>> model.add_head(3), model.add_head(3)
+        (0, 1)
+        >>> y, t = torch.tensor([0, 2, 1, 0]), torch.tensor([0, 0, 1, 1])  # rows 2-3: task 1's
+        >>> task_loss(model, torch.zeros(4, 1, 8, 8), y, t).shape  # one scalar, over both heads
+        torch.Size([])
+    """
     parts = grouped_logits(model, x, t)
     if len(parts) == 1:
         return F.cross_entropy(parts[0][1], y)

@@ -53,7 +53,13 @@ Retrain = Callable[[float], Any]  # retrain(epochs): run the loop again on the c
 
 @dataclasses.dataclass(frozen=True)
 class NoConfig:
-    """A method without hyper-parameters."""
+    """A method without hyper-parameters.
+
+    Example:
+        >>> from anpyc.methods import create
+        >>> create("finetune").config
+        NoConfig()
+    """
 
 
 class Method(nn.Module):
@@ -296,5 +302,14 @@ def create_missing_buffers(module: nn.Module, state_dict: dict) -> None:
 
 
 def shared_params(model: ContinualModel) -> list[tuple[str, nn.Parameter]]:
-    """Named shared (body) parameters that methods score and protect."""
+    """Named shared (body) parameters that methods score and protect.
+
+    Example:
+        >>> from anpyc.loop.own import ModelConfig, build_model
+        >>> model = build_model(ModelConfig(hidden=(8,)), input_shape=(1, 8, 8))
+        >>> model.add_head(4)  # heads are per task: not shared
+        0
+        >>> [(name, tuple(p.shape)) for name, p in shared_params(model)]
+        [('body.1.weight', (8, 64)), ('body.1.bias', (8,))]
+    """
     return model.shared_parameters()

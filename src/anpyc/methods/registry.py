@@ -34,7 +34,17 @@ DEFAULT_METHOD = "anpyc"
 
 
 def register(cls: type) -> type:
-    """Class decorator: add a :class:`~anpyc.methods.base.Method` subclass to the registry."""
+    """Class decorator: add a :class:`~anpyc.methods.base.Method` subclass to the registry.
+
+    Example:
+        >>> from anpyc.methods.base import Method
+        >>> @register
+        ... class DocNoop(Method):
+        ...     name = "doc-noop"  # every hook a no-op: fine-tuning
+        >>> create("doc-noop").name, get_method_class("doc-noop") is DocNoop
+        ('doc-noop', True)
+        >>> del METHODS["doc-noop"]
+    """
     if cls.name in METHODS and METHODS[cls.name] is not cls:
         raise ValueError(f"method name {cls.name!r} registered twice")
     METHODS[cls.name] = cls
@@ -42,6 +52,14 @@ def register(cls: type) -> type:
 
 
 def get_method_class(name: str) -> type:
+    """The registered method class named ``name`` (what :func:`create` builds); any other
+    name is a :class:`ConfigError` that names the closest one.
+
+    Example:
+        >>> cls = get_method_class("ewc")
+        >>> cls.__name__, cls.config_cls.__name__
+        ('EWC', 'EWCConfig')
+    """
     try:
         return METHODS[name]
     except KeyError:
@@ -50,7 +68,12 @@ def get_method_class(name: str) -> type:
 
 def method_config(name: str, params: Any = None) -> Any:
     """The method's config dataclass built from ``params`` (a mapping, or already the
-    dataclass); unknown keys are an error."""
+    dataclass); unknown keys are an error.
+
+    Example:
+        >>> method_config("ewc", {"lam": 3})
+        EWCConfig(lam=3.0, ...)
+    """
     cls = get_method_class(name)
     if isinstance(params, cls.config_cls):
         return params
@@ -64,7 +87,13 @@ def method_config(name: str, params: Any = None) -> Any:
 def typed(cfg: RunConfig) -> RunConfig:
     """``cfg`` with ``method_params`` as the method's config dataclass (every field, defaults
     filled in); returned as it is when it already holds it. An unknown method, key or value
-    is a :class:`ConfigError`."""
+    is a :class:`ConfigError`.
+
+    Example:
+        >>> cfg = typed(RunConfig.from_dict({"method": "ewc", "method_params": {"lam": 3}}))
+        >>> cfg.method_params
+        EWCConfig(lam=3.0, ...)
+    """
     config = method_config(cfg.method, cfg.method_params)
     if cfg.task_inference != "none" and not get_method_class(cfg.method).trains_network:
         raise ConfigError(f"task_inference: {cfg.method} trains no network (it is a model of the inputs already); "
@@ -86,12 +115,22 @@ def create(name: str, params: Any = None) -> Method:
 
 
 def resolved_params(name: str, params: Any = None) -> dict[str, Any]:
-    """Every hyper-parameter of the method, defaults filled in (saved in config.yaml)."""
+    """Every hyper-parameter of the method, defaults filled in (saved in config.yaml).
+
+    Example:
+        >>> resolved_params("ewc", {"lam": 3})
+        {'lam': 3.0, 'fisher': 'empirical', ...}
+    """
     return to_dict(method_config(name, params))
 
 
 def has_params(name: str) -> bool:
-    """Whether the method has hyper-parameters (something to tune)."""
+    """Whether the method has hyper-parameters (something to tune).
+
+    Example:
+        >>> has_params("ewc"), has_params("finetune")
+        (True, False)
+    """
     return bool(dataclasses.fields(get_method_class(name).config_cls))
 
 

@@ -22,6 +22,18 @@ from anpyc.models.registry import BODIES, register_body
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...]) -> ContinualModel:
+    """The network ``cfg`` describes, for inputs of ``input_shape`` (one example's, without
+    the batch axis): a :class:`ContinualModel` whose body the tasks share, with no head yet
+    (``add_head`` gives each task its own, or makes the one shared head, and returns its
+    index). An unknown ``cfg.name`` is a :class:`~anpyc.errors.ConfigError`.
+
+    Example:
+        >>> model = build_model(ModelConfig(hidden=(8,)), input_shape=(1, 8, 8))
+        >>> model.add_head(4), model.add_head(4)  # two tasks, a head each
+        (0, 1)
+        >>> model(torch.zeros(2, 1, 8, 8), 1).shape  # task 1's logits
+        torch.Size([2, 4])
+    """
     if cfg.name not in BODIES:
         raise ConfigError(unknown("model", cfg.name, sorted(BODIES)))
     body, feature_dim = BODIES[cfg.name](cfg, tuple(input_shape))

@@ -11,7 +11,7 @@ import pytest
 
 import anpyc
 
-MODULES = sorted(m.name for m in pkgutil.walk_packages(anpyc.__path__, "anpyc.") if not m.name.endswith("__main__"))
+MODULES = ["anpyc"] + sorted(m.name for m in pkgutil.walk_packages(anpyc.__path__, "anpyc.") if not m.name.endswith("__main__"))
 
 
 @pytest.mark.parametrize("name", MODULES)

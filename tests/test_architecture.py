@@ -117,34 +117,25 @@ def test_functions_of_the_loop_runner_methods_and_problem_kinds_are_short():
     assert long == []
 
 
-def _unannotated(node: ast.FunctionDef | ast.AsyncFunctionDef, in_class: bool) -> list[str]:
-    """What ruff's ANN001/ANN201/ANN202 would flag in one function: an argument or return
-    without a type (``self``/``cls`` of a method, ``*args``/``**kwargs`` and dunder returns aside)."""
-    args = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
-    if in_class and args and args[0].arg in ("self", "cls"):
-        args = args[1:]
-    missing = [a.arg for a in args if a.annotation is None]
-    dunder = node.name.startswith("__") and node.name.endswith("__")
-    if node.returns is None and not dunder:
-        missing.append("return")
-    return missing
+
+ANNOTATION_RULES = "ANN001,ANN201,ANN202"  # an argument, a public and a private return without a type
+
+
+def _ruff_annotations(*args: str) -> subprocess.CompletedProcess:
+    exe = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    assert exe is not None, "ruff is a dev dependency (pip install -e '.[dev]')"
+    return subprocess.run([exe, "check", "--no-cache", "--select", ANNOTATION_RULES, *args],
+                          cwd=SRC.parents[1], capture_output=True, text=True)
 
 
 def test_every_function_in_the_package_has_type_hints():
-    found = []
-    for path in sorted(SRC.rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        methods = {id(f) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if missing := _unannotated(node, id(node) in methods):
-                    found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}: {', '.join(missing)}")
-    assert found == []
+    proc = _ruff_annotations("src")
+    assert proc.returncode == 0, proc.stdout[-2000:]
 
 
-def test_the_type_hint_check_finds_a_bare_argument_and_return():
-    tree = ast.parse("class A:\n    def f(self, x): ...\n    def __init__(self, y: int): ...\ndef g(z: int) -> None: ...")
-    a = tree.body[0]
-    assert _unannotated(a.body[0], True) == ["x", "return"]
-    assert _unannotated(a.body[1], True) == []
-    assert _unannotated(tree.body[1], False) == []
+def test_the_type_hint_check_finds_a_bare_argument_and_return(tmp_path):
+    (tmp_path / "bare.py").write_text("class A:\n    def f(self, x): ...\n    def __init__(self, y: int): ...\n"
+                                      "def g(z: int) -> None: ...\n")
+    proc = _ruff_annotations("--isolated", "--output-format", "concise", str(tmp_path / "bare.py"))
+    flagged = sorted(line.split(": ", 1)[1].split()[0] for line in proc.stdout.splitlines() if "bare.py:" in line)
+    assert proc.returncode == 1 and flagged == ["ANN001", "ANN201"], proc.stdout

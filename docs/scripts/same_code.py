@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 
-class _DropAnnotations(ast.NodeTransformer):
+class _DropHintsAndDocstrings(ast.NodeTransformer):
     def visit_arg(self, node: ast.arg) -> ast.arg:
         node.annotation = None
         return node
@@ -58,10 +58,10 @@ class _DropAnnotations(ast.NodeTransformer):
         return None if node.module in ("typing", "__future__") else node
 
 
-def without_annotations(source: str) -> str:
+def code_tree(source: str) -> str:
     """The syntax tree of ``source`` with function annotations, typing-only imports and
     docstrings removed."""
-    return ast.dump(_DropAnnotations().visit(ast.parse(source)))
+    return ast.dump(_DropHintsAndDocstrings().visit(ast.parse(source)))
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -82,7 +82,7 @@ def differing_files(repo: Path, base: str) -> tuple[list[str], list[str]]:
         except subprocess.CalledProcessError:  # added since base
             differ.append(name)
             continue
-        if without_annotations(old) != without_annotations(path.read_text(encoding="utf-8")):
+        if code_tree(old) != code_tree(path.read_text(encoding="utf-8")):
             differ.append(name)
     return changed, differ
 

@@ -276,6 +276,16 @@ def test_same_code_tells_annotations_from_code(tmp_path):
     documented = '"""A module."""\nclass C:\n    """A class."""\n\ndef f(x, n=2):\n    """Twice."""\n    return x * n\n'
     assert script.code_tree(documented) == script.code_tree('class C:\n    pass\n' + bare)
     assert script.code_tree(bare) != script.code_tree(bare.replace("x * n", "'x * n'"))
+    # a package name imported for a hint alone may move under TYPE_CHECKING; other imports count
+    hinted = "from anpyc.data import TaskData, iterate\ndef f(x: TaskData, n=2):\n    return iterate(x) * n\n"
+    moved = ("from typing import TYPE_CHECKING\nfrom anpyc.data import iterate\nif TYPE_CHECKING:\n"
+             "    from anpyc.data import TaskData\ndef f(x: TaskData, n=2):\n    return iterate(x) * n\n")
+    assert script.code_tree(hinted) == script.code_tree(moved)
+    assert script.code_tree(moved) != script.code_tree(moved.replace("iterate(x)", "x"))
+    assert script.code_tree(bare) != script.code_tree("import numpy\n" + bare)
+    assert script.code_tree(bare) != script.code_tree("from numpy import pi\n" + bare)
+    exported = "from anpyc.data import TaskData\n__all__ = ['TaskData']\n"
+    assert script.code_tree(exported) != script.code_tree("__all__ = ['TaskData']\n")
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],

@@ -5,8 +5,11 @@ only adds or changes type hints or docstrings cannot change a result; this scrip
 range of commits is of that kind: it compares each changed ``src/`` file's syntax tree at
 ``BASE`` and in the working tree with every annotation of a function's arguments and return,
 every ``if TYPE_CHECKING:`` block, every import from ``typing`` or ``__future__`` and every
-docstring (of a module, class or function) removed. Class-level annotations (dataclass fields)
-and all other code still count. (``anpyc list methods`` prints the first sentence of a method's
+docstring (of a module, class or function) removed, and then every name imported from the
+package itself (``from anpyc... import name``) that the rest of the module no longer uses
+(a hint that named it moved under ``TYPE_CHECKING``; the package's own modules are imported
+for their names, with no effect on a run). Class-level annotations (dataclass fields), imports
+from outside the package and all other code still count. (``anpyc list methods`` prints the first sentence of a method's
 docstring; no run reads one.)
 
     python docs/scripts/same_code.py f615b54
@@ -58,10 +61,28 @@ class _DropHintsAndDocstrings(ast.NodeTransformer):
         return None if node.module in ("typing", "__future__") else node
 
 
+def _drop_unused_package_imports(tree: ast.Module) -> ast.Module:
+    """Drop names imported from ``anpyc`` that nothing else in ``tree`` reads (a string
+    constant counts, for ``__all__``), and an import left with no names."""
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and (node.level > 0 or (node.module or "").split(".")[0] == "anpyc")]
+    used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    used |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    for node in imports:
+        node.names = [a for a in node.names if a.name == "*" or (a.asname or a.name) in used]
+
+    class _DropEmpty(ast.NodeTransformer):
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.ImportFrom | None:
+            return node if node.names else None
+
+    return _DropEmpty().visit(tree)
+
+
 def code_tree(source: str) -> str:
-    """The syntax tree of ``source`` with function annotations, typing-only imports and
-    docstrings removed."""
-    return ast.dump(_DropHintsAndDocstrings().visit(ast.parse(source)))
+    """The syntax tree of ``source`` with function annotations, typing-only imports,
+    docstrings and the package's imports left unused by that removed."""
+    tree = _DropHintsAndDocstrings().visit(ast.parse(source))
+    return ast.dump(_drop_unused_package_imports(tree))
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -38,7 +38,8 @@ from anpyc.utils import eval_mode
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from anpyc.data.taskdata import ConcatData, TaskData
+    from anpyc.data.batches import SplitData
+
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +223,9 @@ def dataset_of(benchmark: str) -> str:
     raise DataError(f"generative models need a split benchmark ({', '.join(learnable)}), got {benchmark!r}")
 
 
-def real_features(clf: EvalClassifier, data: TaskData | ConcatData, classes: Iterable[int],
+def real_features(clf: EvalClassifier, data: SplitData, classes: Iterable[int],
                   limit: int | None = None) -> dict[int, np.ndarray]:
-    """Penultimate features of real images per class, from a TaskData/ConcatData-like ``data``."""
+    """Penultimate features of real images per class, from any split ``data`` of a task."""
     labels = data.labels()
     out = {}
     for c in classes:

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from anpyc.config import RunConfig, TrainConfig
-from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.loop.train import Training, fit
 from anpyc.models.generative import GenerativeModel
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
+    from anpyc.data.batches import SplitData
     from anpyc.data.streams import Task
     from anpyc.loop.train import Predict
     from anpyc.methods.base import Method
@@ -73,7 +73,7 @@ def make_generative_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainCo
 
 
 def fit_generative(
-    model: GenerativeModel, method: Method, data: TaskData | ConcatData, cfg: TrainConfig,
+    model: GenerativeModel, method: Method, data: SplitData, cfg: TrainConfig,
     epochs: float, generator: torch.Generator, optimizer: torch.optim.Optimizer | None = None,
     aux_optimizer: torch.optim.Optimizer | None = None, **kwargs,
 ) -> dict:
@@ -129,7 +129,7 @@ class GenerativeTraining(Training):
         params = model.auxiliary_parameters()
         return make_generative_optimizer(params, cfg, model.adam_betas) if params else None
 
-    def fit(self, model: GenerativeModel, method: Method, data: TaskData | ConcatData,
+    def fit(self, model: GenerativeModel, method: Method, data: SplitData,
             cfg: TrainConfig, epochs: float, generator: torch.Generator, **kwargs) -> dict:
         return fit_generative(model, method, data, cfg, epochs, generator, **kwargs)
 

@@ -29,13 +29,13 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from anpyc.data.batches import iterate
-from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.data.user import resolve_data
 from anpyc.models.heads import grouped_logits
 from anpyc.parallel.collectives import all_reduce_mean_, all_reduce_sum_, rank_batches, sum_scalars  # noqa: F401
 from anpyc.utils import eval_mode
 
 if TYPE_CHECKING:
+    from anpyc.data.batches import SplitData
     from anpyc.models.generative import GenerativeModel
     from anpyc.models.heads import ContinualModel
 
@@ -70,7 +70,7 @@ def _model_device(model: ContinualModel | GenerativeModel) -> torch.device:
 
 def _accumulate(
     model: ContinualModel | GenerativeModel,
-    data: TaskData | ConcatData,
+    data: SplitData,
     score: Callable[[Tensor, Tensor], Tensor],
     signal: str,
     batch_size: int,
@@ -105,7 +105,7 @@ TAYLOR_FORMS = ("reference", "removal")
 
 
 def entropy_taylor(
-    model: ContinualModel | GenerativeModel, data: TaskData | ConcatData, signal: str = "entropy",
+    model: ContinualModel | GenerativeModel, data: SplitData, signal: str = "entropy",
     batch_size: int = 100, max_samples: int | None = None, device: torch.device | str | None = None,
     form: str = "reference",
 ) -> dict[str, Tensor]:
@@ -131,14 +131,14 @@ def entropy_taylor(
     )
 
 
-def taylor_abs(model: ContinualModel | GenerativeModel, data: TaskData | ConcatData,
+def taylor_abs(model: ContinualModel | GenerativeModel, data: SplitData,
                signal: str = "loss", batch_size: int = 100, max_samples: int | None = None,
                device: torch.device | str | None = None) -> dict[str, Tensor]:
     """``|g * theta|`` averaged over batches (first-order Taylor saliency, Molchanov et al. 2017)."""
     return _accumulate(model, data, lambda g, p: (g * p).abs(), signal, batch_size, max_samples, device)
 
 
-def gradient_magnitude(model: ContinualModel | GenerativeModel, data: TaskData | ConcatData,
+def gradient_magnitude(model: ContinualModel | GenerativeModel, data: SplitData,
                        signal: str = "output_norm", batch_size: int = 100,
                        max_samples: int | None = None,
                        device: torch.device | str | None = None) -> dict[str, Tensor]:
@@ -327,7 +327,7 @@ def _per_sample_grads(
     return {name: (g.pow(2) if reduce == "sq" else g.abs()).sum(0) for name, g in grads.items()}
 
 
-def _per_sample_loop(model: ContinualModel, data: TaskData | ConcatData, batch_size: int,
+def _per_sample_loop(model: ContinualModel, data: SplitData, batch_size: int,
                      max_samples: int | None, device: torch.device | str | None,
                      body: Callable[[Tensor, Tensor, int], dict[str, Tensor]]) -> dict[str, Tensor]:
     """Shared driver: eval mode, batches grouped by task id, mean over examples, rank mean."""
@@ -355,7 +355,7 @@ def _log_lik(logits: Tensor, labels: Tensor) -> Tensor:
 
 def fisher_diag(
     model: ContinualModel | GenerativeModel,
-    data: TaskData | ConcatData,
+    data: SplitData,
     kind: str = "true",
     max_samples: int | None = 1000,
     batch_size: int = 64,
@@ -413,7 +413,7 @@ def fisher_diag(
 
 
 def empirical_batch_fisher(
-    model: ContinualModel | GenerativeModel, data: TaskData | ConcatData,
+    model: ContinualModel | GenerativeModel, data: SplitData,
     max_samples: int | None = None, batch_size: int = 128, device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """The mini-batch "empirical Fisher": ``F_i = 1/K sum_k (d mean_{b in batch k} CE_b / d theta_i)^2``
@@ -431,7 +431,7 @@ def empirical_batch_fisher(
 
 
 def mas_importance(
-    model: ContinualModel, data: TaskData | ConcatData, max_samples: int | None = None,
+    model: ContinualModel, data: SplitData, max_samples: int | None = None,
     batch_size: int = 64, device: torch.device | str | None = None,
 ) -> dict[str, Tensor]:
     """MAS importance (Aljundi et al. 2018, eq. 4): ``Omega_i = 1/N sum_k |d ||F(x_k)||_2^2 / d theta_i|``,

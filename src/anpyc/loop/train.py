@@ -42,7 +42,7 @@ from torch.nn import functional as F
 
 from anpyc.config import TrainConfig
 from anpyc.data.batches import epoch_batches
-from anpyc.data.taskdata import ConcatData, TaskData
+from anpyc.data.taskdata import ConcatData
 from anpyc.errors import TrainingError
 from anpyc.models.heads import ContinualModel, grouped_logits
 from anpyc.parallel.collectives import (
@@ -58,7 +58,7 @@ from anpyc.utils import eval_mode, seeded_generator
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from anpyc.data.batches import Batch
+    from anpyc.data.batches import Batch, SplitData
     from anpyc.data.streams import Stream, Task
     from anpyc.methods.base import Method
     from anpyc.models.generative import GenerativeModel
@@ -145,7 +145,7 @@ def _step(model: ContinualModel | GenerativeModel, method: Method, optimizer: to
 def fit(
     model: ContinualModel | GenerativeModel,
     method: Method,
-    data: TaskData | ConcatData,
+    data: SplitData,
     cfg: TrainConfig,
     epochs: float,
     generator: torch.Generator,
@@ -223,7 +223,7 @@ class _Epochs:
     schedule: Callable[[int], float] | None = None  # the learning rate of each step (None: as is)
     steps: int = 0
 
-    def epoch(self, data: TaskData | ConcatData, generator: torch.Generator, epoch: int,
+    def epoch(self, data: SplitData, generator: torch.Generator, epoch: int,
               limit: int) -> tuple[dict, int]:
         """The first ``limit`` batches of this rank's share of one shuffled pass; returns the
         epoch's mean losses and its example count (over every rank)."""
@@ -251,7 +251,7 @@ class _Epochs:
 
 
 @torch.no_grad()
-def accuracy(predict: Predict, data: TaskData | ConcatData, cfg: TrainConfig) -> float:
+def accuracy(predict: Predict, data: SplitData, cfg: TrainConfig) -> float:
     """Share of ``data`` that ``predict`` (inputs -> logits) gets right. Batches are shared
     out over ranks and counted together (call it on every rank); the task ids of the batches
     never reach ``predict``."""
@@ -293,7 +293,7 @@ def mixed_accuracy(predict: Callable[[Tensor, Tensor], Tensor], splits: Sequence
     return [c / k if k else math.nan for c, k in zip(sums[:n], sums[n:], strict=True)]
 
 
-def evaluate(model: ContinualModel, method: Method, data: TaskData | ConcatData, cfg: TrainConfig,
+def evaluate(model: ContinualModel, method: Method, data: SplitData, cfg: TrainConfig,
              task_id: int | None) -> float:
     """Accuracy of ``model`` on ``data`` in eval mode, inside the method's evaluation context
     for ``task_id`` (``None``: the task is not revealed)."""
@@ -355,7 +355,7 @@ class Training:
                       cfg: TrainConfig) -> torch.optim.Optimizer | None:
         return None
 
-    def fit(self, model: ContinualModel, method: Method, data: TaskData | ConcatData,
+    def fit(self, model: ContinualModel, method: Method, data: SplitData,
             cfg: TrainConfig, epochs: float, generator: torch.Generator,
             aux_optimizer: torch.optim.Optimizer | None = None, **kwargs: Any) -> dict:
         return fit(model, method, data, cfg, epochs, generator, **kwargs)
@@ -532,7 +532,7 @@ class Retrainer:
     is the task's validation accuracy as the model stands, measured with the task's id (the
     task in training is known at training time, whatever the scenario hides at test time)."""
 
-    def __init__(self, loop: Loop, t: int, data: TaskData | ConcatData, examples: int,
+    def __init__(self, loop: Loop, t: int, data: SplitData, examples: int,
                  steps: int = 0) -> None:
         self.loop, self.t, self.data, self.examples, self.steps = loop, t, data, examples, steps
         # a classifier's validation accuracy; none for models scored otherwise (generators)

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from anpyc.data.taskdata import ConcatData, TaskData
 from anpyc.scenario import HookContext
 
 if TYPE_CHECKING:
@@ -103,7 +102,7 @@ class Method(nn.Module):
     def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         """Called once the model has the new task's head, before any training step."""
 
-    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> TaskData | ConcatData:
+    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> SplitData:
         """What to train on for ``task``; ``seen`` is every task so far, ``task`` included."""
         return task.train
 
@@ -238,7 +237,7 @@ class MethodWrapper(Method):
     def before_task(self, model: ContinualModel, task: Task, ctx: HookContext) -> None:
         self.inner.before_task(model, task, ctx)
 
-    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> TaskData | ConcatData:
+    def training_data(self, task: Task, seen: Sequence[Task], ctx: HookContext) -> SplitData:
         return self.inner.training_data(task, seen, ctx)
 
     def penalty(self, model: ContinualModel, x: Tensor, y: Tensor, t: Tensor) -> Tensor | None:

@@ -43,7 +43,7 @@ from anpyc.scenario import TASK, HookContext
 from anpyc.utils import eval_mode
 
 if TYPE_CHECKING:
-    from anpyc.data.taskdata import ConcatData, TaskData
+    from anpyc.data.batches import SplitData
     from anpyc.methods.base import Retrain
     from anpyc.models.heads import ContinualModel
 
@@ -120,7 +120,7 @@ class TaskInferred(MethodWrapper):
         self.inner.before_task(model, self._task(task, ctx), self._ctx(ctx))
 
     def training_data(self, task: Task, seen: Sequence[Task],
-                      ctx: HookContext) -> TaskData | ConcatData:
+                      ctx: HookContext) -> SplitData:
         return self.inner.training_data(self._task(task, ctx), [self._task(s, ctx) for s in seen], self._ctx(ctx))
 
     def after_task(self, model: ContinualModel, task: Task, ctx: HookContext,

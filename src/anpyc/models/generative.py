@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
-    from anpyc.data.taskdata import ConcatData, TaskData
+    from anpyc.data.batches import SplitData
 
 SIGNALS = ("entropy", "loss", "output_norm")
 
@@ -253,7 +253,7 @@ class ConditionalGAN(GenerativeModel):
         raise ValueError(f"unknown importance signal {signal!r}; known: {', '.join(SIGNALS)}")
 
 
-def objective_fisher(model: GenerativeModel, data: TaskData | ConcatData,
+def objective_fisher(model: GenerativeModel, data: SplitData,
                      max_samples: int | None = 1000, signal: str = "loss") -> dict[str, Tensor]:
     """Diagonal empirical Fisher of a generative model's shared parameters: the mean over
     examples of the squared *per-example* gradient of ``importance_objective`` (VAE: the

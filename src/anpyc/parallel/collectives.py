@@ -43,12 +43,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from anpyc.data.taskdata import Batch, ConcatData, TaskData, rebatch
+from anpyc.data.taskdata import Batch, rebatch
 from anpyc.data.user import resolve_data
 from anpyc.errors import DistributedError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from anpyc.data.batches import SplitData
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,7 @@ def all_gather_object(obj: object) -> list:
 
 
 # ------------------------------------------------------------------------------ data
-def shard_batches(data: TaskData | ConcatData, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+def shard_batches(data: SplitData, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
     """This rank's part of each shuffled global batch of ``batch_size`` examples.
 
     Every rank draws the same permutation from ``generator`` (it must be seeded alike), cuts it
@@ -165,7 +167,7 @@ def shard_batches(data: TaskData | ConcatData, batch_size: int, generator: torch
             yield data.get(local)
 
 
-def rank_shuffled_batches(data: TaskData | ConcatData, batch_size: int,
+def rank_shuffled_batches(data: SplitData, batch_size: int,
                           generator: torch.Generator) -> Iterator[tuple[Batch, Tensor | None]]:
     """Whole batches ``rank, rank + world_size, ...`` of one shuffled order of ``data`` (the
     same on every rank: seed ``generator`` alike), each with the positions of its rows in
@@ -192,7 +194,7 @@ def rank_shuffled_batches(data: TaskData | ConcatData, batch_size: int,
             yield data.get(rows), rows
 
 
-def rank_batches(data: TaskData | ConcatData, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+def rank_batches(data: SplitData, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
     """Batches ``rank, rank + world_size, ...`` of ``iterate(data, batch_size, limit=limit)``
     (in order, unshuffled): for sums that are all-reduced afterwards (evaluation,
     importance). Whole batches, so per-batch statistics equal the one-process ones.

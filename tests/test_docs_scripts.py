@@ -285,6 +285,15 @@ def test_same_code_tells_annotations_from_code(tmp_path):
     assert script.code_tree(bare) != script.code_tree("import numpy\n" + bare)
     assert script.code_tree(bare) != script.code_tree("from numpy import pi\n" + bare)
     exported = "from anpyc.data import TaskData\n__all__ = ['TaskData']\n"
+    # a local variable's hint and a static Protocol's body are types only; a dataclass field is not
+    local = "def g():\n    seen: list[int] = []\n    return seen\n"
+    assert script.code_tree(local) == script.code_tree(local.replace("list[int]", "list"))
+    field = "class D:\n    x: int = 0\n"
+    assert script.code_tree(field) != script.code_tree(field.replace("int", "float"))
+    proto = "from typing import Protocol\nclass P(Protocol):\n    x: bool\n"
+    assert script.code_tree(proto) == script.code_tree(proto.replace("x: bool", "def x(self): ..."))
+    checked = "@runtime_checkable\n" + proto.split("\n", 1)[1]
+    assert script.code_tree(checked) != script.code_tree(checked.replace("x: bool", "y: bool"))
     assert script.code_tree(exported) != script.code_tree("__all__ = ['TaskData']\n")
 
     def git(*args: str) -> None:

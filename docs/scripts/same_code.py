@@ -5,12 +5,14 @@ only adds or changes type hints or docstrings cannot change a result; this scrip
 range of commits is of that kind: it compares each changed ``src/`` file's syntax tree at
 ``BASE`` and in the working tree with every annotation of a function's arguments and return,
 every ``if TYPE_CHECKING:`` block, every import from ``typing`` or ``__future__`` and every
-docstring (of a module, class or function) removed, and then every name imported from the
+docstring (of a module, class or function), every annotation of a function's local variables
+(never evaluated) and the body of every ``Protocol`` not marked ``runtime_checkable`` (a type,
+never instantiated nor checked at run time) removed, and then every name imported from the
 package itself (``from anpyc... import name``) that the rest of the module no longer uses
 (a hint that named it moved under ``TYPE_CHECKING``; the package's own modules are imported
 for their names, with no effect on a run). Class-level annotations (dataclass fields), imports
-from outside the package and all other code still count. (``anpyc list methods`` prints the first sentence of a method's
-docstring; no run reads one.)
+from outside the package and all other code still count. (``anpyc list methods`` prints the
+first sentence of a method's docstring; no run reads one.)
 
     python docs/scripts/same_code.py f615b54
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -33,9 +36,14 @@ class _DropHintsAndDocstrings(ast.NodeTransformer):
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
         node.returns = None
+        for inner in _own_statements(node):  # a local variable's annotation is never evaluated
+            if isinstance(inner, ast.AnnAssign):
+                inner.annotation = ast.Constant(None)
         return self._without_docstring(node)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.ClassDef:
+        if _static_protocol(node):  # never instantiated nor checked at run time: hints only
+            node.body = [ast.Pass()]
         return self._without_docstring(node)
 
     def visit_Module(self, node: ast.Module) -> ast.Module:
@@ -59,6 +67,21 @@ class _DropHintsAndDocstrings(ast.NodeTransformer):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> ast.ImportFrom | None:
         return None if node.module in ("typing", "__future__") else node
+
+
+def _own_statements(function: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of ``function``'s body outside the classes and functions it defines."""
+    for child in ast.iter_child_nodes(function):
+        if not isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield child
+            yield from _own_statements(child)
+
+
+def _static_protocol(node: ast.ClassDef) -> bool:
+    """A ``typing.Protocol`` subclass not marked ``runtime_checkable``."""
+    names = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", None) for b in node.bases}
+    decorators = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in node.decorator_list}
+    return "Protocol" in names and "runtime_checkable" not in decorators
 
 
 def _drop_unused_package_imports(tree: ast.Module) -> ast.Module:

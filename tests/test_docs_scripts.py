@@ -259,6 +259,15 @@ def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(t
             "--param", "lam=100", "--quiet", "--out", str(tmp_path / "run")]
     assert script.main(argv) == 0
     assert (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance) == saved
+    mean_argv = [a.replace("lam=100", "lam=0.1") for a in argv[3:-1]]  # Ω of mean 1: a smaller λ
+    assert script.main(["--task-mean", *mean_argv, str(tmp_path / "task-mean")]) == 0
+    assert (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance) == saved
+    with pytest.MonkeyPatch.context() as mp:  # each task's Ω divided by its mean, the head's scaled first
+        mp.setattr(ANPyC, "estimate_importance",
+                   lambda self, *a: {"body": torch.tensor([1.0, 3.0]), "heads.0.weight": torch.tensor([8.0])})
+        with script.patched(False, 0.5, task_mean=True):
+            scaled = ANPyC.estimate_importance(method, None, None, None)
+    assert {n: v.tolist() for n, v in scaled.items()} == {"body": [0.375, 1.125], "heads.0.weight": [1.5]}
     with pytest.raises(SystemExit) as refused:  # worker processes would load the library unchanged
         script.main(["--proximal", "--", "compare", "--jobs=2", "--out", str(tmp_path / "jobs")])
     assert refused.value.code == 2 and not (tmp_path / "jobs").exists()

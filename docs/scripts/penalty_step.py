@@ -1,11 +1,14 @@
-"""ANPyC's penalty taken as a proximal step, or its shared head weighted apart: explored outside
-the library (docs/anpyc.md, "Leads explored"; neither is the paper's mechanism nor an option).
+"""ANPyC's penalty taken as a proximal step, its shared head weighted apart, or each task's Ω
+scaled to mean 1: explored outside the library (docs/anpyc.md, "Leads explored"; none is the
+paper's mechanism nor an option).
 
 On pmnist10-domain λ above the preset's 10 diverges (SGD with momentum overshoots on the most
 important weights). ``--proximal`` drops the penalty from the loss and, after every optimizer
 step, solves it exactly for each weight, ``θ ← (θ + c θ*) / (1 + c)`` with ``c = 2 lr λ Ω``: the
 same objective, stable at any λ (the penalty no longer enters the momentum, so λ means less).
-``--head-scale K`` multiplies the shared head's Ω by K (the body's is left as it is):
+``--head-scale K`` multiplies the shared head's Ω by K (the body's is left as it is);
+``--task-mean`` divides each task's Ω by its mean over every penalised entry before it is added
+to the consolidated Ω, so every task weighs alike whatever the scale of its entropy gradients:
 
     python docs/scripts/penalty_step.py --proximal -- compare --protocol pmnist10-domain \\
         --methods anpyc --param anpyc.lam=100 --seeds 1 --threads 1 --out DIR
@@ -39,7 +42,7 @@ def proximal_(method: ANPyC, model, lr: float) -> None:
 
 
 @contextmanager
-def patched(proximal: bool, head_scale: float) -> Iterator[None]:
+def patched(proximal: bool, head_scale: float, task_mean: bool = False) -> Iterator[None]:
     """ANPyC with the chosen changes while the block runs, itself again afterwards."""
     saved = {k: getattr(ANPyC, k) for k in ("penalty", "after_step", "estimate_importance")}
 
@@ -49,12 +52,16 @@ def patched(proximal: bool, head_scale: float) -> Iterator[None]:
 
     def estimate(self, model, task, ctx):
         new = saved["estimate_importance"](self, model, task, ctx)
-        return {n: v * head_scale if n.startswith("heads.0.") else v for n, v in new.items()}
+        new = {n: v * head_scale if n.startswith("heads.0.") else v for n, v in new.items()}
+        if task_mean and new:
+            mean = torch.cat([v.flatten() for v in new.values()]).mean()
+            new = {n: v / mean for n, v in new.items()} if mean > 0 else new
+        return new
 
     if proximal:
         ANPyC.penalty = lambda self, model, x, y, t: None
         ANPyC.after_step = after_step
-    if head_scale != 1:
+    if head_scale != 1 or task_mean:
         ANPyC.estimate_importance = estimate
     try:
         yield
@@ -71,16 +78,17 @@ def other_processes(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``penalty_step.py [--proximal] [--head-scale K] -- ANPYC ARGS...``."""
+    """``penalty_step.py [--proximal] [--head-scale K] [--task-mean] -- ANPYC ARGS...``."""
     argv = list(argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(prog="penalty_step.py", description=__doc__.splitlines()[0])
     parser.add_argument("--proximal", action="store_true", help="the penalty as a proximal step")
     parser.add_argument("--head-scale", type=float, default=1.0, help="the shared head's Ω times K")
+    parser.add_argument("--task-mean", action="store_true", help="each task's Ω divided by its mean")
     args = parser.parse_args(argv[:cut])
     if error := other_processes(argv[cut + 1:]):
         parser.error(error)
-    with patched(args.proximal, args.head_scale):
+    with patched(args.proximal, args.head_scale, args.task_mean):
         return cli.main(argv[cut + 1:])
 
 

@@ -138,6 +138,10 @@ def test_a_summary_judges_each_row_by_its_own_seeds():
     text = summary_markdown({"benchmark": "blobs", "n_tasks": 2, "seeds": [0, 1, 2, 3, 4], "methods": rows})
     assert welch_t_test(a, b, 5, 2).p != welch_t_test(a, b, 5, 5).p
     assert f"y ({format_p(welch_t_test(a, b, 5, 2).p)})" in text
+    # a row left with one seed has no test: level, said so (it crashed the summary before)
+    rows["y"]["n_seeds"] = 1
+    text = summary_markdown({"benchmark": "blobs", "n_tasks": 2, "seeds": [0, 1, 2, 3, 4], "methods": rows})
+    assert "Not separable from it (not claimed to be behind): y (one seed, no test)." in text
 
 
 def test_polarisation_table_lists_methods_with_a_weight_distribution(compare_dir):

@@ -122,7 +122,8 @@ def _standing(summary: dict) -> str:
         return (f"Highest ACC: {found.best}, from one seed: no method is claimed ahead of another "
                 "(a claim needs a difference beyond both standard deviations over seeds and Welch's p < 0.05).")
     ahead = ", ".join(f"{n} ({format_p(w.p)})" for n, w in found.ahead) or "none"
-    level = ", ".join(f"{n} ({format_p(w.p)})" for n, w in found.level) or "none"
+    # no test where either side has one seed (a row whose other seeds stopped)
+    level = ", ".join(f"{n} ({format_p(w.p) if w else 'one seed, no test'})" for n, w in found.level) or "none"
     return (f"Best ACC: {found.best}. Ahead, by both standard deviations and Welch's p < 0.05, of: {ahead}. "
             f"Not separable from it (not claimed to be behind): {level}.")
 

@@ -100,6 +100,37 @@ def test_in_the_domain_scenario_it_trains_as_the_task_scenario_does():
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("method", ["ewc", "packnet"])
+def test_your_own_datasets_infer_and_relabel_as_tensors_do(method):
+    """A stream of map-style Datasets (read lazily; each task's labels relabelled through a
+    lookup, not copied) gives the figures the same data as tensors gives, class scenario."""
+    from torch.utils.data import Dataset
+
+    from anpyc.data import stream_from_datasets
+
+    class Rows(Dataset):  # a Dataset of its own, so it is read item by item
+        def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+            self.x, self.y = x, y
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return self.x[i], int(self.y[i])
+
+    blobs = build_stream(_cfg(method))
+    # each task's inputs moved apart, so that the inference has something to find
+    splits = {s: [(getattr(task, s).x + 3.0 * t, getattr(task, s).y) for t, task in enumerate(blobs)]
+              for s in ("train", "val", "test")}
+    as_tensors = stream_from_datasets(splits["train"], splits["test"], splits["val"])
+    as_datasets = stream_from_datasets(*([Rows(x, y) for x, y in splits[s]] for s in ("train", "test", "val")))
+    assert type(as_datasets[0].train).__name__ == "DatasetData"
+    got = [run(_cfg(method), stream=stream, quiet=True).metrics for stream in (as_tensors, as_datasets)]
+    np.testing.assert_array_equal(got[0]["acc_matrix"], got[1]["acc_matrix"])  # NaN above the diagonal
+    assert got[0]["task_inference_acc"] == got[1]["task_inference_acc"]
+    assert got[1]["task_inference_acc"] > 0.5
+
+
 @pytest.mark.parametrize("method", ["ewc", "finetune", "er"])
 def test_the_cli_runs_with_inferred_tasks(tmp_path, method):
     out = tmp_path / method

@@ -1,5 +1,7 @@
 """ANPyC in your own PyTorch training loop (the README shows this file whole; the tests run it)."""
 
+import functools
+
 import torch
 
 from anpyc.loop.own import (
@@ -40,7 +42,7 @@ def main(method_name: str = "anpyc", tasks: int = 3, epochs: float = 10, right_a
         model.add_head(task.n_outputs)
         method.before_task(model, task, ctx)
         train(task, epochs)
-        method.after_task(model, task, ctx, retrain=lambda n, task=task: train(task, n))  # prune, consolidate
+        method.after_task(model, task, ctx, retrain=functools.partial(train, task))  # prune, consolidate
         if right_after is not None:
             right_after.append(evaluate(model, method, task))
     # the one way to evaluate: method.predict inside method.eval_context (task_id_known=False: no task labels)

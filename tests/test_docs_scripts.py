@@ -302,6 +302,8 @@ def test_same_code_tells_annotations_from_code(tmp_path):
     proto = "from typing import Protocol\nclass P(Protocol):\n    x: bool\n"
     assert script.code_tree(proto) == script.code_tree(proto.replace("x: bool", "def x(self): ..."))
     checked = "@runtime_checkable\n" + proto.split("\n", 1)[1]
+    overloaded = "from typing import overload\n@overload\ndef f(x: int) -> int: ...\n" + bare
+    assert script.code_tree(overloaded) == script.code_tree(bare)
     assert script.code_tree(checked) != script.code_tree(checked.replace("x: bool", "y: bool"))
     assert script.code_tree(exported) != script.code_tree("__all__ = ['TaskData']\n")
 

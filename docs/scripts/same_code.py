@@ -6,12 +6,13 @@ range of commits is of that kind: it compares each changed ``src/`` file's synta
 ``BASE`` and in the working tree with every annotation of a function's arguments and return,
 every ``if TYPE_CHECKING:`` block, every import from ``typing`` or ``__future__`` and every
 docstring (of a module, class or function), every annotation of a function's local variables
-(never evaluated) and the body of every ``Protocol`` not marked ``runtime_checkable`` (a type,
-never instantiated nor checked at run time) removed, and then every name imported from the
-package itself (``from anpyc... import name``) that the rest of the module no longer uses
-(a hint that named it moved under ``TYPE_CHECKING``; the package's own modules are imported
-for their names, with no effect on a run). Class-level annotations (dataclass fields), imports
-from outside the package and all other code still count. (``anpyc list methods`` prints the
+(never evaluated), every ``@overload`` signature (the implementation after it replaces it) and
+the body of every ``Protocol`` not marked ``runtime_checkable`` (a type, never instantiated nor
+checked at run time) removed, and then every name imported from the package itself (``from
+anpyc... import name``) that the rest of the module no longer uses (a hint that named it moved
+under ``TYPE_CHECKING``; the package's own modules are imported for their names, with no effect
+on a run). Class-level annotations (dataclass fields), imports from outside the package and
+all other code still count. (``anpyc list methods`` prints the
 first sentence of a method's docstring; no run reads one.)
 
     python docs/scripts/same_code.py f615b54
@@ -34,7 +35,9 @@ class _DropHintsAndDocstrings(ast.NodeTransformer):
         node.annotation = None
         return node
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef:
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.FunctionDef | None:
+        if any(_name(d) == "overload" for d in node.decorator_list):  # the implementation replaces it
+            return None
         node.returns = None
         for inner in _own_statements(node):  # a local variable's annotation is never evaluated
             if isinstance(inner, ast.AnnAssign):
@@ -77,11 +80,15 @@ def _own_statements(function: ast.AST) -> Iterator[ast.AST]:
             yield from _own_statements(child)
 
 
+def _name(node: ast.AST) -> str | None:
+    """``X`` of a name ``X`` or an attribute ``a.X``."""
+    return node.id if isinstance(node, ast.Name) else getattr(node, "attr", None)
+
+
 def _static_protocol(node: ast.ClassDef) -> bool:
     """A ``typing.Protocol`` subclass not marked ``runtime_checkable``."""
-    names = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", None) for b in node.bases}
-    decorators = {d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in node.decorator_list}
-    return "Protocol" in names and "runtime_checkable" not in decorators
+    decorators = {_name(d) for d in node.decorator_list}
+    return "Protocol" in {_name(b) for b in node.bases} and "runtime_checkable" not in decorators
 
 
 def _drop_unused_package_imports(tree: ast.Module) -> ast.Module:

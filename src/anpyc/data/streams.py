@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -184,6 +184,20 @@ def register_kind(name: str) -> Callable[[Kind], Kind]:
         return fn
 
     return deco
+
+
+@overload
+def register_stream(
+    name: str, *, kind: str, loader: Loader, default_tasks: int | None = None,
+    dataset: str | None = None, standardize: bool = True, augment: bool = False, description: str = "",
+) -> StreamSpec: ...
+
+
+@overload
+def register_stream(
+    name: str, *, kind: str, loader: None = None, default_tasks: int | None = None,
+    dataset: str | None = None, standardize: bool = True, augment: bool = False, description: str = "",
+) -> Callable[[Loader], Loader]: ...
 
 
 def register_stream(

@@ -96,6 +96,23 @@ def cpu_capability() -> str:
     return str(torch.backends.cpu.get_cpu_capability())
 
 
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``, else ``platform.processor()``): machines
+    with one ``cpu_capability`` but another processor can still round differently (the math
+    libraries pick kernels by processor), so a run reproduces bit for bit on the same model.
+
+    Example:
+        >>> isinstance(cpu_model(), str)
+        True
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            found = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
+    except OSError:
+        found = None
+    return found or platform.processor() or ""
+
+
 def provenance() -> dict:
     return {
         "anpyc": __version__,
@@ -105,6 +122,7 @@ def provenance() -> dict:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cpu_capability": cpu_capability(),
+        "cpu_model": cpu_model(),
         "git_commit": git_commit(),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

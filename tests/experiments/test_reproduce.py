@@ -66,9 +66,10 @@ def test_a_different_machine_is_named_beside_a_difference(finished, tmp_path, ca
     predictions: the verdict says the capability changed, as it does for the library versions."""
     import yaml
 
-    from anpyc.runner import cpu_capability, provenance
+    from anpyc.runner import cpu_capability, cpu_model, provenance
 
     assert provenance()["cpu_capability"] == cpu_capability() != ""
+    assert provenance()["cpu_model"] == cpu_model()
     moved = tmp_path / "moved"
     moved.mkdir()
     config = yaml.safe_load((finished / "config.yaml").read_text())
@@ -81,6 +82,13 @@ def test_a_different_machine_is_named_beside_a_difference(finished, tmp_path, ca
     assert main(["reproduce", str(moved), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert f"cpu_capability ELSEWHERE -> {cpu_capability()}" in out and "NOT reproduced" in out
+    # the same instructions on another processor can round differently too: named as well
+    config["meta"]["cpu_capability"] = cpu_capability()
+    config["meta"]["cpu_model"] = "Another CPU"
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["reproduce", str(moved), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"cpu_model Another CPU -> {cpu_model()}" in out and "cpu_capability" not in out
 
 
 def test_a_reproduced_directory_records_the_budget_its_original_ran_under(tmp_path):

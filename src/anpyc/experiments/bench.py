@@ -238,18 +238,12 @@ SUITES: dict[str, Suite] = {
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     import torch
 
-    from anpyc.runner import cpu_capability
+    from anpyc.runner import cpu_capability, cpu_model
 
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "cpu_capability": cpu_capability(),
         "torch_threads": torch.get_num_threads(),

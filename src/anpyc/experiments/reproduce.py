@@ -4,7 +4,9 @@ compare the results with the ones it saved.
 On CPU the accuracy matrices must be equal bit for bit (float64 accuracies of the same
 predictions); a difference means the code, the data, the library versions or the machine's
 vector instructions (``cpu_capability``: kernels for AVX2 and AVX-512 may round differently,
-and a few predictions can flip) changed. The verdict names whichever of these the run recorded differently.
+and a few predictions can flip) or its processor (``cpu_model``: two makes with the same
+instructions can differ too) changed. The verdict names whichever of these the run recorded
+differently (runs made before 2026-12-06 did not record the processor).
 
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP
@@ -94,7 +96,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     result = run(cfg, out, quiet=quiet, budget=None, report=False, recorded_budget=recorded)
     report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
     now = provenance()
-    for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "git_commit"):
+    for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "cpu_model", "git_commit"):
         if key in saved_meta and saved_meta[key] != now.get(key):
             report.changed[key] = (saved_meta[key], now.get(key))
     for key in COMPARED:

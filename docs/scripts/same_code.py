@@ -12,8 +12,8 @@ checked at run time) removed, and then every name imported from the package itse
 anpyc... import name``) that the rest of the module no longer uses (a hint that named it moved
 under ``TYPE_CHECKING``; the package's own modules are imported for their names, with no effect
 on a run). Class-level annotations (dataclass fields), imports from outside the package and
-all other code still count. (``anpyc list methods`` prints the
-first sentence of a method's docstring; no run reads one.)
+all other code still count. (``anpyc list methods`` prints the first sentence of a method's
+docstring; no run reads one.)
 
     python docs/scripts/same_code.py f615b54
 

@@ -99,7 +99,8 @@ def cpu_capability() -> str:
 def cpu_model() -> str:
     """The processor's model name (``/proc/cpuinfo``, else ``platform.processor()``): machines
     with one ``cpu_capability`` but another processor can still round differently (the math
-    libraries pick kernels by processor), so a run reproduces bit for bit on the same model.
+    libraries may choose kernels and blockings by processor, beyond that label), so a run
+    reproduces bit for bit on the same model.
 
     Example:
         >>> isinstance(cpu_model(), str)

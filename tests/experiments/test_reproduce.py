@@ -89,6 +89,10 @@ def test_a_different_machine_is_named_beside_a_difference(finished, tmp_path, ca
     assert main(["reproduce", str(moved), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert f"cpu_model Another CPU -> {cpu_model()}" in out and "cpu_capability" not in out
+    del config["meta"]["cpu_model"]  # a run older than the record: said so beside a difference
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["reproduce", str(moved), "--quiet"]) == 1
+    assert f"cpu_model not recorded -> {cpu_model()}" in capsys.readouterr().out
 
 
 def test_a_reproduced_directory_records_the_budget_its_original_ran_under(tmp_path):

@@ -6,7 +6,8 @@ predictions); a difference means the code, the data, the library versions or the
 vector instructions (``cpu_capability``: kernels for AVX2 and AVX-512 may round differently,
 and a few predictions can flip) or its processor (``cpu_model``: two makes with the same
 instructions can differ too) changed. The verdict names whichever of these the run recorded
-differently (runs made before 2026-12-06 did not record the processor).
+differently (a run made before 2026-12-06 did not record its processor, one before 47445c7 neither: "not
+recorded").
 
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP
@@ -31,6 +32,7 @@ from anpyc.rundir import matrix, read_metrics
 log = logging.getLogger(__name__)
 
 COMPARED = ("acc_matrix", "val_acc_matrix")
+MACHINE = ("cpu_capability", "cpu_model")  # recorded since 47445c7 and 2026-12-06
 
 
 @dataclass
@@ -99,6 +101,8 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "cpu_model", "git_commit"):
         if key in saved_meta and saved_meta[key] != now.get(key):
             report.changed[key] = (saved_meta[key], now.get(key))
+        elif key in MACHINE and key not in saved_meta:  # an older run: the machine may be another
+            report.changed[key] = ("not recorded", now.get(key))
     for key in COMPARED:
         if key not in original:
             continue

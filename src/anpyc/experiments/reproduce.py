@@ -6,8 +6,8 @@ predictions); a difference means the code, the data, the library versions or the
 vector instructions (``cpu_capability``: kernels for AVX2 and AVX-512 may round differently,
 and a few predictions can flip) or its processor (``cpu_model``: two makes with the same
 instructions can differ too) changed. The verdict names whichever of these the run recorded
-differently (a run made before 2026-12-06 did not record its processor, one before 47445c7 neither: "not
-recorded").
+differently, and says "not recorded" of the machine where an older run did not record it (the
+processor before 2026-12-06, the instructions before 47445c7).
 
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP

@@ -203,3 +203,39 @@ def test_a_metrics_file_that_is_not_a_runs_is_one_line(tmp_path, text, words):
     (tmp_path / rundir.METRICS).write_text(text)
     with pytest.raises(OutputError, match=words):
         rundir.read_metrics(tmp_path)
+
+
+def test_overwrite_removes_any_kind_of_output_and_keeps_other_files(tmp_path):
+    """--overwrite on a folder that held a comparison (runs, summary, report, plots) or a run
+    leaves nothing of it to mix with the new output; a file of the user's stays."""
+    runs = [tmp_path / "ewc" / "seed_0", tmp_path / "ewc" / "seed_1", tmp_path / "joint" / "seed_0"]
+    for run in runs:
+        (run / rundir.CHECKPOINTS).mkdir(parents=True)
+        for name in (rundir.CONFIG, rundir.METRICS, rundir.REPORT_MD):
+            (run / name).write_text("old")
+        (run / rundir.CHECKPOINTS / "ckpt-0001.pt").write_bytes(b"old")
+    (tmp_path / rundir.PLOTS).mkdir()
+    (tmp_path / rundir.PLOTS / "avg_acc.png").write_bytes(b"old")
+    (tmp_path / rundir.TB / "ewc" / "seed_0").mkdir(parents=True)
+    (tmp_path / rundir.TB / "ewc" / "seed_0" / "events.out.tfevents.1.host").write_bytes(b"old")
+    for name in (rundir.COMPARE, rundir.SUMMARY_JSON, rundir.REPORT_MD, rundir.REPORT_HTML, rundir.CONFIG):
+        (tmp_path / name).write_text("old")
+    (tmp_path / "my-notes.txt").write_text("mine")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "seed_0").mkdir()
+    (tmp_path / "mine" / "seed_0" / "data.csv").write_text("mine")  # not a run: kept
+
+    rundir.prepare(tmp_path, overwrite=True)
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.name != rundir.LOCK_NAME)
+    assert left == ["mine", "mine/seed_0", "mine/seed_0/data.csv", "my-notes.txt"]
+
+
+def test_run_overwrite_over_a_comparison_leaves_only_the_run(tmp_path, capsys):
+    out, reported = tmp_path / "cmp", [a for a in BLOBS if a != "--no-report"]
+    assert main(["compare", "--methods", "finetune,joint", *reported, "--seeds", "2", "--out", str(out)]) == 0
+    assert main(["run", "--method", "finetune", *reported, "--out", str(out), "--overwrite"]) == 0
+    assert not any((out / name).exists() for name in ("finetune", "joint", rundir.COMPARE, rundir.SUMMARY_JSON))
+    assert "# anpyc report: finetune on blobs" in (out / rundir.REPORT_MD).read_text()
+    assert main(["compare", "--methods", "finetune", *BLOBS, "--quiet", "--out", str(out), "--overwrite"]) == 0
+    assert not (out / rundir.CONFIG).exists() and not (out / rundir.CHECKPOINTS).exists()
+    assert (out / "finetune" / "seed_0" / rundir.METRICS).is_file()

@@ -108,7 +108,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, generative: bool = False)
     )
     parser.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
     parser.add_argument("--overwrite", action="store_true",
-                        help="Reuse an output directory that holds a run: its results and checkpoints are removed first.")
+                        help="Reuse an output directory that holds results: what anpyc wrote there (a run, or a comparison "
+                        "or tuning with its runs, their reports and checkpoints) is removed first; other files are kept.")
     parser.add_argument("--tensorboard", action="store_true",
                         help="Also log per-task accuracies and losses for TensorBoard in OUT/tb (needs anpyc[tensorboard]).")
     parser.add_argument("--no-report", action="store_true", help="Skip report.md, report.html and plots/ at the end.")

@@ -83,10 +83,21 @@ TUNE = "tune.yaml"
 JOB_LIST = "jobs.json"  # a sweep's submitted jobs (anpyc.experiments.executors)
 JOB_FOLDER = "submitit"  # submitit's pickles, sbatch scripts and job logs
 
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+PLOTS = "plots"
+TB = "tb"
+
 #: files that mark a directory as holding a run, a comparison or a tuning
 MARKERS = (CONFIG, COMPARE, TUNE)
-#: files a run writes as it goes or at the end: removed by ``--overwrite`` before a new run
+#: files a run writes as it goes or at the end
 RESULT_FILES = (METRICS, LOG, RUN_LOG, ACC_CSV, VAL_CSV, CURVE_CSV, FID_CSV)
+#: every file anpyc writes in an output directory, of whichever kind (run, comparison, tuning,
+#: suite): ``--overwrite`` removes them all, so nothing of the old output mixes with the new
+OUTPUT_FILES = (*MARKERS, *RESULT_FILES, SUMMARY_JSON, SUMMARY_MD, JOB_LIST, REPORT_MD, REPORT_HTML,
+                "avg_acc.png", "bench.json", "bench.md", "tune.json", "tune.md")
+#: folders of written files, and the files' pattern in each
+OUTPUT_FOLDERS = ((CHECKPOINTS, "ckpt-*.pt"), (SAMPLES, "task_*.png"), (PLOTS, "*.png"), (TB, "**/events.out.tfevents.*"))
 _SEED_DIR = re.compile(r"seed_(-?\d+)$")
 
 
@@ -101,13 +112,43 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
     if any((out / marker).exists() for marker in MARKERS) and not overwrite:
         raise OutputError(occupied(out))
     if overwrite:
-        for stale in RESULT_FILES:
-            (out / stale).unlink(missing_ok=True)
-        for stale in (out / CHECKPOINTS).glob("ckpt-*.pt"):
-            stale.unlink(missing_ok=True)
-        for stale in (out / SAMPLES).glob("task_*.png"):
-            stale.unlink(missing_ok=True)
+        clear(out)
     return out
+
+
+def clear(out: Path) -> None:
+    """Remove what anpyc wrote in ``out``, whichever kind of output it held (a run, or a
+    comparison, tuning or suite with its runs), and the folders that leaves empty; files of
+    other names are kept."""
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    for folder, pattern in OUTPUT_FOLDERS:
+        for stale in (out / folder).glob(pattern):
+            stale.unlink(missing_ok=True)
+        _remove_empty(out / folder)
+    for run in sweep_runs(out):
+        clear(run)
+        _remove_empty(run)
+        _remove_empty(run.parent)
+
+
+def sweep_runs(out: Path) -> list[Path]:
+    """The run directories of the sweep in ``out``: ``<label>/seed_<s>`` holding a run."""
+    children = [d for d in out.iterdir() if d.is_dir()] if out.is_dir() else []
+    return [run for d in children for run in d.iterdir()
+            if run.is_dir() and _SEED_DIR.search(run.name) and any((run / m).exists() for m in (CONFIG, METRICS))]
+
+
+def _remove_empty(folder: Path) -> None:
+    """``folder`` and the folders below it, those that hold nothing (a killed run's stale lock
+    file keeps its folder)."""
+    if not folder.is_dir():
+        return
+    for sub in sorted((d for d in folder.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            sub.rmdir()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def unfinished_run(out: Path) -> str | None:

@@ -22,7 +22,7 @@ def _subparser(name: str) -> argparse.ArgumentParser:
     return sub.choices[name]
 
 
-@pytest.mark.parametrize("command", ["run", "compare", "tune", "tune-all", "bench", "reproduce", "report", "list"])
+@pytest.mark.parametrize("command", ["run", "compare", "tune", "tune-all", "bench", "reproduce", "report", "list", "gather"])
 def test_every_flag_has_a_sentence_not_only_its_default(command):
     for action in _subparser(command)._actions:
         if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):

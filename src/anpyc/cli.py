@@ -383,7 +383,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {args.atol}")
     from anpyc.experiments.reproduce import reproduce
 
-    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol, stream_from=args.stream_from)
+    if args.overwrite and args.out is None:
+        raise ConfigError("reproduce --overwrite needs --out (without it the rerun stays in memory)")
+    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol, stream_from=args.stream_from,
+                       overwrite=args.overwrite)
     print(report.verdict())
     return 0 if report.equal else 1
 
@@ -871,6 +874,8 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
                          help="Tolerance per accuracy, >= 0 (0: exact, as on CPU). (default: 0)")
     p_repro.add_argument("--stream-from", default=None, metavar="MODULE:FUNCTION",
                          help="Rebuild a run's stream of your own (benchmark custom) with this function.")
+    p_repro.add_argument("--overwrite", action="store_true",
+                         help="Reuse an --out that holds results: what anpyc wrote there is removed first.")
     p_repro.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
     p_repro.set_defaults(func=_cmd_reproduce)
 
@@ -913,10 +918,10 @@ def _add_list_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_gather_command(sub: argparse._SubParsersAction) -> None:
     p_gather = sub.add_parser("gather", help="the summary of a comparison or suite whose jobs ran without waiting (--no-wait)")
-    p_gather.add_argument("dir", help="the comparison's or suite's --out directory")
-    p_gather.add_argument("--wait", action="store_true", help="wait for the jobs still queued or running first")
-    p_gather.add_argument("--quiet", action="store_true")
-    p_gather.add_argument("--no-report", action="store_true", help="skip report.md/report.html")
+    p_gather.add_argument("dir", help="The comparison's or suite's --out directory.")
+    p_gather.add_argument("--wait", action="store_true", help="Wait for the jobs still queued or running first.")
+    p_gather.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
+    p_gather.add_argument("--no-report", action="store_true", help="Skip report.md, report.html and plots/.")
     p_gather.set_defaults(func=_cmd_gather)
 
 

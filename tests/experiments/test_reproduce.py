@@ -36,6 +36,13 @@ def test_reproduce_from_the_directory_alone(finished, tmp_path, capsys):
     assert main(["reproduce", str(finished), "--quiet", "--out", str(tmp_path / "again")]) == 0
     assert capsys.readouterr().out.startswith("reproduced: acc_matrix and val_acc_matrix identical (2x2)")
     assert (tmp_path / "again" / "acc_matrix.csv").read_bytes() == (finished / "acc_matrix.csv").read_bytes()
+    # a second time into the same --out: refused, as the error says, unless --overwrite
+    assert main(["reproduce", str(finished), "--quiet", "--out", str(tmp_path / "again")]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main(["reproduce", str(finished), "--quiet", "--out", str(tmp_path / "again"), "--overwrite"]) == 0
+    assert capsys.readouterr().out.startswith("reproduced: ")
+    assert main(["reproduce", str(finished), "--quiet", "--overwrite"]) == 2
+    assert "reproduce --overwrite needs --out" in capsys.readouterr().err
 
 
 def test_a_changed_result_is_reported_with_exit_1(finished, tmp_path, capsys):

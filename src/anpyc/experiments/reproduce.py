@@ -74,9 +74,10 @@ def compare_matrices(a: np.ndarray, b: np.ndarray, atol: float = 0.0) -> str | N
 
 
 def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0,
-              stream_from: str | None = None) -> ReproduceReport:
-    """Rerun ``run_dir``'s config (into ``out`` if given, else in memory) and compare. A run on
-    a stream of your own is rebuilt from its ``stream.source`` or from ``stream_from``
+              stream_from: str | None = None, overwrite: bool = False) -> ReproduceReport:
+    """Rerun ``run_dir``'s config (into ``out`` if given, else in memory; ``overwrite``: an
+    ``out`` that holds results is emptied first, as ``anpyc run --overwrite``) and compare. A
+    run on a stream of your own is rebuilt from its ``stream.source`` or from ``stream_from``
     (``MODULE:FUNCTION``, as ``--stream-from``); one passed from Python with neither is refused."""
     from anpyc.config import load_mapping
     from anpyc.runner import provenance, run
@@ -95,7 +96,7 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     saved_meta = load_mapping(run_dir / "config.yaml").get("meta") or {}
     recorded = saved_meta.get("budget") if isinstance(saved_meta.get("budget"), dict) else None
     # config.yaml holds the epochs as run; the budget they came from is recorded again, not applied
-    result = run(cfg, out, quiet=quiet, budget=None, report=False, recorded_budget=recorded)
+    result = run(cfg, out, quiet=quiet, overwrite=overwrite, budget=None, report=False, recorded_budget=recorded)
     report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
     now = provenance()
     for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "cpu_model", "git_commit"):

@@ -3,7 +3,7 @@ import pytest
 from report_fakes import make_compare_dir
 
 from anpyc.report import plots
-from anpyc.report.load import load_results
+from anpyc.report.load import Results, RunData, load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 DRAW = {
@@ -43,6 +43,47 @@ def test_method_colours_fixed_and_distinct():
     assert plots.method_color("ANPyC") == plots.method_color("anpyc")
     assert plots.method_color("my-method") == plots.method_color("my-method")
     assert plots.method_color("my-method") not in colours
+
+
+# the split-mnist-class bench's rows: every base method and its +inference/+density-replay variants
+BASES = ["anpyc", "anpyc-masks", "density", "derpp", "er", "ewc", "finetune", "hat", "joint", "lwf", "mas",
+         "online-ewc", "packnet", "si", "slda", "er-200", "derpp-200"]
+BENCH = BASES + [f"{b}{v}" for v in ("+inference", "+density-replay") for b in BASES]
+
+
+def test_methods_drawn_together_never_look_alike():
+    styles = plots.method_styles(BENCH)
+    assert len({(s.color, s.linestyle, s.marker) for s in styles.values()}) == len(BENCH)
+    assert len({(s.color, s.hatch) for s in styles.values()}) == len(BENCH)
+    assert len({styles[b].color for b in BASES}) == len(BASES)
+    assert styles["ewc+inference"].color == styles["ewc"].color == plots.method_color("ewc")
+    assert plots.method_styles(["x", "x+inference"])["x+inference"].linestyle == styles["ewc+inference"].linestyle
+
+
+def _drawn_figure(monkeypatch):
+    """Make ``_save`` keep the figure it is given instead of writing it."""
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
+    return figs
+
+
+def test_lines_of_a_comparison_are_told_apart(monkeypatch, tmp_path):
+    figs = _drawn_figure(monkeypatch)
+    summary = {"benchmark": "split-mnist", "methods": {m: {"avg_acc_curve": [0.9, 0.8]} for m in BENCH}}
+    plots.plot_avg_acc_curves(summary, tmp_path / "avg_acc.png")
+    from matplotlib.colors import to_hex
+
+    lines = figs[0].axes[0].get_lines()
+    looks = {(to_hex(ln.get_color()), ln.get_linestyle(), ln.get_marker()) for ln in lines}
+    assert len(lines) == len(BENCH) and len(looks) == len(BENCH)
+
+
+def test_bars_of_variants_are_told_apart(monkeypatch, tmp_path):
+    figs = _drawn_figure(monkeypatch)
+    runs = {m: [RunData(tmp_path, m, 0, {"time_s": 2.0, "eval_time_s": 0.5, "peak_rss_mb": 300.0})] for m in BENCH}
+    plots.plot_cost(Results(tmp_path, "compare", runs), tmp_path / "cost.png")
+    bars = figs[0].axes[1].patches
+    assert len(bars) == len(BENCH) and len({(b.get_facecolor(), b.get_hatch()) for b in bars}) == len(BENCH)
 
 
 @pytest.mark.parametrize("name", list(DRAW))

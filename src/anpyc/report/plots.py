@@ -3,7 +3,7 @@
 Every ``plot_*`` function takes loaded results and a path, writes one PNG and returns its path,
 or returns ``None`` without writing when the results hold nothing to draw (e.g. no method
 recorded importance statistics). A method has the same colour in every plot
-(:func:`method_color`).
+(:func:`method_color`); methods drawn together never look alike (:func:`method_styles`).
 
 Example:
     >>> from anpyc.report.load import load_results
@@ -15,16 +15,19 @@ Example:
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from anpyc.io import atomic_write_bytes
+from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX
 from anpyc.report.load import Results, RunData
 from anpyc.report.tables import mean_matrix
 from anpyc.summary import finite
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 # Fixed colours for the methods anpyc ships; ANPyC stands out in red, the bounds in grey/black.
 METHOD_COLORS = {
     "anpyc": "#d62728",
+    "anpyc-masks": "#ad494a",
     "packnet": "#9467bd",
     "ewc": "#1f77b4",
     "online-ewc": "#17becf",
@@ -45,20 +49,103 @@ METHOD_COLORS = {
     "lwf": "#8c564b",
     "er": "#e377c2",
     "derpp": "#bcbd22",
+    "hat": "#393b79",
+    "density": "#637939",
+    "slda": "#8c6d31",
     "finetune": "#7f7f7f",
     "joint": "#000000",
 }
-# Other names get a colour from this list chosen by a hash of the name, so it is stable
-# across plots, runs and machines (Python's hash() is salted per process; crc32 is not).
-_EXTRA = ["#e377c2", "#bcbd22", "#aec7e8", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#dbdb8d"]
+# Other names get a colour from this list (none of the fixed ones) chosen by a hash of the name, so it
+# is stable across plots, runs and machines (Python's hash() is salted per process; crc32 is not).
+_EXTRA = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+          "#9edae5", "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#843c39", "#a55194", "#c7c7c7"]
+# A variant ``<base>+X`` draws its base's colour in its own style; these suffixes keep theirs in every plot.
+_VARIANT_SLOTS = {"": 0, INFERENCE_SUFFIX[1:]: 1, DENSITY_REPLAY_SUFFIX[1:]: 2}
+# Style k is (_LINESTYLES[k % 4], _MARKERS[k % 5]): 4 and 5 are coprime, so 20 styles are distinct.
+_LINESTYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "D", "v"]
+_HATCHES = ["", "..", "xx", "oo", "\\\\", "++", "**", "OO"]
+
+
+@dataclass(frozen=True)
+class MethodStyle:
+    """How one method is drawn in one plot: lines use colour, line style and marker, bars colour and hatch."""
+
+    color: str
+    linestyle: str = "-"
+    marker: str = "o"
+    hatch: str = ""
+
+    def line(self) -> dict[str, str]:
+        """Keyword arguments for ``Axes.plot``."""
+        return {"color": self.color, "ls": self.linestyle, "marker": self.marker}
+
+
+def _split(name: str) -> tuple[str, str]:
+    """``(base, variant)`` of a method label: ``ewc+inference`` -> ``("ewc", "inference")``."""
+    base, _, variant = name.lower().partition("+")
+    return base, variant
 
 
 def method_color(name: str) -> str:
-    """The colour of method ``name`` in every plot."""
-    key = name.lower()
-    if key in METHOD_COLORS:
-        return METHOD_COLORS[key]
-    return _EXTRA[zlib.crc32(key.encode("utf-8")) % len(_EXTRA)]
+    """The colour of method ``name`` (of its base: ``ewc+inference`` draws as ``ewc``) wherever
+    it is alone; :func:`method_styles` keeps methods drawn together apart."""
+    base, _ = _split(name)
+    if base in METHOD_COLORS:
+        return METHOD_COLORS[base]
+    return _EXTRA[zlib.crc32(base.encode("utf-8")) % len(_EXTRA)]
+
+
+def _base_colors(bases: set[str]) -> dict[str, tuple[str, int]]:
+    """A distinct colour per base (its own where free, else the next free one, bases taken in
+    sorted order so the choice is deterministic) and its round: > 0 once every colour is taken."""
+    palette = _EXTRA + [c for b, c in METHOD_COLORS.items() if b not in bases]
+    out = {b: (METHOD_COLORS[b], 0) for b in bases if b in METHOD_COLORS}
+    taken = {c for c, _ in out.values()}
+    spill = 0
+    for base in sorted(bases - out.keys()):
+        start = palette.index(method_color(base))
+        color = next((c for c in palette[start:] + palette[:start] if c not in taken), None)
+        if color is None:  # more bases than colours: reuse them, told apart by style
+            color, spill = palette[spill % len(palette)], spill + 1
+        taken.add(color)
+        out[base] = (color, 0 if spill == 0 else 1 + (spill - 1) // len(palette))
+    return out
+
+
+def _variant_slots(names: list[str]) -> dict[str, int]:
+    """The style slot of each label within its base: fixed for the known suffixes, the next
+    free one past them for any other (in sorted order)."""
+    slots: dict[str, int] = {}
+    used: dict[str, set[int]] = {}
+    for name in names:
+        base, variant = _split(name)
+        slot = _VARIANT_SLOTS.get(variant)
+        if slot is not None and slot not in used.setdefault(base, set()):
+            slots[name] = slot
+            used[base].add(slot)
+    for name in sorted(set(names) - slots.keys(), key=str.lower):
+        taken = used.setdefault(_split(name)[0], set())
+        slots[name] = next(k for k in itertools.count(len(_VARIANT_SLOTS)) if k not in taken)
+        taken.add(slots[name])
+    return slots
+
+
+def method_styles(names: Iterable[str]) -> dict[str, MethodStyle]:
+    """The style of each method drawn together in one plot, no two alike: a base method keeps
+    its colour (:func:`method_color`, where no other base in the plot holds it), a variant
+    ``<base>+X`` draws that colour with its own line style, marker and bar hatch."""
+    names = list(dict.fromkeys(names))
+    colors = _base_colors({_split(n)[0] for n in names})
+    slots = _variant_slots(names)
+    width = max(slots.values(), default=0) + 1
+    out = {}
+    for name in names:
+        color, rnd = colors[_split(name)[0]]
+        k = rnd * width + slots[name]
+        out[name] = MethodStyle(color, _LINESTYLES[k % len(_LINESTYLES)], _MARKERS[k % len(_MARKERS)],
+                                _HATCHES[k % len(_HATCHES)])
+    return out
 
 
 def _pyplot() -> ModuleType:
@@ -115,6 +202,7 @@ def plot_avg_acc(results: Results, path: str | Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     drawn = False
+    styles = method_styles(results.runs)
     for method, runs in results.runs.items():
         curves = [c for c in (_curve(r) for r in runs) if c]
         if not curves:
@@ -125,10 +213,10 @@ def plot_avg_acc(results: Results, path: str | Path) -> Path | None:
             arr[i, : len(c)] = c
         mean, std = 100 * _nanmean(arr), 100 * _nanstd(arr)
         x = np.arange(1, n + 1)
-        color = method_color(method)
-        ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{method} (n={len(curves)})")
+        style = styles[method]
+        ax.plot(x, mean, ms=3, **style.line(), label=f"{method} (n={len(curves)})")
         if len(curves) > 1:
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15, lw=0)
+            ax.fill_between(x, mean - std, mean + std, color=style.color, alpha=0.15, lw=0)
         drawn = True
     if not drawn:
         plt.close(fig)
@@ -183,6 +271,7 @@ def plot_task_accuracy(results: Results, path: str | Path) -> Path | None:
     plt = _pyplot()
     rows, cols = _grid(len(mats))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False, sharey=True)
+    styles = method_styles(mats)
     for ax, (method, a) in zip(axes.flat, mats.items()):
         n = a.shape[0]
         colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, max(n, 1)))
@@ -192,7 +281,7 @@ def plot_task_accuracy(results: Results, path: str | Path) -> Path | None:
             ok = np.isfinite(y)
             if ok.any():
                 ax.plot(x[ok] + 1, y[ok], marker="o", ms=2.5, lw=1.2, color=colors[j], label=f"task {j}")
-        ax.set_title(method, color=method_color(method))
+        ax.set_title(method, color=styles[method].color)
         ax.set_xlabel("number of tasks learned")
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
@@ -238,8 +327,9 @@ def plot_importance(results: Results, path: str | Path) -> Path | None:
     rows, cols = _grid(len(data) + 1)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
     flat = list(axes.flat)
+    styles = method_styles(data)
     for ax, (method, entries) in zip(flat, data.items()):
-        color = method_color(method)
+        color = styles[method].color
         for k, e in enumerate(entries):
             edges = 10.0 ** np.asarray(e["hist_edges"], dtype=float)
             counts = np.asarray(e["hist_counts"], dtype=float)
@@ -270,7 +360,7 @@ def plot_importance(results: Results, path: str | Path) -> Path | None:
         pts = [(e.get("task", k), e.get("kurtosis")) for k, e in enumerate(entries) if finite([e.get("kurtosis")])]
         if pts:
             x, y = zip(*pts)
-            kax.plot(x, y, marker="o", ms=3, color=method_color(method), label=method)
+            kax.plot(x, y, ms=3, **styles[method].line(), label=method)
     kax.set_xlabel("after task")
     kax.xaxis.get_major_locator().set_params(integer=True)
     kax.set_ylabel("kurtosis of importance")
@@ -291,6 +381,7 @@ def plot_weight_distribution(results: Results, path: str | Path) -> Path | None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     drawn = 0
+    styles = method_styles(results.runs)
     for method, runs in results.runs.items():
         d = next((r.metrics.get("weight_distribution") for r in runs if r.metrics.get("weight_distribution")), None)
         edges, counts = (d or {}).get("hist_edges"), (d or {}).get("hist_counts")
@@ -298,7 +389,8 @@ def plot_weight_distribution(results: Results, path: str | Path) -> Path | None:
             continue
         share = np.asarray(counts, dtype=float) / sum(counts) * (1 - (d.get("zero_share") or 0.0))
         label = f"{method} ({100 * (d.get('zero_share') or 0.0):.0f}% zero, bimodality {d.get('bimodality', float('nan')):.2f})"
-        ax.stairs(share, 10.0 ** np.asarray(edges, dtype=float), color=method_color(method), lw=1.5, label=label)
+        ax.stairs(share, 10.0 ** np.asarray(edges, dtype=float), color=styles[method].color,
+                  ls=styles[method].linestyle, lw=1.5, label=label)
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -346,8 +438,9 @@ def plot_free_capacity(results: Results, path: str | Path) -> Path | None:
     fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.6 * rows), squeeze=False, sharey=True)
     styles = ["-", "--", "-.", ":"]
     markers = ["o", "s", "^", "D", "v", "P"]
+    method_style = method_styles(data)
     for ax, (method, layers) in zip(axes.flat, data.items()):
-        color = method_color(method)
+        color = method_style[method].color
         for k, (layer, y) in enumerate(layers.items()):
             ax.plot(np.arange(len(y)), 100 * y, color=color, ls=styles[k % len(styles)],
                     marker=markers[k % len(markers)], ms=3, label=layer)
@@ -379,13 +472,15 @@ def plot_cost(results: Results, path: str | Path) -> Path | None:
         return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
     x = np.arange(len(methods))
-    colors = [method_color(m) for m in methods]
+    styles = method_styles(methods)
+    colors = [styles[m].color for m in methods]
+    hatches = [styles[m].hatch for m in methods]  # variants share their base's colour
     fig, (ax_t, ax_m, ax_s) = plt.subplots(1, 3, figsize=(max(10.0, 3 * (1.5 + 0.5 * len(methods))), 4.0))
     total = np.array([ms(m, "time_s") for m in methods])
     evals = np.array([ms(m, "eval_time_s")[0] for m in methods])
     train = np.clip(total[:, 0] - evals, 0, None)
-    ax_t.bar(x, train, color=colors)
-    ax_t.bar(x, evals, bottom=train, color=colors, alpha=0.45, hatch="//")
+    ax_t.bar(x, train, color=colors, hatch=hatches)
+    ax_t.bar(x, evals, bottom=train, color=colors, alpha=0.45, hatch=["//" + h for h in hatches])
     ax_t.errorbar(x, total[:, 0], yerr=total[:, 1], fmt="none", ecolor="#555555", capsize=4)
     from matplotlib.patches import Patch
 
@@ -394,14 +489,14 @@ def plot_cost(results: Results, path: str | Path) -> Path | None:
     ax_t.set_ylabel("wall time (s)")
     ax_t.set_title("wall time per run")
     rss = np.array([ms(m, "peak_rss_mb") for m in methods])
-    ax_m.bar(x, rss[:, 0], yerr=rss[:, 1], color=colors, capsize=4, ecolor="#555555")
+    ax_m.bar(x, rss[:, 0], yerr=rss[:, 1], color=colors, hatch=hatches, capsize=4, ecolor="#555555")
     ax_m.set_ylabel("peak resident memory (MiB)")
     ax_m.set_title("process memory")
     state = np.array([ms(m, "method_state_mb") for m in methods])
     unit = "MiB"
     if state[:, 0].max() < 1.0:  # small states read better in KiB than as 1e-3 MiB
         state, unit = state * 1024, "KiB"
-    ax_s.bar(x, state[:, 0], yerr=state[:, 1], color=colors, capsize=4, ecolor="#555555")
+    ax_s.bar(x, state[:, 0], yerr=state[:, 1], color=colors, hatch=hatches, capsize=4, ecolor="#555555")
     ax_s.set_ylabel(f"method state ({unit})")
     ax_s.set_title("method's own state (buffers)")
     for ax in (ax_t, ax_m, ax_s):
@@ -418,9 +513,10 @@ def plot_avg_acc_curves(summary: dict, path: str | Path) -> Path:
     comparison's in-memory summary (``compare`` draws this before any report)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    styles = method_styles(summary["methods"])
     for name, m in summary["methods"].items():
         curve = [100 * v for v in m["avg_acc_curve"]]
-        ax.plot(range(1, len(curve) + 1), curve, marker="o", ms=3, label=name, color=method_color(name))
+        ax.plot(range(1, len(curve) + 1), curve, ms=3, label=name, **styles[name].line())
     ax.set_xlabel("tasks learned")
     ax.set_ylabel("average accuracy on tasks so far (%)")
     ax.set_title(f"{summary['benchmark']}: average accuracy")

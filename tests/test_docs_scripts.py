@@ -100,6 +100,16 @@ def test_bench_tables_puts_welch_beside_the_both_std_rule_and_says_where_they_di
     assert bt.versus("a", "b", tmp_path).endswith("+2.00 points; both-std rule: ahead; Welch t 15.81, df 8.0, p < 0.001")
 
 
+
+def test_bench_tables_versus_a_row_the_bench_lacks_says_so_in_one_line(tmp_path, capsys):
+    bt = load_script(ROOT / "docs" / "scripts" / "bench_tables.py")
+    (tmp_path / "bench.json").write_text(json.dumps({"methods": {"hat": _entry(0.9, 0.01), "finetune": _entry(0.8, 0.01)}}))
+    assert bt.main(["--versus", "hatt", "finetune", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "'hatt'" in err and "finetune, hat" in err
+    assert bt.main(["--versus", "hat", "finetune", str(tmp_path)]) == 0
+    assert "hat 90.0 ± 1.0 vs finetune" in capsys.readouterr().out
+
 def test_baseline_defaults_are_the_best_mean_validation_point(tmp_path):
     script = load_script(ROOT / "docs" / "benchmarks" / "baselines-defaults" / "defaults.py")
     _, names, parts = script.GRIDS["er"]

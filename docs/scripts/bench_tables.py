@@ -29,6 +29,10 @@ from anpyc.summary import clearly_ahead
 REFERENCE = "anpyc"
 
 
+class MissingRow(LookupError):
+    """A label ``--versus`` names is not a row of the bench (said in one line, not a traceback)."""
+
+
 def _pm(stat: dict | None, seeds: int, scale: float = 100.0) -> str:
     if not stat or stat.get("mean") is None:
         return "-"
@@ -165,6 +169,9 @@ def table(bench_dir: Path) -> str:
 def versus(a: str, b: str, bench_dir: Path) -> str:
     """One claim of the README checked: row ``a`` against row ``b`` of one bench."""
     methods = json.loads((bench_dir / "bench.json").read_text())["methods"]
+    for label in (a, b):
+        if label not in methods:
+            raise MissingRow(f"no row {label!r} in {bench_dir / 'bench.json'}; its rows: {', '.join(sorted(methods))}")
     ea, eb = methods[a], methods[b]
     verdict, welch = compare(ea, eb)
     diff = 100 * (ea["avg_acc"]["mean"] - eb["avg_acc"]["mean"])
@@ -173,11 +180,22 @@ def versus(a: str, b: str, bench_dir: Path) -> str:
             f"{diff:+.2f} points; both-std rule: {verdict}; {test}")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--versus":
-        print(versus(sys.argv[2], sys.argv[3], Path(sys.argv[4])))
-    elif len(sys.argv) < 2 or sys.argv[1].startswith("-"):
-        sys.exit("usage: python docs/scripts/bench_tables.py BENCH_DIR [BENCH_DIR ...]\n"
-                 "       python docs/scripts/bench_tables.py --versus LABEL_A LABEL_B BENCH_DIR")
+def main(argv: list[str]) -> int:
+    """Print the tables (or one ``--versus`` line); 2 and one line on stderr for a row the bench lacks."""
+    if len(argv) == 4 and argv[0] == "--versus":
+        try:
+            print(versus(argv[1], argv[2], Path(argv[3])))
+        except MissingRow as exc:
+            print(f"bench_tables.py: {exc}", file=sys.stderr)
+            return 2
+    elif not argv or argv[0].startswith("-"):
+        print("usage: python docs/scripts/bench_tables.py BENCH_DIR [BENCH_DIR ...]\n"
+              "       python docs/scripts/bench_tables.py --versus LABEL_A LABEL_B BENCH_DIR", file=sys.stderr)
+        return 1
     else:
-        print("\n".join(table(Path(d)) for d in sys.argv[1:]))
+        print("\n".join(table(Path(d)) for d in argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

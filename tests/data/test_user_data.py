@@ -3,6 +3,8 @@ through the data layer, the distributed iterators, the importance estimators and
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -396,6 +398,31 @@ def test_a_stream_function_that_cannot_be_found_or_used_is_one_line(tmp_path, mo
     with pytest.raises(ConfigError) as err:
         stream_from_source(source)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("code, source, message", [
+    ("def make(:\n    pass\n", "mine.py:make",
+     "--stream-from mine.py:make: cannot import it: SyntaxError: invalid syntax (mine.py, line 1)"),
+    ("def make(:\n    pass\n", "mine:make", "--stream-from mine:make: cannot import it: SyntaxError: invalid syntax"),
+    ("import nosuchdep_h36\n", "mine.py:make",
+     "--stream-from mine.py:make: cannot import it: ModuleNotFoundError: No module named 'nosuchdep_h36'"),
+    ("import nosuchdep_h36\n", "mine:make", "--stream-from mine:make: cannot import it: ModuleNotFoundError"),
+    ("from os import nosuchname\n", "mine.py:make", "--stream-from mine.py:make: cannot import it: ImportError: cannot import"),
+    ("def make():\n    raise ValueError('no rows in data.csv')\n", "mine.py:make",
+     "--stream-from mine.py:make raised ValueError: no rows in data.csv"),
+], ids=["syntax-file", "syntax-module", "missing-import-file", "missing-import-module", "import-error", "raises"])
+def test_broken_stream_code_is_one_line_exit_2(tmp_path, monkeypatch, capsys, code, source, message):
+    """A stream module that cannot be imported, or a function of it that raises, is the CLI's
+    one-line error (exit 2), not a traceback."""
+    from anpyc.cli import main
+
+    (tmp_path / "mine.py").write_text(code)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "mine", raising=False)
+    assert main(["run", "--method", "finetune", "--stream-from", source, "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("anpyc: error:") and message in err[0], err
 
 
 def test_a_stream_function_from_a_file_gets_the_seed_when_it_takes_one(tmp_path, monkeypatch):

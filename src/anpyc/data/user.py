@@ -33,7 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset
 
 from anpyc.data.streams import Stream, Task
 from anpyc.data.taskdata import Batch, ConcatData, TaskData
-from anpyc.errors import ConfigError
+from anpyc.errors import AnpycError, ConfigError, DataError
 from anpyc.utils import seeded_generator
 
 if TYPE_CHECKING:
@@ -516,42 +516,71 @@ def stream_from_source(source: str, seed: int = 0) -> Stream:
         takes_seed = "seed" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         takes_seed = False
-    stream = fn(seed=seed) if takes_seed else fn()
+    try:
+        stream = fn(seed=seed) if takes_seed else fn()
+    except AnpycError:
+        raise
+    except Exception as exc:  # the user's code failed: say what, in the CLI's one line
+        raise DataError(f"--stream-from {source} raised {_one_line(exc)}") from exc
     if not isinstance(stream, Stream):
         raise ConfigError(f"--stream-from {source}: {getattr(fn, '__name__', 'the function')} returned a "
                           f"{type(stream).__name__}, not a stream (build it with anpyc.data.stream_from_datasets)")
     return stream
 
 
-def load_function(source: str, flag: str) -> Any:
-    """The function ``MODULE:FUNCTION`` or ``FILE.py:FUNCTION`` names (the working directory
-    is searched for modules, as ``python -m`` does); a one-line :class:`ConfigError` otherwise."""
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception on one line (the CLI prints errors as one line)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _import_source(module_name: str) -> Any:
+    """The module ``MODULE`` or ``FILE.py`` names, imported (the working directory searched as
+    ``python -m`` does); a file's module is registered so that pickling (parallel jobs) finds its classes."""
     import importlib
     import importlib.util
     import os
     import sys
     from pathlib import Path
 
+    if not module_name.endswith(".py"):
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return importlib.import_module(module_name)
+    path = Path(module_name)
+    spec = importlib.util.spec_from_file_location(f"anpyc_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(spec.name, None)  # no half-run module left behind
+        raise
+    return module
+
+
+def load_function(source: str, flag: str) -> Any:
+    """The function ``MODULE:FUNCTION`` or ``FILE.py:FUNCTION`` names; a one-line
+    :class:`ConfigError` when it is not there or its module cannot be imported."""
+    from pathlib import Path
+
     module_name, sep, attr = str(source).rpartition(":")
     if not sep or not module_name or not attr.isidentifier():
         raise ConfigError(f"{flag} expects MODULE:FUNCTION or FILE.py:FUNCTION, got {source!r}")
+    if module_name.endswith(".py") and not Path(module_name).is_file():
+        raise ConfigError(f"{flag} {source}: no file {module_name} in {Path.cwd()} (a relative path is read from "
+                          "the working directory; run from the folder that holds it)")
     try:
-        if module_name.endswith(".py"):
-            path = Path(module_name)
-            if not path.is_file():
-                raise ConfigError(f"{flag} {source}: no file {path} in {Path.cwd()} (a relative path is read from "
-                                  "the working directory; run from the folder that holds it)")
-            spec = importlib.util.spec_from_file_location(f"anpyc_user_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module  # so that pickling (parallel jobs) finds its classes
-            spec.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path and "" not in sys.path:
-                sys.path.insert(0, os.getcwd())
-            module = importlib.import_module(module_name)
+        module = _import_source(module_name)
+    except AnpycError:
+        raise
     except ModuleNotFoundError as exc:
+        if module_name.endswith(".py") or not f"{module_name}.".startswith(f"{exc.name}."):  # one it imports
+            raise ConfigError(f"{flag} {source}: cannot import it: {_one_line(exc)}") from exc
         raise ConfigError(f"{flag} {source}: no module named {exc.name!r} (run from the folder that holds it, "
                           "or give FILE.py:FUNCTION)") from None
+    except Exception as exc:  # SyntaxError, ImportError, anything its top level raises
+        raise ConfigError(f"{flag} {source}: cannot import it: {_one_line(exc)}") from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"{flag} {source}: {module_name} has no function {attr!r}")

@@ -221,6 +221,10 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
      "protocol pmnist10 has budget 'passes'; drop --budget"),
     (["tune", "--protocol", "pmnist10", "--method", "ewc", "--stream-from", "examples/own_data.py:make"],
      "tune --protocol runs the protocol's stream; drop --stream-from (or --protocol)"),
+    (["tune", "--method", "ewc", "--benchmark", "blobs"], "tune needs at least one --param"),  # ran a one-point grid
+    (["tune", "--method", "ewc", "--param", "lam=1,,10"], "an empty value in the grid"),  # dropped it silently
+    (["compare", "--methods", "ewc", "--preset", "ewc-pmnist10"],  # taken as --presets, "unrecognized: ewc-pmnist10"
+     "unrecognized arguments: --preset ewc-pmnist10"),
 ])
 def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, words, result_dir, bad_input_count):
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)

@@ -144,7 +144,10 @@ def parse_params(items: Sequence[str], per_method: bool = False, grid: bool = Fa
         if "=" not in item:
             raise ConfigError(f"--param expects {'KEY=V1,V2,...' if grid else 'KEY=VALUE'}, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
-        parsed: Any = [yaml.safe_load(v) for v in value.split(",") if v.strip()] if grid else (
+        values = [v.strip() for v in value.split(",")]
+        if grid and value and not all(values):
+            raise ConfigError(f"--param {item}: an empty value in the grid (KEY=V1,V2,...)")
+        parsed: Any = [yaml.safe_load(v) for v in values if v] if grid else (
             yaml.safe_load(value) if value else value)
         if not per_method:
             out[key] = parsed
@@ -255,6 +258,11 @@ def _add_resume_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="Continue the killed comparison in --out with the same command: finished runs are "
                         "kept, killed ones continue from their newest checkpoint, the others run.")
+
+
+def _add_jobs_flag(parser: argparse.ArgumentParser, unit: str) -> None:
+    parser.add_argument("--jobs", type=_count, default=1,
+                        help=f"{unit} runs at a time, in processes of this machine (or submitit-local's). (default: 1)")
 
 
 def _add_executor_flags(parser: argparse.ArgumentParser) -> None:
@@ -555,7 +563,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         machine, seeds = _protocol_args(args, "tune")
         grids = {args.protocol: {args.method: parse_params(args.param, grid=True)}} if args.param else None
         result = tune_protocol(args.protocol, args.method, args.out, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                               machine=machine, save=args.save_preset, grids=grids, executor=_executor(args))
+                               machine=machine, save=args.save_preset, grids=grids, executor=_executor(args), jobs=args.jobs)
     else:
         if args.save_preset:
             raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "
@@ -564,7 +572,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         grid = parse_params(args.param, grid=True)
         seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
         result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes",
-                      executor=_executor(args), stream=args.stream_from)
+                      executor=_executor(args), stream=args.stream_from, jobs=args.jobs)
     if "submitted" in result:
         return _print_submitted(result["submitted"], args.out)
     best = result["best"]
@@ -592,11 +600,11 @@ def _cmd_tune_all(args: argparse.Namespace) -> int:
     queue_all = executor.kind == "slurm" and executor.wait  # every method's grid in the queue at once, then gathered
     for m in methods if queue_all else ():
         tune_protocol(args.protocol, m, Path(args.out) / m, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                      machine=machine, executor=dataclasses.replace(executor, wait=False))
+                      machine=machine, executor=dataclasses.replace(executor, wait=False), jobs=args.jobs)
     for m in methods:
         out = Path(args.out) / m
         result = tune_protocol(args.protocol, m, out, seeds, quiet=args.quiet, overwrite=args.overwrite and not queue_all,
-                               machine=machine, save=args.save_preset, executor=executor)
+                               machine=machine, save=args.save_preset, executor=executor, jobs=args.jobs)
         if "submitted" in result:
             _print_submitted(result["submitted"], str(out))
             continue
@@ -731,7 +739,12 @@ def _method_help(required: bool = True, many: bool = False, unless: str = "") ->
 
 class _Parser(argparse.ArgumentParser):
     """argparse's parser, whose errors are one line (``anpyc: error: ...``, exit code 2) like
-    every other bad input: it names the ``--help`` to read instead of printing the usage."""
+    every other bad input: it names the ``--help`` to read instead of printing the usage. A
+    flag is taken only whole: a prefix (``--preset`` for compare's ``--presets``) is unknown."""
+
+    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
@@ -845,6 +858,7 @@ def _add_tune_command(sub: argparse._SubParsersAction) -> None:
     p_tune.add_argument("--out", required=True, metavar="DIR", help="Directory for tune.json, tune.md and the runs. Required.")
     p_tune.add_argument("--save-preset", action="store_true",
                         help="With --protocol: write the chosen point as the shipped preset METHOD-PROTOCOL, with its provenance.")
+    _add_jobs_flag(p_tune, "(grid point, seed)")
     _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here (without --protocol)
     _add_budget_flag(p_tune, default=None, unset="passes, or the protocol's")
     _add_executor_flags(p_tune)
@@ -860,6 +874,7 @@ def _add_tune_all_command(sub: argparse._SubParsersAction) -> None:
     p_tall.add_argument("--seeds", type=_count, default=None, help="Seeds per grid point. (default: the protocol's)")
     p_tall.add_argument("--out", required=True, metavar="DIR", help="Directory with one tune directory per method. Required.")
     p_tall.add_argument("--save-preset", action="store_true", help="Write each chosen point as the shipped preset.")
+    _add_jobs_flag(p_tall, "(grid point, seed)")
     _add_config_flags(p_tall)  # machine settings only (--threads, --device, --data-dir)
     _add_executor_flags(p_tall)
     p_tall.set_defaults(func=_cmd_tune_all)

@@ -98,3 +98,21 @@ def test_a_grid_where_every_point_diverges_says_so(monkeypatch, tmp_path):
     with pytest.raises(TrainingError, match="every grid point diverged"):
         tune_mod.tune(base, {"lam": [1.0, 100.0]}, seeds=[0], out_dir=tmp_path / "t")
     assert not (tmp_path / "t" / "tune.json").exists()  # no choice recorded
+
+
+def test_points_run_in_parallel_processes_choose_as_one_after_another(tmp_path, capsys):
+    """``--jobs 2`` (as README and --executor's help promise) runs the (point, seed) runs in
+    two processes; each run is the one the sequential search makes."""
+    import json
+
+    from anpyc.cli import main
+
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 150},
+                                "model": {"hidden": [16]}, "train": {"epochs": 2, "threads": 1}})
+    one = tune_mod.tune(base, {"lam": [1.0, 1000.0]}, seeds=[0], out_dir=tmp_path / "one", quiet=True)
+    argv = ["tune", "--method", "ewc", "--benchmark", "blobs", "--tasks", "2", "--subsample", "150", "--hidden", "16",
+            "--epochs", "2", "--threads", "1", "--param", "lam=1.0,1000.0", "--jobs", "2", "--quiet", "--out", str(tmp_path / "two")]
+    assert main(argv) == 0
+    two = json.loads((tmp_path / "two" / "tune.json").read_text())
+    assert [r["val_avg_acc"] for r in two["points"]] == [r["val_avg_acc"] for r in one["points"]]
+    assert two["best"]["point"] == one["best"]["point"]

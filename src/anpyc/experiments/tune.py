@@ -61,6 +61,7 @@ def tune(
     budget: str = "passes",
     executor: ExecutorConfig | None = None,
     stream: Any = None,
+    jobs: int = 1,
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
@@ -70,11 +71,13 @@ def tune(
     after another); a submitit sweep into an ``out_dir`` that holds it goes on there, and
     without waiting returns ``{"submitted": ...}`` (the same call again gathers it).
     ``stream``: your own data, as :func:`anpyc.experiments.compare.compare` takes it (a stream,
-    a function ``seed -> stream`` or ``"MODULE:FUNCTION"``).
+    a function ``seed -> stream`` or ``"MODULE:FUNCTION"``). ``jobs > 1``: that many (point,
+    seed) runs at a time in processes of this machine (every point's seeds then run, also after
+    one diverged).
     """
-    base, own = own_stream(base, stream, jobs=1)
+    base, own = own_stream(base, stream, jobs=jobs)
     points = expand_grid(grid)
-    if not points:
+    if not grid or not points:
         raise ConfigError("tune needs at least one --param KEY=V1,V2,...")
     if not seeds:
         raise ConfigError("tune needs at least one seed")
@@ -86,7 +89,7 @@ def tune(
     check_executor(executor)
     record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
     out = open_sweep(out_dir, record, resubmits(executor, out_dir, rundir.TUNE) and not overwrite, overwrite, rundir.TUNE)
-    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget, jobs)
     if isinstance(metrics_of, dict):  # submitted without waiting
         return metrics_of
     rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
@@ -107,21 +110,23 @@ def tune(
     }
     if out is not None:
         write_json(out / "tune.json", result)
-        (out / "tune.md").write_text(tune_markdown(result))
+        rundir.write_text(out / "tune.md", tune_markdown(result))
     return result
 
 
 def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
-                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes"
+                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes", workers: int = 1
                     ) -> dict | Callable[[int, int, RunConfig, Method, Path | None], dict]:
     """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
-    (one stream per seed), or read from a submitit sweep's results once every job has ended;
-    ``{"submitted": ...}`` when the sweep was submitted without waiting. ``own``: your own
-    data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`)."""
-    if executor is not None and executor.uses_submitit:
-        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None, budget=budget)
-                for k, point_runs in enumerate(runs) for s, (cfg, _) in zip(seeds, point_runs)]
-        execution = execute(jobs, executor, out, overwrite=overwrite, quiet=quiet)
+    (one stream per seed), or read from the results of every run made first by ``workers``
+    processes or a submitit sweep; ``{"submitted": ...}`` when the sweep was submitted without
+    waiting. ``own``: your own data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`)."""
+    submitit = executor is not None and executor.uses_submitit
+    if submitit or workers > 1:
+        jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None,
+                    method_object=None if submitit else method, budget=budget)
+                for k, point_runs in enumerate(runs) for s, (cfg, method) in zip(seeds, point_runs)]
+        execution = execute(jobs, executor, out, workers, overwrite=overwrite, quiet=quiet)
         return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
     streams = {s: own(s) if own is not None else build_stream(base.replace(seed=s)) for s in seeds}
 
@@ -247,18 +252,20 @@ def tune_protocol(
     preset_dir: Path | None = None,
     grids: dict | None = None,
     executor: ExecutorConfig | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Tune ``method`` on ``protocol`` with the grid of ``presets/grids.yaml``, selected on the
     validation split (:func:`tune`); with ``save``, write the preset ``<method>-<protocol>``
     with its provenance (protocol and fingerprint, proxy, grid, every point's figures,
     command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved
-    (``executor`` without waiting: ``{"submitted": ...}``, as :func:`tune`).
+    (``executor`` without waiting: ``{"submitted": ...}``, as :func:`tune`; ``jobs``: as there).
     """
     p = get_protocol(protocol)
     grid = grid_for(protocol, method, load_grids() if grids is None else grids)
     base = protocol_tune_config(protocol, method, machine)
     seeds = list(seeds) if seeds is not None else list(range(base.seed, base.seed + p.tune_seeds))
-    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget, executor=executor)
+    result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget, executor=executor,
+                  jobs=jobs)
     if "submitted" in result:
         return result
     # the command line when started as `anpyc tune`, else the equivalent one (tune-all, Python)

@@ -225,6 +225,11 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     (["tune", "--method", "ewc", "--param", "lam=1,,10"], "an empty value in the grid"),  # dropped it silently
     (["compare", "--methods", "ewc", "--preset", "ewc-pmnist10"],  # taken as --presets, "unrecognized: ewc-pmnist10"
      "unrecognized arguments: --preset ewc-pmnist10"),
+    # a body flag the model has no use for ran without it, and config.yaml recorded it
+    (["run", "--method", "finetune", "--model", "cnn", "--hidden", "64"], "--hidden applies only to --model mlp or vae or gan"),
+    (["run", "--method", "finetune", "--width", "8"], "--width applies only to --model cnn or resnet18 (this run's model is mlp)"),
+    (["run", "--method", "finetune", "--model", "vae", "--benchmark", "split-mnist", "--scenario", "class"],
+     "scenario 'class' applies to classifiers"),  # ran the task scenario, recorded class
 ])
 def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, words, result_dir, bad_input_count):
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)

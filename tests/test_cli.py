@@ -64,6 +64,16 @@ def test_another_method_than_the_config_files_runs_with_its_own_params_and_says_
         f"the method_params of {tmp_path / 'c.yaml'} (for ewc) are left out: --method si runs with its own (set them with --param)"]
 
 
+def test_a_comparison_without_the_config_files_method_says_its_params_are_left_out(tmp_path, caplog):
+    (tmp_path / "c.yaml").write_text("method: si\nmethod_params: {lam: 5.0}\nstream: {benchmark: blobs, tasks: 2, subsample: 200}\n"
+                                     "model: {hidden: [16]}\n")
+    assert main(["compare", "--config", str(tmp_path / "c.yaml"), "--methods", "ewc,finetune", "--out", str(tmp_path / "c"),
+                 "--quiet", "--no-report", "--no-presets"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"the method_params of {tmp_path / 'c.yaml'} (for si) are left out: si is not compared (set parameters with "
+        "--param METHOD.KEY=VALUE)"]
+
+
 def test_tune_takes_the_method_from_its_config_file(tmp_path, capsys):
     """As ``run``: a config that names its method is tuned without --method; one that does not is
     refused with one line, nothing written."""

@@ -204,6 +204,7 @@ def _config_from_args(args: argparse.Namespace, method: str | None, base: dict |
     flags = _explicit_flags(args)
     data = deep_update(data, flags)
     _check_generative(data, flags)
+    _check_body_flags(data, flags)
     if getattr(args, "stream_from", None):
         _check_stream_from(flags)
         data = deep_update(data, {"stream": {"benchmark": "custom", "source": args.stream_from}})
@@ -238,6 +239,21 @@ def _check_generative(data: dict, flags: dict) -> None:
     model = (data.get("model") or {}).get("name") if isinstance(data.get("model"), dict) else None
     if given and model not in GENERATIVE_MODELS:
         raise ConfigError(f"{_flag(given[0])} applies only to --model vae or gan (this run's model is {model or 'mlp'})")
+
+
+#: the shipped models each body flag shapes (a model registered elsewhere is not checked)
+_BODY_FLAG_MODELS = {"hidden": ("mlp", "vae", "gan"), "dropout": ("mlp", "cnn"), "width": ("cnn", "resnet18"),
+                     "batch_norm": ("cnn", "resnet18")}
+_SHIPPED_MODELS = ("mlp", "cnn", "resnet18", *GENERATIVE_MODELS)
+
+
+def _check_body_flags(data: dict, flags: dict) -> None:
+    """A body flag the run's model has no use for is an error, not silently dropped."""
+    model = ((data.get("model") or {}).get("name") if isinstance(data.get("model"), dict) else None) or "mlp"
+    for key in flags.get("model", {}):
+        fits = _BODY_FLAG_MODELS.get(key)
+        if fits and model in _SHIPPED_MODELS and model not in fits:
+            raise ConfigError(f"{_flag(key)} applies only to --model {' or '.join(fits)} (this run's model is {model})")
 
 
 def _check_stream_from(flags: dict) -> None:
@@ -411,11 +427,15 @@ def _method_list(text: str, flag: str = "--methods", check: bool = True) -> list
     return methods
 
 
+def resolve_base(label: str) -> str:
+    """The method a comparison's label runs: ``ewc+inference`` -> ``ewc``."""
+    return label.removesuffix(INFERENCE_SUFFIX).removesuffix(DENSITY_REPLAY_SUFFIX)
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     methods = _method_list(args.methods, check=False)
     for m in methods:  # <method>+inference: the method with the task inferred; +density-replay: with that replay
-        base = m.removesuffix(INFERENCE_SUFFIX).removesuffix(DENSITY_REPLAY_SUFFIX)
-        check_name("method", base or m)
+        check_name("method", resolve_base(m) or m)
     protocol = None
     if args.protocol:
         from anpyc.experiments.protocols import get_protocol
@@ -424,6 +444,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if args.budget is not None and args.budget != protocol.budget:
             raise ConfigError(f"protocol {args.protocol} has budget {protocol.budget!r}; drop --budget")
     base = _config_from_args(args, None, protocol.base if protocol else None)
+    if args.config and base.method_params and base.method not in {resolve_base(m) for m in methods}:
+        log.warning("the method_params of %s (for %s) are left out: %s is not compared (set parameters "
+                    "with --param METHOD.KEY=VALUE)", args.config, base.method, base.method)
     budget = args.budget or (protocol.budget if protocol else "passes")
     params = parse_params(args.param, per_method=True)
     from anpyc.experiments.compare import compare, variant_aliases

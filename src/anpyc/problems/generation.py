@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from anpyc.config import RunConfig
+from anpyc.errors import ConfigError
 from anpyc.generative.evaluation import dataset_of
 from anpyc.generative.judge import load_judge
 from anpyc.generative.training import GenerativeTraining, resolve_train_defaults
@@ -38,6 +39,9 @@ class Generation(Problem):
 
     @classmethod
     def resolve(cls, cfg: RunConfig) -> RunConfig:
+        if cfg.scenario != "task":  # a conditional generator is told each class: there is nothing to hide
+            raise ConfigError(f"scenario {cfg.scenario!r} applies to classifiers; a generator ({cfg.model.name}) "
+                              "learns each class given its label: leave --scenario at task")
         if cfg.stream.standardize:
             cfg = cfg.replace(stream=dataclasses.replace(cfg.stream, standardize=False))
         dataset_of(cfg.stream.benchmark)  # a stream a generator cannot learn fails here

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import re
 
 import pytest
 
@@ -44,6 +45,8 @@ def test_run_takes_the_method_from_its_config_file(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r"), "--quiet", "--no-report"]) == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["method"] == "ewc" and metrics["n_tasks"] == 2
+    line = capsys.readouterr().out  # the summary line names the unit of each figure
+    assert re.search(r"ACC [\d.]+%  BWT [+-][\d.]+ points  forgetting -?[\d.]+ points", line), line
     (tmp_path / "n.yaml").write_text("stream: {benchmark: blobs}\n")
     capsys.readouterr()
     assert main(["run", "--config", str(tmp_path / "n.yaml"), "--out", str(tmp_path / "s"), "--quiet"]) == 2

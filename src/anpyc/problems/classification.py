@@ -31,7 +31,7 @@ class Classification(Problem):
     def summary_line(cls, result: Any, out: Any) -> str:
         cfg, m = result.config, result.metrics
         return (f"{cfg.method} on {m['benchmark']} ({m['n_tasks']} tasks): ACC {100 * m['avg_acc']:.2f}%  "
-                f"BWT {100 * m['bwt']:+.2f}  forgetting {100 * m['forgetting']:.2f}  time {m['time_s']:.1f}s  -> {out}")
+                f"BWT {100 * m['bwt']:+.2f} points  forgetting {100 * m['forgetting']:.2f} points  time {m['time_s']:.1f}s  -> {out}")
 
     def build_model(self) -> Any:
         return build_model(self.cfg.model, self.stream.input_shape)

@@ -140,3 +140,29 @@ def test_resume_needs_a_run_directory_that_holds_a_run(tmp_path):
     with pytest.raises(ConfigError, match="unknown budget 'steps'; known: passes, epochs"):
         run(cfg, tmp_path / "b", budget="steps", quiet=True)
     assert not (tmp_path / "b").exists()
+
+
+def test_the_first_run_of_a_process_is_not_charged_for_torchs_lazy_imports():
+    """A process's first optimizer imports torch._dynamo (seconds): that happens before the
+    clock starts, so the first run's times compare with the next ones'. In a fresh process."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        import anpyc.runner as runner
+        from anpyc.config import RunConfig
+        seen = []
+        inner = runner.train_stream
+        def train_stream(*args, **kwargs):
+            seen.append("torch._dynamo" in sys.modules)
+            return inner(*args, **kwargs)
+        runner.train_stream = train_stream
+        before = "torch._dynamo" in sys.modules
+        runner.run(RunConfig.from_dict({"method": "finetune", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 40},
+                                        "model": {"hidden": [8]}, "train": {"threads": 1}}), quiet=True)
+        print(before, seen)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[-2] == "False [True]", out

@@ -115,3 +115,17 @@ def test_missing_or_malformed_extras_draw_nothing(tmp_path):
     assert plots.plot_importance(res, tmp_path / "i.png") is None
     assert plots.plot_free_capacity(res, tmp_path / "f.png") is None
     assert plots.plot_acc_heatmap(res, "nope", tmp_path / "h.png") is None
+
+
+def test_a_long_legend_goes_beside_the_axes_and_a_short_one_stays_inside():
+    """A bench's 40 methods in the legend would cover the curves: it goes right of the axes."""
+    plt = plots._pyplot()
+    for count, inside in ((5, True), (40, False)):
+        fig, ax = plt.subplots()
+        for k in range(count):
+            ax.plot([0, 1], [k, k], label=f"m{k}")
+        plots._legend(ax, count)
+        fig.canvas.draw()
+        legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+        assert (legend.x0 >= axes.x1) is not inside, count
+        plt.close(fig)

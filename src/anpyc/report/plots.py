@@ -35,6 +35,7 @@ from anpyc.summary import finite
 if TYPE_CHECKING:
     from types import ModuleType
 
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 # Fixed colours for the methods anpyc ships; ANPyC stands out in red, the bounds in grey/black.
@@ -162,10 +163,25 @@ def _save(fig: Figure, path: str | Path) -> Path:
     try:
         fig.tight_layout()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # a legend beside the axes included
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+#: lines a legend inside the axes holds; with more it goes beside them, where it covers nothing
+LEGEND_INSIDE = 10
+
+
+def _legend(ax: Axes, count: int, fontsize: int = 8) -> None:
+    """The legend of ``count`` lines: inside the axes, or beside them in columns when long."""
+    if count <= LEGEND_INSIDE:
+        ax.legend(fontsize=fontsize)
+    else:  # the figure widens by the legend's columns, so the axes keep their size
+        ncol = math.ceil(count / 24)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=ncol)
+        width, height = ax.figure.get_size_inches()
+        ax.figure.set_size_inches(width + 2.4 * ncol, height)
 
 
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
@@ -226,7 +242,7 @@ def plot_avg_acc(results: Results, path: str | Path) -> Path | None:
     ax.set_title(f"{results.benchmark}: average accuracy vs tasks learned")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, len(ax.get_lines()))
     return _save(fig, path)
 
 
@@ -520,6 +536,7 @@ def plot_avg_acc_curves(summary: dict, path: str | Path) -> Path:
     ax.set_xlabel("tasks learned")
     ax.set_ylabel("average accuracy on tasks so far (%)")
     ax.set_title(f"{summary['benchmark']}: average accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax, len(summary["methods"]), fontsize=10)
     return _save(fig, path)

@@ -427,7 +427,7 @@ def _method_list(text: str, flag: str = "--methods", check: bool = True) -> list
     return methods
 
 
-def resolve_base(label: str) -> str:
+def _label_method(label: str) -> str:
     """The method a comparison's label runs: ``ewc+inference`` -> ``ewc``."""
     return label.removesuffix(INFERENCE_SUFFIX).removesuffix(DENSITY_REPLAY_SUFFIX)
 
@@ -435,7 +435,7 @@ def resolve_base(label: str) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     methods = _method_list(args.methods, check=False)
     for m in methods:  # <method>+inference: the method with the task inferred; +density-replay: with that replay
-        check_name("method", resolve_base(m) or m)
+        check_name("method", _label_method(m) or m)
     protocol = None
     if args.protocol:
         from anpyc.experiments.protocols import get_protocol
@@ -444,7 +444,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if args.budget is not None and args.budget != protocol.budget:
             raise ConfigError(f"protocol {args.protocol} has budget {protocol.budget!r}; drop --budget")
     base = _config_from_args(args, None, protocol.base if protocol else None)
-    if args.config and base.method_params and base.method not in {resolve_base(m) for m in methods}:
+    if args.config and base.method_params and base.method not in {_label_method(m) for m in methods}:
         log.warning("the method_params of %s (for %s) are left out: %s is not compared (set parameters "
                     "with --param METHOD.KEY=VALUE)", args.config, base.method, base.method)
     budget = args.budget or (protocol.budget if protocol else "passes")
@@ -544,7 +544,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                             stream=args.stream_from, report=False, allow_dirty=args.allow_dirty)
     if "submitted" in summary:
         return _print_submitted(summary["submitted"], out)
-    print((Path(out) / "bench.md").read_text())
+    print((Path(out) / rundir.BENCH_MD).read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
     return 0

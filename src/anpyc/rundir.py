@@ -85,8 +85,13 @@ JOB_FOLDER = "submitit"  # submitit's pickles, sbatch scripts and job logs
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-PLOTS = "plots"
-TB = "tb"
+PLOTS = "plots"  # the report's plots
+TB = "tb"  # TensorBoard's event files
+AVG_ACC_PNG = "avg_acc.png"  # a comparison's plot
+BENCH_JSON = "bench.json"
+BENCH_MD = "bench.md"
+TUNE_JSON = "tune.json"
+TUNE_MD = "tune.md"
 
 #: files that mark a directory as holding a run, a comparison or a tuning
 MARKERS = (CONFIG, COMPARE, TUNE)
@@ -95,7 +100,7 @@ RESULT_FILES = (METRICS, LOG, RUN_LOG, ACC_CSV, VAL_CSV, CURVE_CSV, FID_CSV)
 #: every file anpyc writes in an output directory, of whichever kind (run, comparison, tuning,
 #: suite): ``--overwrite`` removes them all, so nothing of the old output mixes with the new
 OUTPUT_FILES = (*MARKERS, *RESULT_FILES, SUMMARY_JSON, SUMMARY_MD, JOB_LIST, REPORT_MD, REPORT_HTML,
-                "avg_acc.png", "bench.json", "bench.md", "tune.json", "tune.md")
+                AVG_ACC_PNG, BENCH_JSON, BENCH_MD, TUNE_JSON, TUNE_MD)
 #: folders of written files, and the files' pattern in each
 OUTPUT_FOLDERS = ((CHECKPOINTS, "ckpt-*.pt"), (SAMPLES, "task_*.png"), (PLOTS, "*.png"), (TB, "**/events.out.tfevents.*"))
 _SEED_DIR = re.compile(r"seed_(-?\d+)$")
@@ -126,13 +131,13 @@ def clear(out: Path) -> None:
         for stale in (out / folder).glob(pattern):
             stale.unlink(missing_ok=True)
         _remove_empty(out / folder)
-    for run in sweep_runs(out):
+    for run in _sweep_runs(out):
         clear(run)
         _remove_empty(run)
         _remove_empty(run.parent)
 
 
-def sweep_runs(out: Path) -> list[Path]:
+def _sweep_runs(out: Path) -> list[Path]:
     """The run directories of the sweep in ``out``: ``<label>/seed_<s>`` holding a run."""
     children = [d for d in out.iterdir() if d.is_dir()] if out.is_dir() else []
     return [run for d in children for run in d.iterdir()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from anpyc.errors import ConfigError
 from anpyc.io import write_csv
-from anpyc.rundir import CURVE_CSV
+from anpyc.rundir import CURVE_CSV, TB
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CSV_NAME = CURVE_CSV
-TB_DIR = "tb"
 _INSTALL_HINT = "--tensorboard needs the tensorboard package: pip install 'anpyc[tensorboard]' (or: pip install tensorboard)"
 
 
@@ -129,7 +128,7 @@ def open_tracker(out_dir: str | Path | None, tensorboard: bool | str | Path = Fa
     if tensorboard is True:
         if out_dir is None:
             raise ConfigError("--tensorboard needs an output directory (--out)")
-        tb_dir = Path(out_dir) / TB_DIR
+        tb_dir = Path(out_dir) / TB
     elif tensorboard:
         tb_dir = Path(tensorboard)
     if out_dir is None and tb_dir is None:

@@ -471,7 +471,7 @@ def _write_bench(out: Path, summary: dict) -> None:
     for entry in summary["methods"].values():
         entry["runs"] = [_relative_to(r, out) for r in entry.get("runs", [])]
     summary["bench"]["run_commits"] = run_commits(out, summary)
-    write_json(out / "bench.json", summary)
+    write_json(out / rundir.BENCH_JSON, summary)
     record = summary["bench"]
     text = (
         f"{summary_markdown(summary)}\n{record['description']}.\n\n"
@@ -479,4 +479,4 @@ def _write_bench(out: Path, summary: dict) -> None:
         f"{', '.join(f'{m} ({n})' for m, n in record['presets']['applied'].items()) or 'none'}  \n"
         f"Command: `{record['command']}`  \nMachine: {record['machine']}  \nDate: {record['date']}\n"
     )
-    atomic_write_text(out / "bench.md", text)
+    atomic_write_text(out / rundir.BENCH_MD, text)

@@ -191,7 +191,7 @@ def _write_summary(out: Path, summary: dict) -> None:
             raise ValueError("no job finished")
         from anpyc.report.plots import plot_avg_acc_curves
 
-        plot_avg_acc_curves(summary, out / "avg_acc.png")
+        plot_avg_acc_curves(summary, out / rundir.AVG_ACC_PNG)
     except Exception as exc:  # a plot must never cost the results
         log.warning("could not draw the plot: %s", exc)
 
@@ -316,7 +316,7 @@ def _jobs(configs: dict[str, RunConfig], seeds: list[int], out: Path | None, ten
     for seed in seeds:
         for label, cfg in configs.items():
             method = create(cfg.method, cfg.method_params)
-            tb = out / "tb" / label / f"seed_{seed}" if tensorboard and out is not None else tensorboard
+            tb = out / rundir.TB / label / f"seed_{seed}" if tensorboard and out is not None else tensorboard
             run_dir = rundir.run_dir_of(out, label, seed) if out is not None else None
             check_method_fits(cfg, method)  # as a method the model cannot take (a generator's replay)
             budgeted(cfg, budget, method)  # a budget that leaves nothing to train fails here, before any run

@@ -109,8 +109,8 @@ def tune(
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     if out is not None:
-        write_json(out / "tune.json", result)
-        rundir.write_text(out / "tune.md", tune_markdown(result))
+        write_json(out / rundir.TUNE_JSON, result)
+        rundir.write_text(out / rundir.TUNE_MD, tune_markdown(result))
     return result
 
 
@@ -292,5 +292,5 @@ def tune_protocol(
         # the file's name in the presets folder: tune.json is committed beside results, with no machine path
         result["preset"] = save_preset(method, protocol, result["best"]["params"], tuned, preset_dir).name
     if out_dir is not None:
-        write_json(Path(out_dir) / "tune.json", result)
+        write_json(Path(out_dir) / rundir.TUNE_JSON, result)
     return result

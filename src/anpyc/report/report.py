@@ -39,8 +39,6 @@ from anpyc.report.tables import (
 
 log = logging.getLogger(__name__)
 
-PLOTS_DIR = "plots"
-
 
 @dataclass
 class ReportFiles:
@@ -197,7 +195,7 @@ def _files_blocks(results: Results) -> list:
     present = [f"`{f}` ({what})" for f, what in files if (results.root / f).exists()]
     if results.kind == "compare":
         present.append("`<method>/seed_<s>/` (one run directory each)")
-    if (results.root / "tb").is_dir():
+    if (results.root / rundir.TB).is_dir():
         present.append(f"`tb/` (TensorBoard: `tensorboard --logdir {results.root / 'tb'}`)")
     if not present:
         return []
@@ -216,13 +214,13 @@ def write_report(directory: str | Path) -> ReportFiles:
         rundir.acquire(directory)
     results = load_results(directory)
     root = results.root
-    plot_dir = root / PLOTS_DIR
+    plot_dir = root / rundir.PLOTS
     if plot_dir.is_dir():  # the folder is the report's own: drop plots of an earlier report
         for old in plot_dir.glob("*.png"):
             old.unlink(missing_ok=True)
     blocks, drawn, skipped = build_report(results, plot_dir)
-    md = atomic_write_text(root / "report.md", render_markdown(blocks, root))
-    html = atomic_write_text(root / "report.html", render_html(blocks))
+    md = atomic_write_text(root / rundir.REPORT_MD, render_markdown(blocks, root))
+    html = atomic_write_text(root / rundir.REPORT_HTML, render_html(blocks))
     log.info("report: %s, %s (%d plots)", md, html, len(drawn))
     return ReportFiles(md, html, drawn, skipped)
 

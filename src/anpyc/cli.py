@@ -34,7 +34,7 @@ from anpyc.config import (
     deep_update,
     load_mapping,
 )
-from anpyc.errors import AnpycError, ConfigError, Terminated, refuse_repeats
+from anpyc.errors import AnpycError, ConfigError, Terminated, one_line, refuse_repeats
 from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
 
@@ -996,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with rundir.session(), _sigterm_interrupts():  # run directories stay locked until the command (and its report) ends
             return int(args.func(args) or 0)
     except AnpycError as exc:
-        print(f"anpyc: error: {exc}", file=sys.stderr)
+        print(f"anpyc: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         print(f"anpyc: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}{_resume_hint(args)}",

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
-from anpyc.errors import ConfigError, did_you_mean
+from anpyc.errors import ConfigError, did_you_mean, first_line
 from anpyc.scenario import SCENARIOS, Scenario, get_scenario
 
 T = typing.TypeVar("T")
@@ -593,8 +593,7 @@ def load_mapping(path: str | Path) -> dict:
         else:
             data = yaml.safe_load(text)
     except Exception as exc:  # yaml and toml raise their own error types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"malformed config file {path}: {first}") from exc
+        raise ConfigError(f"malformed config file {path}: {first_line(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

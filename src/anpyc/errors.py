@@ -47,6 +47,34 @@ class Terminated(KeyboardInterrupt):
     workers are stopped and locks released (exit code 143, where Ctrl-C gives 130)."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line the CLI prints: an anpyc error's message (its first line),
+    ``Type: message`` for any other (its lines joined by ``; ``).
+
+    Example:
+        >>> one_line(ConfigError("bad value"))
+        'bad value'
+        >>> one_line(ValueError("no rows in data.csv"))
+        'ValueError: no rows in data.csv'
+    """
+    if isinstance(exc, AnpycError):
+        return first_line(exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): how a
+    library's error is quoted inside an anpyc error's one line.
+
+    Example:
+        >>> first_line(ValueError("line 3: bad\\nmore"))
+        'line 3: bad'
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def did_you_mean(name: object, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``name``, else ``""``.
 

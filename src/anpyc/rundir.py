@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import yaml
 
-from anpyc.errors import OutputError
+from anpyc.errors import OutputError, first_line
 from anpyc.io import append_jsonl, atomic_write_text, write_csv, write_json, write_yaml
 
 if TYPE_CHECKING:
@@ -235,8 +235,7 @@ def read_json(path: str | Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OutputError(f"cannot read {path}: {first}") from exc
+        raise OutputError(f"cannot read {path}: {first_line(exc)}") from exc
     if not isinstance(data, dict):
         raise OutputError(f"{path} does not hold a JSON object")
     return data

@@ -38,7 +38,7 @@ from anpyc.callbacks.tracking import TaskTracker, open_tracker, tensorboard_writ
 from anpyc.config import CUSTOM, RunConfig
 from anpyc.data.streams import Stream, make_stream
 from anpyc.data.user import stream_from_source
-from anpyc.errors import ConfigError, OutputError, unknown
+from anpyc.errors import ConfigError, OutputError, first_line, unknown
 from anpyc.loop.train import LoopConfig, LoopState, train_stream
 from anpyc.methods import for_run, method_names, typed
 from anpyc.methods.base import Method
@@ -318,7 +318,7 @@ def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path
     try:
         device = torch.device(cfg.train.device)
     except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"train.device: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"train.device: {first_line(exc)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
     return cfg

@@ -14,9 +14,8 @@ import pytest
 import dist_methods  # noqa: F401  (registers test-fails here and in the worker processes)
 from anpyc.cli import main
 from anpyc.config import RunConfig
-from anpyc.errors import AnpycError, ConfigError
+from anpyc.errors import AnpycError
 from anpyc.experiments.compare import compare
-from anpyc.experiments.jobs import error_line
 from processes import live_processes_of_session
 
 KEYS = ("avg_acc", "bwt", "forgetting", "fwt", "val_avg_acc")
@@ -62,9 +61,7 @@ def test_every_job_failing_is_an_error_with_the_failures_written(tmp_path):
     assert summary["methods"] == {} and summary["failed"][0]["method"] == "test-fails"
 
 
-def test_error_line_and_bad_jobs_flag(tmp_path):
-    assert error_line(ConfigError("bad value\nmore")) == "bad value"
-    assert error_line(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
+def test_bad_jobs_flag(tmp_path):
     assert main(["compare", "--methods", "finetune", "--benchmark", "blobs", "--jobs", "0", "--out", str(tmp_path / "x")]) == 2
 
 

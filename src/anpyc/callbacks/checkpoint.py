@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from anpyc.config import RunConfig, TrainConfig, to_dict
-from anpyc.errors import CheckpointError
+from anpyc.errors import CheckpointError, first_line
 from anpyc.io import atomic_write_bytes
 from anpyc.loop.train import Loop, LoopState, make_optimizer
 from anpyc.methods import typed
@@ -220,13 +220,8 @@ def rebuild_optimizer(
             optimizer.add_param_group({"params": group})
         optimizer.load_state_dict(saved["state"])
     except (KeyError, ValueError, RuntimeError, IndexError, TypeError) as exc:
-        raise CheckpointError(f"{name}: optimizer state does not fit the model: {_first_line(exc)}") from exc
+        raise CheckpointError(f"{name}: optimizer state does not fit the model: {first_line(exc)}") from exc
     return optimizer
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _load(module: torch.nn.Module, state: dict, what: str, name: str) -> None:
@@ -234,7 +229,7 @@ def _load(module: torch.nn.Module, state: dict, what: str, name: str) -> None:
         # a copy: extra state (e.g. a history dict) must not alias the payload, which is loaded twice
         module.load_state_dict(copy.deepcopy(state))
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{name}: {what} does not fit this run: {_first_line(exc)}") from exc
+        raise CheckpointError(f"{name}: {what} does not fit this run: {first_line(exc)}") from exc
 
 
 class Checkpointer:

@@ -33,7 +33,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset
 
 from anpyc.data.streams import Stream, Task
 from anpyc.data.taskdata import Batch, ConcatData, TaskData
-from anpyc.errors import AnpycError, ConfigError, DataError
+from anpyc.errors import AnpycError, ConfigError, DataError, one_line
 from anpyc.utils import seeded_generator
 
 if TYPE_CHECKING:
@@ -521,17 +521,11 @@ def stream_from_source(source: str, seed: int = 0) -> Stream:
     except AnpycError:
         raise
     except Exception as exc:  # the user's code failed: say what, in the CLI's one line
-        raise DataError(f"--stream-from {source} raised {_one_line(exc)}") from exc
+        raise DataError(f"--stream-from {source} raised {one_line(exc)}") from exc
     if not isinstance(stream, Stream):
         raise ConfigError(f"--stream-from {source}: {getattr(fn, '__name__', 'the function')} returned a "
                           f"{type(stream).__name__}, not a stream (build it with anpyc.data.stream_from_datasets)")
     return stream
-
-
-def _one_line(exc: BaseException) -> str:
-    """``Type: message`` of an exception on one line (the CLI prints errors as one line)."""
-    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _import_source(module_name: str) -> Any:
@@ -576,11 +570,11 @@ def load_function(source: str, flag: str) -> Any:
         raise
     except ModuleNotFoundError as exc:
         if module_name.endswith(".py") or not f"{module_name}.".startswith(f"{exc.name}."):  # one it imports
-            raise ConfigError(f"{flag} {source}: cannot import it: {_one_line(exc)}") from exc
+            raise ConfigError(f"{flag} {source}: cannot import it: {one_line(exc)}") from exc
         raise ConfigError(f"{flag} {source}: no module named {exc.name!r} (run from the folder that holds it, "
                           "or give FILE.py:FUNCTION)") from None
     except Exception as exc:  # SyntaxError, ImportError, anything its top level raises
-        raise ConfigError(f"{flag} {source}: cannot import it: {_one_line(exc)}") from exc
+        raise ConfigError(f"{flag} {source}: cannot import it: {one_line(exc)}") from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"{flag} {source}: {module_name} has no function {attr!r}")

@@ -67,13 +67,12 @@ from typing import TYPE_CHECKING, Any
 
 from anpyc import rundir
 from anpyc.config import from_dict, load_mapping
-from anpyc.errors import ConfigError, OutputError
+from anpyc.errors import ConfigError, OutputError, one_line
 from anpyc.experiments.executor_flags import EXECUTORS, add_executor_flags  # noqa: F401 (re-exported)
 from anpyc.experiments.jobs import (
     Job,
     JobFailure,
     check_resumable,
-    error_line,
     exit_code_of,
     run_job,
     run_jobs,
@@ -333,9 +332,9 @@ class SweepJob:
                 self._single()
         except Exception as exc:  # told back as the job's outcome: the others go on
             code = exit_code_of(exc)
-            log.error("%s, seed %d failed: %s%s", self.method, self.seed, error_line(exc),
+            log.error("%s, seed %d failed: %s%s", self.method, self.seed, one_line(exc),
                       "\n" + "".join(traceback.format_exception(exc)).rstrip() if code == 1 else "")
-            return JobOutcome(self.method, self.seed, error_line(exc), code, type(exc).__name__)
+            return JobOutcome(self.method, self.seed, one_line(exc), code, type(exc).__name__)
         return JobOutcome(self.method, self.seed)
 
     def _job(self) -> Job:
@@ -545,7 +544,7 @@ class _Sweep:
             try:
                 ex = self.submitit.SlurmExecutor(folder=self.folder)
             except RuntimeError as exc:  # no srun on this machine
-                raise ConfigError(f"--executor slurm: {error_line(exc)} (submit from a machine of the cluster)") from None
+                raise ConfigError(f"--executor slurm: {one_line(exc)} (submit from a machine of the cluster)") from None
             ex.update_parameters(**slurm_parameters(cfg, f"anpyc-{self.out.resolve().name}"))
         else:
             ex = self.submitit.LocalExecutor(folder=self.folder)
@@ -598,7 +597,7 @@ class _Sweep:
                 try:
                     done[(job.method, job.seed)] = run_job(dataclasses.replace(job, resume=True, method_object=None))
                 except Exception as exc:  # a finished run of another config, an unreadable one
-                    failures.append(JobFailure(job.method, job.seed, error_line(exc), str(job.run_dir),
+                    failures.append(JobFailure(job.method, job.seed, one_line(exc), str(job.run_dir),
                                                exit_code_of(exc), type(exc).__name__))
                 continue
             handle = self.ended.get(self.key(job))
@@ -697,7 +696,7 @@ def _attach(submitit: ModuleType, folder: Path,
     try:
         return cls(folder=folder, job_id=str(entry["job_id"]))
     except Exception as exc:  # noqa: BLE001 - a damaged entry: submit again
-        log.warning("cannot follow job %s: %s", entry.get("job_id"), error_line(exc))
+        log.warning("cannot follow job %s: %s", entry.get("job_id"), one_line(exc))
         return None
 
 

@@ -29,7 +29,7 @@ import torch
 
 from anpyc import rundir
 from anpyc.config import RunConfig
-from anpyc.errors import AnpycError, ConfigError
+from anpyc.errors import AnpycError, ConfigError, one_line
 from anpyc.parallel.launch import (
     default_start_method,
     default_threads,
@@ -77,15 +77,6 @@ class JobFailure:
     def to_dict(self) -> dict:
         return {"method": self.method, "seed": self.seed, "error": self.error, "run_dir": self.run_dir,
                 "exit_code": self.exit_code}
-
-
-def error_line(exc: BaseException) -> str:
-    """An exception as one line: the message of an anpyc error, ``Type: message`` otherwise."""
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else ""
-    if isinstance(exc, AnpycError):
-        return msg or type(exc).__name__
-    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
 def exit_code_of(exc: BaseException) -> int:
@@ -143,7 +134,7 @@ def _resumed(job: Job, quiet: bool, method: Method | None = None,
 
 
 def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) -> None:
-    line = error_line(exc)
+    line = one_line(exc)
     code = None if isinstance(exc, BrokenProcessPool) else exit_code_of(exc)
     failures.append(JobFailure(job.method, job.seed, line, str(job.run_dir) if job.run_dir else None, code,
                                type(exc).__name__))

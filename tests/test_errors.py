@@ -1,0 +1,14 @@
+"""The one line the CLI prints for an error, whoever raised it."""
+
+from anpyc.errors import ConfigError, DataError, one_line
+
+
+def test_an_anpyc_error_is_its_message_first_line():
+    assert one_line(ConfigError("bad value\nmore")) == "bad value"
+    assert one_line(DataError("")) == "DataError"
+
+
+def test_any_other_error_keeps_its_type_and_every_line():
+    assert one_line(ZeroDivisionError("division by zero")) == "ZeroDivisionError: division by zero"
+    assert one_line(ValueError("no rows\n  in data.csv\n")) == "ValueError: no rows; in data.csv"
+    assert one_line(KeyError()) == "KeyError"

@@ -30,6 +30,7 @@ from anpyc.config import ModelConfig, RunConfig, StreamConfig, TrainConfig
 from anpyc.data import sources
 from anpyc.data.idx import write_idx
 from anpyc.data.streams import STREAMS
+from anpyc.errors import ConfigError
 from anpyc.models import BODIES
 from anpyc.runner import run
 
@@ -235,6 +236,36 @@ def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, words, result_dir, 
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)
     assert words in line and "usage:" not in line, line
     bad_input_count["config"] = bad_input_count.get("config", 0) + 1
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"name": "cnn", "hidden": [64]}, "model.hidden in {file} applies only to --model mlp or vae or gan"),
+    ({"name": "mlp", "width": 8}, "model.width in {file} applies only to --model cnn or resnet18 (this run's model is mlp)"),
+    ({"name": "vae", "dropout": 0.5}, "model.dropout in {file} applies only to --model mlp or cnn"),
+])
+def test_a_config_file_body_setting_the_model_does_not_use_is_refused(model, words, result_dir, tmp_path,
+                                                                      bad_input_count):
+    """As for the flags: the run ran without it and its config.yaml recorded it as if it had acted."""
+    cfg_file = tmp_path / "body.yaml"
+    cfg_file.write_text(yaml.safe_dump({"model": model}))
+    line = expect_clean_error(["run", "--method", "finetune", "--config", str(cfg_file), "--out", str(result_dir),
+                               "--overwrite", "--quiet"], result_dir)
+    assert words.format(file=cfg_file) in line, line
+    bad_input_count["config"] = bad_input_count.get("config", 0) + 1
+
+
+def test_a_saved_config_records_unused_body_fields_at_their_defaults_and_is_taken(tmp_path):
+    """A config.yaml records every model field; those at their defaults shape nothing and pass."""
+    from anpyc.cli import _config_from_args, build_parser
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump({"method": "finetune", "model": {"name": "cnn", "hidden": [256, 256],
+                                                                     "dropout": 0.0, "width": 8}}))
+    args = build_parser().parse_args(["run", "--config", str(saved), "--out", str(tmp_path / "r")])
+    assert _config_from_args(args, "finetune").model.width == 8
+    args = build_parser().parse_args(["run", "--config", str(saved), "--model", "mlp", "--out", str(tmp_path / "r")])
+    with pytest.raises(ConfigError, match="model.width in .* applies only to --model cnn or resnet18"):
+        _config_from_args(args, "finetune")
 
 
 def test_python_api_refuses_empty_or_mistyped_arguments_with_one_line(tmp_path):

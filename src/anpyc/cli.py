@@ -197,14 +197,17 @@ def _config_from_args(args: argparse.Namespace, method: str | None, base: dict |
     sections (stream, model, train, scenario: ``anpyc-reference``), then flags, then
     ``--method``; the names it holds are checked before anything imports torch."""
     data: dict[str, Any] = dict(base or {})
+    layers = {"the protocol": base or {}}
     if args.config:
-        data = deep_update(data, _saved_intent(load_mapping(args.config)))
+        layers[args.config] = _saved_intent(load_mapping(args.config))
+        data = deep_update(data, layers[args.config])
     data.pop("executor", None)  # where a sweep's jobs run (anpyc.experiments.executors), not the run's
-    data = deep_update(data, {k: v for k, v in (preset or {}).items() if k in RUN_SECTIONS})
+    layers[f"preset {getattr(args, 'preset', '')}"] = {k: v for k, v in (preset or {}).items() if k in RUN_SECTIONS}
+    data = deep_update(data, layers[f"preset {getattr(args, 'preset', '')}"])
     flags = _explicit_flags(args)
     data = deep_update(data, flags)
     _check_generative(data, flags)
-    _check_body_flags(data, flags)
+    _check_body_flags(data, flags, layers)
     if getattr(args, "stream_from", None):
         _check_stream_from(flags)
         data = deep_update(data, {"stream": {"benchmark": "custom", "source": args.stream_from}})
@@ -247,13 +250,41 @@ _BODY_FLAG_MODELS = {"hidden": ("mlp", "vae", "gan"), "dropout": ("mlp", "cnn"),
 _SHIPPED_MODELS = ("mlp", "cnn", "resnet18", *GENERATIVE_MODELS)
 
 
-def _check_body_flags(data: dict, flags: dict) -> None:
-    """A body flag the run's model has no use for is an error, not silently dropped."""
-    model = ((data.get("model") or {}).get("name") if isinstance(data.get("model"), dict) else None) or "mlp"
-    for key in flags.get("model", {}):
-        fits = _BODY_FLAG_MODELS.get(key)
-        if fits and model in _SHIPPED_MODELS and model not in fits:
-            raise ConfigError(f"{_flag(key)} applies only to --model {' or '.join(fits)} (this run's model is {model})")
+def _check_body_flags(data: dict, flags: dict, layers: dict[str, dict]) -> None:
+    """A body setting the run's model has no use for is an error, not silently dropped (and
+    recorded in config.yaml as if it had acted): a flag, or a value other than the default in
+    a config file, protocol or preset (``layers``: each source's settings, in the order applied)."""
+    section = data.get("model")
+    model = (section.get("name") if isinstance(section, dict) else None) or "mlp"
+    if model not in _SHIPPED_MODELS or not isinstance(section, dict):
+        return
+    for key, fits in _BODY_FLAG_MODELS.items():
+        if model in fits or key not in section:
+            continue
+        if key in flags.get("model", {}):
+            what = _flag(key)
+        elif (where := _source_of("model", key, layers)) and not _is_default(ModelConfig, key, section[key]):
+            what = f"model.{key} in {where}"
+        else:
+            continue  # at its default: a saved config.yaml records every field, the unused ones too
+        raise ConfigError(f"{what} applies only to --model {' or '.join(fits)} (this run's model is {model})")
+
+
+def _source_of(section: str, key: str, layers: dict[str, dict]) -> str:
+    """The last of ``layers`` that sets ``section.key`` ("" when none does)."""
+    found = [name for name, layer in layers.items()
+             if isinstance(layer.get(section), dict) and key in layer[section]]
+    return found[-1] if found else ""
+
+
+def _is_default(config_type: type, key: str, value: Any) -> bool:
+    """Whether ``value`` is the dataclass field's default (a list read from YAML equals a tuple default)."""
+    default = {f.name: f.default for f in dataclasses.fields(config_type)}.get(key)
+    return _listed(value) == _listed(default)
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _check_stream_from(flags: dict) -> None:

@@ -48,8 +48,8 @@ class Terminated(KeyboardInterrupt):
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception as the one line the CLI prints: an anpyc error's message (its first line),
-    ``Type: message`` for any other (its lines joined by ``; ``).
+    """An exception as the one line the CLI prints: an anpyc error's message, ``Type: message``
+    for any other (the message's first line: a library's can run to many).
 
     Example:
         >>> one_line(ConfigError("bad value"))
@@ -57,10 +57,10 @@ def one_line(exc: BaseException) -> str:
         >>> one_line(ValueError("no rows in data.csv"))
         'ValueError: no rows in data.csv'
     """
-    if isinstance(exc, AnpycError):
-        return first_line(exc)
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {'; '.join(lines)}" if lines else type(exc).__name__
+    line = first_line(exc)
+    if isinstance(exc, AnpycError) or line == type(exc).__name__:
+        return line
+    return f"{type(exc).__name__}: {line}"
 
 
 def first_line(exc: BaseException) -> str:

@@ -156,12 +156,29 @@ def _remove_empty(folder: Path) -> None:
         folder.rmdir()
 
 
+#: how ``run.log``'s line says that a run stopped before its end (failed, or was interrupted)
+RUN_FAILED = "run failed:"
+RUN_STOPPED = "run stopped:"
+
+
 def unfinished_run(out: Path) -> str | None:
     """How to continue the run in ``out`` when it was killed or failed before its metrics were
-    written (``None``: no such run)."""
-    if (out / CONFIG).exists() and not (out / METRICS).exists():
-        return f"{out} holds an unfinished run (no {METRICS}): continue it with `anpyc run --resume {out}`"
-    return None
+    written (``None``: no such run); a failure ``run.log`` records is named."""
+    if not (out / CONFIG).exists() or (out / METRICS).exists():
+        return None
+    if failure := _recorded_failure(out):
+        return f"{out} holds a run that failed ({failure}); `anpyc run --resume {out}` continues it with the same settings"
+    return f"{out} holds an unfinished run (no {METRICS}): continue it with `anpyc run --resume {out}`"
+
+
+def _recorded_failure(out: Path) -> str | None:
+    """The failure the last line of ``run.log`` records, if that is how the run ended."""
+    try:
+        lines = (out / RUN_LOG).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    last = lines[-1] if lines else ""
+    return last.split(RUN_FAILED, 1)[1].strip() if RUN_FAILED in last else None
 
 
 def occupied(out: Path) -> str:

@@ -33,7 +33,7 @@ import torch
 from anpyc import rundir
 from anpyc.callbacks import checkpoint as ckpt
 from anpyc.callbacks.distributed import DistributedSync
-from anpyc.callbacks.progress import RunLogger, attach_run_log, detach_run_log
+from anpyc.callbacks.progress import RunLogger, attach_run_log, detach_run_log, note_stop
 from anpyc.callbacks.tracking import TaskTracker, open_tracker, tensorboard_writer_class
 from anpyc.config import CUSTOM, RunConfig
 from anpyc.data.streams import Stream, make_stream
@@ -376,6 +376,10 @@ def _run_loop(
     start = time.perf_counter() - state.clock.get("elapsed", 0.0)
     try:
         state = train_stream(model, method, stream, loop_cfg, training=problem.training(), callbacks=callbacks, state=state)
+    except BaseException as exc:
+        if out is not None:  # run.log (rank 0's) says why it ends here
+            note_stop(exc)
+        raise
     finally:
         logger.close()
     metrics = {**run_metrics(cfg, stream, model, method, state, time.perf_counter() - start), **problem.metrics(state)}

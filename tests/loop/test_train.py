@@ -138,6 +138,28 @@ def test_cli_huge_learning_rate_stops_with_the_task_and_epoch(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "non-finite loss" in err[0] and "in task 1, epoch 0" in err[0] and "grad_clip" in err[0]
+    # run.log says why it ends there, and the folder's next command names the failure
+    last = (tmp_path / "r" / "run.log").read_text().splitlines()[-1]
+    assert "ERROR anpyc.runlog: run failed: non-finite loss" in last, last
+    assert main(argv[:argv.index("--lr")] + argv[argv.index("--lr") + 2:]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "r holds a run that failed (non-finite loss" in err[0], err
+    assert "or start afresh with --overwrite" in err[0]
+
+
+def test_an_interrupted_run_says_so_in_its_run_log(tmp_path, monkeypatch):
+    from anpyc.config import RunConfig
+    from anpyc.runner import run
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("anpyc.runner.train_stream", interrupt)
+    cfg = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 40},
+                               "model": {"hidden": [8]}, "train": {"epochs": 1, "threads": 1}})
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "r", quiet=True)
+    assert (tmp_path / "r" / "run.log").read_text().splitlines()[-1].endswith("run stopped: interrupted")
 
 
 def test_grad_clip_bounds_the_update():

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from anpyc import rundir
 from anpyc.callbacks.tracking import TaskTracker
+from anpyc.errors import Terminated, one_line
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -93,6 +94,15 @@ def attach_run_log(out: Path) -> logging.Handler:
     logging.getLogger("anpyc").addHandler(handler)
     runlog.addHandler(handler)
     return handler
+
+
+def note_stop(exc: BaseException) -> None:
+    """Say in ``run.log`` why the run stopped before its end (the command line prints it once, on
+    stderr; without this line ``run.log`` just ends after the last finished task)."""
+    if isinstance(exc, KeyboardInterrupt):
+        runlog.warning("%s %s", rundir.RUN_STOPPED, "terminated" if isinstance(exc, Terminated) else "interrupted")
+    else:
+        runlog.error("%s %s", rundir.RUN_FAILED, one_line(exc))
 
 
 def detach_run_log(handler: logging.Handler | None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import signal
@@ -34,7 +35,7 @@ from anpyc.config import (
     deep_update,
     load_mapping,
 )
-from anpyc.errors import AnpycError, ConfigError, Terminated, one_line, refuse_repeats
+from anpyc.errors import AnpycError, ConfigError, Terminated, one_line, refuse_repeats, stop_word
 from anpyc.names import DENSITY_REPLAY_SUFFIX, INFERENCE_SUFFIX, check_name
 from anpyc.scenario import SCENARIOS
 
@@ -202,8 +203,9 @@ def _config_from_args(args: argparse.Namespace, method: str | None, base: dict |
         layers[args.config] = _saved_intent(load_mapping(args.config))
         data = deep_update(data, layers[args.config])
     data.pop("executor", None)  # where a sweep's jobs run (anpyc.experiments.executors), not the run's
-    layers[f"preset {getattr(args, 'preset', '')}"] = {k: v for k, v in (preset or {}).items() if k in RUN_SECTIONS}
-    data = deep_update(data, layers[f"preset {getattr(args, 'preset', '')}"])
+    if preset:
+        layers[f"preset {args.preset}"] = {k: v for k, v in preset.items() if k in RUN_SECTIONS}
+        data = deep_update(data, layers[f"preset {args.preset}"])
     flags = _explicit_flags(args)
     data = deep_update(data, flags)
     _check_generative(data, flags)
@@ -279,8 +281,12 @@ def _source_of(section: str, key: str, layers: dict[str, dict]) -> str:
 
 def _is_default(config_type: type, key: str, value: Any) -> bool:
     """Whether ``value`` is the dataclass field's default (a list read from YAML equals a tuple default)."""
-    default = {f.name: f.default for f in dataclasses.fields(config_type)}.get(key)
-    return _listed(value) == _listed(default)
+    return _listed(value) == _listed(_field_defaults(config_type).get(key))
+
+
+@functools.cache
+def _field_defaults(config_type: type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(config_type)}
 
 
 def _listed(value: Any) -> Any:
@@ -1030,8 +1036,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"anpyc: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"anpyc: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}{_resume_hint(args)}",
-              file=sys.stderr)
+        print(f"anpyc: {stop_word(exc)}{_resume_hint(args)}", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
 
 

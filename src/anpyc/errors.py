@@ -47,6 +47,16 @@ class Terminated(KeyboardInterrupt):
     workers are stopped and locks released (exit code 143, where Ctrl-C gives 130)."""
 
 
+def stop_word(exc: KeyboardInterrupt) -> str:
+    """How a stopped command says why it stopped: ``terminated`` (SIGTERM) or ``interrupted`` (Ctrl-C).
+
+    Example:
+        >>> stop_word(Terminated()), stop_word(KeyboardInterrupt())
+        ('terminated', 'interrupted')
+    """
+    return "terminated" if isinstance(exc, Terminated) else "interrupted"
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as the one line the CLI prints: an anpyc error's message, ``Type: message``
     for any other (the message's first line: a library's can run to many).

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from anpyc import rundir
 from anpyc.callbacks.tracking import TaskTracker
-from anpyc.errors import Terminated, one_line
+from anpyc.errors import one_line, stop_word
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -100,7 +100,7 @@ def note_stop(exc: BaseException) -> None:
     """Say in ``run.log`` why the run stopped before its end (the command line prints it once, on
     stderr; without this line ``run.log`` just ends after the last finished task)."""
     if isinstance(exc, KeyboardInterrupt):
-        runlog.warning("%s %s", rundir.RUN_STOPPED, "terminated" if isinstance(exc, Terminated) else "interrupted")
+        runlog.warning("%s %s", rundir.RUN_STOPPED, stop_word(exc))
     else:
         runlog.error("%s %s", rundir.RUN_FAILED, one_line(exc))
 

@@ -68,3 +68,8 @@ def test_too_few_values_give_nan_not_a_number_that_looks_measured():
     empty = metrics.weight_distribution([])
     assert all(math.isnan(empty[k]) for k in ("zero_share", "near_zero_share", "bimodality", "kurtosis"))
     assert empty["hist_counts"] == [] and math.isnan(metrics.fwt([0.5], [0.1]))
+
+
+def test_forgetting_is_negative_for_a_task_that_ends_above_its_best_earlier_accuracy():
+    R = [[0.5, NAN, NAN], [0.4, 0.9, NAN], [0.8, 0.9, 0.7]]  # task 0 peaks at 0.5 before the last task, ends at 0.8
+    assert metrics.forgetting(R) == pytest.approx((-0.3 + 0.0) / 2)

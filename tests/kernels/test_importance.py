@@ -152,3 +152,18 @@ def test_stats_of_no_importance_and_of_a_constant_one():
     flat = importance.importance_stats({"w": torch.full((10,), 2.0)}, bins=4)
     assert sum(flat["hist_counts"]) == 10 and len(flat["hist_edges"]) == 5  # one value: a unit-wide histogram
     assert flat["zero_share"] == 0.0 and flat["top90_share"] == 0.9
+
+
+@pytest.mark.parametrize("form, sign", [("reference", 1.0), ("removal", -1.0)])
+def test_entropy_taylor_is_the_second_order_score_of_the_entropy_gradient(form, sign):
+    """max(sign g theta + theta^2 g^2 / 2, 0), g the gradient of the batch's summed output
+    entropy: one batch holding the whole set, so the mean over batches is that batch's score."""
+    model, data = _model_and_data()
+    omega = importance.entropy_taylor(model, data, batch_size=len(data), form=form)
+    x, y, t = data.get(torch.arange(len(data)))
+    params = model.shared_parameters()
+    grads = torch.autograd.grad(importance.batch_objective(model, x, y, t, "entropy"), [p for _, p in params])
+    for (name, p), g in zip(params, grads):
+        expected = (sign * g * p + 0.5 * p.pow(2) * g.pow(2)).clamp_min(0).detach()
+        torch.testing.assert_close(omega[name], expected, rtol=1e-5, atol=1e-9)
+        assert float(expected.sum()) > 0

@@ -214,3 +214,24 @@ def test_a_linear_whose_inputs_do_not_split_over_the_units_before_it_is_refused(
     model = ContinualModel(torch.nn.Sequential(torch.nn.Conv2d(1, 3, 1), torch.nn.Flatten(), torch.nn.Linear(10, 4)), 4)
     with pytest.raises(ConfigError, match="hat: body.2 has 10 inputs, not a multiple of the 3 units before it"):
         frozen_masks(gated_layers(model), [torch.ones(3), torch.ones(4)])
+
+
+def test_embedding_gradients_are_compensated_and_embeddings_clamped():
+    """Serra et al.'s compensation, g * s_max / s * (cosh(clamp(s e)) + 1) / (cosh(e) + 1), so a
+    gate learns at the same pace whatever the annealed slope; embeddings clamped to +-thres_emb."""
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=200), seed=0)
+    model = build_model(ModelConfig(hidden=(16,)), stream.input_shape)
+    method = create("hat", {"s_max": 50, "anneal_cycles": 1, "thres_cosh": 3.0, "thres_emb": 2.0})
+    model.add_head(stream[0].n_outputs)
+    method.before_task(model, stream[0], HookContext(0, 1, batch_size=BATCH))
+    method.batch.fill_(2)  # a slope between 1/s_max and s_max
+    s, e = method.s(), method.embedding(0, 0)
+    with torch.no_grad():
+        e.copy_(torch.linspace(-3, 3, e.numel()).view_as(e))
+    e.grad = torch.ones_like(e)
+    method.before_step(model)
+    expected = 50 / s * (torch.cosh(torch.clamp(s * e, -3.0, 3.0)) + 1) / (torch.cosh(e) + 1)
+    assert 1 / 50 < s < 50 and float((s * e.detach()).abs().max()) > 3.0  # the clamp acts on some entries
+    torch.testing.assert_close(e.grad, expected.detach())
+    method.after_step(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert float(e.detach().abs().max()) == 2.0

@@ -46,3 +46,16 @@ def test_forgets_less_than_finetune(forgetting_of, finetune_forgetting):
     # c = 10 won the validation sweep over 1, 3, 10 on this stream
     m = forgetting_of("si", {"lam": 10})
     assert m["forgetting"] < finetune_forgetting - 0.02
+
+
+def test_importance_is_the_path_integral_over_the_squared_displacement(one_task):
+    """Zenke et al.: omega = w / (delta^2 + xi), negative path integrals clipped to 0."""
+    model, method, stream = one_task("si", {"xi": 0.1})
+    gen = torch.Generator().manual_seed(0)
+    for name, p in model.shared_parameters():
+        method._put("si_start", name, p.detach() - 0.5)
+        method._put("si_w", name, torch.where(torch.rand(p.shape, generator=gen) < 0.5, -1.0, 2.0))
+    omega = method.estimate_importance(model, stream[1], None)
+    for name, _ in model.shared_parameters():
+        w = method._buf("si_w", name)
+        torch.testing.assert_close(omega[name], torch.where(w > 0, 2.0 / (0.25 + 0.1), 0.0))

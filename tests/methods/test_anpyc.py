@@ -105,14 +105,30 @@ def test_elementwise_updating_scales_each_gradient_by_consolidated_importance():
     assert all(torch.all(p.grad == 1) for _, p in model.shared_parameters())
 
 
-def test_released_weights_have_no_importance_and_pruned_stay_zero_under_momentum_and_decay():
-    stream, model, method = _setup(tasks=2, keep_schedule="geometric", keep_first=0.5, structure="none")
+@pytest.mark.parametrize("structure", ["none", "spread"])  # spread: a released weight's unit still scores
+def test_released_weights_have_no_importance_and_pruned_stay_zero_under_momentum_and_decay(structure):
+    stream, model, method = _setup(tasks=2, keep_schedule="geometric", keep_first=0.5, structure=structure)
     cfg = TrainConfig(epochs=1, momentum=0.9, weight_decay=0.01)
     _train_task(stream, model, method, 0, cfg=cfg)
     for name, p in model.shared_parameters():
         released = method.ownership.owner(name) == FREE
         assert torch.all(method.omega(name)[released] == 0)
         assert torch.all(p.detach()[released] == 0)
+
+
+@pytest.mark.parametrize("scope", ["all", "free"])
+def test_retraining_moves_what_earlier_tasks_hold_only_when_its_scope_is_all(scope):
+    stream, model, method = _setup(tasks=2, keep_schedule="geometric", keep_first=0.5, retrain_scope=scope)
+    _train_task(stream, model, method, 0)
+    ctx, g = HookContext(1, 2), torch.Generator().manual_seed(1)
+    model.add_head(stream[1].n_outputs)
+    method.before_task(model, stream[1], ctx)
+    fit(model, method, stream[1].train, CFG, CFG.epochs, g)
+    held = {n: method.ownership.owner(n) == 0 for n, _ in model.shared_parameters()}
+    before = {n: p.detach().clone() for n, p in model.shared_parameters()}
+    method.after_task(model, stream[1], ctx, lambda epochs: fit(model, method, stream[1].train, CFG, epochs, g))
+    moved = [bool((p.detach() != before[n])[held[n]].any()) for n, p in model.shared_parameters()]
+    assert any(moved) == (scope == "all")  # "free": only the task's own kept weights retrain
 
 
 def test_reference_schedule_rounds_up_in_ten_percent_steps():

@@ -285,3 +285,36 @@ def test_the_run_config_accepts_every_score_and_nothing_else():
     from anpyc.config import RunConfig, _field_type
 
     assert get_args(_field_type(RunConfig, "task_inference")) == ("none", *inference.SCORES)
+
+
+class _ConfidentViews(_LinearViews):
+    """View ``k`` answers with confidence on inputs whose feature ``k`` is large, and is unsure
+    (equal logits) on inputs where it is 0."""
+
+    def __init__(self) -> None:
+        super().__init__(2, [2, 2])
+
+    def logits(self, k, x):
+        self.calls.append(len(x))
+        return torch.stack([8 * x[:, k], torch.zeros(len(x))], 1)
+
+
+def test_entropy_picks_the_view_that_is_surest_of_the_input_against_its_own_validation():
+    """``entropy``: every view answers; the task is the view whose output entropy is lowest
+    relative to that view's entropy on its own task's validation inputs."""
+    gen = torch.Generator().manual_seed(0)
+
+    def rows(k, n):  # task k's inputs: feature k far from 0, the other 0
+        x = torch.zeros(n, 2)
+        x[:, k] = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0) * (2 + torch.rand(n, generator=gen))
+        return x, (x[:, k] < 0).long()
+
+    views, inf = _ConfidentViews(), TaskInference("entropy")
+    for k in range(2):
+        x, y = rows(k, 40)
+        inf.record(k, _data(x, y, k), _data(x, y, k), [2 * k, 2 * k + 1], views, torch.device("cpu"))
+    x0, y0 = rows(0, 30)
+    x1, y1 = rows(1, 30)
+    out = inf.predict(torch.cat([x0, x1]), views)
+    assert inf.last_views.tolist() == [0] * 30 + [1] * 30
+    assert out.argmax(1).tolist() == (2 * 0 + y0).tolist() + (2 * 1 + y1).tolist()

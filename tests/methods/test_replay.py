@@ -309,3 +309,21 @@ def test_stored_logits_grow_with_a_wider_later_head_and_old_rows_keep_their_own(
     assert buf.logits.shape == (4, 4) and len(buf) == 4
     assert torch.equal(buf.logits[:2], torch.tensor([[1.0, 2.0, 0.0, 0.0], [3.0, 4.0, 0.0, 0.0]]))
     assert torch.equal(buf.logits[2:], wider) and buf.width.tolist() == [2, 2, 4, 4]
+
+
+def test_derpp_loss_is_alpha_times_logit_matching_plus_beta_times_replayed_labels():
+    """Buzzega et al.: alpha * MSE(logits, stored logits) + beta * CE(replayed labels); with one
+    replay batch both terms read the same draw, so each term alone comes from the same state."""
+    params = {"buffer": 50, "replay_batch": 8, "replay_batches": 1, **PAPER}  # filled online
+    model, method, stream = _trained("derpp", {**params, "alpha": 2.0, "beta": 0.5}, seed=0)
+    x, y, t = stream[1].train.get(torch.arange(16))
+    state = method.state_dict()
+
+    def alone(alpha: float, beta: float) -> torch.Tensor:
+        term = create("derpp", {**params, "alpha": alpha, "beta": beta})
+        term.load_state_dict(state)
+        return term.penalty(model, x, y, t)
+
+    mse, ce = alone(1.0, 0.0), alone(0.0, 1.0)
+    assert float(mse.detach()) > 0 and float(ce.detach()) > 0
+    torch.testing.assert_close(method.penalty(model, x, y, t), 2.0 * mse + 0.5 * ce)

@@ -15,6 +15,7 @@ import torch
 from anpyc.cli import main
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError
+from anpyc.experiments.compare import budgeted
 from anpyc.methods import create, for_run, method_names, typed
 from anpyc.methods.task_inference import TaskInferred
 from anpyc.runner import build_stream, resume_run, run
@@ -184,3 +185,15 @@ def test_the_state_dict_holds_the_whole_inference(score):
         result.method.attach(result.model)
         ours = result.method.predict(result.model, x, None)
     assert torch.equal(theirs, ours) and torch.equal(fresh.inferred_tasks(), result.method.inferred_tasks())
+
+
+@pytest.mark.parametrize("name, params, epochs", [("packnet", {"retrain_epochs": 0.5}, 1.5),
+                                                  ("er", {"replay_batch": 64}, 2.0 / 1.5)])
+def test_the_wrapper_spends_the_passes_its_method_would(name, params, epochs):
+    """Equal passes hold with the task inferred: the wrapped method's retraining or replay
+    still counts (at batch 128, 64 replayed examples per step are half a pass more)."""
+    wrapped = TaskInferred(create(name, params), "input_density")
+    assert wrapped.epochs_for_budget(2.0, batch_size=128) == pytest.approx(epochs)
+    cfg = RunConfig.from_dict({"method": name, "scenario": "domain", "train": {"epochs": 2.0, "batch_size": 128},
+                               "method_params": {**params, "task_inference": "input_density"}})
+    assert budgeted(cfg).train.epochs == pytest.approx(epochs)

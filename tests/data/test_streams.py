@@ -44,6 +44,16 @@ def test_permutation_applied_per_batch():
     assert torch.allclose(x0.reshape(4, -1)[:, perm], x1.reshape(4, -1))
 
 
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_tasks_validation_and_test_rows_go_through_its_permutation_too(split):
+    s = _blobs(tasks=2)
+    idx = torch.arange(4)
+    x0, _, _ = getattr(s[0], split).get(idx)
+    x1, _, _ = getattr(s[1], split).get(idx)
+    assert torch.allclose(x0.reshape(4, -1)[:, s[1].train.transform.perm], x1.reshape(4, -1))
+    assert not torch.allclose(x0, x1)
+
+
 def test_concat_data_keeps_order_and_task_ids():
     s = _blobs(tasks=2, subsample=10)
     both = ConcatData([s[0].train, s[1].train])

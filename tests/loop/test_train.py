@@ -189,3 +189,36 @@ def test_learning_rate_decays_in_steps_within_a_task_and_goes_on_from_an_offset(
     opt.param_groups[0]["lr"] = 0.7
     fit(model, create("finetune"), stream[0].train, plain, 1, torch.Generator().manual_seed(0), optimizer=opt)
     assert opt.param_groups[0]["lr"] == 0.7
+
+
+class _Recorder(Method):
+    """Zeroes every gradient in ``before_step`` and records what each hook saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def penalty(self, model, x, y, t):
+        self.calls.append("penalty")
+        return None
+
+    def before_step(self, model):
+        grads = [p.grad for _, p in model.shared_parameters()]
+        self.calls.append("before_step" if all(g is not None for g in grads) else "before_step without gradients")
+        for g in grads:
+            g.zero_()
+
+    def after_step(self, model, optimizer):
+        self.calls.append("after_step")
+
+
+def test_each_step_calls_the_hooks_in_order_and_before_step_shapes_the_update():
+    """The loop's contract with a method: penalty, then the backward pass, then ``before_step``
+    (the gradients there are the ones the optimizer applies), then the step, then ``after_step``."""
+    stream, model = _setup()
+    method = _Recorder()
+    body = [p.detach().clone() for _, p in model.shared_parameters()]
+    fit(model, method, stream[0].train, TrainConfig(batch_size=64), 1, torch.Generator())
+    steps = -(-len(stream[0].train) // 64)
+    assert method.calls == ["penalty", "before_step", "after_step"] * steps
+    assert all(torch.equal(p.detach(), b) for (_, p), b in zip(model.shared_parameters(), body))  # zeroed: no update

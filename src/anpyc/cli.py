@@ -204,8 +204,8 @@ def _config_from_args(args: argparse.Namespace, method: str | None, base: dict |
         data = deep_update(data, layers[args.config])
     data.pop("executor", None)  # where a sweep's jobs run (anpyc.experiments.executors), not the run's
     if preset:
-        layers[f"preset {args.preset}"] = {k: v for k, v in preset.items() if k in RUN_SECTIONS}
-        data = deep_update(data, layers[f"preset {args.preset}"])
+        layer = layers[f"preset {args.preset}"] = {k: v for k, v in preset.items() if k in RUN_SECTIONS}
+        data = deep_update(data, layer)
     flags = _explicit_flags(args)
     data = deep_update(data, flags)
     _check_generative(data, flags)

@@ -105,8 +105,9 @@ def test_elementwise_updating_scales_each_gradient_by_consolidated_importance():
     assert all(torch.all(p.grad == 1) for _, p in model.shared_parameters())
 
 
-def test_released_weights_have_no_importance_and_pruned_stay_zero_under_momentum_and_decay():
-    stream, model, method = _setup(tasks=2, keep_schedule="geometric", keep_first=0.5, structure="none")
+@pytest.mark.parametrize("structure", ["none", "spread"])  # spread: a released weight's unit still scores
+def test_released_weights_have_no_importance_and_pruned_stay_zero_under_momentum_and_decay(structure):
+    stream, model, method = _setup(tasks=2, keep_schedule="geometric", keep_first=0.5, structure=structure)
     cfg = TrainConfig(epochs=1, momentum=0.9, weight_decay=0.01)
     _train_task(stream, model, method, 0, cfg=cfg)
     for name, p in model.shared_parameters():

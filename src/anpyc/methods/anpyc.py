@@ -340,8 +340,13 @@ class ANPyC(QuadraticPenalty):
                     raw = imp.entropy_taylor(model, task.train, signal=c.importance_signal, form=c.taylor_form,
                                              batch_size=c.importance_batch, max_samples=c.importance_samples)
         pruned = getattr(self, "_pruned", None) or {}
-        raw = {n: v * ~pruned[n] if n in pruned else v for n, v in raw.items()}  # released: importance 0
-        return imp.normalize_per_layer(raw, c.structure, c.beta, c.spread)
+
+        def released_zero(scores: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {n: v * ~pruned[n] if n in pruned else v for n, v in scores.items()}
+
+        # released weights have importance 0: left out of their units' means, and not given
+        # those means back by the shaping (a spread or softmax raises a zero)
+        return released_zero(imp.normalize_per_layer(released_zero(raw), c.structure, c.beta, c.spread))
 
     def estimate_importance(self, model: ContinualModel, task: Task,
                             ctx: HookContext) -> dict[str, Tensor]:

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# How each row of `anpyc bench ablation-default` / `ablation-default-domain` got its strength:
+# the second stage of the ablation, on the default's own base (anpyc.experiments.bench.
+# DEFAULT_MECHANISMS: Omega, no structure shaping, the plain update, no pruning), each mechanism
+# removed, replaced or added back per row. The same budget and grids as the first stage
+# (docs/benchmarks/ablation/tune.sh): 4 points of lambda per row, half a decade apart around the
+# scale of each importance, on the protocol's validation split with its tuning proxy (all 10
+# tasks, test accuracy on 2,000 images per task). The chosen values are in
+# anpyc.experiments.bench.DEFAULT_ABLATION_TUNED (a test checks them against the tune.json files
+# committed beside this script). The row without consolidation is fine-tune (lam 0 with pruning
+# off trains as fine-tune does), which has no knob.
+# Usage: bash docs/benchmarks/ablation-default/tune.sh OUT [JOBS] [PROTOCOLS]
+set -euo pipefail
+out=${1:?usage: tune.sh OUT [JOBS] [PROTOCOLS]}
+jobs=${2:-1}
+protocols=${3:-pmnist10 pmnist10-domain}
+# the default's mechanisms, pinned as anpyc.experiments.bench.DEFAULT_MECHANISMS pins them; a
+# row's own settings override them
+base="importance=omega structure=none update=plain prune=false"
+t() {  # protocol row settings-and-grid...
+  local proto=$1 row=$2; shift 2
+  local -A value=(); local keys=() params=() p k
+  for p in $base "$@"; do
+    k=${p%%=*}; [[ -v "value[$k]" ]] || keys+=("$k"); value[$k]=${p#*=}
+  done
+  for k in "${keys[@]}"; do params+=(--param "$k=${value[$k]}"); done
+  echo "anpyc tune --protocol $proto --method anpyc ${params[*]} --threads 1 --quiet --out $out/$proto/$row"
+}
+{
+  for proto in $protocols; do
+    o="0.3,1,3,10"; f="1,3,10,30"; m="0.03,0.1,0.3,1"
+    t $proto anpyc-default "lam=$o"
+    t $proto omega-magnitude importance=magnitude "lam=$m"
+    t $proto omega-fisher importance=fisher "lam=$f"
+    t $proto with-elementwise update=elementwise "lam=$o"
+    t $proto with-structure structure=spread "lam=$o"
+    t $proto with-pruning prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25 "lam=$o"
+  done
+} | xargs -P "$jobs" -I{} sh -c '{} --overwrite > /dev/null && echo "done: {}"'

@@ -189,24 +189,26 @@ def test_a_no_task_id_table_shows_three_groups_compared_within_each(tmp_path):
     assert "| task inferred | finetune+inference |" in table and "| inputs alone | density |" in table
 
 
-def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
-    """Each row of `anpyc bench ablation`/`ablation-domain` runs the knob its committed
-    `anpyc tune` (docs/benchmarks/ablation/tune.sh) chose on validation, with the row's change."""
-    from anpyc.experiments.bench import (
-        ABLATION_ROWS,
-        ABLATION_TUNED,
-        PAPER_MECHANISMS,
-        PROTOCOLS_OF_ABLATION,
-    )
+@pytest.mark.parametrize("stage", ["ablation", "ablation-default"])
+def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning(stage):
+    """Each row of both stages of the ablation (`anpyc bench ablation[-domain]`, `anpyc bench
+    ablation-default[-domain]`) runs the knob its committed `anpyc tune` (the stage's tune.sh)
+    chose on validation, with the row's change on the stage's pinned base."""
+    from anpyc.experiments import bench
     from anpyc.experiments.tune import protocol_tune_config
 
-    script = (Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune.sh").read_text()
-    pinned = next(line for line in script.splitlines() if line.startswith("paper="))
-    assert dict(kv.split("=") for kv in pinned[7:-1].split()) == {k: str(v).lower() for k, v in PAPER_MECHANISMS.items()}
-    root = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / "ablation" / "tune"
-    for protocol in PROTOCOLS_OF_ABLATION:
-        for row, tuned in ABLATION_TUNED[protocol].items():
-            result = json.loads((root / protocol / row / "tune.json").read_text())
+    base, rows, tuned_of, pin = {
+        "ablation": (bench.PAPER_MECHANISMS, bench.ABLATION_ROWS, bench.ABLATION_TUNED, "paper="),
+        "ablation-default": (bench.DEFAULT_MECHANISMS, bench.DEFAULT_ABLATION_ROWS, bench.DEFAULT_ABLATION_TUNED, "base="),
+    }[stage]
+    folder = Path(__file__).resolve().parents[2] / "docs" / "benchmarks" / stage
+    pinned = next(line for line in (folder / "tune.sh").read_text().splitlines() if line.startswith(pin))
+    assert dict(kv.split("=") for kv in pinned[len(pin) + 1:-1].split()) == {k: str(v).lower() for k, v in base.items()}
+    assert set(tuned_of) == set(bench.PROTOCOLS_OF_ABLATION)
+    for protocol in bench.PROTOCOLS_OF_ABLATION:
+        assert set(tuned_of[protocol]) >= set(rows) - {"no-consolidation"}, (protocol, "a row without its tuning")
+        for row, tuned in tuned_of[protocol].items():
+            result = json.loads((folder / "tune" / protocol / row / "tune.json").read_text())
             proxy = protocol_tune_config(protocol, "anpyc").stream  # tuned on today's proxy
             assert (result["config"]["stream"]["tasks"], result["config"]["stream"]["test_subsample"]) == (
                 proxy.tasks, proxy.test_subsample), (protocol, row)
@@ -215,7 +217,7 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning():
             valid = [p for p in result["points"] if not p["failed"]]
             best = max(valid, key=lambda p: (p["val_avg_acc"], -p["point"]))
             assert {k: best["params"][k] for k in grid} == tuned, (protocol, row)
-            for k, v in {**PAPER_MECHANISMS, **ABLATION_ROWS[row]}.items():  # the row is what was tuned
+            for k, v in {**base, **rows[row]}.items():  # the row is what was tuned
                 if k not in grid:
                     assert best["params"][k] == v, (protocol, row, k)
 

@@ -115,11 +115,51 @@ ABLATION_TUNED: dict[str, dict[str, dict]] = {
 
 PROTOCOLS_OF_ABLATION = tuple(ABLATION_TUNED)
 
+#: the ablation's second stage starts from the default's own base, pinned so its rows do not
+#: move with the defaults: what the first stage left in (Omega, consolidation) and nothing else
+DEFAULT_MECHANISMS = {"importance": "omega", "structure": "none", "update": "plain", "prune": False}
+#: each row removes, replaces or adds back one mechanism (the row without consolidation is
+#: fine-tune: lam 0 with pruning off trains as fine-tune does)
+DEFAULT_ABLATION_ROWS: dict[str, dict] = {
+    "anpyc-default": {},
+    "omega-magnitude": {"importance": "magnitude"},
+    "omega-fisher": {"importance": "fisher"},
+    "with-elementwise": {"update": "elementwise"},
+    "with-structure": {"structure": "spread"},
+    "with-pruning": {"prune": True, "keep_schedule": "reference", "prune_steps": 1, "retrain_epochs": 0.25},
+}
+#: each row's lambda, chosen on validation by docs/benchmarks/ablation-default/tune.sh (the
+#: first stage's grids and budget); a test checks each is the arg-max of its committed tune.json
+DEFAULT_ABLATION_TUNED: dict[str, dict[str, dict]] = {
+    "pmnist10": {
+        "anpyc-default": {"lam": 1.0}, "omega-magnitude": {"lam": 0.1}, "omega-fisher": {"lam": 3.0},
+        "with-elementwise": {"lam": 3.0}, "with-structure": {"lam": 1.0}, "with-pruning": {"lam": 3.0},
+    },
+    "pmnist10-domain": {
+        "anpyc-default": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3}, "omega-fisher": {"lam": 10.0},
+        "with-elementwise": {"lam": 10.0}, "with-structure": {"lam": 3.0}, "with-pruning": {"lam": 10.0},
+    },
+}
+
+
+def _ablation_rows(base: dict, rows: dict[str, dict], tuned: dict[str, dict]) -> dict[str, tuple[str, dict]]:
+    return {row: ("anpyc", {**base, **change, **tuned.get(row, {})}) for row, change in rows.items()}
+
 
 def ablation_aliases(protocol: str) -> dict[str, tuple[str, dict]]:
     """The ablation's rows on ``protocol``: each row's change and its tuned knob."""
-    tuned = ABLATION_TUNED[protocol]
-    return {row: ("anpyc", {**PAPER_MECHANISMS, **change, **tuned.get(row, {})}) for row, change in ABLATION_ROWS.items()}
+    return _ablation_rows(PAPER_MECHANISMS, ABLATION_ROWS, ABLATION_TUNED[protocol])
+
+
+def default_ablation_aliases(protocol: str) -> dict[str, tuple[str, dict]]:
+    """The second stage's rows on ``protocol``: the default's base with one mechanism removed,
+    replaced or added back, each with its tuned lambda.
+
+    Example:
+        >>> default_ablation_aliases("pmnist10")["with-structure"][1]["structure"]
+        'spread'
+    """
+    return _ablation_rows(DEFAULT_MECHANISMS, DEFAULT_ABLATION_ROWS, DEFAULT_ABLATION_TUNED[protocol])
 
 
 @dataclass(frozen=True)
@@ -209,6 +249,18 @@ SUITES: dict[str, Suite] = {
         "pmnist10-domain", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
         aliases=ablation_aliases("pmnist10-domain"),
         description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
+    ),
+    "ablation-default": _of_protocol(
+        "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
+        aliases=default_ablation_aliases("pmnist10"),
+        description="the ablation's second stage (pmnist10): the default's own base (Omega and consolidation) with "
+        "Omega replaced by |theta| and by the Fisher, and element-wise updating, structure-awareness and pruning "
+        "each added back; fine-tune is the row without consolidation; each row's lambda tuned on validation",
+    ),
+    "ablation-default-domain": _of_protocol(
+        "pmnist10-domain", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
+        aliases=default_ablation_aliases("pmnist10-domain"),
+        description="the ablation's second stage on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
     "polarisation": _of_protocol(
         "pmnist10", Methods(tagged=("importance-penalty",), with_default=False), seeds=3,

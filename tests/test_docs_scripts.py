@@ -331,3 +331,19 @@ def test_same_code_tells_annotations_from_code(tmp_path):
     (tmp_path / "src" / "a.py").write_text(typed.replace("x * n", "x + n"))
     assert script.differing_files(tmp_path, "HEAD") == (["src/a.py"], ["src/a.py"])
     assert script.main(["no-such-commit-x"]) == 2 and script.main([]) == 2
+
+
+def test_ablation_table_reads_either_stage_and_signs_a_mechanism_added_back(tmp_path):
+    """A row that removes a mechanism earns it its place when the base is better; a row of the
+    second stage that adds one back, when that row is better."""
+    table = load_script(ROOT / "docs" / "scripts" / "ablation_table.py")
+
+    def acc(mean: float) -> dict:
+        return {"avg_acc": {"mean": mean, "std": 0.001}, "n_seeds": 3}
+
+    (tmp_path / "bench.json").write_text(json.dumps({"methods": {
+        "anpyc-default": acc(0.90), "with-structure": acc(0.92), "with-pruning": acc(0.88), "finetune": acc(0.85),
+        "omega-magnitude": acc(0.90)}}))
+    found = {row: v[2] for row, v in table.verdicts(tmp_path).items()}
+    assert found == {"with-structure": "earns its place", "with-pruning": "costs accuracy",
+                     "finetune": "earns its place", "omega-magnitude": "within noise"}

@@ -53,6 +53,9 @@ def verdict(row: dict, base: dict, sign: int = 1) -> tuple[float, float, str]:
         >>> verdict({"avg_acc": {"mean": 0.88, "std": 0.002}, "n_seeds": 3},
         ...         {"avg_acc": {"mean": 0.90, "std": 0.003}, "n_seeds": 3})[2]
         'earns its place'
+        >>> verdict({"avg_acc": {"mean": 0.88, "std": 0.002}, "n_seeds": 3},  # a row that adds it
+        ...         {"avg_acc": {"mean": 0.90, "std": 0.003}, "n_seeds": 3}, sign=-1)[2]
+        'costs accuracy'
     """
     a, b = base["avg_acc"], row["avg_acc"]
     gain, margin = sign * (a["mean"] - b["mean"]), max(a.get("std") or 0.0, b.get("std") or 0.0)

@@ -74,8 +74,25 @@ def _grad_check() -> dict:
     return errs
 
 
+def _per_sample_estimates() -> dict[str, float]:
+    """EWC's Fisher and MAS's importance of one seeded model: each rank reads the whole task
+    and the ranks' estimates are averaged, so two ranks must give one process's figures."""
+    from anpyc.config import StreamConfig
+    from anpyc.data.streams import make_stream
+    from anpyc.kernels import importance
+
+    data = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=120), seed=0)[0].train
+    torch.manual_seed(0)
+    model = ContinualModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 8), torch.nn.ReLU()), 8)
+    model.add_head(4)
+    fisher = importance.fisher_diag(model, data, kind="empirical", max_samples=90, batch_size=32)
+    mas = importance.mas_importance(model, data, max_samples=90, batch_size=32)
+    return {"fisher": sum(float(v.sum()) for v in fisher.values()), "mas": sum(float(v.sum()) for v in mas.values())}
+
+
 def _two_rank_runs(cfgs: list[dict]) -> dict:
-    out = {"grad_err": ddist.all_gather_object(_grad_check())}
+    out = {"grad_err": ddist.all_gather_object(_grad_check()),
+           "per_sample": ddist.all_gather_object(_per_sample_estimates())}
     for cfg in cfgs:
         sync.DIVERGED.clear()
         res = run(RunConfig.from_dict(cfg), quiet=True)
@@ -109,6 +126,9 @@ def test_two_processes_match_one_and_agree():
     got = spawn_group(_two_rank_runs, 2, (cfgs,), modules=["dist_methods"], start_method="fork")
     for errs in got["grad_err"]:  # per rank
         assert max(errs.values()) < 1e-6
+    one = _per_sample_estimates()
+    for estimates in got["per_sample"]:  # per rank: one process's Fisher and MAS, not twice them
+        assert estimates == pytest.approx(one, rel=1e-5)
     for cfg in cfgs:
         single = singles[cfg["method"]]
         two = got[cfg["method"]]

@@ -13,6 +13,21 @@ def test_lowest_fraction_only_among_candidates():
     assert lowest_fraction_mask(scores, cand, 1.0).tolist() == cand.tolist()
 
 
+def test_lowest_fraction_rounds_the_count_to_the_nearest():
+    """Two thirds of three candidates is two entries (1.98 rounded), not one (truncated)."""
+    mask = lowest_fraction_mask(torch.tensor([3.0, 1.0, 2.0]), torch.ones(3, dtype=torch.bool), 0.66)
+    assert mask.tolist() == [False, True, True]
+
+
+def test_unit_pruning_ranks_units_by_their_candidate_entries_only():
+    """A unit's held entries (not candidates) do not count toward its score: unit 0's large
+    held entry would otherwise save its weak free one."""
+    scores = torch.tensor([[100.0, 0.1], [1.0, 1.0]])
+    cand = torch.tensor([[False, True], [True, True]])
+    mask = lowest_fraction_mask(scores, cand, 0.5, unit_dim=0)
+    assert mask.tolist() == [[False, True], [False, False]]
+
+
 def test_unit_pruning_removes_whole_rows():
     scores = torch.tensor([[1.0, 1.0], [0.1, 0.1], [5.0, 5.0], [0.2, 0.3]])
     mask = lowest_fraction_mask(scores, torch.ones(4, 2, dtype=torch.bool), 0.5, unit_dim=0)

@@ -138,6 +138,25 @@ def test_reference_schedule_rounds_up_in_ten_percent_steps():
     assert method.epochs_for_budget(10) == 5  # five retraining steps of one epoch each
 
 
+def test_pruning_in_steps_releases_an_equal_part_of_the_share_before_each_retraining():
+    """``prune_steps`` 2 with a share of a half: a quarter of the free pool is released before
+    the first retraining, the half before the second (the scores recomputed in between)."""
+    stream, model, method = _setup(tasks=1, keep_schedule="geometric", keep_first=0.5, prune_steps=2)
+    ctx, g = HookContext(0, 1), torch.Generator().manual_seed(0)
+    model.add_head(stream[0].n_outputs)
+    method.before_task(model, stream[0], ctx)
+    fit(model, method, stream[0].train, CFG, CFG.epochs, g)
+    weight = dict(model.shared_parameters())["body.1.weight"]
+    released = []
+
+    def retrain(epochs):
+        released.append(float((weight.detach() == 0).float().mean()))
+        return fit(model, method, stream[0].train, CFG, epochs, g)
+
+    method.after_task(model, stream[0], ctx, retrain)
+    assert released == [pytest.approx(0.25, abs=0.01), pytest.approx(0.5, abs=0.01)]
+
+
 def test_zero_importance_weights_pruned_at_the_first_task_when_asked():
     stream, model, method = _setup(tasks=1, keep_schedule="geometric", keep_first=0.99, prune_zero_importance=True,
                                    structure="none")

@@ -51,6 +51,11 @@ def test_reference_schedule():
     assert [round(method.keep_share(t), 2) for t in range(4)] == [0.5, 0.6, 0.68, 0.75]
 
 
+def test_geometric_schedule_never_keeps_less_than_keep_min():
+    method = create("anpyc-masks", {"keep_schedule": "geometric", "keep_first": 0.2, "keep_decay": 0.5, "keep_min": 0.06})
+    assert [round(method.keep_share(t), 3) for t in range(4)] == [0.2, 0.1, 0.06, 0.06]
+
+
 def test_owned_weights_bit_identical_during_later_task_with_momentum_and_weight_decay():
     stream, model, method = _setup(tasks=3)
     _train_task(stream, model, method, 0)

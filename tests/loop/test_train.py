@@ -222,3 +222,44 @@ def test_each_step_calls_the_hooks_in_order_and_before_step_shapes_the_update():
     steps = -(-len(stream[0].train) // 64)
     assert method.calls == ["penalty", "before_step", "after_step"] * steps
     assert all(torch.equal(p.detach(), b) for (_, p), b in zip(model.shared_parameters(), body))  # zeroed: no update
+
+
+class _RetrainsWithItsOwnDecay(Method):
+    """Retrains once after each task with a decay of its own, recording the learning rate of
+    every step (``after_step`` is given the optimizer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+
+    def after_step(self, model, optimizer):
+        self.rates.append(optimizer.param_groups[0]["lr"])
+
+    def after_task(self, model, task, ctx, retrain=None):
+        retrain(1, lr_decay=0.5)
+
+
+def test_the_loops_retraining_goes_on_from_the_tasks_steps_and_counts_in_its_passes():
+    """The staircase of a retraining continues from the steps the task took (2 epochs of 4
+    steps, decay per epoch), and its examples count in the task's training passes."""
+    from anpyc.loop.train import LoopConfig, train_stream
+
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=256), seed=0)
+    model = build_model(ModelConfig(hidden=(8,)), stream.input_shape)
+    method = _RetrainsWithItsOwnDecay()
+    cfg = LoopConfig(TrainConfig(epochs=2, lr=0.1, batch_size=64, lr_decay=0.9, lr_decay_epochs=1), seed=0)
+    state = train_stream(model, method, stream, cfg)
+    assert method.rates == pytest.approx([0.1] * 4 + [0.09] * 4 + [0.1 * 0.5**2] * 4)
+    assert state.progress["passes"] == [3.0]
+
+
+def test_a_kept_optimizer_takes_each_new_head():
+    """``reset_optimizer: false``: the optimizer carried over gains the new task's head."""
+    from anpyc.loop.train import _task_optimizer
+
+    body, head = nn.Linear(2, 2), nn.Linear(2, 2)
+    cfg = TrainConfig(reset_optimizer=False)
+    kept = torch.optim.SGD(body.parameters(), lr=0.1)
+    out = _task_optimizer([*body.parameters(), *head.parameters()], kept, cfg)
+    held = {id(p) for group in out.param_groups for p in group["params"]}
+    assert out is kept and held == {id(p) for p in [*body.parameters(), *head.parameters()]}

@@ -197,3 +197,27 @@ def test_the_wrapper_spends_the_passes_its_method_would(name, params, epochs):
     cfg = RunConfig.from_dict({"method": name, "scenario": "domain", "train": {"epochs": 2.0, "batch_size": 128},
                                "method_params": {**params, "task_inference": "input_density"}})
     assert budgeted(cfg).train.epochs == pytest.approx(epochs)
+
+
+def test_a_known_tasks_logits_stand_at_its_own_labels_among_the_streams():
+    """Class scenario: asked for task 1, the wrapper puts that head's outputs at task 1's
+    classes of the stream, and no other class can win."""
+    cfg = _cfg("finetune")
+    stream = build_stream(cfg)
+    result = run(cfg, quiet=True, stream=stream)
+    x, _, _ = stream[1].test.get(torch.arange(10))
+    logits = result.method.predict(result.model, x, 1)
+    own = list(stream[1].classes)
+    assert own != list(range(len(own)))
+    assert torch.isfinite(logits[:, own]).all()
+    others = [c for c in range(logits.shape[1]) if c not in own]
+    assert torch.isinf(logits[:, others]).all()
+
+
+def test_the_inferences_calibration_counts_among_the_decision_passes():
+    """The entropy score reads each task's validation inputs to calibrate: forward passes
+    spent on a decision, recorded beside the method's own (none for fine-tune)."""
+    plain = run(_cfg("finetune", score="input_density"), quiet=True).metrics
+    calibrated = run(_cfg("finetune", score="entropy"), quiet=True).metrics
+    assert plain["decision_passes"] == [0.0, 0.0, 0.0]
+    assert all(p > 0 for p in calibrated["decision_passes"])

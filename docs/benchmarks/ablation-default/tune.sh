@@ -17,23 +17,16 @@ protocols=${3:-pmnist10 pmnist10-domain}
 # the default's mechanisms, pinned as anpyc.experiments.bench.DEFAULT_MECHANISMS pins them; a
 # row's own settings override them
 base="importance=omega structure=none update=plain prune=false"
-t() {  # protocol row settings-and-grid...
-  local proto=$1 row=$2; shift 2
-  local -A value=(); local keys=() params=() p k
-  for p in $base "$@"; do
-    k=${p%%=*}; [[ -v "value[$k]" ]] || keys+=("$k"); value[$k]=${p#*=}
-  done
-  for k in "${keys[@]}"; do params+=(--param "$k=${value[$k]}"); done
-  echo "anpyc tune --protocol $proto --method anpyc ${params[*]} --threads 1 --quiet --out $out/$proto/$row"
-}
+pinned=$base
+source "$(dirname "$0")/../ablation/tune-rows.sh"
 {
   for proto in $protocols; do
     o="0.3,1,3,10"; f="1,3,10,30"; m="0.03,0.1,0.3,1"
-    t $proto anpyc-default "lam=$o"
-    t $proto omega-magnitude importance=magnitude "lam=$m"
-    t $proto omega-fisher importance=fisher "lam=$f"
-    t $proto with-elementwise update=elementwise "lam=$o"
-    t $proto with-structure structure=spread "lam=$o"
-    t $proto with-pruning prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25 "lam=$o"
+    row $proto anpyc-default "lam=$o"
+    row $proto omega-magnitude importance=magnitude "lam=$m"
+    row $proto omega-fisher importance=fisher "lam=$f"
+    row $proto with-elementwise update=elementwise "lam=$o"
+    row $proto with-structure structure=spread "lam=$o"
+    row $proto with-pruning prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25 "lam=$o"
   done
-} | xargs -P "$jobs" -I{} sh -c '{} --overwrite > /dev/null && echo "done: {}"'
+} | run_rows "$jobs"

@@ -16,26 +16,19 @@ protocols=${3:-pmnist10 pmnist10-domain}
 # the paper's mechanisms, pinned as anpyc.experiments.bench.PAPER_MECHANISMS pins them (the
 # method's defaults keep only what earned its place); a row's own settings override them
 paper="importance=omega structure=spread update=elementwise prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25"
-t() {  # protocol row settings-and-grid...
-  local proto=$1 row=$2; shift 2
-  local -A value=(); local keys=() params=() p k
-  for p in $paper "$@"; do
-    k=${p%%=*}; [[ -v "value[$k]" ]] || keys+=("$k"); value[$k]=${p#*=}
-  done
-  for k in "${keys[@]}"; do params+=(--param "$k=${value[$k]}"); done
-  echo "anpyc tune --protocol $proto --method anpyc ${params[*]} --threads 1 --quiet --out $out/$proto/$row"
-}
+pinned=$paper
+source "$(dirname "$0")/tune-rows.sh"
 {
   for proto in $protocols; do
     # the same grids on both protocols (a first domain search a decade higher, 3-100, put six of
     # its seven rows' optimum at its lowest point: docs/benchmarks/ablation/README.md)
     o="0.3,1,3,10"; f="1,3,10,30"; m="0.03,0.1,0.3,1"
-    t $proto anpyc-all "lam=$o"
-    t $proto no-structure structure=none "lam=$o"
-    t $proto omega-magnitude importance=magnitude "lam=$m"
-    t $proto omega-fisher importance=fisher "lam=$f"
-    t $proto no-elementwise update=plain "lam=$o"
-    t $proto no-pruning prune=false "lam=$o"
-    t $proto no-consolidation lam=0 update=plain "retrain_epochs=0.05,0.1,0.25,0.5"
+    row $proto anpyc-all "lam=$o"
+    row $proto no-structure structure=none "lam=$o"
+    row $proto omega-magnitude importance=magnitude "lam=$m"
+    row $proto omega-fisher importance=fisher "lam=$f"
+    row $proto no-elementwise update=plain "lam=$o"
+    row $proto no-pruning prune=false "lam=$o"
+    row $proto no-consolidation lam=0 update=plain "retrain_epochs=0.05,0.1,0.25,0.5"
   done
-} | xargs -P "$jobs" -I{} sh -c '{} --overwrite > /dev/null && echo "done: {}"'
+} | run_rows "$jobs"

@@ -18,6 +18,7 @@ import datetime as _dt
 import logging
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,12 @@ def _of_protocol(name: str, methods: Methods = ALL_METHODS, with_inference: bool
                  density_replay=dict(p.density_replay) if with_density_replay else None, **changes)
 
 
+def _ablation_suite(protocol: str, rows: Callable[[str], dict[str, tuple[str, dict]]], description: str) -> Suite:
+    """One half of a stage of the ablation: its rows on ``protocol`` beside fine-tune, 3 seeds."""
+    return _of_protocol(protocol, Methods(tagged=("lower-bound",), with_default=False), seeds=3,
+                        aliases=rows(protocol), description=description)
+
+
 SUITES: dict[str, Suite] = {
     "quick": Suite(
         "5-task permuted MNIST, 5000 training examples per task (a minute or two on a laptop CPU)",
@@ -239,28 +246,24 @@ SUITES: dict[str, Suite] = {
     "split-mnist-class": _of_protocol("split-mnist-class", NO_TASK_ID, seeds=5, aliases=NO_TASK_ID_ALIASES,
                                       with_inference=True, with_density_replay=True,
                                       density_replay_without=frozenset({"packnet", "anpyc-masks"})),
-    "ablation": _of_protocol(
-        "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3, aliases=ablation_aliases("pmnist10"),
-        description="ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight in use): "
-        "structure-awareness, Omega (replaced by |theta| and by the Fisher), element-wise updating, pruning, "
+    "ablation": _ablation_suite(
+        "pmnist10", ablation_aliases, "ANPyC's mechanisms, one removed per row (pmnist10, task scenario, every weight "
+        "in use): structure-awareness, Omega (replaced by |theta| and by the Fisher), element-wise updating, pruning, "
         "consolidation; each row's strength tuned on validation with the same 4-point budget",
     ),
-    "ablation-domain": _of_protocol(
-        "pmnist10-domain", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
-        aliases=ablation_aliases("pmnist10-domain"),
-        description="the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
+    "ablation-domain": _ablation_suite(
+        "pmnist10-domain", ablation_aliases,
+        "the ablation's rows on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
-    "ablation-default": _of_protocol(
-        "pmnist10", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
-        aliases=default_ablation_aliases("pmnist10"),
-        description="the ablation's second stage (pmnist10): the default's own base (Omega and consolidation) with "
-        "Omega replaced by |theta| and by the Fisher, and element-wise updating, structure-awareness and pruning "
-        "each added back; fine-tune is the row without consolidation; each row's lambda tuned on validation",
+    "ablation-default": _ablation_suite(
+        "pmnist10", default_ablation_aliases, "the ablation's second stage (pmnist10): the default's own base (Omega "
+        "and consolidation) with Omega replaced by |theta| and by the Fisher, and element-wise updating, "
+        "structure-awareness and pruning each added back; fine-tune is the row without consolidation; each row's "
+        "lambda tuned on validation",
     ),
-    "ablation-default-domain": _of_protocol(
-        "pmnist10-domain", Methods(tagged=("lower-bound",), with_default=False), seeds=3,
-        aliases=default_ablation_aliases("pmnist10-domain"),
-        description="the ablation's second stage on pmnist10-domain (one shared head, no task id, no task inference)",
+    "ablation-default-domain": _ablation_suite(
+        "pmnist10-domain", default_ablation_aliases,
+        "the ablation's second stage on pmnist10-domain (one shared head, no task id, no task inference)",
     ),
     "polarisation": _of_protocol(
         "pmnist10", Methods(tagged=("importance-penalty",), with_default=False), seeds=3,

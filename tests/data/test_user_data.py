@@ -435,3 +435,25 @@ def test_a_stream_function_from_a_file_gets_the_seed_when_it_takes_one(tmp_path,
         "    return stream_from_datasets([part], [part], seed=seed, name=f'seed{seed}')\n")
     monkeypatch.chdir(tmp_path)
     assert stream_from_source("mine.py:make", seed=3).name == "seed3"
+
+
+class _WithTargets(Dataset):
+    """A torchvision-style dataset: a ``targets`` list and, optionally, a ``target_transform``."""
+
+    def __init__(self, target_transform=None) -> None:
+        self.targets = [0, 1, 2, 3]
+        self.target_transform = target_transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        y = self.targets[i]
+        return torch.full((2,), float(i)), y if self.target_transform is None else self.target_transform(y)
+
+
+def test_labels_come_from_targets_only_when_no_target_transform_changes_them():
+    """``targets`` is read without loading items, but a ``target_transform`` (e.g. labels
+    remapped for a split) makes the items' labels the true ones."""
+    assert DatasetData(_WithTargets(), 0).labels().tolist() == [0, 1, 2, 3]
+    assert DatasetData(_WithTargets(lambda y: y % 2), 0).labels().tolist() == [0, 1, 0, 1]

@@ -223,15 +223,16 @@ def test_every_tuned_ablation_row_is_the_arg_max_of_its_committed_tuning(stage):
 
 
 def test_polarisation_suite_puts_the_paper_anpyc_beside_the_importance_penalties():
-    """`anpyc bench polarisation`: ANPyC with every mechanism of the paper (the ablation's row,
-    its tuned lambda) and every method tagged importance-penalty, at their pmnist10 presets."""
+    """`anpyc bench polarisation`: ANPyC at its default and with every mechanism of the paper
+    (the ablation's row, its tuned lambda) and every method tagged importance-penalty, at their
+    pmnist10 presets."""
     from anpyc.experiments.bench import PAPER_MECHANISMS, bench_plan
 
     plan = bench_plan("polarisation")
-    assert set(plan.methods) == {"ewc", "online-ewc", "si", "mas", "anpyc-all"}
+    assert set(plan.methods) == {"anpyc", "ewc", "online-ewc", "si", "mas", "anpyc-all"}
     method, params = plan.aliases["anpyc-all"]
     assert method == "anpyc" and {k: params[k] for k in {**PAPER_MECHANISMS, "lam": 3.0}} == {**PAPER_MECHANISMS, "lam": 3.0}
-    assert plan.presets_applied.get("si") == "si-pmnist10"
+    assert plan.presets_applied.get("si") == "si-pmnist10" and plan.presets_applied.get("anpyc") == "anpyc-pmnist10"
 
 
 def test_bench_methods_take_the_suites_own_variants(capsys):

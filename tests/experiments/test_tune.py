@@ -116,3 +116,17 @@ def test_points_run_in_parallel_processes_choose_as_one_after_another(tmp_path, 
     two = json.loads((tmp_path / "two" / "tune.json").read_text())
     assert [r["val_avg_acc"] for r in two["points"]] == [r["val_avg_acc"] for r in one["points"]]
     assert two["best"]["point"] == one["best"]["point"]
+
+
+def test_a_points_spread_over_seeds_is_the_sample_standard_deviation(monkeypatch, tmp_path):
+    """``val_std`` of a point run on two seeds is the sample std (ddof 1), as every table's."""
+    val = {0: 0.8, 1: 0.9}
+
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
+        return RunResult(cfg, None, None, {"val_avg_acc": val[cfg.seed], "avg_acc": 0.5})
+
+    monkeypatch.setattr(tune_mod, "run", fake_run)
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
+    point = tune_mod.tune(base, {"lam": [1.0]}, seeds=[0, 1], out_dir=tmp_path / "t")["points"][0]
+    assert point["val_avg_acc"] == pytest.approx(0.85) and point["val_std"] == pytest.approx(0.1 / 2**0.5)

@@ -89,3 +89,23 @@ def test_sigterm_stops_the_parallel_workers_with_the_command(tmp_path):
         if live_processes_of_session(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_a_run_is_not_continued_under_another_config(tmp_path):
+    """A job that resumes a run directory started with other settings (a preset re-tuned between
+    the kill and the resume, say) is refused, naming what differs; the same settings pass."""
+    from anpyc.errors import ConfigError
+    from anpyc.experiments.jobs import Job, check_resumable
+    from anpyc.methods import typed
+    from anpyc.runner import run
+
+    def config(lam: float) -> RunConfig:  # typed, as a comparison builds its jobs' configs
+        return typed(RunConfig.from_dict({"method": "ewc", "method_params": {"lam": lam, "fisher_samples": 50},
+                                          "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 100}}))
+
+    cfg = config(3.0)
+    run(cfg, tmp_path / "r", quiet=True)
+    check_resumable(Job("ewc", 0, cfg, tmp_path / "r", resume=True))
+    other = config(10.0)
+    with pytest.raises(ConfigError, match=r"started with another config \(method_params differ\)"):
+        check_resumable(Job("ewc", 0, other, tmp_path / "r", resume=True))

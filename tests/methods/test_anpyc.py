@@ -225,7 +225,9 @@ def test_defaults_keep_the_mechanisms_that_earned_their_place_in_the_committed_a
     own base (docs/benchmarks/ablation-default): removing consolidation, Omega replaced by
     |theta|, element-wise updating, structure-awareness or pruning added back. And none of
     those left out earned its place with every mechanism of the paper on (docs/benchmarks/ablation),
-    the first stage, which chose the default's base."""
+    the first stage, which chose the default's base. The rows with the Fisher in Omega's place
+    are not read: it did better on both protocols, but with it the default would be online EWC's
+    loss under ANPyC's name (docs/anpyc.md says so)."""
     from pathlib import Path
 
     from anpyc.methods.anpyc import ANPyCConfig

@@ -123,6 +123,13 @@ def test_a_summary_claims_a_lead_only_beyond_both_standard_deviations():
     assert "of: none." in summary_markdown(std_only) and "(not claimed to be behind): y (p 0." in summary_markdown(std_only)
     one = summary([0], {"mean": 0.90, "std": None}, {"mean": 0.80, "std": None})
     assert "from one seed: no method is claimed ahead" in summary_markdown(one)
+    # by Welch but within both std (many seeds, a small difference): not claimed either
+    welch_only = summary(list(range(100)), {"mean": 0.92, "std": 0.01}, {"mean": 0.915, "std": 0.01})
+    assert "of: none." in summary_markdown(welch_only) and "behind): y (p < 0.001)." in summary_markdown(welch_only)
+    # an upper bound (joint training) is never the best a method is measured against
+    bounded = summary([0, 1, 2], {"mean": 0.90, "std": 0.002}, {"mean": 0.89, "std": 0.001})
+    bounded["methods"]["joint"] = {**entry({"mean": 0.99, "std": 0.001}), "upper_bound": True}
+    assert "Best ACC: x." in summary_markdown(bounded) and "joint (p" not in summary_markdown(bounded)
 
 
 def test_a_summary_judges_each_row_by_its_own_seeds():

@@ -68,17 +68,20 @@ def verdict(row: dict, base: dict, sign: int = 1) -> tuple[float, float, str]:
     return gain, margin, "within noise"
 
 
-def verdicts(bench_dir: str | Path) -> dict[str, tuple[float, float, str]]:
-    """Each ablation row's verdict in the bench at ``bench_dir`` (either stage)."""
-    methods = json.loads((Path(bench_dir) / "bench.json").read_text())["methods"]
+def _verdicts(methods: dict) -> dict[str, tuple[float, float, str]]:
     base, rows = _stage(methods)
     return {row: verdict(methods[row], methods[base], sign) for row, (_, sign) in rows.items() if row in methods}
+
+
+def verdicts(bench_dir: str | Path) -> dict[str, tuple[float, float, str]]:
+    """Each ablation row's verdict in the bench at ``bench_dir`` (either stage)."""
+    return _verdicts(json.loads((Path(bench_dir) / "bench.json").read_text())["methods"])
 
 
 def table(bench_dir: str | Path) -> str:
     bench = json.loads((Path(bench_dir) / "bench.json").read_text())
     methods, seeds = bench["methods"], max(e.get("n_seeds", 1) for e in bench["methods"].values())
-    found = verdicts(bench_dir)
+    found = _verdicts(methods)  # from the bench already read, not read again
     base, rows = _stage(methods)
 
     def pm(stat: dict) -> str:

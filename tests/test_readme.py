@@ -106,6 +106,19 @@ def test_every_results_table_of_the_readme_is_bench_tables_output_on_its_committ
             f"a results table at offset {header.start()} has no bench_tables marker"
 
 
+MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def test_every_relative_link_of_the_readme_and_docs_names_a_committed_file():
+    """A record moved or removed (e.g. a bench's rerun folder folded into its record) leaves no
+    link behind pointing at nothing; links to the web are not followed."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    broken = [f"{page.relative_to(ROOT)} -> {m.group(1)}"
+              for page in pages for m in MARKDOWN_LINK.finditer(page.read_text(encoding="utf-8"))
+              if "://" not in m.group(1) and not (page.parent / m.group(1)).exists()]
+    assert not broken, broken
+
+
 def test_every_committed_bench_records_its_commit_and_every_committed_run_its_decision_passes():
     """Issue #27: each ``docs/benchmarks/*/bench.json`` names the commit it ran at, on a clean
     tree, and every committed ``metrics.json`` counts the forward passes spent on decisions."""

@@ -156,3 +156,13 @@ def test_polarisation_table_lists_methods_with_a_weight_distribution(compare_dir
     assert header[0] == "method" and [r[0] for r in rows] == ["anpyc", "ewc"]  # finetune, packnet: none recorded
     assert rows[1][1:] == ["7.0 ± 0.0", "0.0 ± 0.0", "4.0 ± 0.0", "0.40 ± 0.00", "3.5 ± 0.0"]
     assert rows[0][2:4] == ["30.0 ± 0.0", "35.0 ± 0.0"]
+
+
+def test_summary_heading_says_no_run_finished_instead_of_zero_tasks():
+    """A comparison whose every run failed (bench reference diverges) has no matrix to count tasks from."""
+    from anpyc.report.tables import summary_markdown
+
+    text = summary_markdown({"benchmark": "permuted-mnist", "n_tasks": 0, "seeds": [0], "methods": {}})
+    assert text.startswith("# permuted-mnist, no run finished, seeds [0]\n")
+    two = summary_markdown({"benchmark": "blobs", "n_tasks": 2, "seeds": [0], "methods": {}})
+    assert two.startswith("# blobs, 2 tasks, seeds [0]\n")

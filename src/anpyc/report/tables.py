@@ -41,7 +41,10 @@ def summary_markdown(summary: dict) -> str:
     """A comparison's ``summary.json`` as a markdown table (accuracy figures in percent)."""
     budget = summary.get("budget") or {}
     lines = [
-        f"# {summary['benchmark']}, {summary['n_tasks']} tasks, seeds {summary['seeds']}"
+        # n_tasks is read from a finished run's matrix: 0 when none finished
+        f"# {summary['benchmark']}, "
+        + (f"{summary['n_tasks']} tasks" if summary["n_tasks"] else "no run finished")
+        + f", seeds {summary['seeds']}"
         + (f", scenario {summary['scenario']}" if summary.get("scenario") not in (None, "task") else ""),
         "",
     ]

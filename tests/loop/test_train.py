@@ -67,7 +67,7 @@ class _Exploding(Method):
 
 def test_non_finite_loss_names_task_and_epoch():
     stream, model = _setup()
-    with pytest.raises(TrainingError, match="task 4, epoch 0"):
+    with pytest.raises(TrainingError, match="task 5, epoch 0"):
         fit(model, _Exploding(), stream[0].train, TrainConfig(), 1, torch.Generator(), task_id=4)
 
 
@@ -123,7 +123,7 @@ def test_cli_reports_a_non_finite_loss_in_one_line_and_keeps_earlier_results(tmp
             "--hidden", "8", "--epochs", "2", "--quiet", "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("anpyc: error: non-finite loss (nan) in task 1, epoch 0")
+    assert len(err) == 1 and err[0].startswith("anpyc: error: non-finite loss (nan) in task 2, epoch 0")
     assert [line.count('"task": 0') for line in (out / "log.jsonl").read_text().splitlines()] == [1]
     newest = list_checkpoints(out)[0]
     assert decode(newest.read_bytes())["position"] == {"task": 1, "epoch": 0}
@@ -137,7 +137,7 @@ def test_cli_huge_learning_rate_stops_with_the_task_and_epoch(tmp_path, capsys):
             "--hidden", "8", "--lr", "1e38", "--quiet", "--out", str(tmp_path / "r")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "non-finite loss" in err[0] and "in task 1, epoch 0" in err[0] and "grad_clip" in err[0]
+    assert len(err) == 1 and "non-finite loss" in err[0] and "in task 2, epoch 0" in err[0] and "grad_clip" in err[0]
     # run.log says why it ends there, and the folder's next command names the failure
     last = (tmp_path / "r" / "run.log").read_text().splitlines()[-1]
     assert "ERROR anpyc.runlog: run failed: non-finite loss" in last, last

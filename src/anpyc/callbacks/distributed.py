@@ -169,7 +169,7 @@ class DistributedSync:
     """
 
     def on_task_start(self, loop: Loop, ctx: HookContext) -> None:
-        sync_task_state_(loop.model, loop.method, where=f"task {ctx.task} start")
+        sync_task_state_(loop.model, loop.method, where=f"task {ctx.task + 1} start")
 
     def on_task_trained(self, loop: Loop, ctx: HookContext) -> None:
-        sync_task_state_(loop.model, loop.method, where=f"task {ctx.task} end")
+        sync_task_state_(loop.model, loop.method, where=f"task {ctx.task + 1} end")

@@ -183,7 +183,8 @@ def fit(
     decay = cfg.lr_decay if lr_decay is None else lr_decay
     schedule = None if decay == 1.0 else lr_schedule(cfg.lr, decay, cfg.lr_decay_epochs * per_epoch, step_offset)
     run = _Epochs(model, method, optimizer or make_optimizer(params, cfg), loss_fn, cfg, params, aux_step, on_step,
-                  where=f"task {task_id if task_id is not None else '?'}", schedule=schedule)
+                  # counted from 1, as run.log's "task k/T" and the resume message count them
+                  where=f"task {task_id + 1 if task_id is not None else '?'}", schedule=schedule)
     model.train()
     # every epoch has the same batches, so skipped epochs still count in steps and examples
     run.steps, examples = start_epoch * per_epoch, start_epoch * len(data)

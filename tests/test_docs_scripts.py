@@ -347,3 +347,21 @@ def test_ablation_table_reads_either_stage_and_signs_a_mechanism_added_back(tmp_
     found = {row: v[2] for row, v in table.verdicts(tmp_path).items()}
     assert found == {"with-structure": "earns its place", "with-pruning": "costs accuracy",
                      "finetune": "earns its place", "omega-magnitude": "within noise"}
+
+
+def test_taylor_forms_scores_every_task_with_both_forms_and_the_fisher():
+    """docs/scripts/taylor_forms.py, behind docs/benchmarks/ablation-default/taylor-form: one
+    row per task, the correlations in [-1, 1], a form perfectly rank-correlated with itself."""
+    import numpy as np
+
+    from anpyc.config import RunConfig
+
+    script = load_script(ROOT / "docs" / "scripts" / "taylor_forms.py")
+    config = RunConfig.from_dict({"method": "finetune", "stream": {"benchmark": "blobs", "tasks": 2, "subsample": 200},
+                                  "train": {"epochs": 1, "threads": 1}})
+    rows = script.compare_forms(config, samples=100)
+    assert len(rows) == 2 and all(r["parameters"] > 0 for r in rows)
+    assert all(-1 <= r[k] <= 1 for r in rows for k in r if k.startswith("rho"))
+    assert all(0 <= r[k] <= 1 for r in rows for k in ("zero_removal", "zero_authors", "top_removal", "top_authors"))
+    scores = np.arange(50.0)
+    assert script.rank_correlation(scores, scores) == pytest.approx(1.0) and script.top_share(scores, scores) == 1.0

@@ -24,7 +24,7 @@ from anpyc.runner import build_stream, run
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho (ties broken by position; the scores have few)."""
+    """Spearman's rho, ties broken by position (a few per cent of the scores are tied at 0)."""
     ranks = [np.argsort(np.argsort(v)).astype(float) for v in (a, b)]
     return float(np.corrcoef(*ranks)[0, 1])
 
@@ -41,8 +41,8 @@ def flat(scores: dict[str, torch.Tensor]) -> np.ndarray:
 
 def compare_forms(config: RunConfig, samples: int = 2000) -> list[dict[str, float]]:
     """Fine-tune ``config``'s stream, then per task the statistics :func:`main` prints."""
-    model = run(config, quiet=True).model
-    stream = build_stream(config)
+    stream = build_stream(config)  # built once: the run trains on it, the scores read it
+    model = run(config, quiet=True, stream=stream).model
     rows = []
     for task in stream:
         removal = flat(entropy_taylor(model, task.train, form="removal", max_samples=samples))

@@ -15,7 +15,7 @@ jobs=${2:-1}
 protocols=${3:-pmnist10 pmnist10-domain}
 # the paper's mechanisms, pinned as anpyc.experiments.bench.PAPER_MECHANISMS pins them (the
 # method's defaults keep only what earned its place); a row's own settings override them
-paper="importance=omega structure=spread update=elementwise prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25"
+paper="importance=omega taylor_form=removal structure=spread update=elementwise prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25"
 pinned=$paper
 source "$(dirname "$0")/tune-rows.sh"
 {

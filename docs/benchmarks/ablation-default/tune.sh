@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How each row of `anpyc bench ablation-default` / `ablation-default-domain` got its strength:
 # the second stage of the ablation, on the default's own base (anpyc.experiments.bench.
-# DEFAULT_MECHANISMS: Omega, no structure shaping, the plain update, no pruning), each mechanism
+# DEFAULT_MECHANISMS: Omega with the authors' sign, no structure shaping, the plain update, no pruning), each mechanism
 # removed, replaced or added back per row. The same budget and grids as the first stage
 # (docs/benchmarks/ablation/tune.sh): 4 points of lambda per row, half a decade apart around the
 # scale of each importance, on the protocol's validation split with its tuning proxy (all 10
@@ -16,7 +16,7 @@ jobs=${2:-1}
 protocols=${3:-pmnist10 pmnist10-domain}
 # the default's mechanisms, pinned as anpyc.experiments.bench.DEFAULT_MECHANISMS pins them; a
 # row's own settings override them
-base="importance=omega structure=none update=plain prune=false"
+base="importance=omega taylor_form=reference structure=none update=plain prune=false"
 pinned=$base
 source "$(dirname "$0")/../ablation/tune-rows.sh"
 {
@@ -25,6 +25,7 @@ source "$(dirname "$0")/../ablation/tune-rows.sh"
     row $proto anpyc-default "lam=$o"
     row $proto omega-magnitude importance=magnitude "lam=$m"
     row $proto omega-fisher importance=fisher "lam=$f"
+    row $proto omega-removal-form taylor_form=removal "lam=$o"
     row $proto with-elementwise update=elementwise "lam=$o"
     row $proto with-structure structure=spread "lam=$o"
     row $proto with-pruning prune=true keep_schedule=reference prune_steps=1 retrain_epochs=0.25 "lam=$o"

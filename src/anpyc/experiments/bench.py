@@ -119,14 +119,17 @@ ABLATION_TUNED: dict[str, dict[str, dict]] = {
 PROTOCOLS_OF_ABLATION = tuple(ABLATION_TUNED)
 
 #: the ablation's second stage starts from the default's own base, pinned so its rows do not
-#: move with the defaults: what the first stage left in (Omega, consolidation) and nothing else
-DEFAULT_MECHANISMS = {"importance": "omega", "structure": "none", "update": "plain", "prune": False}
+#: move with the defaults: what the first stage left in (Omega, consolidation) and nothing else,
+#: Omega with the authors' sign
+DEFAULT_MECHANISMS = {"importance": "omega", "taylor_form": "reference", "structure": "none", "update": "plain",
+                      "prune": False}
 #: each row removes, replaces or adds back one mechanism (the row without consolidation is
 #: fine-tune: lam 0 with pruning off trains as fine-tune does)
 DEFAULT_ABLATION_ROWS: dict[str, dict] = {
     "anpyc-default": {},
     "omega-magnitude": {"importance": "magnitude"},
     "omega-fisher": {"importance": "fisher"},
+    "omega-removal-form": {"taylor_form": "removal"},
     "with-elementwise": {"update": "elementwise"},
     "with-structure": {"structure": "spread"},
     "with-pruning": {"prune": True, "keep_schedule": "reference", "prune_steps": 1, "retrain_epochs": 0.25},
@@ -135,12 +138,14 @@ DEFAULT_ABLATION_ROWS: dict[str, dict] = {
 #: first stage's grids and budget); a test checks each is the arg-max of its committed tune.json
 DEFAULT_ABLATION_TUNED: dict[str, dict[str, dict]] = {
     "pmnist10": {
-        "anpyc-default": {"lam": 1.0}, "omega-magnitude": {"lam": 0.1}, "omega-fisher": {"lam": 3.0},
-        "with-elementwise": {"lam": 3.0}, "with-structure": {"lam": 1.0}, "with-pruning": {"lam": 3.0},
+        "anpyc-default": {"lam": 3.0}, "omega-magnitude": {"lam": 0.1}, "omega-fisher": {"lam": 3.0},
+        "omega-removal-form": {"lam": 1.0}, "with-elementwise": {"lam": 3.0}, "with-structure": {"lam": 1.0},
+        "with-pruning": {"lam": 3.0},
     },
     "pmnist10-domain": {
         "anpyc-default": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3}, "omega-fisher": {"lam": 10.0},
-        "with-elementwise": {"lam": 10.0}, "with-structure": {"lam": 3.0}, "with-pruning": {"lam": 10.0},
+        "omega-removal-form": {"lam": 10.0}, "with-elementwise": {"lam": 10.0}, "with-structure": {"lam": 3.0},
+        "with-pruning": {"lam": 10.0},
     },
 }
 
@@ -259,7 +264,8 @@ SUITES: dict[str, Suite] = {
     ),
     "ablation-default": _ablation_suite(
         "pmnist10", default_ablation_aliases, "the ablation's second stage (pmnist10): the default's own base (Omega "
-        "and consolidation) with Omega replaced by |theta| and by the Fisher, and element-wise updating, "
+        "with the authors' sign, and consolidation) with Omega replaced by |theta| and by the Fisher, its sign by "
+        "the removal form, and element-wise updating, "
         "structure-awareness and pruning each added back; fine-tune is the row without consolidation; each row's "
         "lambda tuned on validation",
     ),

@@ -36,9 +36,9 @@ the ablation (3 seeds, each row tuned on validation with the same budget; docs/a
 first stage (``anpyc bench ablation``, ``ablation-domain``: every mechanism on) took out pruning
 (it cost accuracy), element-wise updating and the structure-aware shaping (within noise); its
 second (``anpyc bench ablation-default``, ``ablation-default-domain``: the default's own base)
-finds consolidation and, without task ids, ``Omega`` against ``|theta|`` earning their place, and
-nothing earning a place back. The Fisher in ``Omega``'s place did better on both protocols; it is
-not the default because that default would be online EWC's loss under ANPyC's name.
+finds consolidation, ``Omega`` against ``|theta|`` and, on pmnist10, the authors' sign of the
+Taylor score against the removal form earning their place, ``Omega`` level with the Fisher, and
+nothing earning a place back.
 ``anpyc.experiments.bench.PAPER_MECHANISMS`` turns every mechanism on.
 ``anpyc-reference`` (the shipped preset) is the authors' code transcribed; ``anpyc-masks``
 (:mod:`anpyc.methods.anpyc_masks`) the library's earlier default (PackNet with six changes).

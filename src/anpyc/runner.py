@@ -163,6 +163,19 @@ def apply_budget(cfg: RunConfig, budget: str | None = "passes", method: Method |
     return cfg.replace(train=dataclasses.replace(cfg.train, epochs=float(epochs)))
 
 
+def config_as_run(cfg: RunConfig, budget: str | None = "passes", method: Method | None = None) -> RunConfig:
+    """``cfg`` as a run saves it in ``config.yaml``: with the settings its kind of problem
+    needs (a generator's Adam and raw inputs), under ``budget`` (:func:`apply_budget`). What a
+    resume compares a saved run against.
+
+    Example:
+        >>> vae = RunConfig.from_dict({"model": {"name": "vae"}, "stream": {"benchmark": "split-mnist"}})
+        >>> config_as_run(vae).train.optimizer, config_as_run(vae).stream.standardize
+        ('adam', False)
+    """
+    return apply_budget(problem_for(cfg).resolve(cfg), budget, method)
+
+
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
     """Create ``out_dir`` for a run (see :func:`anpyc.rundir.prepare`)."""
     return rundir.prepare(out_dir, overwrite)

@@ -227,6 +227,20 @@ def _same_generative_results(a, b) -> None:
     assert [json.loads(r)["task"] for r in (b / "log.jsonl").read_text().splitlines()] == list(range(len(ma["acc_matrix"])))
 
 
+def test_a_finished_generative_comparison_resumes_with_the_same_command(private_mnist_dir, tmp_path):
+    """`anpyc compare --config GEN.yaml ... --resume` on a finished comparison of generators
+    reads its runs back: a run saves the settings a generator gets (Adam, raw inputs), and the
+    resume compares the command's config as the run applies them (it refused every run before,
+    "stream, train differ")."""
+    from anpyc.experiments.compare import compare
+
+    cfg = _cfg(private_mnist_dir)
+    first = compare(cfg, ["finetune"], [0], tmp_path / "c", quiet=True)
+    again = compare(cfg, ["finetune"], [0], tmp_path / "c", quiet=True, resume=True)
+    assert again["methods"]["finetune"]["avg_acc"] == first["methods"]["finetune"]["avg_acc"]
+    assert yaml.safe_load((tmp_path / "c" / "finetune" / "seed_0" / "config.yaml").read_text())["train"]["optimizer"] == "adam"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["vae", "gan"])
 def test_a_killed_generative_run_resumes_to_the_identical_result(private_mnist_dir, tmp_path, monkeypatch, model):

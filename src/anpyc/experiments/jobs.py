@@ -93,11 +93,11 @@ def run_job(job: Job, overwrite: bool = False, quiet: bool = True) -> RunResult:
 
 def check_resumable(job: Job, method: Method | None = None) -> None:
     """Refuse to continue ``job.run_dir`` if it was started with another config (``job.config``
-    under ``job.budget``, as the run applies it)."""
-    from anpyc.runner import apply_budget
+    under ``job.budget``, as the run applies it: a generator's run saves Adam and raw inputs)."""
+    from anpyc.runner import config_as_run
 
     saved = RunConfig.from_file(job.run_dir / rundir.CONFIG).to_dict()
-    as_run = apply_budget(job.config, job.budget, method).to_dict()
+    as_run = config_as_run(job.config, job.budget, method).to_dict()
     differ = sorted(k for k, v in as_run.items() if saved.get(k) != v)
     if differ:
         raise ConfigError(f"{job.run_dir} was started with another config ({', '.join(differ)} differ)")

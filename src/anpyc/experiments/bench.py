@@ -84,8 +84,8 @@ NO_TASK_ID_ALIASES = {
 
 #: ANPyC with every mechanism of the paper (structure-aware Omega, the penalty, element-wise
 #: updating, pruning with retraining), pinned so the rows do not move with the defaults; Omega
-#: in its removal form, which ranks weights for pruning better than the authors' sign
-#: (docs/anpyc.md), as this stage was tuned and run
+#: in the removal form this stage was tuned and run with (the better pruning criterion in the
+#: masks variant: docs/anpyc.md)
 PAPER_MECHANISMS = {"importance": "omega", "taylor_form": "removal", "structure": "spread", "update": "elementwise",
                     "prune": True, "keep_schedule": "reference", "prune_steps": 1, "retrain_epochs": 0.25}
 #: the ablation's rows: one mechanism removed (or replaced) per row, on top of

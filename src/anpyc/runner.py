@@ -173,7 +173,13 @@ def config_as_run(cfg: RunConfig, budget: str | None = "passes", method: Method 
         >>> config_as_run(vae).train.optimizer, config_as_run(vae).stream.standardize
         ('adam', False)
     """
-    return apply_budget(problem_for(cfg).resolve(cfg), budget, method)
+    return apply_budget(_resolved(cfg, problem_for(cfg)), budget, method)
+
+
+def _resolved(cfg: RunConfig, kind: type[Problem]) -> RunConfig:
+    """``cfg`` with its method's parameters typed (unless they are already) and the settings
+    its kind of problem needs: what a run trains with, before the budget."""
+    return kind.resolve(typed(cfg))
 
 
 def prepare_out_dir(out_dir: str | Path, overwrite: bool = False) -> Path:
@@ -325,7 +331,7 @@ def check_method_fits(cfg: RunConfig, method: Method, kind: type[Problem] | None
 
 
 def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path) -> RunConfig:
-    cfg = kind.resolve(typed(cfg))  # the method's parameters typed here unless they are already
+    cfg = _resolved(cfg, kind)
     if tensorboard:
         tensorboard_writer_class()  # a missing TensorBoard fails before anything is written
     try:

@@ -177,6 +177,17 @@ def test_compare_gives_a_method_the_task_inference_by_its_label(tmp_path, capsys
     assert "task inferred, a head per task" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("presets", [[], ["--no-presets"]])
+def test_a_variant_runs_with_its_methods_params_with_or_without_presets(tmp_path, presets):
+    """``--param ewc.lam=7`` reaches ``ewc+inference`` too; with ``--no-presets`` it did not (the
+    variant ran at the default lambda while the table put it beside ``ewc`` at 7)."""
+    out = tmp_path / "c"
+    assert main(["compare", "--methods", "ewc,ewc+inference", "--scenario", "domain", "--param", "ewc.lam=7",
+                 *presets, *QUICK, "--out", str(out)]) == 0
+    for label in ("ewc", "ewc+inference"):
+        assert "lam: 7" in (out / label / "seed_0" / "config.yaml").read_text(), label
+
+
 @pytest.mark.parametrize("what", ["presets", "methods"])
 def test_a_reader_that_leaves_early_ends_the_listing_quietly(what):
     """``anpyc list presets | head``: the pipe closes before the listing is written; the command

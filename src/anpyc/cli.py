@@ -486,11 +486,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                     "with --param METHOD.KEY=VALUE)", args.config, base.method, base.method)
     budget = args.budget or (protocol.budget if protocol else "passes")
     params = parse_params(args.param, per_method=True)
-    from anpyc.experiments.compare import compare, variant_aliases
+    from anpyc.experiments.compare import check_param_targets, compare, variant_aliases
 
     # <method>+inference, <method>+density-replay: the method with the task inferred, or with replay
     # drawn from the density model (by the protocol's choices, if it names them)
     aliases = variant_aliases(methods, protocol)
+    check_param_targets(params, methods, aliases)
     if not args.no_presets and not args.stream_from:  # a tuned preset, when this run is the protocol it was tuned under
         from anpyc.experiments.presets import select_presets
 
@@ -498,8 +499,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         params, applied, _ = select_presets([*methods, *bases], base, budget, params)
         for m, name in applied.items():
             print(f"{m}: preset {name}")
-        aliases = {a: (m, {**params.get(m, {}), **p}) for a, (m, p) in aliases.items()}
-        params = {m: v for m, v in params.items() if m in methods}
+    # a variant runs with its method's parameters (preset and --param) under its own changes
+    aliases = {a: (m, {**params.get(m, {}), **p}) for a, (m, p) in aliases.items()}
+    params = {m: v for m, v in params.items() if m in methods}
     seeds = list(range(args.seed or 0, (args.seed or 0) + args.seeds))
     summary = compare(base, methods, seeds, args.out, params, quiet=args.quiet, overwrite=args.overwrite,
                       tensorboard=args.tensorboard, jobs=args.jobs, budget=budget, resume=_resume_flag(args),

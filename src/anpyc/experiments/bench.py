@@ -431,6 +431,9 @@ def bench_plan(
     chosen = list(methods) if methods else [*bench.methods, *variants]
     if overrides and "method" in overrides:
         raise ConfigError("bench runs its own methods: use --methods, not a config file's method")
+    from anpyc.experiments.compare import check_param_targets
+
+    check_param_targets(params or {}, chosen, variants)
     known = [m for m in chosen if m in METHODS or m in variants]
     for m in sorted(set(chosen) - set(known)):
         log.warning("bench %s: method %r is not available in this build; skipped", name, m)

@@ -271,6 +271,25 @@ def variant_aliases(labels: list[str], protocol: Any = None) -> dict[str, tuple[
     return {**inference_aliases(labels, score), **density_replay_aliases(labels, options)}
 
 
+def check_param_targets(params: dict[str, Any], labels: list[str],
+                        aliases: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    """Refuse ``--param METHOD.KEY=VALUE`` for a method that no label runs (a typo, or a method
+    left out of ``--methods``), which would otherwise be dropped without a word.
+
+    Example:
+        >>> check_param_targets({"ewc": {"lam": 1}}, ["ewc+inference"], inference_aliases(["ewc+inference"]))
+        >>> check_param_targets({"ewk": {"lam": 1}}, ["ewc"], {})
+        Traceback (most recent call last):
+        ...
+        anpyc.errors.ConfigError: --param ewk.lam: no method ewk is run here (methods: ewc)
+    """
+    targets = set(labels) | {method for label, (method, _) in aliases.items() if label in labels}
+    for method in params:
+        if method not in targets:
+            key = next(iter(params[method]), "KEY")
+            raise ConfigError(f"--param {method}.{key}: no method {method} is run here (methods: {', '.join(labels)})")
+
+
 def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
     """``(method, hyper-parameters)`` of a label of a comparison: a method, an alias (a
     variant of a method) with its own parameters, ``<method>+inference`` or

@@ -167,3 +167,16 @@ def test_entropy_taylor_is_the_second_order_score_of_the_entropy_gradient(form, 
         expected = (sign * g * p + 0.5 * p.pow(2) * g.pow(2)).clamp_min(0).detach()
         torch.testing.assert_close(omega[name], expected, rtol=1e-5, atol=1e-9)
         assert float(expected.sum()) > 0
+
+
+def test_two_sided_taylor_is_the_sum_of_both_forms_over_several_batches():
+    """``two-sided``: a change of the entropy either way, the removal form's and the authors'
+    scores added batch by batch, so also their means."""
+    model, data = _model_and_data()
+    kw = {"batch_size": max(1, len(data) // 3)}
+    both = importance.entropy_taylor(model, data, form="two-sided", **kw)
+    ref, rem = (importance.entropy_taylor(model, data, form=f, **kw) for f in ("reference", "removal"))
+    for name in both:
+        torch.testing.assert_close(both[name], ref[name] + rem[name])
+    with pytest.raises(ValueError, match="known: reference, removal, two-sided"):
+        importance.entropy_taylor(model, data, form="sideways")

@@ -101,7 +101,7 @@ def _accumulate(
     return sums
 
 
-TAYLOR_FORMS = ("reference", "removal")
+TAYLOR_FORMS = ("reference", "removal", "two-sided")
 
 
 def entropy_taylor(
@@ -114,7 +114,10 @@ def entropy_taylor(
 
     * ``form='reference'``: ``max(g*theta + 0.5*theta^2*g^2, 0)``, as the authors' code has it;
     * ``form='removal'``: ``max(-g*theta + 0.5*theta^2*g^2, 0)``, the Taylor estimate of the
-      change of ``H`` when the parameter is *removed* (``delta theta = -theta``).
+      change of ``H`` when the parameter is *removed* (``delta theta = -theta``);
+    * ``form='two-sided'``: the two added, a change of ``H`` either way (``|g*theta| +
+      0.5*theta^2*g^2`` where the first-order term dominates); exactly the sum of the two
+      forms' estimates, since each is a mean over the same batches.
 
     The two differ in the sign of the first-order term. With the reference sign, a parameter
     whose removal would raise ``H`` (or the loss) the most gets its score clipped to 0 and is
@@ -125,10 +128,13 @@ def entropy_taylor(
     """
     if form not in TAYLOR_FORMS:
         raise ValueError(f"unknown Taylor form {form!r}; known: {', '.join(TAYLOR_FORMS)}")
-    sign = 1.0 if form == "reference" else -1.0
-    return _accumulate(
-        model, data, lambda g, p: (sign * g * p + 0.5 * p.pow(2) * g.pow(2)).clamp_min(0), signal, batch_size, max_samples, device
-    )
+    signs = {"reference": (1.0,), "removal": (-1.0,), "two-sided": (1.0, -1.0)}[form]
+
+    def score(g: Tensor, p: Tensor) -> Tensor:
+        first, second = g * p, 0.5 * p.pow(2) * g.pow(2)
+        return sum((sign * first + second).clamp_min(0) for sign in signs)
+
+    return _accumulate(model, data, score, signal, batch_size, max_samples, device)
 
 
 def taylor_abs(model: ContinualModel | GenerativeModel, data: SplitData,

@@ -22,7 +22,7 @@ After training task ``t`` two forces act on the shared (body) parameters:
 gradient of the output entropy ``H`` of the task's head (label-free) on batches of the task's
 training data, ``max(g*theta + 0.5*theta^2*g^2, 0)``, the authors' sign (``taylor_form='removal'``:
 ``max(-g*theta + 0.5*theta^2*g^2, 0)``, the Taylor estimate of the change of ``H`` when the
-parameter is removed; chosen on validation, docs/anpyc.md),
+parameter is removed; ``'two-sided'``: the two added; chosen on validation, docs/anpyc.md),
 averaged over batches, then shaped by the network's structure (``structure``, see
 :func:`anpyc.kernels.importance.normalize_per_layer`). ``importance='magnitude'`` (|theta|) and
 ``'fisher'`` replace it (the ablation's rows), for both pruning and consolidation.
@@ -110,7 +110,7 @@ class ANPyCConfig:
 
     lam: float = 1.0
     importance: Literal["omega", "magnitude", "fisher"] = "omega"
-    taylor_form: Literal["removal", "reference"] = "reference"  # the ablation: the authors' sign earned its place
+    taylor_form: Literal["removal", "reference", "two-sided"] = "reference"  # the ablation: the authors' sign earned its place
     importance_signal: Literal["entropy", "loss", "output_norm"] = "entropy"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron", "spread"] = "none"  # the ablation: within noise
     spread: float = 1.0

@@ -225,8 +225,8 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     (["tune", "--method", "ewc", "--benchmark", "blobs"], "tune needs at least one --param"),  # ran a one-point grid
     (["tune", "--method", "ewc", "--param", "lam=1,,10"], "an empty value in the grid"),  # dropped it silently
     # a parameter for a method nothing runs was dropped without a word (a typo, or one left out of --methods)
-    (["compare", "--methods", "ewc", "--param", "ewk.lam=3"], "--param ewk.lam: no method ewk is run here (methods: ewc)"),
-    (["bench", "quick", "--methods", "finetune", "--param", "ewc.lam=3", "--allow-dirty"], "no method ewc is run here (methods: finetune)"),
+    (["compare", "--methods", "ewc", "--param", "ewk.lam=3"], "--param ewk.lam: no method ewk is run here (did you mean 'ewc'?); methods: ewc"),
+    (["bench", "quick", "--methods", "finetune", "--param", "ewc.lam=3", "--allow-dirty"], "no method ewc is run here; methods: finetune"),
     (["compare", "--methods", "ewc", "--preset", "ewc-pmnist10"],  # taken as --presets, "unrecognized: ewc-pmnist10"
      "unrecognized arguments: --preset ewc-pmnist10"),
     # a body flag the model has no use for ran without it, and config.yaml recorded it

@@ -22,7 +22,7 @@ import yaml
 from anpyc import rundir
 from anpyc.config import CUSTOM, RunConfig, load_mapping
 from anpyc.data.streams import Stream
-from anpyc.errors import AnpycError, ConfigError, OutputError, refuse_repeats
+from anpyc.errors import AnpycError, ConfigError, OutputError, did_you_mean, refuse_repeats
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
 from anpyc.experiments.jobs import Job
@@ -281,13 +281,14 @@ def check_param_targets(params: dict[str, Any], labels: list[str],
         >>> check_param_targets({"ewk": {"lam": 1}}, ["ewc"], {})
         Traceback (most recent call last):
         ...
-        anpyc.errors.ConfigError: --param ewk.lam: no method ewk is run here (methods: ewc)
+        anpyc.errors.ConfigError: --param ewk.lam: no method ewk is run here (did you mean 'ewc'?); methods: ewc
     """
-    targets = set(labels) | {method for label, (method, _) in aliases.items() if label in labels}
+    targets = [*labels, *(m for label, (m, _) in aliases.items() if label in labels and m not in labels)]
     for method in params:
         if method not in targets:
             key = next(iter(params[method]), "KEY")
-            raise ConfigError(f"--param {method}.{key}: no method {method} is run here (methods: {', '.join(labels)})")
+            raise ConfigError(f"--param {method}.{key}: no method {method} is run here"
+                              f"{did_you_mean(method, targets)}; methods: {', '.join(labels)}")
 
 
 def resolve_label(label: str, params: dict[str, dict[str, Any]], aliases: dict[str, tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:

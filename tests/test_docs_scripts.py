@@ -270,8 +270,11 @@ def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(t
     assert script.main(argv) == 0
     assert (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance) == saved
     mean_argv = [a.replace("lam=100", "lam=0.1") for a in argv[3:-1]]  # Ω of mean 1: a smaller λ
-    assert script.main(["--task-mean", *mean_argv, str(tmp_path / "task-mean")]) == 0
+    means_file = tmp_path / "means.json"
+    assert script.main(["--task-mean", "--omega-means", str(means_file), *mean_argv, str(tmp_path / "task-mean")]) == 0
     assert (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance) == saved
+    means = json.loads(means_file.read_text())  # each task's Ω mean, before the division
+    assert len(means) == 2 and all(m > 0 for m in means)
     with pytest.MonkeyPatch.context() as mp:  # each task's Ω divided by its mean, the head's scaled first
         mp.setattr(ANPyC, "estimate_importance",
                    lambda self, *a: {"body": torch.tensor([1.0, 3.0]), "heads.0.weight": torch.tensor([8.0])})

@@ -8,7 +8,8 @@ step, solves it exactly for each weight, ``θ ← (θ + c θ*) / (1 + c)`` with 
 same objective, stable at any λ (the penalty no longer enters the momentum, so λ means less).
 ``--head-scale K`` multiplies the shared head's Ω by K (the body's is left as it is);
 ``--task-mean`` divides each task's Ω by its mean over every penalised entry before it is added
-to the consolidated Ω, so every task weighs alike whatever the scale of its entropy gradients:
+to the consolidated Ω, so every task weighs alike whatever the scale of its entropy gradients;
+``--omega-means FILE`` writes each task's Ω mean (before any change) to FILE, a JSON list:
 
     python docs/scripts/penalty_step.py --proximal -- compare --protocol pmnist10-domain \\
         --methods anpyc --param anpyc.lam=100 --seeds 1 --threads 1 --out DIR
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 import torch
 
 from anpyc import cli
+from anpyc.io import write_json
 from anpyc.methods.anpyc import ANPyC
 
 
@@ -42,8 +44,10 @@ def proximal_(method: ANPyC, model, lr: float) -> None:
 
 
 @contextmanager
-def patched(proximal: bool, head_scale: float, task_mean: bool = False) -> Iterator[None]:
-    """ANPyC with the chosen changes while the block runs, itself again afterwards."""
+def patched(proximal: bool, head_scale: float, task_mean: bool = False,
+            means: list[float] | None = None) -> Iterator[None]:
+    """ANPyC with the chosen changes while the block runs, itself again afterwards; each task's
+    Ω mean (before the changes) appended to ``means`` when given."""
     saved = {k: getattr(ANPyC, k) for k in ("penalty", "after_step", "estimate_importance")}
 
     def after_step(self, model, optimizer):
@@ -52,6 +56,8 @@ def patched(proximal: bool, head_scale: float, task_mean: bool = False) -> Itera
 
     def estimate(self, model, task, ctx):
         new = saved["estimate_importance"](self, model, task, ctx)
+        if means is not None and new:
+            means.append(float(torch.cat([v.flatten() for v in new.values()]).mean()))
         new = {n: v * head_scale if n.startswith("heads.0.") else v for n, v in new.items()}
         if task_mean and new:
             mean = torch.cat([v.flatten() for v in new.values()]).mean()
@@ -61,7 +67,7 @@ def patched(proximal: bool, head_scale: float, task_mean: bool = False) -> Itera
     if proximal:
         ANPyC.penalty = lambda self, model, x, y, t: None
         ANPyC.after_step = after_step
-    if head_scale != 1 or task_mean:
+    if head_scale != 1 or task_mean or means is not None:
         ANPyC.estimate_importance = estimate
     try:
         yield
@@ -85,11 +91,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--proximal", action="store_true", help="the penalty as a proximal step")
     parser.add_argument("--head-scale", type=float, default=1.0, help="the shared head's Ω times K")
     parser.add_argument("--task-mean", action="store_true", help="each task's Ω divided by its mean")
+    parser.add_argument("--omega-means", metavar="FILE", help="write each task's Ω mean to FILE (JSON)")
     args = parser.parse_args(argv[:cut])
     if error := other_processes(argv[cut + 1:]):
         parser.error(error)
-    with patched(args.proximal, args.head_scale, args.task_mean):
-        return cli.main(argv[cut + 1:])
+    means: list[float] | None = [] if args.omega_means else None
+    with patched(args.proximal, args.head_scale, args.task_mean, means):
+        code = cli.main(argv[cut + 1:])
+    if args.omega_means:
+        write_json(args.omega_means, means)
+    return code
 
 
 if __name__ == "__main__":

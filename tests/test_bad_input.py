@@ -224,6 +224,9 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
      "tune --protocol runs the protocol's stream; drop --stream-from (or --protocol)"),
     (["tune", "--method", "ewc", "--benchmark", "blobs"], "tune needs at least one --param"),  # ran a one-point grid
     (["tune", "--method", "ewc", "--param", "lam=1,,10"], "an empty value in the grid"),  # dropped it silently
+    # a key given twice: the last won without a word (here a grid cut to one point)
+    (["tune", "--method", "ewc", "--param", "lam=1,3", "--param", "lam=10"], "--param lam is given twice (lam=1,3 and lam=10)"),
+    (["compare", "--methods", "ewc", "--param", "ewc.lam=1", "--param", "ewc.lam=2"], "--param ewc.lam is given twice"),
     # a parameter for a method nothing runs was dropped without a word (a typo, or one left out of --methods)
     (["compare", "--methods", "ewc", "--param", "ewk.lam=3"], "--param ewk.lam: no method ewk is run here (did you mean 'ewc'?); methods: ewc"),
     (["bench", "quick", "--methods", "finetune", "--param", "ewc.lam=3", "--allow-dirty"], "no method ewc is run here; methods: finetune"),

@@ -139,12 +139,20 @@ def parse_params(items: Sequence[str], per_method: bool = False, grid: bool = Fa
         {'ewc': {'lam': 10}, 'si': {'lam': 1}}
         >>> parse_params(["lam=1,10"], grid=True)
         {'lam': [1, 10]}
+        >>> parse_params(["lam=1,3", "lam=10"], grid=True)
+        Traceback (most recent call last):
+        ...
+        anpyc.errors.ConfigError: --param lam is given twice (lam=1,3 and lam=10): give each key once
     """
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--param expects {'KEY=V1,V2,...' if grid else 'KEY=VALUE'}, got {item!r}")
         key, value = (part.strip() for part in item.split("=", 1))
+        if key in given:  # the last would win without a word (a grid cut to its last point)
+            raise ConfigError(f"--param {key} is given twice ({given[key]} and {item}): give each key once")
+        given[key] = item
         values = [v.strip() for v in value.split(",")]
         if grid and value and not all(values):
             raise ConfigError(f"--param {item}: an empty value in the grid (KEY=V1,V2,...)")

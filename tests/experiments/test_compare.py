@@ -90,3 +90,12 @@ def test_resume_refuses_other_settings_or_a_directory_without_a_comparison(tmp_p
         compare(longer, ["finetune"], [0], tmp_path / "c", quiet=True, resume=True)
     with pytest.raises(OutputError, match="no comparison to resume"):
         compare(base, ["finetune"], [0], tmp_path / "empty", quiet=True, resume=True)
+
+
+def test_a_param_for_a_label_not_compared_is_refused_before_any_training(tmp_path):
+    """In the API a label takes only the parameters given under its own name: one for another
+    name (here a variant's method, without the variant's own entry) would be dropped."""
+    base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 100}})
+    with pytest.raises(ConfigError, match=r"--param ewk\.lam: no method ewk is run here \(did you mean 'ewc'\?\)"):
+        compare(base, ["ewc"], [0], tmp_path / "c", params={"ewk": {"lam": 1}}, quiet=True)
+    assert not (tmp_path / "c").exists()

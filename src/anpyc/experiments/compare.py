@@ -96,9 +96,7 @@ def compare(
         return resolve_label(label, params, aliases)
 
     configs = label_configs(base, methods, params, aliases)  # a bad name or parameter fails before any training
-    unknown = set(params) - set(methods)
-    if unknown:
-        raise AnpycError(f"--param given for method(s) not compared: {', '.join(sorted(unknown))}")
+    check_param_targets(params, methods, {})  # here a label takes only its own parameters (aliases carry theirs)
     if tensorboard:
         from anpyc.callbacks.tracking import tensorboard_writer_class
 

@@ -101,7 +101,9 @@ def _accumulate(
     return sums
 
 
-TAYLOR_FORMS = ("reference", "removal", "two-sided")
+#: the signs of the first-order term each form adds its clipped score for
+_TAYLOR_SIGNS = {"reference": (1.0,), "removal": (-1.0,), "two-sided": (1.0, -1.0)}
+TAYLOR_FORMS = tuple(_TAYLOR_SIGNS)
 
 
 def entropy_taylor(
@@ -128,7 +130,7 @@ def entropy_taylor(
     """
     if form not in TAYLOR_FORMS:
         raise ValueError(f"unknown Taylor form {form!r}; known: {', '.join(TAYLOR_FORMS)}")
-    signs = {"reference": (1.0,), "removal": (-1.0,), "two-sided": (1.0, -1.0)}[form]
+    signs = _TAYLOR_SIGNS[form]
 
     def score(g: Tensor, p: Tensor) -> Tensor:
         first, second = g * p, 0.5 * p.pow(2) * g.pow(2)

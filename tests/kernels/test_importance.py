@@ -92,6 +92,60 @@ def test_closed_form_declines_bodies_it_cannot_handle():
     assert set(grads) == {n for n, _ in twice.shared_parameters()}
 
 
+class _RecurrentBody(nn.Module):
+    """A user's body torch.func cannot batch (the fused kernel of ``nn.GRU``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj, self.gru = nn.Linear(64, 8), nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, x):
+        out, _ = self.gru(torch.tanh(self.proj(x.flatten(1))).view(len(x), 2, 4))
+        return out.reshape(len(x), 8)
+
+
+def test_a_body_vmap_cannot_batch_gets_the_same_per_example_sums_one_row_at_a_time(caplog, monkeypatch):
+    """EWC, online EWC, MAS and ANPyC's Fisher failed on a GRU body with torch's broadcast error
+    from inside vmap; they now take one backward pass per example, with one warning."""
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=1, subsample=200), seed=0)
+    torch.manual_seed(0)
+    model = ContinualModel(_RecurrentBody(), 8)
+    model.add_head(4)
+    x, y, _ = next(iter(importance.iterate(stream[0].train, 6)))
+    monkeypatch.setattr(importance, "_WARNED_BODIES", set())
+    with caplog.at_level("WARNING", logger=importance.__name__):
+        got = importance._per_sample_grads(model, x, 0, importance._log_lik, y)
+        importance._per_sample_grads(model, x, 0, importance._log_lik, y)
+    warnings = [m for m in caplog.messages if "cannot batch" in m]
+    assert len(warnings) == 1 and "_RecurrentBody" in warnings[0]  # once per kind of body
+    params = [p for _, p in model.shared_parameters()]
+    expected = [torch.zeros_like(p) for p in params]
+    for xi, yi in zip(x, y):  # by hand: one example, one gradient, squared
+        grads = torch.autograd.grad(importance._log_lik(model(xi[None], 0), yi[None])[0], params)
+        expected = [e + g.pow(2) for e, g in zip(expected, grads)]
+    assert set(got) == {n for n, _ in model.shared_parameters()}
+    for (name, _), e in zip(model.shared_parameters(), expected):
+        assert e.sum() > 0, name
+        torch.testing.assert_close(got[name], e, rtol=1e-5, atol=1e-8)
+    assert all(bool(v.sum() > 0) for v in importance.mas_importance(model, stream[0].train, max_samples=20).values())
+
+
+def test_one_row_at_a_time_gives_what_vmap_gives(monkeypatch):
+    """Where vmap works (a conv body), the fallback's sums equal its own."""
+    torch.manual_seed(0)
+    conv = ContinualModel(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Tanh(), nn.Flatten()), 2 * 6 * 6)
+    conv.add_head(3)
+    x, y = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 1, 0])
+    batched = importance._per_sample_grads(conv, x, 0, importance._log_lik, y, "abs")
+    def refuse(*args, **kwargs):
+        raise NotImplementedError("no batching rule")
+
+    monkeypatch.setattr("torch.func.vmap", refuse)
+    one_by_one = importance._per_sample_grads(conv, x, 0, importance._log_lik, y, "abs")
+    for name, value in batched.items():
+        torch.testing.assert_close(one_by_one[name], value, rtol=1e-5, atol=1e-8)
+
+
 def test_estimates_send_the_batches_to_the_models_device_when_none_is_named(monkeypatch):
     """The data sets live on the CPU; a model on a GPU must get its batches there. ANPyC called
     the estimate without a device and failed on CUDA (docs/devices.md). Here torch's

@@ -1,18 +1,28 @@
 """Your own training loop (``anpyc.loop.own``): a hook called before ``before_task`` says which
-hook comes first, in one line, instead of an AttributeError or TypeError from deep inside."""
+hook comes first, in one line, instead of an AttributeError or TypeError from deep inside; and
+your own network as the shared body trains under every method."""
+
+import functools
 
 import pytest
 import torch
+from torch import nn
 
+from anpyc.errors import ConfigError
 from anpyc.loop.own import (
+    ContinualModel,
     HookContext,
     ModelConfig,
     StreamConfig,
     build_model,
     create,
+    evaluate,
+    iterate_epochs,
     make_stream,
+    task_loss,
     trainable,
 )
+from anpyc.names import source_names
 
 
 @pytest.fixture
@@ -46,3 +56,59 @@ def test_a_hook_before_before_task_names_the_hook_to_call_first(one_task, name, 
         else:
             _step_without_before_task(method, model, task)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+class _UsersBody(nn.Module):
+    """A body of one's own, beyond the library's Linear/Conv chains: a layer norm, a bare
+    parameter and a GRU (whose fused kernel torch.func cannot batch per example)."""
+
+    def __init__(self, n_inputs: int):
+        super().__init__()
+        self.proj, self.norm, self.gru = nn.Linear(n_inputs, 16), nn.LayerNorm(16), nn.GRU(8, 8, batch_first=True)
+        self.scale = nn.Parameter(torch.ones(16))
+
+    def forward(self, x):
+        h = torch.relu(self.norm(self.proj(x.flatten(1)))) * self.scale
+        out, _ = self.gru(h.view(len(h), 2, 8))
+        return out.reshape(len(h), 16)
+
+
+@pytest.mark.parametrize("name", sorted(source_names("method") - {"hat"}))  # the shipped ones, not tests'
+def test_every_method_trains_your_own_body(name):
+    """EWC, online EWC, MAS and ANPyC's Fisher failed here inside torch.func's vmap (the GRU);
+    HAT, which gates the units of Linear/Conv chains, refuses in one line (below)."""
+    torch.manual_seed(0)
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=200), seed=0)
+    model = ContinualModel(_UsersBody(64), feature_dim=16)
+    method = create(name, {"importance": "fisher"} if name == "anpyc" else None)
+
+    def train(task, n_epochs):
+        opt = torch.optim.SGD(trainable(model, method), lr=0.1)
+        for x, y, t in iterate_epochs(task.train, n_epochs, batch_size=32):
+            loss = task_loss(model, x, y, t)
+            if (extra := method.penalty(model, x, y, t)) is not None:
+                loss = loss + extra
+            opt.zero_grad()
+            loss.backward()
+            method.before_step(model)
+            opt.step()
+            method.after_step(model, opt)
+
+    for t, task in enumerate(stream):
+        ctx = HookContext(task=t, n_tasks=len(stream), seed=0)
+        model.add_head(task.n_outputs)
+        method.before_task(model, task, ctx)
+        train(task, 1)
+        method.after_task(model, task, ctx, retrain=functools.partial(train, task))
+    assert all(0.0 <= evaluate(model, method, task) <= 1.0 for task in stream)
+    if name in ("anpyc", "ewc", "online-ewc", "mas", "si"):  # the importance reached the user's own layers
+        assert float(method.omega("body.gru.weight_hh_l0").sum()) > 0
+
+
+def test_hat_refuses_a_body_it_cannot_gate_in_one_line():
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=100), seed=0)
+    model = ContinualModel(_UsersBody(64), feature_dim=16)
+    model.add_head(stream[0].n_outputs)
+    with pytest.raises(ConfigError, match="hat gates chains of Linear/Conv2d layers") as err:
+        create("hat").before_task(model, stream[0], HookContext(task=0, n_tasks=2, seed=0))
+    assert "\n" not in str(err.value)

@@ -21,6 +21,7 @@ do); otherwise the objective is computed from the task heads' logits:
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -317,8 +318,9 @@ def _per_sample_grads(
     """Sum over the rows of ``x`` of the squared (``reduce="sq"``) or absolute (``"abs"``)
     per-sample gradient of ``per_example(logits, y)[i]`` (one value per row) with respect to
     the shared parameters. MLP bodies take the closed form of :func:`_linear_per_sample`;
-    any other body uses ``torch.func`` (``vmap`` of ``grad``): one batched pass either way,
-    never a python loop per example."""
+    any other body uses ``torch.func`` (``vmap`` of ``grad``): one batched pass either way.
+    A body ``vmap`` cannot batch (``nn.GRU``, ``nn.LSTM``: fused kernels) takes one backward
+    pass per example instead, with one warning: the same sums, more slowly."""
     fast = _linear_per_sample(model, x, task, per_example, y, reduce)
     if fast is not None:
         return fast
@@ -330,9 +332,38 @@ def _per_sample_grads(
         logits = functional_call(model, p, (xi.unsqueeze(0), task), strict=False)
         return per_example(logits, yi.unsqueeze(0))[0]
 
-    with torch.no_grad():  # torch.func.grad still differentiates; no graph for the rest
-        grads = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+    try:
+        with torch.no_grad():  # torch.func.grad still differentiates; no graph for the rest
+            grads = vmap(grad(one), in_dims=(None, 0, 0))(params, x, y)
+    except (RuntimeError, NotImplementedError) as exc:  # a real error raises again in the loop
+        _warn_unbatched(model, exc)
+        grads = _stacked_grads(one, params, x, y)
     return {name: (g.pow(2) if reduce == "sq" else g.abs()).sum(0) for name, g in grads.items()}
+
+
+_WARNED_BODIES: set[str] = set()
+
+
+def _warn_unbatched(model: ContinualModel, exc: Exception) -> None:
+    kind = type(getattr(model, "body", model)).__name__
+    if kind not in _WARNED_BODIES:
+        _WARNED_BODIES.add(kind)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logging.getLogger(__name__).warning(
+            "per-example gradients: torch.func cannot batch this body (%s: %s); one backward pass "
+            "per example instead (slower, the same result)", kind, first)
+
+
+def _stacked_grads(one: Callable[[dict[str, Tensor], Tensor, Tensor], Tensor], params: dict[str, Tensor],
+                   x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """What ``vmap(grad(one))`` gives (each row's gradient, stacked), by one backward pass per row."""
+    leaves = {name: p.detach().requires_grad_() for name, p in params.items()}
+    rows = []
+    with torch.enable_grad():
+        for xi, yi in zip(x, y):
+            grads = torch.autograd.grad(one(leaves, xi, yi), list(leaves.values()), allow_unused=True)
+            rows.append([torch.zeros_like(p) if g is None else g for p, g in zip(leaves.values(), grads)])
+    return {name: torch.stack(col) for name, col in zip(leaves, zip(*rows))}
 
 
 def _per_sample_loop(model: ContinualModel, data: SplitData, batch_size: int,

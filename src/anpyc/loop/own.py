@@ -2,7 +2,8 @@
 
 The built-in loop (:func:`anpyc.loop.train.train_stream`) is one caller of a method's hooks;
 your loop can be another. It needs a stream (:func:`make_stream`, or your own data with
-:func:`anpyc.data.stream_from_datasets`), a model with a head per task (:func:`build_model`),
+:func:`anpyc.data.stream_from_datasets`), a model with a head per task (:func:`build_model`,
+or your own network as the shared body: ``ContinualModel(body, feature_dim)``),
 a method (:func:`create`), what each hook may know (:class:`HookContext`), the loss under
 each example's head (:func:`task_loss`), the parameters to optimise (:func:`trainable`),
 batches of a fractional number of epochs (:func:`iterate_epochs`: a method's ``retrain(n)``
@@ -27,15 +28,15 @@ from anpyc.data.batches import iterate_epochs
 from anpyc.loop.train import evaluate as evaluate_split
 from anpyc.loop.train import task_loss, trainable
 from anpyc.methods import create
-from anpyc.models import build_model
+from anpyc.models import ContinualModel, build_model
 from anpyc.scenario import HookContext
 
 if TYPE_CHECKING:
     from anpyc.data.streams import Task
     from anpyc.methods.base import Method
-    from anpyc.models.heads import ContinualModel
 
 __all__ = [
+    "ContinualModel",
     "HookContext",
     "ModelConfig",
     "StreamConfig",

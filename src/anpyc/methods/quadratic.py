@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
+from anpyc.errors import TrainingError
 from anpyc.kernels.importance import importance_stats
 from anpyc.methods.base import Method
 from anpyc.utils import buffer_key
@@ -101,9 +102,15 @@ class QuadraticPenalty(Method):
 
     def record_importance(self, task: int, new: dict[str, Tensor]) -> None:
         """Distribution statistics of a task's importance (kurtosis, top-90% share) in the
-        history, for ``metrics.json``."""
+        history, for ``metrics.json``. A non-finite importance (weights that diverged in a loop
+        that did not check its loss) stops the run here with a :class:`TrainingError`."""
         if not new:
             return
+        bad = [name for name, v in new.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise TrainingError(
+                f"{self.name}: the importance of {bad[0]} after task {task + 1} is not finite (the weights "
+                "diverged while the task trained): lower the learning rate or the method's strength")
         stats = importance_stats({k: v.detach().cpu() for k, v in new.items()})
         self.history.setdefault("importance_stats", []).append({"task": int(task), **stats})
 

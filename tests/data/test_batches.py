@@ -42,6 +42,13 @@ def test_rebatch_with_a_limit_on_a_source_batch_boundary_pulls_no_further_batch(
     assert pulls == [0, 1]
 
 
+def test_rebatch_with_a_limit_of_zero_reads_nothing():
+    # was: the first batch pulled, then dropped (a DataLoader read, a one-shot source consumed)
+    pulls = []
+    assert list(rebatch(_counted([4, 4], pulls), 2, limit=0)) == []
+    assert pulls == []
+
+
 def test_rebatch_cuts_the_batch_that_crosses_the_limit_in_every_tensor():
     x, y, t = next(rebatch(_counted([5, 5], []), 10, limit=7))
     assert len(x) == len(y) == len(t) == 7  # inputs and task ids cut with the labels

@@ -48,12 +48,12 @@ def rebatch(batches: Iterable[Batch], size: int, limit: int | None = None) -> It
     """
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
+    if limit is not None and limit <= 0:
+        return  # nothing asked: not even one batch is pulled
     pending: list[Batch] = []
     n, left = 0, limit
     for batch in batches:
         if left is not None:
-            if left <= 0:
-                break
             batch = tuple(v[:left] for v in batch)
             left -= len(batch[1])
         pending.append(batch)

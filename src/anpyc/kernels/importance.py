@@ -82,6 +82,8 @@ def _accumulate(
     """Mean over the batches of ``data`` of ``score(gradient, parameter)``, the gradient of
     :func:`batch_objective` summed over the batch (``batch_mean``: averaged over it)."""
     params = model.shared_parameters()
+    if not params:  # a body without parameters (features computed beforehand): nothing to score
+        return {}
     sums = {name: torch.zeros_like(p) for name, p in params}
     device = _model_device(model) if device is None else device
     n_batches = 0
@@ -371,6 +373,8 @@ def _per_sample_loop(model: ContinualModel, data: SplitData, batch_size: int,
                      body: Callable[[Tensor, Tensor, int], dict[str, Tensor]]) -> dict[str, Tensor]:
     """Shared driver: eval mode, batches grouped by task id, mean over examples, rank mean."""
     sums = {name: torch.zeros_like(p) for name, p in model.shared_parameters()}
+    if not sums:  # a body without parameters: nothing to score
+        return {}
     device = _model_device(model) if device is None else device
     n = 0
     with eval_mode(model):

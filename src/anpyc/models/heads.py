@@ -83,7 +83,8 @@ class ContinualModel(nn.Module):
         head = nn.Linear(self.feature_dim, n_outputs)
         if self._init is not None:
             self._init(head)
-        return head.to(next(self.body.parameters()).device)
+        # a body without parameters (nn.Identity over features computed beforehand) lives on the CPU
+        return head.to(next(self.body.parameters(), torch.empty(0)).device)
 
     def head_index(self, task: int) -> int:
         return 0 if self.head_mode == "single" else int(task)

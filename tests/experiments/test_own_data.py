@@ -145,3 +145,35 @@ def test_run_budget_counts_retraining_in_the_passes(tmp_path):
                  "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["acc_matrix"] == json.loads((tmp_path / "p" / "metrics.json").read_text())["acc_matrix"]
+
+
+BODY = '''
+from torch import nn
+
+from anpyc.models import register_body
+
+
+@register_body("{name}")
+def body(cfg, input_shape):
+    """A network of your own as the shared body: the module, its feature width."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[-1], 12), nn.LayerNorm(12), nn.Tanh()), 12
+'''
+
+
+def test_your_own_network_registered_beside_your_stream_runs_from_the_command_line(user_module, tmp_path, capsys):
+    """``@register_body`` in the module ``--stream-from`` names makes ``--model NAME`` your
+    network; the runs record it and ``reproduce`` rebuilds it (the module is imported again)."""
+    from anpyc.models.registry import BODIES
+
+    name = f"{user_module}-body"
+    with open(tmp_path / f"{user_module}.py", "a") as f:
+        f.write(textwrap.dedent(BODY).replace("{name}", name))
+    try:
+        assert main(["compare", "--methods", "finetune,ewc", "--stream-from", f"{user_module}:make", "--model", name,
+                     "--seeds", "1", "--out", str(tmp_path / "D"), *TINY[2:]]) == 0
+        saved = yaml.safe_load((tmp_path / "D" / "ewc" / "seed_0" / "config.yaml").read_text())
+        assert saved["model"]["name"] == name
+        assert main(["reproduce", str(tmp_path / "D" / "ewc" / "seed_0"), "--quiet"]) == 0
+        assert capsys.readouterr().out.strip().splitlines()[-1].startswith("reproduced:")
+    finally:
+        BODIES.pop(name, None)

@@ -208,3 +208,28 @@ def test_every_readme_command_runs_shrunk_without_error_or_warning(tmp_path):
         shown = " ".join(argv)
         assert proc.returncode == 0, f"anpyc {shown}: exit {proc.returncode}: {proc.stderr[-1500:]}"
         assert "WARNING" not in proc.stderr, f"anpyc {shown} warned: {proc.stderr[-1500:]}"
+
+
+
+def _github_anchors(markdown: str) -> dict[str, str]:
+    """``{anchor: heading line}`` as GitHub makes a page's anchors: lower case, punctuation
+    dropped but ``-`` and ``_``, spaces to ``-``, a repeated one suffixed ``-1``, ``-2`` ...
+    (a line of fenced code is no heading)."""
+    seen: dict[str, int] = {}
+    anchors = {}
+    for block in re.split(r"^```.*?^```", markdown, flags=re.M | re.S):
+        for line in re.findall(r"^#{1,6} .+$", block, flags=re.M):
+            slug = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            anchors[f"{slug}-{seen[slug]}" if slug in seen else slug] = line
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def test_the_contents_line_links_every_section_of_the_readme():
+    """The contents line at the top lands on each ``##`` section, in order (``#anpyc`` would be
+    the title: the section ANPyC is ``#anpyc-1``); any other ``(#anchor)`` link on a heading."""
+    anchors = _github_anchors(README)
+    contents = next(line for line in README.splitlines() if line.startswith("Contents: "))
+    targets = [anchors.get(a) for a in re.findall(r"\]\(#([^)\s]+)\)", contents)]
+    assert targets == re.findall(r"^## .+$", re.sub(r"^```.*?^```", "", README, flags=re.M | re.S), flags=re.M)
+    assert not [a for a in re.findall(r"\]\(#([^)\s]+)\)", README) if a not in anchors]

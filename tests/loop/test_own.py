@@ -17,6 +17,7 @@ from anpyc.loop.own import (
     build_model,
     create,
     evaluate,
+    get_scenario,
     iterate_epochs,
     make_stream,
     task_loss,
@@ -115,3 +116,42 @@ def test_hat_refuses_a_body_it_cannot_gate_in_one_line():
     with pytest.raises(ConfigError, match="hat gates chains of Linear/Conv2d layers") as err:
         create("hat").before_task(model, stream[0], HookContext(task=0, n_tasks=2, seed=0))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("scenario_name", ["domain", "class"])
+def test_your_own_loop_without_task_labels_as_the_readme_writes_it(scenario_name):
+    """The README's recipe: the scenario gives the stream's labels, the model's head and each
+    task's head; evaluation passes no task id. In the class scenario the one head answers over
+    the classes seen so far, so a network without replay forgets the old ones entirely, and
+    replay keeps them."""
+    scenario = get_scenario(scenario_name)
+    stream = make_stream(StreamConfig(benchmark="blobs", tasks=3), seed=0, labels=scenario.labels)
+    accuracy, outputs = {}, []
+    for name in ("finetune", "er"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(hidden=(64, 64), head=scenario.head), stream.input_shape)
+        method = create(name)
+        for t, task in enumerate(stream):
+            scenario.begin_task(model, task, stream[: t + 1])  # in place of model.add_head
+            ctx = HookContext(task=t, n_tasks=len(stream), seed=0, scenario=scenario)
+            method.before_task(model, task, ctx)
+            opt = torch.optim.SGD(trainable(model, method), lr=0.1)
+            for x, y, ids in iterate_epochs(task.train, 3, batch_size=128):
+                loss = task_loss(model, x, y, ids)
+                if (extra := method.penalty(model, x, y, ids)) is not None:
+                    loss = loss + extra
+                opt.zero_grad()
+                loss.backward()
+                method.before_step(model)
+                opt.step()
+                method.after_step(model, opt)
+            method.after_task(model, task, ctx)
+            outputs.append(model(task.test.get(torch.arange(4))[0], 0).shape[1])
+        accuracy[name] = [evaluate(model, method, task, task_id_known=scenario.task_id_at_test) for task in stream]
+    assert len(model.heads) == 1
+    if scenario_name == "class":
+        assert outputs[:3] == [4, 8, 12]  # the shared head grows with the classes seen
+        assert accuracy["finetune"][0] < 0.05 < 0.5 < accuracy["er"][0]
+    else:
+        assert outputs[:3] == [4, 4, 4]
+    assert min(accuracy["finetune"][-1], accuracy["er"][-1]) > 0.8

@@ -7,7 +7,9 @@ or your own network as the shared body: ``ContinualModel(body, feature_dim)``),
 a method (:func:`create`), what each hook may know (:class:`HookContext`), the loss under
 each example's head (:func:`task_loss`), the parameters to optimise (:func:`trainable`),
 batches of a fractional number of epochs (:func:`iterate_epochs`: a method's ``retrain(n)``
-may ask for 0.25 of an epoch) and the one way anpyc evaluates (:func:`evaluate`).
+may ask for 0.25 of an epoch) and the one way anpyc evaluates (:func:`evaluate`). Without
+task labels at test time, the scenario (:func:`get_scenario`) says the stream's labels, the
+model's head and each task's head (``scenario.begin_task``), as the built-in loop does.
 
 Example:
     >>> stream = make_stream(StreamConfig(benchmark="blobs", tasks=2), seed=0)
@@ -29,7 +31,7 @@ from anpyc.loop.train import evaluate as evaluate_split
 from anpyc.loop.train import task_loss, trainable
 from anpyc.methods import create
 from anpyc.models import ContinualModel, build_model
-from anpyc.scenario import HookContext
+from anpyc.scenario import HookContext, get_scenario
 
 if TYPE_CHECKING:
     from anpyc.data.streams import Task
@@ -43,6 +45,7 @@ __all__ = [
     "build_model",
     "create",
     "evaluate",
+    "get_scenario",
     "iterate_epochs",
     "make_stream",
     "task_loss",

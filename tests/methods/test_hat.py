@@ -235,3 +235,19 @@ def test_embedding_gradients_are_compensated_and_embeddings_clamped():
     torch.testing.assert_close(e.grad, expected.detach())
     method.after_step(model, torch.optim.SGD(model.parameters(), lr=0.1))
     assert float(e.detach().abs().max()) == 2.0
+
+
+def test_a_task_whose_every_gate_closed_is_named_in_a_warning(caplog):
+    """With few steps per task (2 epochs of the synthetic blobs, 8 batches) the sparsity pressure
+    of the default c closes every gate: HAT answered at chance without a word."""
+    base = {"method": "hat", "model": {"hidden": [64, 64]}, "stream": {"benchmark": "blobs", "tasks": 2},
+            "train": {"epochs": 2}}
+    with caplog.at_level("WARNING", logger="anpyc.methods.hat"):
+        closed = run(RunConfig.from_dict(base), quiet=True)
+    warned = [m for m in caplog.messages if "opens no unit" in m]
+    assert closed.metrics["avg_acc"] == pytest.approx(0.25, abs=0.01)  # chance: 4 classes a task
+    assert len(warned) == 2 and warned[0].startswith("hat: task 1 opens no unit of body.1, body.3") and "lower c (now 4)" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="anpyc.methods.hat"):
+        opened = run(RunConfig.from_dict({**base, "method_params": {"c": 0.75}}), quiet=True)
+    assert not [m for m in caplog.messages if "opens no unit" in m] and opened.metrics["avg_acc"] > 0.4  # above chance

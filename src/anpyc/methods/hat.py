@@ -397,12 +397,18 @@ class HAT(Method):
         t = ctx.task
         if self.embedding(t, 0) is None:  # your own loop skipped before_task
             raise RuntimeError(f"hat: after_task() before before_task(): task {t} has no embeddings")
+        closed = []
         for i in range(len(self._layers)):
             e = self.embedding(t, i)
             mask = (e.detach() > 0).to(e.dtype)
             self.register_buffer(f"mask__t{t}__l{i}", mask)
             self.used(i).copy_(torch.maximum(self.used(i), mask))
             e.requires_grad_(False)
+            if not bool(mask.any()):
+                closed.append(self._layers[i].name)
+        if closed:  # few training steps against the sparsity pressure: a silent chance-level task otherwise
+            log.warning("hat: task %d opens no unit of %s (every gate closed, so it answers at chance): "
+                        "lower c (now %g) or train the task longer", t + 1, ", ".join(closed), self.config.c)
         self.tasks_done.fill_(t + 1)
         self.batch.zero_()
         self._frozen = None

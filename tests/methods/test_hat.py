@@ -238,7 +238,7 @@ def test_embedding_gradients_are_compensated_and_embeddings_clamped():
 
 
 def test_a_task_whose_every_gate_closed_is_named_in_a_warning(caplog):
-    """With few steps per task (2 epochs of the synthetic blobs, 8 batches) the sparsity pressure
+    """With few steps per task (2 epochs of the synthetic blobs, 30 batches) the sparsity pressure
     of the default c closes every gate: HAT answered at chance without a word."""
     base = {"method": "hat", "model": {"hidden": [64, 64]}, "stream": {"benchmark": "blobs", "tasks": 2},
             "train": {"epochs": 2}}

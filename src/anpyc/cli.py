@@ -315,9 +315,9 @@ _BUDGET_HELP = ("What --epochs counts. passes: every method gets --epochs traini
                 "--epochs epochs and adds its own extra passes.")
 
 
-def _add_resume_flag(parser: argparse.ArgumentParser) -> None:
+def _add_resume_flag(parser: argparse.ArgumentParser, what: str = "comparison") -> None:
     parser.add_argument("--resume", action="store_true",
-                        help="Continue the killed comparison in --out with the same command: finished runs are "
+                        help=f"Continue the killed {what} in --out with the same command: finished runs are "
                         "kept, killed ones continue from their newest checkpoint, the others run.")
 
 
@@ -633,7 +633,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         machine, seeds = _protocol_args(args, "tune")
         grids = {args.protocol: {args.method: parse_params(args.param, grid=True)}} if args.param else None
         result = tune_protocol(args.protocol, args.method, args.out, seeds, quiet=args.quiet, overwrite=args.overwrite,
-                               machine=machine, save=args.save_preset, grids=grids, executor=_executor(args), jobs=args.jobs)
+                               machine=machine, save=args.save_preset, grids=grids, executor=_executor(args), jobs=args.jobs,
+                               resume=_resume_flag(args))
     else:
         if args.save_preset:
             raise ConfigError("--save-preset needs --protocol: shipped presets are tuned on a named protocol "
@@ -642,7 +643,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         grid = parse_params(args.param, grid=True)
         seeds = list(range(args.seed or 0, (args.seed or 0) + (args.seeds or 1)))
         result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes",
-                      executor=_executor(args), stream=args.stream_from, jobs=args.jobs)
+                      executor=_executor(args), stream=args.stream_from, jobs=args.jobs, resume=_resume_flag(args))
     if "submitted" in result:
         return _print_submitted(result["submitted"], args.out)
     best = result["best"]
@@ -671,10 +672,12 @@ def _cmd_tune_all(args: argparse.Namespace) -> int:
     for m in methods if queue_all else ():
         tune_protocol(args.protocol, m, Path(args.out) / m, seeds, quiet=args.quiet, overwrite=args.overwrite,
                       machine=machine, executor=dataclasses.replace(executor, wait=False), jobs=args.jobs)
+    resume = _resume_flag(args)
     for m in methods:
         out = Path(args.out) / m
         result = tune_protocol(args.protocol, m, out, seeds, quiet=args.quiet, overwrite=args.overwrite and not queue_all,
-                               machine=machine, save=args.save_preset, executor=executor, jobs=args.jobs)
+                               machine=machine, save=args.save_preset, executor=executor, jobs=args.jobs,
+                               resume=resume and (out / rundir.TUNE).is_file())  # a method not reached yet starts
         if "submitted" in result:
             _print_submitted(result["submitted"], str(out))
             continue
@@ -929,6 +932,7 @@ def _add_tune_command(sub: argparse._SubParsersAction) -> None:
     p_tune.add_argument("--save-preset", action="store_true",
                         help="With --protocol: write the chosen point as the shipped preset METHOD-PROTOCOL, with its provenance.")
     _add_jobs_flag(p_tune, "(grid point, seed)")
+    _add_resume_flag(p_tune, "search")
     _add_config_flags(p_tune)  # --param KEY=V1,V2,... is the grid here (without --protocol)
     _add_budget_flag(p_tune, default=None, unset="passes, or the protocol's")
     _add_executor_flags(p_tune)
@@ -945,6 +949,7 @@ def _add_tune_all_command(sub: argparse._SubParsersAction) -> None:
     p_tall.add_argument("--out", required=True, metavar="DIR", help="Directory with one tune directory per method. Required.")
     p_tall.add_argument("--save-preset", action="store_true", help="Write each chosen point as the shipped preset.")
     _add_jobs_flag(p_tall, "(grid point, seed)")
+    _add_resume_flag(p_tall, "searches")
     _add_config_flags(p_tall)  # machine settings only (--threads, --device, --data-dir)
     _add_executor_flags(p_tall)
     p_tall.set_defaults(func=_cmd_tune_all)
@@ -1072,7 +1077,7 @@ def _resume_hint(args: argparse.Namespace) -> str:
     """How to go on after Ctrl-C: what ``--resume`` continues (nothing for commands without it)."""
     if args.command == "run" and (args.resume or args.out):
         return f"; continue with: anpyc run --resume {args.resume or args.out}"
-    if args.command in ("compare", "bench"):
+    if args.command in ("compare", "bench", "tune", "tune-all"):
         return "; continue with the same command plus --resume"
     return ""
 

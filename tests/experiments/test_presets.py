@@ -284,3 +284,27 @@ def test_a_malformed_grid_file_is_one_line(tmp_path, text, words):
     (tmp_path / presets.GRID_FILE).write_text(text)
     with pytest.raises(ConfigError, match=words):
         presets.load_grids(tmp_path / presets.GRID_FILE)
+
+
+def test_tune_all_resumes_the_methods_it_reached_and_starts_the_others(tiny, tmp_path, monkeypatch):
+    """``tune-all --resume`` after a kill: a method whose search had started goes on in its
+    folder (its settings checked); one the kill came before starts there."""
+    import shutil
+
+    calls = []
+
+    def fake_run(cfg, out_dir=None, quiet=False, overwrite=False, stream=None, method=None, budget=None, report=False):
+        calls.append((cfg.method, overwrite))
+        return RunResult(cfg, None, None, {"val_avg_acc": 0.5, "avg_acc": 0.5})
+
+    monkeypatch.setattr(tune_mod, "run", fake_run)
+    monkeypatch.setattr(tune_mod, "build_stream", lambda *a, **k: None)
+    argv = ["tune-all", "--protocol", "tiny", "--out", str(tmp_path / "a"), "--quiet"]
+    assert main(argv) == 0
+    shutil.rmtree(tmp_path / "a" / "si")  # the kill came before si's search
+    (tmp_path / "a" / "mas" / "tune.json").unlink()  # ... and during mas's
+    calls.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert sorted(calls) == [("mas", True)] * 4 + [("si", False)] * 4  # mas goes on in its folder, si starts
+    assert (tmp_path / "a" / "mas" / "tune.json").is_file() and (tmp_path / "a" / "si" / "tune.json").is_file()
+    assert main([*argv, "--resume", "--overwrite"]) == 2

@@ -130,3 +130,51 @@ def test_a_points_spread_over_seeds_is_the_sample_standard_deviation(monkeypatch
     base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
     point = tune_mod.tune(base, {"lam": [1.0]}, seeds=[0, 1], out_dir=tmp_path / "t")["points"][0]
     assert point["val_avg_acc"] == pytest.approx(0.85) and point["val_std"] == pytest.approx(0.1 / 2**0.5)
+
+
+TINY = ["--method", "ewc", "--benchmark", "blobs", "--tasks", "2", "--subsample", "150", "--hidden", "16",
+        "--epochs", "2", "--threads", "1", "--param", "lam=1.0,1000.0", "--quiet"]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_resume_continues_a_killed_search_to_the_same_choice(tmp_path, jobs):
+    """``anpyc tune ... --resume``: a finished run is read back, a killed one continues from its
+    newest checkpoint, one never started runs; the points' figures are those of an unbroken
+    search. (A killed search had to start over with --overwrite.)"""
+    import json
+    import shutil
+
+    from anpyc.cli import main
+
+    out = tmp_path / "t"
+    assert main(["tune", *TINY, "--seeds", "2", "--out", str(tmp_path / "whole")]) == 0
+    assert main(["tune", *TINY, "--seeds", "2", "--out", str(out)]) == 0
+    finished = out / "point_0" / "seed_0" / "metrics.json"
+    before = finished.stat().st_mtime_ns
+    killed = out / "point_1" / "seed_0"
+    for name in ("metrics.json", "acc_matrix.csv", "val_acc_matrix.csv"):
+        (killed / name).unlink()
+    for later in sorted((killed / "checkpoints").glob("ckpt-*.pt"))[1:]:
+        later.unlink()  # killed after its first task
+    shutil.rmtree(out / "point_1" / "seed_1")  # never started
+    (out / "tune.json").unlink()
+    assert main(["tune", *TINY, "--seeds", "2", "--out", str(out), "--resume", "--jobs", jobs]) == 0
+    whole, resumed = (json.loads((d / "tune.json").read_text()) for d in (tmp_path / "whole", out))
+    assert [p["val_avg_acc"] for p in resumed["points"]] == [p["val_avg_acc"] for p in whole["points"]]
+    assert finished.stat().st_mtime_ns == before  # read back, not trained again
+
+
+def test_resume_of_a_search_refuses_other_settings_an_empty_folder_and_overwrite(tmp_path, capsys):
+    from anpyc.cli import main
+
+    assert main(["tune", *TINY, "--out", str(tmp_path / "t")]) == 0
+    capsys.readouterr()
+    other = [a if a != "lam=1.0,1000.0" else "lam=1.0,10.0" for a in TINY]
+    for argv, words in [
+        ([*other, "--out", str(tmp_path / "t"), "--resume"], "was started with other settings (grid.lam: [1.0, 1000.0] then, [1.0, 10.0] now)"),
+        ([*TINY, "--out", str(tmp_path / "empty"), "--resume"], "holds no sweep to resume (no tune.yaml)"),
+        ([*TINY, "--out", str(tmp_path / "t"), "--resume", "--overwrite"], "--overwrite would remove them"),
+    ]:
+        assert main(["tune", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err

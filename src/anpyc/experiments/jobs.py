@@ -84,11 +84,12 @@ def exit_code_of(exc: BaseException) -> int:
     return 2 if isinstance(exc, AnpycError) else 1
 
 
-def run_job(job: Job, overwrite: bool = False, quiet: bool = True) -> RunResult:
+def run_job(job: Job, overwrite: bool = False, quiet: bool = True, stream: Stream | None = None) -> RunResult:
     """Run ``job`` in this process: a finished run is read back, a killed one (``job.resume``)
     continues from its newest checkpoint, any other starts (``overwrite``: afresh, whatever
-    ``job.run_dir`` holds); returns its RunResult without the trained objects."""
-    return _run_one(job, overwrite, quiet=quiet)
+    ``job.run_dir`` holds); returns its RunResult without the trained objects. ``stream``: the
+    stream it trains on, built already (default: from its config)."""
+    return _run_one(job, overwrite, stream=stream, quiet=quiet)
 
 
 def check_resumable(job: Job, method: Method | None = None) -> None:

@@ -28,7 +28,7 @@ from anpyc.errors import AnpycError, ConfigError, TrainingError, refuse_repeats
 from anpyc.experiments.compare import budgeted, open_sweep, own_stream
 from anpyc.experiments.executors import ExecutorConfig, execute, resubmits
 from anpyc.experiments.executors import check as check_executor
-from anpyc.experiments.jobs import Job
+from anpyc.experiments.jobs import Job, run_job
 from anpyc.experiments.presets import best_point, expand_grid, grid_for, load_grids, save_preset
 from anpyc.experiments.protocols import (
     differences,
@@ -62,6 +62,7 @@ def tune(
     executor: ExecutorConfig | None = None,
     stream: Any = None,
     jobs: int = 1,
+    resume: bool = False,
 ) -> dict:
     """Run ``base.method`` at every grid point (over ``base.method_params``) and pick by
     validation accuracy. Writes ``tune.json`` and ``tune.md`` under ``out_dir``.
@@ -73,7 +74,9 @@ def tune(
     ``stream``: your own data, as :func:`anpyc.experiments.compare.compare` takes it (a stream,
     a function ``seed -> stream`` or ``"MODULE:FUNCTION"``). ``jobs > 1``: that many (point,
     seed) runs at a time in processes of this machine (every point's seeds then run, also after
-    one diverged).
+    one diverged). ``resume``: continue the killed search in ``out_dir`` (the same grid, seeds
+    and config, checked): finished runs are read back, killed ones continue from their newest
+    checkpoint, the others run.
     """
     base, own = own_stream(base, stream, jobs=jobs)
     points = expand_grid(grid)
@@ -88,8 +91,11 @@ def tune(
     runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
     check_executor(executor)
     record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
-    out = open_sweep(out_dir, record, resubmits(executor, out_dir, rundir.TUNE) and not overwrite, overwrite, rundir.TUNE)
-    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget, jobs)
+    if resume and overwrite:
+        raise ConfigError("--resume continues the runs in --out; --overwrite would remove them: drop one")
+    resume = resume or (resubmits(executor, out_dir, rundir.TUNE) and not overwrite)
+    out = open_sweep(out_dir, record, resume, overwrite, rundir.TUNE)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget, jobs, resume)
     if isinstance(metrics_of, dict):  # submitted without waiting
         return metrics_of
     rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
@@ -115,24 +121,28 @@ def tune(
 
 
 def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
-                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes", workers: int = 1
-                    ) -> dict | Callable[[int, int, RunConfig, Method, Path | None], dict]:
+                    overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes", workers: int = 1,
+                    resume: bool = False) -> dict | Callable[[int, int, RunConfig, Method, Path | None], dict]:
     """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
     (one stream per seed), or read from the results of every run made first by ``workers``
     processes or a submitit sweep; ``{"submitted": ...}`` when the sweep was submitted without
-    waiting. ``own``: your own data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`)."""
+    waiting. ``own``: your own data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`).
+    ``resume``: a run ``out`` holds already is read back (finished) or continued (killed)."""
     submitit = executor is not None and executor.uses_submitit
     if submitit or workers > 1:
         jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None,
-                    method_object=None if submitit else method, budget=budget)
+                    resume=resume, method_object=None if submitit else method, budget=budget)
                 for k, point_runs in enumerate(runs) for s, (cfg, method) in zip(seeds, point_runs)]
         execution = execute(jobs, executor, out, workers, overwrite=overwrite, quiet=quiet)
         return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
     streams = {s: own(s) if own is not None else build_stream(base.replace(seed=s)) for s in seeds}
 
     def metrics_of(k: int, s: int, cfg: RunConfig, method: Any, run_dir: Path | None) -> dict:
-        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite, stream=streams[s], method=method, budget=budget,
-                   report=False).metrics
+        if resume and run_dir is not None and (run_dir / rundir.CONFIG).is_file():  # read back, or continued
+            job = Job(f"point_{k}", s, cfg, run_dir, resume=True, method_object=method, budget=budget)
+            return run_job(job, quiet=quiet, stream=streams[s]).metrics
+        return run(cfg, run_dir, quiet=quiet, overwrite=overwrite or resume, stream=streams[s], method=method,
+                   budget=budget, report=False).metrics
 
     return metrics_of
 
@@ -253,19 +263,20 @@ def tune_protocol(
     grids: dict | None = None,
     executor: ExecutorConfig | None = None,
     jobs: int = 1,
+    resume: bool = False,
 ) -> dict:
     """Tune ``method`` on ``protocol`` with the grid of ``presets/grids.yaml``, selected on the
     validation split (:func:`tune`); with ``save``, write the preset ``<method>-<protocol>``
     with its provenance (protocol and fingerprint, proxy, grid, every point's figures,
     command, date, git commit). Returns :func:`tune`'s result with ``preset`` (the path) when saved
-    (``executor`` without waiting: ``{"submitted": ...}``, as :func:`tune`; ``jobs``: as there).
+    (``executor`` without waiting: ``{"submitted": ...}``, as :func:`tune`; ``jobs``, ``resume``: as there).
     """
     p = get_protocol(protocol)
     grid = grid_for(protocol, method, load_grids() if grids is None else grids)
     base = protocol_tune_config(protocol, method, machine)
     seeds = list(seeds) if seeds is not None else list(range(base.seed, base.seed + p.tune_seeds))
     result = tune(base, grid, seeds, out_dir, quiet=quiet, overwrite=overwrite, budget=p.budget, executor=executor,
-                  jobs=jobs)
+                  jobs=jobs, resume=resume)
     if "submitted" in result:
         return result
     # the command line when started as `anpyc tune`, else the equivalent one (tune-all, Python)

@@ -52,3 +52,14 @@ def test_an_unfinished_run_says_how_to_finish_it(run_dir, tmp_path):
     with pytest.raises(OutputError, match=r"killed holds an unfinished run \(no metrics.json\): continue it with "
                                           r"`anpyc run --resume .*killed`, then report it"):
         load_results(killed)
+
+
+def test_a_tuning_folder_is_refused_naming_its_table(tmp_path):
+    """``anpyc report`` on a tuning's folder said it was neither a run nor a comparison; its
+    table is there already, and each of its runs reports alone."""
+    from anpyc import rundir
+
+    (tmp_path / rundir.TUNE).write_text("tune: ewc\n")
+    with pytest.raises(OutputError, match=r"holds a tuning: its table is .*tune\.md .*report one of its runs") as err:
+        load_results(tmp_path)
+    assert "\n" not in str(err.value)

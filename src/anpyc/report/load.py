@@ -99,6 +99,9 @@ def load_results(path: str | Path) -> Results:
         return Results(root, "run", {run.method: [run]})
     if hint := rundir.unfinished_run(root):
         raise OutputError(f"{hint}, then report it")
+    if (root / rundir.TUNE).exists():  # a search: its table is written with it, each run reports alone
+        raise OutputError(f"{root} holds a tuning: its table is {root / rundir.TUNE_MD} (every point's "
+                          f"figures: {rundir.TUNE_JSON}); report one of its runs, e.g. {root / 'point_0' / 'seed_0'}")
     raise OutputError(
         f"{root} is neither a run directory (metrics.json) nor a comparison directory "
         "(summary.json or compare.yaml)"

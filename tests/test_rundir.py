@@ -239,3 +239,16 @@ def test_run_overwrite_over_a_comparison_leaves_only_the_run(tmp_path, capsys):
     assert main(["compare", "--methods", "finetune", *BLOBS, "--quiet", "--out", str(out), "--overwrite"]) == 0
     assert not (out / rundir.CONFIG).exists() and not (out / rundir.CHECKPOINTS).exists()
     assert (out / "finetune" / "seed_0" / rundir.METRICS).is_file()
+
+
+def test_reading_a_failed_runs_metrics_names_its_recorded_failure(tmp_path):
+    """A diverged run in a comparison was skipped by the report as "the run did not finish?";
+    the failure its run.log records is named instead."""
+    (tmp_path / rundir.CONFIG).write_text("method: ewc\n")
+    (tmp_path / rundir.RUN_LOG).write_text(f"2026-12-07 INFO anpyc.runlog: task 1/3\n2026-12-07 ERROR anpyc.runlog: {rundir.RUN_FAILED} "
+                                           "non-finite loss (nan) in task 3, epoch 1\n")
+    with pytest.raises(OutputError, match=r"holds a run that failed \(non-finite loss \(nan\) in task 3, epoch 1\)"):
+        rundir.read_metrics(tmp_path)
+    (tmp_path / rundir.RUN_LOG).unlink()
+    with pytest.raises(OutputError, match="holds an unfinished run"):
+        rundir.read_metrics(tmp_path)

@@ -273,8 +273,8 @@ def read_yaml(path: str | Path) -> dict:
 def read_metrics(run_dir: str | Path) -> dict:
     """``metrics.json`` of a finished run (an :class:`OutputError` if missing or not one)."""
     path = Path(run_dir) / METRICS
-    if not path.exists():
-        raise OutputError(f"{Path(run_dir)} has no {METRICS} (the run did not finish?)")
+    if not path.exists():  # a failure its run.log records is named (a diverged run read as "did not finish?")
+        raise OutputError(unfinished_run(Path(run_dir)) or f"{Path(run_dir)} has no {METRICS} (the run did not finish?)")
     metrics = read_json(path)
     if "acc_matrix" not in metrics:
         raise OutputError(f"{path} is not a run's metrics.json (no acc_matrix)")

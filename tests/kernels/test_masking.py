@@ -320,3 +320,15 @@ def test_guarded_anpyc_keeps_the_task_within_tolerance_where_unguarded_pruning_b
     assert unguarded.val_acc_matrix[0, 0] < before - tol
     assert guarded.val_acc_matrix[0, 0] >= before - tol and record["keep"] > 0.02
     assert np.array_equal(guarded.val_acc_matrix[1, :1], guarded.val_acc_matrix[0, :1])  # and kept exactly
+
+
+def test_a_body_without_parameters_is_all_free():
+    """Nothing is owned there, so no pool runs out (anpyc-masks warned of an exhausted pool)."""
+    from torch import nn
+
+    from anpyc.models import ContinualModel
+
+    model = ContinualModel(nn.Flatten(), feature_dim=4)
+    own = Ownership()
+    own.ensure(model)
+    assert own.free_share(model) == 1.0

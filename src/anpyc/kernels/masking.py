@@ -316,10 +316,13 @@ class Ownership(nn.Module):
         return {name: self.owner(name) == FREE for name, _ in model.shared_parameters()}
 
     def free_share(self, model: ContinualModel | GenerativeModel) -> float:
-        """Share of the whole body that is free."""
+        """Share of the whole body that is free (all of it for a body without parameters: nothing
+        is owned there, so no pool runs out)."""
         sizes = [(name, p.numel()) for name, p in model.shared_parameters()]
         total = sum(n for _, n in sizes)
-        return sum(float((self.owner(name) == FREE).sum()) for name, _ in sizes) / max(total, 1)
+        if total == 0:
+            return 1.0
+        return sum(float((self.owner(name) == FREE).sum()) for name, _ in sizes) / total
 
     def claim(self, name: str, mask: Tensor, task: int) -> None:
         self.owner(name)[mask] = task

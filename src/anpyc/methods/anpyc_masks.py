@@ -226,8 +226,7 @@ class ANPyCMasks(QuadraticPenalty):
         self.ownership.ensure(model)
         c, t = self.config, ctx.task
         free_share = self.ownership.free_share(model)
-        # a body without parameters has no pool to run out of
-        exhausted = c.protection == "hard" and t > 0 and bool(model.shared_parameters()) and free_share < c.exhausted_below
+        exhausted = c.protection == "hard" and t > 0 and free_share < c.exhausted_below
         self.history["exhausted"].append(exhausted)
         mode = "hard" if c.protection == "hard" else "soft"
         if exhausted and c.exhausted_policy == "reclaim":

@@ -74,6 +74,20 @@ class _UsersBody(nn.Module):
         return out.reshape(len(h), 16)
 
 
+def _train(model, method, task, n_epochs, batch_size):
+    """The README's training step of your own loop (``retrain(n)`` calls it too)."""
+    opt = torch.optim.SGD(trainable(model, method), lr=0.1)
+    for x, y, t in iterate_epochs(task.train, n_epochs, batch_size=batch_size):
+        loss = task_loss(model, x, y, t)
+        if (extra := method.penalty(model, x, y, t)) is not None:
+            loss = loss + extra
+        opt.zero_grad()
+        loss.backward()
+        method.before_step(model)
+        opt.step()
+        method.after_step(model, opt)
+
+
 @pytest.mark.parametrize("body", ["own", "none"])
 @pytest.mark.parametrize("name", sorted(source_names("method") - {"hat"}))  # the shipped ones, not tests'
 def test_every_method_trains_your_own_body(name, body):
@@ -85,25 +99,12 @@ def test_every_method_trains_your_own_body(name, body):
     stream = make_stream(StreamConfig(benchmark="blobs", tasks=2, subsample=200), seed=0)
     model = ContinualModel(_UsersBody(64), feature_dim=16) if body == "own" else ContinualModel(nn.Flatten(), feature_dim=64)
     method = create(name, {"importance": "fisher"} if name == "anpyc" else None)
-
-    def train(task, n_epochs):
-        opt = torch.optim.SGD(trainable(model, method), lr=0.1)
-        for x, y, t in iterate_epochs(task.train, n_epochs, batch_size=32):
-            loss = task_loss(model, x, y, t)
-            if (extra := method.penalty(model, x, y, t)) is not None:
-                loss = loss + extra
-            opt.zero_grad()
-            loss.backward()
-            method.before_step(model)
-            opt.step()
-            method.after_step(model, opt)
-
     for t, task in enumerate(stream):
         ctx = HookContext(task=t, n_tasks=len(stream), seed=0)
         model.add_head(task.n_outputs)
         method.before_task(model, task, ctx)
-        train(task, 1)
-        method.after_task(model, task, ctx, retrain=functools.partial(train, task))
+        _train(model, method, task, 1, batch_size=32)
+        method.after_task(model, task, ctx, retrain=functools.partial(_train, model, method, task, batch_size=32))
     assert all(0.0 <= evaluate(model, method, task) <= 1.0 for task in stream)
     if body == "own" and name in ("anpyc", "ewc", "online-ewc", "mas", "si"):  # the importance reached the user's own layers
         assert float(method.omega("body.gru.weight_hh_l0").sum()) > 0
@@ -135,16 +136,7 @@ def test_your_own_loop_without_task_labels_as_the_readme_writes_it(scenario_name
             scenario.begin_task(model, task, stream[: t + 1])  # in place of model.add_head
             ctx = HookContext(task=t, n_tasks=len(stream), seed=0, scenario=scenario)
             method.before_task(model, task, ctx)
-            opt = torch.optim.SGD(trainable(model, method), lr=0.1)
-            for x, y, ids in iterate_epochs(task.train, 3, batch_size=128):
-                loss = task_loss(model, x, y, ids)
-                if (extra := method.penalty(model, x, y, ids)) is not None:
-                    loss = loss + extra
-                opt.zero_grad()
-                loss.backward()
-                method.before_step(model)
-                opt.step()
-                method.after_step(model, opt)
+            _train(model, method, task, 3, batch_size=128)
             method.after_task(model, task, ctx)
             outputs.append(model(task.test.get(torch.arange(4))[0], 0).shape[1])
         accuracy[name] = [evaluate(model, method, task, task_id_known=scenario.task_id_at_test) for task in stream]

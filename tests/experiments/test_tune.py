@@ -178,3 +178,16 @@ def test_resume_of_a_search_refuses_other_settings_an_empty_folder_and_overwrite
         assert main(["tune", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+
+
+def test_resume_with_overwrite_is_refused_from_python_too(tmp_path):
+    """The command line refused the pair; the API (tune, compare) now refuses it in the one place
+    both open their folder (``open_sweep``), before anything is written."""
+    from anpyc.experiments.compare import compare
+
+    base = RunConfig.from_dict({"method": "ewc", "stream": {"benchmark": "blobs", "tasks": 2}})
+    with pytest.raises(ConfigError, match="--overwrite would remove them"):
+        tune_mod.tune(base, {"lam": [1.0]}, seeds=[0], out_dir=tmp_path / "t", resume=True, overwrite=True)
+    with pytest.raises(ConfigError, match="--overwrite would remove them"):
+        compare(base, ["ewc"], [0], tmp_path / "c", resume=True, overwrite=True)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()

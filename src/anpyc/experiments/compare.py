@@ -171,6 +171,8 @@ def open_sweep(out_dir: str | Path | None, record: dict, resume: bool, overwrite
                marker: str = rundir.COMPARE) -> Path | None:
     """The sweep's directory, locked: reopened to go on (``resume``, :func:`reopen`), or
     prepared afresh with ``record`` written to ``marker``; None without ``out_dir``."""
+    if resume and overwrite:  # the API's twin of the command line's check (_resume_flag)
+        raise ConfigError("--resume continues the runs in --out; --overwrite would remove them: drop one")
     if resume:
         return reopen(out_dir, record, marker)
     out = prepare_out_dir(out_dir, overwrite) if out_dir is not None else None

@@ -91,8 +91,6 @@ def tune(
     runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
     check_executor(executor)
     record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
-    if resume and overwrite:
-        raise ConfigError("--resume continues the runs in --out; --overwrite would remove them: drop one")
     resume = resume or (resubmits(executor, out_dir, rundir.TUNE) and not overwrite)
     out = open_sweep(out_dir, record, resume, overwrite, rundir.TUNE)
     metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget, jobs, resume)

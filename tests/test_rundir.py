@@ -177,6 +177,24 @@ def test_compare_locks_its_per_run_directories(tmp_path):
     assert rundir.holder(tmp_path / "cmp") is None and rundir.holder(tmp_path / "cmp" / "finetune" / "seed_0") is None
 
 
+def test_overwrite_removes_nothing_while_another_process_writes_one_of_the_runs(tmp_path):
+    """``compare --overwrite`` run again while a job it submitted with ``--no-wait`` still
+    writes its run: it removed the ledger and that run's files, then refused. Now it refuses
+    first, with one line naming the writer, and the folder is as it was."""
+    out = tmp_path / "cmp"
+    base = RunConfig.from_dict({"stream": {"benchmark": "blobs", "tasks": 2, "subsample": 40},
+                                "model": {"hidden": [8]}, "train": {"epochs": 1, "threads": 1}})
+    compare(base, ["finetune", "joint"], [0], out, quiet=True)
+    with _held_by_other_process(out / "joint" / "seed_0") as pid:
+        before = _snapshot(out)  # the other process's lock file included
+        with pytest.raises(OutputError, match=rf"joint/seed_0 is being written by another anpyc process \(pid {pid}\): "
+                                              "--overwrite would remove it"):
+            compare(base, ["finetune", "joint"], [0], out, quiet=True, overwrite=True)
+        assert _snapshot(out) == before
+    compare(base, ["finetune", "joint"], [0], out, quiet=True, overwrite=True)  # once it has ended
+    assert rundir.holder(out / "joint" / "seed_0") is None
+
+
 def test_an_output_path_that_is_a_file_is_refused_and_kept(tmp_path):
     out = tmp_path / "results"
     out.write_text("my notes")

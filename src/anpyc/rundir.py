@@ -117,8 +117,20 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
     if any((out / marker).exists() for marker in MARKERS) and not overwrite:
         raise OutputError(occupied(out))
     if overwrite:
+        _refuse_busy_runs(out)
         clear(out)
     return out
+
+
+def _refuse_busy_runs(out: Path) -> None:
+    """Nothing is removed while another process writes one of the sweep's runs (a job still
+    running after ``--no-wait``): clearing would pull its files from under it."""
+    for run in (r for d in out.iterdir() if d.is_dir() for r in d.iterdir() if r.is_dir() and _SEED_DIR.search(r.name)):
+        pid = holder(run)
+        if pid is not None and pid != os.getpid():
+            who = f"pid {pid}" if pid > 0 else "pid not recorded yet"
+            raise OutputError(f"{run} is being written by another anpyc process ({who}): --overwrite would remove it; "
+                              "wait for it to end (a submitted job: or cancel it) or choose another --out")
 
 
 def clear(out: Path) -> None:

@@ -515,7 +515,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                       tensorboard=args.tensorboard, jobs=args.jobs, budget=budget, resume=_resume_flag(args),
                       aliases=aliases, executor=_executor(args), report=False)
     if "submitted" in summary:
-        return _print_submitted(summary["submitted"], args.out)
+        return _print_submitted(summary["submitted"], args.out, args)
     return _print_summary(args, summary)
 
 
@@ -542,14 +542,18 @@ def _executor(args: argparse.Namespace) -> ExecutorConfig:
     return executor_from_args(args)
 
 
-def _print_submitted(record: dict, out: str) -> int:
-    """What ``--no-wait`` submitted, and how to gather it."""
+def _print_submitted(record: dict, out: str, args: argparse.Namespace, gather: bool = True) -> int:
+    """What ``--no-wait`` submitted, and how to gather it (``gather``: by ``anpyc gather``, else
+    by the command again, as a tuning is); the command again must not carry ``--overwrite``,
+    which would remove the runs and submit them anew."""
     ids = record["job_ids"]
     print(f"submitted {len(ids)} job(s) to {record['executor']}"
           + (f" ({', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})" if ids else "")
           + f"; {record['finished']} run(s) finished already, {record['elsewhere']} queued or running already")
     print(f"job list: {record['jobs']}; logs: {record['logs']}")
-    print(f"when they end: anpyc gather {out}  (or run this command again)")
+    again = "run this command again" + (" without --overwrite" if args.overwrite else "")
+    print(f"when they end: anpyc gather {out}  (or {again})" if gather
+          else f"when they end: {again}; it gathers them and submits nothing twice")
     return 0
 
 
@@ -590,7 +594,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                             budget=args.budget, resume=_resume_flag(args), executor=_executor(args),
                             stream=args.stream_from, report=False, allow_dirty=args.allow_dirty)
     if "submitted" in summary:
-        return _print_submitted(summary["submitted"], out)
+        return _print_submitted(summary["submitted"], out, args)
     print((Path(out) / rundir.BENCH_MD).read_text())
     print(f"results in {out}/ (bench.json, bench.md, summary.json, avg_acc.png); {len(summary['methods'])} methods")
     _report_at_end(args, out)
@@ -645,7 +649,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         result = tune(base, grid, seeds, args.out, quiet=args.quiet, overwrite=args.overwrite, budget=args.budget or "passes",
                       executor=_executor(args), stream=args.stream_from, jobs=args.jobs, resume=_resume_flag(args))
     if "submitted" in result:
-        return _print_submitted(result["submitted"], args.out)
+        return _print_submitted(result["submitted"], args.out, args, gather=False)
     best = result["best"]
     where = f"protocol {args.protocol}" if args.protocol else result["benchmark"]
     print(f"{args.method} on {where}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%, "
@@ -679,7 +683,7 @@ def _cmd_tune_all(args: argparse.Namespace) -> int:
                                machine=machine, save=args.save_preset, executor=executor, jobs=args.jobs,
                                resume=resume and (out / rundir.TUNE).is_file())  # a method not reached yet starts
         if "submitted" in result:
-            _print_submitted(result["submitted"], str(out))
+            _print_submitted(result["submitted"], str(out), args, gather=False)
             continue
         best = result["best"]
         print(f"{m} on protocol {args.protocol}: chose {best['params']} (val ACC {100 * best['val_avg_acc']:.2f}%) -> {out}/tune.md"

@@ -157,8 +157,11 @@ def test_tune_takes_the_same_path_and_the_same_command_again_gathers_it(tmp_path
     grid = ["tune", "--method", "ewc", "--param", "lam=1,100", *RUN[:-1]]  # (tune applies no preset)
     assert main([*grid, "--out", str(tmp_path / "local")]) == 0
     sub = [*grid, "--out", str(tmp_path / "sub"), "--executor", "submitit-local"]
-    assert main([*sub, "--no-wait"]) == 0
-    assert "submitted 2 job(s) to submitit-local" in capsys.readouterr().out
+    assert main([*sub, "--no-wait", "--overwrite"]) == 0
+    said = capsys.readouterr().out
+    assert "submitted 2 job(s) to submitit-local" in said
+    # not `anpyc gather`, which refuses a tuning; and not with --overwrite, which submits anew
+    assert "when they end: run this command again without --overwrite; it gathers them" in said
     assert main(sub) == 0  # waits for the jobs it submitted, sends none again
     local, got = (json.loads((tmp_path / d / "tune.json").read_text()) for d in ("local", "sub"))
     assert [p["val_avg_acc"] for p in got["points"]] == [p["val_avg_acc"] for p in local["points"]]

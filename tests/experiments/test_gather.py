@@ -35,5 +35,5 @@ def test_gather_rebuilds_a_comparison_with_aliases_parameters_and_its_budget(tmp
 
 def test_a_tuning_directory_is_refused_with_what_to_run_instead(tmp_path):
     (tmp_path / rundir.TUNE).write_text("method: ewc\n")
-    with pytest.raises(OutputError, match="holds a tuning: run its tune command again to gather it"):
+    with pytest.raises(OutputError, match=r"holds a tuning: run its tune command again \(without --overwrite\) to gather it"):
         gather(tmp_path)

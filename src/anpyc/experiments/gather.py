@@ -32,7 +32,7 @@ def gather(out_dir: str | Path, wait: bool = False, quiet: bool = False) -> dict
     out = Path(out_dir)
     if not (out / rundir.COMPARE).is_file():
         if (out / rundir.TUNE).is_file():
-            raise OutputError(f"{out} holds a tuning: run its tune command again to gather it")
+            raise OutputError(f"{out} holds a tuning: run its tune command again (without --overwrite) to gather it")
         raise OutputError(f"{out} holds no comparison to gather (no {rundir.COMPARE})")
     spec = rundir.read_yaml(out / rundir.COMPARE)
     executor = ExecutorConfig(kind=ledger_kind(out), wait=wait, submit=False)

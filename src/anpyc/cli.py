@@ -454,8 +454,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.overwrite and args.out is None:
         raise ConfigError("reproduce --overwrite needs --out (without it the rerun stays in memory)")
+    if not (Path(args.dir) / rundir.CONFIG).is_file() and Path(args.dir).is_dir():  # a folder of runs
+        from anpyc.experiments.reproduce import reproduce_all as reproduce
     report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol, stream_from=args.stream_from,
                        overwrite=args.overwrite)
+    for run_report in getattr(report, "reports", ()):
+        print(f"{run_report.run_dir}: {run_report.verdict()}")
     print(report.verdict())
     return 0 if report.equal else 1
 
@@ -962,8 +966,10 @@ def _add_tune_all_command(sub: argparse._SubParsersAction) -> None:
 def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)",
                              description="Rerun a finished run from its config.yaml and compare the accuracy matrices.")
-    p_repro.add_argument("dir", help="A finished run directory.")
-    p_repro.add_argument("--out", default=None, metavar="DIR", help="Write the rerun here. (default: in memory only)")
+    p_repro.add_argument("dir", help="A finished run directory, or a folder of runs (a comparison, suite, tuning or "
+                                     "benchmark): every finished run below it.")
+    p_repro.add_argument("--out", default=None, metavar="DIR",
+                         help="Write the rerun here (a folder of runs: each at its path below DIR). (default: in memory only)")
     p_repro.add_argument("--atol", type=float, default=0.0,
                          help="Tolerance per accuracy, >= 0 (0: exact, as on CPU). (default: 0)")
     p_repro.add_argument("--stream-from", default=None, metavar="MODULE:FUNCTION",

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,44 @@ def test_a_reproduced_directory_records_the_budget_its_original_ran_under(tmp_pa
                  "--no-report", "--out", str(tmp_path / "from-again")]) == 0
     rerun = json.loads((tmp_path / "from-again" / "metrics.json").read_text())
     assert rerun["acc_matrix"] == json.loads((tmp_path / "orig" / "metrics.json").read_text())["acc_matrix"]
+
+
+def test_a_folder_of_runs_reproduces_every_finished_run_below_it(tmp_path, capsys):
+    """The figures of a table are means over a comparison's runs: ``reproduce`` of its folder
+    (or of one method's seeds) reruns each finished run, names the ones that differ (exit 1)
+    and skips the unfinished ones, saying so."""
+    from anpyc.experiments.compare import compare
+
+    cmp = tmp_path / "cmp"
+    compare(RunConfig.from_dict(BLOBS), ["finetune", "ewc"], [0, 1], cmp, quiet=True)
+    assert main(["reproduce", str(cmp), "--quiet", "--out", str(tmp_path / "again")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "reproduced: all 4 runs identical"
+    assert lines[:-1] == [f"{cmp / m / f'seed_{s}'}: reproduced: acc_matrix and val_acc_matrix identical (2x2)"
+                          for m in ("ewc", "finetune") for s in (0, 1)]
+    assert (tmp_path / "again" / "ewc" / "seed_1" / "acc_matrix.csv").read_bytes() == (cmp / "ewc" / "seed_1" / "acc_matrix.csv").read_bytes()
+    metrics = json.loads((cmp / "ewc" / "seed_1" / "metrics.json").read_text())
+    metrics["acc_matrix"][1][1] -= 0.25
+    (cmp / "ewc" / "seed_1" / "metrics.json").write_text(json.dumps(metrics))
+    (cmp / "finetune" / "seed_0" / "metrics.json").unlink()  # as a killed run leaves it
+    assert main(["reproduce", str(cmp), "--quiet"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"NOT reproduced: 1 of 3 runs differ ({Path('ewc') / 'seed_1'}); 1 unfinished run(s) skipped")
+    assert main(["reproduce", str(cmp / "ewc"), "--quiet"]) == 1  # one method's seeds
+    assert capsys.readouterr().out.splitlines()[-1] == f"NOT reproduced: 1 of 2 runs differ ({Path('seed_1')})"
+
+
+@pytest.mark.parametrize("where, words", [
+    ("empty", "holds no run (no config.yaml in it or below it)"),
+    ("cmp/inside", "reproduce --out must lie outside the folder reproduced"),
+])
+def test_a_folder_of_runs_refuses_in_one_line(finished, tmp_path, capsys, where, words):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "cmp" / "a").mkdir(parents=True)
+    for name in ("config.yaml", "metrics.json"):
+        (tmp_path / "cmp" / "a" / name).write_bytes((finished / name).read_bytes())
+    folder = tmp_path / ("empty" if where == "empty" else "cmp")
+    assert main(["reproduce", str(folder), "--quiet", "--out", str(tmp_path / where)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cmp" / "inside").exists()

@@ -9,10 +9,16 @@ instructions can differ too) changed. The verdict names whichever of these the r
 differently, and says "not recorded" of the machine where an older run did not record it (the
 processor before 2026-12-06, the instructions before 47445c7).
 
+A folder that holds no run itself (a comparison, a suite, a tuning, a committed benchmark or
+one method's seeds of it) reproduces every finished run below it (:func:`reproduce_all`): the
+figures of a table are means over those runs.
+
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP
     >>> report.equal, report.verdict()  # doctest: +SKIP
     (True, 'reproduced: acc_matrix (10x10) and val_acc_matrix identical')
+    >>> reproduce_all("docs/benchmarks/pmnist10/runs/anpyc").verdict()  # doctest: +SKIP
+    'reproduced: all 5 runs identical'
 """
 
 from __future__ import annotations
@@ -86,7 +92,9 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
         raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {atol}")
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        raise OutputError(f"{run_dir} holds no run (no config.yaml)")
+        below = (f" ({len(runs_below(run_dir))} runs below it: reproduce_all reruns them)"
+                 if run_dir.is_dir() and runs_below(run_dir) else "")
+        raise OutputError(f"{run_dir} holds no run (no config.yaml){below}")
     if not (run_dir / "metrics.json").is_file():
         raise OutputError(f"{run_dir} has no metrics.json: the run did not finish (anpyc run --resume {run_dir})")
     original = read_metrics(run_dir)
@@ -109,8 +117,58 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
             continue
         mine = result.acc_matrix if key == "acc_matrix" else result.val_acc_matrix
         report.differences[key] = compare_matrices(matrix(original[key]), mine, atol)
-    log.info("%s", report.verdict())
+    log.info("%s: %s", run_dir, report.verdict())
     return report
+
+
+@dataclass
+class SweepReport:
+    """Every finished run below ``root`` reproduced (``reports``, in path order); ``unfinished``:
+    runs that hold no ``metrics.json`` (nothing to compare, skipped)."""
+
+    root: Path
+    reports: list[ReproduceReport] = field(default_factory=list)
+    unfinished: list[Path] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return bool(self.reports) and all(r.equal for r in self.reports)
+
+    def verdict(self) -> str:
+        n = len(self.reports)
+        skipped = f"; {len(self.unfinished)} unfinished run(s) skipped" if self.unfinished else ""
+        if self.equal:
+            return f"reproduced: all {n} runs identical{skipped}"
+        bad = [str(r.run_dir.relative_to(self.root)) for r in self.reports if not r.equal]
+        return f"NOT reproduced: {len(bad)} of {n} runs differ ({', '.join(bad)}){skipped}"
+
+
+def runs_below(root: str | Path) -> list[Path]:
+    """The run directories below ``root`` (each holds ``config.yaml``), in path order."""
+    root = Path(root)
+    return sorted(p.parent for p in root.rglob("config.yaml") if p.parent != root)
+
+
+def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0,
+                  stream_from: str | None = None, overwrite: bool = False) -> SweepReport:
+    """:func:`reproduce` every finished run below ``root`` (a comparison, suite, tuning or
+    benchmark folder); with ``out``, each rerun goes to the same relative path under it. Each
+    run's verdict is logged as it ends."""
+    root = Path(root)
+    runs = runs_below(root)
+    if not runs:
+        raise OutputError(f"{root} holds no run (no config.yaml in it or below it)")
+    if out is not None and Path(out).resolve().is_relative_to(root.resolve()):
+        raise OutputError("reproduce --out must lie outside the folder reproduced")
+    sweep = SweepReport(root)
+    for run_dir in runs:
+        if not (run_dir / "metrics.json").is_file():
+            sweep.unfinished.append(run_dir)
+            continue
+        where = Path(out) / run_dir.relative_to(root) if out is not None else None
+        sweep.reports.append(reproduce(run_dir, where, quiet=quiet, atol=atol, stream_from=stream_from,
+                                       overwrite=overwrite))
+    return sweep
 
 
 def _rebuildable(cfg: RunConfig, run_dir: Path, stream_from: str | None) -> RunConfig:

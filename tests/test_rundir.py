@@ -208,7 +208,8 @@ def test_an_unfinished_comparison_says_how_to_continue_it(tmp_path):
     with pytest.raises(OutputError, match="holds an unfinished comparison: continue it with the same command plus --resume"):
         rundir.prepare(tmp_path)
     (tmp_path / rundir.SUMMARY_JSON).write_text("{}")
-    with pytest.raises(OutputError, match="already holds a run; choose another --out or pass --overwrite"):
+    with pytest.raises(OutputError, match=r"already holds a comparison; choose another --out or pass --overwrite \(to add "
+                                          r"methods or seeds to it: the same command, with them, plus --resume\)"):
         rundir.prepare(tmp_path)
 
 

@@ -201,6 +201,9 @@ def occupied(out: Path) -> str:
     if (out / COMPARE).exists() and not (out / SUMMARY_JSON).exists():
         return (f"{out} holds an unfinished comparison: continue it with the same command plus --resume, "
                 "or start afresh with --overwrite")
+    if (out / COMPARE).exists():
+        return (f"{out} already holds a comparison; choose another --out or pass --overwrite (to add methods or seeds "
+                "to it: the same command, with them, plus --resume)")
     return f"{out} already holds a run; choose another --out or pass --overwrite"
 
 

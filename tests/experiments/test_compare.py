@@ -5,6 +5,7 @@ import dataclasses
 import re
 
 import pytest
+import yaml
 
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError
@@ -82,14 +83,35 @@ def test_resume_refuses_other_settings_or_a_directory_without_a_comparison(tmp_p
     from anpyc.errors import OutputError
 
     base = RunConfig.from_dict(BASE)
-    compare(base, ["finetune"], [0], tmp_path / "c", quiet=True)
-    with pytest.raises(ConfigError, match=re.escape("other settings (methods: ['finetune'] then, ['finetune', 'si'] now)")):
-        compare(base, ["finetune", "si"], [0], tmp_path / "c", quiet=True, resume=True)
+    compare(base, ["finetune", "si"], [0], tmp_path / "c", quiet=True)
+    with pytest.raises(ConfigError, match=re.escape("other settings (methods: ['finetune', 'si'] then, ['finetune'] now); "
+                                                    "resume with the same settings (methods and seeds may be added)")):
+        compare(base, ["finetune"], [0], tmp_path / "c", quiet=True, resume=True)
+    with pytest.raises(ConfigError, match=re.escape("other settings (params.si: None then, {'lam': 0.5} now)")):
+        compare(base, ["finetune", "si", "ewc"], [0], tmp_path / "c", params={"si": {"lam": 0.5}, "ewc": {"lam": 1}},
+                quiet=True, resume=True)
     longer = base.replace(train=dataclasses.replace(base.train, epochs=3.0))
     with pytest.raises(ConfigError, match=re.escape("other settings (base.train.epochs: 2.0 then, 3.0 now)")):
-        compare(longer, ["finetune"], [0], tmp_path / "c", quiet=True, resume=True)
+        compare(longer, ["finetune", "si"], [0], tmp_path / "c", quiet=True, resume=True)
     with pytest.raises(OutputError, match="no comparison to resume"):
         compare(base, ["finetune"], [0], tmp_path / "empty", quiet=True, resume=True)
+
+
+def test_resume_adds_methods_and_seeds_to_a_finished_comparison(tmp_path):
+    """A table grows: the same command with a method and a seed more, plus --resume, runs only
+    the new runs and summarises all of them as one comparison of them all would."""
+    base = RunConfig.from_dict(BASE)
+    out = tmp_path / "grown"
+    compare(base, ["finetune"], [0], out, quiet=True)
+    finished = out / "finetune" / "seed_0" / "metrics.json"
+    before = finished.stat().st_mtime_ns
+    grown = compare(base, ["finetune", "si"], [0, 1], out, quiet=True, resume=True)
+    whole = compare(base, ["finetune", "si"], [0, 1], tmp_path / "whole", quiet=True)
+    assert finished.stat().st_mtime_ns == before  # read back, not run again
+    assert {m: grown["methods"][m]["avg_acc"] for m in ("finetune", "si")} == {
+        m: whole["methods"][m]["avg_acc"] for m in ("finetune", "si")}
+    saved = yaml.safe_load((out / "compare.yaml").read_text())
+    assert saved["methods"] == ["finetune", "si"] and saved["seeds"] == [0, 1]
 
 
 def test_a_param_for_a_label_not_compared_is_refused_before_any_training(tmp_path):

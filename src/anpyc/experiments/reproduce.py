@@ -138,7 +138,7 @@ class SweepReport:
         n = len(self.reports)
         skipped = f"; {len(self.unfinished)} unfinished run(s) skipped" if self.unfinished else ""
         if self.equal:
-            return f"reproduced: all {n} runs identical{skipped}"
+            return f"reproduced: {f'all {n} runs' if n > 1 else 'its one run'} identical{skipped}"
         bad = [str(r.run_dir.relative_to(self.root)) for r in self.reports if not r.equal]
         return f"NOT reproduced: {len(bad)} of {n} runs differ ({', '.join(bad)}){skipped}"
 

@@ -145,6 +145,11 @@ def test_a_folder_of_runs_reproduces_every_finished_run_below_it(tmp_path, capsy
         f"NOT reproduced: 1 of 3 runs differ ({Path('ewc') / 'seed_1'}); 1 unfinished run(s) skipped")
     assert main(["reproduce", str(cmp / "ewc"), "--quiet"]) == 1  # one method's seeds
     assert capsys.readouterr().out.splitlines()[-1] == f"NOT reproduced: 1 of 2 runs differ ({Path('seed_1')})"
+    assert main(["reproduce", str(cmp / "finetune" / "seed_0"), "--quiet"]) == 2  # one unfinished run
+    assert main(["reproduce", str(cmp / "finetune"), "--quiet"]) == 0  # its other seed
+    (cmp / "finetune" / "seed_1" / "metrics.json").unlink()
+    assert main(["reproduce", str(cmp / "finetune"), "--quiet"]) == 2
+    assert "holds no finished run (2 unfinished: anpyc run --resume DIR continues one)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("where, words", [

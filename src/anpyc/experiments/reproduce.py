@@ -92,8 +92,8 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
         raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {atol}")
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        below = (f" ({len(runs_below(run_dir))} runs below it: reproduce_all reruns them)"
-                 if run_dir.is_dir() and runs_below(run_dir) else "")
+        n = len(runs_below(run_dir)) if run_dir.is_dir() else 0
+        below = f" ({n} runs below it: reproduce_all reruns them)" if n else ""
         raise OutputError(f"{run_dir} holds no run (no config.yaml){below}")
     if not (run_dir / "metrics.json").is_file():
         raise OutputError(f"{run_dir} has no metrics.json: the run did not finish (anpyc run --resume {run_dir})")
@@ -160,10 +160,11 @@ def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool =
         raise OutputError(f"{root} holds no run (no config.yaml in it or below it)")
     if out is not None and Path(out).resolve().is_relative_to(root.resolve()):
         raise OutputError("reproduce --out must lie outside the folder reproduced")
-    sweep = SweepReport(root)
+    sweep = SweepReport(root, unfinished=[r for r in runs if not (r / "metrics.json").is_file()])
+    if len(sweep.unfinished) == len(runs):
+        raise OutputError(f"{root} holds no finished run ({len(runs)} unfinished: anpyc run --resume DIR continues one)")
     for run_dir in runs:
-        if not (run_dir / "metrics.json").is_file():
-            sweep.unfinished.append(run_dir)
+        if run_dir in sweep.unfinished:
             continue
         where = Path(out) / run_dir.relative_to(root) if out is not None else None
         sweep.reports.append(reproduce(run_dir, where, quiet=quiet, atol=atol, stream_from=stream_from,

@@ -71,8 +71,9 @@ def compare(
     :mod:`anpyc.experiments.jobs`). ``budget``: ``passes`` gives every method the same training passes
     per task (:func:`budgeted`), ``epochs`` the same epochs. A job that fails is listed under
     ``summary["failed"]`` with its error line; the summary is made of the jobs that finished.
-    ``resume``: continue the killed comparison in ``out_dir`` (same settings, checked): finished
-    runs are read back, killed ones continue from their newest checkpoint, the rest run.
+    ``resume``: continue the killed comparison in ``out_dir`` (same settings, checked; methods
+    and seeds may be added): finished runs are read back, killed ones continue from their
+    newest checkpoint, the rest run.
     ``executor``: where the jobs run (:mod:`anpyc.experiments.executors`; default this machine):
     a submitit sweep into an ``out_dir`` that holds it already goes on there (only the missing
     runs are submitted); with ``executor.wait`` off the jobs are submitted and the returned
@@ -198,8 +199,9 @@ def _write_summary(out: Path, summary: dict) -> None:
 
 def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPARE) -> Path:
     """The comparison directory to resume, locked; its ``compare.yaml`` must hold ``record``
-    (the same methods, seeds, parameters, budget and base config). ``marker``: another
-    sweep's record file (a tuning's ``tune.yaml``)."""
+    (the same methods, seeds, parameters, budget and base config), or ``record`` with methods or
+    seeds added (``compare.yaml`` then takes ``record``; not a suite's). ``marker``: another
+    sweep's record file (a tuning's ``tune.yaml``, which must hold ``record``)."""
     if out_dir is None:
         raise ConfigError("--resume needs the comparison's --out directory")
     out = Path(out_dir)

@@ -125,12 +125,20 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
 def _refuse_busy_runs(out: Path) -> None:
     """Nothing is removed while another process writes one of the sweep's runs (a job still
     running after ``--no-wait``): clearing would pull its files from under it."""
-    for run in (r for d in out.iterdir() if d.is_dir() for r in d.iterdir() if r.is_dir() and _SEED_DIR.search(r.name)):
+    for run in (r for d in _subfolders(out) for r in _subfolders(d) if _SEED_DIR.search(r.name)):
         pid = holder(run)
         if pid is not None and pid != os.getpid():
             who = f"pid {pid}" if pid > 0 else "pid not recorded yet"
             raise OutputError(f"{run} is being written by another anpyc process ({who}): --overwrite would remove it; "
                               "wait for it to end (a submitted job: or cancel it) or choose another --out")
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders in ``folder``; none where it is no folder or cannot be read (not anpyc's)."""
+    try:
+        return [d for d in folder.iterdir() if d.is_dir()]
+    except OSError:
+        return []
 
 
 def clear(out: Path) -> None:
@@ -151,9 +159,8 @@ def clear(out: Path) -> None:
 
 def _sweep_runs(out: Path) -> list[Path]:
     """The run directories of the sweep in ``out``: ``<label>/seed_<s>`` holding a run."""
-    children = [d for d in out.iterdir() if d.is_dir()] if out.is_dir() else []
-    return [run for d in children for run in d.iterdir()
-            if run.is_dir() and _SEED_DIR.search(run.name) and any((run / m).exists() for m in (CONFIG, METRICS))]
+    return [run for d in _subfolders(out) for run in _subfolders(d)
+            if _SEED_DIR.search(run.name) and any((run / m).exists() for m in (CONFIG, METRICS))]
 
 
 def _remove_empty(folder: Path) -> None:

@@ -30,13 +30,13 @@ runlog.propagate = False
 runlog.setLevel(logging.INFO)
 
 
-def progress_bar(total: int, quiet: bool, desc: str, done: int = 0) -> tqdm | None:
-    """A tqdm bar over tasks, or ``None`` when quiet or under CI."""
+def progress_bar(total: int, quiet: bool, desc: str, done: int = 0, unit: str = "task") -> tqdm | None:
+    """A tqdm bar over tasks (or other ``unit``), or ``None`` when quiet or under CI."""
     if quiet or os.environ.get("CI"):
         return None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="task", leave=False)
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
     bar.update(done)
     return bar
 

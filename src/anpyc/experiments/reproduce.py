@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from anpyc.callbacks.progress import progress_bar
 from anpyc.config import CUSTOM, RunConfig
 from anpyc.errors import ConfigError, OutputError
 from anpyc.rundir import matrix, read_metrics
@@ -163,12 +164,16 @@ def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool =
     sweep = SweepReport(root, unfinished=[r for r in runs if not (r / "metrics.json").is_file()])
     if len(sweep.unfinished) == len(runs):
         raise OutputError(f"{root} holds no finished run ({len(runs)} unfinished: anpyc run --resume DIR continues one)")
-    for run_dir in runs:
-        if run_dir in sweep.unfinished:
-            continue
+    finished = [r for r in runs if r not in sweep.unfinished]
+    bar = progress_bar(len(finished), quiet, f"reproduce {root}", unit="run")
+    for run_dir in finished:
         where = Path(out) / run_dir.relative_to(root) if out is not None else None
         sweep.reports.append(reproduce(run_dir, where, quiet=quiet, atol=atol, stream_from=stream_from,
                                        overwrite=overwrite))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return sweep
 
 

@@ -191,3 +191,37 @@ def test_resume_with_overwrite_is_refused_from_python_too(tmp_path):
     with pytest.raises(ConfigError, match="--overwrite would remove them"):
         compare(base, ["ewc"], [0], tmp_path / "c", resume=True, overwrite=True)
     assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_resume_adds_grid_values_and_seeds_keeping_every_runs_folder(tmp_path, jobs):
+    """The best point at the grid's edge: the same command with values (and seeds) added, plus
+    --resume, runs only the new (point, seed) runs; a point keeps its folder when the grid grows
+    or is reordered (tune.yaml keeps the order), and the figures are those of a search of the
+    grown grid from scratch."""
+    import json
+
+    import yaml
+
+    from anpyc.cli import main
+
+    def argv(values: str, *more: str) -> list[str]:
+        return ["tune", *[a if a != "lam=1.0,1000.0" else f"lam={values}" for a in TINY], *more]
+
+    out = tmp_path / "t"
+    assert main(argv("1.0,1000.0", "--out", str(out))) == 0
+    finished = out / "point_1" / "seed_0" / "metrics.json"  # lam 1000
+    before = finished.stat().st_mtime_ns
+    assert main(argv("0.01,1.0,1000.0", "--seeds", "2", "--out", str(out), "--resume", "--jobs", jobs)) == 0
+    assert main(argv("0.01,1.0,1000.0", "--seeds", "2", "--out", str(tmp_path / "whole"))) == 0
+    grown, whole = (json.loads((d / "tune.json").read_text()) for d in (out, tmp_path / "whole"))
+    assert [p["val_avg_acc"] for p in grown["points"]] == [p["val_avg_acc"] for p in whole["points"]]
+    assert [p["point"] for p in grown["points"]] == [2, 0, 1]  # lam 0.01 took the next free folder
+    assert finished.stat().st_mtime_ns == before  # read back, not trained again
+    assert yaml.safe_load((out / "point_2" / "seed_1" / "config.yaml").read_text())["method_params"]["lam"] == 0.01
+    assert yaml.safe_load((out / "tune.yaml").read_text())["points"] == [{"lam": 1.0}, {"lam": 1000.0}, {"lam": 0.01}]
+    # the same points in another order: every run read back from its own folder
+    assert main(argv("1000.0,0.01,1.0", "--seeds", "2", "--out", str(out), "--resume")) == 0
+    assert finished.stat().st_mtime_ns == before
+    again = json.loads((out / "tune.json").read_text())
+    assert {p["point"]: p["val_avg_acc"] for p in again["points"]} == {p["point"]: p["val_avg_acc"] for p in grown["points"]}

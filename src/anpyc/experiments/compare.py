@@ -213,39 +213,50 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
     now = {k: yaml.safe_load(yaml.safe_dump(v)) for k, v in record.items()}  # as it would be saved
     differ = sorted(k for k in now if now[k] != saved.get(k)
                     and (k != "sweep" or k in saved))  # a directory from before sweeps were recorded
-    if differ and marker == rundir.COMPARE and "sweep" not in saved and "sweep" not in now:
+    growable = "sweep" not in saved and "sweep" not in now  # a suite's comparison keeps its suite's methods
+    if differ and growable:
         differ = _changed_beyond_additions(saved, now, differ)
         if not differ:
-            added = [m for m in now["methods"] if m not in saved["methods"]] + [
-                f"seed {s}" for s in now["seeds"] if s not in saved["seeds"]]
-            log.info("%s: adding %s to the comparison", out, ", ".join(map(str, added)))
+            log.info("%s: adding %s", out, ", ".join(_additions(saved, now)))
             write_yaml(out / marker, record)
         kept = saved.get("methods") or []  # the message names what changed for them, not the added ones
         saved, now = ({k: ({m: (v or {}).get(m) for m in kept} if k in ("params", "aliases") else v)
                        for k, v in d.items()} for d in (saved, now))
     if differ:
         where = "; ".join(first_difference(saved.get(k), now[k], k) for k in differ)
-        grow = " (methods and seeds may be added)" if marker == rundir.COMPARE and "sweep" not in saved else ""
+        grow = (" (methods and seeds may be added)" if marker == rundir.COMPARE else " (grid values and seeds may be added)"
+                ) if growable else ""
         raise ConfigError(f"{out} was started with other settings ({where}); "
                           f"resume with the same settings{grow}, or choose another --out")
     return out
 
 
 def _changed_beyond_additions(saved: dict, now: dict, differ: list[str]) -> list[str]:
-    """The keys of ``differ`` that do more than add methods or seeds to the comparison
-    ``saved`` records: a method or seed dropped, a kept method's parameters or alias changed,
-    anything else (base config, budget) changed. A suite's comparison keeps its suite's
-    methods (the caller does not ask)."""
+    """The keys of ``differ`` that do more than add methods or seeds to the comparison, or grid
+    values or seeds to the tuning, that ``saved`` records: a method, seed or value dropped, a
+    kept method's parameters or alias changed, a grid key added, anything else changed (base
+    config, budget). ``points``: the tuning's folder order, which its caller derives from it."""
     kept = saved.get("methods") or []
 
     def only_added(key: str) -> bool:
+        then, new = saved.get(key), now[key]
         if key in ("methods", "seeds"):
-            return set(saved.get(key) or []) <= set(now[key])
+            return set(then or []) <= set(new)
         if key in ("params", "aliases"):
-            return all((saved.get(key) or {}).get(m) == (now[key] or {}).get(m) for m in kept)
-        return False
+            return all((then or {}).get(m) == (new or {}).get(m) for m in kept)
+        if key == "grid":
+            return set(then or {}) == set(new) and all(v in new[k] for k, values in then.items() for v in values)
+        return key == "points"
 
     return [k for k in differ if not only_added(k)]
+
+
+def _additions(saved: dict, now: dict) -> list[str]:
+    """What ``now`` adds to the sweep ``saved`` records, in words."""
+    grid_then, grid_now = saved.get("grid") or {}, now.get("grid") or {}
+    return ([m for m in now.get("methods") or [] if m not in (saved.get("methods") or [])]
+            + [f"{k}={v}" for k, values in grid_now.items() for v in values if v not in grid_then.get(k, [])]
+            + [f"seed {s}" for s in now["seeds"] if s not in saved["seeds"]]) or ["nothing (the same points in another order)"]
 
 
 def first_difference(then: Any, now: Any, key: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import yaml
 
 from anpyc import rundir
 from anpyc.config import RunConfig
@@ -90,13 +91,15 @@ def tune(
     configs = [typed(base.with_params(**p)) for p in points]
     runs = [[_budgeted_run(cfg, budget, s) for s in seeds] for cfg in configs]
     check_executor(executor)
-    record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget}
     resume = resume or (resubmits(executor, out_dir, rundir.TUNE) and not overwrite)
+    numbers, order = point_numbers(out_dir if resume else None, points)
+    record = {"tune": base.method, "grid": grid, "seeds": seeds, "base": base.to_dict(), "budget": budget,
+              **({"points": order} if order is not None else {})}
     out = open_sweep(out_dir, record, resume, overwrite, rundir.TUNE)
-    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget, jobs, resume)
+    metrics_of = _metrics_source(base, runs, seeds, out, executor, overwrite, quiet, own, budget, jobs, resume, numbers)
     if isinstance(metrics_of, dict):  # submitted without waiting
         return metrics_of
-    rows = [_point_row(k, point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
+    rows = [_point_row(numbers[k], point_cfg, seeds, runs[k], out, metrics_of) for k, point_cfg in enumerate(configs)]
     best = best_point(rows)  # the highest validation ACC; ties: the earlier point
     if best is None:
         raise TrainingError("every grid point diverged; lower the learning rate or the grid's strengths")
@@ -118,19 +121,47 @@ def tune(
     return result
 
 
+def point_numbers(out_dir: str | Path | None, points: list[dict[str, Any]]) -> tuple[list[int], list[dict] | None]:
+    """The folder number of each grid point (``OUT/point_<n>``) and, for a tuning that grew or
+    whose grid was reordered, the points in folder order (kept in ``tune.yaml`` as ``points``;
+    else ``None``). A fresh search
+    numbers its points in grid order; one resumed from ``out_dir`` keeps the numbers its
+    ``tune.yaml`` gave, and a point added to the grid takes the next free one.
+
+    Example:
+        >>> point_numbers(None, [{"lam": 1}, {"lam": 10}])
+        ([0, 1], None)
+    """
+    saved = rundir.read_yaml(Path(out_dir) / rundir.TUNE) if out_dir is not None and (Path(out_dir) / rundir.TUNE).is_file() else None
+    if saved is None:
+        return list(range(len(points))), None
+    known = saved.get("points") or expand_grid(saved.get("grid") or {})
+    plain = [yaml.safe_load(yaml.safe_dump(p)) for p in points]  # as tune.yaml holds them
+    numbers = []
+    for p in plain:
+        if p not in known:
+            known = [*known, p]
+        numbers.append(known.index(p))
+    # the grid's own order numbers them so (tune.yaml's grid alone says it): nothing more to keep
+    return numbers, None if numbers == list(range(len(known))) and "points" not in saved else known
+
+
 def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | None, executor: ExecutorConfig | None,
                     overwrite: bool, quiet: bool, own: Any = None, budget: str = "passes", workers: int = 1,
-                    resume: bool = False) -> dict | Callable[[int, int, RunConfig, Method, Path | None], dict]:
+                    resume: bool = False, numbers: list[int] | None = None,
+                    ) -> dict | Callable[[int, int, RunConfig, Method, Path | None], dict]:
     """``metrics_of(k, seed, cfg, method, run_dir)``: a run's metrics, trained here when asked
     (one stream per seed), or read from the results of every run made first by ``workers``
     processes or a submitit sweep; ``{"submitted": ...}`` when the sweep was submitted without
     waiting. ``own``: your own data's ``seed -> stream`` (:func:`anpyc.experiments.compare.own_stream`).
-    ``resume``: a run ``out`` holds already is read back (finished) or continued (killed)."""
+    ``resume``: a run ``out`` holds already is read back (finished) or continued (killed).
+    ``numbers``: each point's folder number (:func:`point_numbers`; default: its place)."""
     submitit = executor is not None and executor.uses_submitit
+    numbers = numbers if numbers is not None else list(range(len(runs)))
     if submitit or workers > 1:
         jobs = [Job(f"point_{k}", s, cfg, out / f"point_{k}" / f"seed_{s}" if out is not None else None,
                     resume=resume, method_object=None if submitit else method, budget=budget)
-                for k, point_runs in enumerate(runs) for s, (cfg, method) in zip(seeds, point_runs)]
+                for k, point_runs in zip(numbers, runs) for s, (cfg, method) in zip(seeds, point_runs)]
         execution = execute(jobs, executor, out, workers, overwrite=overwrite, quiet=quiet)
         return {"submitted": execution.submitted} if execution.submitted is not None else _executed(execution)
     streams = {s: own(s) if own is not None else build_stream(base.replace(seed=s)) for s in seeds}
@@ -147,8 +178,8 @@ def _metrics_source(base: RunConfig, runs: list, seeds: list[int], out: Path | N
 
 def _point_row(k: int, point_cfg: RunConfig, seeds: list[int], point_runs: list, out: Path | None,
                metrics_of: Callable[[int, int, RunConfig, Method, Path | None], dict]) -> dict:
-    """Grid point ``k``'s row: its mean validation and test accuracy over the seeds, or the
-    error of the first seed whose training diverged (the others are not run)."""
+    """The row of the grid point in ``OUT/point_<k>``: its mean validation and test accuracy over
+    the seeds, or the error of the first seed whose training diverged (the others are not run)."""
     val, test, failed = [], [], None
     for s, (cfg, method) in zip(seeds, point_runs):
         run_dir = out / f"point_{k}" / f"seed_{s}" if out is not None else None

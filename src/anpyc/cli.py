@@ -454,10 +454,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.overwrite and args.out is None:
         raise ConfigError("reproduce --overwrite needs --out (without it the rerun stays in memory)")
+    options = dict(quiet=args.quiet, atol=args.atol, stream_from=args.stream_from, overwrite=args.overwrite)
     if not (Path(args.dir) / rundir.CONFIG).is_file() and Path(args.dir).is_dir():  # a folder of runs
-        from anpyc.experiments.reproduce import reproduce_all as reproduce
-    report = reproduce(args.dir, args.out, quiet=args.quiet, atol=args.atol, stream_from=args.stream_from,
-                       overwrite=args.overwrite)
+        from anpyc.experiments.reproduce import reproduce_all
+
+        report = reproduce_all(args.dir, args.out, jobs=args.jobs, **options)
+    elif args.jobs != 1:
+        raise ConfigError("reproduce --jobs needs a folder of runs (one run runs in one process)")
+    else:
+        report = reproduce(args.dir, args.out, **options)
     for run_report in getattr(report, "reports", ()):
         print(f"{run_report.run_dir}: {run_report.verdict()}")
     print(report.verdict())
@@ -977,6 +982,8 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     p_repro.add_argument("--overwrite", action="store_true",
                          help="Reuse an --out that holds results: what anpyc wrote there is removed first.")
     p_repro.add_argument("--quiet", action="store_true", help="No progress bars; warnings and errors only.")
+    p_repro.add_argument("--jobs", type=_count, default=1, metavar="N",
+                         help="A folder of runs: reproduce N runs at a time in processes of this machine. (default: 1)")
     p_repro.set_defaults(func=_cmd_reproduce)
 
 

@@ -136,6 +136,10 @@ def test_a_folder_of_runs_reproduces_every_finished_run_below_it(tmp_path, capsy
     assert lines[:-1] == [f"{cmp / m / f'seed_{s}'}: reproduced: acc_matrix and val_acc_matrix identical (2x2)"
                           for m in ("ewc", "finetune") for s in (0, 1)]
     assert (tmp_path / "again" / "ewc" / "seed_1" / "acc_matrix.csv").read_bytes() == (cmp / "ewc" / "seed_1" / "acc_matrix.csv").read_bytes()
+    assert main(["reproduce", str(cmp), "--quiet", "--jobs", "2"]) == 0  # two runs at a time, the same verdicts
+    assert capsys.readouterr().out.splitlines() == lines
+    assert main(["reproduce", str(cmp), "--quiet", "--jobs", "2", "--out", str(tmp_path / "again")]) == 2  # one line
+    assert capsys.readouterr().err.strip().endswith("already holds a run; choose another --out or pass --overwrite")
     metrics = json.loads((cmp / "ewc" / "seed_1" / "metrics.json").read_text())
     metrics["acc_matrix"][1][1] -= 0.25
     (cmp / "ewc" / "seed_1" / "metrics.json").write_text(json.dumps(metrics))

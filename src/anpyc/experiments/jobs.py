@@ -146,7 +146,7 @@ def _record_failure(job: Job, exc: BaseException, failures: list[JobFailure]) ->
                   "".join(traceback.format_exception(exc)).rstrip())
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
+def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Terminate the pool's worker processes now: ``shutdown`` alone waits for their running
     jobs (Python before 3.14 has no public call for this)."""
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
@@ -196,7 +196,7 @@ def run_jobs(
             except Exception as exc:
                 _record_failure(job, exc, failures)
     except BaseException:  # Ctrl-C, SIGTERM: a worker left alone would finish its job unseen
-        _stop_workers(pool)
+        stop_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -26,10 +26,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from anpyc.callbacks.progress import progress_bar
 from anpyc.config import CUSTOM, RunConfig
@@ -151,10 +155,13 @@ def runs_below(root: str | Path) -> list[Path]:
 
 
 def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0,
-                  stream_from: str | None = None, overwrite: bool = False) -> SweepReport:
+                  stream_from: str | None = None, overwrite: bool = False, jobs: int = 1) -> SweepReport:
     """:func:`reproduce` every finished run below ``root`` (a comparison, suite, tuning or
-    benchmark folder); with ``out``, each rerun goes to the same relative path under it. Each
-    run's verdict is logged as it ends."""
+    benchmark folder); with ``out``, each rerun goes to the same relative path under it;
+    ``jobs > 1``: that many runs at a time, in processes of this machine. Each run's verdict is
+    logged as it ends."""
+    if not (isinstance(jobs, int) and jobs >= 1):
+        raise ConfigError(f"--jobs must be an integer >= 1, got {jobs!r}")
     root = Path(root)
     runs = runs_below(root)
     if not runs:
@@ -165,16 +172,38 @@ def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool =
     if len(sweep.unfinished) == len(runs):
         raise OutputError(f"{root} holds no finished run ({len(runs)} unfinished: anpyc run --resume DIR continues one)")
     finished = [r for r in runs if r not in sweep.unfinished]
+    calls = [(r, Path(out) / r.relative_to(root) if out is not None else None, quiet or jobs > 1, atol, stream_from,
+              overwrite) for r in finished]
     bar = progress_bar(len(finished), quiet, f"reproduce {root}", unit="run")
-    for run_dir in finished:
-        where = Path(out) / run_dir.relative_to(root) if out is not None else None
-        sweep.reports.append(reproduce(run_dir, where, quiet=quiet, atol=atol, stream_from=stream_from,
-                                       overwrite=overwrite))
+    for report in _reproduced(calls, jobs):
+        sweep.reports.append(report)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     return sweep
+
+
+def _reproduced(calls: list[tuple], jobs: int) -> Iterator[ReproduceReport]:
+    """:func:`reproduce` of each argument tuple, in order: here, or in ``jobs`` processes (the
+    first error stops the others and is raised)."""
+    if jobs <= 1 or len(calls) <= 1:
+        yield from (reproduce(*call) for call in calls)
+        return
+    from anpyc.experiments.jobs import stop_workers
+    from anpyc.parallel.launch import default_start_method, default_threads
+
+    workers = min(jobs, len(calls))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(default_start_method()),
+                               initializer=torch.set_num_threads, initargs=(default_threads(workers),))
+    try:
+        for future in [pool.submit(reproduce, *call) for call in calls]:
+            yield future.result()
+    except BaseException:  # an error, Ctrl-C, SIGTERM: no worker goes on unseen
+        stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _rebuildable(cfg: RunConfig, run_dir: Path, stream_from: str | None) -> RunConfig:

@@ -168,3 +168,24 @@ def test_tune_takes_the_same_path_and_the_same_command_again_gathers_it(tmp_path
     assert got["best"]["params"] == local["best"]["params"]
     assert saved_budget(tmp_path / "sub" / "point_1" / "seed_0") == saved_budget(tmp_path / "local" / "point_1" / "seed_0")
     assert len(list((tmp_path / "sub" / "submitit").glob("*_submitted.pkl"))) == 2
+
+
+def test_no_wait_returns_while_its_job_runs_even_when_its_output_is_read_through_a_pipe(tmp_path):
+    """submitit-local starts each job's controller with the submitting process's standard output
+    and error: a pipe reading the command (``| tee``, a CI step capturing it) stayed open until
+    the jobs ended, so ``--no-wait`` waited after all. Its controllers now write to the job folder."""
+    gate = tmp_path / "gate"
+    out = tmp_path / "sweep"
+    run_dir = out / "test-gate" / "seed_0"
+    proc = _sweep(["compare", "--methods", "test-gate", *RUN, "--out", str(out), "--executor", "submitit-local",
+                   "--no-wait"], {**os.environ, "ANPYC_TEST_GATE": str(gate)})
+    try:
+        said, err = proc.communicate(timeout=120)  # EOF on both pipes: the job holds neither
+        assert proc.returncode == 0, err
+        assert "submitted 1 job(s) to submitit-local" in said
+        _wait_for(lambda: rundir.holder(run_dir), "the job to take its run")
+        assert not (run_dir / "metrics.json").exists()  # still going, behind its gate
+    finally:
+        gate.touch()
+    assert main(["gather", str(out), "--wait", "--quiet", "--no-report"]) == 0
+    assert (out / "submitit" / "controllers.log").is_file()

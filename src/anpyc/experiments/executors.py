@@ -52,6 +52,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -81,6 +82,7 @@ from anpyc.io import write_json
 from anpyc.parallel import launch
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import ModuleType
 
     from submitit import LocalExecutor, LocalJob, SlurmExecutor, SlurmJob
@@ -514,7 +516,8 @@ class _Sweep:
             with ex.batch():  # one job array
                 submitted = [ex.submit(call) for call in calls]
         else:
-            submitted = [ex.submit(call) for call in calls]
+            with _output_to(self.folder / CONTROLLER_LOG):
+                submitted = [ex.submit(call) for call in calls]
         handles = {}
         now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         for job, sjob in zip(jobs, submitted, strict=True):
@@ -623,6 +626,31 @@ class _Sweep:
 
     def _save_ledger(self) -> None:
         write_json(self.out / rundir.JOB_LIST, {"format": 1, "jobs": self.ledger})
+
+
+#: where submitit-local's job controllers write (in the job folder)
+CONTROLLER_LOG = "controllers.log"
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """This process's standard output and error go to ``path`` inside the block. submitit-local
+    starts each job's controller with them: a pipe that reads this command (``| tee``, a CI step
+    capturing it) stayed open until the jobs ended, so ``--no-wait`` waited after all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, target):
+            os.close(fd)
 
 
 class _SubmititHandle:

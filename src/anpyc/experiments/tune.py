@@ -124,15 +124,16 @@ def tune(
 def point_numbers(out_dir: str | Path | None, points: list[dict[str, Any]]) -> tuple[list[int], list[dict] | None]:
     """The folder number of each grid point (``OUT/point_<n>``) and, for a tuning that grew or
     whose grid was reordered, the points in folder order (kept in ``tune.yaml`` as ``points``;
-    else ``None``). A fresh search
-    numbers its points in grid order; one resumed from ``out_dir`` keeps the numbers its
-    ``tune.yaml`` gave, and a point added to the grid takes the next free one.
+    else ``None``). A fresh search numbers its points in grid order; one resumed from
+    ``out_dir`` keeps the numbers its ``tune.yaml`` gave, and a point added to the grid takes
+    the next free one.
 
     Example:
         >>> point_numbers(None, [{"lam": 1}, {"lam": 10}])
         ([0, 1], None)
     """
-    saved = rundir.read_yaml(Path(out_dir) / rundir.TUNE) if out_dir is not None and (Path(out_dir) / rundir.TUNE).is_file() else None
+    record = Path(out_dir) / rundir.TUNE if out_dir is not None else None
+    saved = rundir.read_yaml(record) if record is not None and record.is_file() else None
     if saved is None:
         return list(range(len(points))), None
     known = saved.get("points") or expand_grid(saved.get("grid") or {})

@@ -97,7 +97,7 @@ def test_resume_refuses_other_settings_or_a_directory_without_a_comparison(tmp_p
         compare(base, ["finetune"], [0], tmp_path / "empty", quiet=True, resume=True)
 
 
-def test_resume_adds_methods_and_seeds_to_a_finished_comparison(tmp_path):
+def test_resume_adds_methods_and_seeds_to_a_finished_comparison(tmp_path, caplog):
     """A table grows: the same command with a method and a seed more, plus --resume, runs only
     the new runs and summarises all of them as one comparison of them all would."""
     base = RunConfig.from_dict(BASE)
@@ -106,6 +106,8 @@ def test_resume_adds_methods_and_seeds_to_a_finished_comparison(tmp_path):
     finished = out / "finetune" / "seed_0" / "metrics.json"
     before = finished.stat().st_mtime_ns
     grown = compare(base, ["finetune", "si"], [0, 1], out, quiet=True, resume=True)
+    # SI's time / fine-tune on seed 0 sets this session's run against one of an earlier session: said
+    assert "time / fine-tune sets their runs against fine-tune's of an earlier session" in caplog.text
     whole = compare(base, ["finetune", "si"], [0, 1], tmp_path / "whole", quiet=True)
     assert finished.stat().st_mtime_ns == before  # read back, not run again
     assert {m: grown["methods"][m]["avg_acc"] for m in ("finetune", "si")} == {

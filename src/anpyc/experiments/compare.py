@@ -218,6 +218,9 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
         differ = _changed_beyond_additions(saved, now, differ)
         if not differ:
             log.info("%s: adding %s", out, ", ".join(_additions(saved, now)))
+            if "finetune" in (saved.get("methods") or []) and set(now.get("methods") or []) - set(saved["methods"]):
+                log.warning("%s: the added methods' time / fine-tune sets their runs against fine-tune's of an earlier "
+                            "session (add fine-tune's seeds beside them, in another folder, for a ratio measured at once)", out)
             write_yaml(out / marker, record)
         kept = saved.get("methods") or []  # the message names what changed for them, not the added ones
         saved, now = ({k: ({m: (v or {}).get(m) for m in kept} if k in ("params", "aliases") else v)

@@ -201,7 +201,8 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
     """The comparison directory to resume, locked; its ``compare.yaml`` must hold ``record``
     (the same methods, seeds, parameters, budget and base config), or ``record`` with methods or
     seeds added (``compare.yaml`` then takes ``record``; not a suite's). ``marker``: another
-    sweep's record file (a tuning's ``tune.yaml``, which must hold ``record``)."""
+    sweep's record file (a tuning's ``tune.yaml``, which may likewise take grid values or seeds
+    added)."""
     if out_dir is None:
         raise ConfigError("--resume needs the comparison's --out directory")
     out = Path(out_dir)
@@ -248,7 +249,7 @@ def _changed_beyond_additions(saved: dict, now: dict, differ: list[str]) -> list
         if key in ("params", "aliases"):
             return all((then or {}).get(m) == (new or {}).get(m) for m in kept)
         if key == "grid":
-            return set(then or {}) == set(new) and all(v in new[k] for k, values in then.items() for v in values)
+            return set(then or {}) == set(new) and all(v in new[k] for k, values in (then or {}).items() for v in values)
         return key == "points"
 
     return [k for k in differ if not only_added(k)]

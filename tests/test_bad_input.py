@@ -240,6 +240,7 @@ def test_empty_method_list_and_missing_flags_fail_cleanly(result_dir, bad_input_
     # a device this torch build lacks: a traceback from the first tensor put on it
     (["run", "--method", "finetune", "--benchmark", "blobs", "--device", "xpu"], "train.device is 'xpu', which this torch build cannot use"),
     (["run", "--method", "finetune", "--benchmark", "blobs", "--device", "hpu"], "train.device is 'hpu', which this torch build cannot use"),
+    (["run", "--method", "finetune", "--benchmark", "blobs", "--device", "meta"], "train.device is 'meta', which holds no values"),
 ])
 def test_counts_seeds_and_argparse_errors_fail_cleanly(argv, words, result_dir, bad_input_count):
     line = expect_clean_error([*argv, "--out", str(result_dir), "--overwrite"], result_dir)

@@ -340,7 +340,9 @@ def _checked(cfg: RunConfig, kind: type[Problem], tensorboard: bool | str | Path
         raise ConfigError(f"train.device: {first_line(exc)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {cfg.train.device!r} but torch sees no CUDA device")
-    if device.type not in ("cpu", "cuda", "meta"):  # mps, xpu...: this torch build may lack it
+    if device.type == "meta":  # tensors with shapes and no values: nothing can be learnt or measured
+        raise ConfigError("train.device is 'meta', which holds no values: train on cpu or cuda")
+    if device.type not in ("cpu", "cuda"):  # mps, xpu...: this torch build may lack it
         try:
             torch.empty(0, device=device)
         except Exception as exc:  # noqa: BLE001 - whatever the backend raises (RuntimeError, a missing module...)

@@ -67,6 +67,9 @@ def test_reproduce_refuses_unfinished_runs_and_its_own_directory(finished, tmp_p
     assert main(["reproduce", str(unfinished)]) == 2
     assert "did not finish" in capsys.readouterr().err
     assert main(["reproduce", str(finished), "--out", str(finished)]) == 2
+    capsys.readouterr()
+    assert main(["reproduce", str(tmp_path / "typo")]) == 2
+    assert capsys.readouterr().err.strip().endswith("typo: no such directory")
 
 
 def test_a_different_machine_is_named_beside_a_difference(finished, tmp_path, capsys):

@@ -96,6 +96,8 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     if not (isinstance(atol, (int, float)) and math.isfinite(atol) and atol >= 0):
         raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {atol}")
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise OutputError(f"{run_dir}: no such directory")
     if not (run_dir / "config.yaml").is_file():
         n = len(runs_below(run_dir)) if run_dir.is_dir() else 0
         below = f" ({n} runs below it: reproduce_all reruns them)" if n else ""

@@ -7,7 +7,7 @@ import yaml
 
 from anpyc.config import RunConfig
 from anpyc.errors import ConfigError, OutputError
-from anpyc.runner import run
+from anpyc.runner import resume_run, run
 
 BLOBS = {"stream": {"benchmark": "blobs", "tasks": 3, "subsample": 300}, "model": {"hidden": [32]}, "train": {"epochs": 3}}
 
@@ -137,6 +137,9 @@ def test_resume_needs_a_run_directory_that_holds_a_run(tmp_path):
     with pytest.raises(OutputError, match=r"empty holds no run to resume \(no config.yaml\)"):
         run(cfg, tmp_path / "empty", resume=True, quiet=True)
     assert list((tmp_path / "empty").iterdir()) == []  # nothing written, no lock left
+    with pytest.raises(OutputError, match=r"typo: no such directory"):
+        resume_run(tmp_path / "typo", quiet=True)
+    assert not (tmp_path / "typo").exists()
     with pytest.raises(ConfigError, match="unknown budget 'steps'; known: passes, epochs"):
         run(cfg, tmp_path / "b", budget="steps", quiet=True)
     assert not (tmp_path / "b").exists()

@@ -237,6 +237,9 @@ def test_gathering_a_local_comparison_lists_what_a_kill_left(tmp_path, capsys):
             "(it continues from its newest checkpoint)") in err
     assert json.loads((out / "summary.json").read_text())["methods"]["finetune"]["n_seeds"] == 1
     assert main(["gather", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nothing: no such directory")
+    (tmp_path / "nothing").mkdir()
+    assert main(["gather", str(tmp_path / "nothing")]) == 2
     assert "holds no comparison to gather" in capsys.readouterr().err
 
 

@@ -19,7 +19,7 @@ QUICK = ["--benchmark", "blobs", "--tasks", "2", "--subsample", "200", "--hidden
         (["run", "--method", "finetune", "--config", "{d}/missing.yaml", "--out", "{d}"], "not found"),
         (["compare", "--methods", "finetune", "--param", "lam=1", "--out", "{d}"], "METHOD.KEY"),
         (["compare", "--methods", "finetune", "--resume", "--overwrite", "--out", "{d}"], "drop one"),
-        (["bench", "quick", "--resume", "--allow-dirty", "--out", "{d}"], "no comparison to resume"),
+        (["bench", "quick", "--resume", "--allow-dirty", "--out", "{d}"], "o: no such directory"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, words):

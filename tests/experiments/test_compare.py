@@ -93,6 +93,9 @@ def test_resume_refuses_other_settings_or_a_directory_without_a_comparison(tmp_p
     longer = base.replace(train=dataclasses.replace(base.train, epochs=3.0))
     with pytest.raises(ConfigError, match=re.escape("other settings (base.train.epochs: 2.0 then, 3.0 now)")):
         compare(longer, ["finetune", "si"], [0], tmp_path / "c", quiet=True, resume=True)
+    with pytest.raises(OutputError, match="empty: no such directory"):
+        compare(base, ["finetune"], [0], tmp_path / "empty", quiet=True, resume=True)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(OutputError, match="no comparison to resume"):
         compare(base, ["finetune"], [0], tmp_path / "empty", quiet=True, resume=True)
 

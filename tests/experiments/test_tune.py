@@ -168,6 +168,7 @@ def test_resume_of_a_search_refuses_other_settings_an_empty_folder_and_overwrite
     from anpyc.cli import main
 
     assert main(["tune", *TINY, "--out", str(tmp_path / "t")]) == 0
+    (tmp_path / "empty").mkdir()
     capsys.readouterr()
     other = [a if a != "lam=1.0,1000.0" else "lam=1.0,10.0" for a in TINY]
     for argv, words in [

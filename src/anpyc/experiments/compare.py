@@ -206,6 +206,8 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
     if out_dir is None:
         raise ConfigError("--resume needs the comparison's --out directory")
     out = Path(out_dir)
+    if not out.is_dir():
+        raise OutputError(f"{out}: no such directory")
     if not (out / marker).is_file():
         what = "comparison" if marker == rundir.COMPARE else "sweep"
         raise OutputError(f"{out} holds no {what} to resume (no {marker})")

@@ -130,7 +130,7 @@ def _refuse_busy_runs(out: Path) -> None:
         if pid is not None and pid != os.getpid():
             who = f"pid {pid}" if pid > 0 else "pid not recorded yet"
             raise OutputError(f"{run} is being written by another anpyc process ({who}): --overwrite would remove it; "
-                              "wait for it to end (a submitted job: or cancel it) or choose another --out")
+                              "wait for it to end (or cancel its job), or choose another --out")
 
 
 def _subfolders(folder: Path) -> list[Path]:

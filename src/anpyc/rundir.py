@@ -122,15 +122,29 @@ def prepare(out_dir: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
+def existing_dir(path: str | Path) -> Path:
+    """``path``, a directory that must exist already (a run, comparison or tuning to read or go
+    on with); else a one-line :class:`~anpyc.errors.OutputError`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise OutputError(f"{path}: no such directory")
+    return path
+
+
 def _refuse_busy_runs(out: Path) -> None:
     """Nothing is removed while another process writes one of the sweep's runs (a job still
     running after ``--no-wait``): clearing would pull its files from under it."""
-    for run in (r for d in _subfolders(out) for r in _subfolders(d) if _SEED_DIR.search(r.name)):
+    for run in _seed_folders(out):
         pid = holder(run)
         if pid is not None and pid != os.getpid():
             who = f"pid {pid}" if pid > 0 else "pid not recorded yet"
             raise OutputError(f"{run} is being written by another anpyc process ({who}): --overwrite would remove it; "
                               "wait for it to end (or cancel its job), or choose another --out")
+
+
+def _seed_folders(out: Path) -> list[Path]:
+    """The ``<label>/seed_<s>`` folders of the sweep in ``out``, whatever they hold."""
+    return [run for d in _subfolders(out) for run in _subfolders(d) if _SEED_DIR.search(run.name)]
 
 
 def _subfolders(folder: Path) -> list[Path]:
@@ -159,8 +173,7 @@ def clear(out: Path) -> None:
 
 def _sweep_runs(out: Path) -> list[Path]:
     """The run directories of the sweep in ``out``: ``<label>/seed_<s>`` holding a run."""
-    return [run for d in _subfolders(out) for run in _subfolders(d)
-            if _SEED_DIR.search(run.name) and any((run / m).exists() for m in (CONFIG, METRICS))]
+    return [run for run in _seed_folders(out) if any((run / m).exists() for m in (CONFIG, METRICS))]
 
 
 def _remove_empty(folder: Path) -> None:

@@ -490,9 +490,7 @@ def resume_run(run_dir: str | Path, quiet: bool = False, tensorboard: bool = Fal
     Example:
         >>> result = resume_run("runs/pmnist-anpyc")  # doctest: +SKIP
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise OutputError(f"{run_dir}: no such directory")
+    run_dir = rundir.existing_dir(run_dir)
     if not (run_dir / rundir.CONFIG).is_file():
         raise OutputError(f"{run_dir} holds no run to resume (no {rundir.CONFIG})")
     cfg = RunConfig.from_file(run_dir / rundir.CONFIG)

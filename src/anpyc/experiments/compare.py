@@ -205,9 +205,7 @@ def reopen(out_dir: str | Path | None, record: dict, marker: str = rundir.COMPAR
     added)."""
     if out_dir is None:
         raise ConfigError("--resume needs the comparison's --out directory")
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise OutputError(f"{out}: no such directory")
+    out = rundir.existing_dir(out_dir)
     if not (out / marker).is_file():
         what = "comparison" if marker == rundir.COMPARE else "sweep"
         raise OutputError(f"{out} holds no {what} to resume (no {marker})")

@@ -29,9 +29,7 @@ from anpyc.experiments.executors import ExecutorConfig, ledger_kind
 def gather(out_dir: str | Path, wait: bool = False, quiet: bool = False) -> dict:
     """The summary of the comparison or suite in ``out_dir`` from the runs its jobs finished;
     ``wait``: wait for the jobs still queued or running first."""
-    out = Path(out_dir)
-    if not out.is_dir():
-        raise OutputError(f"{out}: no such directory")
+    out = rundir.existing_dir(out_dir)
     if not (out / rundir.COMPARE).is_file():
         if (out / rundir.TUNE).is_file():
             raise OutputError(f"{out} holds a tuning: run its tune command again (without --overwrite) to gather it")

@@ -38,7 +38,7 @@ import torch
 from anpyc.callbacks.progress import progress_bar
 from anpyc.config import CUSTOM, RunConfig
 from anpyc.errors import ConfigError, OutputError
-from anpyc.rundir import matrix, read_metrics
+from anpyc.rundir import existing_dir, matrix, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,9 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
 
     if not (isinstance(atol, (int, float)) and math.isfinite(atol) and atol >= 0):
         raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {atol}")
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise OutputError(f"{run_dir}: no such directory")
+    run_dir = existing_dir(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        n = len(runs_below(run_dir)) if run_dir.is_dir() else 0
+        n = len(runs_below(run_dir))
         below = f" ({n} runs below it: reproduce_all reruns them)" if n else ""
         raise OutputError(f"{run_dir} holds no run (no config.yaml){below}")
     if not (run_dir / "metrics.json").is_file():

@@ -94,3 +94,14 @@ def make_compare_dir(root: Path, methods: tuple[str, ...] = tuple(METHODS)) -> P
     (root / "summary.json").write_text(json.dumps({"benchmark": "blobs", "n_tasks": T, "seeds": [0, 1],
                                                    "methods": {m: {} for m in methods}}))
     return root
+
+
+def make_record_dir(root: Path, methods: tuple[str, ...] = tuple(METHODS)) -> Path:
+    """A comparison laid out as a committed record of docs/benchmarks: ``bench.json`` (the
+    summary, benchmark "recorded") and ``compare.yaml`` beside ``runs/<method>/seed_<s>``."""
+    made = make_compare_dir(root / "runs", methods)
+    (made / "compare.yaml").rename(root / "compare.yaml")
+    summary = json.loads((made / "summary.json").read_text())
+    (made / "summary.json").unlink()
+    (root / "bench.json").write_text(json.dumps({**summary, "benchmark": "recorded"}))
+    return root

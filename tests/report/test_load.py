@@ -2,7 +2,7 @@ import json
 import shutil
 
 import pytest
-from report_fakes import METHODS
+from report_fakes import METHODS, make_record_dir
 
 from anpyc.errors import OutputError
 from anpyc.report.load import load_results
@@ -63,3 +63,16 @@ def test_a_tuning_folder_is_refused_naming_its_table(tmp_path):
     with pytest.raises(OutputError, match=r"holds a tuning: its table is .*tune\.md .*report one of its runs") as err:
         load_results(tmp_path)
     assert "\n" not in str(err.value)
+
+
+
+def test_a_committed_record_reads_its_runs_folder(tmp_path):
+    """docs/benchmarks/NAME keeps bench.json and compare.yaml beside runs/<label>/seed_<s>."""
+    record = make_record_dir(tmp_path / "record")
+    res = load_results(record)
+    assert res.kind == "compare" and res.methods == list(METHODS) and res.seeds == [0, 1]
+    assert res.runs["ewc"][0].path == record / "runs" / "ewc" / "seed_0"
+    assert res.summary["benchmark"] == "recorded"  # bench.json stands for summary.json
+    (record / "bench.json").unlink()  # without it runs/ is just a folder: nothing to report
+    with pytest.raises(OutputError, match="holds no finished run"):
+        load_results(record)

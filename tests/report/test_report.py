@@ -6,11 +6,12 @@ import shutil
 import subprocess
 
 import pytest
-from report_fakes import METHODS, make_compare_dir
+from report_fakes import METHODS, make_compare_dir, make_record_dir
 
 from anpyc.errors import OutputError
 from anpyc.report import plots
-from anpyc.report.report import write_report, write_report_safely
+from anpyc.report.load import load_results
+from anpyc.report.report import _files_blocks, write_report, write_report_safely
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -55,6 +56,13 @@ def test_compare_report_has_every_file(compare_report):
     rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ") and " | 2 | " in line]
     assert rows == list(METHODS)  # one summary row per method, comparison order
     assert "Mean ± std over seeds" in md and "## Capacity and importance" in md
+
+
+def test_the_files_section_says_where_the_runs_lie(tmp_path):
+    compare_files = _files_blocks(load_results(make_compare_dir(tmp_path / "cmp")))[-1].text
+    record_files = _files_blocks(load_results(make_record_dir(tmp_path / "record")))[-1].text
+    assert "`summary.json`" in compare_files and "`<method>/seed_<s>/`" in compare_files
+    assert "`bench.json` (suite summary)" in record_files and "`runs/<method>/seed_<s>/`" in record_files
 
 
 def test_single_method_without_extras_skips_those_plots(tmp_path):

@@ -2,7 +2,8 @@
 
 A *run directory* holds ``config.yaml`` and ``metrics.json`` (see :mod:`anpyc.runner`). A
 *comparison directory* holds ``compare.yaml`` and/or ``summary.json`` plus one run directory
-per method and seed, ``<method>/seed_<s>/``. Reports read only these files, so a report can be
+per method and seed, ``<method>/seed_<s>/`` (a record of docs/benchmarks, ``bench.json`` beside
+a ``runs/`` folder, holds them in ``runs/``). Reports read only these files, so a report can be
 redrawn long after training, and a comparison that stopped half way still gets one (runs
 without ``metrics.json`` are skipped with a warning).
 
@@ -23,6 +24,8 @@ from anpyc import rundir
 from anpyc.errors import OutputError
 
 log = logging.getLogger(__name__)
+
+RECORD_RUNS = "runs"  # a committed record's run folders (docs/benchmarks/NAME/runs/<label>/seed_<s>)
 
 
 @dataclass
@@ -108,16 +111,33 @@ def load_results(path: str | Path) -> Results:
     )
 
 
+def _label_folders(folder: Path) -> list[str]:
+    """The folders under ``folder`` that hold ``seed_<s>`` folders (a comparison's labels)."""
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(rundir.seed_dirs(p)))
+
+
+def _runs_folder(root: Path) -> Path:
+    """Where a comparison's ``<label>/seed_<s>`` folders lie: in it, or, in a record of
+    docs/benchmarks (``bench.json`` and ``compare.yaml`` beside a ``runs/`` folder), in ``runs/``."""
+    nested = root / RECORD_RUNS
+    if nested.is_dir() and not _label_folders(root) and (root / rundir.BENCH_JSON).exists():
+        return nested
+    return root
+
+
 def _load_compare(root: Path) -> Results:
-    summary = rundir.read_json(root / rundir.SUMMARY_JSON) if (root / rundir.SUMMARY_JSON).exists() else {}
+    # a bench's summary is bench.json too (a record keeps that one only)
+    source = next((root / n for n in (rundir.SUMMARY_JSON, rundir.BENCH_JSON) if (root / n).exists()), None)
+    summary = rundir.read_json(source) if source is not None else {}
     spec = rundir.read_yaml(root / rundir.COMPARE)
+    folder = _runs_folder(root)
     # order: as the comparison listed them, then any other method folder found on disk
     order = [str(m) for m in spec.get("methods") or summary.get("methods") or []]
-    order += sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in order and any(rundir.seed_dirs(p)))
+    order += [name for name in _label_folders(folder) if name not in order]
     runs: dict[str, list[RunData]] = {}
     for method in order:
         found = []
-        for seed, seed_dir in rundir.seed_dirs(root / method):
+        for seed, seed_dir in rundir.seed_dirs(folder / method):
             try:
                 found.append(load_run(seed_dir, method, seed))
             except OutputError as exc:

@@ -191,10 +191,12 @@ def _draw_plots(results: Results, plot_dir: Path) -> tuple[list, list[Path], lis
 def _files_blocks(results: Results) -> list:
     """A "Files" section naming what the directory holds (none when it holds none of them)."""
     files = [("config.yaml", "resolved config"), ("metrics.json", "all metrics"), ("acc_matrix.csv", "accuracy matrix"),
-             ("acc_curve.csv", "per-task log"), ("summary.json", "comparison summary"), ("compare.yaml", "comparison spec")]
+             ("acc_curve.csv", "per-task log"), ("summary.json", "comparison summary"), ("bench.json", "suite summary"),
+             ("compare.yaml", "comparison spec")]
     present = [f"`{f}` ({what})" for f, what in files if (results.root / f).exists()]
-    if results.kind == "compare":
-        present.append("`<method>/seed_<s>/` (one run directory each)")
+    if results.kind == "compare":  # beside these files, or in a record's runs/
+        where = next(iter(results.runs.values()))[0].path.parent.parent.relative_to(results.root).as_posix()
+        present.append(f"`{'' if where == '.' else where + '/'}<method>/seed_<s>/` (one run directory each)")
     if (results.root / rundir.TB).is_dir():
         present.append(f"`tb/` (TensorBoard: `tensorboard --logdir {results.root / 'tb'}`)")
     if not present:

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import logging
 import re
 
 import pytest
@@ -134,7 +135,7 @@ def test_finetune_forgets_and_joint_beats_it_on_permuted_mnist(tmp_path, mnist_d
     assert metrics["joint"]["avg_acc"] > metrics["finetune"]["avg_acc"] + 0.01
 
 
-def test_run_logs_csv_and_tensorboard_then_report_command(tmp_path, capsys):
+def test_run_logs_csv_and_tensorboard_then_report_command(tmp_path, capsys, caplog):
     tb = importlib.util.find_spec("tensorboard") is not None
     out = tmp_path / "r"
     argv = ["run", "--method", "finetune", *QUICK, "--out", str(out), "--no-report"]
@@ -144,8 +145,11 @@ def test_run_logs_csv_and_tensorboard_then_report_command(tmp_path, capsys):
     assert len((out / "acc_curve.csv").read_text().splitlines()) == 3
     assert not tb or any((out / "tb").glob("events.out.tfevents.*"))
     capsys.readouterr()
-    assert main(["report", str(out)]) == 0
-    assert "report.html" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO):
+        assert main(["report", str(out)]) == 0
+    assert [line for line in capsys.readouterr().out.splitlines() if "report.html" in line] == [
+        f"report: {out / 'report.html'} (5 plots), {out / 'report.md'}"]
+    assert "report.html" not in caplog.text  # said once, not logged beside the line
     assert (out / "report.md").exists() and "<img src=\"data:image/png;base64," in (out / "report.html").read_text()
 
 

@@ -223,7 +223,7 @@ def write_report(directory: str | Path) -> ReportFiles:
     blocks, drawn, skipped = build_report(results, plot_dir)
     md = atomic_write_text(root / rundir.REPORT_MD, render_markdown(blocks, root))
     html = atomic_write_text(root / rundir.REPORT_HTML, render_html(blocks))
-    log.info("report: %s, %s (%d plots)", md, html, len(drawn))
+    log.debug("report: %s, %s (%d plots)", md, html, len(drawn))  # the command line prints where it went
     return ReportFiles(md, html, drawn, skipped)
 
 

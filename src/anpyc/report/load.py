@@ -2,8 +2,8 @@
 
 A *run directory* holds ``config.yaml`` and ``metrics.json`` (see :mod:`anpyc.runner`). A
 *comparison directory* holds ``compare.yaml`` and/or ``summary.json`` plus one run directory
-per method and seed, ``<method>/seed_<s>/`` (a record of docs/benchmarks, ``bench.json`` beside
-a ``runs/`` folder, holds them in ``runs/``). Reports read only these files, so a report can be
+per method and seed, ``<method>/seed_<s>/`` (a record of docs/benchmarks, ``compare.yaml``
+beside a ``runs/`` folder, holds them in ``runs/``). Reports read only these files, so a report can be
 redrawn long after training, and a comparison that stopped half way still gets one (runs
 without ``metrics.json`` are skipped with a warning).
 
@@ -118,9 +118,9 @@ def _label_folders(folder: Path) -> list[str]:
 
 def _runs_folder(root: Path) -> Path:
     """Where a comparison's ``<label>/seed_<s>`` folders lie: in it, or, in a record of
-    docs/benchmarks (``bench.json`` and ``compare.yaml`` beside a ``runs/`` folder), in ``runs/``."""
+    docs/benchmarks (``compare.yaml`` beside a ``runs/`` folder), in ``runs/``."""
     nested = root / RECORD_RUNS
-    if nested.is_dir() and not _label_folders(root) and (root / rundir.BENCH_JSON).exists():
+    if not _label_folders(root) and nested.is_dir() and _label_folders(nested):
         return nested
     return root
 

@@ -970,9 +970,10 @@ def _add_tune_all_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     p_repro = sub.add_parser("reproduce", help="rerun a run from its config.yaml and compare (exit 1 if different)",
-                             description="Rerun a finished run from its config.yaml and compare the accuracy matrices.")
+                             description="Rerun a finished run from its config.yaml and compare the accuracy matrices "
+                                         "(a run that stopped of itself, its failure recorded, must stop again the same way).")
     p_repro.add_argument("dir", help="A finished run directory, or a folder of runs (a comparison, suite, tuning or "
-                                     "benchmark): every finished run below it.")
+                                     "benchmark): every finished or self-stopped run below it.")
     p_repro.add_argument("--out", default=None, metavar="DIR",
                          help="Write the rerun here (a folder of runs: each at its path below DIR). (default: in memory only)")
     p_repro.add_argument("--atol", type=float, default=0.0,

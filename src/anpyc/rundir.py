@@ -198,12 +198,12 @@ def unfinished_run(out: Path) -> str | None:
     written (``None``: no such run); a failure ``run.log`` records is named."""
     if not (out / CONFIG).exists() or (out / METRICS).exists():
         return None
-    if failure := _recorded_failure(out):
+    if failure := recorded_failure(out):
         return f"{out} holds a run that failed ({failure}); `anpyc run --resume {out}` continues it with the same settings"
     return f"{out} holds an unfinished run (no {METRICS}): continue it with `anpyc run --resume {out}`"
 
 
-def _recorded_failure(out: Path) -> str | None:
+def recorded_failure(out: Path) -> str | None:
     """The failure the last line of ``run.log`` records, if that is how the run ended."""
     try:
         lines = (out / RUN_LOG).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -230,6 +230,12 @@ def occupied(out: Path) -> str:
 def run_dir_of(compare_dir: str | Path, method: str, seed: int) -> Path:
     """Where a comparison keeps the run of ``method`` with ``seed``."""
     return Path(compare_dir) / method / f"seed_{seed}"
+
+
+def seed_of(run_dir: str | Path) -> int | None:
+    """The seed a comparison's run folder ``seed_<s>`` names (``None``: not such a folder)."""
+    found = _SEED_DIR.match(Path(run_dir).name)
+    return int(found.group(1)) if found else None
 
 
 def seed_dirs(method_dir: str | Path) -> list[tuple[int, Path]]:

@@ -173,3 +173,42 @@ def test_a_folder_of_runs_refuses_in_one_line(finished, tmp_path, capsys, where,
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "cmp" / "inside").exists()
+
+
+def test_a_run_that_stopped_of_itself_must_stop_again_the_same_way(tmp_path, capsys):
+    """A diverged run is part of a table (its row is missing or made of the other seeds): where
+    its failure is recorded, in run.log or in the comparison's (or a record's) failed list,
+    reproduce reruns it and compares the message; a killed run, recorded nowhere, stays skipped."""
+    import shutil
+
+    from anpyc.experiments.compare import compare
+
+    cmp = tmp_path / "cmp"
+    summary = compare(RunConfig.from_dict(BLOBS), ["finetune", "ewc"], [0, 1], cmp, quiet=True,
+                      params={"ewc": {"lam": 1e12}}, report=False)
+    stop = summary["failed"][0]["error"]
+    assert stop.startswith("non-finite loss") and len(summary["failed"]) == 2
+    assert main(["reproduce", str(cmp), "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{cmp / 'ewc' / 'seed_0'}: reproduced: stopped again as it did ({stop})"
+    assert lines[-1] == "reproduced: all 4 runs (2 identical, 2 stopped again as they did)"
+    # a committed record keeps no run.log: the failure is read from bench.json above runs/
+    record = tmp_path / "record"
+    shutil.copytree(cmp / "ewc", record / "runs" / "ewc", ignore=shutil.ignore_patterns("run.log"))
+    (record / "bench.json").write_text((cmp / "summary.json").read_text())
+    assert main(["reproduce", str(record / "runs" / "ewc" / "seed_1"), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"reproduced: stopped again as it did ({stop})"
+    # another message, or a run that now finishes: named, exit 1
+    other = json.loads((record / "bench.json").read_text())
+    other["failed"][0]["error"] = "non-finite loss (nan) in task 1, epoch 0"
+    (record / "bench.json").write_text(json.dumps(other))
+    assert main(["reproduce", str(record), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"stopped with {stop!r}, not 'non-finite loss (nan) in task 1, epoch 0'" in out
+    assert out.splitlines()[-1] == f"NOT reproduced: 1 of 2 runs differ ({Path('runs') / 'ewc' / 'seed_0'})"
+    (cmp / "finetune" / "seed_0" / "metrics.json").unlink()
+    assert main(["reproduce", str(cmp / "finetune"), "--quiet"]) == 0  # killed, recorded nowhere: skipped
+    assert capsys.readouterr().out.splitlines()[-1] == "reproduced: its one run identical; 1 unfinished run(s) skipped"
+    (cmp / "finetune" / "seed_0" / "run.log").write_text(f"run failed: {stop}\n")
+    assert main(["reproduce", str(cmp / "finetune" / "seed_0"), "--quiet"]) == 1
+    assert capsys.readouterr().out.startswith("NOT reproduced: stop: finished (ACC ")

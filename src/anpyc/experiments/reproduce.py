@@ -11,7 +11,10 @@ processor before 2026-12-06, the instructions before 47445c7).
 
 A folder that holds no run itself (a comparison, a suite, a tuning, a committed benchmark or
 one method's seeds of it) reproduces every finished run below it (:func:`reproduce_all`): the
-figures of a table are means over those runs.
+figures of a table are means over those runs. A run that stopped of itself (a diverged loss)
+is part of a table too (its row is missing, or made of the other seeds): where its failure is
+recorded (its ``run.log``, or the ``failed`` list of the comparison's ``summary.json`` or the
+suite's ``bench.json``) it is rerun, and reproduced when it stops again with the same message.
 
 Example:
     >>> report = reproduce("runs/pmnist-anpyc")  # doctest: +SKIP
@@ -37,8 +40,17 @@ import torch
 
 from anpyc.callbacks.progress import progress_bar
 from anpyc.config import CUSTOM, RunConfig
-from anpyc.errors import ConfigError, OutputError
-from anpyc.rundir import existing_dir, matrix, read_metrics
+from anpyc.errors import ConfigError, OutputError, TrainingError, one_line
+from anpyc.rundir import (
+    BENCH_JSON,
+    SUMMARY_JSON,
+    existing_dir,
+    matrix,
+    read_json,
+    read_metrics,
+    recorded_failure,
+    seed_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +67,16 @@ class ReproduceReport:
     shape: tuple[int, ...] = ()
     #: provenance entries (torch, numpy, git commit...) that differ from the original run's
     changed: dict[str, tuple] = field(default_factory=dict)
+    #: a run that stopped of itself: the message it stopped with (and the rerun's: ``differences["stop"]``)
+    stopped: str | None = None
 
     @property
     def equal(self) -> bool:
         return all(d is None for d in self.differences.values())
 
     def verdict(self) -> str:
+        if self.equal and self.stopped is not None:
+            return f"reproduced: stopped again as it did ({self.stopped})"
         if self.equal:
             shape = "x".join(map(str, self.shape))
             return f"reproduced: {' and '.join(self.differences)} identical ({shape})"
@@ -89,9 +105,11 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     """Rerun ``run_dir``'s config (into ``out`` if given, else in memory; ``overwrite``: an
     ``out`` that holds results is emptied first, as ``anpyc run --overwrite``) and compare. A
     run on a stream of your own is rebuilt from its ``stream.source`` or from ``stream_from``
-    (``MODULE:FUNCTION``, as ``--stream-from``); one passed from Python with neither is refused."""
+    (``MODULE:FUNCTION``, as ``--stream-from``); one passed from Python with neither is refused.
+    A run that stopped of itself, its failure recorded (:func:`expected_stop`), must stop again
+    with the same message."""
     from anpyc.config import load_mapping
-    from anpyc.runner import provenance, run
+    from anpyc.runner import run
 
     if not (isinstance(atol, (int, float)) and math.isfinite(atol) and atol >= 0):
         raise ConfigError(f"--atol must be a finite number >= 0 (a tolerance per accuracy), got {atol}")
@@ -100,36 +118,72 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
         n = len(runs_below(run_dir))
         below = f" ({n} runs below it: reproduce_all reruns them)" if n else ""
         raise OutputError(f"{run_dir} holds no run (no config.yaml){below}")
-    if not (run_dir / "metrics.json").is_file():
+    finished = (run_dir / "metrics.json").is_file()
+    stop = None if finished else expected_stop(run_dir)
+    if not finished and stop is None:
         raise OutputError(f"{run_dir} has no metrics.json: the run did not finish (anpyc run --resume {run_dir})")
-    original = read_metrics(run_dir)
+    original = read_metrics(run_dir) if finished else {}
     cfg = _rebuildable(RunConfig.from_file(run_dir / "config.yaml"), run_dir, stream_from)
     if out is not None and Path(out).resolve() == run_dir.resolve():
         raise OutputError("reproduce --out must differ from the run directory")
     saved_meta = load_mapping(run_dir / "config.yaml").get("meta") or {}
     recorded = saved_meta.get("budget") if isinstance(saved_meta.get("budget"), dict) else None
-    # config.yaml holds the epochs as run; the budget they came from is recorded again, not applied
-    result = run(cfg, out, quiet=quiet, overwrite=overwrite, budget=None, report=False, recorded_budget=recorded)
-    report = ReproduceReport(run_dir, shape=result.acc_matrix.shape)
-    now = provenance()
-    for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "cpu_model", "git_commit"):
-        if key in saved_meta and saved_meta[key] != now.get(key):
-            report.changed[key] = (saved_meta[key], now.get(key))
-        elif key in MACHINE and key not in saved_meta:  # an older run: the machine may be another
-            report.changed[key] = ("not recorded", now.get(key))
-    for key in COMPARED:
-        if key not in original:
-            continue
-        mine = result.acc_matrix if key == "acc_matrix" else result.val_acc_matrix
-        report.differences[key] = compare_matrices(matrix(original[key]), mine, atol)
+    report = ReproduceReport(run_dir, changed=_changed_provenance(saved_meta), stopped=stop)
+    try:  # config.yaml holds the epochs as run; the budget they came from is recorded again, not applied
+        result = run(cfg, out, quiet=quiet, overwrite=overwrite, budget=None, report=False, recorded_budget=recorded)
+    except Exception as exc:  # noqa: BLE001 - a recorded failure of any kind may be what reproduces
+        if stop is None or (one_line(exc) != stop and not isinstance(exc, TrainingError)):
+            raise  # a bad input or setting here, or a new fault: not the run's own end
+        report.differences["stop"] = None if one_line(exc) == stop else f"stopped with {one_line(exc)!r}, not {stop!r}"
+    else:
+        report.shape = result.acc_matrix.shape
+        if stop is not None:
+            report.differences["stop"] = f"finished (ACC {100 * result.metrics['avg_acc']:.2f} %) where the run stopped ({stop})"
+        for key in (k for k in COMPARED if k in original):
+            mine = result.acc_matrix if key == "acc_matrix" else result.val_acc_matrix
+            report.differences[key] = compare_matrices(matrix(original[key]), mine, atol)
     log.info("%s: %s", run_dir, report.verdict())
     return report
 
 
+def _changed_provenance(saved_meta: dict) -> dict[str, tuple]:
+    """The provenance entries (versions, machine, commit) of this process that differ from the
+    run's; the machine's as "not recorded" where an older run did not record it."""
+    from anpyc.runner import provenance
+
+    now, changed = provenance(), {}
+    for key in ("anpyc", "torch", "numpy", "python", "cpu_capability", "cpu_model", "git_commit"):
+        if key in saved_meta and saved_meta[key] != now.get(key):
+            changed[key] = (saved_meta[key], now.get(key))
+        elif key in MACHINE and key not in saved_meta:  # an older run: the machine may be another
+            changed[key] = ("not recorded", now.get(key))
+    return changed
+
+
+def expected_stop(run_dir: str | Path) -> str | None:
+    """The message an unfinished run stopped with of itself (``None``: killed, or not recorded):
+    the failure its ``run.log`` records, else the ``failed`` entry (exit code 2) for its label
+    and seed in the ``summary.json`` or ``bench.json`` of its comparison (``<cmp>/<label>/seed_<s>``)
+    or of a committed record (``<record>/runs/<label>/seed_<s>``, which keeps no ``run.log``)."""
+    run_dir = Path(run_dir)
+    if (failure := recorded_failure(run_dir)) is not None:
+        return failure
+    seed, label = seed_of(run_dir), run_dir.parent.name
+    for folder in list(run_dir.parents)[1:3] if seed is not None else ():
+        for name in (SUMMARY_JSON, BENCH_JSON):
+            if not (folder / name).is_file():
+                continue
+            for entry in read_json(folder / name).get("failed") or []:
+                if (entry.get("method"), entry.get("seed"), entry.get("exit_code")) == (label, seed, 2):
+                    return str(entry.get("error"))
+    return None
+
+
 @dataclass
 class SweepReport:
-    """Every finished run below ``root`` reproduced (``reports``, in path order); ``unfinished``:
-    runs that hold no ``metrics.json`` (nothing to compare, skipped)."""
+    """Every finished run below ``root`` reproduced, and every run that stopped of itself
+    (``reports``, in path order); ``unfinished``: runs that hold no ``metrics.json`` and no
+    recorded failure (killed: nothing to compare, skipped)."""
 
     root: Path
     reports: list[ReproduceReport] = field(default_factory=list)
@@ -142,8 +196,14 @@ class SweepReport:
     def verdict(self) -> str:
         n = len(self.reports)
         skipped = f"; {len(self.unfinished)} unfinished run(s) skipped" if self.unfinished else ""
+        stops = sum(r.stopped is not None for r in self.reports)
         if self.equal:
-            return f"reproduced: {f'all {n} runs' if n > 1 else 'its one run'} identical{skipped}"
+            what = f"all {n} runs" if n > 1 else "its one run"
+            if not stops:
+                return f"reproduced: {what} identical{skipped}"
+            parts = [f"{n - stops} identical"] if n > stops else []
+            parts.append(f"{stops} stopped again as {'they' if stops > 1 else 'it'} did")
+            return f"reproduced: {what} ({', '.join(parts)}){skipped}"
         bad = [str(r.run_dir.relative_to(self.root)) for r in self.reports if not r.equal]
         return f"NOT reproduced: {len(bad)} of {n} runs differ ({', '.join(bad)}){skipped}"
 
@@ -157,7 +217,7 @@ def runs_below(root: str | Path) -> list[Path]:
 def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0,
                   stream_from: str | None = None, overwrite: bool = False, jobs: int = 1) -> SweepReport:
     """:func:`reproduce` every finished run below ``root`` (a comparison, suite, tuning or
-    benchmark folder); with ``out``, each rerun goes to the same relative path under it;
+    benchmark folder), and every run that stopped of itself (:func:`expected_stop`); with ``out``, each rerun goes to the same relative path under it;
     ``jobs > 1``: that many runs at a time, in processes of this machine. Each run's verdict is
     logged as it ends."""
     if not (isinstance(jobs, int) and jobs >= 1):
@@ -168,7 +228,7 @@ def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool =
         raise OutputError(f"{root} holds no run (no config.yaml in it or below it)")
     if out is not None and Path(out).resolve().is_relative_to(root.resolve()):
         raise OutputError("reproduce --out must lie outside the folder reproduced")
-    sweep = SweepReport(root, unfinished=[r for r in runs if not (r / "metrics.json").is_file()])
+    sweep = SweepReport(root, unfinished=[r for r in runs if not (r / "metrics.json").is_file() and expected_stop(r) is None])
     if len(sweep.unfinished) == len(runs):
         raise OutputError(f"{root} holds no finished run ({len(runs)} unfinished: anpyc run --resume DIR continues one)")
     finished = [r for r in runs if r not in sweep.unfinished]

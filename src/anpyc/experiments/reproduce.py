@@ -217,9 +217,9 @@ def runs_below(root: str | Path) -> list[Path]:
 def reproduce_all(root: str | Path, out: str | Path | None = None, quiet: bool = False, atol: float = 0.0,
                   stream_from: str | None = None, overwrite: bool = False, jobs: int = 1) -> SweepReport:
     """:func:`reproduce` every finished run below ``root`` (a comparison, suite, tuning or
-    benchmark folder), and every run that stopped of itself (:func:`expected_stop`); with ``out``, each rerun goes to the same relative path under it;
-    ``jobs > 1``: that many runs at a time, in processes of this machine. Each run's verdict is
-    logged as it ends."""
+    benchmark folder), and every run that stopped of itself (:func:`expected_stop`); with
+    ``out``, each rerun goes to the same relative path under it; ``jobs > 1``: that many runs at
+    a time, in processes of this machine. Each run's verdict is logged as it ends."""
     if not (isinstance(jobs, int) and jobs >= 1):
         raise ConfigError(f"--jobs must be an integer >= 1, got {jobs!r}")
     root = Path(root)

@@ -150,6 +150,10 @@ def test_run_logs_csv_and_tensorboard_then_report_command(tmp_path, capsys, capl
     assert [line for line in capsys.readouterr().out.splitlines() if "report.html" in line] == [
         f"report: {out / 'report.html'} (5 plots), {out / 'report.md'}"]
     assert "report.html" not in caplog.text  # said once, not logged beside the line
+    assert "plot left out" in caplog.text
+    caplog.clear()
+    assert main(["report", str(out), "--quiet"]) == 0  # as every command that writes takes it
+    assert "plot left out" not in caplog.text and "report.html" in capsys.readouterr().out
     assert (out / "report.md").exists() and "<img src=\"data:image/png;base64," in (out / "report.html").read_text()
 
 

@@ -991,7 +991,9 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
 def _add_report_command(sub: argparse._SubParsersAction) -> None:
     p_rep = sub.add_parser("report", help="report.md, report.html and plots for a run or comparison directory",
                            description="Write report.md, report.html and plots/ for a run or comparison directory.")
-    p_rep.add_argument("dir", help="A run directory (metrics.json) or comparison directory (summary.json).")
+    p_rep.add_argument("dir", help="A run directory (metrics.json) or comparison directory (summary.json or "
+                                   "compare.yaml; a committed record's runs/ too).")
+    p_rep.add_argument("--quiet", action="store_true", help="Warnings and errors only (not which plots were left out).")
     p_rep.set_defaults(func=_cmd_report)
 
 

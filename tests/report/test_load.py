@@ -65,7 +65,6 @@ def test_a_tuning_folder_is_refused_naming_its_table(tmp_path):
     assert "\n" not in str(err.value)
 
 
-
 def test_a_committed_record_reads_its_runs_folder(tmp_path):
     """docs/benchmarks/NAME keeps bench.json and compare.yaml beside runs/<label>/seed_<s>."""
     record = make_record_dir(tmp_path / "record")

@@ -243,8 +243,7 @@ def seed_dirs(method_dir: str | Path) -> list[tuple[int, Path]]:
     folder = Path(method_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _SEED_DIR.match(p.name))]
-    return sorted(found)
+    return sorted((seed, p) for p in folder.iterdir() if p.is_dir() and (seed := seed_of(p)) is not None)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -297,6 +296,15 @@ def read_json(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise OutputError(f"{path} does not hold a JSON object")
     return data
+
+
+def read_summary(folder: str | Path) -> dict:
+    """A comparison's summary: its ``summary.json``, else a suite's ``bench.json`` (the summary
+    with the suite's record; a committed record keeps that one only); ``{}`` when neither is there."""
+    for name in (SUMMARY_JSON, BENCH_JSON):
+        if (Path(folder) / name).is_file():
+            return read_json(Path(folder) / name)
+    return {}
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -41,16 +41,7 @@ import torch
 from anpyc.callbacks.progress import progress_bar
 from anpyc.config import CUSTOM, RunConfig
 from anpyc.errors import ConfigError, OutputError, TrainingError, one_line
-from anpyc.rundir import (
-    BENCH_JSON,
-    SUMMARY_JSON,
-    existing_dir,
-    matrix,
-    read_json,
-    read_metrics,
-    recorded_failure,
-    seed_of,
-)
+from anpyc.rundir import existing_dir, matrix, read_metrics, read_summary, recorded_failure, seed_of
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +123,10 @@ def reproduce(run_dir: str | Path, out: str | Path | None = None, quiet: bool = 
     try:  # config.yaml holds the epochs as run; the budget they came from is recorded again, not applied
         result = run(cfg, out, quiet=quiet, overwrite=overwrite, budget=None, report=False, recorded_budget=recorded)
     except Exception as exc:  # noqa: BLE001 - a recorded failure of any kind may be what reproduces
-        if stop is None or (one_line(exc) != stop and not isinstance(exc, TrainingError)):
+        message = one_line(exc)
+        if stop is None or (message != stop and not isinstance(exc, TrainingError)):
             raise  # a bad input or setting here, or a new fault: not the run's own end
-        report.differences["stop"] = None if one_line(exc) == stop else f"stopped with {one_line(exc)!r}, not {stop!r}"
+        report.differences["stop"] = None if message == stop else f"stopped with {message!r}, not {stop!r}"
     else:
         report.shape = result.acc_matrix.shape
         if stop is not None:
@@ -170,12 +162,9 @@ def expected_stop(run_dir: str | Path) -> str | None:
         return failure
     seed, label = seed_of(run_dir), run_dir.parent.name
     for folder in list(run_dir.parents)[1:3] if seed is not None else ():
-        for name in (SUMMARY_JSON, BENCH_JSON):
-            if not (folder / name).is_file():
-                continue
-            for entry in read_json(folder / name).get("failed") or []:
-                if (entry.get("method"), entry.get("seed"), entry.get("exit_code")) == (label, seed, 2):
-                    return str(entry.get("error"))
+        for entry in read_summary(folder).get("failed") or []:
+            if (entry.get("method"), entry.get("seed"), entry.get("exit_code")) == (label, seed, 2):
+                return str(entry.get("error"))
     return None
 
 

@@ -116,24 +116,22 @@ def _label_folders(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and any(rundir.seed_dirs(p)))
 
 
-def _runs_folder(root: Path) -> Path:
-    """Where a comparison's ``<label>/seed_<s>`` folders lie: in it, or, in a record of
-    docs/benchmarks (``compare.yaml`` beside a ``runs/`` folder), in ``runs/``."""
-    nested = root / RECORD_RUNS
-    if not _label_folders(root) and nested.is_dir() and _label_folders(nested):
-        return nested
-    return root
+def _runs_folder(root: Path) -> tuple[Path, list[str]]:
+    """Where a comparison's ``<label>/seed_<s>`` folders lie, and their labels: in it, or, in a
+    record of docs/benchmarks (``compare.yaml`` beside a ``runs/`` folder), in ``runs/``."""
+    labels, nested = _label_folders(root), root / RECORD_RUNS
+    if not labels and nested.is_dir() and (nested_labels := _label_folders(nested)):
+        return nested, nested_labels
+    return root, labels
 
 
 def _load_compare(root: Path) -> Results:
-    # a bench's summary is bench.json too (a record keeps that one only)
-    source = next((root / n for n in (rundir.SUMMARY_JSON, rundir.BENCH_JSON) if (root / n).exists()), None)
-    summary = rundir.read_json(source) if source is not None else {}
+    summary = rundir.read_summary(root)
     spec = rundir.read_yaml(root / rundir.COMPARE)
-    folder = _runs_folder(root)
+    folder, labels = _runs_folder(root)
     # order: as the comparison listed them, then any other method folder found on disk
     order = [str(m) for m in spec.get("methods") or summary.get("methods") or []]
-    order += [name for name in _label_folders(folder) if name not in order]
+    order += [name for name in labels if name not in order]
     runs: dict[str, list[RunData]] = {}
     for method in order:
         found = []

@@ -263,7 +263,7 @@ def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(t
     method._set("theta_star", "w", torch.tensor([0.0, 1.0]))
     script.proximal_(method, Body(), lr=0.5)  # c = 2 * 0.5 * 2 * Ω = (0, 1)
     assert weight.tolist() == [1.0, 2.0]
-    saved = (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance)
+    saved, saved_merge = (ANPyC.penalty, ANPyC.after_step, ANPyC.estimate_importance), ANPyC.merge_importance
     argv = ["--proximal", "--head-scale", "0.5", "--", "run", "--method", "anpyc", "--benchmark", "blobs",
             "--tasks", "2", "--epochs", "1", "--scenario", "domain", "--param", "importance_samples=64",
             "--param", "lam=100", "--quiet", "--out", str(tmp_path / "run")]
@@ -281,9 +281,17 @@ def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(t
         with script.patched(False, 0.5, task_mean=True):
             scaled = ANPyC.estimate_importance(method, None, None, None)
     assert {n: v.tolist() for n, v in scaled.items()} == {"body": [0.375, 1.125], "heads.0.weight": [1.5]}
+    method._set("omega", "w", torch.tensor([2.0, 4.0]))
+    with script.patched(False, 1.0, decay=0.5):  # online EWC's running sum: Ω <- G Ω + Ω_t
+        method.merge_importance({"w": torch.tensor([1.0, 1.0])})
+    assert method.omega("w").tolist() == [2.0, 3.0] and ANPyC.merge_importance is saved_merge
+    assert script.main(["--decay", "0.9", *argv[3:-1], str(tmp_path / "decay")]) == 0
     with pytest.raises(SystemExit) as refused:  # worker processes would load the library unchanged
         script.main(["--proximal", "--", "compare", "--jobs=2", "--out", str(tmp_path / "jobs")])
     assert refused.value.code == 2 and not (tmp_path / "jobs").exists()
+    with pytest.raises(SystemExit) as refused:
+        script.main(["--decay", "0", "--", "compare", "--out", str(tmp_path / "zero")])
+    assert refused.value.code == 2 and not (tmp_path / "zero").exists()
 
 
 def test_same_code_tells_annotations_from_code(tmp_path):

@@ -198,6 +198,28 @@ def test_state_dict_round_trip_gives_the_same_penalty_and_scales():
     assert torch.equal(method.ownership.owner("body.1.weight"), fresh.ownership.owner("body.1.weight"))
 
 
+def test_uniform_importance_is_a_plain_l2_pull_and_pruning_then_goes_by_magnitude():
+    """``importance='uniform'`` (the ablation's row against ones): each task adds 1 to every
+    penalised entry, so after two tasks the penalty is ``2 lam |theta - theta*|^2``, a shared
+    head included; with pruning the released entries are the smallest weights and weigh 0."""
+    stream, model, method = _setup(tasks=2, head="single", importance="uniform", prune=False, update="plain", structure="none")
+    for t in range(2):
+        _train_task(stream, model, method, t)
+    assert all(torch.all(method.omega(n) == 2) for n, _ in method.penalized(model))
+    assert "heads.0.weight" in dict(method.penalized(model))
+    stream, model, method = _setup(importance="uniform", structure="none", keep_schedule="geometric", keep_first=0.5,
+                                   retrain_epochs=0, update="plain")
+    model.add_head(stream[0].n_outputs)
+    method.before_task(model, stream[0], HookContext(0, 2))
+    trained = {n: p.detach().abs().clone() for n, p in model.shared_parameters()}
+    method.after_task(model, stream[0], HookContext(0, 2), None)  # prune half of the pool, no retraining
+    for name, size in trained.items():
+        released = method.ownership.owner(name) == FREE
+        assert 0 < released.sum() < released.numel()
+        assert torch.all(method.omega(name)[released] == 0) and torch.all(method.omega(name)[~released] == 1)
+        assert size[released].max() <= size[~released].min()
+
+
 def test_single_head_is_consolidated_too():
     stream, model, method = _setup(tasks=2, head="single")
     _train_task(stream, model, method, 0)

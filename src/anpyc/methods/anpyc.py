@@ -24,8 +24,10 @@ training data, ``max(g*theta + 0.5*theta^2*g^2, 0)``, the authors' sign (``taylo
 ``max(-g*theta + 0.5*theta^2*g^2, 0)``, the Taylor estimate of the change of ``H`` when the
 parameter is removed; ``'two-sided'``: the two added; chosen on validation, docs/anpyc.md),
 averaged over batches, then shaped by the network's structure (``structure``, see
-:func:`anpyc.kernels.importance.normalize_per_layer`). ``importance='magnitude'`` (|theta|) and
-``'fisher'`` replace it (the ablation's rows), for both pruning and consolidation.
+:func:`anpyc.kernels.importance.normalize_per_layer`). ``importance='magnitude'`` (|theta|),
+``'fisher'`` and ``'uniform'`` (1 for every entry: a plain L2 pull to the anchor, what any
+importance estimate is measured against; pruning then ranks by |theta|, the ties' order) replace it
+(the ablation's rows), for both pruning and consolidation.
 
 A task that prunes nothing (the schedule keeps all; ``prune_last=False`` and the stream's
 last task, which the reference does not prune) trains on for its retraining budget, so every
@@ -87,7 +89,7 @@ class ANPyCConfig:
     """Hyper-parameters of ANPyC (the paper's symbols where it has them).
 
     Consolidation: ``lam`` (lambda; 0 turns consolidation off), ``importance`` (``omega``, the
-    paper's; ``magnitude``; ``fisher``), ``taylor_form``, ``importance_signal`` (``entropy``,
+    paper's; ``magnitude``; ``fisher``; ``uniform``, a plain L2 pull), ``taylor_form``, ``importance_signal`` (``entropy``,
     the paper's; ``loss``; ``output_norm`` for generators), ``structure`` and ``spread`` /
     ``beta`` (how the layer structure shapes Omega), ``merge`` over tasks (``sum``: the
     reference with pruning; ``max``: without), ``importance_samples`` (examples per estimate;
@@ -109,7 +111,7 @@ class ANPyCConfig:
     """
 
     lam: float = 1.0
-    importance: Literal["omega", "magnitude", "fisher"] = "omega"
+    importance: Literal["omega", "magnitude", "fisher", "uniform"] = "omega"
     taylor_form: Literal["removal", "reference", "two-sided"] = "reference"  # the ablation: the authors' sign earned its place
     importance_signal: Literal["entropy", "loss", "output_norm"] = "entropy"
     structure: Literal["none", "layer_mean", "layer_softmax", "neuron", "spread"] = "none"  # the ablation: within noise
@@ -329,9 +331,11 @@ class ANPyC(QuadraticPenalty):
     def _importance(self, model: ContinualModel, task: Task, ctx: HookContext,
                     with_head: bool) -> dict[str, Tensor]:
         c = self.config
-        if c.importance == "magnitude":
+        if c.importance in ("magnitude", "uniform"):
             with imp.scoring_head(model, with_head):
                 raw = imp.weight_magnitude(model)
+            if c.importance == "uniform":  # every entry alike: the plain L2 pull to the anchor
+                raw = {n: torch.ones_like(v) for n, v in raw.items()}
         else:
             self.count_importance_examples(ctx.task, task.train, c.importance_samples)
             with imp.scoring_head(model, with_head):

@@ -31,6 +31,7 @@ STAGES = {
     "anpyc-default": {
         "omega-magnitude": ("Omega, against \\|theta\\| (importance: omega)", 1),
         "omega-fisher": ("Omega, against the Fisher (importance: omega)", 1),
+        "omega-uniform": ("Omega, against ones: a plain L2 pull (importance: omega)", 1),
         "omega-removal-form": ("Omega's authors' sign, against the removal form (taylor_form: reference)", 1),
         "finetune": ("consolidation (lam > 0; without it, fine-tune)", 1),
         "with-elementwise": ("element-wise updating, added (update: elementwise)", -1),

@@ -129,6 +129,7 @@ DEFAULT_ABLATION_ROWS: dict[str, dict] = {
     "anpyc-default": {},
     "omega-magnitude": {"importance": "magnitude"},
     "omega-fisher": {"importance": "fisher"},
+    "omega-uniform": {"importance": "uniform"},  # ones: a plain L2 pull, what the importance earns
     "omega-removal-form": {"taylor_form": "removal"},
     "with-elementwise": {"update": "elementwise"},
     "with-structure": {"structure": "spread"},
@@ -139,12 +140,12 @@ DEFAULT_ABLATION_ROWS: dict[str, dict] = {
 DEFAULT_ABLATION_TUNED: dict[str, dict[str, dict]] = {
     "pmnist10": {
         "anpyc-default": {"lam": 3.0}, "omega-magnitude": {"lam": 0.1}, "omega-fisher": {"lam": 3.0},
-        "omega-removal-form": {"lam": 1.0}, "with-elementwise": {"lam": 3.0}, "with-structure": {"lam": 1.0},
+        "omega-uniform": {"lam": 0.003}, "omega-removal-form": {"lam": 1.0}, "with-elementwise": {"lam": 3.0}, "with-structure": {"lam": 1.0},
         "with-pruning": {"lam": 3.0},
     },
     "pmnist10-domain": {
         "anpyc-default": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3}, "omega-fisher": {"lam": 10.0},
-        "omega-removal-form": {"lam": 10.0}, "with-elementwise": {"lam": 10.0}, "with-structure": {"lam": 3.0},
+        "omega-uniform": {"lam": 0.01}, "omega-removal-form": {"lam": 10.0}, "with-elementwise": {"lam": 10.0}, "with-structure": {"lam": 3.0},
         "with-pruning": {"lam": 10.0},
     },
 }
@@ -265,7 +266,7 @@ SUITES: dict[str, Suite] = {
     "ablation-default": _ablation_suite(
         "pmnist10", default_ablation_aliases, "the ablation's second stage (pmnist10): the default's own base (Omega "
         "with the authors' sign, and consolidation) with Omega replaced by |theta| and by the Fisher, its sign by "
-        "the removal form, and element-wise updating, "
+        "the removal form, by ones (a plain L2 pull), and element-wise updating, "
         "structure-awareness and pruning each added back; fine-tune is the row without consolidation; each row's "
         "lambda tuned on validation",
     ),

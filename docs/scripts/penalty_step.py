@@ -1,5 +1,5 @@
 """ANPyC's penalty taken as a proximal step, its shared head weighted apart, each task's Ω
-scaled to mean 1, the consolidated Ω decayed, or Ω replaced by ones: explored outside the library (docs/anpyc.md, "Leads explored"; none is the
+scaled to mean 1, or the consolidated Ω decayed: explored outside the library (docs/anpyc.md, "Leads explored"; none is the
 paper's mechanism nor an option).
 
 On pmnist10-domain λ above the preset's 10 diverges (SGD with momentum overshoots on the most
@@ -10,9 +10,7 @@ same objective, stable at any λ (the penalty no longer enters the momentum, so 
 ``--task-mean`` divides each task's Ω by its mean over every penalised entry before it is added
 to the consolidated Ω, so every task weighs alike whatever the scale of its entropy gradients;
 ``--decay G`` multiplies the consolidated Ω by G before each task's is added (``Ω ← G Ω + Ω_t``,
-online EWC's running Fisher, so old tasks' constraints fade); ``--uniform`` gives every penalised
-entry of each task the importance 1 (a plain L2 pull to the last anchor, its strength λ times the
-number of tasks seen: what any importance estimate is measured against); ``--omega-means FILE`` writes each task's Ω mean (before any change) to FILE, a JSON list:
+online EWC's running Fisher, so old tasks' constraints fade); ``--omega-means FILE`` writes each task's Ω mean (before any change) to FILE, a JSON list:
 
     python docs/scripts/penalty_step.py --proximal -- compare --protocol pmnist10-domain \\
         --methods anpyc --param anpyc.lam=100 --seeds 1 --threads 1 --out DIR
@@ -48,7 +46,7 @@ def proximal_(method: ANPyC, model, lr: float) -> None:
 
 @contextmanager
 def patched(proximal: bool, head_scale: float, task_mean: bool = False,
-            means: list[float] | None = None, decay: float = 1.0, uniform: bool = False) -> Iterator[None]:
+            means: list[float] | None = None, decay: float = 1.0) -> Iterator[None]:
     """ANPyC with the chosen changes while the block runs, itself again afterwards; each task's
     Ω mean (before the changes) appended to ``means`` when given."""
     saved = {k: getattr(ANPyC, k) for k in ("penalty", "after_step", "estimate_importance", "merge_importance")}
@@ -62,8 +60,6 @@ def patched(proximal: bool, head_scale: float, task_mean: bool = False,
         if means is not None and new:
             means.append(float(torch.cat([v.flatten() for v in new.values()]).mean()))
         new = {n: v * head_scale if n.startswith("heads.0.") else v for n, v in new.items()}
-        if uniform:
-            new = {n: torch.ones_like(v) for n, v in new.items()}
         if task_mean and new:
             mean = torch.cat([v.flatten() for v in new.values()]).mean()
             new = {n: v / mean for n, v in new.items()} if mean > 0 else new
@@ -80,7 +76,7 @@ def patched(proximal: bool, head_scale: float, task_mean: bool = False,
     if proximal:
         ANPyC.penalty = lambda self, model, x, y, t: None
         ANPyC.after_step = after_step
-    if head_scale != 1 or task_mean or uniform or means is not None:
+    if head_scale != 1 or task_mean or means is not None:
         ANPyC.estimate_importance = estimate
     try:
         yield
@@ -97,7 +93,7 @@ def other_processes(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str]) -> int:
-    """``penalty_step.py [--proximal] [--head-scale K] [--task-mean] [--decay G] [--uniform] -- ANPYC ARGS...``."""
+    """``penalty_step.py [--proximal] [--head-scale K] [--task-mean] [--decay G] -- ANPYC ARGS...``."""
     argv = list(argv)
     cut = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser(prog="penalty_step.py", description=__doc__.splitlines()[0])
@@ -105,7 +101,6 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--head-scale", type=float, default=1.0, help="the shared head's Ω times K")
     parser.add_argument("--task-mean", action="store_true", help="each task's Ω divided by its mean")
     parser.add_argument("--decay", type=float, default=1.0, help="the consolidated Ω times G before each task's is added")
-    parser.add_argument("--uniform", action="store_true", help="every penalised entry's Ω 1 per task")
     parser.add_argument("--omega-means", metavar="FILE", help="write each task's Ω mean to FILE (JSON)")
     args = parser.parse_args(argv[:cut])
     if not 0 < args.decay <= 1:
@@ -113,7 +108,7 @@ def main(argv: Sequence[str]) -> int:
     if error := other_processes(argv[cut + 1:]):
         parser.error(error)
     means: list[float] | None = [] if args.omega_means else None
-    with patched(args.proximal, args.head_scale, args.task_mean, means, args.decay, args.uniform):
+    with patched(args.proximal, args.head_scale, args.task_mean, means, args.decay):
         code = cli.main(argv[cut + 1:])
     if args.omega_means:
         write_json(args.omega_means, means)

@@ -245,11 +245,11 @@ def test_defaults_keep_the_mechanisms_that_earned_their_place_in_the_committed_a
     (docs/scripts/ablation_table.py gives the verdicts). A mechanism is on by default exactly
     when it earns its place (adds more than both std) on at least one protocol on the default's
     own base (docs/benchmarks/ablation-default): removing consolidation, Omega replaced by
-    |theta|, Omega's authors' sign replaced by the removal form, element-wise updating, structure-awareness or pruning added back. And none of
+    |theta| or by ones (a plain L2 pull), Omega's authors' sign replaced by the removal form, element-wise updating, structure-awareness or pruning added back. And none of
     those left out earned its place with every mechanism of the paper on (docs/benchmarks/ablation),
     the first stage, which chose the default's base. The rows with the Fisher in Omega's place
-    are not read: it did better on both protocols, but with it the default would be online EWC's
-    loss under ANPyC's name (docs/anpyc.md says so)."""
+    are not read: level on both protocols now (in the removal form it did better), and with it the
+    default would be online EWC's loss under ANPyC's name (docs/anpyc.md says so)."""
     from pathlib import Path
 
     from anpyc.methods.anpyc import ANPyCConfig
@@ -261,12 +261,13 @@ def test_defaults_keep_the_mechanisms_that_earned_their_place_in_the_committed_a
     first = [table.verdicts(root / "ablation" / p) for p in protocols]
     second = [table.verdicts(root / "ablation-default" / p) for p in protocols]
     assert all(len(f) == 6 and all(v[2] != "no claim (1 seed)" for v in f.values()) for f in first)
-    assert all(len(f) == 7 and all(v[2] != "no claim (1 seed)" for v in f.values()) for f in second)
+    assert all(len(f) == 8 and all(v[2] != "no claim (1 seed)" for v in f.values()) for f in second)
     d = ANPyCConfig()
     # mechanism -> (on by default, its row in the first stage, its row in the second); the first
     # stage ran Omega in its removal form only, so the sign has a row in the second alone
     mechanisms = {"consolidation": (d.lam > 0, "no-consolidation", "finetune"),
                   "omega": (d.importance == "omega", "omega-magnitude", "omega-magnitude"),
+                  "omega-over-l2": (d.importance == "omega", None, "omega-uniform"),  # ones: a plain L2 pull
                   "authors-sign": (d.taylor_form == "reference", None, "omega-removal-form"),
                   "elementwise": (d.update == "elementwise", "no-elementwise", "with-elementwise"),
                   "structure": (d.structure != "none", "no-structure", "with-structure"),

@@ -1,6 +1,6 @@
 """ANPyC's penalty taken as a proximal step, its shared head weighted apart, each task's Ω
-scaled to mean 1, or the consolidated Ω decayed: explored outside the library (docs/anpyc.md, "Leads explored"; none is the
-paper's mechanism nor an option).
+scaled to mean 1, or the consolidated Ω decayed: explored outside the library (docs/anpyc.md,
+"Leads explored"; none is the paper's mechanism nor an option).
 
 On pmnist10-domain λ above the preset's 10 diverges (SGD with momentum overshoots on the most
 important weights). ``--proximal`` drops the penalty from the loss and, after every optimizer
@@ -10,7 +10,8 @@ same objective, stable at any λ (the penalty no longer enters the momentum, so 
 ``--task-mean`` divides each task's Ω by its mean over every penalised entry before it is added
 to the consolidated Ω, so every task weighs alike whatever the scale of its entropy gradients;
 ``--decay G`` multiplies the consolidated Ω by G before each task's is added (``Ω ← G Ω + Ω_t``,
-online EWC's running Fisher, so old tasks' constraints fade); ``--omega-means FILE`` writes each task's Ω mean (before any change) to FILE, a JSON list:
+online EWC's running Fisher, so old tasks' constraints fade); ``--omega-means FILE`` writes each
+task's Ω mean (before any change) to FILE, a JSON list:
 
     python docs/scripts/penalty_step.py --proximal -- compare --protocol pmnist10-domain \\
         --methods anpyc --param anpyc.lam=100 --seeds 1 --threads 1 --out DIR

@@ -202,7 +202,8 @@ def test_uniform_importance_is_a_plain_l2_pull_and_pruning_then_goes_by_magnitud
     """``importance='uniform'`` (the ablation's row against ones): each task adds 1 to every
     penalised entry, so after two tasks the penalty is ``2 lam |theta - theta*|^2``, a shared
     head included; with pruning the released entries are the smallest weights and weigh 0."""
-    stream, model, method = _setup(tasks=2, head="single", importance="uniform", prune=False, update="plain", structure="none")
+    stream, model, method = _setup(tasks=2, head="single", importance="uniform", prune=False, update="plain",
+                                   structure="none")
     for t in range(2):
         _train_task(stream, model, method, t)
     assert all(torch.all(method.omega(n) == 2) for n, _ in method.penalized(model))
@@ -245,7 +246,8 @@ def test_defaults_keep_the_mechanisms_that_earned_their_place_in_the_committed_a
     (docs/scripts/ablation_table.py gives the verdicts). A mechanism is on by default exactly
     when it earns its place (adds more than both std) on at least one protocol on the default's
     own base (docs/benchmarks/ablation-default): removing consolidation, Omega replaced by
-    |theta| or by ones (a plain L2 pull), Omega's authors' sign replaced by the removal form, element-wise updating, structure-awareness or pruning added back. And none of
+    |theta| or by ones (a plain L2 pull), Omega's authors' sign replaced by the removal form,
+    element-wise updating, structure-awareness or pruning added back. And none of
     those left out earned its place with every mechanism of the paper on (docs/benchmarks/ablation),
     the first stage, which chose the default's base. The rows with the Fisher in Omega's place
     are not read: level on both protocols now (in the removal form it did better), and with it the

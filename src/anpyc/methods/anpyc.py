@@ -89,8 +89,9 @@ class ANPyCConfig:
     """Hyper-parameters of ANPyC (the paper's symbols where it has them).
 
     Consolidation: ``lam`` (lambda; 0 turns consolidation off), ``importance`` (``omega``, the
-    paper's; ``magnitude``; ``fisher``; ``uniform``, a plain L2 pull), ``taylor_form``, ``importance_signal`` (``entropy``,
-    the paper's; ``loss``; ``output_norm`` for generators), ``structure`` and ``spread`` /
+    paper's; ``magnitude``; ``fisher``; ``uniform``, a plain L2 pull), ``taylor_form``,
+    ``importance_signal`` (``entropy``, the paper's; ``loss``; ``output_norm`` for generators),
+    ``structure`` and ``spread`` /
     ``beta`` (how the layer structure shapes Omega), ``merge`` over tasks (``sum``: the
     reference with pruning; ``max``: without), ``importance_samples`` (examples per estimate;
     ``None``: the whole training set, as the reference), ``update`` (``elementwise``: the

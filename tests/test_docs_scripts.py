@@ -244,6 +244,25 @@ def test_omega_floor_record_tables_are_the_scripts_output_on_its_committed_runs(
     assert script.table(record / "omega-floor").strip() in (record / "README.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.parametrize("record", ["task-mean", "omega-decay", "l2-pull"])
+def test_fifty_task_exploration_tables_are_their_runs_figures(record):
+    """docs/benchmarks/long/{task-mean,omega-decay,l2-pull}: every committed 50-task run has a row
+    of its README's table with its validation ACC, test ACC, BWT, mean learning accuracy (the
+    accuracy matrix's diagonal) and task 1's final accuracy, read from its metrics.json."""
+    folder = ROOT / "docs" / "benchmarks" / "long" / record
+    rows = [line.replace("**", "").replace("\u2212", "-").split(" | ")[1:]
+            for line in (folder / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    runs = [json.loads(f.read_text()) for f in sorted(folder.glob("runs/*/metrics.json"))]
+    runs = [m for m in runs if m["n_tasks"] == 50]
+    assert runs
+    for m in runs:
+        R = m["acc_matrix"]
+        learnt = sum(R[i][i] for i in range(len(R))) / len(R)
+        figures = [f"{100 * m['val_avg_acc']:.2f}", f"{100 * m['avg_acc']:.2f}", f"{100 * m['bwt']:.2f}",
+                   f"{100 * learnt:.2f}", f"{100 * R[-1][0]:.1f} |"]
+        assert figures in [r[:5] for r in rows], (record, figures)
+
+
 def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(tmp_path):
     """docs/scripts/penalty_step.py (the proximal-step exploration of docs/anpyc.md): the step
     solves ``(θ - θ')² / (2 lr) + λ Ω (θ - θ*)²`` per weight, a run under both changes finishes,

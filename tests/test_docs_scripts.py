@@ -263,6 +263,58 @@ def test_fifty_task_exploration_tables_are_their_runs_figures(record):
         assert figures in [r[:5] for r in rows], (record, figures)
 
 
+def _bench_row(folder: Path, method: str) -> dict:
+    return json.loads((folder / "bench.json").read_text(encoding="utf-8"))["methods"][method]
+
+
+def _against(row: dict, ref: dict) -> str:
+    from anpyc.report.stats import format_p, welch_t_test
+
+    welch = welch_t_test(row["avg_acc"], ref["avg_acc"], row["n_seeds"], ref["n_seeds"])
+    return f"{100 * (row['avg_acc']['mean'] - ref['avg_acc']['mean']):+.2f}, {format_p(welch.p)}".replace("-", "\u2212")
+
+
+#: the warm-start credit records: README -> (the bench of the reference rows, its table's first
+#: column -> (bench folder, None for the reference bench; method), the methods of the reference
+#: bench the last two columns compare with, None for the row's own preset and SI)
+WARM_START = {
+    "long/masks-credit": ("long", {
+        "`anpyc-masks`, its preset (the long bench)": (None, "anpyc-masks"),
+        "PackNet, its preset (the long bench)": (None, "packnet"),
+        "`anpyc-masks`, `keep_first` 0.2": ("keep-first-0.2", "anpyc-masks"),
+        "`anpyc-masks`, `reinit` zero": ("reinit-zero", "anpyc-masks"),
+        "`anpyc-masks`, `prune_last` false": ("prune-last-false", "anpyc-masks"),
+        "`anpyc-masks`, all three undone": ("all-three", "anpyc-masks"),
+        "PackNet, `reinit` keep": ("packnet-reinit-keep", "packnet"),
+    }, ("anpyc-masks", "packnet")),
+    "pmnist10/warm-start": ("pmnist10", {
+        "PackNet, its preset (`reinit` zero)": (None, "packnet"),
+        "`anpyc-masks`, its preset (`reinit` keep)": (None, "anpyc-masks"),
+        "PackNet, `reinit` keep": ("packnet-reinit-keep", "packnet"),
+        "`anpyc-masks`, `reinit` zero": ("anpyc-masks-reinit-zero", "anpyc-masks"),
+    }, None),
+}
+
+
+@pytest.mark.parametrize("record", sorted(WARM_START))
+def test_warm_start_credit_tables_are_their_benches_figures(record):
+    """docs/benchmarks/{long/masks-credit,pmnist10/warm-start}: every row of the table carries its
+    bench's ACC (mean ± std), validation ACC, and the difference and Welch p against the rows it
+    is compared with, as read from the committed bench.json files."""
+    base_name, rows, refs = WARM_START[record]
+    folder, base = ROOT / "docs" / "benchmarks" / record, ROOT / "docs" / "benchmarks" / base_name
+    table = {cells[0].replace("**", ""): [c.replace("**", "") for c in cells[1:]]
+             for line in (folder / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| ")
+             for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    for label, (sub, method) in rows.items():
+        row = _bench_row(folder / sub if sub else base, method)
+        compared = refs or (method, "si")  # pmnist10/warm-start: against the row's own preset and SI
+        expected = [f"{100 * row['avg_acc']['mean']:.1f} \u00b1 {100 * row['avg_acc']['std']:.1f}",
+                    f"{100 * row['val_avg_acc']['mean']:.1f}",
+                    *("" if sub is None and m == method else _against(row, _bench_row(base, m)) for m in compared)]
+        assert table[label] == expected, (record, label)
+
+
 def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(tmp_path):
     """docs/scripts/penalty_step.py (the proximal-step exploration of docs/anpyc.md): the step
     solves ``(θ - θ')² / (2 lr) + λ Ω (θ - θ*)²`` per weight, a run under both changes finishes,

@@ -293,12 +293,17 @@ WARM_START = {
         "PackNet, `reinit` keep": ("packnet-reinit-keep", "packnet"),
         "`anpyc-masks`, `reinit` zero": ("anpyc-masks-reinit-zero", "anpyc-masks"),
     }, None),
+    "pmnist10-domain/warm-start": ("pmnist10-domain", {
+        "PackNet+inference, its preset (`reinit` zero)": (None, "packnet+inference"),
+        "`anpyc-masks+inference`, its preset (`reinit` keep)": (None, "anpyc-masks+inference"),
+        "PackNet+inference, `reinit` keep": ("packnet-inference-reinit-keep", "packnet+inference"),
+    }, ("packnet+inference", "anpyc-masks+inference")),
 }
 
 
 @pytest.mark.parametrize("record", sorted(WARM_START))
 def test_warm_start_credit_tables_are_their_benches_figures(record):
-    """docs/benchmarks/{long/masks-credit,pmnist10/warm-start}: every row of the table carries its
+    """docs/benchmarks/{long/masks-credit,pmnist10/warm-start,pmnist10-domain/warm-start}: every row of the table carries its
     bench's ACC (mean ± std), validation ACC, and the difference and Welch p against the rows it
     is compared with, as read from the committed bench.json files."""
     base_name, rows, refs = WARM_START[record]

@@ -303,9 +303,9 @@ WARM_START = {
 
 @pytest.mark.parametrize("record", sorted(WARM_START))
 def test_warm_start_credit_tables_are_their_benches_figures(record):
-    """docs/benchmarks/{long/masks-credit,pmnist10/warm-start,pmnist10-domain/warm-start}: every row of the table carries its
-    bench's ACC (mean ± std), validation ACC, and the difference and Welch p against the rows it
-    is compared with, as read from the committed bench.json files."""
+    """docs/benchmarks/{long/masks-credit,pmnist10/warm-start,pmnist10-domain/warm-start}: every
+    row of the table carries its bench's ACC (mean ± std), validation ACC, and the difference and
+    Welch p against the rows it is compared with, as read from the committed bench.json files."""
     base_name, rows, refs = WARM_START[record]
     folder, base = ROOT / "docs" / "benchmarks" / record, ROOT / "docs" / "benchmarks" / base_name
     table = {cells[0].replace("**", ""): [c.replace("**", "") for c in cells[1:]]
@@ -318,6 +318,38 @@ def test_warm_start_credit_tables_are_their_benches_figures(record):
                     f"{100 * row['val_avg_acc']['mean']:.1f}",
                     *("" if sub is None and m == method else _against(row, _bench_row(base, m)) for m in compared)]
         assert table[label] == expected, (record, label)
+
+
+def test_baselines_warm_start_table_is_the_records_figures():
+    """docs/baselines.md, "PackNet: the warm start": each row's ACC on pmnist10 and over 50 tasks
+    (mean ± std) and, for a changed setting, Welch's p against the method's preset, from the
+    records' bench.json files."""
+    from anpyc.report.stats import format_p, welch_t_test
+
+    bench = ROOT / "docs" / "benchmarks"
+    where = {  # row -> (method, the pmnist10 folder, the 50-task folder; None: the protocol's bench)
+        "PackNet, its preset (`reinit` zero)": ("packnet", None, None),
+        "PackNet, `reinit` keep": ("packnet", "pmnist10/warm-start/packnet-reinit-keep",
+                                   "long/masks-credit/packnet-reinit-keep"),
+        "`anpyc-masks`, its preset (`reinit` keep)": ("anpyc-masks", None, None),
+        "`anpyc-masks`, `reinit` zero": ("anpyc-masks", "pmnist10/warm-start/anpyc-masks-reinit-zero",
+                                         "long/masks-credit/reinit-zero"),
+    }
+    text = (ROOT / "docs" / "baselines.md").read_text(encoding="utf-8")
+    section = text[text.index("## PackNet: the warm start"):text.index("## HAT")]
+    table = {cells[0]: [c.replace("**", "") for c in cells[1:]]
+             for line in section.splitlines() if line.startswith("| ")
+             for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    for label, (method, *folders) in where.items():
+        expected = []
+        for protocol, folder in zip(("pmnist10", "long"), folders):
+            preset, row = _bench_row(bench / protocol, method), _bench_row(bench / (folder or protocol), method)
+            cell = f"{100 * row['avg_acc']['mean']:.1f} \u00b1 {100 * row['avg_acc']['std']:.1f}"
+            if folder:
+                welch = welch_t_test(row["avg_acc"], preset["avg_acc"], row["n_seeds"], preset["n_seeds"])
+                cell += f" ({format_p(welch.p)})"
+            expected.append(cell)
+        assert table[label] == expected, label
 
 
 def test_penalty_step_takes_the_penalised_minimiser_and_leaves_anpyc_as_it_was(tmp_path):

@@ -121,6 +121,23 @@ def test_an_alias_runs_with_its_methods_preset(tmp_path, monkeypatch):
     assert plan.aliases["er-200"] == ("er", {"replay_batch": 32, "buffer": 200}) and plan.params == {}
 
 
+@pytest.mark.parametrize("name", ["pmnist10", "long"])
+def test_task_aware_suites_give_packnet_the_masks_variants_warm_start(name):
+    """The row that credits anpyc-masks' warm start: PackNet at its own preset, released weights
+    keeping their values instead of the paper's zeros."""
+    from dataclasses import asdict
+
+    from anpyc.experiments.bench import bench_plan
+
+    plan = bench_plan(name)
+    assert {"packnet-reinit-keep", "packnet", "anpyc-masks"} <= set(plan.methods)
+    configs = plan.configs()
+    keep, paper = configs["packnet-reinit-keep"], configs["packnet"]
+    assert keep.method == "packnet" and (keep.method_params.reinit, paper.method_params.reinit) == ("keep", "zero")
+    assert {**asdict(keep.method_params), "reinit": "zero"} == asdict(paper.method_params)
+    assert paper.method_params.prune_fraction == 0.9  # the preset applies to both
+
+
 # ----------------------------------------------------------------------------- without task ids: like with like
 @pytest.mark.parametrize("name", ["pmnist10-domain", "split-mnist-class", "split-fmnist-class"])
 def test_no_task_id_suites_give_the_density_model_to_every_method(name):

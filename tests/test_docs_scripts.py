@@ -267,6 +267,12 @@ def _bench_row(folder: Path, method: str) -> dict:
     return json.loads((folder / "bench.json").read_text(encoding="utf-8"))["methods"][method]
 
 
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """A Markdown table's rows by their first cell, bold marks dropped."""
+    return {cells[0]: cells[1:] for line in text.splitlines() if line.startswith("| ")
+            for cells in [[c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]]}
+
+
 def _against(row: dict, ref: dict) -> str:
     from anpyc.report.stats import format_p, welch_t_test
 
@@ -308,9 +314,7 @@ def test_warm_start_credit_tables_are_their_benches_figures(record):
     Welch p against the rows it is compared with, as read from the committed bench.json files."""
     base_name, rows, refs = WARM_START[record]
     folder, base = ROOT / "docs" / "benchmarks" / record, ROOT / "docs" / "benchmarks" / base_name
-    table = {cells[0].replace("**", ""): [c.replace("**", "") for c in cells[1:]]
-             for line in (folder / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| ")
-             for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    table = _table_rows((folder / "README.md").read_text(encoding="utf-8"))
     for label, (sub, method) in rows.items():
         row = _bench_row(folder / sub if sub else base, method)
         compared = refs or (method, "si")  # pmnist10/warm-start: against the row's own preset and SI
@@ -337,9 +341,7 @@ def test_baselines_warm_start_table_is_the_records_figures():
     }
     text = (ROOT / "docs" / "baselines.md").read_text(encoding="utf-8")
     section = text[text.index("## PackNet: the warm start"):text.index("## HAT")]
-    table = {cells[0]: [c.replace("**", "") for c in cells[1:]]
-             for line in section.splitlines() if line.startswith("| ")
-             for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    table = _table_rows(section)
     for label, (method, *folders) in where.items():
         expected = []
         for protocol, folder in zip(("pmnist10", "long"), folders):

@@ -244,14 +244,20 @@ def test_omega_floor_record_tables_are_the_scripts_output_on_its_committed_runs(
     assert script.table(record / "omega-floor").strip() in (record / "README.md").read_text(encoding="utf-8")
 
 
+def _table_rows(text: str) -> dict[str, list[str]]:
+    """A Markdown table's rows by their first cell, bold marks dropped."""
+    return {cells[0]: cells[1:] for line in text.splitlines() if line.startswith("| ")
+            for cells in [[c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]]}
+
+
 @pytest.mark.parametrize("record", ["task-mean", "omega-decay", "l2-pull"])
 def test_fifty_task_exploration_tables_are_their_runs_figures(record):
     """docs/benchmarks/long/{task-mean,omega-decay,l2-pull}: every committed 50-task run has a row
     of its README's table with its validation ACC, test ACC, BWT, mean learning accuracy (the
     accuracy matrix's diagonal) and task 1's final accuracy, read from its metrics.json."""
     folder = ROOT / "docs" / "benchmarks" / "long" / record
-    rows = [line.replace("**", "").replace("\u2212", "-").split(" | ")[1:]
-            for line in (folder / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    rows = [[c.replace("\u2212", "-") for c in cells]
+            for cells in _table_rows((folder / "README.md").read_text(encoding="utf-8")).values()]
     runs = [json.loads(f.read_text()) for f in sorted(folder.glob("runs/*/metrics.json"))]
     runs = [m for m in runs if m["n_tasks"] == 50]
     assert runs
@@ -259,18 +265,12 @@ def test_fifty_task_exploration_tables_are_their_runs_figures(record):
         R = m["acc_matrix"]
         learnt = sum(R[i][i] for i in range(len(R))) / len(R)
         figures = [f"{100 * m['val_avg_acc']:.2f}", f"{100 * m['avg_acc']:.2f}", f"{100 * m['bwt']:.2f}",
-                   f"{100 * learnt:.2f}", f"{100 * R[-1][0]:.1f} |"]
+                   f"{100 * learnt:.2f}", f"{100 * R[-1][0]:.1f}"]
         assert figures in [r[:5] for r in rows], (record, figures)
 
 
 def _bench_row(folder: Path, method: str) -> dict:
     return json.loads((folder / "bench.json").read_text(encoding="utf-8"))["methods"][method]
-
-
-def _table_rows(text: str) -> dict[str, list[str]]:
-    """A Markdown table's rows by their first cell, bold marks dropped."""
-    return {cells[0]: cells[1:] for line in text.splitlines() if line.startswith("| ")
-            for cells in [[c.strip().replace("**", "") for c in line.strip().strip("|").split("|")]]}
 
 
 def _against(row: dict, ref: dict) -> str:

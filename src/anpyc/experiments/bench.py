@@ -144,13 +144,13 @@ DEFAULT_ABLATION_ROWS: dict[str, dict] = {
 DEFAULT_ABLATION_TUNED: dict[str, dict[str, dict]] = {
     "pmnist10": {
         "anpyc-default": {"lam": 3.0}, "omega-magnitude": {"lam": 0.1}, "omega-fisher": {"lam": 3.0},
-        "omega-uniform": {"lam": 0.003}, "omega-removal-form": {"lam": 1.0}, "with-elementwise": {"lam": 3.0}, "with-structure": {"lam": 1.0},
-        "with-pruning": {"lam": 3.0},
+        "omega-uniform": {"lam": 0.003}, "omega-removal-form": {"lam": 1.0}, "with-elementwise": {"lam": 3.0},
+        "with-structure": {"lam": 1.0}, "with-pruning": {"lam": 3.0},
     },
     "pmnist10-domain": {
         "anpyc-default": {"lam": 10.0}, "omega-magnitude": {"lam": 0.3}, "omega-fisher": {"lam": 10.0},
-        "omega-uniform": {"lam": 0.01}, "omega-removal-form": {"lam": 10.0}, "with-elementwise": {"lam": 10.0}, "with-structure": {"lam": 3.0},
-        "with-pruning": {"lam": 10.0},
+        "omega-uniform": {"lam": 0.01}, "omega-removal-form": {"lam": 10.0}, "with-elementwise": {"lam": 10.0},
+        "with-structure": {"lam": 3.0}, "with-pruning": {"lam": 10.0},
     },
 }
 
@@ -298,7 +298,8 @@ SUITES: dict[str, Suite] = {
         budget="epochs",  # the authors' protocol: each pruning step retrains on top of the epoch
     ),
     "long": _of_protocol(
-        "pmnist10", Methods(without=frozenset({"upper-bound", "no-network"})), seeds=3, aliases=WARM_START_ALIASES,
+        "pmnist10", Methods(without=frozenset({"upper-bound", "no-network"})), seeds=3,
+        aliases=WARM_START_ALIASES,
         description="long permuted-MNIST sequence (50 tasks unless --tasks): protocol pmnist10, "
         "test accuracy on 2000 images per task",
         base={"stream": {"tasks": 50, "test_subsample": 2000, "val_subsample": 1000}},

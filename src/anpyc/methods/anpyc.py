@@ -91,12 +91,11 @@ class ANPyCConfig:
     Consolidation: ``lam`` (lambda; 0 turns consolidation off), ``importance`` (``omega``, the
     paper's; ``magnitude``; ``fisher``; ``uniform``, a plain L2 pull), ``taylor_form``,
     ``importance_signal`` (``entropy``, the paper's; ``loss``; ``output_norm`` for generators),
-    ``structure`` and ``spread`` /
-    ``beta`` (how the layer structure shapes Omega), ``merge`` over tasks (``sum``: the
-    reference with pruning; ``max``: without), ``importance_samples`` (examples per estimate;
-    ``None``: the whole training set, as the reference), ``update`` (``elementwise``: the
-    element-wise updating strategy with ``update_strength``; ``plain``: the penalty alone) and
-    ``consolidate_head`` (a single shared head is consolidated too).
+    ``structure`` and ``spread`` / ``beta`` (how the layer structure shapes Omega), ``merge``
+    over tasks (``sum``: the reference with pruning; ``max``: without), ``importance_samples``
+    (examples per estimate; ``None``: the whole training set, as the reference), ``update``
+    (``elementwise``: the element-wise updating strategy with ``update_strength``; ``plain``: the
+    penalty alone) and ``consolidate_head`` (a single shared head is consolidated too).
 
     Pruning: ``prune`` (off: consolidation only), ``keep_schedule`` (``geometric``: the task keeps
     ``max(keep_first * keep_decay**t, keep_min)`` of the free pool; ``reference``: the authors'
